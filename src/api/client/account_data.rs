@@ -1,0 +1,69 @@
+//! Client config: account data, global and per room (spec: Client Config).
+
+use axum::extract::State;
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde_json::{json, Value};
+
+use crate::{
+    api::{ok, ApiResult, AppState, Auth, Json, Path},
+    services::accounts::Requester,
+    Error,
+};
+
+fn own(r: &Requester, user: &str) -> Result<(), Error> {
+    let u = UserId::parse(user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    if u != r.user_id {
+        return Err(Error::forbidden(
+            "Cannot access another user's account data",
+        ));
+    }
+    Ok(())
+}
+
+fn room(id: &str) -> Result<OwnedRoomId, Error> {
+    RoomId::parse(id).map_err(|_| Error::invalid_param("Invalid room id"))
+}
+
+pub async fn get_global(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, kind)): Path<(String, String)>,
+) -> ApiResult {
+    own(&r, &user)?;
+    ok(s.get_account_data(&r.user_id, None, &kind).await?)
+}
+
+pub async fn put_global(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, kind)): Path<(String, String)>,
+    Json(b): Json<Value>,
+) -> ApiResult {
+    own(&r, &user)?;
+    s.put_account_data(&r.user_id, None, &kind, &b).await?;
+    ok(json!({}))
+}
+
+pub async fn get_room(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, room_id, kind)): Path<(String, String, String)>,
+) -> ApiResult {
+    own(&r, &user)?;
+    ok(
+        s.get_account_data(&r.user_id, Some(&room(&room_id)?), &kind)
+            .await?,
+    )
+}
+
+pub async fn put_room(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, room_id, kind)): Path<(String, String, String)>,
+    Json(b): Json<Value>,
+) -> ApiResult {
+    own(&r, &user)?;
+    s.put_account_data(&r.user_id, Some(&room(&room_id)?), &kind, &b)
+        .await?;
+    ok(json!({}))
+}

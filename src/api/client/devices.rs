@@ -1,0 +1,98 @@
+//! Device management (spec: Device management).
+
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{
+    api::{ok, ApiResult, AppState, Auth, Json, Path},
+    services::accounts::AuthData,
+    store::users::DeviceRow,
+    Error,
+};
+
+fn device_json(d: DeviceRow) -> Value {
+    json!({
+        "device_id": d.device_id,
+        "display_name": d.display_name,
+        "last_seen_ts": d.last_seen_ts,
+        "last_seen_ip": d.last_seen_ip,
+    })
+}
+
+pub async fn list(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
+    let devices: Vec<Value> =
+        s.db.list_devices(r.user_id.as_str())
+            .await?
+            .into_iter()
+            .map(device_json)
+            .collect();
+    ok(json!({ "devices": devices }))
+}
+
+pub async fn get(State(s): State<AppState>, Auth(r): Auth, Path(id): Path<String>) -> ApiResult {
+    let d =
+        s.db.get_device(r.user_id.as_str(), &id)
+            .await?
+            .ok_or_else(|| Error::not_found("Device not found"))?;
+    ok(device_json(d))
+}
+
+#[derive(Deserialize)]
+pub struct RenameBody {
+    display_name: Option<String>,
+}
+
+pub async fn rename(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+    Json(b): Json<RenameBody>,
+) -> ApiResult {
+    if b.display_name.as_ref().is_some_and(|n| n.len() > 512) {
+        return Err(Error::too_large("Device name too long"));
+    }
+    if !s
+        .db
+        .rename_device(r.user_id.as_str(), &id, b.display_name.as_deref())
+        .await?
+    {
+        return Err(Error::not_found("Device not found"));
+    }
+    ok(json!({}))
+}
+
+#[derive(Deserialize)]
+pub struct AuthBody {
+    auth: Option<AuthData>,
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+    Json(b): Json<AuthBody>,
+) -> ApiResult {
+    if s.db.get_device(r.user_id.as_str(), &id).await?.is_none() {
+        return Err(Error::not_found("Device not found"));
+    }
+    s.uia_password(&r, b.auth).await?;
+    s.delete_devices(&r.user_id, &[id]).await?;
+    ok(json!({}))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteManyBody {
+    auth: Option<AuthData>,
+    devices: Vec<String>,
+}
+
+pub async fn delete_many(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Json(b): Json<DeleteManyBody>,
+) -> ApiResult {
+    s.uia_password(&r, b.auth).await?;
+    s.delete_devices(&r.user_id, &b.devices).await?;
+    ok(json!({}))
+}

@@ -1,0 +1,50 @@
+//! Server discovery and capabilities (spec: Server discovery, Capabilities negotiation).
+
+use axum::extract::State;
+use serde_json::json;
+
+use crate::{
+    api::{ok, ApiResult, AppState, Auth},
+    services::rooms::version::SUPPORTED,
+};
+
+pub async fn versions() -> ApiResult {
+    ok(json!({
+        "versions": [
+            "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
+            "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16"
+        ],
+        "unstable_features": {}
+    }))
+}
+
+pub async fn well_known_client(State(s): State<AppState>) -> ApiResult {
+    let base = s.config.public_baseurl();
+    ok(json!({ "m.homeserver": { "base_url": base } }))
+}
+
+pub async fn well_known_server(State(s): State<AppState>) -> ApiResult {
+    let server = if s.server_name.port().is_some() {
+        s.server_name.to_string()
+    } else {
+        format!("{}:443", s.server_name)
+    };
+    ok(json!({ "m.server": server }))
+}
+
+pub async fn capabilities(State(s): State<AppState>, Auth(_): Auth) -> ApiResult {
+    let available: serde_json::Map<String, serde_json::Value> = SUPPORTED
+        .iter()
+        .map(|v| ((*v).to_owned(), json!("stable")))
+        .collect();
+    ok(json!({
+        "capabilities": {
+            "m.change_password": { "enabled": true },
+            "m.room_versions": { "default": s.config.default_room_version, "available": available },
+            "m.set_displayname": { "enabled": true },
+            "m.set_avatar_url": { "enabled": true },
+            "m.3pid_changes": { "enabled": false },
+            "m.get_login_token": { "enabled": false },
+        }
+    }))
+}

@@ -1,0 +1,189 @@
+//! Joining, inviting, leaving, kicking, banning; member lists (spec: Room membership).
+
+use axum::extract::State;
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    api::{ok, ApiResult, AppState, Auth, Json, Path, Query},
+    Error,
+};
+
+#[derive(Deserialize, Default)]
+pub struct ReasonBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct TargetBody {
+    user_id: String,
+    reason: Option<String>,
+}
+
+fn room(id: &str) -> Result<OwnedRoomId, Error> {
+    RoomId::parse(id).map_err(|_| Error::invalid_param("Invalid room id"))
+}
+
+fn user(id: &str) -> Result<ruma::OwnedUserId, Error> {
+    UserId::parse(id).map_err(|_| Error::invalid_param("Invalid user id"))
+}
+
+pub async fn join(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(target): Path<String>,
+    Json(b): Json<ReasonBody>,
+) -> ApiResult {
+    let room_id = s
+        .join_room(&r.user_id, &target, b.reason.as_deref())
+        .await?;
+    ok(json!({ "room_id": room_id }))
+}
+
+pub async fn join_by_id(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(target): Path<String>,
+    Json(b): Json<ReasonBody>,
+) -> ApiResult {
+    room(&target)?;
+    let room_id = s
+        .join_room(&r.user_id, &target, b.reason.as_deref())
+        .await?;
+    ok(json!({ "room_id": room_id }))
+}
+
+#[derive(Deserialize)]
+pub struct InviteBody {
+    user_id: String,
+    reason: Option<String>,
+    #[serde(default)]
+    is_direct: bool,
+}
+
+pub async fn invite(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+    Json(b): Json<InviteBody>,
+) -> ApiResult {
+    let extra = b.is_direct.then(|| json!({ "is_direct": true }));
+    s.set_membership(
+        &r.user_id,
+        &room(&id)?,
+        &user(&b.user_id)?,
+        "invite",
+        b.reason.as_deref(),
+        extra,
+    )
+    .await?;
+    ok(json!({}))
+}
+
+pub async fn leave(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+    Json(b): Json<ReasonBody>,
+) -> ApiResult {
+    s.leave_room(&r.user_id, &room(&id)?, b.reason.as_deref())
+        .await?;
+    ok(json!({}))
+}
+
+pub async fn forget(State(s): State<AppState>, Auth(r): Auth, Path(id): Path<String>) -> ApiResult {
+    s.forget_room(&r.user_id, &room(&id)?).await?;
+    ok(json!({}))
+}
+
+pub async fn kick(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+    Json(b): Json<TargetBody>,
+) -> ApiResult {
+    s.set_membership(
+        &r.user_id,
+        &room(&id)?,
+        &user(&b.user_id)?,
+        "leave",
+        b.reason.as_deref(),
+        None,
+    )
+    .await?;
+    ok(json!({}))
+}
+
+pub async fn ban(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+    Json(b): Json<TargetBody>,
+) -> ApiResult {
+    s.set_membership(
+        &r.user_id,
+        &room(&id)?,
+        &user(&b.user_id)?,
+        "ban",
+        b.reason.as_deref(),
+        None,
+    )
+    .await?;
+    ok(json!({}))
+}
+
+pub async fn unban(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+    Json(b): Json<TargetBody>,
+) -> ApiResult {
+    let room_id = room(&id)?;
+    let target = user(&b.user_id)?;
+    let current = s.db.membership(target.as_str(), room_id.as_str()).await?;
+    if current.is_none_or(|m| m.membership != "ban") {
+        return Err(Error::forbidden("User is not banned"));
+    }
+    s.set_membership(
+        &r.user_id,
+        &room_id,
+        &target,
+        "leave",
+        b.reason.as_deref(),
+        None,
+    )
+    .await?;
+    ok(json!({}))
+}
+
+#[derive(Deserialize)]
+pub struct MembersQuery {
+    membership: Option<String>,
+    not_membership: Option<String>,
+}
+
+pub async fn members(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> ApiResult {
+    let chunk = s
+        .room_members(
+            &r.user_id,
+            &room(&id)?,
+            q.membership.as_deref(),
+            q.not_membership.as_deref(),
+        )
+        .await?;
+    ok(json!({ "chunk": chunk }))
+}
+
+pub async fn joined_members(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(id): Path<String>,
+) -> ApiResult {
+    ok(s.joined_members(&r.user_id, &room(&id)?).await?)
+}

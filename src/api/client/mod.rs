@@ -1,0 +1,132 @@
+//! Client-server API, one file per spec chapter. Every route is served under `/v3` and the
+//! legacy `/r0` prefix that older clients still call.
+
+mod account;
+mod account_data;
+mod devices;
+mod discovery;
+mod events;
+mod membership;
+mod profile;
+mod rooms;
+mod session;
+mod sync;
+
+use axum::{
+    routing::{get, post, put},
+    Router,
+};
+
+use super::AppState;
+
+fn versioned() -> Router<AppState> {
+    Router::new()
+        // session.rs
+        .route("/login", get(session::login_flows).post(session::login))
+        .route("/register", post(session::register))
+        .route("/register/available", get(session::register_available))
+        .route("/logout", post(session::logout))
+        .route("/logout/all", post(session::logout_all))
+        .route("/refresh", post(session::refresh))
+        // account.rs
+        .route("/account/whoami", get(account::whoami))
+        .route("/account/password", post(account::change_password))
+        .route("/account/deactivate", post(account::deactivate))
+        .route("/capabilities", get(discovery::capabilities))
+        // devices.rs
+        .route("/devices", get(devices::list))
+        .route(
+            "/devices/{device_id}",
+            get(devices::get)
+                .put(devices::rename)
+                .delete(devices::delete),
+        )
+        .route("/delete_devices", post(devices::delete_many))
+        // profile.rs
+        .route("/profile/{user_id}", get(profile::get_all))
+        .route(
+            "/profile/{user_id}/{field}",
+            get(profile::get_field).put(profile::set_field),
+        )
+        // rooms.rs
+        .route("/createRoom", post(rooms::create))
+        .route(
+            "/directory/room/{alias}",
+            get(rooms::get_alias)
+                .put(rooms::put_alias)
+                .delete(rooms::delete_alias),
+        )
+        .route("/rooms/{room_id}/aliases", get(rooms::room_aliases))
+        .route(
+            "/directory/list/room/{room_id}",
+            get(rooms::get_visibility).put(rooms::set_visibility),
+        )
+        .route("/joined_rooms", get(rooms::joined_rooms))
+        // membership.rs
+        .route("/join/{room}", post(membership::join))
+        .route("/rooms/{room_id}/join", post(membership::join_by_id))
+        .route("/rooms/{room_id}/invite", post(membership::invite))
+        .route("/rooms/{room_id}/leave", post(membership::leave))
+        .route("/rooms/{room_id}/forget", post(membership::forget))
+        .route("/rooms/{room_id}/kick", post(membership::kick))
+        .route("/rooms/{room_id}/ban", post(membership::ban))
+        .route("/rooms/{room_id}/unban", post(membership::unban))
+        .route("/rooms/{room_id}/members", get(membership::members))
+        .route(
+            "/rooms/{room_id}/joined_members",
+            get(membership::joined_members),
+        )
+        // events.rs
+        .route(
+            "/rooms/{room_id}/send/{event_type}/{txn_id}",
+            put(events::send),
+        )
+        .route("/rooms/{room_id}/state", get(events::all_state))
+        .route(
+            "/rooms/{room_id}/state/{event_type}",
+            get(events::get_state).put(events::put_state),
+        )
+        .route(
+            "/rooms/{room_id}/state/{event_type}/{*state_key}",
+            get(events::get_state_key).put(events::put_state_key),
+        )
+        .route(
+            "/rooms/{room_id}/redact/{event_id}/{txn_id}",
+            put(events::redact),
+        )
+        .route("/rooms/{room_id}/event/{event_id}", get(events::get_event))
+        .route("/rooms/{room_id}/messages", get(events::messages))
+        .route("/rooms/{room_id}/context/{event_id}", get(events::context))
+        // sync.rs
+        .route("/sync", get(sync::sync))
+        .route("/user/{user_id}/filter", post(sync::create_filter))
+        .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))
+        // account_data.rs
+        .route(
+            "/user/{user_id}/account_data/{kind}",
+            get(account_data::get_global).put(account_data::put_global),
+        )
+        .route(
+            "/user/{user_id}/rooms/{room_id}/account_data/{kind}",
+            get(account_data::get_room).put(account_data::put_room),
+        )
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .nest("/_matrix/client/v3", versioned())
+        .nest("/_matrix/client/r0", versioned())
+        .route("/_matrix/client/versions", get(discovery::versions))
+        .route(
+            "/_matrix/client/v1/register/m.login.registration_token/validity",
+            get(session::token_validity),
+        )
+        .route(
+            "/.well-known/matrix/client",
+            get(discovery::well_known_client),
+        )
+        .route(
+            "/.well-known/matrix/server",
+            get(discovery::well_known_server),
+        )
+}

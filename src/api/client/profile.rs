@@ -1,0 +1,78 @@
+//! Profiles (spec: Profiles). Changes propagate to the user's member events in the background.
+
+use axum::extract::State;
+use ruma::UserId;
+use serde_json::{json, Value};
+
+use crate::{
+    api::{ok, ApiResult, AppState, Auth, Json, Path},
+    store::users::ProfileField,
+    Error,
+};
+
+fn field(name: &str) -> Result<ProfileField, Error> {
+    match name {
+        "displayname" => Ok(ProfileField::Displayname),
+        "avatar_url" => Ok(ProfileField::AvatarUrl),
+        _ => Err(Error::unrecognized("Unknown profile field")),
+    }
+}
+
+async fn profile(s: &AppState, user: &str) -> Result<Value, Error> {
+    let u =
+        s.db.get_user(user)
+            .await?
+            .filter(|u| u.deactivated == 0)
+            .ok_or_else(|| Error::not_found("Profile not found"))?;
+    let mut v = json!({});
+    if let Some(d) = u.displayname {
+        v["displayname"] = json!(d);
+    }
+    if let Some(a) = u.avatar_url {
+        v["avatar_url"] = json!(a);
+    }
+    Ok(v)
+}
+
+pub async fn get_all(
+    State(s): State<AppState>,
+    Auth(_): Auth,
+    Path(user): Path<String>,
+) -> ApiResult {
+    ok(profile(&s, &user).await?)
+}
+
+pub async fn get_field(
+    State(s): State<AppState>,
+    Auth(_): Auth,
+    Path((user, name)): Path<(String, String)>,
+) -> ApiResult {
+    field(&name)?;
+    let p = profile(&s, &user).await?;
+    match p.get(&name) {
+        Some(v) => ok(json!({ name: v })),
+        None => Err(Error::not_found("Profile field not set")),
+    }
+}
+
+pub async fn set_field(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, name)): Path<(String, String)>,
+    Json(b): Json<Value>,
+) -> ApiResult {
+    let f = field(&name)?;
+    let target = UserId::parse(&user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    if target != r.user_id && !r.is_admin {
+        return Err(Error::forbidden("Cannot set another user's profile"));
+    }
+    let value = match b.get(&name) {
+        Some(Value::String(v)) => Some(v.clone()),
+        Some(Value::Null) | None => None,
+        Some(_) => return Err(Error::bad_json(format!("{name} must be a string"))),
+    };
+    s.set_profile(&target, f, value.as_deref()).await?;
+    let svc = s.clone();
+    tokio::spawn(async move { svc.propagate_profile(&target).await });
+    ok(json!({}))
+}

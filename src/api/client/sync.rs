@@ -1,0 +1,66 @@
+//! `/sync` and filters (spec: Syncing, Filtering).
+
+use axum::extract::State;
+use ruma::UserId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{
+    api::{ok, ApiResult, AppState, Auth, Json, Path, Query},
+    services::sync::SyncRequest,
+    Error,
+};
+
+#[derive(Deserialize)]
+pub struct SyncQuery {
+    since: Option<String>,
+    timeout: Option<u64>,
+    filter: Option<String>,
+    #[serde(default)]
+    full_state: bool,
+    #[allow(dead_code)]
+    set_presence: Option<String>,
+}
+
+pub async fn sync(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<SyncQuery>,
+) -> ApiResult {
+    let filter = s.resolve_filter(&r.user_id, q.filter.as_deref()).await?;
+    let req = SyncRequest {
+        since: q.since,
+        timeout_ms: q.timeout.unwrap_or(0),
+        full_state: q.full_state,
+        filter,
+    };
+    ok(s.sync(&r, req).await?)
+}
+
+fn own(r: &crate::services::accounts::Requester, user: &str) -> Result<(), Error> {
+    let u = UserId::parse(user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    if u != r.user_id {
+        return Err(Error::forbidden("Cannot use another user's filters"));
+    }
+    Ok(())
+}
+
+pub async fn create_filter(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+    Json(b): Json<Value>,
+) -> ApiResult {
+    own(&r, &user)?;
+    let id = s.create_filter(&r.user_id, b).await?;
+    ok(json!({ "filter_id": id }))
+}
+
+pub async fn get_filter(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, id)): Path<(String, String)>,
+) -> ApiResult {
+    own(&r, &user)?;
+    ok(serde_json::to_value(s.get_filter(&r.user_id, &id).await?)?)
+}

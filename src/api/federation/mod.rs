@@ -1,0 +1,14 @@
+//! Server-server API. For now: the key server and the version endpoint (federation proper
+//! comes with its own issue).
+
+mod keys;
+
+use axum::{routing::get, Router};
+
+use super::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_matrix/key/v2/server", get(keys::server_keys))
+        .route("/_matrix/federation/v1/version", get(keys::version))
+}

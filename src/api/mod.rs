@@ -1,0 +1,214 @@
+//! HTTP <-> service calls. No SQL and no business rule here: extract, call, answer.
+
+pub mod client;
+pub mod federation;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Request},
+    http::{request::Parts, Method, StatusCode},
+    response::{IntoResponse, Response},
+    Router,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{
+    services::{accounts::Requester, Services},
+    Error,
+};
+
+pub type AppState = Arc<Services>;
+
+/// The authenticated caller (`Authorization: Bearer …`, or `?access_token=` for old clients).
+pub struct Auth(pub Requester);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+            Some(h) => {
+                let h = h
+                    .to_str()
+                    .map_err(|_| Error::unknown_token("Invalid Authorization header"))?;
+                h.strip_prefix("Bearer ")
+                    .ok_or_else(|| Error::unknown_token("Invalid Authorization header"))?
+                    .trim()
+                    .to_owned()
+            }
+            None => parts
+                .uri
+                .query()
+                .and_then(|q| {
+                    form_pairs(q)
+                        .into_iter()
+                        .find(|(k, _)| k == "access_token")
+                        .map(|(_, v)| v)
+                })
+                .ok_or_else(|| Error::missing_token("Missing access token"))?,
+        };
+        Ok(Auth(state.authenticate(&token).await?))
+    }
+}
+
+fn form_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8()
+                    .ok()
+                    .map(|c| c.into_owned())
+            };
+            Some((dec(k)?, dec(v)?))
+        })
+        .collect()
+}
+
+/// The client's IP address (for rate limits).
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(ClientIp(ip))
+    }
+}
+
+/// A JSON body: `M_NOT_JSON` when it is not JSON, `M_BAD_JSON` when it has the wrong shape,
+/// `M_TOO_LARGE` past the configured size. An empty body reads as `{}`.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::too_large("Request body too large")
+                } else {
+                    Error::not_json(e.body_text())
+                }
+            })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::not_json(format!("Invalid JSON: {e}")))?;
+        serde_json::from_value(value)
+            .map(Json)
+            .map_err(|e| Error::bad_json(e.to_string()))
+    }
+}
+
+/// Query parameters, with Matrix errors.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| Error::invalid_param(e.body_text()))
+    }
+}
+
+/// Path parameters, with Matrix errors.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| Error::invalid_param(e.body_text()))
+    }
+}
+
+pub type ApiResult = Result<Response, Error>;
+
+pub fn ok(v: Value) -> ApiResult {
+    Ok(axum::Json(v).into_response())
+}
+
+async fn unrecognized() -> Error {
+    Error::unrecognized("Unrecognized request")
+}
+
+async fn method_not_allowed() -> Error {
+    Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "M_UNRECOGNIZED",
+        "Method not allowed",
+    )
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::ACCEPT,
+            axum::http::HeaderName::from_static("x-requested-with"),
+        ]);
+    let limit = state.config.max_request_bytes;
+    Router::new()
+        .merge(client::routes())
+        .merge(federation::routes())
+        .route("/health", axum::routing::get(|| async { "OK" }))
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(trace_request))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// One span per request: method, route template, status, latency.
+async fn trace_request(req: Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let start = std::time::Instant::now();
+    let span = tracing::info_span!("request", %method, route = %route);
+    let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = resp.status().as_u16();
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(status, latency_ms = ms, "request failed");
+        } else {
+            tracing::debug!(status, latency_ms = ms, "request");
+        }
+    });
+    resp
+}

@@ -1,0 +1,254 @@
+//! Configuration: a TOML file (see config/palabre.example.toml) overridden by `PALABRE_*`
+//! environment variables.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Open,
+    Token,
+    Closed,
+}
+
+impl std::str::FromStr for RegistrationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "open" => Ok(Self::Open),
+            "token" => Ok(Self::Token),
+            "closed" => Ok(Self::Closed),
+            _ => Err(format!(
+                "registration must be open, token or closed, not {s:?}"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The server name: the part after `:` in user ids. Cannot change once users exist.
+    pub server_name: String,
+    /// Plain HTTP listener, host:port.
+    pub listen: String,
+    /// Public base URL of the client API (used in `/.well-known/matrix/client`).
+    pub public_baseurl: Option<String>,
+    /// `sqlite://PATH` or `postgres://user:pass@host:port/db`. Default: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the signing key and the SQLite database live.
+    pub data_dir: PathBuf,
+    /// `open`, `token` (needs a token from `registration_tokens`) or `closed`.
+    pub registration: RegistrationMode,
+    /// Tokens accepted by `m.login.registration_token` when `registration = "token"`.
+    pub registration_tokens: Vec<String>,
+    /// Presence (`m.presence`); Tchap runs with it off.
+    pub presence: bool,
+    /// Largest accepted request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Room version used by createRoom when the client does not ask for one.
+    pub default_room_version: String,
+    /// Lifetime of access tokens issued with a refresh token, in milliseconds.
+    pub refreshable_access_token_lifetime_ms: i64,
+    pub log: LogConfig,
+    pub tls: Option<TlsConfig>,
+    pub rate_limits: RateLimits,
+    pub password_hashing: PasswordHashing,
+    /// Pool size for the database connections.
+    pub database_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `palabre=debug,sqlx=warn`.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: String,
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests allowed in a burst.
+    pub burst: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Per client IP address.
+    pub login: RateLimit,
+    /// Per client IP address.
+    pub registration: RateLimit,
+    /// Per user.
+    pub message: RateLimit,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordHashing {
+    /// Argon2id memory cost in KiB.
+    pub memory_kib: u32,
+    /// Argon2id iterations.
+    pub iterations: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".into(),
+            listen: "127.0.0.1:8008".into(),
+            public_baseurl: None,
+            database_url: None,
+            data_dir: PathBuf::from("data"),
+            registration: RegistrationMode::Closed,
+            registration_tokens: vec![],
+            presence: false,
+            max_request_bytes: 1024 * 1024,
+            default_room_version: "12".into(),
+            refreshable_access_token_lifetime_ms: 5 * 60 * 1000,
+            log: LogConfig::default(),
+            tls: None,
+            rate_limits: RateLimits::default(),
+            password_hashing: PasswordHashing::default(),
+            database_max_connections: 8,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info,ruma_state_res=warn,sqlx=warn".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            login: RateLimit {
+                per_second: 1.0,
+                burst: 10.0,
+            },
+            registration: RateLimit {
+                per_second: 1.0,
+                burst: 10.0,
+            },
+            message: RateLimit {
+                per_second: 200.0,
+                burst: 1000.0,
+            },
+        }
+    }
+}
+
+impl Default for PasswordHashing {
+    fn default() -> Self {
+        // OWASP's argon2id recommendation (m=19 MiB, t=2, p=1).
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), then applies the environment overrides.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = get("PALABRE_SERVER_NAME") {
+            self.server_name = v;
+        }
+        if let Some(v) = get("PALABRE_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("PALABRE_PUBLIC_BASEURL") {
+            self.public_baseurl = Some(v);
+        }
+        if let Some(v) = get("PALABRE_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = get("PALABRE_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("PALABRE_REGISTRATION") {
+            self.registration = v.parse().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(v) = get("PALABRE_REGISTRATION_TOKENS") {
+            self.registration_tokens = v
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = get("PALABRE_PRESENCE") {
+            self.presence = matches!(v.as_str(), "1" | "true" | "on");
+        }
+        if let Some(v) = get("PALABRE_LOG") {
+            self.log.filter = v;
+        }
+        if let Some(v) = get("PALABRE_LOG_FORMAT") {
+            self.log.format = v;
+        }
+        Ok(())
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        ruma::ServerName::parse(&self.server_name)
+            .map_err(|e| anyhow::anyhow!("server_name {:?} is invalid: {e}", self.server_name))?;
+        if ruma::RoomVersionId::try_from(self.default_room_version.as_str())
+            .ok()
+            .and_then(|v| crate::services::rooms::version::supported(&v))
+            .is_none()
+        {
+            anyhow::bail!(
+                "default_room_version {:?} is not supported",
+                self.default_room_version
+            );
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            anyhow::bail!("log.format must be text or json");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/palabre.db", self.data_dir.display()))
+    }
+
+    pub fn public_baseurl(&self) -> String {
+        self.public_baseurl
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/", self.listen))
+    }
+}

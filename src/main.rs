@@ -1,0 +1,153 @@
+//! The `palabre` command: serve, migrate, user create, generate-config, check-config.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use palabre::{config::Config, services::Services};
+
+#[derive(Parser)]
+#[command(
+    name = "palabre",
+    version,
+    about = "A Matrix homeserver for state administrations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the homeserver.
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print a documented default configuration.
+    GenerateConfig,
+    /// Validate a configuration file (and the environment overrides).
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a local user.
+    Create {
+        localpart: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::GenerateConfig => {
+                print!("{}", include_str!("../config/palabre.example.toml"));
+                Ok(())
+            }
+            Command::CheckConfig { config } => {
+                let cfg = Config::load(config.as_deref())?;
+                println!(
+                    "configuration OK: server_name={} database={}",
+                    cfg.server_name,
+                    redact_url(&cfg.database_url())
+                );
+                Ok(())
+            }
+            Command::Migrate { config } => {
+                let cfg = Config::load(config.as_deref())?;
+                init_logging(&cfg);
+                let db = palabre::store::Db::connect(&cfg.database_url(), 2).await?;
+                let applied = db.migrate().await?;
+                println!("applied {} migration(s): {:?}", applied.len(), applied);
+                Ok(())
+            }
+            Command::User {
+                command:
+                    UserCommand::Create {
+                        localpart,
+                        password,
+                        admin,
+                        config,
+                    },
+            } => {
+                let cfg = Config::load(config.as_deref())?;
+                init_logging(&cfg);
+                let services = Services::start(cfg).await?;
+                let user = services
+                    .create_user_cli(&localpart, &password, admin)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("created {user}{}", if admin { " (admin)" } else { "" });
+                Ok(())
+            }
+            Command::Serve { config } => {
+                let cfg = Config::load(config.as_deref())?;
+                init_logging(&cfg);
+                let running = palabre::server::start(cfg).await?;
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                running.stop().await;
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}://***{}", &url[..s], &url[a..]),
+        _ => url.to_owned(),
+    }
+}

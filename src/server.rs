@@ -1,0 +1,63 @@
+//! Starting and stopping the HTTP listener(s).
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::net::TcpListener;
+
+use crate::{api, config::Config, services::Services};
+
+/// A running server: its address, its services, and a way to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub services: Arc<Services>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        self.services.db.close().await;
+    }
+}
+
+/// Starts the services and the plain-HTTP listener (`listen`; port 0 picks a free port).
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let listen = config.listen.clone();
+    let services = Services::start(config).await?;
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let app = api::router(services.clone());
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.changed().await;
+        })
+        .await
+    });
+    let pruner = services.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if Arc::strong_count(&pruner) == 1 {
+                break;
+            }
+            pruner.notifier.prune();
+        }
+    });
+    tracing::info!(%addr, server_name = %services.server_name, "Palabre listening");
+    Ok(Running {
+        addr,
+        services,
+        shutdown: tx,
+        task,
+    })
+}

@@ -1,0 +1,611 @@
+//! Accounts: registration, login, access and refresh tokens, user-interactive auth, devices,
+//! passwords, deactivation.
+
+use std::collections::HashMap;
+
+use argon2::{
+    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    Algorithm, Argon2, Params, Version,
+};
+use parking_lot::Mutex;
+use ruma::{OwnedUserId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::Services;
+use crate::{config::RegistrationMode, store::Db, util, Error, Result};
+
+/// Who is calling: resolved from the access token.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub user_id: OwnedUserId,
+    pub device_id: String,
+    pub is_admin: bool,
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    user_id: OwnedUserId,
+    device_id: String,
+    expires_ts: Option<i64>,
+    is_admin: bool,
+}
+
+/// Access tokens already resolved, keyed by their hash; entries are dropped on logout.
+#[derive(Default)]
+pub struct TokenCache {
+    map: Mutex<HashMap<String, CachedToken>>,
+}
+
+/// What a successful login or registration hands back.
+pub struct Session {
+    pub user_id: OwnedUserId,
+    pub device_id: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in_ms: Option<i64>,
+}
+
+impl Session {
+    pub fn to_json(&self, server_name: &str) -> Value {
+        let mut v = json!({
+            "user_id": self.user_id,
+            "device_id": self.device_id,
+            "access_token": self.access_token,
+            "home_server": server_name,
+        });
+        if let Some(r) = &self.refresh_token {
+            v["refresh_token"] = json!(r);
+        }
+        if let Some(e) = self.expires_in_ms {
+            v["expires_in_ms"] = json!(e);
+        }
+        v
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct AuthData {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub session: Option<String>,
+    pub token: Option<String>,
+    pub password: Option<String>,
+    pub identifier: Option<Identifier>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+pub struct Identifier {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub user: Option<String>,
+}
+
+const LOCALPART_CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789._=-/+";
+
+/// A valid localpart for a new account (historical upper-case ids are not allowed for new users).
+pub fn check_localpart(localpart: &str, server_name: &str) -> Result<()> {
+    if localpart.is_empty() || !localpart.chars().all(|c| LOCALPART_CHARS.contains(c)) {
+        return Err(Error::invalid_username(
+            "User ID may only contain a-z, 0-9, . _ = - / +",
+        ));
+    }
+    if localpart.len() + server_name.len() + 2 > 255 {
+        return Err(Error::invalid_username("User ID is too long"));
+    }
+    Ok(())
+}
+
+impl Services {
+    fn argon2(&self) -> Argon2<'static> {
+        let p = &self.config.password_hashing;
+        let params =
+            Params::new(p.memory_kib.max(8), p.iterations.max(1), 1, None).unwrap_or_default();
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
+
+    pub async fn hash_password(&self, password: &str) -> Result<String> {
+        let argon = self.argon2();
+        let pw = password.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut salt = [0u8; 16];
+            rand::fill(&mut salt);
+            let salt = SaltString::encode_b64(&salt).map_err(|e| Error::unknown(e.to_string()))?;
+            argon
+                .hash_password(pw.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| Error::unknown(e.to_string()))
+        })
+        .await
+        .map_err(|e| Error::unknown(e.to_string()))?
+    }
+
+    /// Constant-time verification (argon2 compares in constant time); a missing hash still costs
+    /// one hash so timing does not reveal which accounts exist.
+    pub async fn verify_password(&self, hash: Option<String>, password: &str) -> bool {
+        let argon = self.argon2();
+        let pw = password.to_owned();
+        tokio::task::spawn_blocking(move || match hash.as_deref().map(PasswordHash::new) {
+            Some(Ok(parsed)) => argon.verify_password(pw.as_bytes(), &parsed).is_ok(),
+            _ => {
+                let salt = SaltString::encode_b64(b"palabre-dummy-salt").ok();
+                if let Some(s) = salt {
+                    let _ = argon.hash_password(pw.as_bytes(), &s);
+                }
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    pub fn check_password_strength(&self, password: &str) -> Result<()> {
+        if password.is_empty() {
+            return Err(Error::weak_password("Password must not be empty"));
+        }
+        if password.len() > 512 {
+            return Err(Error::invalid_param("Password is too long"));
+        }
+        Ok(())
+    }
+
+    // ---- tokens ----
+
+    /// Resolves an access token to its requester.
+    pub async fn authenticate(&self, token: &str) -> Result<Requester> {
+        let hash = util::hash_secret(token);
+        let now = util::now_ms();
+        let cached = self.tokens.map.lock().get(&hash).cloned();
+        let entry = match cached {
+            Some(c) => c,
+            None => {
+                let row = self
+                    .db
+                    .get_token(&hash)
+                    .await?
+                    .ok_or_else(|| Error::unknown_token("Unknown access token"))?;
+                let user = self
+                    .db
+                    .get_user(&row.user_id)
+                    .await?
+                    .ok_or_else(|| Error::unknown_token("Unknown user"))?;
+                let user_id =
+                    UserId::parse(&row.user_id).map_err(|_| Error::unknown_token("Bad user"))?;
+                let c = CachedToken {
+                    user_id,
+                    device_id: row.device_id,
+                    expires_ts: row.expires_ts,
+                    is_admin: user.is_admin == 1,
+                };
+                self.tokens.map.lock().insert(hash.clone(), c.clone());
+                c
+            }
+        };
+        if entry.expires_ts.is_some_and(|e| e <= now) {
+            return Err(Error::unknown_token("Access token has expired").soft_logout());
+        }
+        Ok(Requester {
+            user_id: entry.user_id,
+            device_id: entry.device_id,
+            is_admin: entry.is_admin,
+        })
+    }
+
+    fn forget_tokens(&self, hashes: &[String]) {
+        let mut map = self.tokens.map.lock();
+        for h in hashes {
+            map.remove(h);
+        }
+    }
+
+    fn new_tokens(&self, refresh: bool) -> (String, Option<String>, Option<i64>) {
+        let access = util::random_token("pat");
+        if refresh {
+            (
+                access,
+                Some(util::random_token("prt")),
+                Some(self.config.refreshable_access_token_lifetime_ms),
+            )
+        } else {
+            (access, None, None)
+        }
+    }
+
+    /// Creates a device (or reuses `device_id`) with fresh tokens inside an open transaction.
+    async fn open_session(
+        &self,
+        tx: &mut crate::store::Tx,
+        user_id: &UserId,
+        device_id: Option<String>,
+        display_name: Option<&str>,
+        refresh: bool,
+    ) -> Result<Session> {
+        let device_id = device_id.unwrap_or_else(|| util::random_string(10).to_uppercase());
+        if device_id.is_empty() || device_id.len() > 255 {
+            return Err(Error::invalid_param("Invalid device_id"));
+        }
+        let (access, refresh_token, lifetime) = self.new_tokens(refresh);
+        let now = util::now_ms();
+        Db::insert_device_with_token(
+            tx,
+            user_id.as_str(),
+            &device_id,
+            display_name,
+            &util::hash_secret(&access),
+            lifetime.map(|l| now + l),
+            refresh_token.as_deref().map(util::hash_secret).as_deref(),
+            now,
+        )
+        .await?;
+        Ok(Session {
+            user_id: user_id.to_owned(),
+            device_id,
+            access_token: access,
+            refresh_token,
+            expires_in_ms: lifetime,
+        })
+    }
+
+    // ---- registration ----
+
+    pub fn registration_flows(&self) -> Value {
+        match self.config.registration {
+            RegistrationMode::Token => json!([{ "stages": ["m.login.registration_token"] }]),
+            _ => json!([{ "stages": ["m.login.dummy"] }]),
+        }
+    }
+
+    /// Checks the UIA `auth` of a registration; Err carries the 401 flows answer.
+    pub async fn registration_auth(&self, auth: Option<AuthData>) -> Result<Option<String>> {
+        let flows = self.registration_flows();
+        let session = auth
+            .as_ref()
+            .and_then(|a| a.session.clone())
+            .unwrap_or_else(|| util::random_string(24));
+        let challenge = |completed: Vec<&str>| {
+            Error::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "M_FORBIDDEN",
+                "Additional authentication required",
+            )
+            .with_extra("flows", flows.clone())
+            .with_extra("params", json!({}))
+            .with_extra("session", json!(session))
+            .with_extra("completed", json!(completed))
+        };
+        let Some(auth) = auth else {
+            self.db.uia_put(&session, None, "", util::now_ms()).await?;
+            return Err(strip_errcode(challenge(vec![])));
+        };
+        match (self.config.registration, auth.kind.as_deref()) {
+            (RegistrationMode::Open, Some("m.login.dummy")) => Ok(None),
+            (RegistrationMode::Token, Some("m.login.registration_token")) => {
+                let token = auth.token.unwrap_or_default();
+                let ok =
+                    self.config.registration_tokens.iter().any(|t| {
+                        subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into()
+                    });
+                if ok {
+                    Ok(Some(token))
+                } else {
+                    Err(strip_errcode(challenge(vec![]))
+                        .with_extra("errcode", json!("M_FORBIDDEN"))
+                        .with_extra("error", json!("Invalid registration token")))
+                }
+            }
+            _ => Err(strip_errcode(challenge(vec![]))),
+        }
+    }
+
+    pub fn check_registration_open(&self) -> Result<()> {
+        if self.config.registration == RegistrationMode::Closed {
+            return Err(Error::forbidden("Registration has been disabled"));
+        }
+        Ok(())
+    }
+
+    /// Creates an account. `login` false means inhibit_login.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register(
+        &self,
+        localpart: Option<&str>,
+        password: Option<&str>,
+        admin: bool,
+        device_id: Option<String>,
+        device_name: Option<&str>,
+        login: bool,
+        refresh: bool,
+        used_token: Option<&str>,
+    ) -> Result<(OwnedUserId, Option<Session>)> {
+        let localpart = match localpart {
+            Some(l) => l.to_owned(),
+            None => loop {
+                let candidate = util::random_string(12).to_lowercase();
+                if !self.db.user_exists(&candidate).await? {
+                    break candidate;
+                }
+            },
+        };
+        check_localpart(&localpart, self.server_name.as_str())?;
+        let user_id = UserId::parse(format!("@{localpart}:{}", self.server_name))
+            .map_err(|_| Error::invalid_username("Invalid user ID"))?;
+        if let Some(p) = password {
+            self.check_password_strength(p)?;
+        }
+        let hash = match password {
+            Some(p) => Some(self.hash_password(p).await?),
+            None => None,
+        };
+        let now = util::now_ms();
+        let mut tx = self.db.begin_write().await?;
+        if !Db::insert_user(
+            &mut tx.tx,
+            user_id.as_str(),
+            &localpart,
+            hash.as_deref(),
+            admin,
+            &localpart,
+            now,
+        )
+        .await?
+        {
+            return Err(Error::user_in_use("User ID already taken"));
+        }
+        if let Some(t) = used_token {
+            Db::registration_token_used(&mut tx.tx, t).await?;
+        }
+        let session = if login {
+            Some(
+                self.open_session(&mut tx.tx, &user_id, device_id, device_name, refresh)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok((user_id, session))
+    }
+
+    pub async fn username_available(&self, localpart: &str) -> Result<()> {
+        check_localpart(localpart, self.server_name.as_str())?;
+        if self.db.user_exists(localpart).await? {
+            return Err(Error::user_in_use("User ID already taken"));
+        }
+        Ok(())
+    }
+
+    // ---- login ----
+
+    /// Resolves a login identifier (`m.id.user` with a user id or localpart) to a local user id.
+    pub fn resolve_identifier(&self, auth: &AuthData) -> Result<OwnedUserId> {
+        let raw = match &auth.identifier {
+            Some(id) if id.kind == "m.id.user" => id.user.clone(),
+            Some(id) => {
+                return Err(Error::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "M_UNKNOWN",
+                    format!("Unsupported identifier type {}", id.kind),
+                ))
+            }
+            None => auth.user.clone(),
+        }
+        .ok_or_else(|| Error::missing_param("Missing identifier"))?;
+        let full = if raw.starts_with('@') {
+            raw.to_lowercase()
+        } else {
+            format!("@{}:{}", raw.to_lowercase(), self.server_name)
+        };
+        UserId::parse(full).map_err(|_| Error::forbidden("Invalid username or password"))
+    }
+
+    pub async fn login_password(
+        &self,
+        auth: &AuthData,
+        device_id: Option<String>,
+        device_name: Option<&str>,
+        refresh: bool,
+    ) -> Result<Session> {
+        let user_id = self.resolve_identifier(auth)?;
+        let password = auth
+            .password
+            .as_deref()
+            .ok_or_else(|| Error::missing_param("Missing password"))?;
+        let user = if self.is_local(&user_id) {
+            self.db.get_user(user_id.as_str()).await?
+        } else {
+            None
+        };
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        if !self.verify_password(hash, password).await {
+            return Err(Error::forbidden("Invalid username or password"));
+        }
+        let user = user.ok_or_else(|| Error::forbidden("Invalid username or password"))?;
+        if user.deactivated == 1 {
+            return Err(Error::user_deactivated("This account has been deactivated"));
+        }
+        let mut tx = self.db.begin_write().await?;
+        let session = self
+            .open_session(&mut tx.tx, &user_id, device_id, device_name, refresh)
+            .await?;
+        tx.commit().await?;
+        Ok(session)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session> {
+        let mut tx = self.db.begin_write().await?;
+        let Some((user, device)) =
+            Db::take_refresh_token(&mut tx.tx, &util::hash_secret(refresh_token)).await?
+        else {
+            return Err(Error::unknown_token("Unknown refresh token"));
+        };
+        let user_id = UserId::parse(&user).map_err(|_| Error::unknown_token("Bad user"))?;
+        let (access, refresh, lifetime) = self.new_tokens(true);
+        let now = util::now_ms();
+        Db::insert_tokens(
+            &mut tx.tx,
+            &user,
+            &device,
+            &util::hash_secret(&access),
+            lifetime.map(|l| now + l),
+            refresh.as_deref().map(util::hash_secret).as_deref(),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        // Old access tokens of the device are gone from the database; drop them from the cache.
+        self.tokens
+            .map
+            .lock()
+            .retain(|_, c| !(c.user_id == user_id && c.device_id == device));
+        Ok(Session {
+            user_id,
+            device_id: device,
+            access_token: access,
+            refresh_token: refresh,
+            expires_in_ms: lifetime,
+        })
+    }
+
+    /// Deletes devices (and their tokens).
+    pub async fn delete_devices(&self, user: &UserId, devices: &[String]) -> Result<()> {
+        let hashes = self.db.token_hashes(user.as_str(), Some(devices)).await?;
+        self.db.delete_devices(user.as_str(), devices).await?;
+        self.forget_tokens(&hashes);
+        Ok(())
+    }
+
+    pub async fn logout_all(&self, user: &UserId) -> Result<()> {
+        let hashes = self.db.token_hashes(user.as_str(), None).await?;
+        self.db.delete_all_tokens(user.as_str()).await?;
+        self.forget_tokens(&hashes);
+        Ok(())
+    }
+
+    /// User-interactive auth for sensitive actions of a logged-in user: the password stage.
+    pub async fn uia_password(&self, requester: &Requester, auth: Option<AuthData>) -> Result<()> {
+        let session = auth
+            .as_ref()
+            .and_then(|a| a.session.clone())
+            .unwrap_or_else(|| util::random_string(24));
+        let challenge = || {
+            strip_errcode(
+                Error::new(axum::http::StatusCode::UNAUTHORIZED, "M_FORBIDDEN", "")
+                    .with_extra("flows", json!([{ "stages": ["m.login.password"] }]))
+                    .with_extra("params", json!({}))
+                    .with_extra("session", json!(session)),
+            )
+        };
+        let Some(auth) = auth else {
+            self.db
+                .uia_put(
+                    &session,
+                    Some(requester.user_id.as_str()),
+                    "",
+                    util::now_ms(),
+                )
+                .await?;
+            return Err(challenge());
+        };
+        if auth.kind.as_deref() != Some("m.login.password") {
+            return Err(challenge());
+        }
+        let user_id = self.resolve_identifier(&auth)?;
+        if user_id != requester.user_id {
+            return Err(Error::forbidden("Can only authenticate as yourself"));
+        }
+        let user = self.db.get_user(user_id.as_str()).await?;
+        let ok = self
+            .verify_password(
+                user.and_then(|u| u.password_hash),
+                auth.password.as_deref().unwrap_or_default(),
+            )
+            .await;
+        if !ok {
+            let mut e = challenge();
+            e.extra
+                .get_or_insert_with(Default::default)
+                .insert("errcode".into(), json!("M_FORBIDDEN"));
+            e.extra
+                .get_or_insert_with(Default::default)
+                .insert("error".into(), json!("Invalid password"));
+            return Err(e);
+        }
+        if let Some(s) = auth.session {
+            self.db.uia_delete(&s).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn change_password(
+        &self,
+        requester: &Requester,
+        new_password: &str,
+        logout_devices: bool,
+    ) -> Result<()> {
+        self.check_password_strength(new_password)?;
+        let hash = self.hash_password(new_password).await?;
+        self.db
+            .set_password_hash(requester.user_id.as_str(), &hash)
+            .await?;
+        if logout_devices {
+            let hashes = self
+                .db
+                .token_hashes(requester.user_id.as_str(), None)
+                .await?;
+            self.db
+                .delete_tokens_except(requester.user_id.as_str(), &requester.device_id)
+                .await?;
+            // The caller's own token stays valid and is re-resolved from the database on next use.
+            self.forget_tokens(&hashes);
+        }
+        Ok(())
+    }
+
+    /// Deactivates the account: leaves every room, removes devices, tokens and password.
+    pub async fn deactivate(&self, user: &UserId) -> Result<()> {
+        let rooms = self.db.user_memberships(user.as_str()).await?;
+        for m in rooms
+            .iter()
+            .filter(|m| m.membership == "join" || m.membership == "invite")
+        {
+            if let Ok(room_id) = ruma::RoomId::parse(&m.room_id) {
+                if let Err(e) = self.leave_room(user, &room_id, None).await {
+                    tracing::warn!(%room_id, error = %e, "could not leave room on deactivation");
+                }
+            }
+        }
+        let hashes = self.db.token_hashes(user.as_str(), None).await?;
+        self.db.deactivate_user(user.as_str()).await?;
+        self.forget_tokens(&hashes);
+        Ok(())
+    }
+
+    /// Creates a user from the command line (no UIA, no login).
+    pub async fn create_user_cli(
+        &self,
+        localpart: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<OwnedUserId> {
+        let (user_id, _) = self
+            .register(
+                Some(localpart),
+                Some(password),
+                admin,
+                None,
+                None,
+                false,
+                false,
+                None,
+            )
+            .await?;
+        Ok(user_id)
+    }
+}
+
+/// UIA answers are `{flows, params, session, completed}` without errcode unless a stage failed.
+fn strip_errcode(mut e: Error) -> Error {
+    e.errcode = "";
+    e
+}

@@ -1,0 +1,65 @@
+//! Domain logic. Services hold the rules and never see HTTP.
+
+pub mod account_data;
+pub mod accounts;
+pub mod filter;
+pub mod keys;
+pub mod ratelimit;
+pub mod rooms;
+pub mod streams;
+pub mod sync;
+
+use std::sync::{atomic::AtomicI64, Arc};
+
+use ruma::{OwnedServerName, ServerName, UserId};
+
+use crate::{config::Config, store::Db};
+
+pub struct Services {
+    pub config: Config,
+    pub db: Db,
+    pub server_name: OwnedServerName,
+    pub keys: keys::ServerKeys,
+    /// Positions of events (timeline, state, membership).
+    pub events_stream: streams::StreamTracker,
+    /// Positions of account data.
+    pub account_data_stream: streams::StreamTracker,
+    pub state_group_ids: AtomicI64,
+    pub rooms: rooms::RoomCache,
+    pub notifier: streams::Notifier,
+    pub tokens: accounts::TokenCache,
+    pub ratelimit: ratelimit::RateLimiter,
+}
+
+impl Services {
+    /// Connects to the database, applies migrations, loads the signing key and the stream heads.
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
+        let db = Db::connect(&config.database_url(), config.database_max_connections).await?;
+        let applied = db.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "database migrations applied");
+        }
+        let keys = keys::ServerKeys::load_or_generate(&config.data_dir)?;
+        let server_name = ServerName::parse(&config.server_name)?;
+        let events_stream = streams::StreamTracker::new(db.max_stream_ordering().await?);
+        let account_data_stream = streams::StreamTracker::new(db.max_account_data_stream().await?);
+        let state_group_ids = AtomicI64::new(db.max_state_group().await?);
+        Ok(Arc::new(Self {
+            config,
+            db,
+            server_name,
+            keys,
+            events_stream,
+            account_data_stream,
+            state_group_ids,
+            rooms: rooms::RoomCache::default(),
+            notifier: streams::Notifier::default(),
+            tokens: accounts::TokenCache::default(),
+            ratelimit: ratelimit::RateLimiter::default(),
+        }))
+    }
+
+    pub fn is_local(&self, user: &UserId) -> bool {
+        user.server_name() == self.server_name
+    }
+}

@@ -1,0 +1,331 @@
+//! Room creation (`/createRoom`): the spec's event sequence, presets, overrides.
+
+use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{version, EventSpec, RoomState};
+use crate::{services::Services, store::Db, util, Error, Result};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct CreateRoomRequest {
+    pub visibility: Option<String>,
+    pub room_alias_name: Option<String>,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub invite: Vec<String>,
+    pub invite_3pid: Vec<Value>,
+    pub room_version: Option<String>,
+    pub creation_content: Option<Map<String, Value>>,
+    pub initial_state: Vec<InitialState>,
+    pub preset: Option<String>,
+    pub is_direct: bool,
+    pub power_level_content_override: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InitialState {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub state_key: String,
+    pub content: Value,
+}
+
+impl Services {
+    pub async fn create_room(
+        &self,
+        creator: &UserId,
+        req: CreateRoomRequest,
+    ) -> Result<OwnedRoomId> {
+        let public = req.visibility.as_deref() == Some("public");
+        let preset = req.preset.clone().unwrap_or_else(|| {
+            if public {
+                "public_chat"
+            } else {
+                "private_chat"
+            }
+            .into()
+        });
+        if !matches!(
+            preset.as_str(),
+            "public_chat" | "private_chat" | "trusted_private_chat"
+        ) {
+            return Err(Error::invalid_param("Unknown preset"));
+        }
+        if !req.invite_3pid.is_empty() {
+            return Err(Error::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "M_UNKNOWN",
+                "Third-party invites are not supported on this server",
+            ));
+        }
+        let version_str = req
+            .room_version
+            .clone()
+            .unwrap_or_else(|| self.config.default_room_version.clone());
+        let (version, rules) = version::parse(&version_str).ok_or_else(|| {
+            Error::unsupported_room_version(format!("Room version {version_str} is not supported"))
+        })?;
+        let mut invitees = vec![];
+        for i in &req.invite {
+            let u = UserId::parse(i.as_str())
+                .map_err(|_| Error::invalid_param(format!("Invalid user id {i}")))?;
+            if u.as_str() != creator.as_str() {
+                invitees.push(u);
+            }
+        }
+        let alias = match &req.room_alias_name {
+            Some(name) => {
+                if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+                    return Err(Error::invalid_param("Invalid room_alias_name"));
+                }
+                let alias = RoomAliasId::parse(format!("#{name}:{}", self.server_name))
+                    .map_err(|_| Error::invalid_param("Invalid room_alias_name"))?;
+                if self.db.alias(alias.as_str()).await?.is_some() {
+                    return Err(Error::room_in_use("Room alias already taken"));
+                }
+                Some(alias)
+            }
+            None => None,
+        };
+
+        let provisional = if rules.authorization.room_create_event_id_as_room_id {
+            RoomId::parse(format!("!provisional:{}", self.server_name))
+        } else {
+            RoomId::parse(format!("!{}:{}", util::random_string(18), self.server_name))
+        }
+        .map_err(|e| Error::unknown(e.to_string()))?;
+        let mut room = RoomState::new_room(version.clone(), rules.clone(), provisional);
+        let mut batch = vec![];
+
+        // 1. m.room.create
+        let mut create = req.creation_content.clone().unwrap_or_default();
+        create.insert("room_version".into(), json!(version.as_str()));
+        if !rules.authorization.use_room_create_sender {
+            create.insert("creator".into(), json!(creator));
+        }
+        if !rules.authorization.additional_room_creators {
+            create.remove("additional_creators");
+        }
+        batch.push(room.build(
+            self,
+            creator,
+            EventSpec::state("m.room.create", "", Value::Object(create)),
+            None,
+            None,
+        )?);
+        let room_id = room.room_id.clone();
+
+        // 2. creator joins
+        let mut member = json!({ "membership": "join" });
+        if let Some(u) = self.db.get_user(creator.as_str()).await? {
+            if let Some(d) = u.displayname {
+                member["displayname"] = json!(d);
+            }
+            if let Some(a) = u.avatar_url {
+                member["avatar_url"] = json!(a);
+            }
+        }
+        batch.push(room.build(
+            self,
+            creator,
+            EventSpec::state("m.room.member", creator.as_str(), member),
+            None,
+            None,
+        )?);
+
+        // 3. power levels
+        let creators = room.creators();
+        let mut users = Map::new();
+        if !creators.contains(creator) {
+            users.insert(creator.to_string(), json!(100));
+        }
+        if preset == "trusted_private_chat" {
+            for u in &invitees {
+                if !creators.contains(u) {
+                    users.insert(u.to_string(), json!(100));
+                }
+            }
+        }
+        let mut pl = json!({
+            "users": users,
+            "users_default": 0,
+            "events": {
+                "m.room.name": 50,
+                "m.room.power_levels": 100,
+                "m.room.history_visibility": 100,
+                "m.room.canonical_alias": 50,
+                "m.room.avatar": 50,
+                "m.room.tombstone": 100,
+                "m.room.server_acl": 100,
+                "m.room.encryption": 100,
+            },
+            "events_default": 0,
+            "state_default": 50,
+            "ban": 50,
+            "kick": 50,
+            "redact": 50,
+            "invite": if preset == "public_chat" { 50 } else { 0 },
+            "notifications": { "room": 50 },
+        });
+        if let Some(o) = &req.power_level_content_override {
+            for (k, v) in o {
+                pl[k] = v.clone();
+            }
+        }
+        if rules.authorization.explicitly_privilege_room_creators {
+            if let Some(users) = pl["users"].as_object_mut() {
+                users.retain(|u, _| !creators.iter().any(|c| c.as_str() == u));
+            }
+        }
+        batch.push(room.build(
+            self,
+            creator,
+            EventSpec::state("m.room.power_levels", "", pl),
+            None,
+            None,
+        )?);
+
+        // 4. canonical alias
+        if let Some(a) = &alias {
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state("m.room.canonical_alias", "", json!({ "alias": a })),
+                None,
+                None,
+            )?);
+        }
+
+        // 5. preset state, unless given in initial_state
+        let given = |t: &str| {
+            req.initial_state
+                .iter()
+                .any(|s| s.kind == t && s.state_key.is_empty())
+        };
+        let join_rule = if preset == "public_chat" {
+            "public"
+        } else {
+            "invite"
+        };
+        let history = "shared";
+        if !given("m.room.join_rules") {
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state("m.room.join_rules", "", json!({ "join_rule": join_rule })),
+                None,
+                None,
+            )?);
+        }
+        if !given("m.room.history_visibility") {
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state(
+                    "m.room.history_visibility",
+                    "",
+                    json!({ "history_visibility": history }),
+                ),
+                None,
+                None,
+            )?);
+        }
+        if preset != "public_chat" && !given("m.room.guest_access") {
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state(
+                    "m.room.guest_access",
+                    "",
+                    json!({ "guest_access": "can_join" }),
+                ),
+                None,
+                None,
+            )?);
+        }
+
+        // 6. initial_state
+        for s in req.initial_state {
+            if matches!(
+                s.kind.as_str(),
+                "m.room.create" | "m.room.member" | "m.room.power_levels"
+            ) {
+                return Err(Error::invalid_param(format!(
+                    "{} cannot be set in initial_state",
+                    s.kind
+                )));
+            }
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state(&s.kind, &s.state_key, s.content),
+                None,
+                None,
+            )?);
+        }
+
+        // 7. name and topic
+        if let Some(name) = req.name {
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state("m.room.name", "", json!({ "name": name })),
+                None,
+                None,
+            )?);
+        }
+        if let Some(topic) = req.topic {
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state("m.room.topic", "", json!({ "topic": topic })),
+                None,
+                None,
+            )?);
+        }
+
+        // 8. invites
+        for u in &invitees {
+            if !self.is_local(u) {
+                return Err(Error::forbidden(
+                    "Inviting users of other servers needs federation, not enabled here",
+                ));
+            }
+            let target = self.db.get_user(u.as_str()).await?;
+            let Some(target) = target.filter(|t| t.deactivated == 0) else {
+                return Err(Error::not_found(format!("Unknown user {u}")));
+            };
+            let mut content = json!({ "membership": "invite" });
+            if req.is_direct {
+                content["is_direct"] = json!(true);
+            }
+            if let Some(d) = target.displayname {
+                content["displayname"] = json!(d);
+            }
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state("m.room.member", u.as_str(), content),
+                None,
+                None,
+            )?);
+        }
+
+        let mut guard = self.lock_new_room(&room_id).await;
+        *guard = Some(room);
+        self.persist(&mut guard, batch, Some((creator, public)))
+            .await?;
+        if let Some(a) = alias {
+            let mut tx = self.db.begin_write().await?;
+            if !Db::insert_alias(&mut tx.tx, a.as_str(), room_id.as_str(), creator.as_str()).await?
+            {
+                tracing::warn!(alias = %a, "alias taken while the room was being created");
+            }
+            tx.commit().await?;
+        }
+        Ok(room_id)
+    }
+}

@@ -1,0 +1,199 @@
+//! Membership: join, invite, leave, kick, ban, unban, forget; profile propagation.
+
+use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
+use serde_json::{json, Value};
+
+use super::EventSpec;
+use crate::{services::Services, Error, Result};
+
+impl Services {
+    /// The displayname and avatar_url of a local user, for their member events.
+    async fn profile_content(&self, user: &UserId) -> Result<Value> {
+        let mut c = json!({ "membership": "join" });
+        if let Some(u) = self.db.get_user(user.as_str()).await? {
+            if let Some(d) = u.displayname {
+                c["displayname"] = json!(d);
+            }
+            if let Some(a) = u.avatar_url {
+                c["avatar_url"] = json!(a);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Resolves a room id or a local alias.
+    pub async fn resolve_room(&self, id_or_alias: &str) -> Result<OwnedRoomId> {
+        if id_or_alias.starts_with('#') {
+            let alias = RoomAliasId::parse(id_or_alias)
+                .map_err(|_| Error::invalid_param("Invalid room alias"))?;
+            let (room, _) = self
+                .db
+                .alias(alias.as_str())
+                .await?
+                .ok_or_else(|| Error::not_found("Room alias not found"))?;
+            RoomId::parse(room).map_err(|e| Error::unknown(e.to_string()))
+        } else {
+            RoomId::parse(id_or_alias).map_err(|_| Error::invalid_param("Invalid room id"))
+        }
+    }
+
+    pub async fn join_room(
+        &self,
+        user: &UserId,
+        id_or_alias: &str,
+        reason: Option<&str>,
+    ) -> Result<OwnedRoomId> {
+        let room_id = self.resolve_room(id_or_alias).await?;
+        let mut content = self.profile_content(user).await?;
+        if let Some(r) = reason {
+            content["reason"] = json!(r);
+        }
+        let mut guard = self.lock_room(&room_id).await?;
+        let room = guard.as_mut().ok_or_else(|| {
+            Error::not_found("This server does not know this room, and federation is not enabled")
+        })?;
+        if room.membership(user).as_deref() == Some("join") {
+            let current: Value = room
+                .get("m.room.member", user.as_str())
+                .and_then(|p| serde_json::from_str(p.content.get()).ok())
+                .unwrap_or_default();
+            if current.get("displayname") == content.get("displayname")
+                && current.get("avatar_url") == content.get("avatar_url")
+            {
+                return Ok(room_id);
+            }
+        }
+        let built = room.build(
+            self,
+            user,
+            EventSpec::state("m.room.member", user.as_str(), content),
+            None,
+            None,
+        )?;
+        self.persist(&mut guard, vec![built], None).await?;
+        Ok(room_id)
+    }
+
+    /// Sets another user's membership (invite, kick = leave, ban, unban = leave).
+    pub async fn set_membership(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        membership: &str,
+        reason: Option<&str>,
+        extra: Option<Value>,
+    ) -> Result<()> {
+        if membership == "invite" {
+            if !self.is_local(target) {
+                return Err(Error::forbidden(
+                    "Inviting users of other servers needs federation, not enabled here",
+                ));
+            }
+            if self
+                .db
+                .get_user(target.as_str())
+                .await?
+                .is_none_or(|u| u.deactivated == 1)
+            {
+                return Err(Error::not_found("Unknown user"));
+            }
+        }
+        let mut content = json!({ "membership": membership });
+        if let Some(r) = reason {
+            content["reason"] = json!(r);
+        }
+        if let Some(Value::Object(extra)) = extra {
+            for (k, v) in extra {
+                content[k] = v;
+            }
+        }
+        if membership == "invite" {
+            // The invitee's profile, as Synapse does, so clients can show who was invited.
+            if let Some(u) = self.db.get_user(target.as_str()).await? {
+                if let Some(d) = u.displayname {
+                    content["displayname"] = json!(d);
+                }
+                if let Some(a) = u.avatar_url {
+                    content["avatar_url"] = json!(a);
+                }
+            }
+        }
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard
+            .as_mut()
+            .ok_or_else(|| Error::forbidden("You are not in this room"))?;
+        let current = room.membership(target);
+        match (membership, current.as_deref()) {
+            ("invite", Some("join")) => {
+                return Err(Error::forbidden("User is already in the room"))
+            }
+            ("invite", Some("invite")) => return Ok(()),
+            ("invite", Some("ban")) => {
+                return Err(Error::forbidden("User is banned from the room"))
+            }
+            ("leave", Some("ban")) if sender == target => {
+                return Err(Error::forbidden("You are banned"))
+            }
+            ("leave", None | Some("leave")) if sender != target => {
+                return Err(Error::forbidden("User is not in the room"))
+            }
+            _ => {}
+        }
+        let built = room.build(
+            self,
+            sender,
+            EventSpec::state("m.room.member", target.as_str(), content),
+            None,
+            None,
+        )?;
+        self.persist(&mut guard, vec![built], None).await?;
+        Ok(())
+    }
+
+    pub async fn leave_room(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let current = self.db.membership(user.as_str(), room_id.as_str()).await?;
+        match current.as_ref().map(|m| m.membership.as_str()) {
+            None => return Err(Error::not_found("You are not in this room")),
+            Some("leave") => return Ok(()),
+            _ => {}
+        }
+        self.set_membership(user, room_id, user, "leave", reason, None)
+            .await
+    }
+
+    pub async fn forget_room(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+        match self.db.membership(user.as_str(), room_id.as_str()).await? {
+            Some(m) if m.membership == "join" => Err(Error::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "M_UNKNOWN",
+                "You must leave the room first",
+            )),
+            Some(m) if m.membership == "invite" => Err(Error::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "M_UNKNOWN",
+                "Reject the invite first",
+            )),
+            Some(_) => Ok(self.db.forget_room(user.as_str(), room_id.as_str()).await?),
+            None => Err(Error::not_found("You are not in this room")),
+        }
+    }
+
+    /// Re-sends the user's member event in every joined room after a profile change.
+    pub async fn propagate_profile(&self, user: &UserId) {
+        let rooms = match self.db.user_memberships(user.as_str()).await {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "profile propagation"),
+        };
+        for m in rooms.into_iter().filter(|m| m.membership == "join") {
+            if let Err(e) = self.join_room(user, &m.room_id, None).await {
+                tracing::warn!(room = %m.room_id, error = %e, "profile propagation failed");
+            }
+        }
+    }
+}

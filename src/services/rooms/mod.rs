@@ -1,0 +1,597 @@
+//! Rooms: the event DAG. Builds, signs and authorises events against the room state, persists
+//! them with their state snapshot, and keeps each room's current state in memory behind a
+//! per-room lock (the lock also serialises local writes so prev_events are the extremities).
+
+pub mod client_event;
+pub mod create;
+pub mod membership;
+pub mod pdu;
+pub mod read;
+pub mod send;
+pub mod version;
+pub mod visibility;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{atomic::Ordering, Arc},
+};
+
+use parking_lot::Mutex;
+use ruma::{
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    signatures::{hash_and_sign_event, reference_hash},
+    state_res, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedUserId,
+    RoomId, RoomVersionId, UserId,
+};
+use serde_json::Value;
+
+use self::pdu::Pdu;
+use super::Services;
+use crate::{
+    store::{events::NewEvent, Db},
+    util, Error, Result,
+};
+
+/// Largest PDU, in bytes of canonical JSON (spec).
+pub const MAX_PDU_BYTES: usize = 65_536;
+/// A full state snapshot is written after this many deltas.
+const MAX_DELTA_CHAIN: i64 = 32;
+
+pub type StateKey = (StateEventType, String);
+
+/// The in-memory view of a room, valid while its lock is held.
+pub struct RoomState {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    pub rules: RoomVersionRules,
+    pub state: HashMap<StateKey, Arc<Pdu>>,
+    pub extremities: Vec<OwnedEventId>,
+    pub depth: u64,
+    pub state_group: Option<i64>,
+    pub chain_len: i64,
+    /// Local users joined or invited: whom to wake when the room changes.
+    pub local_members: HashSet<OwnedUserId>,
+}
+
+type RoomSlot = Arc<tokio::sync::Mutex<Option<RoomState>>>;
+pub type RoomGuard = tokio::sync::OwnedMutexGuard<Option<RoomState>>;
+
+#[derive(Default)]
+pub struct RoomCache {
+    rooms: Mutex<HashMap<OwnedRoomId, RoomSlot>>,
+    versions: Mutex<HashMap<OwnedRoomId, RoomVersionId>>,
+}
+
+/// An event a local user asks for.
+pub struct EventSpec {
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+    /// Top-level `redacts` (room versions before 11).
+    pub redacts: Option<OwnedEventId>,
+}
+
+impl EventSpec {
+    pub fn state(kind: &str, key: &str, content: Value) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            state_key: Some(key.to_owned()),
+            content,
+            redacts: None,
+        }
+    }
+}
+
+/// A built, signed and authorised event waiting to be persisted.
+pub struct NewPdu {
+    pub pdu: Arc<Pdu>,
+    pub json: String,
+    pub state_group: i64,
+    pub group_write: Option<(i64, Option<i64>, i64, Vec<(String, String, String)>)>,
+    pub device: Option<String>,
+    pub txn: Option<String>,
+}
+
+impl RoomState {
+    pub fn new_room(version: RoomVersionId, rules: RoomVersionRules, room_id: OwnedRoomId) -> Self {
+        Self {
+            room_id,
+            version,
+            rules,
+            state: HashMap::new(),
+            extremities: vec![],
+            depth: 0,
+            state_group: None,
+            chain_len: 0,
+            local_members: HashSet::new(),
+        }
+    }
+
+    pub fn get(&self, kind: &str, key: &str) -> Option<&Arc<Pdu>> {
+        self.state
+            .get(&(StateEventType::from(kind), key.to_owned()))
+    }
+
+    pub fn membership(&self, user: &UserId) -> Option<String> {
+        self.get("m.room.member", user.as_str())
+            .and_then(|p| p.content_str("membership"))
+    }
+
+    /// The power level of a user and the level needed for an event type, from current state.
+    pub fn power_levels(&self) -> Value {
+        self.get("m.room.power_levels", "")
+            .and_then(|p| serde_json::from_str(p.content.get()).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn creators(&self) -> HashSet<OwnedUserId> {
+        let mut out = HashSet::new();
+        if let Some(create) = self.get("m.room.create", "") {
+            if self.rules.authorization.explicitly_privilege_room_creators {
+                out.insert(create.sender.clone());
+                if let Ok(v) = serde_json::from_str::<Value>(create.content.get()) {
+                    for u in v["additional_creators"].as_array().into_iter().flatten() {
+                        if let Some(u) = u.as_str().and_then(|s| UserId::parse(s).ok()) {
+                            out.insert(u);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn user_power(&self, user: &UserId) -> i64 {
+        if self.creators().contains(user) {
+            return i64::MAX;
+        }
+        let pl = self.power_levels();
+        if pl.is_null() {
+            // Without power levels the creator has 100 (pre-v12 rooms).
+            return match self.get("m.room.create", "") {
+                Some(c) if c.sender == user => 100,
+                _ => 0,
+            };
+        }
+        pl["users"][user.as_str()]
+            .as_i64()
+            .or_else(|| pl["users_default"].as_i64())
+            .unwrap_or(0)
+    }
+
+    /// Level needed for an action field such as `invite`, `kick`, `ban`, `redact`.
+    pub fn action_power(&self, action: &str) -> i64 {
+        let default = match action {
+            "invite" => 0,
+            _ => 50,
+        };
+        self.power_levels()[action].as_i64().unwrap_or(default)
+    }
+
+    /// Builds, signs and authorises an event on top of the current state, then applies it.
+    pub fn build(
+        &mut self,
+        srv: &Services,
+        sender: &UserId,
+        spec: EventSpec,
+        device: Option<&str>,
+        txn: Option<&str>,
+    ) -> Result<NewPdu> {
+        let is_create = spec.kind == "m.room.create";
+        let kind = TimelineEventType::from(spec.kind.clone());
+        if spec.kind.len() > 255 || spec.state_key.as_ref().is_some_and(|k| k.len() > 255) {
+            return Err(Error::bad_json(
+                "Event type and state key must be at most 255 bytes",
+            ));
+        }
+        let content = match CanonicalJsonValue::try_from(spec.content) {
+            Ok(CanonicalJsonValue::Object(o)) => o,
+            Ok(_) => return Err(Error::bad_json("Event content must be a JSON object")),
+            Err(e) => {
+                return Err(Error::bad_json(format!(
+                    "Content is not canonical JSON: {e}"
+                )))
+            }
+        };
+        let content_raw = serde_json::value::to_raw_value(&content)
+            .map_err(|e| Error::bad_json(e.to_string()))?;
+        let auth_types = if is_create {
+            vec![]
+        } else {
+            state_res::auth_types_for_event(
+                &kind,
+                sender,
+                spec.state_key.as_deref(),
+                &content_raw,
+                &self.rules.authorization,
+            )
+            .map_err(Error::bad_json)?
+        };
+        let mut auth_events: Vec<String> = auth_types
+            .iter()
+            .filter_map(|k| self.state.get(k))
+            .map(|p| p.event_id.to_string())
+            .collect();
+        auth_events.sort();
+        auth_events.dedup();
+        let depth = self.depth + 1;
+        let now = util::now_ms();
+
+        let mut obj = CanonicalJsonObject::new();
+        let str_array = |v: Vec<String>| {
+            CanonicalJsonValue::Array(v.into_iter().map(CanonicalJsonValue::String).collect())
+        };
+        obj.insert("auth_events".into(), str_array(auth_events.clone()));
+        obj.insert("content".into(), CanonicalJsonValue::Object(content));
+        obj.insert("depth".into(), int(depth as i64));
+        obj.insert("origin_server_ts".into(), int(now));
+        let prevs: Vec<String> = self
+            .extremities
+            .iter()
+            .take(10)
+            .map(|e| e.to_string())
+            .collect();
+        obj.insert("prev_events".into(), str_array(prevs.clone()));
+        if !(is_create && self.rules.authorization.room_create_event_id_as_room_id) {
+            obj.insert(
+                "room_id".into(),
+                CanonicalJsonValue::String(self.room_id.to_string()),
+            );
+        }
+        obj.insert(
+            "sender".into(),
+            CanonicalJsonValue::String(sender.to_string()),
+        );
+        obj.insert("type".into(), CanonicalJsonValue::String(spec.kind.clone()));
+        if let Some(k) = &spec.state_key {
+            obj.insert("state_key".into(), CanonicalJsonValue::String(k.clone()));
+        }
+        if let Some(r) = &spec.redacts {
+            obj.insert("redacts".into(), CanonicalJsonValue::String(r.to_string()));
+        }
+        if !self.rules.event_format.require_event_id {
+            // room versions ≥ 3: no event_id field; the id is the reference hash.
+        }
+        let size = serde_json::to_vec(&obj)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_PDU_BYTES - 512 {
+            return Err(Error::too_large("Event too large"));
+        }
+        hash_and_sign_event(
+            srv.server_name.as_str(),
+            &srv.keys.pair,
+            &mut obj,
+            &self.rules.redaction,
+        )
+        .map_err(|e| Error::bad_json(e.to_string()))?;
+        let hash =
+            reference_hash(&obj, &self.rules).map_err(|e| Error::too_large(e.to_string()))?;
+        let event_id = format!("${hash}");
+        if is_create && self.rules.authorization.room_create_event_id_as_room_id {
+            self.room_id =
+                RoomId::parse(format!("!{hash}")).map_err(|e| Error::unknown(e.to_string()))?;
+        }
+        // Unsigned data kept with local state events for clients: the state it replaces.
+        let prev_state = spec.state_key.as_ref().and_then(|k| {
+            self.state
+                .get(&(StateEventType::from(spec.kind.as_str()), k.clone()))
+                .cloned()
+        });
+        if let Some(prev) = &prev_state {
+            let mut unsigned = CanonicalJsonObject::new();
+            unsigned.insert(
+                "replaces_state".into(),
+                CanonicalJsonValue::String(prev.event_id.to_string()),
+            );
+            if let Ok(v) = serde_json::from_str::<CanonicalJsonValue>(prev.content.get()) {
+                unsigned.insert("prev_content".into(), v);
+            }
+            unsigned.insert(
+                "prev_sender".into(),
+                CanonicalJsonValue::String(prev.sender.to_string()),
+            );
+            obj.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
+        }
+        let json = serde_json::to_string(&obj).map_err(|e| Error::unknown(e.to_string()))?;
+        let pdu = Pdu::parse(&event_id, &json).map_err(Error::bad_json)?;
+
+        // Authorise: the auth events, then the state before the event (our current state).
+        let by_id: HashMap<OwnedEventId, Arc<Pdu>> = self
+            .state
+            .values()
+            .filter(|p| {
+                auth_events.contains(&p.event_id.to_string())
+                    || p.kind == TimelineEventType::RoomCreate
+            })
+            .map(|p| (p.event_id.clone(), p.clone()))
+            .collect();
+        state_res::check_state_independent_auth_rules(&self.rules.authorization, &*pdu, |id| {
+            by_id.get(id).cloned()
+        })
+        .map_err(Error::forbidden)?;
+        state_res::check_state_dependent_auth_rules(&self.rules.authorization, &*pdu, |t, k| {
+            self.state.get(&(t.clone(), k.to_owned())).cloned()
+        })
+        .map_err(Error::forbidden)?;
+
+        // Apply.
+        let mut group_write = None;
+        if let Some(key) = &spec.state_key {
+            let skey = (StateEventType::from(spec.kind.as_str()), key.clone());
+            self.state.insert(skey, pdu.clone());
+            let id = srv.state_group_ids.fetch_add(1, Ordering::SeqCst) + 1;
+            let (prev, chain_len, entries) = match self.state_group {
+                Some(g) if self.chain_len < MAX_DELTA_CHAIN => (
+                    Some(g),
+                    self.chain_len + 1,
+                    vec![(spec.kind.clone(), key.clone(), event_id.clone())],
+                ),
+                _ => (
+                    None,
+                    0,
+                    self.state
+                        .iter()
+                        .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
+                        .collect(),
+                ),
+            };
+            group_write = Some((id, prev, chain_len, entries));
+            self.state_group = Some(id);
+            self.chain_len = chain_len;
+            if spec.kind == "m.room.member" {
+                if let Ok(target) = UserId::parse(key.as_str()) {
+                    if srv.is_local(&target) {
+                        match pdu.content_str("membership").as_deref() {
+                            Some("join") | Some("invite") => {
+                                self.local_members.insert(target);
+                            }
+                            _ => {
+                                self.local_members.remove(&target);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.extremities = vec![pdu.event_id.clone()];
+        self.depth = depth;
+        Ok(NewPdu {
+            pdu,
+            json,
+            state_group: self.state_group.unwrap_or(0),
+            group_write,
+            device: device.map(str::to_owned),
+            txn: txn.map(str::to_owned),
+        })
+    }
+}
+
+fn int(v: i64) -> CanonicalJsonValue {
+    CanonicalJsonValue::Integer(ruma::Int::new_saturating(v))
+}
+
+impl Services {
+    /// Locks a room for writing, loading its state on first use. The slot is None when the room
+    /// is unknown here.
+    pub async fn lock_room(&self, room_id: &RoomId) -> Result<RoomGuard> {
+        let slot = self
+            .rooms
+            .rooms
+            .lock()
+            .entry(room_id.to_owned())
+            .or_default()
+            .clone();
+        let mut guard = slot.lock_owned().await;
+        if guard.is_none() {
+            *guard = self.load_room(room_id).await?;
+        }
+        Ok(guard)
+    }
+
+    /// A slot for a room being created (the id is known only after the create event in v12).
+    pub async fn lock_new_room(&self, room_id: &RoomId) -> RoomGuard {
+        let slot = self
+            .rooms
+            .rooms
+            .lock()
+            .entry(room_id.to_owned())
+            .or_default()
+            .clone();
+        slot.lock_owned().await
+    }
+
+    async fn load_room(&self, room_id: &RoomId) -> Result<Option<RoomState>> {
+        let Some(version) = self.db.room_version(room_id.as_str()).await? else {
+            return Ok(None);
+        };
+        let (version, rules) =
+            version::parse(&version).ok_or_else(|| Error::unknown("Unsupported room version"))?;
+        let mut room = RoomState::new_room(version, rules, room_id.to_owned());
+        for row in self
+            .db
+            .current_state_events(&[room_id.to_string()], None)
+            .await?
+        {
+            let pdu = Pdu::parse(&row.event_id, &row.json).map_err(Error::unknown)?;
+            if let (Some(k), true) = (&row.state_key, row.kind == "m.room.member") {
+                if let Ok(u) = UserId::parse(k.as_str()) {
+                    if self.is_local(&u)
+                        && matches!(
+                            pdu.content_str("membership").as_deref(),
+                            Some("join" | "invite")
+                        )
+                    {
+                        room.local_members.insert(u);
+                    }
+                }
+            }
+            room.state.insert(
+                (
+                    StateEventType::from(row.kind.as_str()),
+                    row.state_key.unwrap_or_default(),
+                ),
+                pdu,
+            );
+        }
+        let (extremities, depth) = self.db.room_extremities(room_id.as_str()).await?;
+        room.extremities = extremities
+            .iter()
+            .filter_map(|e| ruma::EventId::parse(e).ok())
+            .collect();
+        room.depth = depth.max(0) as u64;
+        if let Some(latest) = self
+            .db
+            .latest_event_before(room_id.as_str(), i64::MAX)
+            .await?
+        {
+            room.state_group = latest.state_group;
+            if let Some(g) = latest.state_group {
+                room.chain_len = self.db.state_group_chain_len(g).await?;
+            }
+        }
+        Ok(Some(room))
+    }
+
+    /// The version rules of a known room (cached; versions never change).
+    pub async fn room_rules(&self, room_id: &str) -> Result<RoomVersionRules> {
+        let cached = ruma::RoomId::parse(room_id)
+            .ok()
+            .and_then(|r| self.rooms.versions.lock().get(&r).cloned());
+        let version = match cached {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .db
+                    .room_version(room_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("Unknown room"))?;
+                let (v, _) =
+                    version::parse(&v).ok_or_else(|| Error::unknown("Unsupported room version"))?;
+                if let Ok(r) = RoomId::parse(room_id) {
+                    self.rooms.versions.lock().insert(r, v.clone());
+                }
+                v
+            }
+        };
+        version::supported(&version).ok_or_else(|| Error::unknown("Unsupported room version"))
+    }
+
+    /// Persists built events in one transaction and wakes the users concerned. On failure the
+    /// room's cached state is dropped (it is reloaded from the database on next use).
+    pub async fn persist(
+        &self,
+        guard: &mut RoomGuard,
+        batch: Vec<NewPdu>,
+        new_room: Option<(&UserId, bool)>,
+    ) -> Result<Vec<i64>> {
+        let ids = self.events_stream.allocate(batch.len());
+        let res = self.persist_inner(guard, &batch, &ids, new_room).await;
+        self.events_stream.complete(&ids);
+        if let Err(e) = res {
+            **guard = None;
+            return Err(e);
+        }
+        if let Some(room) = guard.as_ref() {
+            let mut wake: Vec<&UserId> = room
+                .local_members
+                .iter()
+                .map(|u| -> &UserId { u })
+                .collect();
+            let targets: Vec<OwnedUserId> = batch
+                .iter()
+                .filter(|n| n.pdu.kind == TimelineEventType::RoomMember)
+                .filter_map(|n| {
+                    n.pdu
+                        .state_key
+                        .as_deref()
+                        .and_then(|k| UserId::parse(k).ok())
+                })
+                .collect();
+            wake.extend(targets.iter().map(|u| -> &UserId { u }));
+            self.notifier.notify(wake);
+        }
+        Ok(ids)
+    }
+
+    async fn persist_inner(
+        &self,
+        guard: &RoomGuard,
+        batch: &[NewPdu],
+        ids: &[i64],
+        new_room: Option<(&UserId, bool)>,
+    ) -> Result<()> {
+        let room = guard
+            .as_ref()
+            .ok_or_else(|| Error::unknown("room state missing"))?;
+        let room_id = room.room_id.as_str();
+        let mut tx = self.db.begin_write().await?;
+        if let Some((creator, public)) = new_room {
+            Db::insert_room(
+                &mut tx.tx,
+                room_id,
+                room.version.as_str(),
+                creator.as_str(),
+                public,
+                util::now_ms(),
+            )
+            .await?;
+        }
+        for (n, stream) in batch.iter().zip(ids) {
+            let p = &n.pdu;
+            let event_id = p.event_id.to_string();
+            let kind = p.kind.to_string();
+            let prevs: Vec<String> = p.prev_events.iter().map(|e| e.to_string()).collect();
+            let auths: Vec<String> = p.auth_events.iter().map(|e| e.to_string()).collect();
+            Db::insert_event(
+                &mut tx.tx,
+                &NewEvent {
+                    stream_ordering: *stream,
+                    event_id: &event_id,
+                    room_id,
+                    sender: p.sender.as_str(),
+                    kind: &kind,
+                    state_key: p.state_key.as_deref(),
+                    depth: p.depth as i64,
+                    origin_server_ts: u64::from(p.origin_server_ts.get()) as i64,
+                    state_group: n.state_group,
+                    json: &n.json,
+                    prev_events: prevs.iter().map(String::as_str).collect(),
+                    auth_events: auths.iter().map(String::as_str).collect(),
+                    sender_device: n.device.as_deref(),
+                    txn_id: n.txn.as_deref(),
+                },
+            )
+            .await?;
+            if let Some((gid, prev, chain_len, entries)) = &n.group_write {
+                let refs: Vec<(&str, &str, &str)> = entries
+                    .iter()
+                    .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+                    .collect();
+                Db::insert_state_group(&mut tx.tx, *gid, room_id, *prev, *chain_len, &refs).await?;
+            }
+            if let Some(key) = &p.state_key {
+                Db::upsert_current_state(&mut tx.tx, room_id, &kind, key, &event_id, *stream)
+                    .await?;
+                if p.kind == TimelineEventType::RoomMember {
+                    let membership = p.content_str("membership").unwrap_or_default();
+                    Db::upsert_membership(
+                        &mut tx.tx,
+                        key,
+                        room_id,
+                        &membership,
+                        &event_id,
+                        *stream,
+                    )
+                    .await?;
+                }
+            }
+            if let (TimelineEventType::RoomRedaction, Some(target)) = (&p.kind, &p.redacts) {
+                Db::mark_redacted(&mut tx.tx, target.as_str(), &event_id).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

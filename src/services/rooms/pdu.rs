@@ -1,0 +1,122 @@
+//! A parsed PDU, as the auth rules and state resolution see it.
+
+use std::sync::Arc;
+
+use ruma::{
+    events::TimelineEventType, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
+    OwnedUserId, RoomId, UInt, UserId,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Debug, Deserialize)]
+struct Fields {
+    room_id: Option<OwnedRoomId>,
+    sender: OwnedUserId,
+    origin_server_ts: MilliSecondsSinceUnixEpoch,
+    #[serde(rename = "type")]
+    kind: TimelineEventType,
+    content: Box<RawValue>,
+    state_key: Option<String>,
+    #[serde(default)]
+    prev_events: Vec<OwnedEventId>,
+    #[serde(default)]
+    auth_events: Vec<OwnedEventId>,
+    redacts: Option<OwnedEventId>,
+    depth: UInt,
+}
+
+#[derive(Debug, Deserialize)]
+struct RedactsInContent {
+    redacts: Option<OwnedEventId>,
+}
+
+#[derive(Debug)]
+pub struct Pdu {
+    pub event_id: OwnedEventId,
+    pub room_id: Option<OwnedRoomId>,
+    pub sender: OwnedUserId,
+    pub origin_server_ts: MilliSecondsSinceUnixEpoch,
+    pub kind: TimelineEventType,
+    pub content: Box<RawValue>,
+    pub state_key: Option<String>,
+    pub prev_events: Vec<OwnedEventId>,
+    pub auth_events: Vec<OwnedEventId>,
+    pub redacts: Option<OwnedEventId>,
+    pub depth: u64,
+    pub rejected: bool,
+}
+
+impl Pdu {
+    pub fn parse(event_id: &str, json: &str) -> Result<Arc<Pdu>, String> {
+        let f: Fields = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let event_id = EventId::parse(event_id).map_err(|e| e.to_string())?;
+        let redacts = match f.redacts {
+            Some(r) => Some(r),
+            None if f.kind == TimelineEventType::RoomRedaction => {
+                serde_json::from_str::<RedactsInContent>(f.content.get())
+                    .ok()
+                    .and_then(|c| c.redacts)
+            }
+            None => None,
+        };
+        Ok(Arc::new(Pdu {
+            event_id,
+            room_id: f.room_id,
+            sender: f.sender,
+            origin_server_ts: f.origin_server_ts,
+            kind: f.kind,
+            content: f.content,
+            state_key: f.state_key,
+            prev_events: f.prev_events,
+            auth_events: f.auth_events,
+            redacts,
+            depth: f.depth.into(),
+            rejected: false,
+        }))
+    }
+
+    /// A field of the content, as a string.
+    pub fn content_str(&self, field: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(self.content.get()).ok()?;
+        v.get(field)?.as_str().map(str::to_owned)
+    }
+}
+
+impl ruma::state_res::Event for Pdu {
+    type Id = OwnedEventId;
+
+    fn event_id(&self) -> &Self::Id {
+        &self.event_id
+    }
+    fn room_id(&self) -> Option<&RoomId> {
+        self.room_id.as_deref()
+    }
+    fn sender(&self) -> &UserId {
+        &self.sender
+    }
+    fn origin_server_ts(&self) -> MilliSecondsSinceUnixEpoch {
+        self.origin_server_ts
+    }
+    fn event_type(&self) -> &TimelineEventType {
+        &self.kind
+    }
+    fn content(&self) -> &RawValue {
+        &self.content
+    }
+    fn state_key(&self) -> Option<&str> {
+        self.state_key.as_deref()
+    }
+    fn prev_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.prev_events.iter())
+    }
+    fn auth_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.auth_events.iter())
+    }
+    fn redacts(&self) -> Option<&Self::Id> {
+        self.redacts.as_ref()
+    }
+    fn rejected(&self) -> bool {
+        self.rejected
+    }
+}

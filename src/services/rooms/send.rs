@@ -1,0 +1,154 @@
+//! Sending events: messages, state, redactions.
+
+use ruma::{OwnedEventId, RoomId, UserId};
+use serde_json::{json, Value};
+
+use super::EventSpec;
+use crate::{services::accounts::Requester, services::Services, Error, Result};
+
+impl Services {
+    /// Builds, authorises and persists one event in a room as a local user.
+    pub async fn send_as(
+        &self,
+        sender: &UserId,
+        device: Option<&str>,
+        room_id: &RoomId,
+        spec: EventSpec,
+        txn: Option<&str>,
+    ) -> Result<OwnedEventId> {
+        let mut guard = self.lock_room(room_id).await?;
+        if let (Some(d), Some(t)) = (device, txn) {
+            // Checked again under the room lock: a retry racing the first attempt gets its id.
+            if let Some(id) = self.db.txn_event(sender.as_str(), d, t).await? {
+                return OwnedEventId::try_from(id).map_err(|e| Error::unknown(e.to_string()));
+            }
+        }
+        let room = guard
+            .as_mut()
+            .ok_or_else(|| Error::forbidden("You are not in this room"))?;
+        let built = room.build(self, sender, spec, device, txn)?;
+        let event_id = built.pdu.event_id.clone();
+        self.persist(&mut guard, vec![built], None).await?;
+        Ok(event_id)
+    }
+
+    /// `PUT /rooms/{id}/send/{type}/{txn}` and `PUT /rooms/{id}/state/{type}/{key}`.
+    pub async fn send_event(
+        &self,
+        r: &Requester,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: Option<&str>,
+        content: Value,
+        txn: Option<&str>,
+    ) -> Result<OwnedEventId> {
+        if let Some(t) = txn {
+            if let Some(id) = self
+                .db
+                .txn_event(r.user_id.as_str(), &r.device_id, t)
+                .await?
+            {
+                return OwnedEventId::try_from(id).map_err(|e| Error::unknown(e.to_string()));
+            }
+        }
+        if !content.is_object() {
+            return Err(Error::bad_json("Content must be a JSON object"));
+        }
+        if kind == "m.room.create" {
+            return Err(Error::forbidden("Cannot send m.room.create"));
+        }
+        if state_key.is_none() && kind == "m.room.redaction" {
+            // Redactions go through /redact, which checks who may redact what.
+            let target = content
+                .get("redacts")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let target = target.ok_or_else(|| Error::bad_json("Missing redacts"))?;
+            let target =
+                OwnedEventId::try_from(target).map_err(|_| Error::bad_json("Invalid redacts"))?;
+            let reason = content
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            return self
+                .redact(r, room_id, &target, reason.as_deref(), txn)
+                .await;
+        }
+        self.ratelimit.check(
+            "message",
+            r.user_id.as_str(),
+            self.config.rate_limits.message,
+        )?;
+        if kind == "m.room.member" {
+            if let Some(k) = state_key {
+                if UserId::parse(k).is_err() {
+                    return Err(Error::bad_json("m.room.member state_key must be a user id"));
+                }
+            }
+        }
+        let spec = EventSpec {
+            kind: kind.to_owned(),
+            state_key: state_key.map(str::to_owned),
+            content,
+            redacts: None,
+        };
+        let device = txn.map(|_| r.device_id.as_str());
+        self.send_as(&r.user_id, device, room_id, spec, txn).await
+    }
+
+    /// Redacts an event: the sender of the original, or someone with the `redact` power.
+    pub async fn redact(
+        &self,
+        r: &Requester,
+        room_id: &RoomId,
+        target: &OwnedEventId,
+        reason: Option<&str>,
+        txn: Option<&str>,
+    ) -> Result<OwnedEventId> {
+        if let Some(t) = txn {
+            if let Some(id) = self
+                .db
+                .txn_event(r.user_id.as_str(), &r.device_id, t)
+                .await?
+            {
+                return OwnedEventId::try_from(id).map_err(|e| Error::unknown(e.to_string()));
+            }
+        }
+        let original = self.db.get_event(target.as_str()).await?;
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard
+            .as_mut()
+            .ok_or_else(|| Error::forbidden("You are not in this room"))?;
+        if let Some(orig) = &original {
+            if orig.room_id != room_id.as_str() {
+                return Err(Error::not_found("Event not found in this room"));
+            }
+            if orig.sender != r.user_id.as_str()
+                && room.user_power(&r.user_id) < room.action_power("redact")
+            {
+                return Err(Error::forbidden("You cannot redact other users' events"));
+            }
+        } else if room.user_power(&r.user_id) < room.action_power("redact") {
+            return Err(Error::forbidden("You cannot redact this event"));
+        }
+        let mut content = json!({});
+        if let Some(reason) = reason {
+            content["reason"] = json!(reason);
+        }
+        let in_content = room.rules.redaction.content_field_redacts;
+        if in_content {
+            content["redacts"] = json!(target);
+        }
+        let spec = EventSpec {
+            kind: "m.room.redaction".into(),
+            state_key: None,
+            content,
+            redacts: (!in_content).then(|| target.clone()),
+        };
+        let device = txn.map(|_| r.device_id.as_str());
+        let built = room.build(self, &r.user_id, spec, device, txn)?;
+        let id = built.pdu.event_id.clone();
+        self.persist(&mut guard, vec![built], None).await?;
+        Ok(id)
+    }
+}

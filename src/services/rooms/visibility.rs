@@ -1,0 +1,83 @@
+//! History visibility: which events a user may see, decided from the state at each event.
+
+use std::collections::HashMap;
+
+use ruma::UserId;
+use serde_json::Value;
+
+use crate::{services::Services, store::events::EventRow, Result};
+
+impl Services {
+    /// Keeps the events `user` may see, in one pass over every room involved: one query for the
+    /// relevant state at all the events' state groups, one for those state events, one for the
+    /// user's memberships.
+    pub async fn filter_visible(
+        &self,
+        user: &UserId,
+        rows: Vec<EventRow>,
+    ) -> Result<Vec<EventRow>> {
+        if rows.is_empty() {
+            return Ok(rows);
+        }
+        let mut groups: Vec<i64> = rows.iter().filter_map(|r| r.state_group).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let keys = [
+            ("m.room.history_visibility", ""),
+            ("m.room.member", user.as_str()),
+        ];
+        let states = self.db.state_at_groups(&groups, Some(&keys)).await?;
+        let mut ids: Vec<String> = states.values().flat_map(|s| s.values().cloned()).collect();
+        ids.sort();
+        ids.dedup();
+        let contents: HashMap<String, Value> = self
+            .db
+            .get_events(&ids)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let v: Value = serde_json::from_str(&r.json).ok()?;
+                Some((r.event_id, v.get("content").cloned().unwrap_or_default()))
+            })
+            .collect();
+        let current: HashMap<String, String> = self
+            .db
+            .user_memberships(user.as_str())
+            .await?
+            .into_iter()
+            .map(|m| (m.room_id, m.membership))
+            .collect();
+        let field = |group: Option<i64>, kind: &str, key: &str, name: &str| -> Option<String> {
+            let id = states
+                .get(&group?)?
+                .get(&(kind.to_owned(), key.to_owned()))?;
+            contents.get(id)?.get(name)?.as_str().map(str::to_owned)
+        };
+        Ok(rows
+            .into_iter()
+            .filter(|r| {
+                if r.kind == "m.room.member" && r.state_key.as_deref() == Some(user.as_str()) {
+                    return true;
+                }
+                let hv = field(
+                    r.state_group,
+                    "m.room.history_visibility",
+                    "",
+                    "history_visibility",
+                )
+                .unwrap_or_else(|| "shared".into());
+                let at = field(r.state_group, "m.room.member", user.as_str(), "membership")
+                    .unwrap_or_default();
+                let now = current.get(&r.room_id).map(String::as_str).unwrap_or("");
+                match hv.as_str() {
+                    "world_readable" => true,
+                    _ if at == "join" => true,
+                    "invited" => at == "invite",
+                    "joined" => false,
+                    // "shared" and unknown values
+                    _ => now == "join",
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,434 @@
+//! `/sync` (v2): initial and incremental, long-polling on the notifier. The cost of an
+//! incremental sync follows what changed: a fixed number of queries whatever the number of rooms.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
+
+use ruma::UserId;
+use serde_json::{json, Map, Value};
+
+use super::{accounts::Requester, filter::Filter, rooms::client_event::Format, Services};
+use crate::{store::events::EventRow, Error, Result};
+
+/// Default number of timeline events per room.
+const DEFAULT_TIMELINE_LIMIT: i64 = 10;
+/// Longest long-poll honoured.
+const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// Rooms with more members than this get no heroes in their summary.
+const HEROES_MAX_ROOM: i64 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncToken {
+    pub events: i64,
+    pub account_data: i64,
+}
+
+impl SyncToken {
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || Error::invalid_param("Invalid sync token");
+        let rest = s.strip_prefix('s').ok_or_else(bad)?;
+        let (e, a) = rest.split_once('_').ok_or_else(bad)?;
+        Ok(Self {
+            events: e.parse().map_err(|_| bad())?,
+            account_data: a.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl std::fmt::Display for SyncToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s{}_{}", self.events, self.account_data)
+    }
+}
+
+/// A pagination position: `t<n>` (from /messages) or a sync token (its event part).
+pub fn parse_position(s: &str) -> Result<i64> {
+    if let Some(n) = s.strip_prefix('t') {
+        return n
+            .parse()
+            .map_err(|_| Error::invalid_param("Invalid pagination token"));
+    }
+    Ok(SyncToken::parse(s)?.events)
+}
+
+pub struct SyncRequest {
+    pub since: Option<String>,
+    pub timeout_ms: u64,
+    pub full_state: bool,
+    pub filter: Filter,
+}
+
+impl Services {
+    pub async fn sync(&self, r: &Requester, req: SyncRequest) -> Result<Value> {
+        let since = req.since.as_deref().map(SyncToken::parse).transpose()?;
+        let handle = self.notifier.handle(&r.user_id);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.min(MAX_TIMEOUT_MS));
+        loop {
+            let notified = handle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let cur = SyncToken {
+                events: self.events_stream.current(),
+                account_data: self.account_data_stream.current(),
+            };
+            let waiting_allowed =
+                since.is_some() && !req.full_state && tokio::time::Instant::now() < deadline;
+            if waiting_allowed && since == Some(cur) {
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    return Ok(empty_response(cur));
+                }
+                continue;
+            }
+            let (resp, empty) = self.sync_once(r, since, cur, &req).await?;
+            if empty && waiting_allowed {
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    // Nothing for this user up to now: hand back the newest position.
+                    let cur = SyncToken {
+                        events: self.events_stream.current(),
+                        account_data: self.account_data_stream.current(),
+                    };
+                    let (resp, _) = self.sync_once(r, since, cur, &req).await?;
+                    return Ok(resp);
+                }
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    async fn sync_once(
+        &self,
+        r: &Requester,
+        since: Option<SyncToken>,
+        cur: SyncToken,
+        req: &SyncRequest,
+    ) -> Result<(Value, bool)> {
+        let user: &UserId = &r.user_id;
+        let viewer = Some((user, r.device_id.as_str()));
+        let rf = &req.filter.room;
+        let limit = rf.timeline.limit_or(DEFAULT_TIMELINE_LIMIT);
+        let memberships = self.db.user_memberships(user.as_str()).await?;
+        let since_ev = since.map(|s| s.events);
+        let changed = |stream: i64| since_ev.is_none_or(|s| stream > s && stream <= cur.events);
+
+        let mut full_rooms = vec![]; // send complete state
+        let mut incr_rooms = vec![]; // send what changed
+        let mut invites = vec![];
+        let mut left = vec![];
+        for m in &memberships {
+            if !rf.allows_room(&m.room_id) || m.stream_ordering > cur.events {
+                continue;
+            }
+            match m.membership.as_str() {
+                "join" if since.is_none() || req.full_state || changed(m.stream_ordering) => {
+                    full_rooms.push(m.room_id.clone())
+                }
+                "join" => incr_rooms.push(m.room_id.clone()),
+                "invite" if changed(m.stream_ordering) => invites.push(m.clone()),
+                "leave" | "ban"
+                    if m.forgotten == 0
+                        && changed(m.stream_ordering)
+                        && (since.is_some() || rf.include_leave) =>
+                {
+                    left.push(m.clone())
+                }
+                _ => {}
+            }
+        }
+
+        // Timelines: one query for fully-sent rooms, one for the others.
+        let (mut timeline, mut limited) = self
+            .db
+            .recent_events_per_room(&full_rooms, 0, cur.events, limit)
+            .await?;
+        let lower = since_ev.unwrap_or(0);
+        let (t2, l2) = self
+            .db
+            .recent_events_per_room(&incr_rooms, lower, cur.events, limit)
+            .await?;
+        timeline.extend(t2);
+        limited.extend(l2);
+        let mut left_timelines: Vec<EventRow> = vec![];
+        for m in &left {
+            // Rare: rooms left since the last sync, each up to the leave.
+            let (t, l) = self
+                .db
+                .recent_events_per_room(
+                    std::slice::from_ref(&m.room_id),
+                    lower,
+                    m.stream_ordering,
+                    limit,
+                )
+                .await?;
+            left_timelines.extend(t);
+            limited.extend(l);
+        }
+        let limited: HashMap<String, i64> = limited.into_iter().collect();
+        let mut all_timeline = timeline;
+        all_timeline.extend(left_timelines);
+        let all_timeline: Vec<EventRow> = self
+            .filter_visible(user, all_timeline)
+            .await?
+            .into_iter()
+            .filter(|e| rf.timeline.allows(e))
+            .collect();
+        let mut by_room: BTreeMap<String, Vec<EventRow>> = BTreeMap::new();
+        for e in all_timeline {
+            by_room.entry(e.room_id.clone()).or_default().push(e);
+        }
+        let in_timeline: HashSet<&str> = by_room
+            .values()
+            .flatten()
+            .map(|e| e.event_id.as_str())
+            .collect();
+
+        // State.
+        let mut state_rows: Vec<EventRow> = self.db.current_state_events(&full_rooms, None).await?;
+        let limited_incr: Vec<String> = incr_rooms
+            .iter()
+            .filter(|r| limited.contains_key(*r))
+            .cloned()
+            .collect();
+        state_rows.extend(
+            self.db
+                .current_state_changed(&limited_incr, lower, cur.events)
+                .await?,
+        );
+        if rf.state.lazy_load_members {
+            let incr_with_events: Vec<String> = incr_rooms
+                .iter()
+                .filter(|r| by_room.contains_key(*r))
+                .cloned()
+                .collect();
+            state_rows.extend(
+                self.db
+                    .current_state_events(&incr_with_events, Some(&["m.room.member"]))
+                    .await?,
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut state_by_room: BTreeMap<String, Vec<EventRow>> = BTreeMap::new();
+        for s in state_rows {
+            if in_timeline.contains(s.event_id.as_str())
+                || !seen.insert(s.event_id.clone())
+                || !rf.state.allows(&s)
+            {
+                continue;
+            }
+            if rf.state.lazy_load_members && s.kind == "m.room.member" {
+                let key = s.state_key.as_deref().unwrap_or_default();
+                let needed = key == user.as_str()
+                    || by_room
+                        .get(&s.room_id)
+                        .is_some_and(|evs| evs.iter().any(|e| e.sender == key));
+                if !needed {
+                    continue;
+                }
+            } else if incr_rooms.contains(&s.room_id)
+                && !limited.contains_key(&s.room_id)
+                && s.stream_ordering <= lower
+            {
+                continue;
+            }
+            state_by_room.entry(s.room_id.clone()).or_default().push(s);
+        }
+
+        // Account data.
+        let ad_since = since.map(|s| s.account_data).unwrap_or(0);
+        let account_data = self
+            .db
+            .account_data_since(user.as_str(), ad_since, cur.account_data)
+            .await?;
+        let mut global_ad = vec![];
+        let mut room_ad: HashMap<String, Vec<Value>> = HashMap::new();
+        for (room, kind, content) in account_data {
+            let ev = json!({ "type": kind, "content": serde_json::from_str::<Value>(&content).unwrap_or_default() });
+            if room.is_empty() {
+                if req.filter.account_data.allows_type(&kind) {
+                    global_ad.push(ev);
+                }
+            } else if rf.account_data.allows_type(&kind) {
+                room_ad.entry(room).or_default().push(ev);
+            }
+        }
+
+        // Summaries for rooms sent in full and rooms whose membership moved.
+        let summary_rooms: Vec<String> = full_rooms
+            .iter()
+            .chain(incr_rooms.iter().filter(|r| {
+                by_room
+                    .get(*r)
+                    .is_some_and(|e| e.iter().any(|e| e.kind == "m.room.member"))
+            }))
+            .cloned()
+            .collect();
+        let summaries = self.summaries(user, &summary_rooms).await?;
+
+        // Assemble.
+        let mut join = Map::new();
+        for room_id in full_rooms.iter().chain(incr_rooms.iter()) {
+            let events = by_room.remove(room_id).unwrap_or_default();
+            let state = state_by_room.remove(room_id).unwrap_or_default();
+            let ad = room_ad.remove(room_id).unwrap_or_default();
+            let summary = summaries.get(room_id);
+            let is_full = full_rooms.contains(room_id);
+            if !is_full
+                && events.is_empty()
+                && state.is_empty()
+                && ad.is_empty()
+                && summary.is_none()
+            {
+                continue;
+            }
+            let mut obj = self
+                .room_sections(
+                    &events,
+                    &state,
+                    limited.contains_key(room_id),
+                    lower,
+                    viewer,
+                )
+                .await?;
+            obj["account_data"] = json!({ "events": ad });
+            obj["ephemeral"] = json!({ "events": [] });
+            if let Some(s) = summary {
+                obj["summary"] = s.clone();
+            }
+            join.insert(room_id.clone(), obj);
+        }
+        let mut leave = Map::new();
+        for m in &left {
+            let events = by_room.remove(&m.room_id).unwrap_or_default();
+            let state = state_by_room.remove(&m.room_id).unwrap_or_default();
+            let mut obj = self
+                .room_sections(
+                    &events,
+                    &state,
+                    limited.contains_key(&m.room_id),
+                    lower,
+                    viewer,
+                )
+                .await?;
+            obj["account_data"] =
+                json!({ "events": room_ad.remove(&m.room_id).unwrap_or_default() });
+            leave.insert(m.room_id.clone(), obj);
+        }
+        let mut invite = Map::new();
+        if !invites.is_empty() {
+            let rooms: Vec<String> = invites.iter().map(|m| m.room_id.clone()).collect();
+            let stripped_types = [
+                "m.room.create",
+                "m.room.join_rules",
+                "m.room.name",
+                "m.room.avatar",
+                "m.room.canonical_alias",
+                "m.room.encryption",
+                "m.room.topic",
+            ];
+            let mut rows = self
+                .db
+                .current_state_events(&rooms, Some(&stripped_types))
+                .await?;
+            let member_ids: Vec<String> = invites.iter().map(|m| m.event_id.clone()).collect();
+            rows.extend(self.db.get_events(&member_ids).await?);
+            let mut per_room: BTreeMap<String, Vec<EventRow>> = BTreeMap::new();
+            for row in rows {
+                per_room.entry(row.room_id.clone()).or_default().push(row);
+            }
+            for (room, rows) in per_room {
+                let mut events = self.format_events(&rows, None, Format::Stripped).await?;
+                // The invite itself is sent whole (clients read its unsigned data and event id).
+                if let Some(inv) = rows.iter().position(|r| member_ids.contains(&r.event_id)) {
+                    if let Some(full) = self
+                        .format_events(&rows[inv..=inv], None, Format::Client)
+                        .await?
+                        .pop()
+                    {
+                        events[inv] = full;
+                    }
+                }
+                invite.insert(room, json!({ "invite_state": { "events": events } }));
+            }
+        }
+        let empty =
+            join.is_empty() && leave.is_empty() && invite.is_empty() && global_ad.is_empty();
+        let resp = json!({
+            "next_batch": cur.to_string(),
+            "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
+            "account_data": { "events": global_ad },
+        });
+        Ok((resp, empty))
+    }
+
+    async fn room_sections(
+        &self,
+        events: &[EventRow],
+        state: &[EventRow],
+        limited: bool,
+        lower: i64,
+        viewer: Option<(&UserId, &str)>,
+    ) -> Result<Value> {
+        let prev_batch = events
+            .first()
+            .map(|e| e.stream_ordering - 1)
+            .unwrap_or(lower);
+        Ok(json!({
+            "timeline": {
+                "events": self.format_events(events, viewer, Format::Client).await?,
+                "limited": limited,
+                "prev_batch": format!("t{prev_batch}"),
+            },
+            "state": { "events": self.format_events(state, None, Format::Client).await? },
+        }))
+    }
+
+    /// `m.joined_member_count`, `m.invited_member_count`, and heroes for small rooms.
+    async fn summaries(&self, user: &UserId, rooms: &[String]) -> Result<HashMap<String, Value>> {
+        let mut out: HashMap<String, Value> = HashMap::new();
+        let mut small = vec![];
+        let mut totals: HashMap<String, i64> = HashMap::new();
+        for (room, membership, count) in self.db.member_counts(rooms).await? {
+            let s = out.entry(room.clone()).or_insert_with(
+                || json!({ "m.joined_member_count": 0, "m.invited_member_count": 0 }),
+            );
+            let key = if membership == "join" {
+                "m.joined_member_count"
+            } else {
+                "m.invited_member_count"
+            };
+            s[key] = json!(count);
+            *totals.entry(room).or_default() += count;
+        }
+        for (room, total) in totals {
+            if total <= HEROES_MAX_ROOM {
+                small.push(room);
+            }
+        }
+        let mut heroes: HashMap<String, Vec<String>> = HashMap::new();
+        for (room, member) in self.db.members_of(&small).await? {
+            if member != user.as_str() {
+                let h = heroes.entry(room).or_default();
+                if h.len() < 5 {
+                    h.push(member);
+                }
+            }
+        }
+        for (room, h) in heroes {
+            if let Some(s) = out.get_mut(&room) {
+                s["m.heroes"] = json!(h);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn empty_response(cur: SyncToken) -> Value {
+    json!({
+        "next_batch": cur.to_string(),
+        "rooms": { "join": {}, "invite": {}, "leave": {}, "knock": {} },
+        "account_data": { "events": [] },
+    })
+}

@@ -1,0 +1,313 @@
+//! Events (the DAG): PDUs, edges, auth edges, forward extremities, transaction ids, and the
+//! timeline reads behind /messages, /context and /sync.
+
+use sqlx::Row;
+
+use super::{placeholders, Db, Tx};
+
+/// A stored event as the services read it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub stream_ordering: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub state_group: Option<i64>,
+    pub redacted_by: Option<String>,
+    pub sender_device: Option<String>,
+    pub txn_id: Option<String>,
+    pub json: String,
+}
+
+pub const EVENT_COLS: &str =
+    "e.stream_ordering, e.event_id, e.room_id, e.sender, e.type, e.state_key, \
+     e.state_group, e.redacted_by, e.sender_device, e.txn_id, e.json";
+
+/// What persisting one event writes.
+pub struct NewEvent<'a> {
+    pub stream_ordering: i64,
+    pub event_id: &'a str,
+    pub room_id: &'a str,
+    pub sender: &'a str,
+    pub kind: &'a str,
+    pub state_key: Option<&'a str>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub state_group: i64,
+    pub json: &'a str,
+    pub prev_events: Vec<&'a str>,
+    pub auth_events: Vec<&'a str>,
+    pub sender_device: Option<&'a str>,
+    pub txn_id: Option<&'a str>,
+}
+
+/// Timeline direction for pagination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Backward,
+    Forward,
+}
+
+/// A timeline condition: events are visible in timelines when neither rejected, outliers nor
+/// soft-failed.
+const LIVE: &str = "e.rejected = 0 AND e.outlier = 0 AND e.soft_failed = 0";
+
+impl Db {
+    pub async fn insert_event(tx: &mut Tx, ev: &NewEvent<'_>) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO events (stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts, \
+             state_group, sender_device, txn_id, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(ev.stream_ordering)
+        .bind(ev.event_id)
+        .bind(ev.room_id)
+        .bind(ev.sender)
+        .bind(ev.kind)
+        .bind(ev.state_key)
+        .bind(ev.depth)
+        .bind(ev.origin_server_ts)
+        .bind(ev.state_group)
+        .bind(ev.sender_device)
+        .bind(ev.txn_id)
+        .bind(ev.json)
+        .execute(&mut **tx)
+        .await?;
+        for prev in &ev.prev_events {
+            sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(ev.event_id)
+                .bind(*prev)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for auth in &ev.auth_events {
+            sqlx::query(
+                "INSERT INTO event_auth (event_id, auth_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(ev.event_id)
+            .bind(*auth)
+            .execute(&mut **tx)
+            .await?;
+        }
+        // The new event replaces its prev_events as forward extremities.
+        for prev in &ev.prev_events {
+            sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
+                .bind(ev.room_id)
+                .bind(*prev)
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(ev.room_id)
+            .bind(ev.event_id)
+            .execute(&mut **tx)
+            .await?;
+        if let (Some(dev), Some(txn)) = (ev.sender_device, ev.txn_id) {
+            sqlx::query(
+                "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(ev.sender)
+            .bind(dev)
+            .bind(txn)
+            .bind(ev.event_id)
+            .bind(ev.origin_server_ts)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn mark_redacted(tx: &mut Tx, target: &str, redaction_id: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE events SET redacted_by = $1 WHERE event_id = $2 AND redacted_by IS NULL",
+        )
+        .bind(redaction_id)
+        .bind(target)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn txn_event(
+        &self,
+        user: &str,
+        device: &str,
+        txn: &str,
+    ) -> sqlx::Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+        )
+        .bind(user)
+        .bind(device)
+        .bind(txn)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    pub async fn max_stream_ordering(&self) -> sqlx::Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get(0)
+    }
+
+    pub async fn get_event(&self, event_id: &str) -> sqlx::Result<Option<EventRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {EVENT_COLS} FROM events e WHERE e.event_id = $1 AND e.rejected = 0"
+        ))
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn get_events(&self, ids: &[String]) -> sqlx::Result<Vec<EventRow>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events e WHERE e.event_id IN ({}) ORDER BY e.stream_ordering",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool).await
+    }
+
+    /// Up to `limit` live events of a room strictly before (backward) or after (forward) `from`,
+    /// stopping at `to` (exclusive bound on the far side), in the direction's order.
+    pub async fn room_events(
+        &self,
+        room_id: &str,
+        from: i64,
+        to: Option<i64>,
+        dir: Dir,
+        limit: i64,
+    ) -> sqlx::Result<Vec<EventRow>> {
+        let sql = match dir {
+            Dir::Backward => format!(
+                "SELECT {EVENT_COLS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering < $2 \
+                 AND e.stream_ordering > $3 AND {LIVE} ORDER BY e.stream_ordering DESC LIMIT $4"
+            ),
+            Dir::Forward => format!(
+                "SELECT {EVENT_COLS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering > $2 \
+                 AND e.stream_ordering < $3 AND {LIVE} ORDER BY e.stream_ordering ASC LIMIT $4"
+            ),
+        };
+        let to = to.unwrap_or(match dir {
+            Dir::Backward => -1,
+            Dir::Forward => i64::MAX,
+        });
+        sqlx::query_as(&sql)
+            .bind(room_id)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// For each room, the last `limit` live events with `lower < stream_ordering <= upper`, in
+    /// stream order, plus for each room whether older events in range were left out. One query
+    /// for every room: the bound per room comes from an indexed correlated sub-query.
+    pub async fn recent_events_per_room(
+        &self,
+        room_ids: &[String],
+        lower: i64,
+        upper: i64,
+        limit: i64,
+    ) -> sqlx::Result<(Vec<EventRow>, Vec<(String, i64)>)> {
+        if room_ids.is_empty() {
+            return Ok((vec![], vec![]));
+        }
+        let n = room_ids.len();
+        let rooms = placeholders(4, n);
+        // The stream ordering of the (limit+1)-th newest event per room, if any: the timeline is
+        // what is strictly after it (and after `lower`).
+        let bounds_sql = format!(
+            "SELECT r.room_id, (SELECT e.stream_ordering FROM events e WHERE e.room_id = r.room_id \
+               AND e.stream_ordering > $1 AND e.stream_ordering <= $2 AND {LIVE} \
+               ORDER BY e.stream_ordering DESC LIMIT 1 OFFSET $3) AS bound \
+             FROM rooms r WHERE r.room_id IN ({rooms})"
+        );
+        let mut q = sqlx::query(&bounds_sql).bind(lower).bind(upper).bind(limit);
+        for r in room_ids {
+            q = q.bind(r);
+        }
+        let mut limited = vec![];
+        for row in q.fetch_all(&self.pool).await? {
+            let bound: Option<i64> = row.try_get(1)?;
+            if let Some(b) = bound {
+                limited.push((row.try_get(0)?, b));
+            }
+        }
+        // Fetch events after each room's bound.
+        let mut cond = String::new();
+        let mut binds: Vec<(String, i64)> = vec![];
+        for r in room_ids {
+            let lo = limited
+                .iter()
+                .find(|(id, _)| id == r)
+                .map(|(_, b)| *b)
+                .unwrap_or(lower);
+            binds.push((r.clone(), lo));
+        }
+        for (i, _) in binds.iter().enumerate() {
+            if i > 0 {
+                cond.push_str(" OR ");
+            }
+            cond.push_str(&format!(
+                "(e.room_id = ${} AND e.stream_ordering > ${})",
+                2 + 2 * i,
+                3 + 2 * i
+            ));
+        }
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events e WHERE e.stream_ordering <= $1 AND ({cond}) AND {LIVE} \
+             ORDER BY e.stream_ordering"
+        );
+        let mut q = sqlx::query_as(&sql).bind(upper);
+        for (r, lo) in &binds {
+            q = q.bind(r).bind(*lo);
+        }
+        Ok((q.fetch_all(&self.pool).await?, limited))
+    }
+
+    /// Extremities and the greatest depth of a room.
+    pub async fn room_extremities(&self, room_id: &str) -> sqlx::Result<(Vec<String>, i64)> {
+        let rows = sqlx::query("SELECT event_id FROM forward_extremities WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let ids = rows
+            .into_iter()
+            .map(|r| r.try_get(0))
+            .collect::<sqlx::Result<Vec<String>>>()?;
+        let row = sqlx::query("SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((ids, row.try_get(0)?))
+    }
+
+    /// The latest live event of a room at or before `at` (for the state at a stream position).
+    pub async fn latest_event_before(
+        &self,
+        room_id: &str,
+        at: i64,
+    ) -> sqlx::Result<Option<EventRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {EVENT_COLS} FROM events e WHERE e.room_id = $1 AND e.stream_ordering <= $2 AND {LIVE} \
+             ORDER BY e.stream_ordering DESC LIMIT 1"
+        ))
+        .bind(room_id)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await
+    }
+}

@@ -1,0 +1,178 @@
+//! The only place with SQL. One module per table family; every query is written once in the
+//! dialect SQLite and PostgreSQL share (`$1` placeholders, `ON CONFLICT`, `RETURNING`); the few
+//! differences live in [`Dialect`].
+//!
+//! Integers are BIGINT everywhere (booleans are 0/1) so the `Any` driver decodes them as `i64` on
+//! both databases.
+
+pub mod account_data;
+pub mod events;
+pub mod rooms;
+pub mod state;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions},
+    AnyPool, ConnectOptions, Executor,
+};
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Db {
+    pub pool: AnyPool,
+    pub dialect: Dialect,
+    /// SQLite has one writer: writers queue here instead of spinning on SQLITE_BUSY.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+pub struct WriteTx<'a> {
+    pub tx: Tx,
+    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+const SQLITE_MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+impl Db {
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            anyhow::bail!("database_url must start with sqlite:// or postgres://");
+        };
+        let url = match dialect {
+            Dialect::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        if dialect == Dialect::Sqlite {
+            if let Some(parent) = std::path::Path::new(
+                url.trim_start_matches("sqlite://")
+                    .split('?')
+                    .next()
+                    .unwrap_or(""),
+            )
+            .parent()
+            {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)?;
+                }
+            }
+        }
+        let opts: AnyConnectOptions = url.parse()?;
+        let opts = opts.log_statements(tracing::log::LevelFilter::Trace);
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL + synchronous=NORMAL: a process crash loses nothing committed; a
+                        // power loss may lose the last transactions (docs/operations.md).
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                        conn.execute("PRAGMA foreign_keys=OFF").await?;
+                        conn.execute("PRAGMA cache_size=-16000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        Ok(Self {
+            pool,
+            dialect,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Applies the migrations not applied yet, each in its own transaction.
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let list = match self.dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Postgres => POSTGRES_MIGRATIONS,
+        };
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_ts BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        let mut applied = vec![];
+        for (name, sql) in list {
+            let mut tx = self.begin_write().await?;
+            let done: Option<(String,)> =
+                sqlx::query_as("SELECT name FROM schema_migrations WHERE name = $1")
+                    .bind(*name)
+                    .fetch_optional(&mut *tx.tx)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let without_comments: String = sql
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for stmt in without_comments
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                sqlx::query(stmt).execute(&mut *tx.tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (name, applied_ts) VALUES ($1, $2)")
+                .bind(*name)
+                .bind(crate::util::now_ms())
+                .execute(&mut *tx.tx)
+                .await?;
+            tx.commit().await?;
+            applied.push((*name).to_owned());
+        }
+        Ok(applied)
+    }
+
+    /// Starts a write transaction (queued behind other writers on SQLite).
+    pub async fn begin_write(&self) -> Result<WriteTx<'_>, sqlx::Error> {
+        let guard = match self.dialect {
+            Dialect::Sqlite => Some(self.write_lock.lock().await),
+            Dialect::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Builds `$start, $start+1, …` placeholders for an `IN (…)` list.
+pub fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,221 @@
+//! Rooms, memberships (a projection of the current state) and aliases.
+
+use sqlx::Row;
+
+use super::{Db, Tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MembershipRow {
+    pub room_id: String,
+    pub user_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub stream_ordering: i64,
+    pub forgotten: i64,
+}
+
+impl Db {
+    pub async fn insert_room(
+        tx: &mut Tx,
+        room_id: &str,
+        version: &str,
+        creator: &str,
+        public: bool,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts) VALUES ($1, $2, $3, $4, $5)")
+            .bind(room_id)
+            .bind(version)
+            .bind(creator)
+            .bind(public as i64)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn room_version(&self, room_id: &str) -> sqlx::Result<Option<String>> {
+        let row = sqlx::query("SELECT room_version FROM rooms WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    pub async fn set_room_public(&self, room_id: &str, public: bool) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE rooms SET is_public = $1 WHERE room_id = $2")
+            .bind(public as i64)
+            .bind(room_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn room_is_public(&self, room_id: &str) -> sqlx::Result<bool> {
+        let row = sqlx::query("SELECT is_public FROM rooms WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0)
+            == 1)
+    }
+
+    pub async fn upsert_membership(
+        tx: &mut Tx,
+        user_id: &str,
+        room_id: &str,
+        membership: &str,
+        event_id: &str,
+        stream: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO memberships (user_id, room_id, membership, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (user_id, room_id) DO UPDATE SET membership = $3, event_id = $4, stream_ordering = $5, forgotten = 0",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .bind(membership)
+        .bind(event_id)
+        .bind(stream)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user_memberships(&self, user_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
+        sqlx::query_as(
+            "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn membership(
+        &self,
+        user_id: &str,
+        room_id: &str,
+    ) -> sqlx::Result<Option<MembershipRow>> {
+        sqlx::query_as(
+            "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships \
+             WHERE user_id = $1 AND room_id = $2",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn room_members(&self, room_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
+        sqlx::query_as(
+            "SELECT room_id, user_id, membership, event_id, stream_ordering, forgotten FROM memberships WHERE room_id = $1",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn forget_room(&self, user_id: &str, room_id: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE memberships SET forgotten = 1 WHERE user_id = $1 AND room_id = $2")
+            .bind(user_id)
+            .bind(room_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    // ---- aliases ----
+
+    /// Returns false when the alias already exists.
+    pub async fn insert_alias(
+        tx: &mut Tx,
+        alias: &str,
+        room_id: &str,
+        creator: &str,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(alias)
+            .bind(room_id)
+            .bind(creator)
+            .execute(&mut **tx)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    pub async fn alias(&self, alias: &str) -> sqlx::Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT room_id, creator FROM room_aliases WHERE alias = $1")
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    pub async fn delete_alias(&self, alias: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM room_aliases WHERE alias = $1")
+            .bind(alias)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn room_aliases(&self, room_id: &str) -> sqlx::Result<Vec<String>> {
+        let rows = sqlx::query("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias")
+            .bind(room_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|r| r.try_get(0)).collect()
+    }
+}
+
+impl Db {
+    /// (room, membership, count) for joined and invited members of the rooms.
+    pub async fn member_counts(
+        &self,
+        rooms: &[String],
+    ) -> sqlx::Result<Vec<(String, String, i64)>> {
+        if rooms.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT room_id, membership, COUNT(*) FROM memberships WHERE room_id IN ({}) \
+             AND membership IN ('join', 'invite') GROUP BY room_id, membership",
+            super::placeholders(1, rooms.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for r in rooms {
+            q = q.bind(r);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Joined and invited members of small rooms (for room summaries' heroes).
+    pub async fn members_of(&self, rooms: &[String]) -> sqlx::Result<Vec<(String, String)>> {
+        if rooms.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT room_id, user_id FROM memberships WHERE room_id IN ({}) AND membership IN ('join', 'invite') \
+             ORDER BY room_id, user_id",
+            super::placeholders(1, rooms.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for r in rooms {
+            q = q.bind(r);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}

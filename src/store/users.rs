@@ -1,0 +1,429 @@
+//! Users, devices, access/refresh tokens, UIA sessions, registration tokens.
+
+use sqlx::Row;
+
+use super::{Db, Tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub is_admin: i64,
+    pub deactivated: i64,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ts: Option<i64>,
+    pub last_seen_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub user_id: String,
+    pub device_id: String,
+    pub expires_ts: Option<i64>,
+}
+
+const USER_COLS: &str = "user_id, password_hash, is_admin, deactivated, displayname, avatar_url";
+
+impl Db {
+    pub async fn get_user(&self, user_id: &str) -> sqlx::Result<Option<UserRow>> {
+        sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE user_id = $1"))
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn user_exists(&self, localpart: &str) -> sqlx::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM users WHERE localpart = $1")
+            .bind(localpart)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Inserts a user; returns false when the id is taken.
+    pub async fn insert_user(
+        tx: &mut Tx,
+        user_id: &str,
+        localpart: &str,
+        password_hash: Option<&str>,
+        is_admin: bool,
+        displayname: &str,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO users (user_id, localpart, password_hash, is_admin, displayname, created_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(localpart)
+        .bind(password_hash)
+        .bind(is_admin as i64)
+        .bind(displayname)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    pub async fn set_password_hash(&self, user_id: &str, hash: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn set_admin(&self, user_id: &str, admin: bool) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE users SET is_admin = $1 WHERE user_id = $2")
+            .bind(admin as i64)
+            .bind(user_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn set_profile_field(
+        &self,
+        user_id: &str,
+        field: ProfileField,
+        value: Option<&str>,
+    ) -> sqlx::Result<()> {
+        let col = match field {
+            ProfileField::Displayname => "displayname",
+            ProfileField::AvatarUrl => "avatar_url",
+        };
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&format!("UPDATE users SET {col} = $1 WHERE user_id = $2"))
+            .bind(value)
+            .bind(user_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Marks the user deactivated and removes every device, token and password.
+    pub async fn deactivate_user(&self, user_id: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        for table in ["access_tokens", "refresh_tokens", "devices"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    // ---- devices and tokens ----
+
+    /// Creates (or refreshes) a device and issues an access token (and a refresh token).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_device_with_token(
+        tx: &mut Tx,
+        user_id: &str,
+        device_id: &str,
+        display_name: Option<&str>,
+        token_hash: &str,
+        expires_ts: Option<i64>,
+        refresh_hash: Option<&str>,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, created_ts) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (user_id, device_id) DO UPDATE SET last_seen_ts = $4",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(display_name)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        // A device has one live access token: logging in again with the same device id replaces it.
+        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id)
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id)
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
+        Self::insert_tokens(
+            tx,
+            user_id,
+            device_id,
+            token_hash,
+            expires_ts,
+            refresh_hash,
+            now,
+        )
+        .await
+    }
+
+    pub async fn insert_tokens(
+        tx: &mut Tx,
+        user_id: &str,
+        device_id: &str,
+        token_hash: &str,
+        expires_ts: Option<i64>,
+        refresh_hash: Option<&str>,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts, created_ts) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(device_id)
+        .bind(expires_ts)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if let Some(r) = refresh_hash {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(r)
+            .bind(user_id)
+            .bind(device_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn get_token(&self, token_hash: &str) -> sqlx::Result<Option<TokenRow>> {
+        sqlx::query_as(
+            "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Consumes a refresh token: returns its owner and removes it (and the old access tokens).
+    pub async fn take_refresh_token(
+        tx: &mut Tx,
+        hash: &str,
+    ) -> sqlx::Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
+        )
+        .bind(hash)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (user, device): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+            .bind(&user)
+            .bind(&device)
+            .execute(&mut **tx)
+            .await?;
+        Ok(Some((user, device)))
+    }
+
+    /// Token hashes of the given devices (all the user's devices when `devices` is None).
+    pub async fn token_hashes(
+        &self,
+        user_id: &str,
+        devices: Option<&[String]>,
+    ) -> sqlx::Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT token_hash, device_id FROM access_tokens WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| {
+                devices.is_none_or(|d| {
+                    d.iter()
+                        .any(|x| r.try_get::<String, _>(1).is_ok_and(|y| *x == y))
+                })
+            })
+            .filter_map(|r| r.try_get(0).ok())
+            .collect())
+    }
+
+    pub async fn delete_devices(&self, user_id: &str, devices: &[String]) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        for d in devices {
+            for table in ["access_tokens", "refresh_tokens", "devices"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"
+                ))
+                .bind(user_id)
+                .bind(d)
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Removes every access and refresh token of the user (devices stay, as Synapse does).
+    pub async fn delete_all_tokens(&self, user_id: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        for table in ["access_tokens", "refresh_tokens", "devices"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Deletes every token except the given device's (after a password change).
+    pub async fn delete_tokens_except(&self, user_id: &str, keep_device: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        for table in ["access_tokens", "refresh_tokens", "devices"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"
+            ))
+            .bind(user_id)
+            .bind(keep_device)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn list_devices(&self, user_id: &str) -> sqlx::Result<Vec<DeviceRow>> {
+        sqlx::query_as(
+            "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 ORDER BY device_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn get_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> sqlx::Result<Option<DeviceRow>> {
+        sqlx::query_as(
+            "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn rename_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        name: Option<&str>,
+    ) -> sqlx::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let res = sqlx::query(
+            "UPDATE devices SET display_name = $1 WHERE user_id = $2 AND device_id = $3",
+        )
+        .bind(name)
+        .bind(user_id)
+        .bind(device_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    pub async fn touch_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        ip: &str,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE devices SET last_seen_ts = $1, last_seen_ip = $2 WHERE user_id = $3 AND device_id = $4")
+            .bind(now)
+            .bind(ip)
+            .bind(user_id)
+            .bind(device_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    // ---- user-interactive auth sessions ----
+
+    pub async fn uia_get(&self, session: &str) -> sqlx::Result<Option<(Option<String>, String)>> {
+        let row = sqlx::query("SELECT user_id, completed FROM uia_sessions WHERE session_id = $1")
+            .bind(session)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    pub async fn uia_put(
+        &self,
+        session: &str,
+        user_id: Option<&str>,
+        completed: &str,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO uia_sessions (session_id, user_id, completed, created_ts) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (session_id) DO UPDATE SET completed = $3",
+        )
+        .bind(session)
+        .bind(user_id)
+        .bind(completed)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        // Sessions live one hour.
+        sqlx::query("DELETE FROM uia_sessions WHERE created_ts < $1")
+            .bind(now - 3_600_000)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn uia_delete(&self, session: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM uia_sessions WHERE session_id = $1")
+            .bind(session)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn registration_token_used(tx: &mut Tx, token: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO registration_token_uses (token, completed) VALUES ($1, 1) \
+             ON CONFLICT (token) DO UPDATE SET completed = registration_token_uses.completed + 1",
+        )
+        .bind(token)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum ProfileField {
+    Displayname,
+    AvatarUrl,
+}

@@ -1,0 +1,41 @@
+//! Small helpers shared by every layer: time, random strings, hashing.
+
+use base64::Engine;
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A random URL-safe string of `len` characters from [A-Za-z0-9].
+pub fn random_string(len: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// A secret token: 32 random bytes, URL-safe base64, with a recognisable prefix.
+pub fn random_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    format!(
+        "{prefix}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// SHA-256 of a secret, hex encoded: what the database stores instead of tokens.
+pub fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest.iter() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
