@@ -1,0 +1,279 @@
+//! Test harness: a real Palabre on an ephemeral port, on SQLite or on a fresh PostgreSQL
+//! database in the throwaway cluster started by scripts/test.sh (PALABRE_TEST_PG).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use palabre::{
+    config::{Config, PasswordHashing, RateLimit, RegistrationMode},
+    server::Running,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.listen = "127.0.0.1:0".into();
+    cfg.data_dir = dir.to_path_buf();
+    cfg.registration = RegistrationMode::Open;
+    cfg.password_hashing = PasswordHashing {
+        memory_kib: 64,
+        iterations: 1,
+    };
+    let lots = RateLimit {
+        per_second: 10_000.0,
+        burst: 10_000.0,
+    };
+    cfg.rate_limits.login = lots;
+    cfg.rate_limits.registration = lots;
+    cfg.rate_limits.message = lots;
+    cfg
+}
+
+pub async fn database_url(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}/palabre.db", dir.display()),
+        Backend::Postgres => {
+            let base = std::env::var("PALABRE_TEST_PG")
+                .expect("PALABRE_TEST_PG is not set: run the suite with scripts/test.sh, which starts PostgreSQL");
+            let name = format!("t_{}", palabre::util::random_string(12).to_lowercase());
+            let mut conn = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+                .await
+                .expect("connect to test cluster");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            format!("{base}/{name}")
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = test_config(dir.path());
+        cfg.database_url = Some(database_url(backend, dir.path()).await);
+        tweak(&mut cfg);
+        let running = palabre::server::start(cfg).await.expect("server starts");
+        let base = format!("http://{}", running.addr);
+        Self {
+            running: Some(running),
+            base,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    pub fn services(&self) -> &palabre::services::Services {
+        &self.running.as_ref().expect("running").services
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+
+    /// A raw request; returns status and JSON body (Null when the body is not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &'static str,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Registers a user (dummy auth) and returns a logged-in client.
+    pub async fn register(&self, name: &str) -> User {
+        let (st, v) = self
+            .call(
+                Method::POST,
+                "/_matrix/client/v3/register",
+                None,
+                Some(json!({ "username": name, "password": "correct horse 1", "auth": { "type": "m.login.dummy" } })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "register {name}: {v}");
+        User {
+            user_id: v["user_id"].as_str().unwrap().to_owned(),
+            token: v["access_token"].as_str().unwrap().to_owned(),
+            device_id: v["device_id"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: String,
+    pub token: String,
+    pub device_id: String,
+}
+
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl TestServer {
+    pub async fn get(&self, u: &User, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(&u.token), None).await
+    }
+    pub async fn post(&self, u: &User, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(&u.token), Some(body))
+            .await
+    }
+    pub async fn put(&self, u: &User, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(&u.token), Some(body))
+            .await
+    }
+
+    pub async fn create_room(&self, u: &User, body: Value) -> String {
+        let (st, v) = self.post(u, "/_matrix/client/v3/createRoom", body).await;
+        assert_eq!(st, StatusCode::OK, "createRoom: {v}");
+        v["room_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send_text(&self, u: &User, room: &str, txn: &str, body: &str) -> String {
+        let (st, v) = self
+            .put(
+                u,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                    enc(room),
+                    enc(txn)
+                ),
+                json!({ "msgtype": "m.text", "body": body }),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "send: {v}");
+        v["event_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn join(&self, u: &User, room: &str) {
+        let (st, v) = self
+            .post(
+                u,
+                &format!("/_matrix/client/v3/join/{}", enc(room)),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "join: {v}");
+    }
+
+    pub async fn invite(&self, u: &User, room: &str, target: &User) {
+        let (st, v) = self
+            .post(
+                u,
+                &format!("/_matrix/client/v3/rooms/{}/invite", enc(room)),
+                json!({ "user_id": target.user_id }),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "invite: {v}");
+    }
+
+    pub async fn sync(&self, u: &User, since: Option<&str>, timeout_ms: u64) -> Value {
+        let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");
+        if let Some(s) = since {
+            path.push_str(&format!("&since={}", enc(s)));
+        }
+        let (st, v) = self.get(u, &path).await;
+        assert_eq!(st, StatusCode::OK, "sync: {v}");
+        v
+    }
+}
+
+/// Bodies of the m.room.message events of a room's timeline in a sync response.
+pub fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|evs| {
+            evs.iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn eventually<F, Fut>(mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met in 5 s");
+}
+
+/// Defines a test for each storage backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}

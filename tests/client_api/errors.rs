@@ -1,0 +1,193 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::{enc, Backend, TestServer};
+
+crate::both_backends!(error_shapes, oversize_event_and_body);
+
+async fn error_shapes(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+
+    let (st, v) = s
+        .call(Method::GET, "/_matrix/client/v3/nope", None, None)
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED"))
+    );
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("M_UNRECOGNIZED"))
+    );
+    let (st, v) = s
+        .call(Method::GET, "/_matrix/client/v3/account/whoami", None, None)
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_MISSING_TOKEN"))
+    );
+    let (st, v) = s
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some("pat_bogus"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_UNKNOWN_TOKEN"))
+    );
+    let (st, v) = s
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami?access_token=pat_bogus",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_UNKNOWN_TOKEN"))
+    );
+
+    let send = format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
+        enc(&room)
+    );
+    let (st, v) = s
+        .raw(Method::PUT, &send, Some(&alice.token), "{not json")
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_NOT_JSON"))
+    );
+    let (st, v) = s
+        .raw(Method::PUT, &send, Some(&alice.token), "[1, 2]")
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON"))
+    );
+    let (st, v) = s
+        .raw(
+            Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&alice.token),
+            r#"{"invite": "notalist"}"#,
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON"))
+    );
+    // Floats are not canonical JSON.
+    let (st, v) = s
+        .put(
+            &alice,
+            &send,
+            json!({"msgtype": "m.text", "body": "x", "n": 1.5}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON"))
+    );
+    let (st, v) = s
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/rooms/not-a-room/messages",
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = s
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/sync?since=garbage",
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
+    );
+    let (st, v) = s
+        .post(
+            &alice,
+            "/_matrix/client/v3/createRoom",
+            json!({"room_version": "1"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_UNSUPPORTED_ROOM_VERSION"))
+    );
+    let (st, _) = s.call(Method::GET, "/health", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    // CORS preflight for web clients.
+    let resp = s
+        .http
+        .request(
+            Method::OPTIONS,
+            format!("{}/_matrix/client/v3/sync", s.base),
+        )
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers().get("access-control-allow-origin").unwrap(),
+        "*"
+    );
+    s.stop().await;
+}
+
+async fn oversize_event_and_body(b: Backend) {
+    let s = TestServer::start_with(b, |c| c.max_request_bytes = 200_000).await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    let send = format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.message/big",
+        enc(&room)
+    );
+    let (st, v) = s
+        .put(
+            &alice,
+            &send,
+            json!({"msgtype": "m.text", "body": "x".repeat(70_000)}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE"))
+    );
+    let (st, v) = s
+        .put(
+            &alice,
+            &send,
+            json!({"msgtype": "m.text", "body": "x".repeat(300_000)}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE"))
+    );
+    // Nothing was stored and the room still works.
+    let id = s.send_text(&alice, &room, "small", "still fine").await;
+    assert!(id.starts_with('$'));
+    s.stop().await;
+}

@@ -1,0 +1,11 @@
+//! Black-box tests of the client-server API: each test starts a real server on an ephemeral
+//! port and talks HTTP to it, once on SQLite and once on PostgreSQL.
+
+mod common;
+
+mod accounts;
+mod errors;
+mod messaging;
+mod rooms;
+mod signatures;
+mod sync;

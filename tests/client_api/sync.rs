@@ -1,0 +1,180 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::{enc, timeline_bodies, Backend, TestServer};
+
+crate::both_backends!(
+    filters_and_lazy_loading,
+    state_deltas_and_summary,
+    restart_keeps_everything
+);
+
+async fn filters_and_lazy_loading(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let carol = s.register("carol").await;
+    let room = s
+        .create_room(&alice, json!({"preset": "public_chat"}))
+        .await;
+    s.join(&bob, &room).await;
+    s.join(&carol, &room).await;
+    for i in 0..4 {
+        s.send_text(&alice, &room, &format!("a{i}"), &format!("a{i}"))
+            .await;
+    }
+    // Stored filter: 2 events, lazy-loaded members, only messages.
+    let filter = json!({"room": {"timeline": {"limit": 2, "types": ["m.room.message"]}, "state": {"lazy_load_members": true}}});
+    let (st, v) = s
+        .post(
+            &bob,
+            &format!("/_matrix/client/v3/user/{}/filter", enc(&bob.user_id)),
+            filter,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let id = v["filter_id"].as_str().unwrap().to_owned();
+    let (st, got) = s
+        .get(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/user/{}/filter/{}",
+                enc(&bob.user_id),
+                id
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(got["room"]["timeline"]["limit"], 2);
+    let (st, _) = s
+        .get(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/user/{}/filter/{}",
+                enc(&bob.user_id),
+                id
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, sync) = s
+        .get(&bob, &format!("/_matrix/client/v3/sync?filter={id}"))
+        .await;
+    assert_eq!(timeline_bodies(&sync, &room), vec!["a2", "a3"]);
+    let r = &sync["rooms"]["join"][&room];
+    assert_eq!(r["timeline"]["limited"], true);
+    let members: Vec<&str> = r["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert!(
+        members.contains(&"@alice:localhost") && members.contains(&"@bob:localhost"),
+        "{members:?}"
+    );
+    assert!(
+        !members.contains(&"@carol:localhost"),
+        "carol sent nothing: lazy-loaded away"
+    );
+    // Inline filter with not_senders.
+    let inline =
+        enc(&json!({"room": {"timeline": {"not_senders": ["@alice:localhost"]}}}).to_string());
+    let (_, sync) = s
+        .get(&bob, &format!("/_matrix/client/v3/sync?filter={inline}"))
+        .await;
+    assert!(sync["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["sender"] != "@alice:localhost"));
+    s.stop().await;
+}
+
+async fn state_deltas_and_summary(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(&alice, json!({"invite": [bob.user_id]}))
+        .await;
+    s.join(&bob, &room).await;
+    let first = s.sync(&bob, None, 0).await;
+    let r = &first["rooms"]["join"][&room];
+    assert_eq!(r["summary"]["m.joined_member_count"], 2);
+    assert_eq!(r["summary"]["m.heroes"], json!(["@alice:localhost"]));
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    // More than a timeline's worth of events including a state change: the state change comes
+    // in `state` since the timeline is limited.
+    let (st, _) = s
+        .put(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.name", enc(&room)),
+            json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    for i in 0..12 {
+        s.send_text(&alice, &room, &format!("x{i}"), "filler").await;
+    }
+    let inc = s.sync(&bob, Some(&since), 0).await;
+    let r = &inc["rooms"]["join"][&room];
+    assert_eq!(r["timeline"]["limited"], true);
+    assert!(
+        r["state"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "renamed"),
+        "{r}"
+    );
+    s.stop().await;
+}
+
+async fn restart_keeps_everything(b: Backend) {
+    // Run one server, stop it, start a second one on the same database.
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::common::database_url(b, dir.path()).await;
+    let mut cfg = crate::common::test_config(dir.path());
+    cfg.database_url = Some(url.clone());
+    let run = palabre::server::start(cfg.clone()).await.unwrap();
+    let s = TestServer {
+        base: format!("http://{}", run.addr),
+        running: Some(run),
+        http: reqwest::Client::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({"name": "persist"})).await;
+    for i in 0..3 {
+        s.send_text(&alice, &room, &format!("p{i}"), &format!("p{i}"))
+            .await;
+    }
+    let token = s.sync(&alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.stop().await;
+
+    let run = palabre::server::start(cfg).await.unwrap();
+    let s = TestServer {
+        base: format!("http://{}", run.addr),
+        running: Some(run),
+        http: reqwest::Client::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    // Same token still valid, same room state, sending continues the DAG.
+    s.send_text(&alice, &room, "after", "after restart").await;
+    let inc = s.sync(&alice, Some(&token), 0).await;
+    assert_eq!(timeline_bodies(&inc, &room), vec!["after restart"]);
+    let (_, name) = s
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.name", enc(&room)),
+        )
+        .await;
+    assert_eq!(name["name"], "persist");
+    s.stop().await;
+    drop(dir);
+}
