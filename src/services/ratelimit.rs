@@ -6,9 +6,12 @@ use parking_lot::Mutex;
 
 use crate::{config::RateLimit, Error, Result};
 
+/// (action, requester) -> (tokens left, last refill)
+type Buckets = HashMap<(&'static str, String), (f64, Instant)>;
+
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<(&'static str, String), (f64, Instant)>>,
+    buckets: Mutex<Buckets>,
 }
 
 impl RateLimiter {

@@ -26,22 +26,15 @@ pub struct TestServer {
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.listen = "127.0.0.1:0".into();
-    cfg.data_dir = dir.to_path_buf();
-    cfg.registration = RegistrationMode::Open;
-    cfg.password_hashing = PasswordHashing {
-        memory_kib: 64,
-        iterations: 1,
-    };
-    let lots = RateLimit {
-        per_second: 10_000.0,
-        burst: 10_000.0,
-    };
-    cfg.rate_limits.login = lots;
-    cfg.rate_limits.registration = lots;
-    cfg.rate_limits.message = lots;
-    cfg
+    let lots = RateLimit { per_second: 10_000.0, burst: 10_000.0 };
+    Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.to_path_buf(),
+        registration: RegistrationMode::Open,
+        password_hashing: PasswordHashing { memory_kib: 64, iterations: 1 },
+        rate_limits: palabre::config::RateLimits { login: lots, registration: lots, message: lots },
+        ..Config::default()
+    }
 }
 
 pub async fn database_url(backend: Backend, dir: &std::path::Path) -> String {

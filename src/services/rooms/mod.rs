@@ -83,12 +83,21 @@ impl EventSpec {
     }
 }
 
+/// A new state group: id, the group it is a delta on (None: a full snapshot), the delta chain
+/// length, and its (type, state_key, event_id) entries.
+pub struct GroupWrite {
+    pub id: i64,
+    pub prev: Option<i64>,
+    pub chain_len: i64,
+    pub entries: Vec<(String, String, String)>,
+}
+
 /// A built, signed and authorised event waiting to be persisted.
 pub struct NewPdu {
     pub pdu: Arc<Pdu>,
     pub json: String,
     pub state_group: i64,
-    pub group_write: Option<(i64, Option<i64>, i64, Vec<(String, String, String)>)>,
+    pub group_write: Option<GroupWrite>,
     pub device: Option<String>,
     pub txn: Option<String>,
 }
@@ -337,7 +346,7 @@ impl RoomState {
                         .collect(),
                 ),
             };
-            group_write = Some((id, prev, chain_len, entries));
+            group_write = Some(GroupWrite { id, prev, chain_len, entries });
             self.state_group = Some(id);
             self.chain_len = chain_len;
             if spec.kind == "m.room.member" {
@@ -564,12 +573,13 @@ impl Services {
                 },
             )
             .await?;
-            if let Some((gid, prev, chain_len, entries)) = &n.group_write {
-                let refs: Vec<(&str, &str, &str)> = entries
+            if let Some(g) = &n.group_write {
+                let refs: Vec<(&str, &str, &str)> = g
+                    .entries
                     .iter()
                     .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
                     .collect();
-                Db::insert_state_group(&mut tx.tx, *gid, room_id, *prev, *chain_len, &refs).await?;
+                Db::insert_state_group(&mut tx.tx, g.id, room_id, g.prev, g.chain_len, &refs).await?;
             }
             if let Some(key) = &p.state_key {
                 Db::upsert_current_state(&mut tx.tx, room_id, &kind, key, &event_id, *stream)
