@@ -80,7 +80,7 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
-    /// Sustained requests per second.
+    /// Sustained requests per second (0 disables the limit).
     pub per_second: f64,
     /// Requests allowed in a burst.
     pub burst: f64,
@@ -211,6 +211,17 @@ impl Config {
         }
         if let Some(v) = get("PALABRE_PRESENCE") {
             self.presence = matches!(v.as_str(), "1" | "true" | "on");
+        }
+        if get("PALABRE_RATE_LIMITS").as_deref() == Some("off") {
+            let off = RateLimit {
+                per_second: 0.0,
+                burst: 0.0,
+            };
+            self.rate_limits = RateLimits {
+                login: off,
+                registration: off,
+                message: off,
+            };
         }
         if let Some(v) = get("PALABRE_LOG") {
             self.log.filter = v;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod tls;
 pub mod util;
 
 pub use error::{Error, Result};

@@ -9,15 +9,19 @@ use crate::{api, config::Config, services::Services};
 /// A running server: its address, its services, and a way to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The TLS listener's address, when one is configured.
+    pub tls_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     shutdown: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
         self.services.db.close().await;
     }
 }
@@ -31,17 +35,30 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     let app = api::router(services.clone());
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        axum::serve(
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let mut tasks = vec![];
+    let plain = axum::serve(
+        listener,
+        app.clone()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(rx.clone()));
+    tasks.push(tokio::spawn(async move { plain.await }));
+    let mut tls_addr = None;
+    if let Some(tls) = &services.config.tls {
+        let listener = crate::tls::TlsListener::bind(tls).await?;
+        tls_addr = Some(axum::serve::Listener::local_addr(&listener)?);
+        let secure = axum::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app.into_make_service_with_connect_info::<crate::tls::TlsPeer>(),
         )
-        .with_graceful_shutdown(async move {
-            let _ = rx.changed().await;
-        })
-        .await
-    });
+        .with_graceful_shutdown(stopped(rx.clone()));
+        tasks.push(tokio::spawn(async move { secure.await }));
+        tracing::info!(addr = ?tls_addr, "TLS listener started");
+    }
     let pruner = services.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -56,8 +73,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(%addr, server_name = %services.server_name, "Palabre listening");
     Ok(Running {
         addr,
+        tls_addr,
         services,
         shutdown: tx,
-        task,
+        tasks,
     })
 }

@@ -75,10 +75,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        let ip = parts
+        let plain = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
+            .map(|c| c.0);
+        let tls = parts
+            .extensions
+            .get::<ConnectInfo<crate::tls::TlsPeer>>()
+            .map(|c| c.0 .0);
+        let ip = plain
+            .or(tls)
+            .map(|a| a.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
         Ok(ClientIp(ip))
     }

@@ -55,6 +55,13 @@ impl Services {
         Ok(serde_json::from_str(&text)?)
     }
 
+    /// The user's push rules: the spec's server-default rule set.
+    pub fn push_rules(&self, user: &UserId) -> Result<Value> {
+        Ok(serde_json::to_value(ruma::push::Ruleset::server_default(
+            user,
+        ))?)
+    }
+
     pub async fn set_profile(
         &self,
         user: &UserId,

@@ -255,6 +255,12 @@ impl Services {
             }
         }
 
+        if since.is_none() && req.filter.account_data.allows_type("m.push_rules") {
+            global_ad.push(
+                json!({ "type": "m.push_rules", "content": { "global": self.push_rules(user)? } }),
+            );
+        }
+
         // Summaries for rooms sent in full and rooms whose membership moved.
         let summary_rooms: Vec<String> = full_rooms
             .iter()

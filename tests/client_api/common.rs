@@ -26,13 +26,23 @@ pub struct TestServer {
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let lots = RateLimit { per_second: 10_000.0, burst: 10_000.0 };
+    let lots = RateLimit {
+        per_second: 10_000.0,
+        burst: 10_000.0,
+    };
     Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
         registration: RegistrationMode::Open,
-        password_hashing: PasswordHashing { memory_kib: 64, iterations: 1 },
-        rate_limits: palabre::config::RateLimits { login: lots, registration: lots, message: lots },
+        password_hashing: PasswordHashing {
+            memory_kib: 64,
+            iterations: 1,
+        },
+        rate_limits: palabre::config::RateLimits {
+            login: lots,
+            registration: lots,
+            message: lots,
+        },
         ..Config::default()
     }
 }

@@ -9,3 +9,4 @@ mod messaging;
 mod rooms;
 mod signatures;
 mod sync;
+mod tls;

@@ -8,6 +8,7 @@ mod discovery;
 mod events;
 mod membership;
 mod profile;
+mod push;
 mod rooms;
 mod session;
 mod sync;
@@ -48,6 +49,10 @@ fn versioned() -> Router<AppState> {
             "/profile/{user_id}/{field}",
             get(profile::get_field).put(profile::set_field),
         )
+        // push.rs
+        .route("/pushrules/", get(push::get_all))
+        .route("/pushrules", get(push::get_all))
+        .route("/pushrules/global/", get(push::get_global))
         // rooms.rs
         .route("/createRoom", post(rooms::create))
         .route(

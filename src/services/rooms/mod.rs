@@ -346,7 +346,12 @@ impl RoomState {
                         .collect(),
                 ),
             };
-            group_write = Some(GroupWrite { id, prev, chain_len, entries });
+            group_write = Some(GroupWrite {
+                id,
+                prev,
+                chain_len,
+                entries,
+            });
             self.state_group = Some(id);
             self.chain_len = chain_len;
             if spec.kind == "m.room.member" {
@@ -579,7 +584,8 @@ impl Services {
                     .iter()
                     .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
                     .collect();
-                Db::insert_state_group(&mut tx.tx, g.id, room_id, g.prev, g.chain_len, &refs).await?;
+                Db::insert_state_group(&mut tx.tx, g.id, room_id, g.prev, g.chain_len, &refs)
+                    .await?;
             }
             if let Some(key) = &p.state_key {
                 Db::upsert_current_state(&mut tx.tx, room_id, &kind, key, &event_id, *stream)
