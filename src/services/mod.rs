@@ -16,6 +16,8 @@ use ruma::{OwnedServerName, ServerName, UserId};
 use crate::{config::Config, store::Db};
 
 pub struct Services {
+    /// This very object, for work spawned into its own task.
+    pub me: std::sync::Weak<Services>,
     pub config: Config,
     pub db: Db,
     pub server_name: OwnedServerName,
@@ -44,7 +46,8 @@ impl Services {
         let events_stream = streams::StreamTracker::new(db.max_stream_ordering().await?);
         let account_data_stream = streams::StreamTracker::new(db.max_account_data_stream().await?);
         let state_group_ids = AtomicI64::new(db.max_state_group().await?);
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             config,
             db,
             server_name,

@@ -40,8 +40,9 @@ impl Db {
         .bind(user)
         .bind(room)
         .bind(kind)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .map(super::first)?;
         row.map(|r| r.try_get(0)).transpose()
     }
 
@@ -68,8 +69,9 @@ impl Db {
 
     pub async fn max_account_data_stream(&self) -> sqlx::Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(stream_id), 0) FROM account_data")
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?;
         row.try_get(0)
     }
 
@@ -78,8 +80,9 @@ impl Db {
         let row =
             sqlx::query("SELECT COALESCE(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = $1")
                 .bind(user)
-                .fetch_one(&mut *tx.tx)
-                .await?;
+                .fetch_all(&mut *tx.tx)
+                .await
+                .and_then(super::one)?;
         let id: i64 = row.try_get(0)?;
         sqlx::query("INSERT INTO filters (user_id, filter_id, json) VALUES ($1, $2, $3)")
             .bind(user)
@@ -95,8 +98,9 @@ impl Db {
         let row = sqlx::query("SELECT json FROM filters WHERE user_id = $1 AND filter_id = $2")
             .bind(user)
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .map(super::first)?;
         row.map(|r| r.try_get(0)).transpose()
     }
 }

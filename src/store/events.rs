@@ -56,66 +56,98 @@ pub enum Dir {
 const LIVE: &str = "e.rejected = 0 AND e.outlier = 0 AND e.soft_failed = 0";
 
 impl Db {
-    pub async fn insert_event(tx: &mut Tx, ev: &NewEvent<'_>) -> sqlx::Result<()> {
-        sqlx::query(
-            "INSERT INTO events (stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts, \
-             state_group, sender_device, txn_id, json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    /// Inserts a batch of events of one room with their edges, auth edges and transaction ids,
+    /// a few multi-row statements whatever the batch size, and moves the room's forward
+    /// extremities: `removed` are no longer extremities, `added` are.
+    pub async fn insert_events(
+        tx: &mut Tx,
+        room_id: &str,
+        events: &[NewEvent<'_>],
+        removed: &[&str],
+        added: &[&str],
+    ) -> sqlx::Result<()> {
+        for chunk in events.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO events (stream_ordering, event_id, room_id, sender, type, state_key, depth, \
+                 origin_server_ts, state_group, sender_device, txn_id, json) VALUES ",
+            );
+            push_rows(&mut sql, chunk.len(), 12);
+            let mut q = sqlx::query(&sql);
+            for ev in chunk {
+                q = q
+                    .bind(ev.stream_ordering)
+                    .bind(ev.event_id)
+                    .bind(ev.room_id)
+                    .bind(ev.sender)
+                    .bind(ev.kind)
+                    .bind(ev.state_key)
+                    .bind(ev.depth)
+                    .bind(ev.origin_server_ts)
+                    .bind(ev.state_group)
+                    .bind(ev.sender_device)
+                    .bind(ev.txn_id)
+                    .bind(ev.json);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        let edges: Vec<(&str, &str)> = events
+            .iter()
+            .flat_map(|e| e.prev_events.iter().map(move |p| (e.event_id, *p)))
+            .collect();
+        insert_pairs(
+            tx,
+            "INSERT INTO event_edges (event_id, prev_event_id) VALUES ",
+            &edges,
         )
-        .bind(ev.stream_ordering)
-        .bind(ev.event_id)
-        .bind(ev.room_id)
-        .bind(ev.sender)
-        .bind(ev.kind)
-        .bind(ev.state_key)
-        .bind(ev.depth)
-        .bind(ev.origin_server_ts)
-        .bind(ev.state_group)
-        .bind(ev.sender_device)
-        .bind(ev.txn_id)
-        .bind(ev.json)
-        .execute(&mut **tx)
         .await?;
-        for prev in &ev.prev_events {
-            sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(ev.event_id)
-                .bind(*prev)
+        let auth: Vec<(&str, &str)> = events
+            .iter()
+            .flat_map(|e| e.auth_events.iter().map(move |a| (e.event_id, *a)))
+            .collect();
+        insert_pairs(
+            tx,
+            "INSERT INTO event_auth (event_id, auth_id) VALUES ",
+            &auth,
+        )
+        .await?;
+        let txns: Vec<&NewEvent> = events
+            .iter()
+            .filter(|e| e.sender_device.is_some() && e.txn_id.is_some())
+            .collect();
+        for chunk in txns.chunks(200) {
+            let mut sql = String::from(
+                "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ",
+            );
+            push_rows(&mut sql, chunk.len(), 5);
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for ev in chunk {
+                q = q
+                    .bind(ev.sender)
+                    .bind(ev.sender_device)
+                    .bind(ev.txn_id)
+                    .bind(ev.event_id)
+                    .bind(ev.origin_server_ts);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        if !removed.is_empty() {
+            let sql = format!(
+                "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id IN ({})",
+                placeholders(2, removed.len())
+            );
+            let mut q = sqlx::query(&sql).bind(room_id);
+            for r in removed {
+                q = q.bind(*r);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        for a in added {
+            sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(room_id)
+                .bind(*a)
                 .execute(&mut **tx)
                 .await?;
-        }
-        for auth in &ev.auth_events {
-            sqlx::query(
-                "INSERT INTO event_auth (event_id, auth_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(ev.event_id)
-            .bind(*auth)
-            .execute(&mut **tx)
-            .await?;
-        }
-        // The new event replaces its prev_events as forward extremities.
-        for prev in &ev.prev_events {
-            sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
-                .bind(ev.room_id)
-                .bind(*prev)
-                .execute(&mut **tx)
-                .await?;
-        }
-        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(ev.room_id)
-            .bind(ev.event_id)
-            .execute(&mut **tx)
-            .await?;
-        if let (Some(dev), Some(txn)) = (ev.sender_device, ev.txn_id) {
-            sqlx::query(
-                "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(ev.sender)
-            .bind(dev)
-            .bind(txn)
-            .bind(ev.event_id)
-            .bind(ev.origin_server_ts)
-            .execute(&mut **tx)
-            .await?;
         }
         Ok(())
     }
@@ -143,15 +175,17 @@ impl Db {
         .bind(user)
         .bind(device)
         .bind(txn)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await
+        .map(super::first)?;
         row.map(|r| r.try_get(0)).transpose()
     }
 
     pub async fn max_stream_ordering(&self) -> sqlx::Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?;
         row.try_get(0)
     }
 
@@ -160,8 +194,9 @@ impl Db {
             "SELECT {EVENT_COLS} FROM events e WHERE e.event_id = $1 AND e.rejected = 0"
         ))
         .bind(event_id)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
+        .map(super::first)
     }
 
     pub async fn get_events(&self, ids: &[String]) -> sqlx::Result<Vec<EventRow>> {
@@ -290,8 +325,9 @@ impl Db {
             .collect::<sqlx::Result<Vec<String>>>()?;
         let row = sqlx::query("SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = $1")
             .bind(room_id)
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?;
         Ok((ids, row.try_get(0)?))
     }
 
@@ -307,7 +343,38 @@ impl Db {
         ))
         .bind(room_id)
         .bind(at)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_all(&self.pool)
+        .await.map(super::first)
     }
+}
+
+/// Appends `n` rows of `width` placeholders: `($1, $2), ($3, $4)`.
+pub fn push_rows(sql: &mut String, n: usize, width: usize) {
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for j in 0..width {
+            if j > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", i * width + j + 1));
+        }
+        sql.push(')');
+    }
+}
+
+async fn insert_pairs(tx: &mut Tx, head: &str, pairs: &[(&str, &str)]) -> sqlx::Result<()> {
+    for chunk in pairs.chunks(500) {
+        let mut sql = String::from(head);
+        push_rows(&mut sql, chunk.len(), 2);
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for (a, b) in chunk {
+            q = q.bind(*a).bind(*b);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -126,9 +126,11 @@ impl Db {
             let done: Option<(String,)> =
                 sqlx::query_as("SELECT name FROM schema_migrations WHERE name = $1")
                     .bind(*name)
-                    .fetch_optional(&mut *tx.tx)
-                    .await?;
+                    .fetch_all(&mut *tx.tx)
+                    .await
+                    .map(first)?;
             if done.is_some() {
+                tx.tx.rollback().await?;
                 continue;
             }
             let without_comments: String = sql
@@ -175,4 +177,19 @@ pub fn placeholders(start: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+// sqlx's SQLite driver resets a statement on its worker thread only once its rows are fully
+// read; `fetch_one`/`fetch_optional` drop the stream early and can leave the connection on a
+// stale WAL snapshot (sqlx issue #2543: reads missing rows committed just before). Every read
+// here therefore reads its rows to the end, through these two helpers.
+
+/// The first row of a fully-read result, if any.
+pub fn first<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
+/// The first row of a fully-read result, or `RowNotFound`.
+pub fn one<T>(rows: Vec<T>) -> Result<T, sqlx::Error> {
+    rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)
 }

@@ -37,8 +37,9 @@ impl Db {
     pub async fn room_version(&self, room_id: &str) -> sqlx::Result<Option<String>> {
         let row = sqlx::query("SELECT room_version FROM rooms WHERE room_id = $1")
             .bind(room_id)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .map(super::first)?;
         row.map(|r| r.try_get(0)).transpose()
     }
 
@@ -55,8 +56,9 @@ impl Db {
     pub async fn room_is_public(&self, room_id: &str) -> sqlx::Result<bool> {
         let row = sqlx::query("SELECT is_public FROM rooms WHERE room_id = $1")
             .bind(room_id)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .map(super::first)?;
         Ok(row
             .map(|r| r.try_get::<i64, _>(0))
             .transpose()?
@@ -64,25 +66,31 @@ impl Db {
             == 1)
     }
 
-    pub async fn upsert_membership(
+    /// Sets memberships (at most one per user) in a room in one statement.
+    pub async fn upsert_memberships(
         tx: &mut Tx,
-        user_id: &str,
         room_id: &str,
-        membership: &str,
-        event_id: &str,
-        stream: i64,
+        rows: &[(&str, &str, &str, i64)],
     ) -> sqlx::Result<()> {
-        sqlx::query(
-            "INSERT INTO memberships (user_id, room_id, membership, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (user_id, room_id) DO UPDATE SET membership = $3, event_id = $4, stream_ordering = $5, forgotten = 0",
-        )
-        .bind(user_id)
-        .bind(room_id)
-        .bind(membership)
-        .bind(event_id)
-        .bind(stream)
-        .execute(&mut **tx)
-        .await?;
+        for chunk in rows.chunks(100) {
+            let mut sql =
+                String::from("INSERT INTO memberships (user_id, room_id, membership, event_id, stream_ordering) VALUES ");
+            super::events::push_rows(&mut sql, chunk.len(), 5);
+            sql.push_str(
+                " ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership, \
+                 event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
+            );
+            let mut q = sqlx::query(&sql);
+            for (user, membership, event_id, stream) in chunk {
+                q = q
+                    .bind(*user)
+                    .bind(room_id)
+                    .bind(*membership)
+                    .bind(*event_id)
+                    .bind(*stream);
+            }
+            q.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -106,8 +114,8 @@ impl Db {
         )
         .bind(user_id)
         .bind(room_id)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_all(&self.pool)
+        .await.map(super::first)
     }
 
     pub async fn room_members(&self, room_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
@@ -150,8 +158,9 @@ impl Db {
     pub async fn alias(&self, alias: &str) -> sqlx::Result<Option<(String, String)>> {
         let row = sqlx::query("SELECT room_id, creator FROM room_aliases WHERE alias = $1")
             .bind(alias)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .map(super::first)?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 

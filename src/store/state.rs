@@ -55,16 +55,18 @@ impl Db {
 
     pub async fn max_state_group(&self) -> sqlx::Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM state_groups")
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?;
         row.try_get(0)
     }
 
     pub async fn state_group_chain_len(&self, group: i64) -> sqlx::Result<i64> {
         let row = sqlx::query("SELECT chain_len FROM state_groups WHERE id = $1")
             .bind(group)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .map(super::first)?;
         Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
     }
 
@@ -131,25 +133,30 @@ impl Db {
         Ok(out)
     }
 
+    /// Sets current state entries (at most one per key) of a room in one statement.
     pub async fn upsert_current_state(
         tx: &mut Tx,
         room_id: &str,
-        kind: &str,
-        state_key: &str,
-        event_id: &str,
-        stream: i64,
+        rows: &[(&str, &str, &str, i64)],
     ) -> sqlx::Result<()> {
-        sqlx::query(
-            "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = $4, stream_ordering = $5",
-        )
-        .bind(room_id)
-        .bind(kind)
-        .bind(state_key)
-        .bind(event_id)
-        .bind(stream)
-        .execute(&mut **tx)
-        .await?;
+        for chunk in rows.chunks(100) {
+            let mut sql = String::from("INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering) VALUES ");
+            super::events::push_rows(&mut sql, chunk.len(), 5);
+            sql.push_str(
+                " ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, \
+                 stream_ordering = excluded.stream_ordering",
+            );
+            let mut q = sqlx::query(&sql);
+            for (kind, key, event_id, stream) in chunk {
+                q = q
+                    .bind(room_id)
+                    .bind(*kind)
+                    .bind(*key)
+                    .bind(*event_id)
+                    .bind(*stream);
+            }
+            q.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -197,8 +204,9 @@ impl Db {
         .bind(room)
         .bind(kind)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
+        .map(super::first)
     }
 
     /// Current state entries of the rooms that changed in (since, until].

@@ -35,15 +35,17 @@ impl Db {
     pub async fn get_user(&self, user_id: &str) -> sqlx::Result<Option<UserRow>> {
         sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE user_id = $1"))
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await
+            .map(super::first)
     }
 
     pub async fn user_exists(&self, localpart: &str) -> sqlx::Result<bool> {
         let row = sqlx::query("SELECT 1 FROM users WHERE localpart = $1")
             .bind(localpart)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .map(super::first)?;
         Ok(row.is_some())
     }
 
@@ -214,8 +216,9 @@ impl Db {
             "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
+        .map(super::first)
     }
 
     /// Consumes a refresh token: returns its owner and removes it (and the old access tokens).
@@ -227,8 +230,9 @@ impl Db {
             "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
         )
         .bind(hash)
-        .fetch_optional(&mut **tx)
-        .await?;
+        .fetch_all(&mut **tx)
+        .await
+        .map(super::first)?;
         let Some(row) = row else { return Ok(None) };
         let (user, device): (String, String) = (row.try_get(0)?, row.try_get(1)?);
         sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
@@ -324,8 +328,8 @@ impl Db {
         )
         .bind(user_id)
         .bind(device_id)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_all(&self.pool)
+        .await.map(super::first)
     }
 
     pub async fn rename_device(
@@ -370,8 +374,9 @@ impl Db {
     pub async fn uia_get(&self, session: &str) -> sqlx::Result<Option<(Option<String>, String)>> {
         let row = sqlx::query("SELECT user_id, completed FROM uia_sessions WHERE session_id = $1")
             .bind(session)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await
+            .map(super::first)?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 

@@ -4,6 +4,7 @@ use serde_json::json;
 use crate::common::{Backend, TestServer};
 
 crate::both_backends!(
+    concurrent_registrations_read_their_writes,
     register_login_whoami_logout,
     wrong_password_and_uia,
     refresh_tokens,
@@ -478,5 +479,24 @@ async fn profile_propagates(b: Backend) {
         async move { s.get(alice, path).await.1["displayname"] == "Alice A." }
     })
     .await;
+    s.stop().await;
+}
+
+/// Each new account is usable at once, whatever the other registrations in flight (a read on a
+/// pooled connection must never see a snapshot older than the write it follows).
+async fn concurrent_registrations_read_their_writes(b: Backend) {
+    let s = TestServer::start(b).await;
+    let names: Vec<String> = (0..24).map(|i| format!("user{i}")).collect();
+    let users = futures::future::join_all(names.iter().map(|n| s.register(n))).await;
+    let checks = futures::future::join_all(
+        users
+            .iter()
+            .map(|u| s.get(u, "/_matrix/client/v3/account/whoami")),
+    )
+    .await;
+    for (u, (st, v)) in users.iter().zip(checks) {
+        assert_eq!(st, StatusCode::OK, "{}: {v}", u.user_id);
+        assert_eq!(v["user_id"], u.user_id.as_str());
+    }
     s.stop().await;
 }

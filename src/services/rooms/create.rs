@@ -314,10 +314,20 @@ impl Services {
             )?);
         }
 
-        let mut guard = self.lock_new_room(&room_id).await;
-        *guard = Some(room);
-        self.persist(&mut guard, batch, Some((creator, public)))
-            .await?;
+        // Persisted in its own task: a client hanging up cannot leave a half-created room cached.
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| Error::unknown("Server shutting down"))?;
+        let (id, creator_c) = (room_id.clone(), creator.to_owned());
+        tokio::spawn(async move {
+            let mut guard = me.lock_new_room(&id).await;
+            *guard = Some(room);
+            me.persist(&mut guard, batch, Some((&creator_c, public)))
+                .await
+        })
+        .await
+        .map_err(|e| Error::unknown(e.to_string()))??;
         if let Some(a) = alias {
             let mut tx = self.db.begin_write().await?;
             if !Db::insert_alias(&mut tx.tx, a.as_str(), room_id.as_str(), creator.as_str()).await?

@@ -48,29 +48,27 @@ impl Services {
         if let Some(r) = reason {
             content["reason"] = json!(r);
         }
-        let mut guard = self.lock_room(&room_id).await?;
-        let room = guard.as_mut().ok_or_else(|| {
-            Error::not_found("This server does not know this room, and federation is not enabled")
-        })?;
-        if room.membership(user).as_deref() == Some("join") {
+        let (user_c, wanted) = (user.to_owned(), content.clone());
+        let check: super::writer::Check = Box::new(move |room| {
+            if room.membership(&user_c).as_deref() != Some("join") {
+                return Ok(true);
+            }
+            // Already joined: only a profile change makes a new event.
             let current: Value = room
-                .get("m.room.member", user.as_str())
+                .get("m.room.member", user_c.as_str())
                 .and_then(|p| serde_json::from_str(p.content.get()).ok())
                 .unwrap_or_default();
-            if current.get("displayname") == content.get("displayname")
-                && current.get("avatar_url") == content.get("avatar_url")
-            {
-                return Ok(room_id);
-            }
+            Ok(current.get("displayname") != wanted.get("displayname")
+                || current.get("avatar_url") != wanted.get("avatar_url"))
+        });
+        if self.db.room_version(room_id.as_str()).await?.is_none() {
+            return Err(Error::not_found(
+                "This server does not know this room, and federation is not enabled",
+            ));
         }
-        let built = room.build(
-            self,
-            user,
-            EventSpec::state("m.room.member", user.as_str(), content),
-            None,
-            None,
-        )?;
-        self.persist(&mut guard, vec![built], None).await?;
+        let spec = EventSpec::state("m.room.member", user.as_str(), content);
+        self.submit(&room_id, user.to_owned(), None, None, spec, Some(check))
+            .await?;
         Ok(room_id)
     }
 
@@ -119,35 +117,29 @@ impl Services {
                 }
             }
         }
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard
-            .as_mut()
-            .ok_or_else(|| Error::forbidden("You are not in this room"))?;
-        let current = room.membership(target);
-        match (membership, current.as_deref()) {
-            ("invite", Some("join")) => {
-                return Err(Error::forbidden("User is already in the room"))
+        let (sender_c, target_c, membership_c) =
+            (sender.to_owned(), target.to_owned(), membership.to_owned());
+        let check: super::writer::Check = Box::new(move |room| {
+            let current = room.membership(&target_c);
+            match (membership_c.as_str(), current.as_deref()) {
+                ("invite", Some("join")) => Err(Error::forbidden("User is already in the room")),
+                ("invite", Some("invite")) => Ok(false),
+                ("invite", Some("ban")) => Err(Error::forbidden("User is banned from the room")),
+                ("leave", Some("ban")) if sender_c == target_c => {
+                    Err(Error::forbidden("You are banned"))
+                }
+                ("leave", None | Some("leave")) if sender_c != target_c => {
+                    Err(Error::forbidden("User is not in the room"))
+                }
+                _ => Ok(true),
             }
-            ("invite", Some("invite")) => return Ok(()),
-            ("invite", Some("ban")) => {
-                return Err(Error::forbidden("User is banned from the room"))
-            }
-            ("leave", Some("ban")) if sender == target => {
-                return Err(Error::forbidden("You are banned"))
-            }
-            ("leave", None | Some("leave")) if sender != target => {
-                return Err(Error::forbidden("User is not in the room"))
-            }
-            _ => {}
+        });
+        if self.db.room_version(room_id.as_str()).await?.is_none() {
+            return Err(Error::forbidden("You are not in this room"));
         }
-        let built = room.build(
-            self,
-            sender,
-            EventSpec::state("m.room.member", target.as_str(), content),
-            None,
-            None,
-        )?;
-        self.persist(&mut guard, vec![built], None).await?;
+        let spec = EventSpec::state("m.room.member", target.as_str(), content);
+        self.submit(room_id, sender.to_owned(), None, None, spec, Some(check))
+            .await?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ pub mod read;
 pub mod send;
 pub mod version;
 pub mod visibility;
+pub mod writer;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -52,6 +53,8 @@ pub struct RoomState {
     pub chain_len: i64,
     /// Local users joined or invited: whom to wake when the room changes.
     pub local_members: HashSet<OwnedUserId>,
+    /// (sender, device, txn_id) of recent local events, for idempotent retries.
+    pub recent_txns: HashMap<(OwnedUserId, String, String), OwnedEventId>,
 }
 
 type RoomSlot = Arc<tokio::sync::Mutex<Option<RoomState>>>;
@@ -60,6 +63,8 @@ pub type RoomGuard = tokio::sync::OwnedMutexGuard<Option<RoomState>>;
 #[derive(Default)]
 pub struct RoomCache {
     rooms: Mutex<HashMap<OwnedRoomId, RoomSlot>>,
+    /// Events waiting for their room's writer (see writer.rs).
+    pending: Mutex<HashMap<OwnedRoomId, Vec<writer::Job>>>,
     versions: Mutex<HashMap<OwnedRoomId, RoomVersionId>>,
 }
 
@@ -114,6 +119,7 @@ impl RoomState {
             state_group: None,
             chain_len: 0,
             local_members: HashSet::new(),
+            recent_txns: HashMap::new(),
         }
     }
 
@@ -540,6 +546,72 @@ impl Services {
             .as_ref()
             .ok_or_else(|| Error::unknown("room state missing"))?;
         let room_id = room.room_id.as_str();
+        let strings: Vec<(String, String, Vec<String>, Vec<String>)> = batch
+            .iter()
+            .map(|n| {
+                let p = &n.pdu;
+                (
+                    p.event_id.to_string(),
+                    p.kind.to_string(),
+                    p.prev_events.iter().map(|e| e.to_string()).collect(),
+                    p.auth_events.iter().map(|e| e.to_string()).collect(),
+                )
+            })
+            .collect();
+        let events: Vec<NewEvent> = batch
+            .iter()
+            .zip(ids)
+            .zip(&strings)
+            .map(|((n, stream), (event_id, kind, prevs, auths))| NewEvent {
+                stream_ordering: *stream,
+                event_id,
+                room_id,
+                sender: n.pdu.sender.as_str(),
+                kind,
+                state_key: n.pdu.state_key.as_deref(),
+                depth: n.pdu.depth as i64,
+                origin_server_ts: u64::from(n.pdu.origin_server_ts.get()) as i64,
+                state_group: n.state_group,
+                json: &n.json,
+                prev_events: prevs.iter().map(String::as_str).collect(),
+                auth_events: auths.iter().map(String::as_str).collect(),
+                sender_device: n.device.as_deref(),
+                txn_id: n.txn.as_deref(),
+            })
+            .collect();
+        // Extremities: every prev_event stops being one; the batch's events not referenced by a
+        // later event of the batch become ones.
+        let referenced: HashSet<&str> = events
+            .iter()
+            .flat_map(|e| e.prev_events.iter().copied())
+            .collect();
+        let removed: Vec<&str> = referenced.iter().copied().collect();
+        let added: Vec<&str> = events
+            .iter()
+            .map(|e| e.event_id)
+            .filter(|id| !referenced.contains(id))
+            .collect();
+        // Current state and memberships: the last event per key wins.
+        let mut state_rows: HashMap<(&str, &str), (&str, i64)> = HashMap::new();
+        let mut member_rows: HashMap<&str, (String, &str, i64)> = HashMap::new();
+        for (ev, n) in events.iter().zip(batch) {
+            if let Some(key) = ev.state_key {
+                state_rows.insert((ev.kind, key), (ev.event_id, ev.stream_ordering));
+                if n.pdu.kind == TimelineEventType::RoomMember {
+                    let membership = n.pdu.content_str("membership").unwrap_or_default();
+                    member_rows.insert(key, (membership, ev.event_id, ev.stream_ordering));
+                }
+            }
+        }
+        let state_rows: Vec<(&str, &str, &str, i64)> = state_rows
+            .into_iter()
+            .map(|((k, sk), (e, st))| (k, sk, e, st))
+            .collect();
+        let member_rows: Vec<(&str, &str, &str, i64)> = member_rows
+            .iter()
+            .map(|(u, (m, e, st))| (*u, m.as_str(), *e, *st))
+            .collect();
+
         let mut tx = self.db.begin_write().await?;
         if let Some((creator, public)) = new_room {
             Db::insert_room(
@@ -552,32 +624,8 @@ impl Services {
             )
             .await?;
         }
-        for (n, stream) in batch.iter().zip(ids) {
-            let p = &n.pdu;
-            let event_id = p.event_id.to_string();
-            let kind = p.kind.to_string();
-            let prevs: Vec<String> = p.prev_events.iter().map(|e| e.to_string()).collect();
-            let auths: Vec<String> = p.auth_events.iter().map(|e| e.to_string()).collect();
-            Db::insert_event(
-                &mut tx.tx,
-                &NewEvent {
-                    stream_ordering: *stream,
-                    event_id: &event_id,
-                    room_id,
-                    sender: p.sender.as_str(),
-                    kind: &kind,
-                    state_key: p.state_key.as_deref(),
-                    depth: p.depth as i64,
-                    origin_server_ts: u64::from(p.origin_server_ts.get()) as i64,
-                    state_group: n.state_group,
-                    json: &n.json,
-                    prev_events: prevs.iter().map(String::as_str).collect(),
-                    auth_events: auths.iter().map(String::as_str).collect(),
-                    sender_device: n.device.as_deref(),
-                    txn_id: n.txn.as_deref(),
-                },
-            )
-            .await?;
+        Db::insert_events(&mut tx.tx, room_id, &events, &removed, &added).await?;
+        for n in batch {
             if let Some(g) = &n.group_write {
                 let refs: Vec<(&str, &str, &str)> = g
                     .entries
@@ -587,25 +635,16 @@ impl Services {
                 Db::insert_state_group(&mut tx.tx, g.id, room_id, g.prev, g.chain_len, &refs)
                     .await?;
             }
-            if let Some(key) = &p.state_key {
-                Db::upsert_current_state(&mut tx.tx, room_id, &kind, key, &event_id, *stream)
-                    .await?;
-                if p.kind == TimelineEventType::RoomMember {
-                    let membership = p.content_str("membership").unwrap_or_default();
-                    Db::upsert_membership(
-                        &mut tx.tx,
-                        key,
-                        room_id,
-                        &membership,
-                        &event_id,
-                        *stream,
-                    )
-                    .await?;
-                }
+            if let (TimelineEventType::RoomRedaction, Some(target)) = (&n.pdu.kind, &n.pdu.redacts)
+            {
+                Db::mark_redacted(&mut tx.tx, target.as_str(), n.pdu.event_id.as_str()).await?;
             }
-            if let (TimelineEventType::RoomRedaction, Some(target)) = (&p.kind, &p.redacts) {
-                Db::mark_redacted(&mut tx.tx, target.as_str(), &event_id).await?;
-            }
+        }
+        if !state_rows.is_empty() {
+            Db::upsert_current_state(&mut tx.tx, room_id, &state_rows).await?;
+        }
+        if !member_rows.is_empty() {
+            Db::upsert_memberships(&mut tx.tx, room_id, &member_rows).await?;
         }
         tx.commit().await?;
         Ok(())

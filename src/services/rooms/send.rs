@@ -16,20 +16,16 @@ impl Services {
         spec: EventSpec,
         txn: Option<&str>,
     ) -> Result<OwnedEventId> {
-        let mut guard = self.lock_room(room_id).await?;
-        if let (Some(d), Some(t)) = (device, txn) {
-            // Checked again under the room lock: a retry racing the first attempt gets its id.
-            if let Some(id) = self.db.txn_event(sender.as_str(), d, t).await? {
-                return OwnedEventId::try_from(id).map_err(|e| Error::unknown(e.to_string()));
-            }
-        }
-        let room = guard
-            .as_mut()
-            .ok_or_else(|| Error::forbidden("You are not in this room"))?;
-        let built = room.build(self, sender, spec, device, txn)?;
-        let event_id = built.pdu.event_id.clone();
-        self.persist(&mut guard, vec![built], None).await?;
-        Ok(event_id)
+        self.submit(
+            room_id,
+            sender.to_owned(),
+            device.map(str::to_owned),
+            txn.map(str::to_owned),
+            spec,
+            None,
+        )
+        .await?
+        .ok_or_else(|| Error::unknown("No event was sent"))
     }
 
     /// `PUT /rooms/{id}/send/{type}/{txn}` and `PUT /rooms/{id}/state/{type}/{key}`.
@@ -115,27 +111,21 @@ impl Services {
             }
         }
         let original = self.db.get_event(target.as_str()).await?;
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard
-            .as_mut()
-            .ok_or_else(|| Error::forbidden("You are not in this room"))?;
-        if let Some(orig) = &original {
-            if orig.room_id != room_id.as_str() {
-                return Err(Error::not_found("Event not found in this room"));
-            }
-            if orig.sender != r.user_id.as_str()
-                && room.user_power(&r.user_id) < room.action_power("redact")
-            {
-                return Err(Error::forbidden("You cannot redact other users' events"));
-            }
-        } else if room.user_power(&r.user_id) < room.action_power("redact") {
-            return Err(Error::forbidden("You cannot redact this event"));
+        if original
+            .as_ref()
+            .is_some_and(|o| o.room_id != room_id.as_str())
+        {
+            return Err(Error::not_found("Event not found in this room"));
         }
+        let rules = self
+            .room_rules(room_id.as_str())
+            .await
+            .map_err(|_| Error::forbidden("You are not in this room"))?;
         let mut content = json!({});
         if let Some(reason) = reason {
             content["reason"] = json!(reason);
         }
-        let in_content = room.rules.redaction.content_field_redacts;
+        let in_content = rules.redaction.content_field_redacts;
         if in_content {
             content["redacts"] = json!(target);
         }
@@ -145,10 +135,24 @@ impl Services {
             content,
             redacts: (!in_content).then(|| target.clone()),
         };
-        let device = txn.map(|_| r.device_id.as_str());
-        let built = room.build(self, &r.user_id, spec, device, txn)?;
-        let id = built.pdu.event_id.clone();
-        self.persist(&mut guard, vec![built], None).await?;
-        Ok(id)
+        let (user, original_sender) = (r.user_id.clone(), original.map(|o| o.sender));
+        let check: super::writer::Check = Box::new(move |room| {
+            let own = original_sender.as_deref() == Some(user.as_str());
+            if !own && room.user_power(&user) < room.action_power("redact") {
+                return Err(Error::forbidden("You cannot redact other users' events"));
+            }
+            Ok(true)
+        });
+        let device = txn.map(|_| r.device_id.clone());
+        self.submit(
+            room_id,
+            r.user_id.clone(),
+            device,
+            txn.map(str::to_owned),
+            spec,
+            Some(check),
+        )
+        .await?
+        .ok_or_else(|| Error::unknown("No event was sent"))
     }
 }
