@@ -68,6 +68,7 @@ fn init_logging(cfg: &Config) {
 }
 
 fn main() -> anyhow::Result<()> {
+    tune_allocator();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -149,5 +150,16 @@ fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(a)) if a > s => format!("{}://***{}", &url[..s], &url[a..]),
         _ => url.to_owned(),
+    }
+}
+
+/// glibc raises its mmap threshold after large blocks are freed, after which big transient
+/// buffers (argon2's 19 MiB per password hash) come from the heap and are never given back.
+/// A fixed threshold keeps them mmapped, so they return to the system when freed.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }

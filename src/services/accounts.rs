@@ -106,6 +106,11 @@ impl Services {
     }
 
     pub async fn hash_password(&self, password: &str) -> Result<String> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| Error::unknown(e.to_string()))?;
         let argon = self.argon2();
         let pw = password.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -124,6 +129,9 @@ impl Services {
     /// Constant-time verification (argon2 compares in constant time); a missing hash still costs
     /// one hash so timing does not reveal which accounts exist.
     pub async fn verify_password(&self, hash: Option<String>, password: &str) -> bool {
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
         let argon = self.argon2();
         let pw = password.to_owned();
         tokio::task::spawn_blocking(move || match hash.as_deref().map(PasswordHash::new) {

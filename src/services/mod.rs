@@ -31,6 +31,8 @@ pub struct Services {
     pub notifier: streams::Notifier,
     pub tokens: accounts::TokenCache,
     pub ratelimit: ratelimit::RateLimiter,
+    /// Password hashes in flight (each costs a core and `memory_kib` of memory).
+    pub hashing: tokio::sync::Semaphore,
 }
 
 impl Services {
@@ -59,6 +61,11 @@ impl Services {
             notifier: streams::Notifier::default(),
             tokens: accounts::TokenCache::default(),
             ratelimit: ratelimit::RateLimiter::default(),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            ),
         }))
     }
 

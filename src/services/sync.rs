@@ -238,10 +238,13 @@ impl Services {
 
         // Account data.
         let ad_since = since.map(|s| s.account_data).unwrap_or(0);
-        let account_data = self
-            .db
-            .account_data_since(user.as_str(), ad_since, cur.account_data)
-            .await?;
+        let account_data = if ad_since < cur.account_data {
+            self.db
+                .account_data_since(user.as_str(), ad_since, cur.account_data)
+                .await?
+        } else {
+            vec![]
+        };
         let mut global_ad = vec![];
         let mut room_ad: HashMap<String, Vec<Value>> = HashMap::new();
         for (room, kind, content) in account_data {

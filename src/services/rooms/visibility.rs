@@ -19,6 +19,23 @@ impl Services {
         if rows.is_empty() {
             return Ok(rows);
         }
+        // Fast path: a user joined now, whose join came before an event, was joined when it was
+        // sent; only the other events need the state at the event.
+        let memberships = self.db.user_memberships(user.as_str()).await?;
+        let joined_since: HashMap<&str, i64> = memberships
+            .iter()
+            .filter(|m| m.membership == "join")
+            .map(|m| (m.room_id.as_str(), m.stream_ordering))
+            .collect();
+        let order: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+        let (fast, rows): (Vec<EventRow>, Vec<EventRow>) = rows.into_iter().partition(|r| {
+            joined_since
+                .get(r.room_id.as_str())
+                .is_some_and(|since| r.stream_ordering >= *since)
+        });
+        if rows.is_empty() {
+            return Ok(fast);
+        }
         let mut groups: Vec<i64> = rows.iter().filter_map(|r| r.state_group).collect();
         groups.sort_unstable();
         groups.dedup();
@@ -40,12 +57,9 @@ impl Services {
                 Some((r.event_id, v.get("content").cloned().unwrap_or_default()))
             })
             .collect();
-        let current: HashMap<String, String> = self
-            .db
-            .user_memberships(user.as_str())
-            .await?
-            .into_iter()
-            .map(|m| (m.room_id, m.membership))
+        let current: HashMap<&str, &str> = memberships
+            .iter()
+            .map(|m| (m.room_id.as_str(), m.membership.as_str()))
             .collect();
         let field = |group: Option<i64>, kind: &str, key: &str, name: &str| -> Option<String> {
             let id = states
@@ -53,7 +67,7 @@ impl Services {
                 .get(&(kind.to_owned(), key.to_owned()))?;
             contents.get(id)?.get(name)?.as_str().map(str::to_owned)
         };
-        Ok(rows
+        let mut visible: Vec<EventRow> = rows
             .into_iter()
             .filter(|r| {
                 if r.kind == "m.room.member" && r.state_key.as_deref() == Some(user.as_str()) {
@@ -68,7 +82,7 @@ impl Services {
                 .unwrap_or_else(|| "shared".into());
                 let at = field(r.state_group, "m.room.member", user.as_str(), "membership")
                     .unwrap_or_default();
-                let now = current.get(&r.room_id).map(String::as_str).unwrap_or("");
+                let now = current.get(r.room_id.as_str()).copied().unwrap_or("");
                 match hv.as_str() {
                     "world_readable" => true,
                     _ if at == "join" => true,
@@ -78,6 +92,13 @@ impl Services {
                     _ => now == "join",
                 }
             })
-            .collect())
+            .collect();
+        visible.extend(fast);
+        // Back in the caller's order.
+        let mut by_id: HashMap<String, EventRow> = visible
+            .into_iter()
+            .map(|r| (r.event_id.clone(), r))
+            .collect();
+        Ok(order.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 }
