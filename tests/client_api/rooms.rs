@@ -521,6 +521,25 @@ async fn room_versions(b: Backend) {
             assert!(room.ends_with(":localhost"));
         }
     }
+    // Same user, same content, same millisecond: still distinct v12 rooms.
+    let bodies = (0..10).map(|_| {
+        s.post(
+            &alice,
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "public_chat", "name": "same"}),
+        )
+    });
+    let mut ids: Vec<String> = futures::future::join_all(bodies)
+        .await
+        .into_iter()
+        .map(|(st, v)| {
+            assert_eq!(st, StatusCode::OK, "{v}");
+            v["room_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
     let (_, caps) = s.get(&alice, "/_matrix/client/v3/capabilities").await;
     assert_eq!(caps["capabilities"]["m.room_versions"]["default"], "12");
     s.stop().await;

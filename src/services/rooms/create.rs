@@ -91,16 +91,9 @@ impl Services {
             None => None,
         };
 
-        let provisional = if rules.authorization.room_create_event_id_as_room_id {
-            RoomId::parse(format!("!provisional:{}", self.server_name))
-        } else {
-            RoomId::parse(format!("!{}:{}", util::random_string(18), self.server_name))
-        }
-        .map_err(|e| Error::unknown(e.to_string()))?;
-        let mut room = RoomState::new_room(version.clone(), rules.clone(), provisional);
-        let mut batch = vec![];
-
-        // 1. m.room.create
+        // 1. m.room.create. In v12 the room id is the create event's hash, so two rooms created
+        // by one user in the same millisecond with the same content would collide: reserve the
+        // id, and on a clash build again one millisecond later (Synapse does the same).
         let mut create = req.creation_content.clone().unwrap_or_default();
         create.insert("room_version".into(), json!(version.as_str()));
         if !rules.authorization.use_room_create_sender {
@@ -109,13 +102,28 @@ impl Services {
         if !rules.authorization.additional_room_creators {
             create.remove("additional_creators");
         }
-        batch.push(room.build(
-            self,
-            creator,
-            EventSpec::state("m.room.create", "", Value::Object(create)),
-            None,
-            None,
-        )?);
+        let mut attempt = 0;
+        let (mut room, mut batch) = loop {
+            let provisional = if rules.authorization.room_create_event_id_as_room_id {
+                RoomId::parse(format!("!provisional:{}", self.server_name))
+            } else {
+                RoomId::parse(format!("!{}:{}", util::random_string(18), self.server_name))
+            }
+            .map_err(|e| Error::unknown(e.to_string()))?;
+            let mut room = RoomState::new_room(version.clone(), rules.clone(), provisional);
+            room.min_ts = util::now_ms() + attempt;
+            let spec = EventSpec::state("m.room.create", "", Value::Object(create.clone()));
+            let built = room.build(self, creator, spec, None, None)?;
+            if self.reserve_room_id(&room.room_id)
+                && self.db.room_version(room.room_id.as_str()).await?.is_none()
+            {
+                break (room, vec![built]);
+            }
+            attempt += 1;
+            if attempt > 20 {
+                return Err(Error::unknown("Could not allocate a room id"));
+            }
+        };
         let room_id = room.room_id.clone();
 
         // 2. creator joins

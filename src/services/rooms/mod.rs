@@ -55,6 +55,8 @@ pub struct RoomState {
     pub local_members: HashSet<OwnedUserId>,
     /// (sender, device, txn_id) of recent local events, for idempotent retries.
     pub recent_txns: HashMap<(OwnedUserId, String, String), OwnedEventId>,
+    /// Events are stamped no earlier than this (room creation retries after an id clash).
+    pub min_ts: i64,
 }
 
 type RoomSlot = Arc<tokio::sync::Mutex<Option<RoomState>>>;
@@ -120,6 +122,7 @@ impl RoomState {
             chain_len: 0,
             local_members: HashSet::new(),
             recent_txns: HashMap::new(),
+            min_ts: 0,
         }
     }
 
@@ -231,7 +234,7 @@ impl RoomState {
         auth_events.sort();
         auth_events.dedup();
         let depth = self.depth + 1;
-        let now = util::now_ms();
+        let now = util::now_ms().max(self.min_ts);
 
         let mut obj = CanonicalJsonObject::new();
         let str_array = |v: Vec<String>| {
@@ -408,6 +411,16 @@ impl Services {
             *guard = self.load_room(room_id).await?;
         }
         Ok(guard)
+    }
+
+    /// Claims a new room id in the cache; false when a room (or a creation) already has it.
+    pub fn reserve_room_id(&self, room_id: &RoomId) -> bool {
+        let mut rooms = self.rooms.rooms.lock();
+        if rooms.contains_key(room_id) {
+            return false;
+        }
+        rooms.insert(room_id.to_owned(), RoomSlot::default());
+        true
     }
 
     /// A slot for a room being created (the id is known only after the create event in v12).
