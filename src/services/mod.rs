@@ -4,6 +4,7 @@ pub mod account_data;
 pub mod accounts;
 pub mod filter;
 pub mod keys;
+pub mod presence;
 pub mod ratelimit;
 pub mod rooms;
 pub mod streams;
@@ -31,6 +32,7 @@ pub struct Services {
     pub notifier: streams::Notifier,
     pub tokens: accounts::TokenCache,
     pub ratelimit: ratelimit::RateLimiter,
+    pub presence: presence::Presence,
     /// Password hashes in flight (each costs a core and `memory_kib` of memory).
     pub hashing: tokio::sync::Semaphore,
 }
@@ -61,6 +63,7 @@ impl Services {
             notifier: streams::Notifier::default(),
             tokens: accounts::TokenCache::default(),
             ratelimit: ratelimit::RateLimiter::default(),
+            presence: presence::Presence::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())

@@ -23,23 +23,41 @@ const HEROES_MAX_ROOM: i64 = 20;
 pub struct SyncToken {
     pub events: i64,
     pub account_data: i64,
+    pub presence: i64,
 }
 
 impl SyncToken {
+    /// `s<events>_<account_data>[_<presence>]`
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || Error::invalid_param("Invalid sync token");
         let rest = s.strip_prefix('s').ok_or_else(bad)?;
-        let (e, a) = rest.split_once('_').ok_or_else(bad)?;
-        Ok(Self {
-            events: e.parse().map_err(|_| bad())?,
-            account_data: a.parse().map_err(|_| bad())?,
-        })
+        let parts: Vec<i64> = rest
+            .split('_')
+            .map(|p| p.parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?;
+        match parts.as_slice() {
+            [e, a] => Ok(Self {
+                events: *e,
+                account_data: *a,
+                presence: 0,
+            }),
+            [e, a, p] => Ok(Self {
+                events: *e,
+                account_data: *a,
+                presence: *p,
+            }),
+            _ => Err(bad()),
+        }
     }
 }
 
 impl std::fmt::Display for SyncToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s{}_{}", self.events, self.account_data)
+        write!(
+            f,
+            "s{}_{}_{}",
+            self.events, self.account_data, self.presence
+        )
     }
 }
 
@@ -58,22 +76,34 @@ pub struct SyncRequest {
     pub timeout_ms: u64,
     pub full_state: bool,
     pub filter: Filter,
+    /// `set_presence`: online (default), unavailable or offline (do not change).
+    pub set_presence: Option<String>,
 }
 
 impl Services {
+    /// The position of every stream now.
+    pub fn current_token(&self) -> SyncToken {
+        SyncToken {
+            events: self.events_stream.current(),
+            account_data: self.account_data_stream.current(),
+            presence: self.presence.current(),
+        }
+    }
+
     pub async fn sync(&self, r: &Requester, req: SyncRequest) -> Result<Value> {
         let since = req.since.as_deref().map(SyncToken::parse).transpose()?;
         let handle = self.notifier.handle(&r.user_id);
+        let set_presence = req.set_presence.as_deref().unwrap_or("online");
+        if set_presence != "offline" {
+            self.set_presence(&r.user_id, set_presence, None).await?;
+        }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(req.timeout_ms.min(MAX_TIMEOUT_MS));
         loop {
             let notified = handle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let cur = SyncToken {
-                events: self.events_stream.current(),
-                account_data: self.account_data_stream.current(),
-            };
+            let cur = self.current_token();
             let waiting_allowed =
                 since.is_some() && !req.full_state && tokio::time::Instant::now() < deadline;
             if waiting_allowed && since == Some(cur) {
@@ -86,10 +116,7 @@ impl Services {
             if empty && waiting_allowed {
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
                     // Nothing for this user up to now: hand back the newest position.
-                    let cur = SyncToken {
-                        events: self.events_stream.current(),
-                        account_data: self.account_data_stream.current(),
-                    };
+                    let cur = self.current_token();
                     let (resp, _) = self.sync_once(r, since, cur, &req).await?;
                     return Ok(resp);
                 }
@@ -362,12 +389,19 @@ impl Services {
                 invite.insert(room, json!({ "invite_state": { "events": events } }));
             }
         }
-        let empty =
-            join.is_empty() && leave.is_empty() && invite.is_empty() && global_ad.is_empty();
+        let presence = self
+            .presence_events(user, since.map_or(0, |s| s.presence), cur.presence)
+            .await?;
+        let empty = join.is_empty()
+            && leave.is_empty()
+            && invite.is_empty()
+            && global_ad.is_empty()
+            && presence.is_empty();
         let resp = json!({
             "next_batch": cur.to_string(),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
             "account_data": { "events": global_ad },
+            "presence": { "events": presence },
         });
         Ok((resp, empty))
     }

@@ -228,3 +228,17 @@ impl Db {
             .collect()
     }
 }
+
+impl Db {
+    /// Users joined to at least one room the user is joined to (the user included).
+    pub async fn users_sharing_rooms(&self, user_id: &str) -> sqlx::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT m2.user_id FROM memberships m1 JOIN memberships m2 ON m2.room_id = m1.room_id \
+             WHERE m1.user_id = $1 AND m1.membership = 'join' AND m2.membership = 'join'",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| r.try_get(0)).collect()
+    }
+}

@@ -6,7 +6,8 @@ use crate::common::{enc, timeline_bodies, Backend, TestServer};
 crate::both_backends!(
     filters_and_lazy_loading,
     state_deltas_and_summary,
-    restart_keeps_everything
+    restart_keeps_everything,
+    presence_switch
 );
 
 async fn filters_and_lazy_loading(b: Backend) {
@@ -177,4 +178,81 @@ async fn restart_keeps_everything(b: Backend) {
     assert_eq!(name["name"], "persist");
     s.stop().await;
     drop(dir);
+}
+
+async fn presence_switch(b: Backend) {
+    // On: presence travels to users sharing a room, and only to them.
+    let s = TestServer::start_with(b, |c| c.presence = true).await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let eve = s.register("eve").await;
+    let room = s
+        .create_room(&alice, json!({"invite": [bob.user_id]}))
+        .await;
+    s.join(&bob, &room).await;
+    let since = s.sync(&alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&bob.user_id));
+    let (st, _) = s
+        .put(
+            &bob,
+            &path,
+            json!({"presence": "unavailable", "status_msg": "in a meeting"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s.put(&alice, &path, json!({"presence": "online"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s.put(&bob, &path, json!({"presence": "dancing"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let inc = s
+        .get(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/sync?since={}&timeout=0&set_presence=offline",
+                enc(&since)
+            ),
+        )
+        .await
+        .1;
+    let evs = inc["presence"]["events"].as_array().unwrap();
+    let bob_p = evs
+        .iter()
+        .find(|e| e["sender"] == bob.user_id.as_str())
+        .expect("bob's presence");
+    assert_eq!(bob_p["content"]["presence"], "unavailable");
+    assert_eq!(bob_p["content"]["status_msg"], "in a meeting");
+    let (st, v) = s.get(&alice, &path).await;
+    assert_eq!(
+        (st, v["presence"].as_str()),
+        (StatusCode::OK, Some("unavailable"))
+    );
+    let (st, _) = s.get(&eve, &path).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    s.stop().await;
+
+    // Off (the default, as Tchap runs): nothing is shared.
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(&alice, json!({"invite": [bob.user_id]}))
+        .await;
+    s.join(&bob, &room).await;
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&bob.user_id));
+    let (st, _) = s
+        .put(
+            &bob,
+            &path,
+            json!({"presence": "online", "status_msg": "hi"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v) = s.get(&alice, &path).await;
+    assert_eq!(v["presence"], "offline");
+    let sync = s.sync(&alice, None, 0).await;
+    assert!(sync["presence"]["events"].as_array().unwrap().is_empty());
+    s.stop().await;
 }

@@ -7,6 +7,7 @@ mod devices;
 mod discovery;
 mod events;
 mod membership;
+mod presence;
 mod profile;
 mod push;
 mod rooms;
@@ -48,6 +49,11 @@ fn versioned() -> Router<AppState> {
         .route(
             "/profile/{user_id}/{field}",
             get(profile::get_field).put(profile::set_field),
+        )
+        // presence.rs
+        .route(
+            "/presence/{user_id}/status",
+            get(presence::get).put(presence::set),
         )
         // push.rs
         .route("/pushrules/", get(push::get_all))

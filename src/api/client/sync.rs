@@ -18,7 +18,6 @@ pub struct SyncQuery {
     filter: Option<String>,
     #[serde(default)]
     full_state: bool,
-    #[allow(dead_code)]
     set_presence: Option<String>,
 }
 
@@ -33,6 +32,7 @@ pub async fn sync(
         timeout_ms: q.timeout.unwrap_or(0),
         full_state: q.full_state,
         filter,
+        set_presence: q.set_presence,
     };
     ok(s.sync(&r, req).await?)
 }

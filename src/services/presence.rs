@@ -1,0 +1,170 @@
+//! Presence (`m.presence`), switchable off in configuration (Tchap runs with it off). Kept in
+//! memory: it is ephemeral by nature and a restart shows everyone offline until they sync again.
+
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicI64, Ordering},
+};
+
+use parking_lot::Mutex;
+use ruma::{OwnedUserId, UserId};
+use serde_json::{json, Value};
+
+use super::Services;
+use crate::{util, Error, Result};
+
+/// An online user idle this long is shown `unavailable`.
+const IDLE_MS: i64 = 5 * 60 * 1000;
+
+#[derive(Clone)]
+struct Entry {
+    presence: String,
+    status_msg: Option<String>,
+    last_active_ts: i64,
+    stream: i64,
+}
+
+#[derive(Default)]
+pub struct Presence {
+    users: Mutex<HashMap<OwnedUserId, Entry>>,
+    stream: AtomicI64,
+}
+
+impl Presence {
+    pub fn current(&self) -> i64 {
+        self.stream.load(Ordering::Acquire)
+    }
+}
+
+fn content(e: &Entry, now: i64) -> Value {
+    let idle = now - e.last_active_ts;
+    let presence = if e.presence == "online" && idle > IDLE_MS {
+        "unavailable"
+    } else {
+        e.presence.as_str()
+    };
+    let mut c = json!({
+        "presence": presence,
+        "last_active_ago": idle.max(0),
+        "currently_active": presence == "online",
+    });
+    if let Some(m) = &e.status_msg {
+        c["status_msg"] = json!(m);
+    }
+    c
+}
+
+impl Services {
+    /// Sets a user's presence; wakes the users sharing a room with them when it changed.
+    pub async fn set_presence(
+        &self,
+        user: &UserId,
+        presence: &str,
+        status_msg: Option<Option<String>>,
+    ) -> Result<()> {
+        if !matches!(presence, "online" | "offline" | "unavailable") {
+            return Err(Error::invalid_param(
+                "presence must be online, offline or unavailable",
+            ));
+        }
+        if status_msg
+            .as_ref()
+            .is_some_and(|m| m.as_ref().is_some_and(|m| m.len() > 1024))
+        {
+            return Err(Error::too_large("status_msg too long"));
+        }
+        if !self.config.presence {
+            return Ok(()); // presence disabled: accepted and ignored, as Synapse does
+        }
+        let now = util::now_ms();
+        let changed = {
+            let mut users = self.presence.users.lock();
+            let old = users.get(user).cloned();
+            let status = match status_msg {
+                Some(m) => m,
+                None => old.as_ref().and_then(|o| o.status_msg.clone()),
+            };
+            // A sync every few seconds only refreshes activity; other users hear of changes.
+            let changed = old.as_ref().is_none_or(|o| {
+                o.presence != presence
+                    || o.status_msg != status
+                    || (presence == "online" && now - o.last_active_ts > IDLE_MS)
+            });
+            let stream = if changed {
+                self.presence.stream.fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                old.as_ref().map_or(0, |o| o.stream)
+            };
+            users.insert(
+                user.to_owned(),
+                Entry {
+                    presence: presence.to_owned(),
+                    status_msg: status,
+                    last_active_ts: now,
+                    stream,
+                },
+            );
+            changed
+        };
+        if changed {
+            let sharing = self.db.users_sharing_rooms(user.as_str()).await?;
+            let ids: Vec<OwnedUserId> = sharing
+                .iter()
+                .filter_map(|u| UserId::parse(u.as_str()).ok())
+                .collect();
+            self.notifier.notify(ids.iter().map(|u| -> &UserId { u }));
+        }
+        Ok(())
+    }
+
+    pub async fn get_presence(&self, viewer: &UserId, user: &UserId) -> Result<Value> {
+        if !self.config.presence {
+            return Ok(json!({ "presence": "offline" }));
+        }
+        if viewer != user
+            && !self
+                .db
+                .users_sharing_rooms(viewer.as_str())
+                .await?
+                .iter()
+                .any(|u| u == user.as_str())
+        {
+            return Err(Error::forbidden("You do not share a room with this user"));
+        }
+        let entry = self.presence.users.lock().get(user).cloned();
+        Ok(match entry {
+            Some(e) => content(&e, util::now_ms()),
+            None => json!({ "presence": "offline" }),
+        })
+    }
+
+    /// `m.presence` events of the users sharing a room with `user` that changed in (since, until].
+    pub async fn presence_events(
+        &self,
+        user: &UserId,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<Value>> {
+        if !self.config.presence || since >= until {
+            return Ok(vec![]);
+        }
+        let changed: Vec<(OwnedUserId, Entry)> = self
+            .presence
+            .users
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.stream > since && e.stream <= until)
+            .map(|(u, e)| (u.clone(), e.clone()))
+            .collect();
+        if changed.is_empty() {
+            return Ok(vec![]);
+        }
+        let sharing = self.db.users_sharing_rooms(user.as_str()).await?;
+        let now = util::now_ms();
+        Ok(changed
+            .into_iter()
+            .filter(|(u, _)| sharing.iter().any(|s| s == u.as_str()))
+            .map(|(u, e)| json!({ "type": "m.presence", "sender": u, "content": content(&e, now) }))
+            .collect())
+    }
+}
