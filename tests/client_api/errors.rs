@@ -112,6 +112,20 @@ async fn error_shapes(b: Backend) {
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // Extreme pagination tokens and limits are answered, not crashed on.
+    for q in [
+        "from=t9223372036854775807&dir=b",
+        "from=t-5&dir=f&limit=-3",
+        "to=t9223372036854775807&dir=f&limit=99999999",
+    ] {
+        let (st, v) = s
+            .get(
+                &alice,
+                &format!("/_matrix/client/v3/rooms/{}/messages?{q}", enc(&room)),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{q}: {v}");
+    }
     let (st, v) = s
         .call(
             Method::GET,

@@ -209,12 +209,18 @@ impl Services {
             // A token is the position after an event: backward from T includes T.
             Dir::Backward => {
                 self.db
-                    .room_events(room_id.as_str(), from_pos.min(cap) + 1, to_pos, dir, limit)
+                    .room_events(
+                        room_id.as_str(),
+                        from_pos.min(cap).saturating_add(1),
+                        to_pos,
+                        dir,
+                        limit,
+                    )
                     .await?
             }
             Dir::Forward => {
                 let upper = to_pos
-                    .map(|t| t + 1)
+                    .map(|t| t.saturating_add(1))
                     .unwrap_or(i64::MAX)
                     .min(cap.saturating_add(1));
                 self.db
