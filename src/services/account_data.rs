@@ -57,9 +57,14 @@ impl Services {
 
     /// The user's push rules: the spec's server-default rule set.
     pub fn push_rules(&self, user: &UserId) -> Result<Value> {
-        Ok(serde_json::to_value(ruma::push::Ruleset::server_default(
-            user,
-        ))?)
+        let mut rules = serde_json::to_value(ruma::push::Ruleset::server_default(user))?;
+        // Clients expect every kind, even when empty.
+        if let Some(obj) = rules.as_object_mut() {
+            for kind in ["override", "content", "room", "sender", "underride"] {
+                obj.entry(kind).or_insert_with(|| Value::Array(vec![]));
+            }
+        }
+        Ok(rules)
     }
 
     pub async fn set_profile(

@@ -97,6 +97,11 @@ fn versioned() -> Router<AppState> {
             "/rooms/{room_id}/state/{event_type}",
             get(events::get_state).put(events::put_state),
         )
+        // matrix-js-sdk writes the empty state key as a trailing slash.
+        .route(
+            "/rooms/{room_id}/state/{event_type}/",
+            get(events::get_state).put(events::put_state),
+        )
         .route(
             "/rooms/{room_id}/state/{event_type}/{*state_key}",
             get(events::get_state_key).put(events::put_state_key),
