@@ -34,9 +34,14 @@ impl Services {
             .db
             .put_account_data(user.as_str(), &room_key, kind, &text, ids[0])
             .await;
-        self.account_data_stream.complete(&ids);
+        let wake = if res.is_ok() {
+            vec![user.to_owned()]
+        } else {
+            vec![]
+        };
+        let ready = self.account_data_stream.complete(&ids, wake);
+        self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
         res?;
-        self.notifier.notify([user]);
         Ok(())
     }
 

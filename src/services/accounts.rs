@@ -35,6 +35,8 @@ struct CachedToken {
 #[derive(Default)]
 pub struct TokenCache {
     map: Mutex<HashMap<String, CachedToken>>,
+    /// Bumped by every revocation: a database read that raced one is not cached.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// What a successful login or registration hands back.
@@ -168,6 +170,10 @@ impl Services {
         let entry = match cached {
             Some(c) => c,
             None => {
+                let generation = self
+                    .tokens
+                    .generation
+                    .load(std::sync::atomic::Ordering::Acquire);
                 let row = self
                     .db
                     .get_token(&hash)
@@ -186,7 +192,17 @@ impl Services {
                     expires_ts: row.expires_ts,
                     is_admin: user.is_admin == 1,
                 };
-                self.tokens.map.lock().insert(hash.clone(), c.clone());
+                {
+                    let mut map = self.tokens.map.lock();
+                    if self
+                        .tokens
+                        .generation
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        == generation
+                    {
+                        map.insert(hash.clone(), c.clone());
+                    }
+                }
                 c
             }
         };
@@ -200,8 +216,20 @@ impl Services {
         })
     }
 
+    /// Drops every cached token of one device (after its tokens were replaced).
+    fn forget_device(&self, user: &UserId, device: &str) {
+        let mut map = self.tokens.map.lock();
+        self.tokens
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.retain(|_, c| !(c.user_id == user && c.device_id == device));
+    }
+
     fn forget_tokens(&self, hashes: &[String]) {
         let mut map = self.tokens.map.lock();
+        self.tokens
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         for h in hashes {
             map.remove(h);
         }
@@ -437,6 +465,8 @@ impl Services {
             .open_session(&mut tx.tx, &user_id, device_id, device_name, refresh)
             .await?;
         tx.commit().await?;
+        // Logging in again on a known device replaces its tokens: the old ones must stop working.
+        self.forget_device(&user_id, &session.device_id);
         Ok(session)
     }
 
@@ -462,10 +492,7 @@ impl Services {
         .await?;
         tx.commit().await?;
         // Old access tokens of the device are gone from the database; drop them from the cache.
-        self.tokens
-            .map
-            .lock()
-            .retain(|_, c| !(c.user_id == user_id && c.device_id == device));
+        self.forget_device(&user_id, &device);
         Ok(Session {
             user_id,
             device_id: device,

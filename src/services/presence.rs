@@ -24,10 +24,20 @@ struct Entry {
     stream: i64,
 }
 
-#[derive(Default)]
 pub struct Presence {
     users: Mutex<HashMap<OwnedUserId, Entry>>,
     stream: AtomicI64,
+}
+
+impl Default for Presence {
+    /// The stream starts at the clock so positions never go back across restarts (presence is
+    /// kept in memory only, and sync tokens carry its position).
+    fn default() -> Self {
+        Self {
+            users: Mutex::new(HashMap::new()),
+            stream: AtomicI64::new(util::now_ms()),
+        }
+    }
 }
 
 impl Presence {

@@ -15,14 +15,26 @@ use tokio::sync::Notify;
 /// Hands out stream positions and tracks the highest position below which every position is
 /// persisted (or abandoned), so a reader never skips a position still being written.
 pub struct StreamTracker {
-    inner: Mutex<(i64, BTreeSet<i64>)>,
+    inner: Mutex<Inner>,
     current: AtomicI64,
+}
+
+struct Inner {
+    next: i64,
+    pending: BTreeSet<i64>,
+    /// Wake-ups held back until `current` reaches their position: a reader woken earlier would
+    /// not see the write yet and would go back to sleep.
+    deferred: Vec<(i64, Vec<OwnedUserId>)>,
 }
 
 impl StreamTracker {
     pub fn new(max_persisted: i64) -> Self {
         Self {
-            inner: Mutex::new((max_persisted + 1, BTreeSet::new())),
+            inner: Mutex::new(Inner {
+                next: max_persisted + 1,
+                pending: BTreeSet::new(),
+                deferred: vec![],
+            }),
             current: AtomicI64::new(max_persisted),
         }
     }
@@ -30,24 +42,40 @@ impl StreamTracker {
     /// Reserves `n` consecutive positions.
     pub fn allocate(&self, n: usize) -> Vec<i64> {
         let mut g = self.inner.lock();
-        let start = g.0;
-        g.0 += n as i64;
+        let start = g.next;
+        g.next += n as i64;
         let ids: Vec<i64> = (start..start + n as i64).collect();
-        g.1.extend(ids.iter().copied());
+        g.pending.extend(ids.iter().copied());
         ids
     }
 
-    /// Marks positions done (written or abandoned) and advances the readable position.
-    pub fn complete(&self, ids: &[i64]) {
+    /// Marks positions done (written or abandoned) and advances the readable position. Returns
+    /// the users to wake now: `wake` once its positions are readable, and any earlier writer's
+    /// users this completion made readable.
+    pub fn complete(&self, ids: &[i64], wake: Vec<OwnedUserId>) -> Vec<OwnedUserId> {
         let mut g = self.inner.lock();
         for id in ids {
-            g.1.remove(id);
+            g.pending.remove(id);
         }
-        let cur = match g.1.first() {
+        let cur = match g.pending.first() {
             Some(min) => min - 1,
-            None => g.0 - 1,
+            None => g.next - 1,
         };
         self.current.store(cur, Ordering::Release);
+        let mine = ids.iter().copied().max().unwrap_or(0);
+        if !wake.is_empty() {
+            g.deferred.push((mine, wake));
+        }
+        let mut ready = vec![];
+        g.deferred.retain_mut(|(pos, users)| {
+            if *pos <= cur {
+                ready.append(users);
+                false
+            } else {
+                true
+            }
+        });
+        ready
     }
 
     /// Every position up to this one is readable.

@@ -141,16 +141,52 @@ impl Services {
         let since_ev = since.map(|s| s.events);
         let changed = |stream: i64| since_ev.is_none_or(|s| stream > s && stream <= cur.events);
 
-        let mut full_rooms = vec![]; // send complete state
-        let mut incr_rooms = vec![]; // send what changed
+        // The membership each row replaced (from the member event's unsigned prev_content), for
+        // rows that changed since the last sync or are newer than this sync's position: a
+        // join -> join (profile change) is not a new join, and a change past `cur` is judged by
+        // the membership it replaced.
+        let rechecked: Vec<String> = memberships
+            .iter()
+            .filter(|m| {
+                m.stream_ordering > cur.events
+                    || (since.is_some() && m.membership == "join" && changed(m.stream_ordering))
+            })
+            .map(|m| m.event_id.clone())
+            .collect();
+        let previous: HashMap<String, String> = self
+            .db
+            .get_events(&rechecked)
+            .await?
+            .into_iter()
+            .filter_map(|e| {
+                let v: Value = serde_json::from_str(&e.json).ok()?;
+                let prev = v["unsigned"]["prev_content"]["membership"]
+                    .as_str()?
+                    .to_owned();
+                Some((e.event_id, prev))
+            })
+            .collect();
+
+        let mut full_rooms = vec![]; // newly joined: complete state, timeline from the start
+        let mut incr_rooms = vec![]; // joined before: what changed since
         let mut invites = vec![];
         let mut left = vec![];
         for m in &memberships {
-            if !rf.allows_room(&m.room_id) || m.stream_ordering > cur.events {
+            if !rf.allows_room(&m.room_id) {
+                continue;
+            }
+            let prev = previous.get(&m.event_id).map(String::as_str);
+            if m.stream_ordering > cur.events {
+                // Not readable yet: as of `cur` the user still had the previous membership.
+                if prev == Some("join") && since.is_some() {
+                    incr_rooms.push(m.room_id.clone());
+                }
                 continue;
             }
             match m.membership.as_str() {
-                "join" if since.is_none() || req.full_state || changed(m.stream_ordering) => {
+                "join"
+                    if since.is_none() || (changed(m.stream_ordering) && prev != Some("join")) =>
+                {
                     full_rooms.push(m.room_id.clone())
                 }
                 "join" => incr_rooms.push(m.room_id.clone()),
@@ -165,6 +201,16 @@ impl Services {
                 _ => {}
             }
         }
+        // full_state: every joined room's whole state, timelines still from `since`.
+        let state_full_rooms: Vec<String> = if req.full_state {
+            full_rooms
+                .iter()
+                .chain(incr_rooms.iter())
+                .cloned()
+                .collect()
+        } else {
+            full_rooms.clone()
+        };
 
         // Timelines: one query for fully-sent rooms, one for the others.
         let (mut timeline, mut limited) = self
@@ -213,7 +259,15 @@ impl Services {
             .collect();
 
         // State.
-        let mut state_rows: Vec<EventRow> = self.db.current_state_events(&full_rooms, None).await?;
+        let mut state_rows: Vec<EventRow> = if rf.state.lazy_load_members {
+            self.db
+                .current_state_without_members(&state_full_rooms)
+                .await?
+        } else {
+            self.db
+                .current_state_events(&state_full_rooms, None)
+                .await?
+        };
         let limited_incr: Vec<String> = incr_rooms
             .iter()
             .filter(|r| limited.contains_key(*r))
@@ -225,16 +279,22 @@ impl Services {
                 .await?,
         );
         if rf.state.lazy_load_members {
-            let incr_with_events: Vec<String> = incr_rooms
+            // Only the members the timelines need, and the user's own.
+            let rooms: Vec<String> = full_rooms
                 .iter()
-                .filter(|r| by_room.contains_key(*r))
+                .chain(incr_rooms.iter())
+                .filter(|r| by_room.contains_key(*r) || full_rooms.contains(r))
                 .cloned()
                 .collect();
-            state_rows.extend(
-                self.db
-                    .current_state_events(&incr_with_events, Some(&["m.room.member"]))
-                    .await?,
-            );
+            let mut senders: Vec<String> = by_room
+                .values()
+                .flatten()
+                .map(|e| e.sender.clone())
+                .collect();
+            senders.push(user.to_string());
+            senders.sort();
+            senders.dedup();
+            state_rows.extend(self.db.current_members(&rooms, &senders).await?);
         }
         let mut seen = HashSet::new();
         let mut state_by_room: BTreeMap<String, Vec<EventRow>> = BTreeMap::new();
@@ -254,7 +314,8 @@ impl Services {
                 if !needed {
                     continue;
                 }
-            } else if incr_rooms.contains(&s.room_id)
+            } else if !req.full_state
+                && incr_rooms.contains(&s.room_id)
                 && !limited.contains_key(&s.room_id)
                 && s.stream_ordering <= lower
             {
@@ -310,7 +371,7 @@ impl Services {
             let state = state_by_room.remove(room_id).unwrap_or_default();
             let ad = room_ad.remove(room_id).unwrap_or_default();
             let summary = summaries.get(room_id);
-            let is_full = full_rooms.contains(room_id);
+            let is_full = req.full_state || full_rooms.contains(room_id);
             if !is_full
                 && events.is_empty()
                 && state.is_empty()

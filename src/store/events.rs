@@ -42,6 +42,8 @@ pub struct NewEvent<'a> {
     pub auth_events: Vec<&'a str>,
     pub sender_device: Option<&'a str>,
     pub txn_id: Option<&'a str>,
+    /// The transaction's scope key (endpoint, room, txn id) for idempotent retries.
+    pub txn_key: Option<&'a str>,
 }
 
 /// Timeline direction for pagination.
@@ -112,7 +114,7 @@ impl Db {
         .await?;
         let txns: Vec<&NewEvent> = events
             .iter()
-            .filter(|e| e.sender_device.is_some() && e.txn_id.is_some())
+            .filter(|e| e.sender_device.is_some() && e.txn_key.is_some())
             .collect();
         for chunk in txns.chunks(200) {
             let mut sql = String::from(
@@ -125,7 +127,7 @@ impl Db {
                 q = q
                     .bind(ev.sender)
                     .bind(ev.sender_device)
-                    .bind(ev.txn_id)
+                    .bind(ev.txn_key)
                     .bind(ev.event_id)
                     .bind(ev.origin_server_ts);
             }
@@ -152,12 +154,19 @@ impl Db {
         Ok(())
     }
 
-    pub async fn mark_redacted(tx: &mut Tx, target: &str, redaction_id: &str) -> sqlx::Result<()> {
+    /// Marks `target` redacted by `redaction_id`, only within the redaction's room.
+    pub async fn mark_redacted(
+        tx: &mut Tx,
+        room_id: &str,
+        target: &str,
+        redaction_id: &str,
+    ) -> sqlx::Result<()> {
         sqlx::query(
-            "UPDATE events SET redacted_by = $1 WHERE event_id = $2 AND redacted_by IS NULL",
+            "UPDATE events SET redacted_by = $1 WHERE event_id = $2 AND room_id = $3 AND redacted_by IS NULL",
         )
         .bind(redaction_id)
         .bind(target)
+        .bind(room_id)
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -191,6 +191,52 @@ impl Db {
         q.fetch_all(&self.pool).await
     }
 
+    /// Current state of several rooms without member events (lazy-loading clients get the
+    /// members they need from [`Db::current_members`]).
+    pub async fn current_state_without_members(
+        &self,
+        rooms: &[String],
+    ) -> sqlx::Result<Vec<EventRow>> {
+        if rooms.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM current_state cs JOIN events e ON e.event_id = cs.event_id \
+             WHERE cs.room_id IN ({}) AND cs.type <> 'm.room.member' ORDER BY e.stream_ordering",
+            placeholders(1, rooms.len())
+        );
+        let mut q = sqlx::query_as(&sql);
+        for r in rooms {
+            q = q.bind(r);
+        }
+        q.fetch_all(&self.pool).await
+    }
+
+    /// Current member events of the given users in the given rooms (index lookups only).
+    pub async fn current_members(
+        &self,
+        rooms: &[String],
+        users: &[String],
+    ) -> sqlx::Result<Vec<EventRow>> {
+        if rooms.is_empty() || users.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM current_state cs JOIN events e ON e.event_id = cs.event_id \
+             WHERE cs.room_id IN ({}) AND cs.type = 'm.room.member' AND cs.state_key IN ({}) ORDER BY e.stream_ordering",
+            placeholders(1, rooms.len()),
+            placeholders(1 + rooms.len(), users.len())
+        );
+        let mut q = sqlx::query_as(&sql);
+        for r in rooms {
+            q = q.bind(r);
+        }
+        for u in users {
+            q = q.bind(u);
+        }
+        q.fetch_all(&self.pool).await
+    }
+
     pub async fn current_state_event(
         &self,
         room: &str,

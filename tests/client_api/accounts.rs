@@ -301,7 +301,31 @@ async fn devices(b: Backend) {
         .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1", "device_id": "PHONE", "initial_device_display_name": "My phone"})))
         .await;
     assert_eq!(st, StatusCode::OK);
+    let old_phone_token = v["access_token"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some(&old_phone_token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Logging in again on the same device replaces its token: the old one stops working.
+    let (st, v) = s
+        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1", "device_id": "PHONE"})))
+        .await;
+    assert_eq!(st, StatusCode::OK);
     let phone_token = v["access_token"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some(&old_phone_token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
     let (st, v) = s.get(&alice, "/_matrix/client/v3/devices").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["devices"].as_array().unwrap().len(), 2);

@@ -10,7 +10,8 @@ crate::both_backends!(
     incremental_sync_exact,
     long_poll_wakes_fast,
     txn_idempotent,
-    redaction
+    redaction,
+    redaction_paths_and_txn_scope
 );
 
 async fn hundred_messages_paginate(b: Backend) {
@@ -358,5 +359,87 @@ async fn redaction(b: Backend) {
     assert!(chunk
         .iter()
         .any(|e| e["type"] == "m.room.redaction" && e["redacts"] == ev.as_str()));
+    s.stop().await;
+}
+
+/// Redactions only go through the checked path: not as state events, not across rooms, not in
+/// initial_state; and transaction ids are scoped to their room and endpoint.
+async fn redaction_paths_and_txn_scope(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let mallory = s.register("mallory").await;
+    let room = s.create_room(&alice, json!({})).await;
+    let victim = s.send_text(&alice, &room, "v1", "keep me").await;
+    let own = s.create_room(&mallory, json!({})).await;
+    let (st, _) = s
+        .put(
+            &mallory,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.redaction/x",
+                enc(&own)
+            ),
+            json!({"redacts": victim}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s
+        .put(
+            &mallory,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.redaction/r1",
+                enc(&own)
+            ),
+            json!({"redacts": victim}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "a redaction of another room's event"
+    );
+    let (st, _) = s
+        .put(
+            &mallory,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/r2",
+                enc(&own),
+                enc(&victim)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s
+        .post(&mallory, "/_matrix/client/v3/createRoom", json!({"initial_state": [{"type": "m.room.redaction", "state_key": "", "content": {"redacts": victim}}]}))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (_, e) = s
+        .get(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&victim)
+            ),
+        )
+        .await;
+    assert_eq!(e["content"]["body"], "keep me");
+
+    // The same txn id in two rooms makes two events.
+    let room2 = s.create_room(&alice, json!({})).await;
+    let a = s.send_text(&alice, &room, "same-txn", "in room 1").await;
+    let b2 = s.send_text(&alice, &room2, "same-txn", "in room 2").await;
+    assert_ne!(a, b2);
+    let (_, e) = s
+        .get(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room2),
+                enc(&b2)
+            ),
+        )
+        .await;
+    assert_eq!(e["content"]["body"], "in room 2");
     s.stop().await;
 }

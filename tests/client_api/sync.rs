@@ -7,7 +7,8 @@ crate::both_backends!(
     filters_and_lazy_loading,
     state_deltas_and_summary,
     restart_keeps_everything,
-    presence_switch
+    presence_switch,
+    profile_change_is_not_a_new_join
 );
 
 async fn filters_and_lazy_loading(b: Backend) {
@@ -254,5 +255,55 @@ async fn presence_switch(b: Backend) {
     assert_eq!(v["presence"], "offline");
     let sync = s.sync(&alice, None, 0).await;
     assert!(sync["presence"]["events"].as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+/// A displayname change re-sends the member event, not the whole room: the next sync of a
+/// room with a long history is not a fresh, limited timeline.
+async fn profile_change_is_not_a_new_join(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    for i in 0..30 {
+        s.send_text(&alice, &room, &format!("h{i}"), "history")
+            .await;
+    }
+    let since = s.sync(&alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, _) = s
+        .put(
+            &alice,
+            "/_matrix/client/v3/profile/@alice:localhost/displayname",
+            json!({"displayname": "Alice B."}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let mut next = since.clone();
+    let mut seen = false;
+    for _ in 0..100 {
+        let inc = s.sync(&alice, Some(&next), 0).await;
+        let r = &inc["rooms"]["join"][&room];
+        let evs = r["timeline"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if evs
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["content"]["displayname"] == "Alice B.")
+        {
+            assert_eq!(r["timeline"]["limited"], false, "{r}");
+            assert!(
+                evs.iter().all(|e| e["type"] != "m.room.message"),
+                "old history re-sent: {r}"
+            );
+            seen = true;
+            break;
+        }
+        next = inc["next_batch"].as_str().unwrap().to_owned();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the new member event arrives");
     s.stop().await;
 }

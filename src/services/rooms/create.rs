@@ -259,7 +259,7 @@ impl Services {
         for s in req.initial_state {
             if matches!(
                 s.kind.as_str(),
-                "m.room.create" | "m.room.member" | "m.room.power_levels"
+                "m.room.create" | "m.room.member" | "m.room.power_levels" | "m.room.redaction"
             ) {
                 return Err(Error::invalid_param(format!(
                     "{} cannot be set in initial_state",

@@ -107,6 +107,8 @@ pub struct NewPdu {
     pub group_write: Option<GroupWrite>,
     pub device: Option<String>,
     pub txn: Option<String>,
+    /// Scope key of the transaction id (set by the writer).
+    pub txn_key: Option<String>,
 }
 
 impl RoomState {
@@ -387,6 +389,7 @@ impl RoomState {
             group_write,
             device: device.map(str::to_owned),
             txn: txn.map(str::to_owned),
+            txn_key: None,
         })
     }
 }
@@ -406,9 +409,16 @@ impl Services {
             .entry(room_id.to_owned())
             .or_default()
             .clone();
-        let mut guard = slot.lock_owned().await;
+        let mut guard = slot.clone().lock_owned().await;
         if guard.is_none() {
             *guard = self.load_room(room_id).await?;
+            if guard.is_none() {
+                // Unknown room: keep no slot for it, so made-up room ids cannot fill the cache.
+                let mut rooms = self.rooms.rooms.lock();
+                if rooms.get(room_id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    rooms.remove(room_id);
+                }
+            }
         }
         Ok(guard)
     }
@@ -521,29 +531,28 @@ impl Services {
     ) -> Result<Vec<i64>> {
         let ids = self.events_stream.allocate(batch.len());
         let res = self.persist_inner(guard, &batch, &ids, new_room).await;
-        self.events_stream.complete(&ids);
+        let mut wake: Vec<OwnedUserId> = vec![];
+        if res.is_ok() {
+            if let Some(room) = guard.as_ref() {
+                wake.extend(room.local_members.iter().cloned());
+                wake.extend(
+                    batch
+                        .iter()
+                        .filter(|n| n.pdu.kind == TimelineEventType::RoomMember)
+                        .filter_map(|n| {
+                            n.pdu
+                                .state_key
+                                .as_deref()
+                                .and_then(|k| UserId::parse(k).ok())
+                        }),
+                );
+            }
+        }
+        let ready = self.events_stream.complete(&ids, wake);
+        self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
         if let Err(e) = res {
             **guard = None;
             return Err(e);
-        }
-        if let Some(room) = guard.as_ref() {
-            let mut wake: Vec<&UserId> = room
-                .local_members
-                .iter()
-                .map(|u| -> &UserId { u })
-                .collect();
-            let targets: Vec<OwnedUserId> = batch
-                .iter()
-                .filter(|n| n.pdu.kind == TimelineEventType::RoomMember)
-                .filter_map(|n| {
-                    n.pdu
-                        .state_key
-                        .as_deref()
-                        .and_then(|k| UserId::parse(k).ok())
-                })
-                .collect();
-            wake.extend(targets.iter().map(|u| -> &UserId { u }));
-            self.notifier.notify(wake);
         }
         Ok(ids)
     }
@@ -590,6 +599,7 @@ impl Services {
                 auth_events: auths.iter().map(String::as_str).collect(),
                 sender_device: n.device.as_deref(),
                 txn_id: n.txn.as_deref(),
+                txn_key: n.txn_key.as_deref(),
             })
             .collect();
         // Extremities: every prev_event stops being one; the batch's events not referenced by a
@@ -650,7 +660,13 @@ impl Services {
             }
             if let (TimelineEventType::RoomRedaction, Some(target)) = (&n.pdu.kind, &n.pdu.redacts)
             {
-                Db::mark_redacted(&mut tx.tx, target.as_str(), n.pdu.event_id.as_str()).await?;
+                Db::mark_redacted(
+                    &mut tx.tx,
+                    room_id,
+                    target.as_str(),
+                    n.pdu.event_id.as_str(),
+                )
+                .await?;
             }
         }
         if !state_rows.is_empty() {

@@ -51,14 +51,13 @@ impl Pdu {
     pub fn parse(event_id: &str, json: &str) -> Result<Arc<Pdu>, String> {
         let f: Fields = serde_json::from_str(json).map_err(|e| e.to_string())?;
         let event_id = EventId::parse(event_id).map_err(|e| e.to_string())?;
+        // Only a (non-state) m.room.redaction redacts anything.
         let redacts = match f.redacts {
+            _ if f.kind != TimelineEventType::RoomRedaction || f.state_key.is_some() => None,
             Some(r) => Some(r),
-            None if f.kind == TimelineEventType::RoomRedaction => {
-                serde_json::from_str::<RedactsInContent>(f.content.get())
-                    .ok()
-                    .and_then(|c| c.redacts)
-            }
-            None => None,
+            None => serde_json::from_str::<RedactsInContent>(f.content.get())
+                .ok()
+                .and_then(|c| c.redacts),
         };
         Ok(Arc::new(Pdu {
             event_id,

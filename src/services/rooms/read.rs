@@ -165,14 +165,11 @@ impl Services {
     /// Member events of the senders of `events` (lazy-loading members).
     async fn members_for(&self, room_id: &RoomId, events: &[EventRow]) -> Result<Vec<EventRow>> {
         let senders: HashSet<&str> = events.iter().map(|e| e.sender.as_str()).collect();
-        let rows = self
+        let senders: Vec<String> = senders.into_iter().map(str::to_owned).collect();
+        Ok(self
             .db
-            .current_state_events(&[room_id.to_string()], Some(&["m.room.member"]))
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| r.state_key.as_deref().is_some_and(|k| senders.contains(k)))
-            .collect())
+            .current_members(&[room_id.to_string()], &senders)
+            .await?)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -6,26 +6,26 @@ use serde_json::{json, Value};
 use super::EventSpec;
 use crate::{services::accounts::Requester, services::Services, Error, Result};
 
+/// A transaction id with its scope: the spec scopes it to the device and the request path, so
+/// the same id in another room or on another endpoint is a different transaction.
+fn scoped(endpoint: &str, room_id: &RoomId, txn: &str) -> String {
+    format!("{endpoint}|{room_id}|{txn}")
+}
+
 impl Services {
-    /// Builds, authorises and persists one event in a room as a local user.
-    pub async fn send_as(
-        &self,
-        sender: &UserId,
-        device: Option<&str>,
-        room_id: &RoomId,
-        spec: EventSpec,
-        txn: Option<&str>,
-    ) -> Result<OwnedEventId> {
-        self.submit(
-            room_id,
-            sender.to_owned(),
-            device.map(str::to_owned),
-            txn.map(str::to_owned),
-            spec,
-            None,
-        )
-        .await?
-        .ok_or_else(|| Error::unknown("No event was sent"))
+    /// The event an earlier request of this transaction created, if any.
+    async fn earlier_txn(&self, r: &Requester, key: Option<&str>) -> Result<Option<OwnedEventId>> {
+        let Some(key) = key else { return Ok(None) };
+        match self
+            .db
+            .txn_event(r.user_id.as_str(), &r.device_id, key)
+            .await?
+        {
+            Some(id) => Ok(Some(
+                OwnedEventId::try_from(id).map_err(|e| Error::unknown(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
     }
 
     /// `PUT /rooms/{id}/send/{type}/{txn}` and `PUT /rooms/{id}/state/{type}/{key}`.
@@ -38,14 +38,9 @@ impl Services {
         content: Value,
         txn: Option<&str>,
     ) -> Result<OwnedEventId> {
-        if let Some(t) = txn {
-            if let Some(id) = self
-                .db
-                .txn_event(r.user_id.as_str(), &r.device_id, t)
-                .await?
-            {
-                return OwnedEventId::try_from(id).map_err(|e| Error::unknown(e.to_string()));
-            }
+        let key = txn.map(|t| scoped("send", room_id, t));
+        if let Some(id) = self.earlier_txn(r, key.as_deref()).await? {
+            return Ok(id);
         }
         if !content.is_object() {
             return Err(Error::bad_json("Content must be a JSON object"));
@@ -53,21 +48,20 @@ impl Services {
         if kind == "m.room.create" {
             return Err(Error::forbidden("Cannot send m.room.create"));
         }
-        if state_key.is_none() && kind == "m.room.redaction" {
+        if kind == "m.room.redaction" {
+            if state_key.is_some() {
+                return Err(Error::bad_json("m.room.redaction is not a state event"));
+            }
             // Redactions go through /redact, which checks who may redact what.
             let target = content
                 .get("redacts")
                 .and_then(Value::as_str)
-                .map(str::to_owned);
-            let target = target.ok_or_else(|| Error::bad_json("Missing redacts"))?;
+                .ok_or_else(|| Error::bad_json("Missing redacts"))?;
             let target =
                 OwnedEventId::try_from(target).map_err(|_| Error::bad_json("Invalid redacts"))?;
-            let reason = content
-                .get("reason")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            let reason = content.get("reason").and_then(Value::as_str);
             return self
-                .redact(r, room_id, &target, reason.as_deref(), txn)
+                .redact_scoped(r, room_id, &target, reason, txn.zip(key))
                 .await;
         }
         self.ratelimit.check(
@@ -88,11 +82,15 @@ impl Services {
             content,
             redacts: None,
         };
-        let device = txn.map(|_| r.device_id.as_str());
-        self.send_as(&r.user_id, device, room_id, spec, txn).await
+        let device = txn.map(|_| r.device_id.clone());
+        let txn = txn.map(str::to_owned).zip(key);
+        self.submit(room_id, r.user_id.clone(), device, txn, spec, None)
+            .await?
+            .ok_or_else(|| Error::unknown("No event was sent"))
     }
 
-    /// Redacts an event: the sender of the original, or someone with the `redact` power.
+    /// `PUT /rooms/{id}/redact/{event}/{txn}`: the sender of the original, or someone with the
+    /// `redact` power, may redact.
     pub async fn redact(
         &self,
         r: &Requester,
@@ -101,15 +99,22 @@ impl Services {
         reason: Option<&str>,
         txn: Option<&str>,
     ) -> Result<OwnedEventId> {
-        if let Some(t) = txn {
-            if let Some(id) = self
-                .db
-                .txn_event(r.user_id.as_str(), &r.device_id, t)
-                .await?
-            {
-                return OwnedEventId::try_from(id).map_err(|e| Error::unknown(e.to_string()));
-            }
+        let key = txn.map(|t| scoped("redact", room_id, t));
+        if let Some(id) = self.earlier_txn(r, key.as_deref()).await? {
+            return Ok(id);
         }
+        self.redact_scoped(r, room_id, target, reason, txn.zip(key))
+            .await
+    }
+
+    async fn redact_scoped(
+        &self,
+        r: &Requester,
+        room_id: &RoomId,
+        target: &OwnedEventId,
+        reason: Option<&str>,
+        txn: Option<(&str, String)>,
+    ) -> Result<OwnedEventId> {
         let original = self.db.get_event(target.as_str()).await?;
         if original
             .as_ref()
@@ -143,16 +148,10 @@ impl Services {
             }
             Ok(true)
         });
-        let device = txn.map(|_| r.device_id.clone());
-        self.submit(
-            room_id,
-            r.user_id.clone(),
-            device,
-            txn.map(str::to_owned),
-            spec,
-            Some(check),
-        )
-        .await?
-        .ok_or_else(|| Error::unknown("No event was sent"))
+        let device = txn.as_ref().map(|_| r.device_id.clone());
+        let txn = txn.map(|(t, k)| (t.to_owned(), k));
+        self.submit(room_id, r.user_id.clone(), device, txn, spec, Some(check))
+            .await?
+            .ok_or_else(|| Error::unknown("No event was sent"))
     }
 }

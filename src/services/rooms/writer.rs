@@ -22,6 +22,7 @@ pub struct Job {
     pub sender: OwnedUserId,
     pub device: Option<String>,
     pub txn: Option<String>,
+    pub txn_key: Option<String>,
     pub spec: EventSpec,
     pub check: Option<Check>,
     reply: oneshot::Sender<Result<Option<OwnedEventId>>>,
@@ -35,15 +36,17 @@ impl Services {
         room_id: &RoomId,
         sender: OwnedUserId,
         device: Option<String>,
-        txn: Option<String>,
+        txn: Option<(String, String)>,
         spec: EventSpec,
         check: Option<Check>,
     ) -> Result<Option<OwnedEventId>> {
         let (reply, rx) = oneshot::channel();
+        let (txn, txn_key) = txn.unzip();
         let job = Job {
             sender,
             device,
             txn,
+            txn_key,
             spec,
             check,
             reply,
@@ -99,7 +102,7 @@ impl Services {
         let mut built = vec![];
         let mut replies = vec![];
         for job in jobs {
-            let key = match (&job.device, &job.txn) {
+            let key = match (&job.device, &job.txn_key) {
                 (Some(d), Some(t)) => Some((job.sender.clone(), d.clone(), t.clone())),
                 _ => None,
             };
@@ -127,7 +130,8 @@ impl Services {
                 job.device.as_deref(),
                 job.txn.as_deref(),
             ) {
-                Ok(n) => {
+                Ok(mut n) => {
+                    n.txn_key = job.txn_key.clone();
                     if let Some(k) = key {
                         if room.recent_txns.len() >= RECENT_TXNS {
                             room.recent_txns.clear();
