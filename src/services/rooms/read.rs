@@ -163,13 +163,34 @@ impl Services {
     }
 
     /// Member events of the senders of `events` (lazy-loading members).
-    async fn members_for(&self, room_id: &RoomId, events: &[EventRow]) -> Result<Vec<EventRow>> {
+    /// Member events of the senders of `events` (lazy-loading members), as the user may see
+    /// them: the current ones while joined, the ones at their leave otherwise.
+    async fn members_for(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        events: &[EventRow],
+    ) -> Result<Vec<EventRow>> {
         let senders: HashSet<&str> = events.iter().map(|e| e.sender.as_str()).collect();
-        let senders: Vec<String> = senders.into_iter().map(str::to_owned).collect();
-        Ok(self
-            .db
-            .current_members(&[room_id.to_string()], &senders)
-            .await?)
+        match self.state_view(user, room_id).await? {
+            StateView::Current => {
+                let senders: Vec<String> = senders.into_iter().map(str::to_owned).collect();
+                Ok(self
+                    .db
+                    .current_members(&[room_id.to_string()], &senders)
+                    .await?)
+            }
+            StateView::AtGroup(g) => {
+                let keys: Vec<(&str, &str)> =
+                    senders.iter().map(|u| ("m.room.member", *u)).collect();
+                let states = self.db.state_at_groups(&[g], Some(&keys)).await?;
+                let ids: Vec<String> = states
+                    .get(&g)
+                    .map(|s| s.values().cloned().collect())
+                    .unwrap_or_default();
+                Ok(self.db.get_events(&ids).await?)
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -247,7 +268,7 @@ impl Services {
             out["end"] = json!(format!("t{e}"));
         }
         if filter.lazy_load_members {
-            let members = self.members_for(room_id, &rows).await?;
+            let members = self.members_for(user, room_id, &rows).await?;
             out["state"] = json!(self.format_events(&members, None, Format::Client).await?);
         }
         Ok(out)
@@ -313,7 +334,7 @@ impl Services {
                 all.push(row.clone());
                 all.extend(after.iter().cloned());
                 let rows = if filter.lazy_load_members {
-                    self.members_for(room_id, &all).await?
+                    self.members_for(user, room_id, &all).await?
                 } else {
                     self.visible_state(user, room_id).await?
                 };
