@@ -29,6 +29,8 @@ struct CachedToken {
     device_id: String,
     expires_ts: Option<i64>,
     is_admin: bool,
+    /// Issued by /refresh and not used yet: its refresh token's hash (predecessors to revoke).
+    rotating: Option<String>,
 }
 
 /// Access tokens already resolved, keyed by their hash; entries are dropped on logout.
@@ -191,6 +193,9 @@ impl Services {
                     device_id: row.device_id,
                     expires_ts: row.expires_ts,
                     is_admin: user.is_admin == 1,
+                    rotating: (row.pending_rotation == 1)
+                        .then(|| row.refresh_hash.clone())
+                        .flatten(),
                 };
                 {
                     let mut map = self.tokens.map.lock();
@@ -206,6 +211,10 @@ impl Services {
                 c
             }
         };
+        if let Some(refresh_hash) = &entry.rotating {
+            self.complete_rotation(&entry.user_id, &entry.device_id, refresh_hash)
+                .await?;
+        }
         if entry.expires_ts.is_some_and(|e| e <= now) {
             return Err(Error::unknown_token("Access token has expired").soft_logout());
         }
@@ -470,13 +479,16 @@ impl Services {
         Ok(session)
     }
 
+    /// `/refresh`. The old refresh token stays valid until the new access or refresh token is
+    /// first used (spec), so a lost response does not log the client out.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Session> {
+        let used = util::hash_secret(refresh_token);
         let mut tx = self.db.begin_write().await?;
-        let Some((user, device)) =
-            Db::take_refresh_token(&mut tx.tx, &util::hash_secret(refresh_token)).await?
-        else {
+        let Some((user, device)) = Db::refresh_owner(&mut tx.tx, &used).await? else {
             return Err(Error::unknown_token("Unknown refresh token"));
         };
+        // Using this refresh token retires whatever preceded it.
+        Db::revoke_predecessors(&mut tx.tx, &user, &device, &used).await?;
         let user_id = UserId::parse(&user).map_err(|_| Error::unknown_token("Bad user"))?;
         let (access, refresh, lifetime) = self.new_tokens(true);
         let now = util::now_ms();
@@ -488,10 +500,10 @@ impl Services {
             lifetime.map(|l| now + l),
             refresh.as_deref().map(util::hash_secret).as_deref(),
             now,
+            true,
         )
         .await?;
         tx.commit().await?;
-        // Old access tokens of the device are gone from the database; drop them from the cache.
         self.forget_device(&user_id, &device);
         Ok(Session {
             user_id,
@@ -500,6 +512,20 @@ impl Services {
             refresh_token: refresh,
             expires_in_ms: lifetime,
         })
+    }
+
+    /// First use of an access token issued by `/refresh`: its predecessors are revoked.
+    async fn complete_rotation(
+        &self,
+        user: &UserId,
+        device: &str,
+        refresh_hash: &str,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write().await?;
+        Db::revoke_predecessors(&mut tx.tx, user.as_str(), device, refresh_hash).await?;
+        tx.commit().await?;
+        self.forget_device(user, device);
+        Ok(())
     }
 
     /// Deletes devices (and their tokens).

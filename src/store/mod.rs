@@ -44,26 +44,17 @@ impl WriteTx<'_> {
     }
 }
 
-const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        "0002_current_state_stream",
-        include_str!("../../migrations/sqlite/0002_current_state_stream.sql"),
-    ),
-];
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        "0002_current_state_stream",
-        include_str!("../../migrations/postgres/0002_current_state_stream.sql"),
-    ),
-];
+/// The migration files of a dialect, in order (both folders hold the same names).
+macro_rules! migrations {
+    ($dir:literal: $($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../migrations/", $dir, "/", $name, ".sql")))),*]
+    };
+}
+
+const SQLITE_MIGRATIONS: &[(&str, &str)] =
+    migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation");
+const POSTGRES_MIGRATIONS: &[(&str, &str)] =
+    migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation");
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {

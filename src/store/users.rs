@@ -27,6 +27,8 @@ pub struct TokenRow {
     pub user_id: String,
     pub device_id: String,
     pub expires_ts: Option<i64>,
+    pub refresh_hash: Option<String>,
+    pub pending_rotation: i64,
 }
 
 const USER_COLS: &str = "user_id, password_hash, is_admin, deactivated, displayname, avatar_url";
@@ -174,6 +176,7 @@ impl Db {
             expires_ts,
             refresh_hash,
             now,
+            false,
         )
         .await
     }
@@ -186,15 +189,19 @@ impl Db {
         expires_ts: Option<i64>,
         refresh_hash: Option<&str>,
         now: i64,
+        rotation: bool,
     ) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts, created_ts) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts, created_ts, refresh_hash, pending_rotation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(device_id)
         .bind(expires_ts)
         .bind(now)
+        .bind(refresh_hash)
+        .bind(rotation as i64)
         .execute(&mut **tx)
         .await?;
         if let Some(r) = refresh_hash {
@@ -213,7 +220,7 @@ impl Db {
 
     pub async fn get_token(&self, token_hash: &str) -> sqlx::Result<Option<TokenRow>> {
         sqlx::query_as(
-            "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1",
+            "SELECT user_id, device_id, expires_ts, refresh_hash, pending_rotation FROM access_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_all(&self.pool)
@@ -221,26 +228,49 @@ impl Db {
         .map(super::first)
     }
 
-    /// Consumes a refresh token: returns its owner and removes it (and the old access tokens).
-    pub async fn take_refresh_token(
+    /// The owner of a refresh token.
+    pub async fn refresh_owner(tx: &mut Tx, hash: &str) -> sqlx::Result<Option<(String, String)>> {
+        let row =
+            sqlx::query("SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(hash)
+                .fetch_all(&mut **tx)
+                .await
+                .map(super::first)?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// Revokes a device's tokens other than the refresh token `keep` and the access tokens
+    /// issued with it: the predecessors of a rotation, once a successor is used.
+    pub async fn revoke_predecessors(
         tx: &mut Tx,
-        hash: &str,
-    ) -> sqlx::Result<Option<(String, String)>> {
-        let row = sqlx::query(
-            "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
+        user: &str,
+        device: &str,
+        keep: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2 AND token_hash <> $3",
         )
-        .bind(hash)
-        .fetch_all(&mut **tx)
-        .await
-        .map(super::first)?;
-        let Some(row) = row else { return Ok(None) };
-        let (user, device): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
-            .bind(&user)
-            .bind(&device)
-            .execute(&mut **tx)
-            .await?;
-        Ok(Some((user, device)))
+        .bind(user)
+        .bind(device)
+        .bind(keep)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2 AND (refresh_hash IS NULL OR refresh_hash <> $3)",
+        )
+        .bind(user)
+        .bind(device)
+        .bind(keep)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE access_tokens SET pending_rotation = 0 WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user)
+        .bind(device)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// Token hashes of the given devices (all the user's devices when `devices` is None).

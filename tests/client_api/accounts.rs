@@ -156,48 +156,59 @@ async fn refresh_tokens(b: Backend) {
     assert_eq!(v["expires_in_ms"], 60_000);
     let old_access = v["access_token"].as_str().unwrap().to_owned();
     let refresh = v["refresh_token"].as_str().unwrap().to_owned();
-    let (st, v) = s
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let whoami = |t: String| {
+        let s = &s;
+        async move {
+            s.call(
+                Method::GET,
+                "/_matrix/client/v3/account/whoami",
+                Some(&t),
+                None,
+            )
+            .await
+            .0
+        }
+    };
+    let do_refresh = |r: String| {
+        let s = &s;
+        async move {
+            s.call(
+                Method::POST,
+                "/_matrix/client/v3/refresh",
+                None,
+                Some(json!({"refresh_token": r})),
+            )
+            .await
+        }
+    };
+    // A lost response: the same refresh token may be used again until a successor is used.
+    let (st, lost) = do_refresh(refresh.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{lost}");
+    let (st, v) = do_refresh(refresh.clone()).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let new_access = v["access_token"].as_str().unwrap().to_owned();
+    let new_refresh = v["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(new_access, old_access);
-    let (st, _) = s
-        .call(
-            Method::GET,
-            "/_matrix/client/v3/account/whoami",
-            Some(&new_access),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK);
-    let (st, _) = s
-        .call(
-            Method::GET,
-            "/_matrix/client/v3/account/whoami",
-            Some(&old_access),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
-    // A refresh token works once.
-    let (st, v) = s
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    assert_eq!(
+        whoami(old_access.clone()).await,
+        StatusCode::OK,
+        "old token valid until a successor is used"
+    );
+    // First use of the new access token retires everything before it.
+    assert_eq!(whoami(new_access.clone()).await, StatusCode::OK);
+    assert_eq!(whoami(old_access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        whoami(lost["access_token"].as_str().unwrap().to_owned()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (st, v) = do_refresh(refresh).await;
     assert_eq!(
         (st, v["errcode"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("M_UNKNOWN_TOKEN"))
     );
+    // The new refresh token rotates on.
+    let (st, v) = do_refresh(new_refresh).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
     s.stop().await;
 }
 

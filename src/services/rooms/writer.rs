@@ -69,27 +69,22 @@ impl Services {
 
     /// Takes the room lock, then builds and persists every queued event of the room.
     async fn drain(&self, room_id: &RoomId) {
-        let mut guard = match self.lock_room(room_id).await {
-            Ok(g) => g,
-            Err(e) => {
-                let jobs = self
-                    .rooms
-                    .pending
-                    .lock()
-                    .remove(room_id)
-                    .unwrap_or_default();
-                for j in jobs {
-                    let _ = j.reply.send(Err(e.clone()));
-                }
-                return;
-            }
-        };
+        let locked = self.lock_room(room_id).await;
         let jobs = self
             .rooms
             .pending
             .lock()
             .remove(room_id)
             .unwrap_or_default();
+        let mut guard = match locked {
+            Ok(g) => g,
+            Err(e) => {
+                for j in jobs {
+                    let _ = j.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
         if jobs.is_empty() {
             return; // an earlier drain took them
         }
