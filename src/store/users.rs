@@ -181,6 +181,7 @@ impl Db {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_tokens(
         tx: &mut Tx,
         user_id: &str,
