@@ -96,6 +96,27 @@ impl TestServer {
         }
     }
 
+    /// Like `call`, but a failed connection (a killed server) is None instead of a panic.
+    pub async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Option<(StatusCode, Value)> {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.ok()?;
+        let status = resp.status();
+        let text = resp.text().await.ok()?;
+        Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
     /// A raw request; returns status and JSON body (Null when the body is not JSON).
     pub async fn call(
         &self,

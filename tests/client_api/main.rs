@@ -4,6 +4,7 @@
 mod common;
 
 mod accounts;
+mod crash;
 mod errors;
 mod messaging;
 mod rooms;

@@ -1,0 +1,158 @@
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::{enc, Backend, TestServer};
+
+crate::both_backends!(kill_9_loses_no_acknowledged_event);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The server process; killed and reaped whatever happens to the test.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the real `palabre serve` binary and waits until it answers.
+async fn spawn(dir: &std::path::Path, db: &str, port: u16) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_palabre"))
+        .arg("serve")
+        .env("PALABRE_DATA_DIR", dir)
+        .env("PALABRE_DATABASE_URL", db)
+        .env("PALABRE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PALABRE_REGISTRATION", "open")
+        .env("PALABRE_RATE_LIMITS", "off")
+        .env("PALABRE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Proc)
+        .expect("palabre binary starts");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not come up");
+}
+
+/// Messages sent under load, the process killed with SIGKILL mid-way: after a restart every
+/// acknowledged event is there (SQLite WAL with synchronous=NORMAL survives a process crash).
+async fn kill_9_loses_no_acknowledged_event(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::database_url(b, dir.path()).await;
+    let port = free_port();
+    let mut child = spawn(dir.path(), &db, port).await;
+    let s = TestServer {
+        base: format!("http://127.0.0.1:{port}"),
+        running: None,
+        http: reqwest::Client::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+
+    // Four senders in a loop; the server is killed while they run.
+    let senders = (0..4).map(|w| {
+        let (s, alice, room) = (&s, &alice, &room);
+        async move {
+            let mut acked = vec![];
+            for i in 0..400 {
+                let path = format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/w{w}-{i}",
+                    enc(room)
+                );
+                let body = json!({"msgtype": "m.text", "body": format!("{w}-{i}")});
+                let Some((StatusCode::OK, v)) = s
+                    .try_call(Method::PUT, &path, Some(&alice.token), Some(body))
+                    .await
+                else {
+                    break;
+                };
+                acked.push(v["event_id"].as_str().unwrap().to_owned());
+            }
+            acked
+        }
+    });
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().unwrap();
+    };
+    let (acked, ()) = tokio::join!(futures::future::join_all(senders), kill);
+    let acked: Vec<String> = acked.into_iter().flatten().collect();
+    assert!(
+        !acked.is_empty(),
+        "some sends were acknowledged before the kill"
+    );
+
+    let _child = spawn(dir.path(), &db, port).await;
+    let (st, v) = s
+        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1"})))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    let (st, v) = s
+        .call(
+            Method::GET,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000",
+                enc(&room)
+            ),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let stored: std::collections::HashSet<&str> = v["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !stored.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged events lost: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+    // And the room still takes new events after the crash.
+    let (st, _) = s
+        .call(
+            Method::PUT,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/after",
+                enc(&room)
+            ),
+            Some(&token),
+            Some(json!({"msgtype": "m.text", "body": "after"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+}
