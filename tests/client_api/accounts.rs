@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{Backend, TestServer};
+use crate::common::{password, with, Backend, TestServer};
 
 crate::both_backends!(
     concurrent_registrations_read_their_writes,
@@ -71,7 +71,12 @@ async fn register_login_whoami_logout(b: Backend) {
         ("/_matrix/client/r0/login", "@alice:localhost"),
     ] {
         let (st, v) = s
-            .call(Method::POST, path, None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": "correct horse 1"})))
+            .call(
+                Method::POST,
+                path,
+                None,
+                Some(password(user, "correct horse 1")),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         assert_eq!(v["user_id"], "@alice:localhost");
@@ -106,16 +111,12 @@ async fn register_login_whoami_logout(b: Backend) {
 async fn wrong_password_and_uia(b: Backend) {
     let s = TestServer::start(b).await;
     s.register("alice").await;
-    let (st, v) = s
-        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "wrong"})))
-        .await;
+    let (st, v) = s.login(password("alice", "wrong")).await;
     assert_eq!(
         (st, v["errcode"].as_str()),
         (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
     );
-    let (st, v) = s
-        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "nobody"}, "password": "wrong"})))
-        .await;
+    let (st, v) = s.login(password("nobody", "wrong")).await;
     assert_eq!(
         (st, v["errcode"].as_str()),
         (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
@@ -150,7 +151,10 @@ async fn refresh_tokens(b: Backend) {
     let s = TestServer::start_with(b, |c| c.refreshable_access_token_lifetime_ms = 60_000).await;
     s.register("alice").await;
     let (st, v) = s
-        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1", "refresh_token": true})))
+        .login(with(
+            password("alice", "correct horse 1"),
+            json!({"refresh_token": true}),
+        ))
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["expires_in_ms"], 60_000);
@@ -215,9 +219,7 @@ async fn refresh_tokens(b: Backend) {
 async fn password_change_and_deactivate(b: Backend) {
     let s = TestServer::start(b).await;
     let alice = s.register("alice").await;
-    let (st, v) = s
-        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1"})))
-        .await;
+    let (st, v) = s.login(password("alice", "correct horse 1")).await;
     assert_eq!(st, StatusCode::OK);
     let other_token = v["access_token"].as_str().unwrap().to_owned();
     // UIA: first a challenge, then the password stage.
@@ -230,7 +232,7 @@ async fn password_change_and_deactivate(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(v["flows"][0]["stages"][0], "m.login.password");
-    let bad = json!({"new_password": "new pass 2", "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "nope"}});
+    let bad = json!({"new_password": "new pass 2", "auth": password("alice", "nope")});
     let (st, v) = s
         .post(&alice, "/_matrix/client/v3/account/password", bad)
         .await;
@@ -238,7 +240,7 @@ async fn password_change_and_deactivate(b: Backend) {
         (st, v["errcode"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("M_FORBIDDEN"))
     );
-    let good = json!({"new_password": "new pass 2", "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1"}});
+    let good = json!({"new_password": "new pass 2", "auth": password("alice", "correct horse 1")});
     let (st, v) = s
         .post(&alice, "/_matrix/client/v3/account/password", good)
         .await;
@@ -256,7 +258,7 @@ async fn password_change_and_deactivate(b: Backend) {
     let (st, _) = s.get(&alice, "/_matrix/client/v3/account/whoami").await;
     assert_eq!(st, StatusCode::OK);
     // Old password refused, new accepted.
-    let login = |pw: &str| json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": pw});
+    let login = |pw: &str| password("alice", pw);
     let (st, _) = s
         .call(
             Method::POST,
@@ -278,7 +280,7 @@ async fn password_change_and_deactivate(b: Backend) {
 
     // Deactivation leaves rooms and kills every session.
     let room = s.create_room(&alice, json!({})).await;
-    let auth = json!({"auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "new pass 2"}});
+    let auth = json!({"auth": password("alice", "new pass 2")});
     let (st, v) = s
         .post(&alice, "/_matrix/client/v3/account/deactivate", auth)
         .await;
@@ -309,7 +311,10 @@ async fn devices(b: Backend) {
     let s = TestServer::start(b).await;
     let alice = s.register("alice").await;
     let (st, v) = s
-        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1", "device_id": "PHONE", "initial_device_display_name": "My phone"})))
+        .login(with(
+            password("alice", "correct horse 1"),
+            json!({"device_id": "PHONE", "initial_device_display_name": "My phone"}),
+        ))
         .await;
     assert_eq!(st, StatusCode::OK);
     let old_phone_token = v["access_token"].as_str().unwrap().to_owned();
@@ -324,7 +329,10 @@ async fn devices(b: Backend) {
     assert_eq!(st, StatusCode::OK);
     // Logging in again on the same device replaces its token: the old one stops working.
     let (st, v) = s
-        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1", "device_id": "PHONE"})))
+        .login(with(
+            password("alice", "correct horse 1"),
+            json!({"device_id": "PHONE"}),
+        ))
         .await;
     assert_eq!(st, StatusCode::OK);
     let phone_token = v["access_token"].as_str().unwrap().to_owned();
@@ -367,7 +375,7 @@ async fn devices(b: Backend) {
         )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
-    let auth = json!({"auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1"}, "devices": ["PHONE"]});
+    let auth = json!({"auth": password("alice", "correct horse 1"), "devices": ["PHONE"]});
     let (st, v) = s
         .post(&alice, "/_matrix/client/v3/delete_devices", auth)
         .await;
@@ -449,7 +457,7 @@ async fn login_rate_limit(b: Backend) {
     })
     .await;
     s.register("alice").await;
-    let body = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "wrong"});
+    let body = password("alice", "wrong");
     let mut limited = None;
     for _ in 0..5 {
         let (st, v) = s

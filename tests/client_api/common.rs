@@ -184,11 +184,30 @@ pub struct User {
     pub device_id: String,
 }
 
+/// The `m.login.password` auth object for a user id or localpart.
+pub fn password(user: &str, pw: &str) -> Value {
+    json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": pw})
+}
+
+/// `base` with the fields of `extra` added.
+pub fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 impl TestServer {
+    /// `POST /login` with a body.
+    pub async fn login(&self, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, "/_matrix/client/v3/login", None, Some(body))
+            .await
+    }
+
     pub async fn get(&self, u: &User, path: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(&u.token), None).await
     }

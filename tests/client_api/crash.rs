@@ -6,7 +6,7 @@ use std::{
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{enc, Backend, TestServer};
+use crate::common::{enc, password, Backend, TestServer};
 
 crate::both_backends!(kill_9_loses_no_acknowledged_event);
 
@@ -109,9 +109,7 @@ async fn kill_9_loses_no_acknowledged_event(b: Backend) {
     );
 
     let _child = spawn(dir.path(), &db, port).await;
-    let (st, v) = s
-        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "correct horse 1"})))
-        .await;
+    let (st, v) = s.login(password("alice", "correct horse 1")).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let token = v["access_token"].as_str().unwrap().to_owned();
     let (st, v) = s
