@@ -13,7 +13,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Services;
-use crate::{config::RegistrationMode, store::Db, util, Error, Result};
+use crate::{
+    config::RegistrationMode,
+    store::{users::DeviceRow, Db},
+    util, Error, Result,
+};
 
 /// Who is calling: resolved from the access token.
 #[derive(Debug, Clone)]
@@ -526,6 +530,54 @@ impl Services {
         tx.commit().await?;
         self.forget_device(user, device);
         Ok(())
+    }
+
+    pub async fn devices(&self, user: &UserId) -> Result<Vec<DeviceRow>> {
+        Ok(self.db.list_devices(user.as_str()).await?)
+    }
+
+    pub async fn device(&self, user: &UserId, device_id: &str) -> Result<DeviceRow> {
+        self.db
+            .get_device(user.as_str(), device_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Device not found"))
+    }
+
+    pub async fn rename_device(
+        &self,
+        user: &UserId,
+        device_id: &str,
+        name: Option<&str>,
+    ) -> Result<()> {
+        if name.is_some_and(|n| n.len() > 512) {
+            return Err(Error::too_large("Device name too long"));
+        }
+        if !self
+            .db
+            .rename_device(user.as_str(), device_id, name)
+            .await?
+        {
+            return Err(Error::not_found("Device not found"));
+        }
+        Ok(())
+    }
+
+    /// A user's public profile (displayname, avatar_url); deactivated users have none.
+    pub async fn profile(&self, user: &str) -> Result<Value> {
+        let u = self
+            .db
+            .get_user(user)
+            .await?
+            .filter(|u| u.deactivated == 0)
+            .ok_or_else(|| Error::not_found("Profile not found"))?;
+        let mut v = json!({});
+        if let Some(d) = u.displayname {
+            v["displayname"] = json!(d);
+        }
+        if let Some(a) = u.avatar_url {
+            v["avatar_url"] = json!(a);
+        }
+        Ok(v)
     }
 
     /// Deletes devices (and their tokens).

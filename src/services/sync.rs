@@ -243,7 +243,7 @@ impl Services {
         let mut all_timeline = timeline;
         all_timeline.extend(left_timelines);
         let all_timeline: Vec<EventRow> = self
-            .filter_visible(user, all_timeline)
+            .filter_visible_with(user, all_timeline, &memberships)
             .await?
             .into_iter()
             .filter(|e| rf.timeline.allows(e))

@@ -8,7 +8,6 @@ use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path},
     services::accounts::AuthData,
     store::users::DeviceRow,
-    Error,
 };
 
 fn device_json(d: DeviceRow) -> Value {
@@ -21,21 +20,17 @@ fn device_json(d: DeviceRow) -> Value {
 }
 
 pub async fn list(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    let devices: Vec<Value> =
-        s.db.list_devices(r.user_id.as_str())
-            .await?
-            .into_iter()
-            .map(device_json)
-            .collect();
+    let devices: Vec<Value> = s
+        .devices(&r.user_id)
+        .await?
+        .into_iter()
+        .map(device_json)
+        .collect();
     ok(json!({ "devices": devices }))
 }
 
 pub async fn get(State(s): State<AppState>, Auth(r): Auth, Path(id): Path<String>) -> ApiResult {
-    let d =
-        s.db.get_device(r.user_id.as_str(), &id)
-            .await?
-            .ok_or_else(|| Error::not_found("Device not found"))?;
-    ok(device_json(d))
+    ok(device_json(s.device(&r.user_id, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -49,16 +44,8 @@ pub async fn rename(
     Path(id): Path<String>,
     Json(b): Json<RenameBody>,
 ) -> ApiResult {
-    if b.display_name.as_ref().is_some_and(|n| n.len() > 512) {
-        return Err(Error::too_large("Device name too long"));
-    }
-    if !s
-        .db
-        .rename_device(r.user_id.as_str(), &id, b.display_name.as_deref())
-        .await?
-    {
-        return Err(Error::not_found("Device not found"));
-    }
+    s.rename_device(&r.user_id, &id, b.display_name.as_deref())
+        .await?;
     ok(json!({}))
 }
 
@@ -73,9 +60,7 @@ pub async fn delete(
     Path(id): Path<String>,
     Json(b): Json<AuthBody>,
 ) -> ApiResult {
-    if s.db.get_device(r.user_id.as_str(), &id).await?.is_none() {
-        return Err(Error::not_found("Device not found"));
-    }
+    s.device(&r.user_id, &id).await?;
     s.uia_password(&r, b.auth).await?;
     s.delete_devices(&r.user_id, &[id]).await?;
     ok(json!({}))

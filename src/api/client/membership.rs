@@ -141,15 +141,11 @@ pub async fn unban(
 ) -> ApiResult {
     let room_id = room(&id)?;
     let target = user(&b.user_id)?;
-    let current = s.db.membership(target.as_str(), room_id.as_str()).await?;
-    if current.is_none_or(|m| m.membership != "ban") {
-        return Err(Error::forbidden("User is not banned"));
-    }
     s.set_membership(
         &r.user_id,
         &room_id,
         &target,
-        "leave",
+        "unban",
         b.reason.as_deref(),
         None,
     )

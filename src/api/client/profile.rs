@@ -18,28 +18,12 @@ fn field(name: &str) -> Result<ProfileField, Error> {
     }
 }
 
-async fn profile(s: &AppState, user: &str) -> Result<Value, Error> {
-    let u =
-        s.db.get_user(user)
-            .await?
-            .filter(|u| u.deactivated == 0)
-            .ok_or_else(|| Error::not_found("Profile not found"))?;
-    let mut v = json!({});
-    if let Some(d) = u.displayname {
-        v["displayname"] = json!(d);
-    }
-    if let Some(a) = u.avatar_url {
-        v["avatar_url"] = json!(a);
-    }
-    Ok(v)
-}
-
 pub async fn get_all(
     State(s): State<AppState>,
     Auth(_): Auth,
     Path(user): Path<String>,
 ) -> ApiResult {
-    ok(profile(&s, &user).await?)
+    ok(s.profile(&user).await?)
 }
 
 pub async fn get_field(
@@ -48,7 +32,7 @@ pub async fn get_field(
     Path((user, name)): Path<(String, String)>,
 ) -> ApiResult {
     field(&name)?;
-    let p = profile(&s, &user).await?;
+    let p = s.profile(&user).await?;
     match p.get(&name) {
         Some(v) => ok(json!({ name: v })),
         None => Err(Error::not_found("Profile field not set")),

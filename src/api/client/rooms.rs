@@ -8,7 +8,6 @@ use serde_json::json;
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path},
     services::rooms::create::CreateRoomRequest,
-    store::Db,
     Error,
 };
 
@@ -25,12 +24,12 @@ fn parse_alias(alias: &str) -> Result<ruma::OwnedRoomAliasId, Error> {
     RoomAliasId::parse(alias).map_err(|_| Error::invalid_param("Invalid room alias"))
 }
 
+fn parse_room(room: &str) -> Result<ruma::OwnedRoomId, Error> {
+    RoomId::parse(room).map_err(|_| Error::invalid_param("Invalid room id"))
+}
+
 pub async fn get_alias(State(s): State<AppState>, Path(alias): Path<String>) -> ApiResult {
-    let alias = parse_alias(&alias)?;
-    let (room, _) =
-        s.db.alias(alias.as_str())
-            .await?
-            .ok_or_else(|| Error::not_found("Room alias not found"))?;
+    let room = s.resolve_alias(&parse_alias(&alias)?).await?;
     ok(json!({ "room_id": room, "servers": [s.server_name] }))
 }
 
@@ -45,22 +44,9 @@ pub async fn put_alias(
     Path(alias): Path<String>,
     Json(b): Json<PutAlias>,
 ) -> ApiResult {
-    let alias = parse_alias(&alias)?;
-    if alias.server_name() != s.server_name {
-        return Err(Error::invalid_param("Alias must be on this server"));
-    }
-    let room = RoomId::parse(&b.room_id).map_err(|_| Error::invalid_param("Invalid room id"))?;
-    if s.db.room_version(room.as_str()).await?.is_none() {
-        return Err(Error::not_found("Unknown room"));
-    }
-    let mut tx = s.db.begin_write().await?;
-    if !Db::insert_alias(
-        &mut tx.tx,
-        alias.as_str(),
-        room.as_str(),
-        r.user_id.as_str(),
-    )
-    .await?
+    if !s
+        .add_alias(&r.user_id, &parse_alias(&alias)?, &parse_room(&b.room_id)?)
+        .await?
     {
         return Err(Error::new(
             axum::http::StatusCode::CONFLICT,
@@ -68,7 +54,6 @@ pub async fn put_alias(
             "Room alias already exists",
         ));
     }
-    tx.commit().await?;
     ok(json!({}))
 }
 
@@ -77,23 +62,7 @@ pub async fn delete_alias(
     Auth(r): Auth,
     Path(alias): Path<String>,
 ) -> ApiResult {
-    let alias = parse_alias(&alias)?;
-    let (room, creator) =
-        s.db.alias(alias.as_str())
-            .await?
-            .ok_or_else(|| Error::not_found("Room alias not found"))?;
-    if creator != r.user_id.as_str() && !r.is_admin {
-        // Room admins may remove aliases too.
-        let room_id = RoomId::parse(&room).map_err(|e| Error::unknown(e.to_string()))?;
-        let guard = s.lock_room(&room_id).await?;
-        let allowed = guard.as_ref().is_some_and(|st| {
-            st.user_power(&r.user_id) >= st.action_power("state_default").max(50)
-        });
-        if !allowed {
-            return Err(Error::forbidden("You cannot delete this alias"));
-        }
-    }
-    s.db.delete_alias(alias.as_str()).await?;
+    s.remove_alias(&r, &parse_alias(&alias)?).await?;
     ok(json!({}))
 }
 
@@ -102,19 +71,11 @@ pub async fn room_aliases(
     Auth(r): Auth,
     Path(room): Path<String>,
 ) -> ApiResult {
-    let room_id = RoomId::parse(&room).map_err(|_| Error::invalid_param("Invalid room id"))?;
-    // Only members may list aliases (the spec allows world_readable rooms too).
-    s.room_state_event(&r.user_id, &room_id, "m.room.create", "")
-        .await?;
-    ok(json!({ "aliases": s.db.room_aliases(room_id.as_str()).await? }))
+    ok(json!({ "aliases": s.room_aliases(&r.user_id, &parse_room(&room)?).await? }))
 }
 
 pub async fn get_visibility(State(s): State<AppState>, Path(room): Path<String>) -> ApiResult {
-    let room_id = RoomId::parse(&room).map_err(|_| Error::invalid_param("Invalid room id"))?;
-    if s.db.room_version(room_id.as_str()).await?.is_none() {
-        return Err(Error::not_found("Unknown room"));
-    }
-    let public = s.db.room_is_public(room_id.as_str()).await?;
+    let public = s.room_is_public(&parse_room(&room)?).await?;
     ok(json!({ "visibility": if public { "public" } else { "private" } }))
 }
 
@@ -129,34 +90,15 @@ pub async fn set_visibility(
     Path(room): Path<String>,
     Json(b): Json<Visibility>,
 ) -> ApiResult {
-    let room_id = RoomId::parse(&room).map_err(|_| Error::invalid_param("Invalid room id"))?;
     let public = match b.visibility.as_str() {
         "public" => true,
         "private" => false,
         _ => return Err(Error::invalid_param("visibility must be public or private")),
     };
-    let guard = s.lock_room(&room_id).await?;
-    let st = guard
-        .as_ref()
-        .ok_or_else(|| Error::not_found("Unknown room"))?;
-    let needed = st.power_levels()["events"]["m.room.canonical_alias"]
-        .as_i64()
-        .unwrap_or(50);
-    if !r.is_admin && st.user_power(&r.user_id) < needed {
-        return Err(Error::forbidden("You cannot change this room's visibility"));
-    }
-    drop(guard);
-    s.db.set_room_public(room_id.as_str(), public).await?;
+    s.set_room_public(&r, &parse_room(&room)?, public).await?;
     ok(json!({}))
 }
 
 pub async fn joined_rooms(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    let rooms: Vec<String> =
-        s.db.user_memberships(r.user_id.as_str())
-            .await?
-            .into_iter()
-            .filter(|m| m.membership == "join")
-            .map(|m| m.room_id)
-            .collect();
-    ok(json!({ "joined_rooms": rooms }))
+    ok(json!({ "joined_rooms": s.joined_rooms(&r.user_id).await? }))
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{version, EventSpec, RoomState};
-use crate::{services::Services, store::Db, util, Error, Result};
+use crate::{services::Services, util, Error, Result};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -337,12 +337,9 @@ impl Services {
         .await
         .map_err(|e| Error::unknown(e.to_string()))??;
         if let Some(a) = alias {
-            let mut tx = self.db.begin_write().await?;
-            if !Db::insert_alias(&mut tx.tx, a.as_str(), room_id.as_str(), creator.as_str()).await?
-            {
+            if !self.add_alias(creator, &a, &room_id).await? {
                 tracing::warn!(alias = %a, "alias taken while the room was being created");
             }
-            tx.commit().await?;
         }
         Ok(room_id)
     }

@@ -26,12 +26,7 @@ impl Services {
         if id_or_alias.starts_with('#') {
             let alias = RoomAliasId::parse(id_or_alias)
                 .map_err(|_| Error::invalid_param("Invalid room alias"))?;
-            let (room, _) = self
-                .db
-                .alias(alias.as_str())
-                .await?
-                .ok_or_else(|| Error::not_found("Room alias not found"))?;
-            RoomId::parse(room).map_err(|e| Error::unknown(e.to_string()))
+            self.resolve_alias(&alias).await
         } else {
             RoomId::parse(id_or_alias).map_err(|_| Error::invalid_param("Invalid room id"))
         }
@@ -73,15 +68,22 @@ impl Services {
     }
 
     /// Sets another user's membership (invite, kick = leave, ban, unban = leave).
+    /// Sets another user's membership: `invite`, `leave` (kick), `ban`, or `unban` (a `leave`
+    /// allowed only while the target is banned).
     pub async fn set_membership(
         &self,
         sender: &UserId,
         room_id: &RoomId,
         target: &UserId,
-        membership: &str,
+        op: &str,
         reason: Option<&str>,
         extra: Option<Value>,
     ) -> Result<()> {
+        let (membership, unban) = if op == "unban" {
+            ("leave", true)
+        } else {
+            (op, false)
+        };
         if membership == "invite" {
             if !self.is_local(target) {
                 return Err(Error::forbidden(
@@ -121,6 +123,9 @@ impl Services {
             (sender.to_owned(), target.to_owned(), membership.to_owned());
         let check: super::writer::Check = Box::new(move |room| {
             let current = room.membership(&target_c);
+            if unban && current.as_deref() != Some("ban") {
+                return Err(Error::forbidden("User is not banned"));
+            }
             match (membership_c.as_str(), current.as_deref()) {
                 ("invite", Some("join")) => Err(Error::forbidden("User is already in the room")),
                 ("invite", Some("invite")) => Ok(false),

@@ -4,6 +4,7 @@
 
 pub mod client_event;
 pub mod create;
+pub mod directory;
 pub mod membership;
 pub mod pdu;
 pub mod read;

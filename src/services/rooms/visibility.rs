@@ -5,7 +5,11 @@ use std::collections::HashMap;
 use ruma::UserId;
 use serde_json::Value;
 
-use crate::{services::Services, store::events::EventRow, Result};
+use crate::{
+    services::Services,
+    store::{events::EventRow, rooms::MembershipRow},
+    Result,
+};
 
 impl Services {
     /// Keeps the events `user` may see, in one pass over every room involved: one query for the
@@ -19,9 +23,22 @@ impl Services {
         if rows.is_empty() {
             return Ok(rows);
         }
+        let memberships = self.db.user_memberships(user.as_str()).await?;
+        self.filter_visible_with(user, rows, &memberships).await
+    }
+
+    /// [`Self::filter_visible`] with the user's memberships already read (sync has them).
+    pub async fn filter_visible_with(
+        &self,
+        user: &UserId,
+        rows: Vec<EventRow>,
+        memberships: &[MembershipRow],
+    ) -> Result<Vec<EventRow>> {
+        if rows.is_empty() {
+            return Ok(rows);
+        }
         // Fast path: a user joined now, whose join came before an event, was joined when it was
         // sent; only the other events need the state at the event.
-        let memberships = self.db.user_memberships(user.as_str()).await?;
         let joined_since: HashMap<&str, i64> = memberships
             .iter()
             .filter(|m| m.membership == "join")
