@@ -58,6 +58,31 @@ pub struct Config {
     pub password_hashing: PasswordHashing,
     /// Pool size for the database connections.
     pub database_max_connections: u32,
+    /// Rooms created with `m.room.encryption` (megolm) already set: `all`, `invite` (rooms
+    /// created with the private_chat / trusted_private_chat presets, which covers DMs) or `off`.
+    pub encryption_by_default: EncryptionByDefault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncryptionByDefault {
+    All,
+    Invite,
+    Off,
+}
+
+impl std::str::FromStr for EncryptionByDefault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            "invite" => Ok(Self::Invite),
+            "off" => Ok(Self::Off),
+            _ => Err(format!(
+                "encryption_by_default must be all, invite or off, not {s:?}"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,6 +150,7 @@ impl Default for Config {
             rate_limits: RateLimits::default(),
             password_hashing: PasswordHashing::default(),
             database_max_connections: 8,
+            encryption_by_default: EncryptionByDefault::Invite,
         }
     }
 }
@@ -208,6 +234,9 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect();
+        }
+        if let Some(v) = get("PALABRE_ENCRYPTION_BY_DEFAULT") {
+            self.encryption_by_default = v.parse().map_err(anyhow::Error::msg)?;
         }
         if let Some(v) = get("PALABRE_PRESENCE") {
             self.presence = matches!(v.as_str(), "1" | "true" | "on");

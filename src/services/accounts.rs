@@ -580,15 +580,34 @@ impl Services {
         Ok(v)
     }
 
-    /// Deletes devices (and their tokens).
+    /// Deletes devices with their tokens and keys; users sharing a room are told.
     pub async fn delete_devices(&self, user: &UserId, devices: &[String]) -> Result<()> {
+        if devices.is_empty() {
+            return Ok(());
+        }
         let hashes = self.db.token_hashes(user.as_str(), Some(devices)).await?;
-        self.db.delete_devices(user.as_str(), devices).await?;
+        let ticket = self.device_list_ticket();
+        let res = self
+            .db
+            .delete_devices(user.as_str(), devices, ticket.id)
+            .await;
         self.forget_tokens(&hashes);
+        res?;
+        ticket.publish(&[user]).await;
         Ok(())
     }
 
+    /// Logs every device out (Synapse deletes the devices too).
     pub async fn logout_all(&self, user: &UserId) -> Result<()> {
+        let devices: Vec<String> = self
+            .db
+            .list_devices(user.as_str())
+            .await?
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+        self.delete_devices(user, &devices).await?;
+        // Tokens of devices created meanwhile, if any.
         let hashes = self.db.token_hashes(user.as_str(), None).await?;
         self.db.delete_all_tokens(user.as_str()).await?;
         self.forget_tokens(&hashes);
@@ -662,15 +681,15 @@ impl Services {
             .set_password_hash(requester.user_id.as_str(), &hash)
             .await?;
         if logout_devices {
-            let hashes = self
+            let others: Vec<String> = self
                 .db
-                .token_hashes(requester.user_id.as_str(), None)
-                .await?;
-            self.db
-                .delete_tokens_except(requester.user_id.as_str(), &requester.device_id)
-                .await?;
-            // The caller's own token stays valid and is re-resolved from the database on next use.
-            self.forget_tokens(&hashes);
+                .list_devices(requester.user_id.as_str())
+                .await?
+                .into_iter()
+                .map(|d| d.device_id)
+                .filter(|d| *d != requester.device_id)
+                .collect();
+            self.delete_devices(&requester.user_id, &others).await?;
         }
         Ok(())
     }
@@ -688,6 +707,7 @@ impl Services {
                 }
             }
         }
+        self.logout_all(user).await?;
         let hashes = self.db.token_hashes(user.as_str(), None).await?;
         self.db.deactivate_user(user.as_str()).await?;
         self.forget_tokens(&hashes);

@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod e2ee;
 pub mod filter;
 pub mod keys;
 pub mod presence;
@@ -27,6 +28,10 @@ pub struct Services {
     pub events_stream: streams::StreamTracker,
     /// Positions of account data.
     pub account_data_stream: streams::StreamTracker,
+    /// Positions of to-device messages.
+    pub to_device_stream: streams::StreamTracker,
+    /// Positions of device-list changes (devices and cross-signing keys).
+    pub device_list_stream: streams::StreamTracker,
     pub state_group_ids: AtomicI64,
     pub rooms: rooms::RoomCache,
     pub notifier: streams::Notifier,
@@ -49,6 +54,9 @@ impl Services {
         let server_name = ServerName::parse(&config.server_name)?;
         let events_stream = streams::StreamTracker::new(db.max_stream_ordering().await?);
         let account_data_stream = streams::StreamTracker::new(db.max_account_data_stream().await?);
+        let to_device_stream =
+            streams::StreamTracker::new(db.stream_head(e2ee::to_device::STREAM).await?);
+        let device_list_stream = streams::StreamTracker::new(db.max_device_list_stream().await?);
         let state_group_ids = AtomicI64::new(db.max_state_group().await?);
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
@@ -58,6 +66,8 @@ impl Services {
             keys,
             events_stream,
             account_data_stream,
+            to_device_stream,
+            device_list_stream,
             state_group_ids,
             rooms: rooms::RoomCache::default(),
             notifier: streams::Notifier::default(),

@@ -9,7 +9,13 @@ use std::{
 use ruma::UserId;
 use serde_json::{json, Map, Value};
 
-use super::{accounts::Requester, filter::Filter, rooms::client_event::Format, Services};
+use super::{
+    accounts::Requester,
+    e2ee::device_lists::{RoomsSeen, Window},
+    filter::Filter,
+    rooms::client_event::Format,
+    Services,
+};
 use crate::{store::events::EventRow, Error, Result};
 
 /// Default number of timeline events per room.
@@ -24,10 +30,12 @@ pub struct SyncToken {
     pub events: i64,
     pub account_data: i64,
     pub presence: i64,
+    pub to_device: i64,
+    pub device_lists: i64,
 }
 
 impl SyncToken {
-    /// `s<events>_<account_data>[_<presence>]`
+    /// `s<events>_<account_data>[_<presence>[_<to_device>_<device_lists>]]`
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || Error::invalid_param("Invalid sync token");
         let rest = s.strip_prefix('s').ok_or_else(bad)?;
@@ -35,19 +43,22 @@ impl SyncToken {
             .split('_')
             .map(|p| p.parse().map_err(|_| bad()))
             .collect::<Result<_>>()?;
-        match parts.as_slice() {
-            [e, a] => Ok(Self {
-                events: *e,
-                account_data: *a,
-                presence: 0,
-            }),
-            [e, a, p] => Ok(Self {
-                events: *e,
-                account_data: *a,
-                presence: *p,
-            }),
-            _ => Err(bad()),
+        if parts.iter().any(|p| *p < 0) {
+            return Err(bad());
         }
+        let (e, a, p, t, d) = match parts.as_slice() {
+            [e, a] => (*e, *a, 0, 0, 0),
+            [e, a, p] => (*e, *a, *p, 0, 0),
+            [e, a, p, t, d] => (*e, *a, *p, *t, *d),
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            events: e,
+            account_data: a,
+            presence: p,
+            to_device: t,
+            device_lists: d,
+        })
     }
 }
 
@@ -55,8 +66,8 @@ impl std::fmt::Display for SyncToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "s{}_{}_{}",
-            self.events, self.account_data, self.presence
+            "s{}_{}_{}_{}_{}",
+            self.events, self.account_data, self.presence, self.to_device, self.device_lists
         )
     }
 }
@@ -87,6 +98,8 @@ impl Services {
             events: self.events_stream.current(),
             account_data: self.account_data_stream.current(),
             presence: self.presence.current(),
+            to_device: self.to_device_stream.current(),
+            device_lists: self.device_list_stream.current(),
         }
     }
 
@@ -108,7 +121,7 @@ impl Services {
                 since.is_some() && !req.full_state && tokio::time::Instant::now() < deadline;
             if waiting_allowed && since == Some(cur) {
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    return Ok(empty_response(cur));
+                    return self.empty_response(r, cur).await;
                 }
                 continue;
             }
@@ -222,6 +235,13 @@ impl Services {
             .db
             .recent_events_per_room(&incr_rooms, lower, cur.events, limit)
             .await?;
+        // Joined rooms with events since the last sync: the only ones whose membership moved.
+        let active_rooms: Vec<String> = t2
+            .iter()
+            .map(|e| e.room_id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         timeline.extend(t2);
         limited.extend(l2);
         let mut left_timelines: Vec<EventRow> = vec![];
@@ -453,16 +473,60 @@ impl Services {
         let presence = self
             .presence_events(user, since.map_or(0, |s| s.presence), cur.presence)
             .await?;
+
+        // End-to-end encryption: to-device messages, device lists, key counts.
+        let (to_device, to_device_pos) = self
+            .to_device_for_sync(
+                user,
+                &r.device_id,
+                since.map_or(0, |s| s.to_device),
+                cur.to_device,
+            )
+            .await?;
+        let (changed, left_users) = match since {
+            Some(s) => {
+                let left_rooms: Vec<String> = left.iter().map(|m| m.room_id.clone()).collect();
+                self.device_list_delta(
+                    user,
+                    Window {
+                        lists_since: s.device_lists,
+                        lists_until: cur.device_lists,
+                        events_since: s.events,
+                        events_until: cur.events,
+                    },
+                    RoomsSeen {
+                        active: &active_rooms,
+                        newly_joined: &full_rooms,
+                        left: &left_rooms,
+                    },
+                )
+                .await?
+            }
+            None => (vec![], vec![]),
+        };
+        let (otk_counts, fallback_types) = self.key_counts(user, &r.device_id).await?;
+
         let empty = join.is_empty()
             && leave.is_empty()
             && invite.is_empty()
             && global_ad.is_empty()
-            && presence.is_empty();
+            && presence.is_empty()
+            && to_device.is_empty()
+            && changed.is_empty()
+            && left_users.is_empty();
+        let next = SyncToken {
+            to_device: to_device_pos,
+            ..cur
+        };
         let resp = json!({
-            "next_batch": cur.to_string(),
+            "next_batch": next.to_string(),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
             "account_data": { "events": global_ad },
             "presence": { "events": presence },
+            "to_device": { "events": to_device },
+            "device_lists": { "changed": changed, "left": left_users },
+            "device_one_time_keys_count": otk_counts,
+            "device_unused_fallback_key_types": fallback_types,
         });
         Ok((resp, empty))
     }
@@ -529,10 +593,18 @@ impl Services {
     }
 }
 
-fn empty_response(cur: SyncToken) -> Value {
-    json!({
-        "next_batch": cur.to_string(),
-        "rooms": { "join": {}, "invite": {}, "leave": {}, "knock": {} },
-        "account_data": { "events": [] },
-    })
+impl Services {
+    /// A long-poll that timed out with nothing new: the position and the key counts.
+    async fn empty_response(&self, r: &Requester, cur: SyncToken) -> Result<Value> {
+        let (otk_counts, fallback_types) = self.key_counts(&r.user_id, &r.device_id).await?;
+        Ok(json!({
+            "next_batch": cur.to_string(),
+            "rooms": { "join": {}, "invite": {}, "leave": {}, "knock": {} },
+            "account_data": { "events": [] },
+            "to_device": { "events": [] },
+            "device_lists": { "changed": [], "left": [] },
+            "device_one_time_keys_count": otk_counts,
+            "device_unused_fallback_key_types": fallback_types,
+        }))
+    }
 }

@@ -359,19 +359,7 @@ impl Db {
 
 /// Appends `n` rows of `width` placeholders: `($1, $2), ($3, $4)`.
 pub fn push_rows(sql: &mut String, n: usize, width: usize) {
-    for i in 0..n {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for j in 0..width {
-            if j > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("${}", i * width + j + 1));
-        }
-        sql.push(')');
-    }
+    super::push_rows_from(sql, 1, n, width)
 }
 
 async fn insert_pairs(tx: &mut Tx, head: &str, pairs: &[(&str, &str)]) -> sqlx::Result<()> {

@@ -6,9 +6,12 @@
 //! both databases.
 
 pub mod account_data;
+pub mod backup;
 pub mod events;
+pub mod keys;
 pub mod rooms;
 pub mod state;
+pub mod to_device;
 pub mod users;
 
 use std::time::Duration;
@@ -51,10 +54,8 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE_MIGRATIONS: &[(&str, &str)] =
-    migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation");
-const POSTGRES_MIGRATIONS: &[(&str, &str)] =
-    migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation");
+const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee");
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee");
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
@@ -180,6 +181,24 @@ pub fn placeholders(start: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Appends `($start,…),(…)`: `n` tuples of `width` placeholders numbered from `start`.
+pub fn push_rows_from(sql: &mut String, start: usize, n: usize, width: usize) {
+    use std::fmt::Write;
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for j in 0..width {
+            if j > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "${}", start + i * width + j);
+        }
+        sql.push(')');
+    }
 }
 
 // sqlx's SQLite driver resets a statement on its worker thread only once its rows are fully

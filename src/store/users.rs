@@ -124,7 +124,8 @@ impl Db {
         .bind(user_id)
         .execute(&mut *tx.tx)
         .await?;
-        for table in ["access_tokens", "refresh_tokens", "devices"] {
+        // Tokens only: devices (and their keys) are deleted through delete_devices.
+        for table in ["access_tokens", "refresh_tokens"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
                 .execute(&mut *tx.tx)
@@ -179,6 +180,27 @@ impl Db {
             false,
         )
         .await
+    }
+
+    /// Creates a device without any token (a dehydrated device). Returns false if it exists.
+    pub async fn insert_device(
+        tx: &mut Tx,
+        user_id: &str,
+        device_id: &str,
+        display_name: Option<&str>,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(display_name)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(res.rows_affected() == 1)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -297,7 +319,14 @@ impl Db {
             .collect())
     }
 
-    pub async fn delete_devices(&self, user_id: &str, devices: &[String]) -> sqlx::Result<()> {
+    /// Deletes devices with their tokens and end-to-end encryption state, and records the
+    /// device-list change at `change_stream`.
+    pub async fn delete_devices(
+        &self,
+        user_id: &str,
+        devices: &[String],
+        change_stream: i64,
+    ) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
         for d in devices {
             for table in ["access_tokens", "refresh_tokens", "devices"] {
@@ -310,32 +339,19 @@ impl Db {
                 .await?;
             }
         }
+        Self::delete_device_e2ee(&mut tx.tx, user_id, devices).await?;
+        Self::add_device_list_changes(&mut tx.tx, change_stream, &[user_id.to_owned()]).await?;
         tx.commit().await
     }
 
-    /// Removes every access and refresh token of the user (devices stay, as Synapse does).
+    /// Removes every access and refresh token of the user.
     pub async fn delete_all_tokens(&self, user_id: &str) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
-        for table in ["access_tokens", "refresh_tokens", "devices"] {
+        for table in ["access_tokens", "refresh_tokens"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
                 .execute(&mut *tx.tx)
                 .await?;
-        }
-        tx.commit().await
-    }
-
-    /// Deletes every token except the given device's (after a password change).
-    pub async fn delete_tokens_except(&self, user_id: &str, keep_device: &str) -> sqlx::Result<()> {
-        let mut tx = self.begin_write().await?;
-        for table in ["access_tokens", "refresh_tokens", "devices"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"
-            ))
-            .bind(user_id)
-            .bind(keep_device)
-            .execute(&mut *tx.tx)
-            .await?;
         }
         tx.commit().await
     }

@@ -14,7 +14,7 @@ pub async fn versions() -> ApiResult {
             "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
             "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16"
         ],
-        "unstable_features": {}
+        "unstable_features": { "org.matrix.msc3814": true }
     }))
 }
 

@@ -3,9 +3,12 @@
 
 mod account;
 mod account_data;
+mod backup;
+mod dehydrated;
 mod devices;
 mod discovery;
 mod events;
+mod keys;
 mod membership;
 mod presence;
 mod profile;
@@ -13,6 +16,7 @@ mod push;
 mod rooms;
 mod session;
 mod sync;
+mod to_device;
 
 use axum::{
     routing::{get, post, put},
@@ -117,6 +121,47 @@ fn versioned() -> Router<AppState> {
         .route("/sync", get(sync::sync))
         .route("/user/{user_id}/filter", post(sync::create_filter))
         .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))
+        // keys.rs
+        .route("/keys/upload", post(keys::upload))
+        .route("/keys/query", post(keys::query))
+        .route("/keys/claim", post(keys::claim))
+        .route("/keys/changes", get(keys::changes))
+        .route(
+            "/keys/device_signing/upload",
+            post(keys::device_signing_upload),
+        )
+        .route("/keys/signatures/upload", post(keys::signatures_upload))
+        // to_device.rs
+        .route("/sendToDevice/{kind}/{txn}", put(to_device::send))
+        // backup.rs
+        .route(
+            "/room_keys/version",
+            post(backup::create_version).get(backup::current_version),
+        )
+        .route(
+            "/room_keys/version/{version}",
+            get(backup::get_version)
+                .put(backup::update_version)
+                .delete(backup::delete_version),
+        )
+        .route(
+            "/room_keys/keys",
+            put(backup::put_all)
+                .get(backup::get_all)
+                .delete(backup::delete_all),
+        )
+        .route(
+            "/room_keys/keys/{room_id}",
+            put(backup::put_room)
+                .get(backup::get_room)
+                .delete(backup::delete_room),
+        )
+        .route(
+            "/room_keys/keys/{room_id}/{session_id}",
+            put(backup::put_session)
+                .get(backup::get_session)
+                .delete(backup::delete_session),
+        )
         // account_data.rs
         .route(
             "/user/{user_id}/account_data/{kind}",
@@ -136,6 +181,17 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/client/v1/register/m.login.registration_token/validity",
             get(session::token_validity),
+        )
+        // dehydrated.rs
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device",
+            put(dehydrated::put)
+                .get(dehydrated::get)
+                .delete(dehydrated::delete),
+        )
+        .route(
+            "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{device_id}/events",
+            post(dehydrated::events),
         )
         .route(
             "/.well-known/matrix/client",

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{version, EventSpec, RoomState};
-use crate::{services::Services, util, Error, Result};
+use crate::{config::EncryptionByDefault, services::Services, util, Error, Result};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -249,6 +249,26 @@ impl Services {
                     "m.room.guest_access",
                     "",
                     json!({ "guest_access": "can_join" }),
+                ),
+                None,
+                None,
+            )?);
+        }
+
+        // Encryption by default (before initial_state, which may set its own).
+        let encrypt = match self.config.encryption_by_default {
+            EncryptionByDefault::All => true,
+            EncryptionByDefault::Invite => preset != "public_chat",
+            EncryptionByDefault::Off => false,
+        };
+        if encrypt && !given("m.room.encryption") {
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state(
+                    "m.room.encryption",
+                    "",
+                    json!({ "algorithm": "m.megolm.v1.aes-sha2" }),
                 ),
                 None,
                 None,
