@@ -5,6 +5,7 @@ mod common;
 
 mod accounts;
 mod crash;
+mod e2ee;
 mod errors;
 mod messaging;
 mod rooms;

@@ -240,7 +240,9 @@ impl Services {
 
         // Signatures visible to the requester: the owner's own (self-signing key over devices,
         // devices over the master key) and the requester's (user-signing key over a master key).
-        let mut extra: HashMap<(&str, &str), Vec<(&str, &str, &str)>> = HashMap::new();
+        type Target<'a> = (&'a str, &'a str);
+        type Signed<'a> = (&'a str, &'a str, &'a str);
+        let mut extra: HashMap<Target, Vec<Signed>> = HashMap::new();
         for (tu, tk, su, sk, sig) in &sigs {
             if su == tu || su == requester.as_str() {
                 extra.entry((tu.as_str(), tk.as_str())).or_default().push((
