@@ -1160,7 +1160,80 @@ async fn dehydrated_device(b: Backend) {
     s.stop().await;
 }
 
+fn list(sync: &Value, field: &str) -> Vec<String> {
+    let mut v: Vec<String> = sync["device_lists"][field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn device_list_tracking(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let mut bob = Device::new(s.register("bob").await);
+    let carol = s.register("carol").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    s.join(&bob.user, &room).await;
+    let token = |v: &Value| v["next_batch"].as_str().unwrap().to_owned();
+    let a0 = token(&s.sync(&alice, None, 0).await);
+    let c0 = token(&s.sync(&carol, None, 0).await);
+
+    // bob's new keys: alice (shares a room) is told, carol (does not) is not.
+    bob.upload(&s, 1).await;
+    let a1 = s.sync(&alice, Some(&a0), 5_000).await;
+    assert_eq!(list(&a1, "changed"), vec![bob.user.user_id.clone()]);
+    let c1 = s.sync(&carol, Some(&c0), 0).await;
+    assert_eq!(list(&c1, "changed"), Vec::<String>::new());
+    let (st, v) = s
+        .get(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/keys/changes?from={}&to={}",
+                enc(&a0),
+                enc(a1["next_batch"].as_str().unwrap())
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["changed"], json!([bob.user.user_id]));
+
+    // carol joins: every member is new to her; alice is told about carol.
+    s.join(&carol, &room).await;
+    let c2 = s.sync(&carol, Some(&token(&c1)), 5_000).await;
+    assert_eq!(
+        list(&c2, "changed"),
+        vec![
+            alice.user_id.clone(),
+            bob.user.user_id.clone(),
+            carol.user_id.clone()
+        ]
+    );
+    let a2 = s.sync(&alice, Some(&token(&a1)), 5_000).await;
+    assert_eq!(list(&a2, "changed"), vec![carol.user_id.clone()]);
+
+    // bob leaves the only shared room: he is in alice's `left`.
+    let (st, _) = s
+        .post(
+            &bob.user,
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let a3 = s.sync(&alice, Some(&token(&a2)), 5_000).await;
+    assert_eq!(list(&a3, "left"), vec![bob.user.user_id.clone()]);
+    assert!(!list(&a3, "changed").contains(&bob.user.user_id));
+    s.stop().await;
+}
+
 crate::both_backends!(
+    device_list_tracking,
     olm_megolm_between_clients,
     key_upload_rules,
     concurrent_claims,
