@@ -23,6 +23,7 @@ run idle --seconds 5
 run send --users 10 --messages 5000
 run sync-fanout --receivers 50 --messages 200 --rate 20
 run initial-sync --rooms 50 --events 100 --repeat 3
+run e2ee-keys --devices 50 --otks 50 --claims-per-device 5 --query-users 10
 echo "results appended to $OUT"
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -33,4 +34,5 @@ for line in open(sys.argv[1]):
     if s == "send": print("send events/s:", d.get("events_per_s"), "p99 ms:", d.get("send_latency_ms", {}).get("p99"))
     if s == "sync-fanout": print("fan-out delivery ms:", d.get("delivery_latency_ms"), "lost:", d.get("lost"), "dup:", d.get("duplicates"))
     if s == "initial-sync": print("initial sync first ms:", d.get("first_ms"))
+    if s == "e2ee-keys": print("keys ops/s:", {k: d.get(k, {}).get("ops_per_s") for k in ("upload", "claim", "query")}, "verification failures:", d.get("verification_failures"))
 PY
