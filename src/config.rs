@@ -61,6 +61,33 @@ pub struct Config {
     /// Rooms created with `m.room.encryption` (megolm) already set: `all`, `invite` (rooms
     /// created with the private_chat / trusted_private_chat presets, which covers DMs) or `off`.
     pub encryption_by_default: EncryptionByDefault,
+    pub media: MediaConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Total bytes of media a user may have uploaded (0: no quota).
+    pub quota_bytes_per_user: u64,
+    /// Images with more pixels than this are never decoded (no thumbnail).
+    pub max_image_pixels: u64,
+    /// Media uploaded before this time (milliseconds since the epoch) stays readable through the
+    /// legacy unauthenticated `/_matrix/media/v3/download` and `/thumbnail`; later media is only
+    /// served by the authenticated endpoints. Unset: no legacy access at all.
+    pub legacy_freeze_ts: Option<i64>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 100 * 1024 * 1024,
+            quota_bytes_per_user: 0,
+            max_image_pixels: 32_000_000,
+            legacy_freeze_ts: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +178,7 @@ impl Default for Config {
             password_hashing: PasswordHashing::default(),
             database_max_connections: 8,
             encryption_by_default: EncryptionByDefault::Invite,
+            media: MediaConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod e2ee;
 pub mod filter;
 pub mod keys;
+pub mod media;
 pub mod presence;
 pub mod ratelimit;
 pub mod rooms;

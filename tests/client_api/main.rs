@@ -7,6 +7,7 @@ mod accounts;
 mod crash;
 mod e2ee;
 mod errors;
+mod media;
 mod messaging;
 mod rooms;
 mod signatures;

@@ -9,6 +9,7 @@ mod devices;
 mod discovery;
 mod events;
 mod keys;
+mod media;
 mod membership;
 mod presence;
 mod profile;
@@ -173,8 +174,50 @@ fn versioned() -> Router<AppState> {
         )
 }
 
+/// The content repository: `/_matrix/media/{v3,r0,v1}` and `/_matrix/client/v1/media`.
+fn media_routes() -> Router<AppState> {
+    let mut r = Router::new()
+        .route("/_matrix/media/v1/create", post(media::create))
+        .route(
+            "/_matrix/client/v1/media/download/{server}/{id}",
+            get(media::download),
+        )
+        .route(
+            "/_matrix/client/v1/media/download/{server}/{id}/{name}",
+            get(media::download_named),
+        )
+        .route(
+            "/_matrix/client/v1/media/thumbnail/{server}/{id}",
+            get(media::thumbnail),
+        )
+        .route("/_matrix/client/v1/media/config", get(media::config));
+    for v in ["v3", "r0"] {
+        r = r
+            .route(&format!("/_matrix/media/{v}/upload"), post(media::upload))
+            .route(
+                &format!("/_matrix/media/{v}/upload/{{server}}/{{id}}"),
+                put(media::upload_pending),
+            )
+            .route(&format!("/_matrix/media/{v}/config"), get(media::config))
+            .route(
+                &format!("/_matrix/media/{v}/download/{{server}}/{{id}}"),
+                get(media::legacy_download),
+            )
+            .route(
+                &format!("/_matrix/media/{v}/download/{{server}}/{{id}}/{{name}}"),
+                get(media::legacy_download_named),
+            )
+            .route(
+                &format!("/_matrix/media/{v}/thumbnail/{{server}}/{{id}}"),
+                get(media::legacy_thumbnail),
+            );
+    }
+    r
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(media_routes())
         .nest("/_matrix/client/v3", versioned())
         .nest("/_matrix/client/r0", versioned())
         .route("/_matrix/client/versions", get(discovery::versions))

@@ -1,0 +1,174 @@
+//! Thumbnails: generated once per (content, size, method) at the sizes the spec suggests, and
+//! cached as content-addressed files. Images whose header announces more pixels than
+//! `max_image_pixels` are never decoded.
+
+use std::io::Cursor;
+
+use image::{imageops::FilterType, DynamicImage, ImageFormat, ImageReader, Limits};
+
+use super::Download;
+use crate::{services::Services, store::media::ThumbnailRow, Error, Result};
+
+/// (width, height, method) of the thumbnails served.
+const SIZES: &[(u32, u32, Method)] = &[
+    (32, 32, Method::Crop),
+    (96, 96, Method::Crop),
+    (320, 240, Method::Scale),
+    (640, 480, Method::Scale),
+    (800, 600, Method::Scale),
+];
+
+/// Largest source file decoded.
+const MAX_SOURCE_BYTES: u64 = 50 * 1024 * 1024;
+/// Decoder allocation ceiling.
+const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Crop,
+    Scale,
+}
+
+impl Method {
+    pub fn parse(s: Option<&str>) -> Result<Self> {
+        match s {
+            None | Some("scale") => Ok(Self::Scale),
+            Some("crop") => Ok(Self::Crop),
+            Some(_) => Err(Error::invalid_param("method must be crop or scale")),
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Crop => "crop",
+            Self::Scale => "scale",
+        }
+    }
+}
+
+/// The served size for a request: the smallest of that method at least as large as asked,
+/// else the largest of that method.
+fn pick(width: u32, height: u32, method: Method) -> (u32, u32) {
+    let same: Vec<(u32, u32)> = SIZES
+        .iter()
+        .filter(|s| s.2 == method)
+        .map(|s| (s.0, s.1))
+        .collect();
+    same.iter()
+        .copied()
+        .find(|(w, h)| *w >= width && *h >= height)
+        .or_else(|| same.last().copied())
+        .unwrap_or((width, height))
+}
+
+/// Decodes, resizes and encodes (blocking: run on the blocking pool).
+fn render(
+    path: &std::path::Path,
+    width: u32,
+    height: u32,
+    method: Method,
+    max_pixels: u64,
+) -> Result<(Vec<u8>, &'static str)> {
+    let cannot = |e: String| Error::new(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN", e);
+    let open = || {
+        ImageReader::open(path)
+            .map_err(|e| cannot(e.to_string()))?
+            .with_guessed_format()
+            .map_err(|e| cannot(e.to_string()))
+    };
+    let reader = open()?;
+    let format = reader
+        .format()
+        .filter(|f| {
+            matches!(
+                f,
+                ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP
+            )
+        })
+        .ok_or_else(|| cannot("Cannot thumbnail this content".into()))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| cannot(format!("Unreadable image: {e}")))?;
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(Error::too_large("Image too large to thumbnail"));
+    }
+    let mut reader = open()?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| cannot(format!("Unreadable image: {e}")))?;
+    let out: DynamicImage = match method {
+        Method::Crop => img.resize_to_fill(width, height, FilterType::Triangle),
+        // Scaling never enlarges.
+        Method::Scale if w <= width && h <= height => img,
+        Method::Scale => img.resize(width, height, FilterType::Triangle),
+    };
+    let mut buf = Cursor::new(Vec::new());
+    let content_type = if format == ImageFormat::Jpeg {
+        out.to_rgb8()
+            .write_to(&mut buf, ImageFormat::Jpeg)
+            .map_err(|e| Error::unknown(e.to_string()))?;
+        "image/jpeg"
+    } else {
+        out.write_to(&mut buf, ImageFormat::Png)
+            .map_err(|e| Error::unknown(e.to_string()))?;
+        "image/png"
+    };
+    Ok((buf.into_inner(), content_type))
+}
+
+impl Services {
+    /// A thumbnail of a media (generated on first request, then cached).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn thumbnail(
+        &self,
+        server: &str,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        method: Method,
+        timeout_ms: Option<u64>,
+        legacy: bool,
+    ) -> Result<Download> {
+        if width == 0 || height == 0 {
+            return Err(Error::invalid_param("width and height must be positive"));
+        }
+        let row = self.media_row(server, media_id, timeout_ms, legacy).await?;
+        let (Some(size), Some(sha)) = (row.size, row.sha256) else {
+            return Err(Error::not_found("Media not found"));
+        };
+        let (tw, th) = pick(width, height, method);
+        if let Some(t) = self
+            .db
+            .get_thumbnail(&sha, tw.into(), th.into(), method.as_str())
+            .await?
+        {
+            return self
+                .open_media(&t.sha256, t.size as u64, t.content_type, None)
+                .await;
+        }
+        if size as u64 > MAX_SOURCE_BYTES {
+            return Err(Error::too_large("Image too large to thumbnail"));
+        }
+        let path = self.media_path(&sha);
+        let max_pixels = self.config.media.max_image_pixels;
+        let (bytes, content_type) =
+            tokio::task::spawn_blocking(move || render(&path, tw, th, method, max_pixels))
+                .await
+                .map_err(|e| Error::unknown(format!("thumbnailer: {e}")))??;
+        let thumb_sha = self.keep_bytes(&bytes).await?;
+        let t = ThumbnailRow {
+            content_type: content_type.to_owned(),
+            sha256: thumb_sha,
+            size: bytes.len() as i64,
+        };
+        self.db
+            .put_thumbnail(&sha, tw.into(), th.into(), method.as_str(), &t)
+            .await?;
+        self.open_media(&t.sha256, t.size as u64, t.content_type, None)
+            .await
+    }
+}
