@@ -77,6 +77,31 @@ pub struct MediaConfig {
     /// legacy unauthenticated `/_matrix/media/v3/download` and `/thumbnail`; later media is only
     /// served by the authenticated endpoints. Unset: no legacy access at all.
     pub legacy_freeze_ts: Option<i64>,
+    pub url_preview: UrlPreviewConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UrlPreviewConfig {
+    /// `/preview_url` fetches pages on behalf of users: off unless enabled.
+    pub enabled: bool,
+    /// CIDR ranges fetched even though they are private, loopback or otherwise refused.
+    pub ip_allow_list: Vec<String>,
+    /// Largest page or image fetched, in bytes.
+    pub max_bytes: u64,
+    /// Time allowed for a whole fetch (redirects included), in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for UrlPreviewConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ip_allow_list: vec![],
+            max_bytes: 10 * 1024 * 1024,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 impl Default for MediaConfig {
@@ -86,6 +111,7 @@ impl Default for MediaConfig {
             quota_bytes_per_user: 0,
             max_image_pixels: 32_000_000,
             legacy_freeze_ts: None,
+            url_preview: UrlPreviewConfig::default(),
         }
     }
 }

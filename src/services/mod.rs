@@ -39,6 +39,9 @@ pub struct Services {
     pub tokens: accounts::TokenCache,
     pub ratelimit: ratelimit::RateLimiter,
     pub presence: presence::Presence,
+    /// URL previews already fetched: url -> (fetched at, Open Graph data).
+    pub preview_cache:
+        parking_lot::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
     /// Password hashes in flight (each costs a core and `memory_kib` of memory).
     pub hashing: tokio::sync::Semaphore,
 }
@@ -75,6 +78,7 @@ impl Services {
             tokens: accounts::TokenCache::default(),
             ratelimit: ratelimit::RateLimiter::default(),
             presence: presence::Presence::default(),
+            preview_cache: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())

@@ -474,7 +474,111 @@ async fn hundred_megabytes_streamed(b: Backend) {
     s.stop().await;
 }
 
+/// A small web site on loopback for the previewer to fetch.
+async fn site() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::{response::IntoResponse, routing::get, Router};
+    let png = image_bytes(40, 20, image::ImageFormat::Png);
+    let app = Router::new()
+        .route(
+            "/page",
+            get(|| async {
+                (
+                    [("content-type", "text/html; charset=utf-8")],
+                    "<html><head><title>Titre</title><meta property=\"og:description\" content=\"Un r&eacute;sum&amp;\">\
+                     <meta property=\"og:image\" content=\"/img.png\"></head><body>x</body></html>",
+                )
+            }),
+        )
+        .route(
+            "/img.png",
+            get(move || {
+                let png = png.clone();
+                async move { ([("content-type", "image/png")], png).into_response() }
+            }),
+        )
+        .route("/moved", get(|| async { axum::response::Redirect::temporary("/page") }))
+        .route(
+            "/big",
+            get(|| async { ([("content-type", "text/html")], "x".repeat(5000)) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("127.0.0.1:{}", addr.port()), task)
+}
+
+async fn url_previews(b: Backend) {
+    let off = TestServer::start(b).await;
+    let u = off.register("alice").await;
+    let (st, v) = off
+        .get(
+            &u,
+            "/_matrix/client/v1/media/preview_url?url=https%3A%2F%2Fexample.org",
+        )
+        .await;
+    assert_eq!(
+        (st, v["errcode"].clone()),
+        (StatusCode::NOT_FOUND, json!("M_UNRECOGNIZED"))
+    );
+    off.stop().await;
+
+    let (host, task) = site().await;
+    let s = TestServer::start_with(b, |c| {
+        c.media.url_preview.enabled = true;
+        c.media.url_preview.ip_allow_list = vec!["127.0.0.1/32".into()];
+        c.media.url_preview.max_bytes = 4000;
+    })
+    .await;
+    let u = s.register("alice").await;
+    let preview = |url: String| {
+        let path = format!("/_matrix/client/v1/media/preview_url?url={}", enc(&url));
+        let s = &s;
+        let u = u.clone();
+        async move { s.get(&u, &path).await }
+    };
+    let (st, og) = preview(format!("http://{host}/page")).await;
+    assert_eq!(st, StatusCode::OK, "{og}");
+    assert_eq!(og["og:title"], "Titre");
+    assert_eq!(og["og:image:width"], 40);
+    let img = og["og:image"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("mxc://")
+        .unwrap()
+        .to_owned();
+    let f = fetch(
+        &s,
+        Some(&u.token),
+        &format!("/_matrix/client/v1/media/download/{img}"),
+    )
+    .await;
+    assert_eq!(f.bytes, image_bytes(40, 20, image::ImageFormat::Png));
+    // Redirects are followed; size is bounded; other loopback addresses and schemes are refused.
+    let (st, og) = preview(format!("http://{host}/moved")).await;
+    assert_eq!(
+        (st, og["og:title"].clone()),
+        (StatusCode::OK, json!("Titre"))
+    );
+    let (st, v) = preview(format!("http://{host}/big")).await;
+    assert_eq!(
+        (st, v["errcode"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("M_TOO_LARGE"))
+    );
+    let port = host.split(':').nth(1).unwrap();
+    let (st, _) = preview(format!("http://127.0.0.2:{port}/page")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = preview(format!("http://[::1]:{port}/page")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = preview("ftp://example.org/x".into()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    task.abort();
+    s.stop().await;
+}
+
 crate::both_backends!(
+    url_previews,
     round_trip_and_headers,
     limits_and_quota,
     async_upload,

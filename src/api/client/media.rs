@@ -139,6 +139,22 @@ pub async fn config(State(s): State<AppState>, Auth(_r): Auth) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+pub struct PreviewQuery {
+    url: String,
+    /// The preview "as of" a time: accepted, the newest cached one is served.
+    #[allow(dead_code)]
+    ts: Option<i64>,
+}
+
+pub async fn preview_url(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<PreviewQuery>,
+) -> ApiResult {
+    ok(s.preview_url(&r.user_id, &q.url).await?)
+}
+
+#[derive(Deserialize)]
 pub struct DownloadQuery {
     timeout_ms: Option<u64>,
 }

@@ -190,7 +190,11 @@ fn media_routes() -> Router<AppState> {
             "/_matrix/client/v1/media/thumbnail/{server}/{id}",
             get(media::thumbnail),
         )
-        .route("/_matrix/client/v1/media/config", get(media::config));
+        .route("/_matrix/client/v1/media/config", get(media::config))
+        .route(
+            "/_matrix/client/v1/media/preview_url",
+            get(media::preview_url),
+        );
     for v in ["v3", "r0"] {
         r = r
             .route(&format!("/_matrix/media/{v}/upload"), post(media::upload))
@@ -199,6 +203,10 @@ fn media_routes() -> Router<AppState> {
                 put(media::upload_pending),
             )
             .route(&format!("/_matrix/media/{v}/config"), get(media::config))
+            .route(
+                &format!("/_matrix/media/{v}/preview_url"),
+                get(media::preview_url),
+            )
             .route(
                 &format!("/_matrix/media/{v}/download/{{server}}/{{id}}"),
                 get(media::legacy_download),

@@ -1,6 +1,7 @@
 //! Media repository: uploads streamed to disk under a content-hash name (identical files are
 //! stored once), metadata and ownership in the database, downloads streamed back.
 
+pub mod preview;
 pub mod thumbnail;
 
 use std::path::PathBuf;
