@@ -24,6 +24,18 @@ impl Services {
                 "{kind} cannot be set through account data"
             )));
         }
+        self.store_account_data(user, room, kind, content).await
+    }
+
+    /// Stores account data without the client-facing type checks (the server's own writes,
+    /// such as `m.fully_read` from read markers).
+    pub(crate) async fn store_account_data(
+        &self,
+        user: &UserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: &Value,
+    ) -> Result<()> {
         let text = serde_json::to_string(content)?;
         if text.len() > MAX_ACCOUNT_DATA_BYTES {
             return Err(Error::too_large("Account data too large"));

@@ -8,9 +8,11 @@ pub mod keys;
 pub mod media;
 pub mod presence;
 pub mod ratelimit;
+pub mod receipts;
 pub mod rooms;
 pub mod streams;
 pub mod sync;
+pub mod typing;
 
 use std::sync::{atomic::AtomicI64, Arc};
 
@@ -33,6 +35,9 @@ pub struct Services {
     pub to_device_stream: streams::StreamTracker,
     /// Positions of device-list changes (devices and cross-signing keys).
     pub device_list_stream: streams::StreamTracker,
+    /// Positions of read receipts.
+    pub receipt_stream: streams::StreamTracker,
+    pub typing: typing::Typing,
     pub state_group_ids: AtomicI64,
     pub rooms: rooms::RoomCache,
     pub notifier: streams::Notifier,
@@ -61,6 +66,7 @@ impl Services {
         let to_device_stream =
             streams::StreamTracker::new(db.stream_head(e2ee::to_device::STREAM).await?);
         let device_list_stream = streams::StreamTracker::new(db.max_device_list_stream().await?);
+        let receipt_stream = streams::StreamTracker::new(db.max_receipt_stream().await?);
         let state_group_ids = AtomicI64::new(db.max_state_group().await?);
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
@@ -72,6 +78,8 @@ impl Services {
             account_data_stream,
             to_device_stream,
             device_list_stream,
+            receipt_stream,
+            typing: typing::Typing::default(),
             state_group_ids,
             rooms: rooms::RoomCache::default(),
             notifier: streams::Notifier::default(),

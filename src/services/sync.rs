@@ -32,10 +32,12 @@ pub struct SyncToken {
     pub presence: i64,
     pub to_device: i64,
     pub device_lists: i64,
+    pub receipts: i64,
+    pub typing: i64,
 }
 
 impl SyncToken {
-    /// `s<events>_<account_data>[_<presence>[_<to_device>_<device_lists>]]`
+    /// `s<events>_<account_data>[_<presence>[_<to_device>_<device_lists>[_<receipts>_<typing>]]]`
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || Error::invalid_param("Invalid sync token");
         let rest = s.strip_prefix('s').ok_or_else(bad)?;
@@ -46,18 +48,20 @@ impl SyncToken {
         if parts.iter().any(|p| *p < 0) {
             return Err(bad());
         }
-        let (e, a, p, t, d) = match parts.as_slice() {
-            [e, a] => (*e, *a, 0, 0, 0),
-            [e, a, p] => (*e, *a, *p, 0, 0),
-            [e, a, p, t, d] => (*e, *a, *p, *t, *d),
-            _ => return Err(bad()),
-        };
+        let mut all = [0i64; 7];
+        if !matches!(parts.len(), 2 | 3 | 5 | 7) {
+            return Err(bad());
+        }
+        all[..parts.len()].copy_from_slice(&parts);
+        let [events, account_data, presence, to_device, device_lists, receipts, typing] = all;
         Ok(Self {
-            events: e,
-            account_data: a,
-            presence: p,
-            to_device: t,
-            device_lists: d,
+            events,
+            account_data,
+            presence,
+            to_device,
+            device_lists,
+            receipts,
+            typing,
         })
     }
 }
@@ -66,8 +70,14 @@ impl std::fmt::Display for SyncToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "s{}_{}_{}_{}_{}",
-            self.events, self.account_data, self.presence, self.to_device, self.device_lists
+            "s{}_{}_{}_{}_{}_{}_{}",
+            self.events,
+            self.account_data,
+            self.presence,
+            self.to_device,
+            self.device_lists,
+            self.receipts,
+            self.typing
         )
     }
 }
@@ -100,6 +110,8 @@ impl Services {
             presence: self.presence.current(),
             to_device: self.to_device_stream.current(),
             device_lists: self.device_list_stream.current(),
+            receipts: self.receipt_stream.current(),
+            typing: self.typing.current(),
         }
     }
 
@@ -384,6 +396,17 @@ impl Services {
             .collect();
         let summaries = self.summaries(user, &summary_rooms).await?;
 
+        // Ephemeral: receipts and typing of joined rooms.
+        let mut receipts = self
+            .receipts_for_sync(user, since.map(|s| s.receipts), cur.receipts)
+            .await?;
+        let joined_set: HashSet<&str> = full_rooms
+            .iter()
+            .chain(incr_rooms.iter())
+            .map(String::as_str)
+            .collect();
+        let mut typing = self.typing_for_sync(&joined_set, since.map(|s| s.typing), cur.typing);
+
         // Assemble.
         let mut join = Map::new();
         for room_id in full_rooms.iter().chain(incr_rooms.iter()) {
@@ -392,10 +415,20 @@ impl Services {
             let ad = room_ad.remove(room_id).unwrap_or_default();
             let summary = summaries.get(room_id);
             let is_full = req.full_state || full_rooms.contains(room_id);
+            let ephemeral: Vec<Value> = receipts
+                .remove(room_id)
+                .into_iter()
+                .chain(typing.remove(room_id))
+                .filter(|e| {
+                    rf.ephemeral
+                        .allows_type(e["type"].as_str().unwrap_or_default())
+                })
+                .collect();
             if !is_full
                 && events.is_empty()
                 && state.is_empty()
                 && ad.is_empty()
+                && ephemeral.is_empty()
                 && summary.is_none()
             {
                 continue;
@@ -410,7 +443,7 @@ impl Services {
                 )
                 .await?;
             obj["account_data"] = json!({ "events": ad });
-            obj["ephemeral"] = json!({ "events": [] });
+            obj["ephemeral"] = json!({ "events": ephemeral });
             if let Some(s) = summary {
                 obj["summary"] = s.clone();
             }

@@ -6,6 +6,7 @@ mod common;
 mod accounts;
 mod crash;
 mod e2ee;
+mod ephemeral;
 mod errors;
 mod media;
 mod messaging;

@@ -14,10 +14,12 @@ mod membership;
 mod presence;
 mod profile;
 mod push;
+mod receipts;
 mod rooms;
 mod session;
 mod sync;
 mod to_device;
+mod typing;
 
 use axum::{
     routing::{get, post, put},
@@ -122,6 +124,16 @@ fn versioned() -> Router<AppState> {
         .route("/sync", get(sync::sync))
         .route("/user/{user_id}/filter", post(sync::create_filter))
         .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))
+        // typing.rs, receipts.rs
+        .route("/rooms/{room_id}/typing/{user_id}", put(typing::set))
+        .route(
+            "/rooms/{room_id}/receipt/{receipt_type}/{event_id}",
+            post(receipts::receipt),
+        )
+        .route(
+            "/rooms/{room_id}/read_markers",
+            post(receipts::read_markers),
+        )
         // keys.rs
         .route("/keys/upload", post(keys::upload))
         .route("/keys/query", post(keys::query))

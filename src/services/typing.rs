@@ -1,0 +1,165 @@
+//! Typing notifications: in memory (ephemeral by nature), with their own stream position that
+//! starts at the clock so it never goes back across restarts.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::atomic::{AtomicI64, Ordering},
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::{json, Value};
+
+use super::Services;
+use crate::{util, Error, Result};
+
+/// Longest typing timeout honoured.
+const MAX_TIMEOUT_MS: u64 = 120_000;
+/// Timeout when the client gives none.
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Default)]
+struct RoomTyping {
+    /// user -> expiry (ms since the epoch)
+    users: HashMap<OwnedUserId, i64>,
+    /// Stream position of the last change.
+    changed: i64,
+}
+
+pub struct Typing {
+    rooms: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
+    stream: AtomicI64,
+}
+
+impl Default for Typing {
+    fn default() -> Self {
+        Self {
+            rooms: Mutex::new(HashMap::new()),
+            stream: AtomicI64::new(util::now_ms()),
+        }
+    }
+}
+
+impl Typing {
+    pub fn current(&self) -> i64 {
+        self.stream.load(Ordering::Acquire)
+    }
+
+    /// Applies a change; the new position if anything changed.
+    fn apply(&self, room: &RoomId, user: &UserId, until: Option<i64>) -> Option<i64> {
+        let mut rooms = self.rooms.lock();
+        let entry = rooms.entry(room.to_owned()).or_default();
+        let changed = match until {
+            Some(t) => entry.users.insert(user.to_owned(), t).is_none(),
+            None => entry.users.remove(user).is_some(),
+        };
+        if !changed {
+            return None;
+        }
+        let pos = self.stream.fetch_add(1, Ordering::AcqRel) + 1;
+        entry.changed = pos;
+        if entry.users.is_empty() {
+            // Keep the room until its change has been seen: `changed` is what syncs compare.
+            entry.users.shrink_to_fit();
+        }
+        Some(pos)
+    }
+
+    /// Drops a user whose typing expired at exactly `expiry` (a later refresh keeps them).
+    fn expire(&self, room: &RoomId, user: &UserId, expiry: i64) -> Option<i64> {
+        let mut rooms = self.rooms.lock();
+        let entry = rooms.get_mut(room)?;
+        if entry.users.get(user) != Some(&expiry) {
+            return None;
+        }
+        entry.users.remove(user);
+        let pos = self.stream.fetch_add(1, Ordering::AcqRel) + 1;
+        entry.changed = pos;
+        Some(pos)
+    }
+}
+
+impl Services {
+    /// `PUT /rooms/{id}/typing/{user}`.
+    pub async fn set_typing(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        typing: bool,
+        timeout_ms: Option<u64>,
+    ) -> Result<()> {
+        let joined = self
+            .db
+            .membership(user.as_str(), room.as_str())
+            .await?
+            .is_some_and(|m| m.membership == "join");
+        if !joined {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        let timeout = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).min(MAX_TIMEOUT_MS);
+        let expiry = util::now_ms() + timeout as i64;
+        let changed = self
+            .typing
+            .apply(room, user, typing.then_some(expiry))
+            .is_some();
+        if changed {
+            self.wake_room(room).await;
+        }
+        if typing {
+            if let Some(me) = self.me.upgrade() {
+                let (room, user) = (room.to_owned(), user.to_owned());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(timeout)).await;
+                    if me.typing.expire(&room, &user, expiry).is_some() {
+                        me.wake_room(&room).await;
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn wake_room(&self, room: &RoomId) {
+        match self.db.members_of(&[room.to_string()]).await {
+            Ok(members) => {
+                let users: Vec<OwnedUserId> = members
+                    .into_iter()
+                    .filter_map(|(_, m)| UserId::parse(m).ok())
+                    .collect();
+                self.notifier.notify(users.iter().map(|u| -> &UserId { u }));
+            }
+            Err(e) => tracing::warn!(error = %e, "typing wake-up failed"),
+        }
+    }
+
+    /// `m.typing` events for the joined rooms whose typing set changed in (since, until] (all
+    /// rooms with someone typing on an initial sync).
+    pub fn typing_for_sync(
+        &self,
+        joined: &HashSet<&str>,
+        since: Option<i64>,
+        until: i64,
+    ) -> BTreeMap<String, Value> {
+        let rooms = self.typing.rooms.lock();
+        let mut out = BTreeMap::new();
+        for (room, t) in rooms.iter() {
+            if !joined.contains(room.as_str()) {
+                continue;
+            }
+            let relevant = match since {
+                Some(s) => t.changed > s && t.changed <= until,
+                None => !t.users.is_empty(),
+            };
+            if relevant {
+                let mut users: Vec<&str> = t.users.keys().map(|u| u.as_str()).collect();
+                users.sort_unstable();
+                out.insert(
+                    room.to_string(),
+                    json!({ "type": "m.typing", "content": { "user_ids": users } }),
+                );
+            }
+        }
+        out
+    }
+}
