@@ -39,3 +39,15 @@ pub fn hash_secret(secret: &str) -> String {
     }
     out
 }
+
+/// A user id from a request, or `M_INVALID_PARAM`.
+pub fn parse_user_id(s: &str) -> crate::Result<ruma::OwnedUserId> {
+    ruma::UserId::parse(s)
+        .map_err(|_| crate::Error::invalid_param(format!("Invalid user id {s:?}")))
+}
+
+/// A room id from a request, or `M_INVALID_PARAM`.
+pub fn parse_room_id(s: &str) -> crate::Result<ruma::OwnedRoomId> {
+    ruma::RoomId::parse(s)
+        .map_err(|_| crate::Error::invalid_param(format!("Invalid room id {s:?}")))
+}

@@ -1,27 +1,23 @@
 //! Client config: account data, global and per room (spec: Client Config).
 
 use axum::extract::State;
-use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{json, Value};
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path},
     services::accounts::Requester,
+    util::parse_room_id as room,
     Error,
 };
 
 fn own(r: &Requester, user: &str) -> Result<(), Error> {
-    let u = UserId::parse(user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let u = crate::util::parse_user_id(user)?;
     if u != r.user_id {
         return Err(Error::forbidden(
             "Cannot access another user's account data",
         ));
     }
     Ok(())
-}
-
-fn room(id: &str) -> Result<OwnedRoomId, Error> {
-    RoomId::parse(id).map_err(|_| Error::invalid_param("Invalid room id"))
 }
 
 pub async fn get_global(

@@ -1,7 +1,7 @@
 //! Sending and reading events (spec: Events, Room state, Redactions, Pagination, Context).
 
 use axum::extract::State;
-use ruma::{OwnedEventId, OwnedRoomId, RoomId};
+use ruma::OwnedEventId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -9,12 +9,9 @@ use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path, Query},
     services::filter::RoomEventFilter,
     store::events::Dir,
+    util::parse_room_id as room,
     Error,
 };
-
-fn room(id: &str) -> Result<OwnedRoomId, Error> {
-    RoomId::parse(id).map_err(|_| Error::invalid_param("Invalid room id"))
-}
 
 pub async fn send(
     State(s): State<AppState>,

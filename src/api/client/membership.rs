@@ -1,13 +1,12 @@
 //! Joining, inviting, leaving, kicking, banning; member lists (spec: Room membership).
 
 use axum::extract::State;
-use ruma::{OwnedRoomId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path, Query},
-    Error,
+    util::{parse_room_id as room, parse_user_id as user},
 };
 
 #[derive(Deserialize, Default)]
@@ -19,14 +18,6 @@ pub struct ReasonBody {
 pub struct TargetBody {
     user_id: String,
     reason: Option<String>,
-}
-
-fn room(id: &str) -> Result<OwnedRoomId, Error> {
-    RoomId::parse(id).map_err(|_| Error::invalid_param("Invalid room id"))
-}
-
-fn user(id: &str) -> Result<ruma::OwnedUserId, Error> {
-    UserId::parse(id).map_err(|_| Error::invalid_param("Invalid user id"))
 }
 
 pub async fn join(

@@ -1,7 +1,6 @@
 //! Presence (spec: Presence).
 
 use axum::extract::State;
-use ruma::UserId;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -28,7 +27,7 @@ pub async fn set(
     Path(user): Path<String>,
     Json(b): Json<PresenceBody>,
 ) -> ApiResult {
-    let target = UserId::parse(&user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let target = crate::util::parse_user_id(&user)?;
     if target != r.user_id {
         return Err(Error::forbidden("Cannot set another user's presence"));
     }
@@ -38,6 +37,6 @@ pub async fn set(
 }
 
 pub async fn get(State(s): State<AppState>, Auth(r): Auth, Path(user): Path<String>) -> ApiResult {
-    let target = UserId::parse(&user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let target = crate::util::parse_user_id(&user)?;
     ok(s.get_presence(&r.user_id, &target).await?)
 }

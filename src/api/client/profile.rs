@@ -1,7 +1,6 @@
 //! Profiles (spec: Profiles). Changes propagate to the user's member events in the background.
 
 use axum::extract::State;
-use ruma::UserId;
 use serde_json::{json, Value};
 
 use crate::{
@@ -46,7 +45,7 @@ pub async fn set_field(
     Json(b): Json<Value>,
 ) -> ApiResult {
     let f = field(&name)?;
-    let target = UserId::parse(&user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let target = crate::util::parse_user_id(&user)?;
     if target != r.user_id && !r.is_admin {
         return Err(Error::forbidden("Cannot set another user's profile"));
     }

@@ -1,17 +1,13 @@
 //! Receipts and read markers (spec: Receipts, Fully read markers).
 
 use axum::extract::State;
-use ruma::RoomId;
 use serde_json::{json, Value};
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path},
+    util::parse_room_id as room,
     Error,
 };
-
-fn room(id: &str) -> Result<ruma::OwnedRoomId, Error> {
-    RoomId::parse(id).map_err(|_| Error::invalid_param("Invalid room id"))
-}
 
 pub async fn receipt(
     State(s): State<AppState>,

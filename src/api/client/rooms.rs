@@ -1,7 +1,7 @@
 //! Room creation, aliases, directory visibility, joined rooms (spec: Rooms, Room aliases).
 
 use axum::extract::State;
-use ruma::{RoomAliasId, RoomId};
+use ruma::RoomAliasId;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,7 +25,7 @@ fn parse_alias(alias: &str) -> Result<ruma::OwnedRoomAliasId, Error> {
 }
 
 fn parse_room(room: &str) -> Result<ruma::OwnedRoomId, Error> {
-    RoomId::parse(room).map_err(|_| Error::invalid_param("Invalid room id"))
+    crate::util::parse_room_id(room)
 }
 
 pub async fn get_alias(State(s): State<AppState>, Path(alias): Path<String>) -> ApiResult {

@@ -1,7 +1,6 @@
 //! `/sync` and filters (spec: Syncing, Filtering).
 
 use axum::extract::State;
-use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -38,7 +37,7 @@ pub async fn sync(
 }
 
 fn own(r: &crate::services::accounts::Requester, user: &str) -> Result<(), Error> {
-    let u = UserId::parse(user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let u = crate::util::parse_user_id(user)?;
     if u != r.user_id {
         return Err(Error::forbidden("Cannot use another user's filters"));
     }

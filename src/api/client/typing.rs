@@ -1,7 +1,6 @@
 //! Typing notifications (spec: Typing Notifications).
 
 use axum::extract::State;
-use ruma::{RoomId, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,8 +21,8 @@ pub async fn set(
     Path((room, user)): Path<(String, String)>,
     Json(b): Json<TypingBody>,
 ) -> ApiResult {
-    let room = RoomId::parse(&room).map_err(|_| Error::invalid_param("Invalid room id"))?;
-    let user = UserId::parse(&user).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let room = crate::util::parse_room_id(&room)?;
+    let user = crate::util::parse_user_id(&user)?;
     if user != r.user_id {
         return Err(Error::forbidden("Cannot set another user's typing state"));
     }

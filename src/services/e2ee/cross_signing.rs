@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use ruma::UserId;
 use serde_json::{json, Map, Value};
 
-use super::{cross_signing_public_key, parse_user, signed_bytes, verify_signature};
+use super::{cross_signing_public_key, signed_bytes, verify_signature};
 use crate::{
     services::{
         accounts::{AuthData, Requester},
@@ -131,7 +131,7 @@ impl Services {
         let me = r.user_id.as_str();
         let mut users: Vec<String> = vec![me.to_owned()];
         for u in body.keys() {
-            parse_user(u)?;
+            crate::util::parse_user_id(u)?;
             users.push(u.clone());
         }
         users.sort();

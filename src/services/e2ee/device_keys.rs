@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde_json::{json, Map, Value};
 
-use super::{cross_signing_public_key, parse_user, verify_signature};
+use super::{cross_signing_public_key, verify_signature};
 use crate::{services::Services, store::Db, Error, Result};
 
 /// Longest key id or algorithm accepted.
@@ -215,7 +215,7 @@ impl Services {
         let mut local: Vec<(OwnedUserId, Vec<String>)> = vec![];
         let mut remote: BTreeMap<OwnedServerName, Vec<OwnedUserId>> = BTreeMap::new();
         for (user, devices) in wanted {
-            let user = parse_user(user)?;
+            let user = crate::util::parse_user_id(user)?;
             let devices: Vec<String> = match devices {
                 Value::Array(a) => a
                     .iter()
@@ -339,7 +339,7 @@ impl Services {
         let mut targets: Vec<(String, String, String)> = vec![];
         let mut failures = Map::new();
         for (user, devices) in wanted {
-            let uid = parse_user(user)?;
+            let uid = crate::util::parse_user_id(user)?;
             let devices = devices
                 .as_object()
                 .ok_or_else(|| Error::bad_json("one_time_keys values must be objects"))?;

@@ -109,8 +109,3 @@ impl Drop for DeviceListTicket<'_> {
         }
     }
 }
-
-/// A user id from a request body, or `M_INVALID_PARAM`.
-pub fn parse_user(s: &str) -> Result<OwnedUserId> {
-    UserId::parse(s).map_err(|_| Error::invalid_param(format!("Invalid user id {s:?}")))
-}

@@ -39,7 +39,7 @@ impl Services {
         }
         let mut local: Vec<(OwnedUserId, &Map<String, Value>)> = vec![];
         for (user, devices) in messages {
-            let uid = super::parse_user(user)?;
+            let uid = crate::util::parse_user_id(user)?;
             let devices = devices
                 .as_object()
                 .ok_or_else(|| Error::bad_json("messages values must be objects"))?;
