@@ -72,13 +72,7 @@ impl Services {
         let wake: Vec<OwnedUserId> = if kind == "m.read.private" {
             vec![user.to_owned()]
         } else {
-            self.db
-                .members_of(&[room.to_string()])
-                .await?
-                .into_iter()
-                .filter_map(|(_, m)| UserId::parse(m).ok())
-                .filter(|u| self.is_local(u))
-                .collect()
+            self.local_members(room).await?
         };
         let ids = self.receipt_stream.allocate(1);
         let res = self

@@ -58,11 +58,8 @@ impl Typing {
             return None;
         }
         let pos = self.stream.fetch_add(1, Ordering::AcqRel) + 1;
+        // The room stays in the map even when nobody types: `changed` is what syncs compare.
         entry.changed = pos;
-        if entry.users.is_empty() {
-            // Keep the room until its change has been seen: `changed` is what syncs compare.
-            entry.users.shrink_to_fit();
-        }
         Some(pos)
     }
 
@@ -121,16 +118,22 @@ impl Services {
     }
 
     async fn wake_room(&self, room: &RoomId) {
-        match self.db.members_of(&[room.to_string()]).await {
-            Ok(members) => {
-                let users: Vec<OwnedUserId> = members
-                    .into_iter()
-                    .filter_map(|(_, m)| UserId::parse(m).ok())
-                    .collect();
-                self.notifier.notify(users.iter().map(|u| -> &UserId { u }));
-            }
+        match self.local_members(room).await {
+            Ok(users) => self.notifier.notify(users.iter().map(|u| -> &UserId { u })),
             Err(e) => tracing::warn!(error = %e, "typing wake-up failed"),
         }
+    }
+
+    /// The local users joined to or invited into a room (who an ephemeral change wakes).
+    pub async fn local_members(&self, room: &RoomId) -> Result<Vec<OwnedUserId>> {
+        Ok(self
+            .db
+            .members_of(&[room.to_string()])
+            .await?
+            .into_iter()
+            .filter_map(|(_, m)| UserId::parse(m).ok())
+            .filter(|u| self.is_local(u))
+            .collect())
     }
 
     /// `m.typing` events for the joined rooms whose typing set changed in (since, until] (all
@@ -141,12 +144,25 @@ impl Services {
         since: Option<i64>,
         until: i64,
     ) -> BTreeMap<String, Value> {
-        let rooms = self.typing.rooms.lock();
         let mut out = BTreeMap::new();
-        for (room, t) in rooms.iter() {
-            if !joined.contains(room.as_str()) {
-                continue;
-            }
+        if since.is_some_and(|s| s >= until) {
+            return out;
+        }
+        let rooms = self.typing.rooms.lock();
+        // Walk the smaller side: the user's rooms or the rooms anyone typed in.
+        let pairs: Vec<(&OwnedRoomId, &RoomTyping)> = if joined.len() < rooms.len() {
+            joined
+                .iter()
+                .filter_map(|r| RoomId::parse(*r).ok())
+                .filter_map(|r| rooms.get_key_value(&r))
+                .collect()
+        } else {
+            rooms
+                .iter()
+                .filter(|(r, _)| joined.contains(r.as_str()))
+                .collect()
+        };
+        for (room, t) in pairs {
             let relevant = match since {
                 Some(s) => t.changed > s && t.changed <= until,
                 None => !t.users.is_empty(),

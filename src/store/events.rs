@@ -190,6 +190,27 @@ impl Db {
         row.map(|r| r.try_get(0)).transpose()
     }
 
+    /// Records a transaction id; false when it was already used (the request is a retry).
+    pub async fn claim_txn(
+        tx: &mut Tx,
+        user: &str,
+        device: &str,
+        txn: &str,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, '', $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user)
+        .bind(device)
+        .bind(txn)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
     pub async fn max_stream_ordering(&self) -> sqlx::Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) FROM events")
             .fetch_all(&self.pool)

@@ -1,12 +1,20 @@
 //! End-to-end encryption keys: device keys, one-time and fallback keys, cross-signing keys and
 //! the signatures on them, the device-list change stream, dehydrated devices.
 
-use sqlx::Row;
+use sqlx::{any::AnyRow, Row};
 
-use super::{placeholders, push_rows_from, Db, Tx};
+use std::collections::HashSet;
+
+use super::{placeholders, push_rows_from, Db, Dialect, Tx};
+
+/// Rounds of claiming before giving up on one-time keys that concurrent claims keep taking.
+const CLAIM_ROUNDS: usize = 64;
 
 /// A key handed out by a claim: (user, device, algorithm, key id, key JSON).
 pub type ClaimedKey = (String, String, String, String, String);
+
+/// A claim target: (user, device, algorithm).
+pub type Target = (String, String, String);
 
 /// A stored signature: (target user, target key id, signer user, signer key id, signature).
 pub type SignatureRow = (String, String, String, String, String);
@@ -158,93 +166,99 @@ impl Db {
         .collect()
     }
 
-    /// Deletes and returns one one-time key per (user, device, algorithm). A target whose key a
-    /// concurrent claim took meanwhile gets none from this call (PostgreSQL re-checks the row), so
-    /// no key is ever handed out twice; the caller retries the missing ones.
-    pub async fn claim_one_time_keys(
-        tx: &mut Tx,
-        targets: &[(String, String, String)],
-    ) -> sqlx::Result<Vec<ClaimedKey>> {
-        let mut out = vec![];
-        for chunk in targets.chunks(300) {
-            let mut sql = String::from(
-                "DELETE FROM one_time_keys WHERE (user_id, device_id, algorithm, key_id) IN (\
-                 SELECT user_id, device_id, algorithm, MIN(key_id) FROM one_time_keys \
-                 WHERE (user_id, device_id, algorithm) IN (VALUES ",
-            );
-            push_rows_from(&mut sql, 1, chunk.len(), 3);
-            sql.push_str(
-                ") GROUP BY user_id, device_id, algorithm) \
-                 RETURNING user_id, device_id, algorithm, key_id, key_json",
-            );
-            let mut q = sqlx::query(&sql);
-            for (u, d, a) in chunk {
-                q = q.bind(u).bind(d).bind(a);
+    /// Hands out one key per (user, device, algorithm), in one transaction: a one-time key
+    /// (deleted: never handed out twice), else the fallback key (marked used).
+    pub async fn claim_keys(&self, targets: Vec<Target>) -> sqlx::Result<Vec<ClaimedKey>> {
+        let mut claimed = vec![];
+        let mut missing = targets;
+        let mut exhausted = vec![];
+        let mut tx = self.begin_write().await?;
+        for _ in 0..CLAIM_ROUNDS {
+            if missing.is_empty() {
+                break;
             }
-            for r in q.fetch_all(&mut **tx).await? {
-                out.push((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                ));
+            let got = Self::claim_one_time_keys(&mut tx.tx, &missing).await?;
+            let done: HashSet<(&str, &str, &str)> = got
+                .iter()
+                .map(|(u, d, a, _, _)| (u.as_str(), d.as_str(), a.as_str()))
+                .collect();
+            missing.retain(|(u, d, a)| !done.contains(&(u.as_str(), d.as_str(), a.as_str())));
+            claimed.extend(got);
+            if missing.is_empty() {
+                break;
             }
+            // A target missed because it has no one-time key left, or (PostgreSQL only: SQLite
+            // serialises writers) because a concurrent claim took the key this statement picked:
+            // go again for the latter.
+            let holders: HashSet<Target> = match self.dialect {
+                Dialect::Sqlite => HashSet::new(),
+                Dialect::Postgres => Self::targets_with_one_time_keys(&mut tx.tx, &missing)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            };
+            let (again, none): (Vec<_>, Vec<_>) =
+                missing.into_iter().partition(|t| holders.contains(t));
+            exhausted.extend(none);
+            missing = again;
         }
-        Ok(out)
+        exhausted.extend(missing);
+        if !exhausted.is_empty() {
+            claimed.extend(Self::claim_fallback_keys(&mut tx.tx, &exhausted).await?);
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 
-    /// Those of the (user, device, algorithm) targets that still hold one-time keys.
-    pub async fn targets_with_one_time_keys(
+    /// Deletes and returns one one-time key per target. A target whose key a concurrent claim
+    /// took meanwhile gets none from this call (PostgreSQL re-checks the row), so no key is
+    /// ever handed out twice.
+    async fn claim_one_time_keys(tx: &mut Tx, targets: &[Target]) -> sqlx::Result<Vec<ClaimedKey>> {
+        over_targets(
+            tx,
+            "DELETE FROM one_time_keys WHERE (user_id, device_id, algorithm, key_id) IN (\
+             SELECT user_id, device_id, algorithm, MIN(key_id) FROM one_time_keys \
+             WHERE (user_id, device_id, algorithm) IN (VALUES ",
+            ") GROUP BY user_id, device_id, algorithm) \
+             RETURNING user_id, device_id, algorithm, key_id, key_json",
+            targets,
+        )
+        .await?
+        .iter()
+        .map(claimed)
+        .collect()
+    }
+
+    /// Those of the targets that still hold one-time keys.
+    async fn targets_with_one_time_keys(
         tx: &mut Tx,
-        targets: &[(String, String, String)],
-    ) -> sqlx::Result<Vec<(String, String, String)>> {
-        let mut out = vec![];
-        for chunk in targets.chunks(300) {
-            let mut sql = String::from(
-                "SELECT DISTINCT user_id, device_id, algorithm FROM one_time_keys \
-                 WHERE (user_id, device_id, algorithm) IN (VALUES ",
-            );
-            push_rows_from(&mut sql, 1, chunk.len(), 3);
-            sql.push(')');
-            let mut q = sqlx::query(&sql);
-            for (u, d, a) in chunk {
-                q = q.bind(u).bind(d).bind(a);
-            }
-            for r in q.fetch_all(&mut **tx).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
-        }
-        Ok(out)
+        targets: &[Target],
+    ) -> sqlx::Result<Vec<Target>> {
+        over_targets(
+            tx,
+            "SELECT DISTINCT user_id, device_id, algorithm FROM one_time_keys \
+             WHERE (user_id, device_id, algorithm) IN (VALUES ",
+            ")",
+            targets,
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
     }
 
     /// Marks the fallback keys of these targets used and returns them.
-    pub async fn claim_fallback_keys(
-        tx: &mut Tx,
-        targets: &[(String, String, String)],
-    ) -> sqlx::Result<Vec<ClaimedKey>> {
-        let mut out = vec![];
-        for chunk in targets.chunks(300) {
-            let mut sql = String::from(
-                "UPDATE fallback_keys SET used = 1 WHERE (user_id, device_id, algorithm) IN (VALUES ",
-            );
-            push_rows_from(&mut sql, 1, chunk.len(), 3);
-            sql.push_str(") RETURNING user_id, device_id, algorithm, key_id, key_json");
-            let mut q = sqlx::query(&sql);
-            for (u, d, a) in chunk {
-                q = q.bind(u).bind(d).bind(a);
-            }
-            for r in q.fetch_all(&mut **tx).await? {
-                out.push((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                ));
-            }
-        }
-        Ok(out)
+    async fn claim_fallback_keys(tx: &mut Tx, targets: &[Target]) -> sqlx::Result<Vec<ClaimedKey>> {
+        over_targets(
+            tx,
+            "UPDATE fallback_keys SET used = 1 WHERE (user_id, device_id, algorithm) IN (VALUES ",
+            ") RETURNING user_id, device_id, algorithm, key_id, key_json",
+            targets,
+        )
+        .await?
+        .iter()
+        .map(claimed)
+        .collect()
     }
 
     /// (user, key type, key JSON) for these users.
@@ -391,56 +405,6 @@ impl Db {
         .collect()
     }
 
-    /// (user, membership) of the members of these rooms whose membership changed in (since, until].
-    pub async fn membership_changes(
-        &self,
-        rooms: &[String],
-        since: i64,
-        until: i64,
-    ) -> sqlx::Result<Vec<(String, String)>> {
-        let mut out = vec![];
-        for chunk in rooms.chunks(500) {
-            let sql = format!(
-                "SELECT user_id, membership FROM memberships WHERE room_id IN ({}) \
-                 AND stream_ordering > $1 AND stream_ordering <= $2",
-                placeholders(3, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(since).bind(until);
-            for r in chunk {
-                q = q.bind(r);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Those of `candidates` who still share a room (joined or invited) with the user.
-    pub async fn still_sharing(
-        &self,
-        user: &str,
-        candidates: &[String],
-    ) -> sqlx::Result<Vec<String>> {
-        let mut out = vec![];
-        for chunk in candidates.chunks(500) {
-            let sql = format!(
-                "SELECT DISTINCT m2.user_id FROM memberships m1 JOIN memberships m2 ON m2.room_id = m1.room_id \
-                 WHERE m1.user_id = $1 AND m1.membership = 'join' AND m2.membership IN ('join', 'invite') \
-                 AND m2.user_id IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(user);
-            for c in chunk {
-                q = q.bind(c);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push(r.try_get(0)?);
-            }
-        }
-        Ok(out)
-    }
-
     /// Deletes everything end-to-end encryption holds for these devices.
     pub async fn delete_device_e2ee(
         tx: &mut Tx,
@@ -504,4 +468,35 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+/// Runs `head VALUES (…),(…) tail` over (user, device, algorithm) targets, 300 at a time.
+async fn over_targets(
+    tx: &mut Tx,
+    head: &str,
+    tail: &str,
+    targets: &[Target],
+) -> sqlx::Result<Vec<AnyRow>> {
+    let mut out = vec![];
+    for chunk in targets.chunks(300) {
+        let mut sql = String::from(head);
+        push_rows_from(&mut sql, 1, chunk.len(), 3);
+        sql.push_str(tail);
+        let mut q = sqlx::query(&sql);
+        for (u, d, a) in chunk {
+            q = q.bind(u).bind(d).bind(a);
+        }
+        out.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(out)
+}
+
+fn claimed(r: &AnyRow) -> sqlx::Result<ClaimedKey> {
+    Ok((
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+    ))
 }

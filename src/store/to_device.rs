@@ -11,27 +11,6 @@ pub type NewToDevice = (String, String, i64, String, String, String);
 pub type ToDeviceRow = (i64, String, String, String);
 
 impl Db {
-    /// Records a transaction id; false when it was already used (the request is a retry).
-    pub async fn claim_txn(
-        tx: &mut Tx,
-        user: &str,
-        device: &str,
-        txn: &str,
-        now: i64,
-    ) -> sqlx::Result<bool> {
-        let res = sqlx::query(
-            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, '', $4) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(user)
-        .bind(device)
-        .bind(txn)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        Ok(res.rows_affected() == 1)
-    }
-
     pub async fn insert_to_device(tx: &mut Tx, rows: &[NewToDevice]) -> sqlx::Result<()> {
         for chunk in rows.chunks(400) {
             let mut sql = String::from(
@@ -125,25 +104,6 @@ impl Db {
             }
             for r in q.fetch_all(&self.pool).await? {
                 out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
-        }
-        Ok(out)
-    }
-
-    /// (user, device) of every device of these users.
-    pub async fn devices_of(&self, users: &[String]) -> sqlx::Result<Vec<(String, String)>> {
-        let mut out = vec![];
-        for chunk in users.chunks(500) {
-            let sql = format!(
-                "SELECT user_id, device_id FROM devices WHERE user_id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for u in chunk {
-                q = q.bind(u);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?));
             }
         }
         Ok(out)

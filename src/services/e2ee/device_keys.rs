@@ -6,12 +6,14 @@ use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde_json::{json, Map, Value};
 
 use super::{cross_signing_public_key, verify_signature};
-use crate::{services::Services, store::Db, Error, Result};
+use crate::{
+    services::Services,
+    store::{keys::Target, Db},
+    Error, Result,
+};
 
 /// Longest key id or algorithm accepted.
 const MAX_KEY_ID: usize = 128;
-/// Rounds of claiming before giving up on one-time keys that concurrent claims keep taking.
-const CLAIM_ROUNDS: usize = 64;
 
 /// What `/keys/upload` carries.
 #[derive(Default)]
@@ -336,7 +338,7 @@ impl Services {
     /// `/keys/claim`: one key per (user, device, algorithm). A one-time key is handed out exactly
     /// once; when a device has none left, its fallback key (marked used) is.
     pub async fn claim_keys(&self, wanted: &Map<String, Value>) -> Result<Value> {
-        let mut targets: Vec<(String, String, String)> = vec![];
+        let mut targets: Vec<Target> = vec![];
         let mut failures = Map::new();
         for (user, devices) in wanted {
             let uid = crate::util::parse_user_id(user)?;
@@ -360,45 +362,7 @@ impl Services {
         }
         targets.sort();
         targets.dedup();
-        let mut claimed = vec![];
-        let mut missing = targets;
-        let mut exhausted = vec![];
-        let mut tx = self.db.begin_write().await?;
-        for _ in 0..CLAIM_ROUNDS {
-            if missing.is_empty() {
-                break;
-            }
-            let got = Db::claim_one_time_keys(&mut tx.tx, &missing).await?;
-            let done: HashSet<(&str, &str, &str)> = got
-                .iter()
-                .map(|(u, d, a, _, _)| (u.as_str(), d.as_str(), a.as_str()))
-                .collect();
-            missing.retain(|(u, d, a)| !done.contains(&(u.as_str(), d.as_str(), a.as_str())));
-            claimed.extend(got);
-            if missing.is_empty() {
-                break;
-            }
-            // A target missed because it has no one-time key left, or (PostgreSQL) because a
-            // concurrent claim took the key this statement picked: go again for the latter.
-            let holders: HashSet<(String, String, String)> = match self.db.dialect {
-                crate::store::Dialect::Sqlite => HashSet::new(),
-                crate::store::Dialect::Postgres => {
-                    Db::targets_with_one_time_keys(&mut tx.tx, &missing)
-                        .await?
-                        .into_iter()
-                        .collect()
-                }
-            };
-            let (again, none): (Vec<_>, Vec<_>) =
-                missing.into_iter().partition(|t| holders.contains(t));
-            exhausted.extend(none);
-            missing = again;
-        }
-        exhausted.extend(missing);
-        if !exhausted.is_empty() {
-            claimed.extend(Db::claim_fallback_keys(&mut tx.tx, &exhausted).await?);
-        }
-        tx.commit().await?;
+        let claimed = self.db.claim_keys(targets).await?;
         let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
         for (user, device, _, key_id, json) in claimed {
             let v: Value = serde_json::from_str(&json)?;

@@ -37,24 +37,28 @@ impl Services {
         if kind.is_empty() || kind.len() > 255 {
             return Err(Error::invalid_param("Invalid event type"));
         }
-        let mut local: Vec<(OwnedUserId, &Map<String, Value>)> = vec![];
+        // (recipient, device id or "*", serialized content), each content serialized once.
+        let mut local: Vec<(OwnedUserId, Vec<(&String, String)>)> = vec![];
         for (user, devices) in messages {
             let uid = crate::util::parse_user_id(user)?;
             let devices = devices
                 .as_object()
                 .ok_or_else(|| Error::bad_json("messages values must be objects"))?;
-            for content in devices.values() {
+            let mut contents = Vec::with_capacity(devices.len());
+            for (device, content) in devices {
                 if !content.is_object() {
                     return Err(Error::bad_json(
                         "A to-device message content must be an object",
                     ));
                 }
-                if serde_json::to_string(content)?.len() > MAX_MESSAGE_BYTES {
+                let text = serde_json::to_string(content)?;
+                if text.len() > MAX_MESSAGE_BYTES {
                     return Err(Error::too_large("To-device message over 64 KiB"));
                 }
+                contents.push((device, text));
             }
             if self.is_local(&uid) {
-                local.push((uid, devices));
+                local.push((uid, contents));
             } else {
                 // Federation delivers these once it exists; nothing can reach them before.
                 tracing::warn!(%uid, "to-device message for a remote user dropped: federation unavailable");
@@ -77,17 +81,16 @@ impl Services {
         for (uid, devices) in &local {
             let user = uid.to_string();
             let known = devices_of.get(&user).map(Vec::as_slice).unwrap_or_default();
-            for (device, content) in *devices {
-                let content = serde_json::to_string(content)?;
-                let targets: Vec<&String> = if device == "*" {
+            for (device, content) in devices {
+                let targets: Vec<&String> = if *device == "*" {
                     known.iter().collect()
                 } else {
                     // Unknown devices are skipped, as the spec's servers do.
-                    known.iter().filter(|d| *d == device).collect()
+                    known.iter().filter(|d| d == device).collect()
                 };
                 for d in targets {
                     if full.contains(&(user.clone(), d.clone())) {
-                        if device == "*" {
+                        if *device == "*" {
                             tracing::warn!(%user, device = %d, "to-device queue full: device skipped");
                             continue;
                         }

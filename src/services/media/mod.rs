@@ -110,7 +110,7 @@ impl Services {
     /// Refuses an upload that would take the user past the quota.
     async fn check_quota(&self, uploader: &UserId, adding: u64) -> Result<()> {
         let quota = self.config.media.quota_bytes_per_user;
-        if quota == 0 {
+        if quota == 0 || adding == 0 {
             return Ok(());
         }
         let (used, _) = self
