@@ -59,6 +59,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.push(tokio::spawn(async move { secure.await }));
         tracing::info!(addr = ?tls_addr, "TLS listener started");
     }
+    services.start_pusher_task();
     let pruner = services.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

@@ -72,18 +72,6 @@ impl Services {
         Ok(serde_json::from_str(&text)?)
     }
 
-    /// The user's push rules: the spec's server-default rule set.
-    pub fn push_rules(&self, user: &UserId) -> Result<Value> {
-        let mut rules = serde_json::to_value(ruma::push::Ruleset::server_default(user))?;
-        // Clients expect every kind, even when empty.
-        if let Some(obj) = rules.as_object_mut() {
-            for kind in ["override", "content", "room", "sender", "underride"] {
-                obj.entry(kind).or_insert_with(|| Value::Array(vec![]));
-            }
-        }
-        Ok(rules)
-    }
-
     pub async fn set_profile(
         &self,
         user: &UserId,

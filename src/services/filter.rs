@@ -66,6 +66,8 @@ pub struct RoomEventFilter {
     pub contains_url: Option<bool>,
     pub lazy_load_members: bool,
     pub include_redundant_members: bool,
+    /// Unread counts per thread (`unread_thread_notifications` in /sync).
+    pub unread_thread_notifications: bool,
 }
 
 /// `*` matches any run of characters, as the spec's type filters allow. Linear-time matching

@@ -7,8 +7,10 @@ pub mod filter;
 pub mod keys;
 pub mod media;
 pub mod presence;
+pub mod push;
 pub mod ratelimit;
 pub mod receipts;
+pub mod relations;
 pub mod rooms;
 pub mod streams;
 pub mod sync;
@@ -44,6 +46,7 @@ pub struct Services {
     pub tokens: accounts::TokenCache,
     pub ratelimit: ratelimit::RateLimiter,
     pub presence: presence::Presence,
+    pub push: push::PushState,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
     pub preview_cache:
         parking_lot::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
@@ -86,6 +89,7 @@ impl Services {
             tokens: accounts::TokenCache::default(),
             ratelimit: ratelimit::RateLimiter::default(),
             presence: presence::Presence::default(),
+            push: push::PushState::default(),
             preview_cache: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()

@@ -85,6 +85,7 @@ impl Services {
                 event_id,
                 util::now_ms(),
                 ids[0],
+                new_pos,
             )
             .await;
         let ready = self

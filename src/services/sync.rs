@@ -378,10 +378,13 @@ impl Services {
             }
         }
 
-        if since.is_none() && req.filter.account_data.allows_type("m.push_rules") {
-            global_ad.push(
-                json!({ "type": "m.push_rules", "content": { "global": self.push_rules(user)? } }),
-            );
+        // Push rules never changed are the server defaults, sent on initial syncs.
+        if since.is_none()
+            && req.filter.account_data.allows_type("m.push_rules")
+            && !global_ad.iter().any(|e| e["type"] == "m.push_rules")
+        {
+            let rules = super::push::ruleset_json(&*self.ruleset(user).await?)?;
+            global_ad.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
         }
 
         // Summaries for rooms sent in full and rooms whose membership moved.
@@ -406,6 +409,35 @@ impl Services {
             .map(String::as_str)
             .collect();
         let mut typing = self.typing_for_sync(&joined_set, since.map(|s| s.typing), cur.typing);
+
+        // Unread notification counts of every room, in one query.
+        let mut unread: HashMap<String, (Value, Map<String, Value>)> = HashMap::new();
+        for c in self.db.unread_counts(user.as_str(), cur.events).await? {
+            let (main, threads) = unread.entry(c.room_id).or_insert_with(|| {
+                (
+                    json!({ "notification_count": 0, "highlight_count": 0 }),
+                    Map::new(),
+                )
+            });
+            if rf.timeline.unread_thread_notifications && c.thread_id != "main" {
+                threads.insert(
+                    c.thread_id,
+                    json!({ "notification_count": c.notifications, "highlight_count": c.highlights }),
+                );
+            } else {
+                for (k, v) in [
+                    ("notification_count", c.notifications),
+                    ("highlight_count", c.highlights),
+                ] {
+                    main[k] = json!(main[k].as_i64().unwrap_or(0) + v);
+                }
+            }
+        }
+
+        // Bundled aggregations of every timeline event, for all rooms at once.
+        let aggregations = self
+            .aggregations(by_room.values().flatten(), viewer)
+            .await?;
 
         // Assemble.
         let mut join = Map::new();
@@ -440,10 +472,21 @@ impl Services {
                     limited.contains_key(room_id),
                     lower,
                     viewer,
+                    &aggregations,
                 )
                 .await?;
             obj["account_data"] = json!({ "events": ad });
             obj["ephemeral"] = json!({ "events": ephemeral });
+            let (counts, threads) = unread.remove(room_id).unwrap_or_else(|| {
+                (
+                    json!({ "notification_count": 0, "highlight_count": 0 }),
+                    Map::new(),
+                )
+            });
+            obj["unread_notifications"] = counts;
+            if rf.timeline.unread_thread_notifications {
+                obj["unread_thread_notifications"] = Value::Object(threads);
+            }
             if let Some(s) = summary {
                 obj["summary"] = s.clone();
             }
@@ -460,6 +503,7 @@ impl Services {
                     limited.contains_key(&m.room_id),
                     lower,
                     viewer,
+                    &aggregations,
                 )
                 .await?;
             obj["account_data"] =
@@ -571,6 +615,7 @@ impl Services {
         limited: bool,
         lower: i64,
         viewer: Option<(&UserId, &str)>,
+        aggregations: &HashMap<String, Value>,
     ) -> Result<Value> {
         let prev_batch = events
             .first()
@@ -578,11 +623,11 @@ impl Services {
             .unwrap_or(lower);
         Ok(json!({
             "timeline": {
-                "events": self.format_events(events, viewer, Format::Client).await?,
+                "events": self.format_plain(events, viewer, Format::Client, aggregations).await?,
                 "limited": limited,
                 "prev_batch": format!("t{prev_batch}"),
             },
-            "state": { "events": self.format_events(state, None, Format::Client).await? },
+            "state": { "events": self.format_plain(state, None, Format::Client, &HashMap::new()).await? },
         }))
     }
 

@@ -46,6 +46,30 @@ impl Db {
         row.map(|r| r.try_get(0)).transpose()
     }
 
+    /// One global account data type of several users: (user, content).
+    pub async fn global_account_data_of(
+        &self,
+        users: &[String],
+        kind: &str,
+    ) -> sqlx::Result<Vec<(String, String)>> {
+        if users.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT user_id, content FROM account_data WHERE room_id = '' AND type = $1 AND user_id IN ({})",
+            super::placeholders(2, users.len())
+        );
+        let mut q = sqlx::query(&sql).bind(kind);
+        for u in users {
+            q = q.bind(u);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// (room_id or "", type, content) changed in (since, until].
     pub async fn account_data_since(
         &self,

@@ -244,6 +244,22 @@ impl Db {
         q.fetch_all(&self.pool).await
     }
 
+    /// Events by stream position (the primary key).
+    pub async fn events_at_streams(&self, streams: &[i64]) -> sqlx::Result<Vec<EventRow>> {
+        if streams.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events e WHERE e.stream_ordering IN ({}) ORDER BY e.stream_ordering",
+            placeholders(1, streams.len())
+        );
+        let mut q = sqlx::query_as(&sql);
+        for s in streams {
+            q = q.bind(*s);
+        }
+        q.fetch_all(&self.pool).await
+    }
+
     /// Up to `limit` live events of a room strictly before (backward) or after (forward) `from`,
     /// stopping at `to` (exclusive bound on the far side), in the direction's order.
     pub async fn room_events(

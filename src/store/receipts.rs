@@ -39,8 +39,13 @@ impl Db {
         event_id: &str,
         ts: i64,
         stream: i64,
+        read_upto: i64,
     ) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
+        // The receipt covers the user's notifications up to the event (of its thread, when it
+        // is threaded).
+        let thread_filter = (!thread.is_empty()).then_some(thread);
+        Self::mark_push_read(&mut tx.tx, user, room, read_upto, thread_filter).await?;
         sqlx::query(
             "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (room_id, receipt_type, user_id, thread_id) \

@@ -340,6 +340,7 @@ impl Db {
             }
         }
         Self::delete_device_e2ee(&mut tx.tx, user_id, devices).await?;
+        Self::delete_device_pushers(&mut tx.tx, user_id, devices).await?;
         Self::add_device_list_changes(&mut tx.tx, change_stream, &[user_id.to_owned()]).await?;
         tx.commit().await
     }

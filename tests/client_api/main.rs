@@ -10,6 +10,8 @@ mod ephemeral;
 mod errors;
 mod media;
 mod messaging;
+mod push;
+mod relations;
 mod rooms;
 mod signatures;
 mod sync;

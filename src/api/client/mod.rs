@@ -15,6 +15,7 @@ mod presence;
 mod profile;
 mod push;
 mod receipts;
+mod relations;
 mod rooms;
 mod session;
 mod sync;
@@ -66,6 +67,23 @@ fn versioned() -> Router<AppState> {
         .route("/pushrules/", get(push::get_all))
         .route("/pushrules", get(push::get_all))
         .route("/pushrules/global/", get(push::get_global))
+        .route(
+            "/pushrules/{scope}/{kind}/{rule_id}",
+            get(push::get_rule)
+                .put(push::put_rule)
+                .delete(push::delete_rule),
+        )
+        .route(
+            "/pushrules/{scope}/{kind}/{rule_id}/enabled",
+            get(push::get_enabled).put(push::put_enabled),
+        )
+        .route(
+            "/pushrules/{scope}/{kind}/{rule_id}/actions",
+            get(push::get_actions).put(push::put_actions),
+        )
+        .route("/notifications", get(push::notifications))
+        .route("/pushers", get(push::pushers))
+        .route("/pushers/set", post(push::set_pusher))
         // rooms.rs
         .route("/createRoom", post(rooms::create))
         .route(
@@ -244,6 +262,23 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/client/v1/register/m.login.registration_token/validity",
             get(session::token_validity),
+        )
+        // relations.rs
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}",
+            get(relations::all),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}",
+            get(relations::by_type),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}",
+            get(relations::by_type_and_event_type),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/threads",
+            get(relations::threads),
         )
         // dehydrated.rs
         .route(

@@ -1,15 +1,161 @@
-//! Push rules (spec: Push notifications). The server-default rule set, which clients read at
-//! start (matrix-js-sdk waits for it before its first sync).
+//! Push notifications (spec: Push notifications): push rules, pushers and /notifications.
 
 use axum::extract::State;
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{ok, ApiResult, AppState, Auth};
+use crate::{
+    api::{ok, ApiResult, AppState, Auth, Json, Path, Query},
+    services::push::{pusher::SetPusher, ruleset_json, RuleBody},
+    Error,
+};
 
 pub async fn get_all(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(json!({ "global": s.push_rules(&r.user_id)? }))
+    ok(json!({ "global": ruleset_json(&*s.ruleset(&r.user_id).await?)? }))
 }
 
 pub async fn get_global(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(s.push_rules(&r.user_id)?)
+    ok(ruleset_json(&*s.ruleset(&r.user_id).await?)?)
+}
+
+fn global(scope: &str) -> Result<(), Error> {
+    if scope == "global" {
+        Ok(())
+    } else {
+        Err(Error::invalid_param("Only the 'global' scope exists"))
+    }
+}
+
+pub async fn get_rule(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((scope, kind, rule_id)): Path<(String, String, String)>,
+) -> ApiResult {
+    global(&scope)?;
+    ok(s.push_rule(&r.user_id, &kind, &rule_id).await?)
+}
+
+#[derive(Deserialize)]
+pub struct Position {
+    before: Option<String>,
+    after: Option<String>,
+}
+
+pub async fn put_rule(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((scope, kind, rule_id)): Path<(String, String, String)>,
+    Query(q): Query<Position>,
+    Json(body): Json<RuleBody>,
+) -> ApiResult {
+    global(&scope)?;
+    s.put_push_rule(
+        &r.user_id,
+        &kind,
+        &rule_id,
+        body,
+        q.before.as_deref(),
+        q.after.as_deref(),
+    )
+    .await?;
+    ok(json!({}))
+}
+
+pub async fn delete_rule(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((scope, kind, rule_id)): Path<(String, String, String)>,
+) -> ApiResult {
+    global(&scope)?;
+    s.delete_push_rule(&r.user_id, &kind, &rule_id).await?;
+    ok(json!({}))
+}
+
+pub async fn get_enabled(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((scope, kind, rule_id)): Path<(String, String, String)>,
+) -> ApiResult {
+    global(&scope)?;
+    let rule = s.push_rule(&r.user_id, &kind, &rule_id).await?;
+    ok(json!({ "enabled": rule["enabled"] }))
+}
+
+#[derive(Deserialize)]
+pub struct Enabled {
+    enabled: bool,
+}
+
+pub async fn put_enabled(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((scope, kind, rule_id)): Path<(String, String, String)>,
+    Json(b): Json<Enabled>,
+) -> ApiResult {
+    global(&scope)?;
+    s.set_push_rule_enabled(&r.user_id, &kind, &rule_id, b.enabled)
+        .await?;
+    ok(json!({}))
+}
+
+pub async fn get_actions(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((scope, kind, rule_id)): Path<(String, String, String)>,
+) -> ApiResult {
+    global(&scope)?;
+    let rule = s.push_rule(&r.user_id, &kind, &rule_id).await?;
+    ok(json!({ "actions": rule["actions"] }))
+}
+
+#[derive(Deserialize)]
+pub struct Actions {
+    actions: Vec<ruma::push::Action>,
+}
+
+pub async fn put_actions(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((scope, kind, rule_id)): Path<(String, String, String)>,
+    Json(b): Json<Actions>,
+) -> ApiResult {
+    global(&scope)?;
+    s.set_push_rule_actions(&r.user_id, &kind, &rule_id, b.actions)
+        .await?;
+    ok(json!({}))
+}
+
+#[derive(Deserialize)]
+pub struct NotificationsQuery {
+    from: Option<String>,
+    limit: Option<i64>,
+    only: Option<String>,
+}
+
+pub async fn notifications(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<NotificationsQuery>,
+) -> ApiResult {
+    let only_highlight = q.only.as_deref() == Some("highlight");
+    ok(s.notifications(
+        &r.user_id,
+        q.from.as_deref(),
+        q.limit.unwrap_or(50),
+        only_highlight,
+    )
+    .await?)
+}
+
+pub async fn pushers(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
+    ok(s.pushers(&r.user_id).await?)
+}
+
+pub async fn set_pusher(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Json(b): Json<SetPusher>,
+) -> ApiResult {
+    s.set_pusher(&r, b).await?;
+    ok(json!({}))
 }

@@ -129,7 +129,7 @@ impl Services {
 
     /// Streams bytes into a temporary file, hashing them; refuses past `max_upload_bytes`.
     /// Returns (sha256 hex, size, temporary path).
-    async fn receive<S, E>(&self, mut body: S) -> Result<(String, u64, PathBuf)>
+    async fn receive<S, E>(&self, body: &mut S) -> Result<(String, u64, PathBuf)>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -151,6 +151,7 @@ impl Services {
                     chunk.map_err(|e| Error::bad_json(format!("Upload interrupted: {e}")))?;
                 size += chunk.len() as u64;
                 if size > max {
+                    drain(body).await;
                     return Err(Error::too_large(format!(
                         "Upload larger than the {max} bytes allowed"
                     )));
@@ -196,10 +197,10 @@ impl Services {
 
     /// Stores bytes already in memory (thumbnails); returns their SHA-256.
     pub async fn keep_bytes(&self, data: &[u8]) -> Result<String> {
-        let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+        let mut stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
             Bytes::copy_from_slice(data),
         )]);
-        let (sha, _, tmp) = self.receive(stream).await?;
+        let (sha, _, tmp) = self.receive(&mut stream).await?;
         self.keep(tmp, &sha).await?;
         Ok(sha)
     }
@@ -211,17 +212,22 @@ impl Services {
         content_type: Option<&str>,
         filename: Option<&str>,
         declared_len: Option<u64>,
-        body: S,
+        mut body: S,
     ) -> Result<String>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let (content_type, filename) = clean_meta(content_type, filename)?;
-        self.check_declared(declared_len)?;
-        self.check_quota(uploader, declared_len.unwrap_or(0))
-            .await?;
-        let (sha, size, tmp) = self.receive(body).await?;
+        let early = match self.check_declared(declared_len) {
+            Ok(()) => self.check_quota(uploader, declared_len.unwrap_or(0)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = early {
+            drain(&mut body).await;
+            return Err(e);
+        }
+        let (sha, size, tmp) = self.receive(&mut body).await?;
         if let Err(e) = self.check_quota(uploader, size).await {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
@@ -277,7 +283,7 @@ impl Services {
         content_type: Option<&str>,
         filename: Option<&str>,
         declared_len: Option<u64>,
-        body: S,
+        mut body: S,
     ) -> Result<()>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -309,10 +315,15 @@ impl Services {
                 "The upload window of this media id expired",
             ));
         }
-        self.check_declared(declared_len)?;
-        self.check_quota(uploader, declared_len.unwrap_or(0))
-            .await?;
-        let (sha, size, tmp) = self.receive(body).await?;
+        let early = match self.check_declared(declared_len) {
+            Ok(()) => self.check_quota(uploader, declared_len.unwrap_or(0)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = early {
+            drain(&mut body).await;
+            return Err(e);
+        }
+        let (sha, size, tmp) = self.receive(&mut body).await?;
         if let Err(e) = self.check_quota(uploader, size).await {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
@@ -432,5 +443,22 @@ impl Services {
             row.filename,
         )
         .await
+    }
+}
+
+/// The most of a refused upload read (and dropped) before answering: a client still sending a
+/// small body would otherwise see the connection reset instead of the error.
+const DRAIN_BYTES: u64 = 1 << 20;
+
+async fn drain<S, E>(body: &mut S)
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+{
+    let mut read = 0u64;
+    while read < DRAIN_BYTES {
+        match body.next().await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            _ => break,
+        }
     }
 }

@@ -29,11 +29,28 @@ pub enum Format {
 impl Services {
     /// Formats events for `viewer` (transaction ids are shown to the sending device only).
     /// Redacted events are redacted with the room version's rules, in one batch.
+    /// Client-format events carry their bundled aggregations (`unsigned.m.relations`).
     pub async fn format_events(
         &self,
         rows: &[EventRow],
         viewer: Option<(&UserId, &str)>,
         format: Format,
+    ) -> Result<Vec<Value>> {
+        let aggregations = match format {
+            Format::Client => self.aggregations(rows, viewer).await?,
+            Format::Stripped => HashMap::new(),
+        };
+        self.format_plain(rows, viewer, format, &aggregations).await
+    }
+
+    /// [`Self::format_events`] with the aggregations already computed (sync computes them once
+    /// for every room).
+    pub async fn format_plain(
+        &self,
+        rows: &[EventRow],
+        viewer: Option<(&UserId, &str)>,
+        format: Format,
+        aggregations: &HashMap<String, Value>,
     ) -> Result<Vec<Value>> {
         let redaction_ids: Vec<String> =
             rows.iter().filter_map(|r| r.redacted_by.clone()).collect();
@@ -78,6 +95,10 @@ impl Services {
             match format {
                 Format::Client => {
                     to_client(&mut obj, row, viewer, now);
+                    if let Some(agg) = aggregations.get(&row.event_id) {
+                        obj.entry("unsigned").or_insert_with(|| json!({}))["m.relations"] =
+                            agg.clone();
+                    }
                     out.push(Value::Object(obj));
                 }
                 Format::Stripped => out.push(json!({

@@ -31,7 +31,8 @@ use serde_json::Value;
 use self::pdu::Pdu;
 use super::Services;
 use crate::{
-    store::{events::NewEvent, Db},
+    services::relations::relation_of,
+    store::{events::NewEvent, push::NewPushAction, relations::NewRelation, Db},
     util, Error, Result,
 };
 
@@ -551,11 +552,16 @@ impl Services {
         }
         let ready = self.events_stream.complete(&ids, wake);
         self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
-        if let Err(e) = res {
-            **guard = None;
-            return Err(e);
+        match res {
+            Ok(notified) => {
+                self.wake_pushers(notified);
+                Ok(ids)
+            }
+            Err(e) => {
+                **guard = None;
+                Err(e)
+            }
         }
-        Ok(ids)
     }
 
     async fn persist_inner(
@@ -564,7 +570,7 @@ impl Services {
         batch: &[NewPdu],
         ids: &[i64],
         new_room: Option<(&UserId, bool)>,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
         let room = guard
             .as_ref()
             .ok_or_else(|| Error::unknown("room state missing"))?;
@@ -636,6 +642,40 @@ impl Services {
             .map(|(u, (m, e, st))| (*u, m.as_str(), *e, *st))
             .collect();
 
+        // Relations and push rule results, written with the events.
+        let contents: Vec<Value> = batch
+            .iter()
+            .map(|n| serde_json::from_str(n.pdu.content.get()).unwrap_or(Value::Null))
+            .collect();
+        let relations: Vec<NewRelation> = events
+            .iter()
+            .zip(&contents)
+            .filter_map(|(ev, content)| {
+                let (rel_type, parent) = relation_of(content)?;
+                Some(NewRelation {
+                    event_id: ev.event_id,
+                    relates_to: parent,
+                    rel_type,
+                    sender: ev.sender,
+                    kind: ev.kind,
+                    stream_ordering: ev.stream_ordering,
+                })
+            })
+            .collect();
+        let push = self.evaluate_push(room, batch, ids, &contents).await?;
+        let push_rows: Vec<NewPushAction> = push
+            .iter()
+            .map(|p| NewPushAction {
+                user_id: &p.user_id,
+                event_id: &p.event_id,
+                stream_ordering: p.stream_ordering,
+                thread_id: &p.thread_id,
+                notify: true,
+                highlight: p.highlight,
+                actions: &p.actions,
+            })
+            .collect();
+
         let mut tx = self.db.begin_write().await?;
         if let Some((creator, public)) = new_room {
             Db::insert_room(
@@ -649,6 +689,23 @@ impl Services {
             .await?;
         }
         Db::insert_events(&mut tx.tx, room_id, &events, &removed, &added).await?;
+        if !relations.is_empty() {
+            Db::insert_relations(&mut tx.tx, room_id, &relations).await?;
+        }
+        if !push_rows.is_empty() {
+            Db::insert_push_actions(&mut tx.tx, room_id, util::now_ms(), &push_rows).await?;
+        }
+        // A user's own event is read: what came before it no longer counts as unread.
+        let mut own: HashMap<&str, i64> = HashMap::new();
+        for ev in &events {
+            let local = UserId::parse(ev.sender).is_ok_and(|u| self.is_local(&u));
+            if local {
+                own.insert(ev.sender, ev.stream_ordering);
+            }
+        }
+        for (sender, upto) in own {
+            Db::mark_push_read(&mut tx.tx, sender, room_id, upto, None).await?;
+        }
         for n in batch {
             if let Some(g) = &n.group_write {
                 let refs: Vec<(&str, &str, &str)> = g
@@ -668,6 +725,8 @@ impl Services {
                     n.pdu.event_id.as_str(),
                 )
                 .await?;
+                Db::delete_relation(&mut tx.tx, room_id, target.as_str()).await?;
+                Db::delete_push_actions(&mut tx.tx, room_id, target.as_str()).await?;
             }
         }
         if !state_rows.is_empty() {
@@ -677,6 +736,9 @@ impl Services {
             Db::upsert_memberships(&mut tx.tx, room_id, &member_rows).await?;
         }
         tx.commit().await?;
-        Ok(())
+        let mut notified: Vec<String> = push.into_iter().map(|p| p.user_id).collect();
+        notified.sort_unstable();
+        notified.dedup();
+        Ok(notified)
     }
 }
