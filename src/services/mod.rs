@@ -10,9 +10,11 @@ pub mod presence;
 pub mod ratelimit;
 pub mod receipts;
 pub mod rooms;
+pub mod search;
 pub mod streams;
 pub mod sync;
 pub mod typing;
+pub mod user_directory;
 
 use std::sync::{atomic::AtomicI64, Arc};
 

@@ -5,12 +5,14 @@ mod common;
 
 mod accounts;
 mod crash;
+mod directory;
 mod e2ee;
 mod ephemeral;
 mod errors;
 mod media;
 mod messaging;
 mod rooms;
+mod search;
 mod signatures;
 mod sync;
 mod tls;

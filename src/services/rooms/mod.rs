@@ -649,6 +649,7 @@ impl Services {
             .await?;
         }
         Db::insert_events(&mut tx.tx, room_id, &events, &removed, &added).await?;
+        Db::index_for_search(&mut tx.tx, &events).await?;
         for n in batch {
             if let Some(g) = &n.group_write {
                 let refs: Vec<(&str, &str, &str)> = g
