@@ -66,8 +66,8 @@ fn search_doc<'a>(ev: &NewEvent<'a>) -> Option<(i64, &'a str, &'static str, Stri
     }
     let doc: Doc = serde_json::from_str(ev.json).ok()?;
     let text = doc.content.get(*field)?.as_str()?;
-    // PostgreSQL text cannot hold NUL; neither index needs it.
-    let mut text: String = text.chars().filter(|c| *c != '\0').collect();
+    // PostgreSQL text cannot hold NUL; to both indexes it only separates words.
+    let mut text: String = text.replace('\0', " ");
     if text.len() > MAX_TEXT {
         let mut cut = MAX_TEXT;
         while !text.is_char_boundary(cut) {
