@@ -173,6 +173,8 @@ pub struct RateLimits {
     pub registration: RateLimit,
     /// Per user.
     pub message: RateLimit,
+    /// Per user: room directory, user directory and message searches.
+    pub search: RateLimit,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,6 +234,10 @@ impl Default for RateLimits {
             message: RateLimit {
                 per_second: 200.0,
                 burst: 1000.0,
+            },
+            search: RateLimit {
+                per_second: 5.0,
+                burst: 30.0,
             },
         }
     }
@@ -304,6 +310,7 @@ impl Config {
                 login: off,
                 registration: off,
                 message: off,
+                search: off,
             };
         }
         if let Some(v) = get("PALABRE_LOG") {

@@ -12,9 +12,11 @@ pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
 pub mod rooms;
+pub mod search;
 pub mod streams;
 pub mod sync;
 pub mod typing;
+pub mod user_directory;
 
 use std::sync::{atomic::AtomicI64, Arc};
 

@@ -154,7 +154,8 @@ impl Db {
         Ok(())
     }
 
-    /// Marks `target` redacted by `redaction_id`, only within the redaction's room.
+    /// Marks `target` redacted by `redaction_id`, only within the redaction's room, and takes it
+    /// out of the search index.
     pub async fn mark_redacted(
         tx: &mut Tx,
         room_id: &str,
@@ -169,7 +170,7 @@ impl Db {
         .bind(room_id)
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        Self::unindex_for_search(tx, room_id, target).await
     }
 
     pub async fn txn_event(

@@ -42,6 +42,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
             login: lots,
             registration: lots,
             message: lots,
+            search: lots,
         },
         ..Config::default()
     }

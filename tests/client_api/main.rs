@@ -5,6 +5,7 @@ mod common;
 
 mod accounts;
 mod crash;
+mod directory;
 mod e2ee;
 mod ephemeral;
 mod errors;
@@ -13,6 +14,7 @@ mod messaging;
 mod push;
 mod relations;
 mod rooms;
+mod search;
 mod signatures;
 mod sync;
 mod tls;

@@ -6,6 +6,7 @@ mod account_data;
 mod backup;
 mod dehydrated;
 mod devices;
+mod directory;
 mod discovery;
 mod events;
 mod keys;
@@ -17,6 +18,7 @@ mod push;
 mod receipts;
 mod relations;
 mod rooms;
+mod search;
 mod session;
 mod sync;
 mod to_device;
@@ -98,6 +100,13 @@ fn versioned() -> Router<AppState> {
             get(rooms::get_visibility).put(rooms::set_visibility),
         )
         .route("/joined_rooms", get(rooms::joined_rooms))
+        // directory.rs, search.rs
+        .route(
+            "/publicRooms",
+            get(directory::public_rooms).post(directory::search_public_rooms),
+        )
+        .route("/user_directory/search", post(directory::search_users))
+        .route("/search", post(search::search))
         // membership.rs
         .route("/join/{room}", post(membership::join))
         .route("/rooms/{room_id}/join", post(membership::join_by_id))

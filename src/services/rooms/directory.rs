@@ -1,6 +1,11 @@
-//! Room aliases, directory visibility and the user's joined rooms.
+//! Room aliases, directory visibility, the published room directory (`/publicRooms`) and the
+//! user's joined rooms.
+
+use std::collections::HashMap;
 
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 use crate::{
     services::{accounts::Requester, Services},
@@ -117,5 +122,197 @@ impl Services {
             .filter(|m| m.membership == "join")
             .map(|m| m.room_id)
             .collect())
+    }
+}
+
+/// A `/publicRooms` request (GET query or POST body).
+#[derive(Debug, Default, Deserialize)]
+pub struct PublicRoomsRequest {
+    pub limit: Option<i64>,
+    pub since: Option<String>,
+    pub filter: Option<PublicRoomsFilter>,
+    pub include_all_networks: Option<bool>,
+    pub third_party_instance_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PublicRoomsFilter {
+    pub generic_search_term: Option<String>,
+    /// `None` entries stand for rooms without a type.
+    pub room_types: Option<Vec<Option<String>>>,
+}
+
+/// Rooms per page at most (and when the client gives no limit).
+const MAX_PUBLIC_ROOMS_PAGE: i64 = 500;
+/// Longest `generic_search_term`, in bytes.
+const MAX_ROOM_SEARCH_TERM: usize = 256;
+
+/// One room of the directory, built from its current state.
+struct DirectoryEntry {
+    room_id: String,
+    members: i64,
+    json: Value,
+    /// Lower-cased name, topic and canonical alias, for the search term.
+    haystack: Vec<String>,
+    room_type: Option<String>,
+    listable: bool,
+}
+
+impl Services {
+    /// `/publicRooms`: the rooms published in this server's directory whose join rule is public
+    /// or knock (or whose history is world readable), with at least one joined member, largest
+    /// first. `since` tokens are offsets (`p<n>`). Another server's directory needs federation,
+    /// which is not built yet: 404.
+    pub async fn public_rooms(
+        &self,
+        requester: &UserId,
+        server: Option<&str>,
+        req: PublicRoomsRequest,
+    ) -> Result<Value> {
+        self.ratelimit
+            .check("search", requester.as_str(), self.config.rate_limits.search)?;
+        if let Some(s) = server {
+            if s != self.server_name.as_str() {
+                return Err(Error::not_found(format!(
+                    "Cannot list the rooms of {s}: federation is not available on this server"
+                )));
+            }
+        }
+        let offset = match req.since.as_deref() {
+            None | Some("") => 0,
+            Some(t) => t
+                .strip_prefix('p')
+                .and_then(|n| n.parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| Error::invalid_param("Invalid since token"))?,
+        };
+        let limit = match req.limit {
+            Some(l) if l < 0 => return Err(Error::invalid_param("limit must not be negative")),
+            Some(0) | None => MAX_PUBLIC_ROOMS_PAGE,
+            Some(l) => l.min(MAX_PUBLIC_ROOMS_PAGE),
+        };
+        let filter = req.filter.unwrap_or_default();
+        let term = match filter.generic_search_term.as_deref().map(str::trim) {
+            Some(t) if t.len() > MAX_ROOM_SEARCH_TERM => {
+                return Err(Error::invalid_param("generic_search_term is too long"))
+            }
+            Some(t) if !t.is_empty() => Some(t.to_lowercase()),
+            _ => None,
+        };
+        // No bridges here: a third-party network has no rooms.
+        if req.third_party_instance_id.is_some() && req.include_all_networks != Some(true) {
+            return Ok(json!({ "chunk": [], "total_room_count_estimate": 0 }));
+        }
+
+        let counts = self.db.published_rooms().await?;
+        let state = self.db.published_rooms_state().await?;
+        let mut by_room: HashMap<&str, HashMap<&str, Value>> = HashMap::new();
+        for row in &state {
+            let content = serde_json::from_str::<Value>(&row.json)
+                .ok()
+                .and_then(|mut v| v.get_mut("content").map(Value::take))
+                .unwrap_or_default();
+            by_room
+                .entry(row.room_id.as_str())
+                .or_default()
+                .insert(row.kind.as_str(), content);
+        }
+        let empty = HashMap::new();
+        let mut entries: Vec<DirectoryEntry> = counts
+            .into_iter()
+            .map(|(room_id, members)| {
+                let st = by_room.get(room_id.as_str()).unwrap_or(&empty);
+                directory_entry(room_id, members, st)
+            })
+            .filter(|e| e.listable)
+            .collect();
+        let total = entries.len();
+        entries.retain(|e| {
+            term.as_ref()
+                .is_none_or(|t| e.haystack.iter().any(|h| h.contains(t.as_str())))
+                && filter
+                    .room_types
+                    .as_ref()
+                    .is_none_or(|types| types.contains(&e.room_type))
+        });
+        entries.sort_by(|a, b| {
+            b.members
+                .cmp(&a.members)
+                .then_with(|| a.room_id.cmp(&b.room_id))
+        });
+        let matched = entries.len() as i64;
+        let page: Vec<Value> = entries
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|e| e.json)
+            .collect();
+        let mut out = json!({
+            "chunk": page,
+            "total_room_count_estimate": if term.is_some() || filter.room_types.is_some() {
+                matched
+            } else {
+                total as i64
+            },
+        });
+        if offset + limit < matched {
+            out["next_batch"] = json!(format!("p{}", offset + limit));
+        }
+        if offset > 0 {
+            out["prev_batch"] = json!(format!("p{}", (offset - limit).max(0)));
+        }
+        Ok(out)
+    }
+}
+
+fn directory_entry(room_id: String, members: i64, st: &HashMap<&str, Value>) -> DirectoryEntry {
+    let field = |kind: &str, name: &str| -> Option<String> {
+        st.get(kind)?.get(name)?.as_str().map(str::to_owned)
+    };
+    let name = field("m.room.name", "name").filter(|s| !s.is_empty());
+    let topic = field("m.room.topic", "topic").filter(|s| !s.is_empty());
+    let alias = field("m.room.canonical_alias", "alias").filter(|s| !s.is_empty());
+    let avatar = field("m.room.avatar", "url").filter(|s| !s.is_empty());
+    let join_rule = field("m.room.join_rules", "join_rule");
+    let world_readable = field("m.room.history_visibility", "history_visibility").as_deref()
+        == Some("world_readable");
+    let guest_can_join =
+        field("m.room.guest_access", "guest_access").as_deref() == Some("can_join");
+    let room_type = field("m.room.create", "type");
+    let listable = world_readable
+        || matches!(
+            join_rule.as_deref(),
+            Some("public" | "knock" | "knock_restricted")
+        );
+    let mut json = json!({
+        "room_id": room_id,
+        "num_joined_members": members,
+        "world_readable": world_readable,
+        "guest_can_join": guest_can_join,
+    });
+    for (k, v) in [
+        ("name", &name),
+        ("topic", &topic),
+        ("canonical_alias", &alias),
+        ("avatar_url", &avatar),
+        ("join_rule", &join_rule),
+        ("room_type", &room_type),
+    ] {
+        if let Some(v) = v {
+            json[k] = json!(v);
+        }
+    }
+    let haystack = [&name, &topic, &alias]
+        .into_iter()
+        .flatten()
+        .map(|s| s.to_lowercase())
+        .collect();
+    DirectoryEntry {
+        room_id,
+        members,
+        json,
+        haystack,
+        room_type,
+        listable,
     }
 }

@@ -689,6 +689,7 @@ impl Services {
             .await?;
         }
         Db::insert_events(&mut tx.tx, room_id, &events, &removed, &added).await?;
+        Db::index_for_search(&mut tx.tx, &events).await?;
         if !relations.is_empty() {
             Db::insert_relations(&mut tx.tx, room_id, &relations).await?;
         }
