@@ -6,12 +6,16 @@ pub mod e2ee;
 pub mod filter;
 pub mod keys;
 pub mod media;
+pub mod openid;
 pub mod presence;
 pub mod ratelimit;
 pub mod receipts;
+pub mod reports;
 pub mod rooms;
+pub mod spaces;
 pub mod streams;
 pub mod sync;
+pub mod tags;
 pub mod typing;
 
 use std::sync::{atomic::AtomicI64, Arc};
@@ -44,6 +48,8 @@ pub struct Services {
     pub tokens: accounts::TokenCache,
     pub ratelimit: ratelimit::RateLimiter,
     pub presence: presence::Presence,
+    /// Serialises each user's room tag changes (read, edit, write back).
+    pub tag_locks: tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
     pub preview_cache:
         parking_lot::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
@@ -86,6 +92,7 @@ impl Services {
             tokens: accounts::TokenCache::default(),
             ratelimit: ratelimit::RateLimiter::default(),
             presence: presence::Presence::default(),
+            tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()

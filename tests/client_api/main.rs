@@ -12,5 +12,6 @@ mod media;
 mod messaging;
 mod rooms;
 mod signatures;
+mod spaces;
 mod sync;
 mod tls;
