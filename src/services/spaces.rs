@@ -149,6 +149,11 @@ impl Services {
         if req.max_depth.is_some_and(|d| d < 0) {
             return Err(Error::invalid_param("max_depth must be a non-negative integer"));
         }
+        self.ratelimit.check(
+            "hierarchy",
+            user.as_str(),
+            self.config.rate_limits.message,
+        )?;
         // The user's memberships, once: who they are to each room, and the rooms they are joined
         // to (restricted rooms).
         let memberships: HashMap<String, String> = self
@@ -182,6 +187,9 @@ impl Services {
 
         let walk = match &req.from {
             Some(token) => {
+                if token.len() > 64 {
+                    return Err(Error::invalid_param("Unknown pagination token"));
+                }
                 let page = self
                     .db
                     .hierarchy_page(token, util::now_ms())

@@ -177,6 +177,11 @@ impl Services {
         let (version, rules) = version::parse(new_version).ok_or_else(|| {
             Error::unsupported_room_version(format!("Room version {new_version} is not supported"))
         })?;
+        self.ratelimit.check(
+            "upgrade",
+            user.as_str(),
+            self.config.rate_limits.message,
+        )?;
         let mut extra: Vec<OwnedUserId> = vec![];
         for u in additional_creators {
             let u = crate::util::parse_user_id(u)?;
