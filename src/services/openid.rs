@@ -13,15 +13,17 @@ const VALIDITY_MS: i64 = 3600 * 1000;
 
 impl Services {
     pub async fn request_openid_token(&self, user: &UserId) -> Result<Value> {
-        self.ratelimit.check(
-            "openid",
-            user.as_str(),
-            self.config.rate_limits.message,
-        )?;
+        self.ratelimit
+            .check("openid", user.as_str(), self.config.rate_limits.message)?;
         let token = util::random_token("mxo");
         let now = util::now_ms();
         self.db
-            .insert_openid_token(&util::hash_secret(&token), user.as_str(), now + VALIDITY_MS, now)
+            .insert_openid_token(
+                &util::hash_secret(&token),
+                user.as_str(),
+                now + VALIDITY_MS,
+                now,
+            )
             .await?;
         Ok(json!({
             "access_token": token,

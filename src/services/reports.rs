@@ -33,11 +33,8 @@ impl Services {
         if score.is_some_and(|s| !(-100..=0).contains(&s)) {
             return Err(Error::invalid_param("score must be between -100 and 0"));
         }
-        self.ratelimit.check(
-            "report",
-            user.as_str(),
-            self.config.rate_limits.message,
-        )?;
+        self.ratelimit
+            .check("report", user.as_str(), self.config.rate_limits.message)?;
         let not_found = || Error::not_found("Event not found, or you cannot see it");
         let joined = self
             .db
@@ -73,11 +70,8 @@ impl Services {
     /// `POST /rooms/{id}/report`: any room known here; the reporter need not be a member.
     pub async fn report_room(&self, user: &UserId, room: &RoomId, reason: &str) -> Result<()> {
         check_reason(Some(reason))?;
-        self.ratelimit.check(
-            "report",
-            user.as_str(),
-            self.config.rate_limits.message,
-        )?;
+        self.ratelimit
+            .check("report", user.as_str(), self.config.rate_limits.message)?;
         if self.db.room_version(room.as_str()).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }

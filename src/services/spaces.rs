@@ -147,13 +147,12 @@ impl Services {
             None => MAX_ROOMS,
         };
         if req.max_depth.is_some_and(|d| d < 0) {
-            return Err(Error::invalid_param("max_depth must be a non-negative integer"));
+            return Err(Error::invalid_param(
+                "max_depth must be a non-negative integer",
+            ));
         }
-        self.ratelimit.check(
-            "hierarchy",
-            user.as_str(),
-            self.config.rate_limits.message,
-        )?;
+        self.ratelimit
+            .check("hierarchy", user.as_str(), self.config.rate_limits.message)?;
         // The user's memberships, once: who they are to each room, and the rooms they are joined
         // to (restricted rooms).
         let memberships: HashMap<String, String> = self
@@ -319,9 +318,8 @@ impl Services {
                 .filter(|a| a["type"] == "m.room_membership")
                 .filter_map(|a| a["room_id"].as_str().map(str::to_owned))
                 .collect();
-            let world_readable =
-                text("m.room.history_visibility", "history_visibility").as_deref()
-                    == Some("world_readable");
+            let world_readable = text("m.room.history_visibility", "history_visibility").as_deref()
+                == Some("world_readable");
             let room_type = create["type"].as_str().map(str::to_owned);
             let joined = counts
                 .iter()
@@ -360,12 +358,18 @@ impl Services {
             // timestamp, then by room id.
             children.sort_by(|a, b| {
                 let (oa, ob) = (child_order(&a["content"]), child_order(&b["content"]));
-                (oa.is_none(), oa, a["origin_server_ts"].as_i64(), a["state_key"].as_str()).cmp(&(
-                    ob.is_none(),
-                    ob,
-                    b["origin_server_ts"].as_i64(),
-                    b["state_key"].as_str(),
-                ))
+                (
+                    oa.is_none(),
+                    oa,
+                    a["origin_server_ts"].as_i64(),
+                    a["state_key"].as_str(),
+                )
+                    .cmp(&(
+                        ob.is_none(),
+                        ob,
+                        b["origin_server_ts"].as_i64(),
+                        b["state_key"].as_str(),
+                    ))
             });
             let children = children
                 .into_iter()

@@ -113,7 +113,10 @@ impl Db {
         for b in binds {
             q = q.bind(b);
         }
-        q.fetch_all(&self.pool).await.and_then(super::one)?.try_get(0)
+        q.fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?
+            .try_get(0)
     }
 
     pub async fn get_report(&self, id: i64) -> sqlx::Result<Option<ReportRow>> {

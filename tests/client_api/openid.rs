@@ -45,7 +45,12 @@ async fn openid_tokens(b: Backend) {
     assert_eq!(v, json!({ "sub": alice.user_id }));
     // Not an access token for the client API, and access tokens are not OpenID tokens.
     let (st, _) = s
-        .call(Method::GET, "/_matrix/client/v3/account/whoami", Some(&token), None)
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     let (st, v) = userinfo(&s, &alice.token).await;
@@ -69,14 +74,24 @@ async fn openid_tokens(b: Backend) {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(v["errcode"], "M_UNKNOWN_TOKEN");
     let (st, v) = s
-        .call(Method::GET, "/_matrix/federation/v1/openid/userinfo", None, None)
+        .call(
+            Method::GET,
+            "/_matrix/federation/v1/openid/userinfo",
+            None,
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(v["errcode"], "M_MISSING_TOKEN");
     let old = "expired-token";
-    db.insert_openid_token(&palabre::util::hash_secret(old), &bob.user_id, now - 1, now - 3_600_001)
-        .await
-        .unwrap();
+    db.insert_openid_token(
+        &palabre::util::hash_secret(old),
+        &bob.user_id,
+        now - 1,
+        now - 3_600_001,
+    )
+    .await
+    .unwrap();
     let (st, v) = userinfo(&s, old).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     assert_eq!(v["errcode"], "M_UNKNOWN_TOKEN");

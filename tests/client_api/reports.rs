@@ -131,7 +131,12 @@ async fn report_events(b: Backend) {
     assert_eq!(oldest.len(), 1, "offset skips the first");
     assert_eq!(oldest[0].id, all[1].id);
     assert_eq!(
-        db.get_report(first.id).await.unwrap().unwrap().reason.as_deref(),
+        db.get_report(first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .reason
+            .as_deref(),
         Some("spam")
     );
     s.stop().await;

@@ -31,10 +31,7 @@ async fn add_child(s: &TestServer, u: &User, parent: &str, child: &str, content:
 }
 
 fn hierarchy_path(root: &str, query: &str) -> String {
-    format!(
-        "/_matrix/client/v1/rooms/{}/hierarchy?{query}",
-        enc(root)
-    )
+    format!("/_matrix/client/v1/rooms/{}/hierarchy?{query}", enc(root))
 }
 
 fn ids(v: &Value) -> Vec<String> {
@@ -103,12 +100,47 @@ async fn hierarchy_walk_and_visibility(b: Backend) {
         .create_room(&alice, json!({"preset": "public_chat"}))
         .await;
 
-    add_child(&s, &alice, &root, &a, json!({"via": via, "order": "a", "suggested": true})).await;
+    add_child(
+        &s,
+        &alice,
+        &root,
+        &a,
+        json!({"via": via, "order": "a", "suggested": true}),
+    )
+    .await;
     add_child(&s, &alice, &root, &sub, json!({"via": via, "order": "b"})).await;
-    add_child(&s, &alice, &root, &hidden, json!({"via": via, "order": "c"})).await;
-    add_child(&s, &alice, &root, &readable, json!({"via": via, "order": "d"})).await;
-    add_child(&s, &alice, &root, &restricted_ok, json!({"via": via, "order": "e"})).await;
-    add_child(&s, &alice, &root, &restricted_no, json!({"via": via, "order": "f"})).await;
+    add_child(
+        &s,
+        &alice,
+        &root,
+        &hidden,
+        json!({"via": via, "order": "c"}),
+    )
+    .await;
+    add_child(
+        &s,
+        &alice,
+        &root,
+        &readable,
+        json!({"via": via, "order": "d"}),
+    )
+    .await;
+    add_child(
+        &s,
+        &alice,
+        &root,
+        &restricted_ok,
+        json!({"via": via, "order": "e"}),
+    )
+    .await;
+    add_child(
+        &s,
+        &alice,
+        &root,
+        &restricted_no,
+        json!({"via": via, "order": "f"}),
+    )
+    .await;
     add_child(&s, &alice, &root, &no_via, json!({"via": []})).await;
     add_child(&s, &alice, &root, "!unknown:localhost", json!({"via": via})).await;
     add_child(&s, &alice, &sub, &d, json!({"via": via, "order": "a"})).await;
@@ -161,12 +193,18 @@ async fn hierarchy_walk_and_visibility(b: Backend) {
     assert_eq!(room(&v, &readable)["world_readable"], true);
     assert_eq!(room(&v, &readable)["join_rule"], "invite");
     assert_eq!(room(&v, &restricted_ok)["join_rule"], "restricted");
-    assert_eq!(room(&v, &sub)["children_state"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        room(&v, &sub)["children_state"].as_array().unwrap().len(),
+        2
+    );
 
     // Alice is in every room: she sees the hidden ones too.
     let (_, v) = s.get(&alice, &hierarchy_path(&root, "")).await;
     let all = ids(&v);
-    assert!(all.contains(&hidden) && all.contains(&restricted_no), "{all:?}");
+    assert!(
+        all.contains(&hidden) && all.contains(&restricted_no),
+        "{all:?}"
+    );
     assert!(!all.contains(&no_via));
     assert_eq!(all.iter().filter(|r| **r == root).count(), 1, "no loops");
 
@@ -190,7 +228,10 @@ async fn hierarchy_walk_and_visibility(b: Backend) {
         .get(&bob, &hierarchy_path(&root, "suggested_only=true"))
         .await;
     assert_eq!(ids(&v), vec![root.clone(), a.clone()]);
-    let listed = room(&v, &root)["children_state"].as_array().unwrap().clone();
+    let listed = room(&v, &root)["children_state"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["state_key"], a.as_str());
 
@@ -205,9 +246,7 @@ async fn hierarchy_walk_and_visibility(b: Backend) {
     assert_eq!(v["errcode"], "M_FORBIDDEN");
     let (st, v) = s.get(&bob, &hierarchy_path(&restricted_no, "")).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
-    let (st, v) = s
-        .get(&bob, &hierarchy_path("!nowhere:localhost", ""))
-        .await;
+    let (st, v) = s.get(&bob, &hierarchy_path("!nowhere:localhost", "")).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["errcode"], "M_NOT_FOUND");
     for q in ["limit=0", "limit=-3", "max_depth=-1", "limit=many"] {
@@ -216,12 +255,7 @@ async fn hierarchy_walk_and_visibility(b: Backend) {
         assert_eq!(v["errcode"], "M_INVALID_PARAM", "{q}");
     }
     let (st, _) = s
-        .call(
-            reqwest::Method::GET,
-            &hierarchy_path(&root, ""),
-            None,
-            None,
-        )
+        .call(reqwest::Method::GET, &hierarchy_path(&root, ""), None, None)
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 
@@ -248,7 +282,10 @@ async fn hierarchy_pages(b: Backend) {
     let mut children = vec![];
     for i in 0..7 {
         let r = s
-            .create_room(&alice, json!({"preset": "public_chat", "name": format!("R{i}")}))
+            .create_room(
+                &alice,
+                json!({"preset": "public_chat", "name": format!("R{i}")}),
+            )
             .await;
         add_child(
             &s,
@@ -269,25 +306,37 @@ async fn hierarchy_pages(b: Backend) {
     assert_eq!(ids(&p1), expected[..3]);
     let t1 = p1["next_batch"].as_str().expect("next_batch").to_owned();
     let (st, p2) = s
-        .get(&bob, &hierarchy_path(&root, &format!("limit=3&from={}", enc(&t1))))
+        .get(
+            &bob,
+            &hierarchy_path(&root, &format!("limit=3&from={}", enc(&t1))),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{p2}");
     assert_eq!(ids(&p2), expected[3..6]);
     let t2 = p2["next_batch"].as_str().expect("next_batch").to_owned();
     assert_ne!(t1, t2);
     let (_, p3) = s
-        .get(&bob, &hierarchy_path(&root, &format!("limit=3&from={}", enc(&t2))))
+        .get(
+            &bob,
+            &hierarchy_path(&root, &format!("limit=3&from={}", enc(&t2))),
+        )
         .await;
     assert_eq!(ids(&p3), expected[6..]);
     assert!(p3.get("next_batch").is_none(), "{p3}");
     // A token can be used again (a retried request gets the same page).
     let (_, again) = s
-        .get(&bob, &hierarchy_path(&root, &format!("limit=3&from={}", enc(&t1))))
+        .get(
+            &bob,
+            &hierarchy_path(&root, &format!("limit=3&from={}", enc(&t1))),
+        )
         .await;
     assert_eq!(ids(&again), expected[3..6]);
     // A different page size continues from the same place.
     let (_, big) = s
-        .get(&bob, &hierarchy_path(&root, &format!("limit=50&from={}", enc(&t1))))
+        .get(
+            &bob,
+            &hierarchy_path(&root, &format!("limit=50&from={}", enc(&t1))),
+        )
         .await;
     assert_eq!(ids(&big), expected[3..]);
 
@@ -296,7 +345,11 @@ async fn hierarchy_pages(b: Backend) {
     let bad = [
         (&bob, root.clone(), "from=nonsense".to_owned()),
         (&alice, root.clone(), format!("from={}", enc(&t1))),
-        (&bob, root.clone(), format!("from={}&suggested_only=true", enc(&t1))),
+        (
+            &bob,
+            root.clone(),
+            format!("from={}&suggested_only=true", enc(&t1)),
+        ),
         (&bob, root.clone(), format!("from={}&max_depth=3", enc(&t1))),
         (&bob, other_root.clone(), format!("from={}", enc(&t1))),
     ];

@@ -61,11 +61,21 @@ async fn room_tags(b: Backend) {
     s.put(&alice, &tag(&alice, "m.favourite"), json!({"order": 1}))
         .await;
     let (st, _) = s
-        .call(Method::DELETE, &tag(&alice, "u.work/ops"), Some(&alice.token), None)
+        .call(
+            Method::DELETE,
+            &tag(&alice, "u.work/ops"),
+            Some(&alice.token),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s
-        .call(Method::DELETE, &tag(&alice, "u.work/ops"), Some(&alice.token), None)
+        .call(
+            Method::DELETE,
+            &tag(&alice, "u.work/ops"),
+            Some(&alice.token),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let expected = json!({ "tags": { "m.favourite": {"order": 1} } });
@@ -88,7 +98,12 @@ async fn room_tags(b: Backend) {
     let (st, _) = s.put(&bob, &tag(&alice, "m.lowpriority"), json!({})).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = s
-        .call(Method::DELETE, &tag(&alice, "m.favourite"), Some(&bob.token), None)
+        .call(
+            Method::DELETE,
+            &tag(&alice, "m.favourite"),
+            Some(&bob.token),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     for (body, code) in [

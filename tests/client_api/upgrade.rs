@@ -79,8 +79,14 @@ async fn upgrade_replaces_room(b: Backend) {
     assert_eq!(create["predecessor"]["room_id"], old.as_str());
     assert_eq!(create["predecessor"]["event_id"], last.as_str());
     assert!(create.get("type").is_none());
-    assert_eq!(state(&s, &alice, &new, "m.room.name").await.1["name"], "Town square");
-    assert_eq!(state(&s, &alice, &new, "m.room.topic").await.1["topic"], "Everything");
+    assert_eq!(
+        state(&s, &alice, &new, "m.room.name").await.1["name"],
+        "Town square"
+    );
+    assert_eq!(
+        state(&s, &alice, &new, "m.room.topic").await.1["topic"],
+        "Everything"
+    );
     assert_eq!(
         state(&s, &alice, &new, "m.room.join_rules").await.1["join_rule"],
         "public"
@@ -94,11 +100,20 @@ async fn upgrade_replaces_room(b: Backend) {
         "world_readable"
     );
     // No preset state the old room did not have.
-    assert_eq!(state(&s, &alice, &new, "m.room.guest_access").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        state(&s, &alice, &new, "m.room.guest_access").await.0,
+        StatusCode::NOT_FOUND
+    );
     // The old power levels, unchanged, and the ban.
     let (_, new_pl) = state(&s, &alice, &new, "m.room.power_levels").await;
     assert_eq!(new_pl, old_pl);
-    let (_, ban) = state(&s, &alice, &new, &format!("m.room.member/{}", enc(&carol.user_id))).await;
+    let (_, ban) = state(
+        &s,
+        &alice,
+        &new,
+        &format!("m.room.member/{}", enc(&carol.user_id)),
+    )
+    .await;
     assert_eq!(ban["membership"], "ban");
     assert_eq!(ban["reason"], "spam");
 
@@ -122,16 +137,26 @@ async fn upgrade_replaces_room(b: Backend) {
     let (st, _) = s
         .put(
             &bob,
-            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/b1", enc(&old)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/b1",
+                enc(&old)
+            ),
             json!({"msgtype": "m.text", "body": "still here?"}),
         )
         .await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "ordinary members can no longer talk");
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "ordinary members can no longer talk"
+    );
 
     // The alias, the canonical alias and the directory listing moved.
     let alias = "#square:localhost";
     let (_, v) = s
-        .get(&bob, &format!("/_matrix/client/v3/directory/room/{}", enc(alias)))
+        .get(
+            &bob,
+            &format!("/_matrix/client/v3/directory/room/{}", enc(alias)),
+        )
         .await;
     assert_eq!(v["room_id"], new.as_str());
     assert_eq!(
@@ -143,7 +168,10 @@ async fn upgrade_replaces_room(b: Backend) {
     assert_eq!(s.get(&bob, &vis(&new)).await.1["visibility"], "public");
     assert_eq!(s.get(&bob, &vis(&old)).await.1["visibility"], "private");
     let (_, aliases) = s
-        .get(&alice, &format!("/_matrix/client/v3/rooms/{}/aliases", enc(&new)))
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/aliases", enc(&new)),
+        )
         .await;
     assert_eq!(aliases["aliases"], json!([alias]));
 
@@ -152,7 +180,11 @@ async fn upgrade_replaces_room(b: Backend) {
     s.send_text(&bob, &new, "b2", "moved").await;
     // The banned user cannot.
     let (st, _) = s
-        .post(&carol, &format!("/_matrix/client/v3/join/{}", enc(&new)), json!({}))
+        .post(
+            &carol,
+            &format!("/_matrix/client/v3/join/{}", enc(&new)),
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     s.stop().await;
@@ -164,7 +196,10 @@ async fn upgrade_refusals(b: Backend) {
     let bob = s.register("bob").await;
     let carol = s.register("carol").await;
     let room = s
-        .create_room(&alice, json!({"room_version": "11", "preset": "public_chat"}))
+        .create_room(
+            &alice,
+            json!({"room_version": "11", "preset": "public_chat"}),
+        )
         .await;
     s.join(&bob, &room).await;
 
@@ -181,7 +216,13 @@ async fn upgrade_refusals(b: Backend) {
     let (st, v) = upgrade(&s, &alice, &room, json!({})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(v["errcode"], "M_BAD_JSON");
-    let (st, v) = upgrade(&s, &alice, "!nowhere:localhost", json!({"new_version": "12"})).await;
+    let (st, v) = upgrade(
+        &s,
+        &alice,
+        "!nowhere:localhost",
+        json!({"new_version": "12"}),
+    )
+    .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     let (st, v) = upgrade(
         &s,
@@ -190,7 +231,11 @@ async fn upgrade_refusals(b: Backend) {
         json!({"new_version": "11", "additional_creators": [bob.user_id]}),
     )
     .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "no additional creators before v12: {v}");
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "no additional creators before v12: {v}"
+    );
     assert_eq!(v["errcode"], "M_INVALID_PARAM");
     let (st, v) = upgrade(
         &s,
@@ -230,7 +275,10 @@ async fn upgrade_by_moderator(b: Backend) {
     let (st, v) = s
         .put(
             &alice,
-            &format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels", enc(&room)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.power_levels",
+                enc(&room)
+            ),
             pl.clone(),
         )
         .await;
@@ -250,7 +298,10 @@ async fn upgrade_by_moderator(b: Backend) {
     assert_eq!(new_pl["users"][&alice.user_id], 100);
     // Bob created the replacement (v11: the create event's sender is the creator).
     let (_, all) = s
-        .get(&bob, &format!("/_matrix/client/v3/rooms/{}/state", enc(&new)))
+        .get(
+            &bob,
+            &format!("/_matrix/client/v3/rooms/{}/state", enc(&new)),
+        )
         .await;
     let create = all
         .as_array()
@@ -311,13 +362,7 @@ async fn upgrade_to_v12(b: Backend) {
     assert!(pl["users"].get(&alice.user_id).is_none(), "{pl}");
     assert!(pl["users"].get(&bob.user_id).is_none(), "{pl}");
     // The space keeps its child.
-    let (st, c) = state(
-        &s,
-        &alice,
-        &new,
-        &format!("m.space.child/{}", enc(&child)),
-    )
-    .await;
+    let (st, c) = state(&s, &alice, &new, &format!("m.space.child/{}", enc(&child))).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(c["via"], json!(["localhost"]));
 

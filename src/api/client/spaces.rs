@@ -30,5 +30,6 @@ pub async fn hierarchy(
         limit: q.limit,
         from: q.from,
     };
-    ok(s.room_hierarchy(&r.user_id, &parse_room_id(&room)?, req).await?)
+    ok(s.room_hierarchy(&r.user_id, &parse_room_id(&room)?, req)
+        .await?)
 }

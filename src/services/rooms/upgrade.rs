@@ -75,9 +75,8 @@ fn split_canonical_alias(c: &Value, server: &str) -> (Option<Value>, Option<Valu
         kept.remove("alias");
     }
     if let Some(alts) = c["alt_aliases"].as_array() {
-        let (mine, theirs): (Vec<&Value>, Vec<&Value>) = alts
-            .iter()
-            .partition(|a| a.as_str().is_some_and(&local));
+        let (mine, theirs): (Vec<&Value>, Vec<&Value>) =
+            alts.iter().partition(|a| a.as_str().is_some_and(&local));
         if !mine.is_empty() {
             moved.insert("alt_aliases".into(), json!(mine));
             if theirs.is_empty() {
@@ -177,11 +176,8 @@ impl Services {
         let (version, rules) = version::parse(new_version).ok_or_else(|| {
             Error::unsupported_room_version(format!("Room version {new_version} is not supported"))
         })?;
-        self.ratelimit.check(
-            "upgrade",
-            user.as_str(),
-            self.config.rate_limits.message,
-        )?;
+        self.ratelimit
+            .check("upgrade", user.as_str(), self.config.rate_limits.message)?;
         let mut extra: Vec<OwnedUserId> = vec![];
         for u in additional_creators {
             let u = crate::util::parse_user_id(u)?;
