@@ -183,27 +183,7 @@ impl Services {
         }
         let mut pl = match &replacement {
             Some(r) => r.power_levels.clone(),
-            None => json!({
-            "users": users,
-            "users_default": 0,
-            "events": {
-                "m.room.name": 50,
-                "m.room.power_levels": 100,
-                "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50,
-                "m.room.avatar": 50,
-                "m.room.tombstone": 100,
-                "m.room.server_acl": 100,
-                "m.room.encryption": 100,
-            },
-            "events_default": 0,
-            "state_default": 50,
-            "ban": 50,
-            "kick": 50,
-            "redact": 50,
-            "invite": if preset == "public_chat" { 50 } else { 0 },
-            "notifications": { "room": 50 },
-            }),
+            None => default_power_levels(users, &preset),
         };
         if let Some(o) = &req.power_level_content_override {
             for (k, v) in o {
@@ -428,4 +408,29 @@ fn strip_creators(pl: &mut Value, room: &RoomState) {
             users.retain(|u, _| !creators.iter().any(|c| c.as_str() == u));
         }
     }
+}
+
+/// The power levels of a new room (before `power_level_content_override`).
+fn default_power_levels(users: Map<String, Value>, preset: &str) -> Value {
+    json!({
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": if preset == "public_chat" { 50 } else { 0 },
+        "notifications": { "room": 50 },
+    })
 }
