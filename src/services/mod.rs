@@ -6,15 +6,19 @@ pub mod e2ee;
 pub mod filter;
 pub mod keys;
 pub mod media;
+pub mod openid;
 pub mod presence;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod search;
+pub mod spaces;
 pub mod streams;
 pub mod sync;
+pub mod tags;
 pub mod typing;
 pub mod user_directory;
 
@@ -49,6 +53,8 @@ pub struct Services {
     pub ratelimit: ratelimit::RateLimiter,
     pub presence: presence::Presence,
     pub push: push::PushState,
+    /// Serialises each user's room tag changes (read, edit, write back).
+    pub tag_locks: tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
     pub preview_cache:
         parking_lot::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
@@ -92,6 +98,7 @@ impl Services {
             ratelimit: ratelimit::RateLimiter::default(),
             presence: presence::Presence::default(),
             push: push::PushState::default(),
+            tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()

@@ -11,11 +11,14 @@ pub mod directory;
 pub mod events;
 pub mod keys;
 pub mod media;
+pub mod openid;
 pub mod push;
 pub mod receipts;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod search;
+pub mod spaces;
 pub mod state;
 pub mod to_device;
 pub mod users;
@@ -60,8 +63,8 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search");
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search");
+const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid");
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid");
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {

@@ -173,6 +173,33 @@ impl Db {
         tx.commit().await
     }
 
+    /// Moves a room's local aliases and its room directory listing to its replacement (room
+    /// upgrade), in one transaction.
+    pub async fn transfer_listing(&self, old_room: &str, new_room: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        let public = sqlx::query("SELECT is_public FROM rooms WHERE room_id = $1")
+            .bind(old_room)
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map(super::first)?
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0);
+        sqlx::query("UPDATE room_aliases SET room_id = $1 WHERE room_id = $2")
+            .bind(new_room)
+            .bind(old_room)
+            .execute(&mut *tx.tx)
+            .await?;
+        if public != 0 {
+            sqlx::query("UPDATE rooms SET is_public = CASE WHEN room_id = $1 THEN 1 ELSE 0 END WHERE room_id IN ($1, $2)")
+                .bind(new_room)
+                .bind(old_room)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
     pub async fn room_aliases(&self, room_id: &str) -> sqlx::Result<Vec<String>> {
         let rows = sqlx::query("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias")
             .bind(room_id)

@@ -12,15 +12,19 @@ mod events;
 mod keys;
 mod media;
 mod membership;
+mod openid;
 mod presence;
 mod profile;
 mod push;
 mod receipts;
 mod relations;
+mod reporting;
 mod rooms;
 mod search;
 mod session;
+mod spaces;
 mod sync;
+mod tags;
 mod to_device;
 mod typing;
 
@@ -107,6 +111,24 @@ fn versioned() -> Router<AppState> {
         )
         .route("/user_directory/search", post(directory::search_users))
         .route("/search", post(search::search))
+        .route("/rooms/{room_id}/upgrade", post(rooms::upgrade))
+        // reporting.rs
+        .route("/rooms/{room_id}/report", post(reporting::report_room))
+        .route(
+            "/rooms/{room_id}/report/{event_id}",
+            post(reporting::report_event),
+        )
+        // openid.rs
+        .route(
+            "/user/{user_id}/openid/request_token",
+            post(openid::request_token),
+        )
+        // tags.rs
+        .route("/user/{user_id}/rooms/{room_id}/tags", get(tags::get))
+        .route(
+            "/user/{user_id}/rooms/{room_id}/tags/{tag}",
+            put(tags::put).delete(tags::delete),
+        )
         // membership.rs
         .route("/join/{room}", post(membership::join))
         .route("/rooms/{room_id}/join", post(membership::join_by_id))
@@ -268,6 +290,11 @@ pub fn routes() -> Router<AppState> {
         .nest("/_matrix/client/v3", versioned())
         .nest("/_matrix/client/r0", versioned())
         .route("/_matrix/client/versions", get(discovery::versions))
+        // spaces.rs
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/hierarchy",
+            get(spaces::hierarchy),
+        )
         .route(
             "/_matrix/client/v1/register/m.login.registration_token/validity",
             get(session::token_validity),

@@ -1,4 +1,5 @@
-//! Room creation, aliases, directory visibility, joined rooms (spec: Rooms, Room aliases).
+//! Room creation, aliases, directory visibility, joined rooms, upgrades (spec: Rooms, Room
+//! aliases, Room upgrades).
 
 use axum::extract::State;
 use ruma::RoomAliasId;
@@ -97,6 +98,30 @@ pub async fn set_visibility(
     };
     s.set_room_public(&r, &parse_room(&room)?, public).await?;
     ok(json!({}))
+}
+
+#[derive(Deserialize)]
+pub struct Upgrade {
+    new_version: String,
+    #[serde(default)]
+    additional_creators: Vec<String>,
+}
+
+pub async fn upgrade(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+    Json(b): Json<Upgrade>,
+) -> ApiResult {
+    let new_room = s
+        .upgrade_room(
+            &r.user_id,
+            &parse_room(&room)?,
+            &b.new_version,
+            &b.additional_creators,
+        )
+        .await?;
+    ok(json!({ "replacement_room": new_room }))
 }
 
 pub async fn joined_rooms(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {

@@ -24,6 +24,19 @@ pub struct CreateRoomRequest {
     pub power_level_content_override: Option<Map<String, Value>>,
 }
 
+/// What a room upgrade carries into the replacement room, beyond a `/createRoom` request:
+/// the room starts from exactly these power levels and this state instead of a preset.
+pub struct Replacement {
+    /// The power levels the room starts with (the old room's, with the upgrading user raised
+    /// enough to copy the state over).
+    pub power_levels: Value,
+    /// State copied from the old room, in order (bans included). An event the copy cannot send
+    /// is left out with a warning rather than failing the upgrade.
+    pub state: Vec<(String, String, Value)>,
+    /// The old room's own power levels, sent last when they differ from `power_levels`.
+    pub final_power_levels: Option<Value>,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct InitialState {
     #[serde(rename = "type")]
@@ -38,6 +51,17 @@ impl Services {
         &self,
         creator: &UserId,
         req: CreateRoomRequest,
+    ) -> Result<OwnedRoomId> {
+        self.create_room_with(creator, req, None).await
+    }
+
+    /// Room creation; with a [`Replacement`] (room upgrade) the power levels and state come from
+    /// it and no preset state, default encryption or alias is added.
+    pub async fn create_room_with(
+        &self,
+        creator: &UserId,
+        req: CreateRoomRequest,
+        replacement: Option<Replacement>,
     ) -> Result<OwnedRoomId> {
         let public = req.visibility.as_deref() == Some("public");
         let preset = req.preset.clone().unwrap_or_else(|| {
@@ -157,37 +181,16 @@ impl Services {
                 }
             }
         }
-        let mut pl = json!({
-            "users": users,
-            "users_default": 0,
-            "events": {
-                "m.room.name": 50,
-                "m.room.power_levels": 100,
-                "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50,
-                "m.room.avatar": 50,
-                "m.room.tombstone": 100,
-                "m.room.server_acl": 100,
-                "m.room.encryption": 100,
-            },
-            "events_default": 0,
-            "state_default": 50,
-            "ban": 50,
-            "kick": 50,
-            "redact": 50,
-            "invite": if preset == "public_chat" { 50 } else { 0 },
-            "notifications": { "room": 50 },
-        });
+        let mut pl = match &replacement {
+            Some(r) => r.power_levels.clone(),
+            None => default_power_levels(users, &preset),
+        };
         if let Some(o) = &req.power_level_content_override {
             for (k, v) in o {
                 pl[k] = v.clone();
             }
         }
-        if rules.authorization.explicitly_privilege_room_creators {
-            if let Some(users) = pl["users"].as_object_mut() {
-                users.retain(|u, _| !creators.iter().any(|c| c.as_str() == u));
-            }
-        }
+        strip_creators(&mut pl, &room);
         batch.push(room.build(
             self,
             creator,
@@ -208,10 +211,14 @@ impl Services {
         }
 
         // 5. preset state, unless given in initial_state
+        // A replacement room carries its own state: nothing from presets or defaults.
+        let copying = replacement.is_some();
         let given = |t: &str| {
-            req.initial_state
-                .iter()
-                .any(|s| s.kind == t && s.state_key.is_empty())
+            copying
+                || req
+                    .initial_state
+                    .iter()
+                    .any(|s| s.kind == t && s.state_key.is_empty())
         };
         let join_rule = if preset == "public_chat" {
             "public"
@@ -295,6 +302,34 @@ impl Services {
             )?);
         }
 
+        // Upgrade: the old room's state, then its own power levels.
+        if let Some(rep) = replacement {
+            for (kind, key, content) in rep.state {
+                match room.build(
+                    self,
+                    creator,
+                    EventSpec::state(&kind, &key, content),
+                    None,
+                    None,
+                ) {
+                    Ok(n) => batch.push(n),
+                    Err(e) => {
+                        tracing::warn!(%kind, %key, error = %e, "state not copied to the new room")
+                    }
+                }
+            }
+            if let Some(mut pl) = rep.final_power_levels {
+                strip_creators(&mut pl, &room);
+                batch.push(room.build(
+                    self,
+                    creator,
+                    EventSpec::state("m.room.power_levels", "", pl),
+                    None,
+                    None,
+                )?);
+            }
+        }
+
         // 7. name and topic
         if let Some(name) = req.name {
             batch.push(room.build(
@@ -363,4 +398,39 @@ impl Services {
         }
         Ok(room_id)
     }
+}
+
+/// In room versions that privilege creators, creators must not appear in `users`.
+fn strip_creators(pl: &mut Value, room: &RoomState) {
+    if room.rules.authorization.explicitly_privilege_room_creators {
+        let creators = room.creators();
+        if let Some(users) = pl["users"].as_object_mut() {
+            users.retain(|u, _| !creators.iter().any(|c| c.as_str() == u));
+        }
+    }
+}
+
+/// The power levels of a new room (before `power_level_content_override`).
+fn default_power_levels(users: Map<String, Value>, preset: &str) -> Value {
+    json!({
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": if preset == "public_chat" { 50 } else { 0 },
+        "notifications": { "room": 50 },
+    })
 }

@@ -9,6 +9,7 @@ pub mod membership;
 pub mod pdu;
 pub mod read;
 pub mod send;
+pub mod upgrade;
 pub mod version;
 pub mod visibility;
 pub mod writer;
@@ -70,6 +71,8 @@ pub struct RoomCache {
     /// Events waiting for their room's writer (see writer.rs).
     pending: Mutex<HashMap<OwnedRoomId, Vec<writer::Job>>>,
     versions: Mutex<HashMap<OwnedRoomId, RoomVersionId>>,
+    /// Rooms being upgraded (one upgrade at a time per room).
+    upgrading: Mutex<HashSet<OwnedRoomId>>,
 }
 
 /// An event a local user asks for.
@@ -180,6 +183,18 @@ impl RoomState {
             .as_i64()
             .or_else(|| pl["users_default"].as_i64())
             .unwrap_or(0)
+    }
+
+    /// Level needed to send a state event of this type (0 in a room without power levels).
+    pub fn state_power(&self, kind: &str) -> i64 {
+        let pl = self.power_levels();
+        if pl.is_null() {
+            return 0;
+        }
+        pl["events"][kind]
+            .as_i64()
+            .or_else(|| pl["state_default"].as_i64())
+            .unwrap_or(50)
     }
 
     /// Level needed for an action field such as `invite`, `kick`, `ban`, `redact`.

@@ -1,0 +1,24 @@
+//! OpenID (spec: OpenID): tokens a user hands to third parties to prove who they are.
+
+use axum::extract::State;
+use serde_json::Value;
+
+use crate::{
+    api::{ok, ApiResult, AppState, Auth, Json, Path},
+    util::parse_user_id,
+    Error,
+};
+
+pub async fn request_token(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+    Json(_): Json<Value>,
+) -> ApiResult {
+    if parse_user_id(&user)? != r.user_id {
+        return Err(Error::forbidden(
+            "Cannot request an OpenID token for another user",
+        ));
+    }
+    ok(s.request_openid_token(&r.user_id).await?)
+}

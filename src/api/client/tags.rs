@@ -1,0 +1,51 @@
+//! Room tagging (spec: Room tagging), stored as the `m.tag` room account data.
+
+use axum::extract::State;
+use serde_json::{json, Value};
+
+use crate::{
+    api::{ok, ApiResult, AppState, Auth, Json, Path},
+    services::accounts::Requester,
+    util::{parse_room_id, parse_user_id},
+    Error,
+};
+
+fn own(r: &Requester, user: &str) -> Result<(), Error> {
+    if parse_user_id(user)? != r.user_id {
+        return Err(Error::forbidden("Cannot access another user's tags"));
+    }
+    Ok(())
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, room)): Path<(String, String)>,
+) -> ApiResult {
+    own(&r, &user)?;
+    let tags = s.room_tags(&r.user_id, &parse_room_id(&room)?).await?;
+    ok(json!({ "tags": tags }))
+}
+
+pub async fn put(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, room, tag)): Path<(String, String, String)>,
+    Json(b): Json<Value>,
+) -> ApiResult {
+    own(&r, &user)?;
+    s.set_room_tag(&r.user_id, &parse_room_id(&room)?, &tag, b)
+        .await?;
+    ok(json!({}))
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path((user, room, tag)): Path<(String, String, String)>,
+) -> ApiResult {
+    own(&r, &user)?;
+    s.delete_room_tag(&r.user_id, &parse_room_id(&room)?, &tag)
+        .await?;
+    ok(json!({}))
+}

@@ -1,0 +1,402 @@
+//! Spaces: the room hierarchy below a space (`GET /rooms/{id}/hierarchy`), over local rooms.
+//!
+//! The walk is depth-first (spec and Synapse): a space's children, in the spec's order, are
+//! visited before its siblings. Rooms are summarised in batches: when the walk meets a room it
+//! has not loaded, it loads that room and the next unloaded rooms waiting on the stack (a
+//! space's children are pushed together, so a batch is typically a whole sibling group) with
+//! two queries whatever the batch size. Pages continue from a saved walk (stack + rooms already
+//! seen), so a later page never repeats a room.
+
+use std::collections::{HashMap, HashSet};
+
+use ruma::{room_version_rules::RoomVersionRules, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::{
+    rooms::{client_event::Format, version},
+    Services,
+};
+use crate::{store::spaces::HierarchyPage, util, Error, Result};
+
+/// Most rooms per page (Synapse's cap), also the default.
+const MAX_ROOMS: usize = 50;
+/// How long a pagination token stays valid.
+const PAGE_VALIDITY_MS: i64 = 5 * 60 * 1000;
+/// The state read to summarise a room.
+const SUMMARY_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.name",
+    "m.room.topic",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.join_rules",
+    "m.room.history_visibility",
+    "m.room.guest_access",
+    "m.room.encryption",
+    "m.space.child",
+];
+
+pub struct HierarchyRequest {
+    pub suggested_only: bool,
+    pub max_depth: Option<i64>,
+    pub limit: Option<i64>,
+    pub from: Option<String>,
+}
+
+/// The saved state of a walk between pages.
+#[derive(Serialize, Deserialize, Default)]
+struct Walk {
+    /// Rooms still to visit with their depth; the next one is last.
+    stack: Vec<(String, i64)>,
+    /// Rooms already visited (returned or not).
+    seen: Vec<String>,
+}
+
+/// What the walk knows of a local room.
+struct RoomInfo {
+    rules: Option<RoomVersionRules>,
+    summary: Map<String, Value>,
+    join_rule: String,
+    /// Rooms whose members may join (restricted join rules).
+    allow: Vec<String>,
+    world_readable: bool,
+    is_space: bool,
+    /// Stripped `m.space.child` events with a valid `via`, in the spec's order, and whether
+    /// each is suggested.
+    children: Vec<(Value, bool)>,
+}
+
+impl RoomInfo {
+    /// Whether the user may see this room in a hierarchy: a member (joined or invited), or the
+    /// room is world-readable, or the user could join or knock (public, knock, or a restricted
+    /// room whose allowed rooms they are joined to).
+    fn visible_to(&self, membership: Option<&str>, joined: &HashSet<&str>) -> bool {
+        if matches!(membership, Some("join" | "invite")) || self.world_readable {
+            return true;
+        }
+        let Some(rules) = &self.rules else {
+            return false;
+        };
+        let auth = &rules.authorization;
+        match self.join_rule.as_str() {
+            "public" => true,
+            "knock" => auth.knocking,
+            "knock_restricted" => auth.knock_restricted_join_rule,
+            "restricted" if auth.restricted_join_rule => {
+                self.allow.iter().any(|r| joined.contains(r.as_str()))
+            }
+            _ => false,
+        }
+    }
+
+    fn to_json(&self, suggested_only: bool) -> Value {
+        let mut out = self.summary.clone();
+        let children: Vec<Value> = if self.is_space {
+            self.children
+                .iter()
+                .filter(|(_, suggested)| !suggested_only || *suggested)
+                .map(|(ev, _)| ev.clone())
+                .collect()
+        } else {
+            vec![]
+        };
+        out.insert("children_state".into(), Value::Array(children));
+        Value::Object(out)
+    }
+
+    /// Room ids of the children the walk descends into.
+    fn child_ids(&self, suggested_only: bool) -> Vec<String> {
+        if !self.is_space {
+            return vec![];
+        }
+        self.children
+            .iter()
+            .filter(|(_, suggested)| !suggested_only || *suggested)
+            .filter_map(|(ev, _)| ev["state_key"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// A valid `order` of a space child: at most 50 printable ASCII characters.
+fn child_order(content: &Value) -> Option<&str> {
+    content["order"]
+        .as_str()
+        .filter(|o| o.len() <= 50 && o.bytes().all(|b| (0x20..=0x7e).contains(&b)))
+}
+
+/// A child is only a child while its `via` is a non-empty list of strings.
+fn has_via(content: &Value) -> bool {
+    content["via"]
+        .as_array()
+        .is_some_and(|v| !v.is_empty() && v.iter().all(Value::is_string))
+}
+
+impl Services {
+    pub async fn room_hierarchy(
+        &self,
+        user: &UserId,
+        root: &RoomId,
+        req: HierarchyRequest,
+    ) -> Result<Value> {
+        let limit = match req.limit {
+            Some(l) if l <= 0 => {
+                return Err(Error::invalid_param("limit must be a positive integer"))
+            }
+            Some(l) => (l as usize).min(MAX_ROOMS),
+            None => MAX_ROOMS,
+        };
+        if req.max_depth.is_some_and(|d| d < 0) {
+            return Err(Error::invalid_param(
+                "max_depth must be a non-negative integer",
+            ));
+        }
+        self.ratelimit
+            .check("hierarchy", user.as_str(), self.config.rate_limits.message)?;
+        // The user's memberships, once: who they are to each room, and the rooms they are joined
+        // to (restricted rooms).
+        let memberships: HashMap<String, String> = self
+            .db
+            .user_memberships(user.as_str())
+            .await?
+            .into_iter()
+            .map(|m| (m.room_id, m.membership))
+            .collect();
+        let joined: HashSet<&str> = memberships
+            .iter()
+            .filter(|(_, m)| *m == "join")
+            .map(|(r, _)| r.as_str())
+            .collect();
+        let membership = |room: &str| memberships.get(room).map(String::as_str);
+
+        let mut infos: HashMap<String, Option<RoomInfo>> = self
+            .load_room_infos(&[root.to_string()])
+            .await?
+            .into_iter()
+            .collect();
+        match infos.get(root.as_str()) {
+            Some(Some(info)) if info.visible_to(membership(root.as_str()), &joined) => {}
+            Some(Some(_)) => {
+                return Err(Error::forbidden(
+                    "You cannot see this room: not a member and it cannot be previewed",
+                ))
+            }
+            _ => return Err(Error::not_found("Unknown room")),
+        }
+
+        let walk = match &req.from {
+            Some(token) => {
+                if token.len() > 64 {
+                    return Err(Error::invalid_param("Unknown pagination token"));
+                }
+                let page = self
+                    .db
+                    .hierarchy_page(token, util::now_ms())
+                    .await?
+                    .filter(|p| {
+                        p.user_id == user.as_str()
+                            && p.room_id == root.as_str()
+                            && p.suggested_only == req.suggested_only
+                            && p.max_depth == req.max_depth
+                    })
+                    .ok_or_else(|| Error::invalid_param("Unknown pagination token"))?;
+                serde_json::from_str(&page.walk)
+                    .map_err(|_| Error::invalid_param("Unknown pagination token"))?
+            }
+            None => Walk {
+                stack: vec![(root.to_string(), 0)],
+                seen: vec![],
+            },
+        };
+        let mut stack = walk.stack;
+        let mut seen: HashSet<String> = walk.seen.into_iter().collect();
+        let mut rooms = vec![];
+        while rooms.len() < limit {
+            let Some((room_id, depth)) = stack.pop() else {
+                break;
+            };
+            if !seen.insert(room_id.clone()) {
+                continue;
+            }
+            if !infos.contains_key(&room_id) {
+                // This room and the next unloaded ones on the stack, up to what the page can
+                // still take.
+                let want = limit - rooms.len();
+                let mut batch = vec![room_id.clone()];
+                for (r, _) in stack.iter().rev() {
+                    if batch.len() >= want {
+                        break;
+                    }
+                    if !seen.contains(r) && !infos.contains_key(r) && !batch.contains(r) {
+                        batch.push(r.clone());
+                    }
+                }
+                infos.extend(self.load_room_infos(&batch).await?);
+            }
+            let Some(Some(info)) = infos.get(&room_id) else {
+                continue; // unknown here (a remote room: not walked without federation)
+            };
+            if !info.visible_to(membership(&room_id), &joined) {
+                continue;
+            }
+            rooms.push(info.to_json(req.suggested_only));
+            if req.max_depth.is_none_or(|max| depth < max) {
+                for child in info.child_ids(req.suggested_only).into_iter().rev() {
+                    if !seen.contains(&child) {
+                        stack.push((child, depth + 1));
+                    }
+                }
+            }
+        }
+        stack.retain(|(r, _)| !seen.contains(r));
+        let mut out = json!({ "rooms": rooms });
+        if !stack.is_empty() {
+            let token = util::random_string(24);
+            let now = util::now_ms();
+            let walk = Walk {
+                stack,
+                seen: seen.into_iter().collect(),
+            };
+            let page = HierarchyPage {
+                user_id: user.to_string(),
+                room_id: root.to_string(),
+                suggested_only: req.suggested_only,
+                max_depth: req.max_depth,
+                walk: serde_json::to_string(&walk)?,
+            };
+            self.db
+                .insert_hierarchy_page(&token, &page, now + PAGE_VALIDITY_MS, now)
+                .await?;
+            out["next_batch"] = json!(token);
+        }
+        Ok(out)
+    }
+
+    /// Summaries of local rooms (None for rooms unknown here), in two queries: the summary
+    /// state of every room, and their member counts.
+    async fn load_room_infos(&self, rooms: &[String]) -> Result<Vec<(String, Option<RoomInfo>)>> {
+        let rows = self
+            .db
+            .current_state_events(rooms, Some(SUMMARY_TYPES))
+            .await?;
+        let counts = self.db.member_counts(rooms).await?;
+        // Client format: redacted state reads as redacted.
+        let events = self.format_events(&rows, None, Format::Client).await?;
+        let mut state: HashMap<&str, Vec<&Value>> = HashMap::new();
+        for (row, ev) in rows.iter().zip(&events) {
+            state.entry(row.room_id.as_str()).or_default().push(ev);
+        }
+        let mut out = Vec::with_capacity(rooms.len());
+        for room_id in rooms {
+            let evs = state.remove(room_id.as_str()).unwrap_or_default();
+            let get = |kind: &str| {
+                evs.iter()
+                    .find(|e| e["type"] == kind && e["state_key"] == "")
+                    .map(|e| &e["content"])
+            };
+            let Some(create) = get("m.room.create") else {
+                out.push((room_id.clone(), None));
+                continue;
+            };
+            let version_id = create["room_version"].as_str().unwrap_or("1").to_owned();
+            let rules = version::parse(&version_id).map(|(_, r)| r);
+            let text = |kind: &str, field: &str| {
+                get(kind)
+                    .and_then(|c| c[field].as_str())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            let join_rules = get("m.room.join_rules");
+            let join_rule = join_rules
+                .and_then(|c| c["join_rule"].as_str())
+                .unwrap_or("invite")
+                .to_owned();
+            let allow: Vec<String> = join_rules
+                .and_then(|c| c["allow"].as_array())
+                .into_iter()
+                .flatten()
+                .filter(|a| a["type"] == "m.room_membership")
+                .filter_map(|a| a["room_id"].as_str().map(str::to_owned))
+                .collect();
+            let world_readable = text("m.room.history_visibility", "history_visibility").as_deref()
+                == Some("world_readable");
+            let room_type = create["type"].as_str().map(str::to_owned);
+            let joined = counts
+                .iter()
+                .find(|(r, m, _)| r == room_id && m == "join")
+                .map(|(_, _, n)| *n)
+                .unwrap_or(0);
+            let mut summary = Map::new();
+            summary.insert("room_id".into(), json!(room_id));
+            summary.insert("num_joined_members".into(), json!(joined));
+            summary.insert("world_readable".into(), json!(world_readable));
+            summary.insert(
+                "guest_can_join".into(),
+                json!(text("m.room.guest_access", "guest_access").as_deref() == Some("can_join")),
+            );
+            summary.insert("join_rule".into(), json!(join_rule));
+            summary.insert("room_version".into(), json!(version_id));
+            for (key, value) in [
+                ("name", text("m.room.name", "name")),
+                ("topic", text("m.room.topic", "topic")),
+                ("canonical_alias", text("m.room.canonical_alias", "alias")),
+                ("avatar_url", text("m.room.avatar", "url")),
+                ("encryption", text("m.room.encryption", "algorithm")),
+                ("room_type", room_type.clone()),
+            ] {
+                if let Some(v) = value {
+                    summary.insert(key.into(), json!(v));
+                }
+            }
+            let mut children: Vec<&Value> = evs
+                .iter()
+                .copied()
+                .filter(|e| e["type"] == "m.space.child" && has_via(&e["content"]))
+                .filter(|e| e["state_key"].as_str().is_some_and(|k| !k.is_empty()))
+                .collect();
+            // Spec order: valid `order` first (lexicographic), then by the child event's
+            // timestamp, then by room id.
+            children.sort_by(|a, b| {
+                let (oa, ob) = (child_order(&a["content"]), child_order(&b["content"]));
+                (
+                    oa.is_none(),
+                    oa,
+                    a["origin_server_ts"].as_i64(),
+                    a["state_key"].as_str(),
+                )
+                    .cmp(&(
+                        ob.is_none(),
+                        ob,
+                        b["origin_server_ts"].as_i64(),
+                        b["state_key"].as_str(),
+                    ))
+            });
+            let children = children
+                .into_iter()
+                .map(|e| {
+                    let stripped = json!({
+                        "type": e["type"],
+                        "state_key": e["state_key"],
+                        "content": e["content"],
+                        "sender": e["sender"],
+                        "origin_server_ts": e["origin_server_ts"],
+                    });
+                    (stripped, e["content"]["suggested"] == true)
+                })
+                .collect();
+            out.push((
+                room_id.clone(),
+                Some(RoomInfo {
+                    rules,
+                    summary,
+                    join_rule,
+                    allow,
+                    world_readable,
+                    is_space: room_type.as_deref() == Some("m.space"),
+                    children,
+                }),
+            ));
+        }
+        Ok(out)
+    }
+}
