@@ -25,11 +25,12 @@ CREATE TABLE event_push_actions (
     actions TEXT NOT NULL,
     is_read BIGINT NOT NULL DEFAULT 0,
     ts BIGINT NOT NULL,
-    PRIMARY KEY (user_id, event_id)
+    PRIMARY KEY (event_id, user_id)
 );
-CREATE INDEX event_push_actions_unread ON event_push_actions (user_id, is_read, room_id);
+-- Unread rows only (a partial index): receipts and sync read these; read rows stay for
+-- /notifications and pushers, which use the stream index.
+CREATE INDEX event_push_actions_unread ON event_push_actions (user_id, room_id, stream_ordering) WHERE is_read = 0;
 CREATE INDEX event_push_actions_stream ON event_push_actions (user_id, stream_ordering);
-CREATE INDEX event_push_actions_event ON event_push_actions (event_id);
 
 -- Pushers (spec: Push notifications). last_stream is how far delivery has gone, so a restart
 -- resumes where it stopped.

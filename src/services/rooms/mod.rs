@@ -719,9 +719,8 @@ impl Services {
                 own.insert(ev.sender, ev.stream_ordering);
             }
         }
-        for (sender, upto) in own {
-            Db::mark_push_read(&mut tx.tx, sender, room_id, upto, None).await?;
-        }
+        let own: Vec<(&str, i64)> = own.into_iter().collect();
+        Db::mark_push_read_many(&mut tx.tx, room_id, &own).await?;
         for n in batch {
             if let Some(g) = &n.group_write {
                 let refs: Vec<(&str, &str, &str)> = g
