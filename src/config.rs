@@ -62,6 +62,50 @@ pub struct Config {
     /// created with the private_chat / trusted_private_chat presets, which covers DMs) or `off`.
     pub encryption_by_default: EncryptionByDefault,
     pub media: MediaConfig,
+    pub federation: FederationConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Talk to other servers at all.
+    pub enabled: bool,
+    /// When set, the only servers this one talks to: others get 403 and are never contacted.
+    pub allow_list: Option<Vec<String>>,
+    /// Notary servers asked for other servers' keys (`/_matrix/key/v2/query`), with their
+    /// own verify keys: `{ "server_name": "...", "verify_keys": { "ed25519:x": "base64" } }`.
+    /// Empty (the default): a closed federation asks each server directly.
+    pub trusted_key_servers: Vec<TrustedKeyServer>,
+    /// PEM file of extra certificate authorities trusted for federation TLS, besides the
+    /// system's roots (a ministry's private CA).
+    pub extra_ca_file: Option<PathBuf>,
+    /// FOR TESTS ONLY: server name -> host:port, bypassing server discovery.
+    pub resolve_overrides: std::collections::BTreeMap<String, String>,
+    /// FOR TESTS ONLY: accept any TLS certificate from other servers (logged at start).
+    pub insecure_skip_tls_verify: bool,
+    /// Longest wait between retries to an unreachable server, in milliseconds.
+    pub max_retry_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKeyServer {
+    pub server_name: String,
+    pub verify_keys: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_list: None,
+            trusted_key_servers: vec![],
+            extra_ca_file: None,
+            resolve_overrides: Default::default(),
+            insecure_skip_tls_verify: false,
+            max_retry_interval_ms: 24 * 3600 * 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,6 +251,7 @@ impl Default for Config {
             database_max_connections: 8,
             encryption_by_default: EncryptionByDefault::Invite,
             media: MediaConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }

@@ -44,6 +44,7 @@ impl Error {
     ctor!(invalid_param, BAD_REQUEST, "M_INVALID_PARAM");
     ctor!(missing_param, BAD_REQUEST, "M_MISSING_PARAM");
     ctor!(unknown_token, UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    ctor!(unauthorized, UNAUTHORIZED, "M_UNAUTHORIZED");
     ctor!(missing_token, UNAUTHORIZED, "M_MISSING_TOKEN");
     ctor!(user_in_use, BAD_REQUEST, "M_USER_IN_USE");
     ctor!(invalid_username, BAD_REQUEST, "M_INVALID_USERNAME");

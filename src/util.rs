@@ -51,3 +51,13 @@ pub fn parse_room_id(s: &str) -> crate::Result<ruma::OwnedRoomId> {
     ruma::RoomId::parse(s)
         .map_err(|_| crate::Error::invalid_param(format!("Invalid room id {s:?}")))
 }
+
+/// Percent-encodes a query-string or path value (everything but unreserved characters).
+pub fn query_encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}

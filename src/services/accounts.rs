@@ -563,7 +563,27 @@ impl Services {
     }
 
     /// A user's public profile (displayname, avatar_url); deactivated users have none.
+    /// A user's profile: local users from the database, remote users from their server
+    /// (`/_matrix/federation/v1/query/profile`).
     pub async fn profile(&self, user: &str) -> Result<Value> {
+        if let Ok(id) = UserId::parse(user) {
+            if !self.is_local(&id) {
+                let path = format!(
+                    "/_matrix/federation/v1/query/profile?user_id={}",
+                    crate::util::query_encode(user)
+                );
+                let v = self
+                    .federation_request(id.server_name(), axum::http::Method::GET, &path, None)
+                    .await?;
+                let mut out = json!({});
+                for f in ["displayname", "avatar_url"] {
+                    if let Some(s) = v.get(f).and_then(Value::as_str) {
+                        out[f] = json!(s);
+                    }
+                }
+                return Ok(out);
+            }
+        }
         let u = self
             .db
             .get_user(user)

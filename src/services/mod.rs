@@ -3,6 +3,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod e2ee;
+pub mod federation;
 pub mod filter;
 pub mod keys;
 pub mod media;
@@ -53,6 +54,7 @@ pub struct Services {
     pub ratelimit: ratelimit::RateLimiter,
     pub presence: presence::Presence,
     pub push: push::PushState,
+    pub federation: federation::Federation,
     /// Serialises each user's room tag changes (read, edit, write back).
     pub tag_locks: tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
@@ -79,6 +81,7 @@ impl Services {
         let device_list_stream = streams::StreamTracker::new(db.max_device_list_stream().await?);
         let receipt_stream = streams::StreamTracker::new(db.max_receipt_stream().await?);
         let state_group_ids = AtomicI64::new(db.max_state_group().await?);
+        let federation = federation::Federation::new(&config.federation)?;
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
             config,
@@ -98,6 +101,7 @@ impl Services {
             ratelimit: ratelimit::RateLimiter::default(),
             presence: presence::Presence::default(),
             push: push::PushState::default(),
+            federation,
             tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             hashing: tokio::sync::Semaphore::new(

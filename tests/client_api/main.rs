@@ -9,6 +9,7 @@ mod directory;
 mod e2ee;
 mod ephemeral;
 mod errors;
+mod federation;
 mod media;
 mod messaging;
 mod openid;

@@ -1,0 +1,115 @@
+//! Signed requests to other servers (`Authorization: X-Matrix …`, ruma's signing).
+
+use axum::http::{Method, StatusCode};
+use ruma::{
+    api::federation::authentication::{XMatrix, XMatrixSigningInput},
+    ServerName,
+};
+use serde_json::Value;
+
+use super::allowed;
+use crate::{services::Services, Error, Result};
+
+/// Largest JSON answer accepted from another server.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+fn unreachable(server: &ServerName, e: impl std::fmt::Display) -> Error {
+    Error::new(
+        StatusCode::BAD_GATEWAY,
+        "M_UNKNOWN",
+        format!("{server} could not be reached: {e}"),
+    )
+}
+
+impl Services {
+    /// Sends a signed request and returns the raw response (any status).
+    pub async fn federation_send(
+        &self,
+        dest: &ServerName,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
+        if dest == self.server_name {
+            return Err(Error::invalid_param("That is this server"));
+        }
+        if !allowed(&self.config.federation, dest) {
+            return Err(Error::forbidden(format!(
+                "Federation with {dest} is not allowed"
+            )));
+        }
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b)?,
+            None => vec![],
+        };
+        let signing = axum::http::Request::builder()
+            .method(method.clone())
+            .uri(path_and_query)
+            .body(bytes.clone())
+            .map_err(|e| Error::unknown(format!("bad federation request: {e}")))?;
+        let auth = XMatrix::sign_http_request(
+            &signing,
+            XMatrixSigningInput::new(self.server_name.clone(), dest.to_owned(), &self.keys.pair),
+        )
+        .map_err(|e| Error::unknown(format!("cannot sign request: {e}")))?;
+        let fed = &self.federation;
+        let d = fed.resolver.resolve(dest, &fed.http).await;
+        let mut req = fed
+            .http
+            .request(method, format!("{}{path_and_query}", d.base_url))
+            .header(reqwest::header::AUTHORIZATION, auth.to_string());
+        if body.is_some() {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        req.send().await.map_err(|e| unreachable(dest, e))
+    }
+
+    /// A signed request whose answer is JSON; a Matrix error from the other server comes back
+    /// as the same error.
+    pub async fn federation_request(
+        &self,
+        dest: &ServerName,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let resp = self
+            .federation_send(dest, method, path_and_query, body)
+            .await?;
+        let status = resp.status();
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > MAX_RESPONSE_BYTES)
+        {
+            return Err(unreachable(dest, "response too large"));
+        }
+        let bytes = resp.bytes().await.map_err(|e| unreachable(dest, e))?;
+        if bytes.len() > MAX_RESPONSE_BYTES {
+            return Err(unreachable(dest, "response too large"));
+        }
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let errcode = match value.get("errcode").and_then(Value::as_str) {
+            Some("M_NOT_FOUND") => "M_NOT_FOUND",
+            Some("M_FORBIDDEN") => "M_FORBIDDEN",
+            Some("M_UNRECOGNIZED") => "M_UNRECOGNIZED",
+            Some("M_UNSUPPORTED_ROOM_VERSION") => "M_UNSUPPORTED_ROOM_VERSION",
+            Some("M_INCOMPATIBLE_ROOM_VERSION") => "M_INCOMPATIBLE_ROOM_VERSION",
+            Some("M_LIMIT_EXCEEDED") => "M_LIMIT_EXCEEDED",
+            Some("M_INVALID_PARAM") => "M_INVALID_PARAM",
+            Some("M_BAD_JSON") => "M_BAD_JSON",
+            _ => "M_UNKNOWN",
+        };
+        let message = value
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed")
+            .to_owned();
+        Err(Error::new(code, errcode, format!("{dest}: {message}")))
+    }
+}

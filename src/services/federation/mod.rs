@@ -1,0 +1,59 @@
+//! Federation (spec: Server-server API): server discovery (resolver.rs), signed outbound
+//! requests (client.rs), other servers' keys and the notary (keys.rs).
+
+pub mod client;
+pub mod keys;
+pub mod resolver;
+
+use std::{sync::Arc, time::Duration};
+
+use ruma::ServerName;
+
+use crate::config::FederationConfig;
+
+pub struct Federation {
+    pub resolver: resolver::Resolver,
+    /// For signed requests to other servers (DNS through the resolver's pins).
+    pub http: reqwest::Client,
+}
+
+impl Federation {
+    pub fn new(cfg: &FederationConfig) -> anyhow::Result<Self> {
+        let resolver = resolver::Resolver::new(cfg.resolve_overrides.clone().into_iter().collect());
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("Palabre/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(resolver::PinnedResolver {
+                pinned: resolver.pinned.clone(),
+            }));
+        if let Some(path) = &cfg.extra_ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("federation.extra_ca_file {}: {e}", path.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if cfg.insecure_skip_tls_verify {
+            tracing::warn!(
+                "federation.insecure_skip_tls_verify is on: other servers' certificates are NOT checked (tests only)"
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        Ok(Self {
+            resolver,
+            http: builder.build()?,
+        })
+    }
+}
+
+/// Whether this server may talk to `server` (federation on, and on the allow-list if any).
+pub fn allowed(cfg: &FederationConfig, server: &ServerName) -> bool {
+    cfg.enabled
+        && cfg
+            .allow_list
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == server.as_str()))
+}

@@ -1,0 +1,174 @@
+//! Federation basics between two in-process servers over TLS: key fetching and the notary,
+//! signed requests (X-Matrix) checked on arrival, the allow-list.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// Two servers named `localhost:<tls port>`, sharing a self-signed certificate that each trusts.
+async fn two_servers(
+    b: Backend,
+    tweak_b: impl FnOnce(&mut palabre::config::Config),
+) -> (TestServer, TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let port = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (pa, pb) = (port(), port());
+    let setup = |c: &mut palabre::config::Config, p: u16| {
+        c.server_name = format!("localhost:{p}");
+        c.tls = Some(palabre::config::TlsConfig {
+            listen: format!("127.0.0.1:{p}"),
+            certificate: cert_path.clone(),
+            private_key: key_path.clone(),
+        });
+        c.federation.extra_ca_file = Some(cert_path.clone());
+    };
+    let a = TestServer::start_with(b, |c| setup(c, pa)).await;
+    let bsrv = TestServer::start_with(b, |c| {
+        setup(c, pb);
+        tweak_b(c);
+    })
+    .await;
+    (a, bsrv, dir)
+}
+
+async fn keys_and_signed_requests(b: Backend) {
+    let (a, bs, _dir) = two_servers(b, |_| {}).await;
+    let a_name = a.services().server_name.to_string();
+    let b_name = bs.services().server_name.to_string();
+
+    // B's notary fetches A's keys over TLS, checks them and adds its own signature.
+    let (st, v) = a
+        .call(
+            reqwest::Method::GET,
+            &format!("/_matrix/key/v2/query/{}", enc(&b_name)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let entry = &v["server_keys"][0];
+    assert_eq!(entry["server_name"], b_name);
+    assert!(
+        entry["signatures"][&b_name].is_object(),
+        "B's own signature: {entry}"
+    );
+    assert!(
+        entry["signatures"][&a_name].is_object(),
+        "notary signature added: {entry}"
+    );
+    let (st, v) = a
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/key/v2/query",
+            None,
+            Some(json!({ "server_keys": { b_name.clone(): {} } })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["server_keys"][0]["server_name"], b_name);
+
+    // A signed query from A to B: a remote profile.
+    let bob = bs.register("bob").await;
+    let (st, _) = bs
+        .put(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/profile/{}/displayname",
+                enc(&bob.user_id)
+            ),
+            json!({ "displayname": "Bob B." }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let alice = a.register("alice").await;
+    let (st, v) = a
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/profile/{}", enc(&bob.user_id)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["displayname"], "Bob B.");
+    let (st, _) = a
+        .get(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/profile/{}",
+                enc(&format!("@nobody:{b_name}"))
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Unsigned or badly signed requests are refused.
+    let path = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        enc(&bob.user_id)
+    );
+    let (st, v) = bs.call(reqwest::Method::GET, &path, None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    let forged = format!(
+        "X-Matrix origin=\"{a_name}\",destination=\"{b_name}\",key=\"ed25519:nope\",sig=\"AAAA\""
+    );
+    let resp = bs
+        .http
+        .get(format!("{}{path}", bs.base))
+        .header("Authorization", forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // The same request properly signed by A passes.
+    let signed = a
+        .services()
+        .federation_send(
+            &ruma::ServerName::parse(&b_name).unwrap(),
+            reqwest::Method::GET,
+            &path,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::OK);
+    a.stop().await;
+    bs.stop().await;
+}
+
+async fn allow_list(b: Backend) {
+    let (a, bs, _dir) = two_servers(b, |c| {
+        c.federation.allow_list = Some(vec!["localhost:1".into()]);
+    })
+    .await;
+    let b_name = bs.services().server_name.to_string();
+    let bob = bs.register("bob").await;
+    let alice = a.register("alice").await;
+    // B refuses A (not on its list): 403 through to the client.
+    let (st, v) = a
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/profile/{}", enc(&bob.user_id)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    // And B never contacts A.
+    let (st, v): (StatusCode, Value) = bs
+        .get(
+            &bob,
+            &format!("/_matrix/client/v3/profile/{}", enc(&alice.user_id)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let _ = b_name;
+    a.stop().await;
+    bs.stop().await;
+}
+
+crate::both_backends!(keys_and_signed_requests, allow_list);
