@@ -60,6 +60,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::info!(addr = ?tls_addr, "TLS listener started");
     }
     services.start_pusher_task();
+    services
+        .resume_outbox()
+        .await
+        .map_err(|e| anyhow::anyhow!("federation queue: {}", e.message))?;
     let pruner = services.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

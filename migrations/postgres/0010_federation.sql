@@ -18,3 +18,20 @@ CREATE TABLE server_key_responses (
     valid_until_ts BIGINT NOT NULL,
     fetched_ts BIGINT NOT NULL
 );
+
+-- Outbound PDUs per destination, in order; a row goes when the destination accepted it.
+CREATE TABLE federation_outbox (
+    id BIGINT PRIMARY KEY,
+    destination TEXT NOT NULL,
+    event_id TEXT NOT NULL
+);
+CREATE INDEX federation_outbox_dest ON federation_outbox (destination, id);
+
+-- Transactions already received (origin, txn id), for idempotent /send.
+CREATE TABLE federation_txns (
+    origin TEXT NOT NULL,
+    txn_id TEXT NOT NULL,
+    response TEXT NOT NULL,
+    received_ts BIGINT NOT NULL,
+    PRIMARY KEY (origin, txn_id)
+);

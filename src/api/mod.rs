@@ -53,7 +53,7 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-fn form_pairs(q: &str) -> Vec<(String, String)> {
+pub(crate) fn form_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));

@@ -44,6 +44,10 @@ pub struct NewEvent<'a> {
     pub txn_id: Option<&'a str>,
     /// The transaction's scope key (endpoint, room, txn id) for idempotent retries.
     pub txn_key: Option<&'a str>,
+    /// Known but not part of the timeline (auth chains and state from other servers).
+    pub outlier: bool,
+    /// Passed its own auth checks but not the current state's: kept, not shown.
+    pub soft_failed: bool,
 }
 
 /// Timeline direction for pagination.
@@ -71,9 +75,11 @@ impl Db {
         for chunk in events.chunks(100) {
             let mut sql = String::from(
                 "INSERT INTO events (stream_ordering, event_id, room_id, sender, type, state_key, depth, \
-                 origin_server_ts, state_group, sender_device, txn_id, json) VALUES ",
+                 origin_server_ts, state_group, sender_device, txn_id, json, outlier, soft_failed) VALUES ",
             );
-            push_rows(&mut sql, chunk.len(), 12);
+            push_rows(&mut sql, chunk.len(), 14);
+            // A batch may hold events already known (a retried join): keep the first copy.
+            sql.push_str(" ON CONFLICT DO NOTHING");
             let mut q = sqlx::query(&sql);
             for ev in chunk {
                 q = q
@@ -88,7 +94,9 @@ impl Db {
                     .bind(ev.state_group)
                     .bind(ev.sender_device)
                     .bind(ev.txn_id)
-                    .bind(ev.json);
+                    .bind(ev.json)
+                    .bind(i64::from(ev.outlier))
+                    .bind(i64::from(ev.soft_failed));
             }
             q.execute(&mut **tx).await?;
         }

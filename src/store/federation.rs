@@ -2,7 +2,10 @@
 
 use sqlx::Row;
 
-use super::Db;
+use super::{
+    events::{EventRow, EVENT_COLS},
+    placeholders, Db,
+};
 
 /// A cached verify key of another server.
 #[derive(Debug, Clone)]
@@ -82,5 +85,143 @@ impl Db {
         .await
         .map(super::first)?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+}
+
+impl Db {
+    /// Every event in the auth chains of `ids` (not `ids` themselves unless reached), with a
+    /// recursive query.
+    pub async fn auth_chain(&self, ids: &[String]) -> sqlx::Result<Vec<EventRow>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "WITH RECURSIVE chain(id) AS ( \
+               SELECT auth_id FROM event_auth WHERE event_id IN ({}) \
+               UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id ) \
+             SELECT {EVENT_COLS} FROM events e JOIN chain ON e.event_id = chain.id ORDER BY e.stream_ordering",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool).await
+    }
+
+    pub async fn max_outbox_id(&self) -> sqlx::Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM federation_outbox")
+            .fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?;
+        row.try_get(0)
+    }
+
+    /// Queues events for destinations: (id, destination, event_id).
+    pub async fn enqueue_outbox(&self, rows: &[(i64, String, String)]) -> sqlx::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for chunk in rows.chunks(100) {
+            let mut sql =
+                String::from("INSERT INTO federation_outbox (id, destination, event_id) VALUES ");
+            super::push_rows_from(&mut sql, 1, chunk.len(), 3);
+            let mut q = sqlx::query(&sql);
+            for (id, d, e) in chunk {
+                q = q.bind(*id).bind(d).bind(e);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// The next queued events of a destination: (id, event json).
+    pub async fn outbox_batch(&self, dest: &str, limit: i64) -> sqlx::Result<Vec<(i64, String)>> {
+        sqlx::query(
+            "SELECT o.id, e.json FROM federation_outbox o JOIN events e ON e.event_id = o.event_id \
+             WHERE o.destination = $1 ORDER BY o.id LIMIT $2",
+        )
+        .bind(dest)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+    }
+
+    pub async fn outbox_done(&self, dest: &str, upto: i64) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM federation_outbox WHERE destination = $1 AND id <= $2")
+            .bind(dest)
+            .bind(upto)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Destinations with something queued (restart catch-up).
+    pub async fn outbox_destinations(&self) -> sqlx::Result<Vec<String>> {
+        sqlx::query("SELECT DISTINCT destination FROM federation_outbox")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| r.try_get(0))
+            .collect()
+    }
+
+    pub async fn federation_txn(&self, origin: &str, txn: &str) -> sqlx::Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT response FROM federation_txns WHERE origin = $1 AND txn_id = $2")
+                .bind(origin)
+                .bind(txn)
+                .fetch_all(&self.pool)
+                .await
+                .map(super::first)?;
+        row.map(|r| r.try_get(0)).transpose()
+    }
+
+    pub async fn store_federation_txn(
+        &self,
+        origin: &str,
+        txn: &str,
+        response: &str,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO federation_txns (origin, txn_id, response, received_ts) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(origin)
+        .bind(txn)
+        .bind(response)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+}
+
+impl Db {
+    /// The prev events of some events.
+    pub async fn prev_events_of(&self, ids: &[String]) -> sqlx::Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT DISTINCT prev_event_id FROM event_edges WHERE event_id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| r.try_get(0))
+            .collect()
     }
 }

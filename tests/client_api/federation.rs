@@ -171,4 +171,74 @@ async fn allow_list(b: Backend) {
     bs.stop().await;
 }
 
-crate::both_backends!(keys_and_signed_requests, allow_list);
+/// Waits until `user`'s timeline in `room` (through /sync) contains `body`.
+async fn sees(s: &TestServer, u: &User, room: &str, body: &str) {
+    let mut since: Option<String> = None;
+    for _ in 0..100 {
+        let v = s.sync(u, since.as_deref(), 100).await;
+        if timeline_bodies(&v, room).iter().any(|b| b == body) {
+            return;
+        }
+        since = v["next_batch"].as_str().map(str::to_owned);
+    }
+    panic!("{} never saw {body:?} in {room}", u.user_id);
+}
+
+async fn join_and_messages(b: Backend) {
+    let (a, bs, _dir) = two_servers(b, |_| {}).await;
+    let a_name = a.services().server_name.to_string();
+    let alice = a.register("alice").await;
+    let bob = bs.register("bob").await;
+    let room = a
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "name": "Interministériel" }),
+        )
+        .await;
+    a.send_text(&alice, &room, "a1", "before bob").await;
+
+    // Bob joins through A.
+    let (st, v) = bs
+        .post(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&room),
+                enc(&a_name)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "remote join: {v}");
+    assert_eq!(v["room_id"], room);
+    // B knows the room's state.
+    let (st, name) = bs
+        .get(
+            &bob,
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Interministériel");
+    // A sees bob joined.
+    eventually(|| async {
+        let (_, m) = a
+            .get(
+                &alice,
+                &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)),
+            )
+            .await;
+        m["joined"].get(&bob.user_id).is_some()
+    })
+    .await;
+
+    // Messages both ways.
+    a.send_text(&alice, &room, "a2", "bonjour bob").await;
+    sees(&bs, &bob, &room, "bonjour bob").await;
+    bs.send_text(&bob, &room, "b1", "bonjour alice").await;
+    sees(&a, &alice, &room, "bonjour alice").await;
+    a.stop().await;
+    bs.stop().await;
+}
+
+crate::both_backends!(keys_and_signed_requests, allow_list, join_and_messages);

@@ -20,14 +20,26 @@ pub struct TargetBody {
     reason: Option<String>,
 }
 
+/// `server_name` / `via` query parameters (repeated): servers that can help join.
+fn via(q: &Option<String>) -> Vec<ruma::OwnedServerName> {
+    q.as_deref()
+        .map(crate::api::form_pairs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k == "server_name" || k == "via")
+        .filter_map(|(_, v)| ruma::ServerName::parse(&v).ok())
+        .collect()
+}
+
 pub async fn join(
     State(s): State<AppState>,
     Auth(r): Auth,
     Path(target): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
     Json(b): Json<ReasonBody>,
 ) -> ApiResult {
     let room_id = s
-        .join_room(&r.user_id, &target, b.reason.as_deref())
+        .join_room(&r.user_id, &target, b.reason.as_deref(), via(&q))
         .await?;
     ok(json!({ "room_id": room_id }))
 }
@@ -40,7 +52,7 @@ pub async fn join_by_id(
 ) -> ApiResult {
     room(&target)?;
     let room_id = s
-        .join_room(&r.user_id, &target, b.reason.as_deref())
+        .join_room(&r.user_id, &target, b.reason.as_deref(), vec![])
         .await?;
     ok(json!({ "room_id": room_id }))
 }

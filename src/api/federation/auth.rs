@@ -74,6 +74,8 @@ impl FromRequest<AppState> for FedRequest {
             .map_err(|_| Error::unauthorized("Bad request line"))?;
         xm.verify_http_request(&signed, &state.server_name, &map)
             .map_err(|e| Error::unauthorized(format!("Request signature check failed: {e}")))?;
+        // The server is up: end any backoff towards it.
+        state.wake_destination(xm.origin.as_str(), true);
         Ok(FedRequest {
             origin: xm.origin,
             body,

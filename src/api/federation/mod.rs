@@ -2,9 +2,12 @@
 //! (federation proper comes with its own issue).
 
 pub mod auth;
+mod events;
 mod keys;
+mod membership;
 mod openid;
 mod query;
+mod transactions;
 
 use axum::{
     routing::{get, post},
@@ -23,6 +26,28 @@ pub fn routes() -> Router<AppState> {
             "/_matrix/federation/v1/query/directory",
             get(query::directory),
         )
+        .route(
+            "/_matrix/federation/v1/make_join/{room}/{user}",
+            get(membership::make_join),
+        )
+        .route(
+            "/_matrix/federation/v2/send_join/{room}/{event}",
+            axum::routing::put(membership::send_join),
+        )
+        .route(
+            "/_matrix/federation/v1/send/{txn}",
+            axum::routing::put(transactions::send),
+        )
+        .route("/_matrix/federation/v1/event/{event}", get(events::event))
+        .route(
+            "/_matrix/federation/v1/get_missing_events/{room}",
+            post(events::get_missing_events),
+        )
+        .route(
+            "/_matrix/federation/v1/state_ids/{room}",
+            get(events::state_ids),
+        )
+        .route("/_matrix/federation/v1/state/{room}", get(events::state))
         .route("/_matrix/federation/v1/version", get(keys::version))
         .route(
             "/_matrix/federation/v1/openid/userinfo",

@@ -3,7 +3,12 @@
 
 pub mod client;
 pub mod keys;
+pub mod membership;
+pub mod pdu;
+pub mod receive;
 pub mod resolver;
+pub mod sender;
+pub mod serve;
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,6 +20,7 @@ pub struct Federation {
     pub resolver: resolver::Resolver,
     /// For signed requests to other servers (DNS through the resolver's pins).
     pub http: reqwest::Client,
+    pub queues: sender::Queues,
 }
 
 impl Federation {
@@ -45,6 +51,7 @@ impl Federation {
         Ok(Self {
             resolver,
             http: builder.build()?,
+            queues: sender::Queues::default(),
         })
     }
 }

@@ -107,6 +107,9 @@ impl Services {
         let power = power_levels_ctx(room);
         let mut out = vec![];
         for ((n, stream), content) in batch.iter().zip(streams).zip(contents) {
+            if n.soft_failed {
+                continue;
+            }
             let Ok(raw) = RawValue::from_string(n.json.clone()) else {
                 continue;
             };

@@ -37,8 +37,30 @@ impl Services {
         user: &UserId,
         id_or_alias: &str,
         reason: Option<&str>,
+        mut via: Vec<ruma::OwnedServerName>,
     ) -> Result<OwnedRoomId> {
-        let room_id = self.resolve_room(id_or_alias).await?;
+        let room_id = match RoomAliasId::parse(id_or_alias) {
+            Ok(alias) if alias.server_name() != self.server_name => {
+                let path = format!(
+                    "/_matrix/federation/v1/query/directory?room_alias={}",
+                    crate::util::query_encode(alias.as_str())
+                );
+                let v = self
+                    .federation_request(alias.server_name(), axum::http::Method::GET, &path, None)
+                    .await?;
+                via.push(alias.server_name().to_owned());
+                via.extend(
+                    v["servers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str().and_then(|s| ruma::ServerName::parse(s).ok())),
+                );
+                RoomId::parse(v["room_id"].as_str().unwrap_or_default())
+                    .map_err(|_| Error::not_found("Room alias not found"))?
+            }
+            _ => self.resolve_room(id_or_alias).await?,
+        };
         let mut content = self.profile_content(user).await?;
         if let Some(r) = reason {
             content["reason"] = json!(r);
@@ -57,9 +79,20 @@ impl Services {
                 || current.get("avatar_url") != wanted.get("avatar_url"))
         });
         if self.db.room_version(room_id.as_str()).await?.is_none() {
-            return Err(Error::not_found(
-                "This server does not know this room, and federation is not enabled",
-            ));
+            // Not known here: join through another server.
+            if let Some(server) = room_id.server_name() {
+                via.push(server.to_owned());
+            }
+            via.dedup();
+            if via.is_empty() {
+                return Err(Error::not_found(
+                    "This server does not know this room; name a server that does (via)",
+                ));
+            }
+            if let Some(r) = reason {
+                content["reason"] = json!(r);
+            }
+            return self.join_remote(user, &room_id, &via, content).await;
         }
         let spec = EventSpec::state("m.room.member", user.as_str(), content);
         self.submit(&room_id, user.to_owned(), None, None, spec, Some(check))
@@ -188,7 +221,7 @@ impl Services {
             Err(e) => return tracing::warn!(error = %e, "profile propagation"),
         };
         for m in rooms.into_iter().filter(|m| m.membership == "join") {
-            if let Err(e) = self.join_room(user, &m.room_id, None).await {
+            if let Err(e) = self.join_room(user, &m.room_id, None, vec![]).await {
                 tracing::warn!(room = %m.room_id, error = %e, "profile propagation failed");
             }
         }

@@ -8,6 +8,7 @@ pub mod directory;
 pub mod membership;
 pub mod pdu;
 pub mod read;
+pub mod remote;
 pub mod send;
 pub mod upgrade;
 pub mod version;
@@ -114,6 +115,8 @@ pub struct NewPdu {
     pub txn: Option<String>,
     /// Scope key of the transaction id (set by the writer).
     pub txn_key: Option<String>,
+    /// Set for events from other servers that fail against the current state.
+    pub soft_failed: bool,
 }
 
 impl RoomState {
@@ -354,49 +357,11 @@ impl RoomState {
         .map_err(Error::forbidden)?;
 
         // Apply.
-        let mut group_write = None;
-        if let Some(key) = &spec.state_key {
-            let skey = (StateEventType::from(spec.kind.as_str()), key.clone());
-            self.state.insert(skey, pdu.clone());
-            let id = srv.state_group_ids.fetch_add(1, Ordering::SeqCst) + 1;
-            let (prev, chain_len, entries) = match self.state_group {
-                Some(g) if self.chain_len < MAX_DELTA_CHAIN => (
-                    Some(g),
-                    self.chain_len + 1,
-                    vec![(spec.kind.clone(), key.clone(), event_id.clone())],
-                ),
-                _ => (
-                    None,
-                    0,
-                    self.state
-                        .iter()
-                        .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
-                        .collect(),
-                ),
-            };
-            group_write = Some(GroupWrite {
-                id,
-                prev,
-                chain_len,
-                entries,
-            });
-            self.state_group = Some(id);
-            self.chain_len = chain_len;
-            if spec.kind == "m.room.member" {
-                if let Ok(target) = UserId::parse(key.as_str()) {
-                    if srv.is_local(&target) {
-                        match pdu.content_str("membership").as_deref() {
-                            Some("join") | Some("invite") => {
-                                self.local_members.insert(target);
-                            }
-                            _ => {
-                                self.local_members.remove(&target);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let group_write = if spec.state_key.is_some() {
+            Some(self.push_state(srv, &pdu))
+        } else {
+            None
+        };
         self.extremities = vec![pdu.event_id.clone()];
         self.depth = depth;
         Ok(NewPdu {
@@ -407,7 +372,58 @@ impl RoomState {
             device: device.map(str::to_owned),
             txn: txn.map(str::to_owned),
             txn_key: None,
+            soft_failed: false,
         })
+    }
+}
+
+impl RoomState {
+    /// Makes a state event part of the current state: a new state group (a delta on the current
+    /// one, or a full snapshot every few dozen), and the local members it changes.
+    pub fn push_state(&mut self, srv: &Services, pdu: &Arc<Pdu>) -> GroupWrite {
+        let kind = pdu.kind.to_string();
+        let key = pdu.state_key.clone().unwrap_or_default();
+        let skey = (StateEventType::from(kind.as_str()), key.clone());
+        self.state.insert(skey, pdu.clone());
+        let id = srv.state_group_ids.fetch_add(1, Ordering::SeqCst) + 1;
+        let (prev, chain_len, entries) = match self.state_group {
+            Some(g) if self.chain_len < MAX_DELTA_CHAIN => (
+                Some(g),
+                self.chain_len + 1,
+                vec![(kind.clone(), key.clone(), pdu.event_id.to_string())],
+            ),
+            _ => (None, 0, self.snapshot()),
+        };
+        self.state_group = Some(id);
+        self.chain_len = chain_len;
+        if pdu.kind == TimelineEventType::RoomMember {
+            if let Ok(target) = UserId::parse(key.as_str()) {
+                if srv.is_local(&target) {
+                    match pdu.content_str("membership").as_deref() {
+                        Some("join") | Some("invite") => {
+                            self.local_members.insert(target);
+                        }
+                        _ => {
+                            self.local_members.remove(&target);
+                        }
+                    }
+                }
+            }
+        }
+        GroupWrite {
+            id,
+            prev,
+            chain_len,
+            entries,
+        }
+    }
+
+    /// The current state as (type, state_key, event_id) rows.
+    pub fn snapshot(&self) -> Vec<(String, String, String)> {
+        self.state
+            .iter()
+            .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
+            .collect()
     }
 }
 
@@ -570,6 +586,17 @@ impl Services {
         match res {
             Ok(notified) => {
                 self.wake_pushers(notified);
+                // Local events go to the other servers of the room.
+                let local: Vec<String> = batch
+                    .iter()
+                    .filter(|n| !n.soft_failed && self.is_local(&n.pdu.sender))
+                    .map(|n| n.pdu.event_id.to_string())
+                    .collect();
+                if let (Some(room), false) = (guard.as_ref(), local.is_empty()) {
+                    if let Err(e) = self.send_to_room_servers(room, &local, None).await {
+                        tracing::error!(error = %e.message, "cannot queue events for federation");
+                    }
+                }
                 Ok(ids)
             }
             Err(e) => {
@@ -622,24 +649,29 @@ impl Services {
                 sender_device: n.device.as_deref(),
                 txn_id: n.txn.as_deref(),
                 txn_key: n.txn_key.as_deref(),
+                outlier: false,
+                soft_failed: n.soft_failed,
             })
             .collect();
         // Extremities: every prev_event stops being one; the batch's events not referenced by a
         // later event of the batch become ones.
+        // Soft-failed events are never extremities.
         let referenced: HashSet<&str> = events
             .iter()
+            .filter(|e| !e.soft_failed)
             .flat_map(|e| e.prev_events.iter().copied())
             .collect();
         let removed: Vec<&str> = referenced.iter().copied().collect();
         let added: Vec<&str> = events
             .iter()
+            .filter(|e| !e.soft_failed)
             .map(|e| e.event_id)
             .filter(|id| !referenced.contains(id))
             .collect();
         // Current state and memberships: the last event per key wins.
         let mut state_rows: HashMap<(&str, &str), (&str, i64)> = HashMap::new();
         let mut member_rows: HashMap<&str, (String, &str, i64)> = HashMap::new();
-        for (ev, n) in events.iter().zip(batch) {
+        for (ev, n) in events.iter().zip(batch).filter(|(e, _)| !e.soft_failed) {
             if let Some(key) = ev.state_key {
                 state_rows.insert((ev.kind, key), (ev.event_id, ev.stream_ordering));
                 if n.pdu.kind == TimelineEventType::RoomMember {

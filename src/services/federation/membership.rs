@@ -1,0 +1,584 @@
+//! Joining rooms across servers (spec: Joining Rooms): `make_join` / `send_join` v2 served to
+//! other servers, and the same dance as the joining side for local users.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::http::Method;
+use ruma::{
+    events::{StateEventType, TimelineEventType},
+    signatures::{hash_and_sign_event, reference_hash},
+    state_res, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName,
+    RoomId, RoomVersionId, ServerName, UserId,
+};
+use serde_json::{json, Value};
+
+use super::{pdu::CheckedPdu, sender::outgoing_pdu};
+use crate::{
+    services::{
+        rooms::{
+            pdu::Pdu,
+            remote::Outcome,
+            version::{self},
+            GroupWrite, NewPdu, RoomState, StateKey,
+        },
+        Services,
+    },
+    store::{events::NewEvent, Db},
+    util, Error, Result,
+};
+
+/// Room versions this server can join, as `ver=` parameters.
+fn ver_params() -> String {
+    version::SUPPORTED
+        .iter()
+        .map(|v| format!("ver={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn int(v: i64) -> CanonicalJsonValue {
+    CanonicalJsonValue::Integer(ruma::Int::new_saturating(v))
+}
+
+impl Services {
+    /// `GET /make_join/{roomId}/{userId}`: a join event template on top of our current state.
+    pub async fn make_join(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user: &UserId,
+        versions: &[String],
+    ) -> Result<Value> {
+        if user.server_name() != origin {
+            return Err(Error::forbidden("The user is not on the requesting server"));
+        }
+        let guard = self.lock_room(room_id).await?;
+        let room = guard
+            .as_ref()
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let ver = room.version.as_str();
+        let accepted = if versions.is_empty() {
+            ver == "1"
+        } else {
+            versions.iter().any(|v| v == ver)
+        };
+        if !accepted {
+            return Err(Error::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "M_INCOMPATIBLE_ROOM_VERSION",
+                "Your server does not support this room's version",
+            )
+            .with_extra("room_version", json!(ver)));
+        }
+        let template = room.template(
+            user,
+            "m.room.member",
+            Some(user.as_str()),
+            json!({ "membership": "join" }),
+        )?;
+        // Refuse now what the auth rules would refuse at send_join.
+        room.check_template(&template)?;
+        Ok(json!({ "event": template, "room_version": ver }))
+    }
+
+    /// `PUT /v2/send_join/{roomId}/{eventId}`: takes the signed join, answers with the room's
+    /// state and auth chain, and passes the join on to the room's other servers.
+    pub async fn send_join(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &str,
+        event: &Value,
+        omit_members: bool,
+    ) -> Result<Value> {
+        let rules = self.room_rules(room_id.as_str()).await?;
+        let checked = self.check_pdu(event, &rules).await?;
+        if checked.event_id.as_str() != event_id {
+            return Err(Error::bad_json("The event id does not match the event"));
+        }
+        let pdu = Pdu::parse(checked.event_id.as_str(), &checked.json).map_err(Error::bad_json)?;
+        if pdu.kind != TimelineEventType::RoomMember
+            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
+            || pdu.content_str("membership").as_deref() != Some("join")
+            || pdu.sender.server_name() != origin
+        {
+            return Err(Error::bad_json(
+                "Not a join of a user of the requesting server",
+            ));
+        }
+        // The state the joiner gets: the current state before the join.
+        let state_rows = self
+            .db
+            .current_state_events(&[room_id.to_string()], None)
+            .await?;
+        let mut outcome = self.accept_remote_pdus(room_id, vec![checked]).await?;
+        match outcome.pop().map(|(_, o)| o) {
+            Some(Outcome::Accepted) | Some(Outcome::AlreadyKnown) => {}
+            Some(Outcome::Rejected(e)) => {
+                return Err(Error::forbidden(format!("Join refused: {e}")))
+            }
+            Some(Outcome::SoftFailed) => return Err(Error::forbidden("Join refused")),
+            Some(Outcome::MissingPrevs(_)) | None => {
+                return Err(Error::bad_json(
+                    "The join does not follow events known here",
+                ))
+            }
+        }
+        let guard = self.lock_room(room_id).await?;
+        let servers: Vec<String> = guard
+            .as_ref()
+            .map(|r| {
+                let mut s = super::sender::room_servers(r, &self.server_name);
+                s.push(self.server_name.clone());
+                s.into_iter().map(|s| s.to_string()).collect()
+            })
+            .unwrap_or_default();
+        if let Some(room) = guard.as_ref() {
+            self.send_to_room_servers(room, &[event_id.to_owned()], Some(origin))
+                .await?;
+        }
+        drop(guard);
+        let state: Vec<_> = state_rows
+            .iter()
+            .filter(|r| !(omit_members && r.kind == "m.room.member"))
+            .collect();
+        let ids: Vec<String> = state.iter().map(|r| r.event_id.clone()).collect();
+        let chain = self.db.auth_chain(&ids).await?;
+        Ok(json!({
+            "origin": self.server_name.as_str(),
+            "state": state.iter().map(|r| outgoing_pdu(&r.json)).collect::<Vec<_>>(),
+            "auth_chain": chain.iter().map(|r| outgoing_pdu(&r.json)).collect::<Vec<_>>(),
+            "event": event,
+            "members_omitted": omit_members,
+            "servers_in_room": servers,
+        }))
+    }
+
+    /// Joins a room this server is not in, through one of `servers`.
+    pub async fn join_remote(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        servers: &[OwnedServerName],
+        content: Value,
+    ) -> Result<OwnedRoomId> {
+        let mut last = Error::not_found("No server could help joining the room");
+        for server in servers.iter().filter(|s| **s != self.server_name) {
+            match self.join_via(server, user, room_id, content.clone()).await {
+                Ok(()) => return Ok(room_id.to_owned()),
+                Err(e) => {
+                    tracing::info!(%server, %room_id, error = %e.message, "remote join failed");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn join_via(
+        &self,
+        server: &ServerName,
+        user: &UserId,
+        room_id: &RoomId,
+        content: Value,
+    ) -> Result<()> {
+        let path = format!(
+            "/_matrix/federation/v1/make_join/{}/{}?{}",
+            util::query_encode(room_id.as_str()),
+            util::query_encode(user.as_str()),
+            ver_params()
+        );
+        let resp = self
+            .federation_request(server, Method::GET, &path, None)
+            .await?;
+        let ver = resp["room_version"].as_str().unwrap_or("1");
+        let version = RoomVersionId::try_from(ver)
+            .map_err(|_| Error::unsupported_room_version("Unknown room version"))?;
+        let rules = version::supported(&version)
+            .ok_or_else(|| Error::unsupported_room_version("Room version not supported here"))?;
+        let mut obj: CanonicalJsonObject = match CanonicalJsonValue::try_from(resp["event"].clone())
+        {
+            Ok(CanonicalJsonValue::Object(o)) => o,
+            _ => return Err(Error::bad_json("Bad make_join template")),
+        };
+        // Our content (profile), our timestamp, our signature.
+        let mut c = content;
+        c["membership"] = json!("join");
+        let c = CanonicalJsonValue::try_from(c).map_err(|e| Error::bad_json(e.to_string()))?;
+        obj.insert("content".into(), c);
+        obj.insert("origin_server_ts".into(), int(util::now_ms()));
+        obj.insert(
+            "sender".into(),
+            CanonicalJsonValue::String(user.to_string()),
+        );
+        obj.insert(
+            "state_key".into(),
+            CanonicalJsonValue::String(user.to_string()),
+        );
+        for f in ["signatures", "hashes", "unsigned", "event_id"] {
+            obj.remove(f);
+        }
+        hash_and_sign_event(
+            self.server_name.as_str(),
+            &self.keys.pair,
+            &mut obj,
+            &rules.redaction,
+        )
+        .map_err(|e| Error::bad_json(e.to_string()))?;
+        let event_id = format!(
+            "${}",
+            reference_hash(&obj, &rules).map_err(|e| Error::bad_json(e.to_string()))?
+        );
+        let event = serde_json::to_value(&obj)?;
+        let path = format!(
+            "/_matrix/federation/v2/send_join/{}/{}",
+            util::query_encode(room_id.as_str()),
+            util::query_encode(&event_id)
+        );
+        let resp = self
+            .federation_request(server, Method::PUT, &path, Some(&event))
+            .await?;
+        // The resident server may have signed the event too (restricted joins).
+        let join_json = resp
+            .get("event")
+            .filter(|e| e.is_object())
+            .unwrap_or(&event)
+            .clone();
+        let join = self.check_pdu(&join_json, &rules).await?;
+        if join.event_id.as_str() != event_id {
+            return Err(Error::bad_json(
+                "The resident server changed the join event",
+            ));
+        }
+        // Check every state and auth chain event: signatures, then auth against its own auth
+        // events; what fails is left out.
+        let mut checked: HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)> = HashMap::new();
+        let mut state_ids: Vec<OwnedEventId> = vec![];
+        let lists = [("auth_chain", false), ("state", true)];
+        for (field, is_state) in lists {
+            for v in resp[field].as_array().into_iter().flatten() {
+                match self.check_pdu(v, &rules).await {
+                    Ok(c) => {
+                        if is_state {
+                            state_ids.push(c.event_id.clone());
+                        }
+                        if let Ok(p) = Pdu::parse(c.event_id.as_str(), &c.json) {
+                            checked.insert(c.event_id.clone(), (p, c));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "event from send_join failed its checks")
+                    }
+                }
+            }
+        }
+        let by_id: HashMap<OwnedEventId, Arc<Pdu>> = checked
+            .iter()
+            .map(|(k, (p, _))| (k.clone(), p.clone()))
+            .collect();
+        // The room's create event (in v12 the room id is its hash and it has no room_id).
+        let create_pdu = by_id
+            .values()
+            .find(|p| p.kind == TimelineEventType::RoomCreate && p.state_key.as_deref() == Some(""))
+            .cloned()
+            .ok_or_else(|| Error::bad_json("The room state has no create event"))?;
+        let in_room = |p: &Pdu| -> bool {
+            match p.room_id.as_deref() {
+                Some(r) => r == room_id,
+                None => {
+                    rules.authorization.room_create_event_id_as_room_id
+                        && p.kind == TimelineEventType::RoomCreate
+                        && room_id.as_str().strip_prefix('!')
+                            == p.event_id.as_str().strip_prefix('$')
+                }
+            }
+        };
+        let authorised = |p: &Pdu| -> bool {
+            let auth: HashMap<(StateEventType, String), Arc<Pdu>> = p
+                .auth_events
+                .iter()
+                .filter_map(|id| by_id.get(id))
+                .chain(std::iter::once(&create_pdu))
+                .map(|a| {
+                    (
+                        (
+                            StateEventType::from(a.kind.to_string().as_str()),
+                            a.state_key.clone().unwrap_or_default(),
+                        ),
+                        a.clone(),
+                    )
+                })
+                .collect();
+            state_res::check_state_independent_auth_rules(&rules.authorization, p, |id| {
+                by_id.get(id).cloned()
+            })
+            .is_ok()
+                && state_res::check_state_dependent_auth_rules(&rules.authorization, p, |t, k| {
+                    auth.get(&(t.clone(), k.to_owned())).cloned()
+                })
+                .is_ok()
+        };
+        let mut state: HashMap<StateKey, Arc<Pdu>> = HashMap::new();
+        for id in &state_ids {
+            let Some((p, _)) = checked.get(id) else {
+                continue;
+            };
+            if !in_room(p) || p.state_key.is_none() || !authorised(p) {
+                continue;
+            }
+            state.insert(
+                (
+                    StateEventType::from(p.kind.to_string().as_str()),
+                    p.state_key.clone().unwrap_or_default(),
+                ),
+                p.clone(),
+            );
+        }
+        let create = state
+            .get(&(StateEventType::RoomCreate, String::new()))
+            .cloned()
+            .ok_or_else(|| Error::bad_json("The room state has no create event"))?;
+        // The join itself, against that state.
+        let join_pdu = Pdu::parse(join.event_id.as_str(), &join.json).map_err(Error::bad_json)?;
+        state_res::check_state_independent_auth_rules(&rules.authorization, &*join_pdu, |id| {
+            by_id.get(id).cloned()
+        })
+        .map_err(|e| Error::forbidden(format!("The join is not allowed: {e}")))?;
+        state_res::check_state_dependent_auth_rules(&rules.authorization, &*join_pdu, |t, k| {
+            state.get(&(t.clone(), k.to_owned())).cloned()
+        })
+        .map_err(|e| Error::forbidden(format!("The join is not allowed: {e}")))?;
+        self.store_remote_join(
+            room_id,
+            version,
+            rules,
+            create.sender.as_str(),
+            checked,
+            state,
+            join_pdu,
+            join.json,
+        )
+        .await
+    }
+
+    /// Stores a room joined through another server: its state and auth chain as outliers, the
+    /// join as the first timeline event, and the current state and memberships.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_remote_join(
+        &self,
+        room_id: &RoomId,
+        version: RoomVersionId,
+        rules: ruma::room_version_rules::RoomVersionRules,
+        creator: &str,
+        outliers: HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)>,
+        state: HashMap<StateKey, Arc<Pdu>>,
+        join: Arc<Pdu>,
+        join_json: String,
+    ) -> Result<()> {
+        let mut guard = self.lock_new_room(room_id).await;
+        if guard.is_some() || self.db.room_version(room_id.as_str()).await?.is_some() {
+            // Known meanwhile (another user joined): join the ordinary way.
+            return Err(Error::new(
+                axum::http::StatusCode::CONFLICT,
+                "M_UNKNOWN",
+                "The room became known here; retry the join",
+            ));
+        }
+        let mut room = RoomState::new_room(version, rules, room_id.to_owned());
+        room.state = state;
+        for ((t, k), p) in &room.state {
+            if *t == StateEventType::RoomMember {
+                if let Ok(u) = UserId::parse(k.as_str()) {
+                    if self.is_local(&u)
+                        && matches!(
+                            p.content_str("membership").as_deref(),
+                            Some("join" | "invite")
+                        )
+                    {
+                        room.local_members.insert(u);
+                    }
+                }
+            }
+        }
+        // State after the join: a full snapshot.
+        let group = room.push_state(self, &join);
+        let group = GroupWrite {
+            prev: None,
+            chain_len: 0,
+            entries: room.snapshot(),
+            ..group
+        };
+        room.chain_len = 0;
+        room.extremities = vec![join.event_id.clone()];
+        room.depth = join.depth;
+        // Outliers first (stream positions), then the join through the normal persist path.
+        let out: Vec<(&OwnedEventId, &(Arc<Pdu>, CheckedPdu))> = outliers
+            .iter()
+            .filter(|(id, _)| **id != join.event_id)
+            .collect();
+        let ids = self.events_stream.allocate(out.len());
+        let strings: Vec<(String, String, Vec<String>, Vec<String>)> = out
+            .iter()
+            .map(|(_, (p, _))| {
+                (
+                    p.event_id.to_string(),
+                    p.kind.to_string(),
+                    p.prev_events.iter().map(|e| e.to_string()).collect(),
+                    p.auth_events.iter().map(|e| e.to_string()).collect(),
+                )
+            })
+            .collect();
+        let events: Vec<NewEvent> = out
+            .iter()
+            .zip(&ids)
+            .zip(&strings)
+            .map(
+                |(((_, (p, c)), stream), (id, kind, _prevs, auths))| NewEvent {
+                    stream_ordering: *stream,
+                    event_id: id,
+                    room_id: room_id.as_str(),
+                    sender: p.sender.as_str(),
+                    kind,
+                    state_key: p.state_key.as_deref(),
+                    depth: p.depth as i64,
+                    origin_server_ts: u64::from(p.origin_server_ts.get()) as i64,
+                    state_group: 0,
+                    json: &c.json,
+                    prev_events: vec![],
+                    auth_events: auths.iter().map(String::as_str).collect(),
+                    sender_device: None,
+                    txn_id: None,
+                    txn_key: None,
+                    outlier: true,
+                    soft_failed: false,
+                },
+            )
+            .collect();
+        let res: Result<()> = async {
+            let mut tx = self.db.begin_write().await?;
+            Db::insert_room(
+                &mut tx.tx,
+                room_id.as_str(),
+                room.version.as_str(),
+                creator,
+                false,
+                util::now_ms(),
+            )
+            .await?;
+            Db::insert_events(&mut tx.tx, room_id.as_str(), &events, &[], &[]).await?;
+            // Current state of everything but the join (the join's own row comes with it).
+            let rows: Vec<(&str, &str, &str, i64)> = events
+                .iter()
+                .filter(|e| e.state_key.is_some())
+                .filter(|e| {
+                    room.state
+                        .get(&(
+                            StateEventType::from(e.kind),
+                            e.state_key.unwrap_or_default().to_owned(),
+                        ))
+                        .is_some_and(|p| p.event_id.as_str() == e.event_id)
+                })
+                .map(|e| {
+                    (
+                        e.kind,
+                        e.state_key.unwrap_or_default(),
+                        e.event_id,
+                        e.stream_ordering,
+                    )
+                })
+                .collect();
+            Db::upsert_current_state(&mut tx.tx, room_id.as_str(), &rows).await?;
+            let members: Vec<(&str, String, &str, i64)> = events
+                .iter()
+                .filter(|e| e.kind == "m.room.member")
+                .filter(|e| rows.iter().any(|r| r.2 == e.event_id))
+                .filter_map(|e| {
+                    let m = room
+                        .state
+                        .get(&(StateEventType::RoomMember, e.state_key?.to_owned()))?
+                        .content_str("membership")?;
+                    Some((e.state_key?, m, e.event_id, e.stream_ordering))
+                })
+                .collect();
+            let members: Vec<(&str, &str, &str, i64)> = members
+                .iter()
+                .map(|(u, m, e, s)| (*u, m.as_str(), *e, *s))
+                .collect();
+            Db::upsert_memberships(&mut tx.tx, room_id.as_str(), &members).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        self.events_stream.complete(&ids, vec![]);
+        res?;
+        let new = NewPdu {
+            state_group: group.id,
+            pdu: join.clone(),
+            json: join_json,
+            group_write: Some(group),
+            device: None,
+            txn: None,
+            txn_key: None,
+            soft_failed: false,
+        };
+        *guard = Some(room);
+        // The join is the room's first timeline event here; persisted like any event (it was
+        // already sent to the room by the resident server).
+        let _ = self.persist(&mut guard, vec![new], None).await?;
+        Ok(())
+    }
+}
+
+impl RoomState {
+    /// An unsigned event template on top of the current state (make_join and friends).
+    pub fn template(
+        &self,
+        sender: &UserId,
+        kind: &str,
+        state_key: Option<&str>,
+        content: Value,
+    ) -> Result<Value> {
+        let content_raw = serde_json::value::to_raw_value(&content)?;
+        let auth_types = state_res::auth_types_for_event(
+            &TimelineEventType::from(kind),
+            sender,
+            state_key,
+            &content_raw,
+            &self.rules.authorization,
+        )
+        .map_err(Error::bad_json)?;
+        let mut auth: Vec<String> = auth_types
+            .iter()
+            .filter_map(|k| self.state.get(k))
+            .map(|p| p.event_id.to_string())
+            .collect();
+        auth.sort();
+        auth.dedup();
+        let mut t = json!({
+            "type": kind,
+            "room_id": self.room_id,
+            "sender": sender,
+            "content": content,
+            "auth_events": auth,
+            "prev_events": self.extremities.iter().take(10).collect::<Vec<_>>(),
+            "depth": self.depth + 1,
+            "origin_server_ts": util::now_ms(),
+        });
+        if let Some(k) = state_key {
+            t["state_key"] = json!(k);
+        }
+        Ok(t)
+    }
+
+    /// Whether an event built from a template would pass the auth rules on the current state.
+    pub fn check_template(&self, template: &Value) -> Result<()> {
+        let mut t = template.clone();
+        t["hashes"] = json!({ "sha256": "" });
+        t["signatures"] = json!({});
+        let pdu = Pdu::parse("$template", &t.to_string()).map_err(Error::bad_json)?;
+        state_res::check_state_dependent_auth_rules(&self.rules.authorization, &*pdu, |k, s| {
+            self.state.get(&(k.clone(), s.to_owned())).cloned()
+        })
+        .map_err(|e| Error::forbidden(format!("You may not join: {e}")))
+    }
+}

@@ -1,0 +1,246 @@
+//! Inbound transactions: PDUs checked and handed to their rooms (rooms in parallel, events of a
+//! room in order), missing prev events fetched from the sender, EDUs applied; the answer is
+//! remembered per (origin, txn id) so a retried transaction changes nothing.
+
+use std::collections::BTreeMap;
+
+use axum::http::Method;
+use ruma::{OwnedRoomId, RoomId, ServerName};
+use serde_json::{json, Map, Value};
+
+use super::pdu::CheckedPdu;
+use crate::{
+    services::{filter::glob, rooms::remote::Outcome, Services},
+    util, Error, Result,
+};
+
+/// Whether a room's `m.room.server_acl` lets `server` take part.
+pub fn acl_allows(acl: &Value, server: &ServerName) -> bool {
+    let name = server.host();
+    if acl.get("allow_ip_literals").and_then(Value::as_bool) == Some(false)
+        && (name.parse::<std::net::IpAddr>().is_ok() || name.starts_with('['))
+    {
+        return false;
+    }
+    let list = |k: &str| -> Vec<String> {
+        acl.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if list("deny").iter().any(|p| glob(p, name)) {
+        return false;
+    }
+    list("allow").iter().any(|p| glob(p, name))
+}
+
+impl Services {
+    /// Refuses a server that the room's ACL bans.
+    pub async fn check_acl(&self, room_id: &RoomId, server: &ServerName) -> Result<()> {
+        let rows = self
+            .db
+            .current_state_events(&[room_id.to_string()], Some(&["m.room.server_acl"]))
+            .await?;
+        if let Some(row) = rows.first() {
+            let ev: Value = serde_json::from_str(&row.json)?;
+            if !acl_allows(&ev["content"], server) {
+                return Err(Error::forbidden(format!(
+                    "{server} is banned from this room by its ACL"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn receive_transaction(
+        &self,
+        origin: &ServerName,
+        txn: &str,
+        pdus: Vec<Value>,
+        edus: Vec<Value>,
+    ) -> Result<Value> {
+        if let Some(done) = self.db.federation_txn(origin.as_str(), txn).await? {
+            return Ok(serde_json::from_str(&done).unwrap_or_else(|_| json!({ "pdus": {} })));
+        }
+        let mut by_room: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for p in pdus {
+            let room = p["room_id"].as_str().unwrap_or_default().to_owned();
+            by_room.entry(room).or_default().push(p);
+        }
+        let work = by_room
+            .into_iter()
+            .map(|(room, pdus)| async move { self.receive_room_pdus(origin, &room, pdus).await });
+        let mut results = Map::new();
+        for part in futures_util::future::join_all(work).await {
+            results.extend(part);
+        }
+        for edu in edus {
+            if let Err(e) = self.receive_edu(origin, &edu).await {
+                tracing::debug!(%origin, error = %e.message, "EDU ignored");
+            }
+        }
+        let resp = json!({ "pdus": results });
+        self.db
+            .store_federation_txn(origin.as_str(), txn, &resp.to_string(), util::now_ms())
+            .await?;
+        Ok(resp)
+    }
+
+    async fn receive_room_pdus(
+        &self,
+        origin: &ServerName,
+        room: &str,
+        pdus: Vec<Value>,
+    ) -> Map<String, Value> {
+        let mut out = Map::new();
+        let fail = |out: &mut Map<String, Value>, pdus: &[Value], msg: &str| {
+            for (i, p) in pdus.iter().enumerate() {
+                let key = p["event_id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("unknown-{i}"));
+                out.insert(key, json!({ "error": msg }));
+            }
+        };
+        let Ok(room_id) = RoomId::parse(room) else {
+            fail(&mut out, &pdus, "invalid room id");
+            return out;
+        };
+        let rules = match self.room_rules(room_id.as_str()).await {
+            Ok(r) => r,
+            Err(_) => {
+                fail(&mut out, &pdus, "unknown room");
+                return out;
+            }
+        };
+        if let Err(e) = self.check_acl(&room_id, origin).await {
+            fail(&mut out, &pdus, &e.message);
+            return out;
+        }
+        let mut checked: Vec<CheckedPdu> = vec![];
+        for p in &pdus {
+            match self.check_pdu(p, &rules).await {
+                Ok(c) => checked.push(c),
+                Err(e) => {
+                    let id = format!("invalid-{}", checked.len());
+                    out.insert(id, json!({ "error": e.message }));
+                }
+            }
+        }
+        match self
+            .accept_with_gaps(origin, &room_id, checked, &rules)
+            .await
+        {
+            Ok(results) => {
+                for (id, o) in results {
+                    let v = match o {
+                        Outcome::Accepted | Outcome::AlreadyKnown | Outcome::SoftFailed => {
+                            json!({})
+                        }
+                        Outcome::Rejected(e) => json!({ "error": e }),
+                        Outcome::MissingPrevs(_) => {
+                            json!({ "error": "prev events unknown and unavailable" })
+                        }
+                    };
+                    out.insert(id.to_string(), v);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%room_id, error = %e.message, "cannot take PDUs");
+                fail(&mut out, &pdus, &e.message);
+            }
+        }
+        out
+    }
+
+    /// Accepts PDUs; when some follow events we do not have, asks the sender for the missing
+    /// ones (`/get_missing_events`) and tries again once.
+    async fn accept_with_gaps(
+        &self,
+        origin: &ServerName,
+        room_id: &OwnedRoomId,
+        checked: Vec<CheckedPdu>,
+        rules: &ruma::room_version_rules::RoomVersionRules,
+    ) -> Result<Vec<(ruma::OwnedEventId, Outcome)>> {
+        let keep: Vec<(ruma::OwnedEventId, Value)> = checked
+            .iter()
+            .map(|c| {
+                (
+                    c.event_id.clone(),
+                    serde_json::to_value(&c.object).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let first = self.accept_remote_pdus(room_id, checked).await?;
+        let gaps: Vec<&ruma::OwnedEventId> = first
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::MissingPrevs(_)))
+            .map(|(id, _)| id)
+            .collect();
+        if gaps.is_empty() {
+            return Ok(first);
+        }
+        let (extremities, _) = self.db.room_extremities(room_id.as_str()).await?;
+        let body = json!({
+            "earliest_events": extremities,
+            "latest_events": gaps,
+            "limit": 50,
+            "min_depth": 0,
+        });
+        let path = format!(
+            "/_matrix/federation/v1/get_missing_events/{}",
+            util::query_encode(room_id.as_str())
+        );
+        let missing = self
+            .federation_request(origin, Method::POST, &path, Some(&body))
+            .await?;
+        let mut events: Vec<Value> = missing["events"].as_array().cloned().unwrap_or_default();
+        events.sort_by_key(|e| e["depth"].as_i64().unwrap_or(0));
+        let mut fill = vec![];
+        for e in &events {
+            if let Ok(c) = self.check_pdu(e, rules).await {
+                fill.push(c);
+            }
+        }
+        self.accept_remote_pdus(room_id, fill).await?;
+        // Retry the events that had gaps.
+        let mut retry = vec![];
+        for (id, v) in &keep {
+            if gaps.contains(&id) {
+                if let Ok(c) = self.check_pdu(v, rules).await {
+                    retry.push(c);
+                }
+            }
+        }
+        let second = self.accept_remote_pdus(room_id, retry).await?;
+        let mut out: Vec<(ruma::OwnedEventId, Outcome)> = first
+            .into_iter()
+            .filter(|(_, o)| !matches!(o, Outcome::MissingPrevs(_)))
+            .collect();
+        out.extend(second);
+        Ok(out)
+    }
+
+    /// EDUs: typing and receipts of remote users in rooms they are joined to.
+    async fn receive_edu(&self, origin: &ServerName, edu: &Value) -> Result<()> {
+        let content = &edu["content"];
+        match edu["edu_type"].as_str().unwrap_or_default() {
+            "m.typing" => {
+                let user =
+                    crate::util::parse_user_id(content["user_id"].as_str().unwrap_or_default())?;
+                let room =
+                    crate::util::parse_room_id(content["room_id"].as_str().unwrap_or_default())?;
+                if user.server_name() != origin {
+                    return Err(Error::forbidden("typing for a user of another server"));
+                }
+                let typing = content["typing"].as_bool().unwrap_or(false);
+                self.set_typing(&user, &room, typing, Some(30_000)).await
+            }
+            _ => Ok(()),
+        }
+    }
+}

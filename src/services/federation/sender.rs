@@ -1,0 +1,210 @@
+//! Outbound PDUs: a durable queue per destination (`federation_outbox`), sent in transactions
+//! of up to 50 PDUs, in order, by one task per destination. A failing destination is retried
+//! with exponential backoff (1 s doubling up to `federation.max_retry_interval_ms`), reset as soon
+//! as that server talks to us; after an outage it receives everything it missed, in order.
+
+use std::{
+    collections::HashMap,
+    sync::{atomic::Ordering, Arc, Weak},
+    time::Duration,
+};
+
+use axum::http::Method;
+use parking_lot::Mutex;
+use ruma::{events::StateEventType, OwnedServerName, ServerName};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::{
+    services::{rooms::RoomState, Services},
+    util, Result,
+};
+
+const BATCH: i64 = 50;
+
+/// The signals of one destination's task.
+#[derive(Default)]
+pub struct Queue {
+    /// Something new was queued.
+    pub data: Notify,
+    /// The destination talked to us: retry now.
+    pub reset: Notify,
+}
+
+#[derive(Default)]
+pub struct Queues {
+    pub next_id: std::sync::atomic::AtomicI64,
+    pub running: Mutex<HashMap<String, Arc<Queue>>>,
+}
+
+/// The servers with joined members in a room, other than this one.
+pub fn room_servers(room: &RoomState, me: &ServerName) -> Vec<OwnedServerName> {
+    let mut out: Vec<OwnedServerName> = room
+        .state
+        .iter()
+        .filter(|((t, _), p)| {
+            *t == StateEventType::RoomMember
+                && p.content_str("membership").as_deref() == Some("join")
+        })
+        .filter_map(|((_, k), _)| ruma::UserId::parse(k.as_str()).ok())
+        .map(|u| u.server_name().to_owned())
+        .filter(|s| s != me)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A stored event as sent to other servers (local unsigned data removed).
+pub fn outgoing_pdu(json: &str) -> Value {
+    let mut v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("unsigned");
+    }
+    v
+}
+
+impl Services {
+    /// Queues events for every server in the room (but `except`), and wakes their senders.
+    pub async fn send_to_room_servers(
+        &self,
+        room: &RoomState,
+        event_ids: &[String],
+        except: Option<&ServerName>,
+    ) -> Result<()> {
+        if event_ids.is_empty() || !self.config.federation.enabled {
+            return Ok(());
+        }
+        let dests: Vec<OwnedServerName> = room_servers(room, &self.server_name)
+            .into_iter()
+            .filter(|d| Some(d.as_ref()) != except)
+            .filter(|d| super::allowed(&self.config.federation, d))
+            .collect();
+        self.enqueue(&dests, event_ids).await
+    }
+
+    pub async fn enqueue(&self, dests: &[OwnedServerName], event_ids: &[String]) -> Result<()> {
+        if dests.is_empty() || event_ids.is_empty() {
+            return Ok(());
+        }
+        let q = &self.federation.queues;
+        let mut rows = vec![];
+        for d in dests {
+            for e in event_ids {
+                let id = q.next_id.fetch_add(1, Ordering::SeqCst) + 1;
+                rows.push((id, d.to_string(), e.clone()));
+            }
+        }
+        self.db.enqueue_outbox(&rows).await?;
+        for d in dests {
+            self.wake_destination(d.as_str(), false);
+        }
+        Ok(())
+    }
+
+    /// Starts (or wakes) a destination's sender; `reset` ends its backoff.
+    pub fn wake_destination(&self, dest: &str, reset: bool) {
+        let existing = self.federation.queues.running.lock().get(dest).cloned();
+        match existing {
+            Some(q) => {
+                if reset {
+                    q.reset.notify_one();
+                } else {
+                    q.data.notify_one();
+                }
+            }
+            None => {
+                if reset {
+                    // Nothing running: nothing queued.
+                    return;
+                }
+                let q = Arc::new(Queue::default());
+                self.federation
+                    .queues
+                    .running
+                    .lock()
+                    .insert(dest.to_owned(), q.clone());
+                let weak = self.me.clone();
+                let dest = dest.to_owned();
+                tokio::spawn(async move { run_destination(weak, dest, q).await });
+            }
+        }
+    }
+
+    /// At start: resume every destination with queued events.
+    pub async fn resume_outbox(&self) -> Result<()> {
+        let max = self.db.max_outbox_id().await?;
+        self.federation
+            .queues
+            .next_id
+            .fetch_max(max, Ordering::SeqCst);
+        for d in self.db.outbox_destinations().await? {
+            self.wake_destination(&d, false);
+        }
+        Ok(())
+    }
+
+    /// One transaction to `dest`; Ok(false) when there was nothing to send.
+    async fn send_batch(&self, dest: &str) -> Result<bool> {
+        let batch = self.db.outbox_batch(dest, BATCH).await?;
+        let Some((last, _)) = batch.last().cloned() else {
+            return Ok(false);
+        };
+        let first = batch[0].0;
+        let server = ServerName::parse(dest).map_err(|e| crate::Error::unknown(e.to_string()))?;
+        let pdus: Vec<Value> = batch.iter().map(|(_, j)| outgoing_pdu(j)).collect();
+        let body = json!({
+            "origin": self.server_name.as_str(),
+            "origin_server_ts": util::now_ms(),
+            "pdus": pdus,
+            "edus": [],
+        });
+        let txn = format!("{first}-{last}");
+        self.federation_request(
+            &server,
+            Method::PUT,
+            &format!("/_matrix/federation/v1/send/{txn}"),
+            Some(&body),
+        )
+        .await?;
+        self.db.outbox_done(dest, last).await?;
+        Ok(true)
+    }
+}
+
+async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
+    let mut delay = Duration::ZERO;
+    loop {
+        let Some(s) = weak.upgrade() else { return };
+        let cap = Duration::from_millis(s.config.federation.max_retry_interval_ms.max(1000));
+        let res = s.send_batch(&dest).await;
+        drop(s);
+        match res {
+            Ok(true) => {
+                delay = Duration::ZERO;
+                continue;
+            }
+            Ok(false) => {
+                delay = Duration::ZERO;
+                // Idle: wait for news (checking now and then that the server still runs).
+                tokio::select! {
+                    _ = q.data.notified() => {}
+                    _ = q.reset.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
+            }
+            Err(e) => {
+                delay = if delay.is_zero() {
+                    Duration::from_secs(1)
+                } else {
+                    (delay * 2).min(cap)
+                };
+                tracing::info!(destination = %dest, error = %e.message, retry_in = ?delay, "federation send failed");
+                tokio::select! {
+                    _ = q.reset.notified() => { delay = Duration::ZERO; }
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
