@@ -93,6 +93,22 @@ impl Services {
             .complete(&ids, if res.is_ok() { wake } else { vec![] });
         self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
         res?;
+        if kind == "m.read" && self.is_local(user) {
+            let mut read = Map::new();
+            let mut data = json!({ "ts": util::now_ms() });
+            if !thread.is_empty() {
+                data["thread_id"] = json!(thread);
+            }
+            read.insert(
+                user.to_string(),
+                json!({ "event_ids": [event_id], "data": data }),
+            );
+            self.send_edu_to_room(
+                room,
+                json!({ "edu_type": "m.receipt", "content": { room.as_str(): { "m.read": read } } }),
+            )
+            .await;
+        }
         Ok(())
     }
 

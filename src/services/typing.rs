@@ -102,6 +102,14 @@ impl Services {
             .is_some();
         if changed {
             self.wake_room(room).await;
+            if self.is_local(user) {
+                self.send_edu_to_room(
+                    room,
+                    serde_json::json!({ "edu_type": "m.typing", "content": {
+                        "room_id": room, "user_id": user, "typing": typing } }),
+                )
+                .await;
+            }
         }
         if typing {
             if let Some(me) = self.me.upgrade() {

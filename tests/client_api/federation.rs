@@ -235,8 +235,64 @@ async fn join_and_messages(b: Backend) {
     // Messages both ways.
     a.send_text(&alice, &room, "a2", "bonjour bob").await;
     sees(&bs, &bob, &room, "bonjour bob").await;
-    bs.send_text(&bob, &room, "b1", "bonjour alice").await;
+    let from_bob = bs.send_text(&bob, &room, "b1", "bonjour alice").await;
     sees(&a, &alice, &room, "bonjour alice").await;
+
+    // Typing and read receipts cross over as EDUs.
+    let (st, _) = bs
+        .put(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/typing/{}",
+                enc(&room),
+                enc(&bob.user_id)
+            ),
+            json!({ "typing": true, "timeout": 10000 }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let ephemeral_has = |v: &Value, kind: &str, needle: &str| {
+        v["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .is_some_and(|evs| {
+                evs.iter()
+                    .any(|e| e["type"] == kind && e["content"].to_string().contains(needle))
+            })
+    };
+    let mut since: Option<String> = None;
+    let mut seen_typing = false;
+    for _ in 0..50 {
+        let v = a.sync(&alice, since.as_deref(), 200).await;
+        if ephemeral_has(&v, "m.typing", &bob.user_id) {
+            seen_typing = true;
+            break;
+        }
+        since = v["next_batch"].as_str().map(str::to_owned);
+    }
+    assert!(seen_typing, "alice sees bob typing");
+    let (st, _) = a
+        .post(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&from_bob)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let mut seen_receipt = false;
+    let mut since: Option<String> = None;
+    for _ in 0..50 {
+        let v = bs.sync(&bob, since.as_deref(), 200).await;
+        if ephemeral_has(&v, "m.receipt", &alice.user_id) {
+            seen_receipt = true;
+            break;
+        }
+        since = v["next_batch"].as_str().map(str::to_owned);
+    }
+    assert!(seen_receipt, "bob sees alice's read receipt");
     a.stop().await;
     bs.stop().await;
 }

@@ -240,6 +240,28 @@ impl Services {
                 let typing = content["typing"].as_bool().unwrap_or(false);
                 self.set_typing(&user, &room, typing, Some(30_000)).await
             }
+            "m.receipt" => {
+                let Some(rooms) = content.as_object() else {
+                    return Ok(());
+                };
+                for (room, kinds) in rooms {
+                    let room = crate::util::parse_room_id(room)?;
+                    self.check_acl(&room, origin).await?;
+                    for (user, r) in kinds["m.read"].as_object().into_iter().flatten() {
+                        let user = crate::util::parse_user_id(user)?;
+                        if user.server_name() != origin {
+                            continue;
+                        }
+                        let thread = r["data"]["thread_id"].as_str();
+                        for ev in r["event_ids"].as_array().into_iter().flatten().take(1) {
+                            if let Some(ev) = ev.as_str() {
+                                self.set_receipt(&user, &room, "m.read", ev, thread).await?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

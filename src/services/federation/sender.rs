@@ -208,3 +208,44 @@ async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
         }
     }
 }
+
+impl Services {
+    /// Sends an EDU now to the servers of a room (best effort: EDUs are not queued).
+    pub async fn send_edu_to_room(&self, room: &ruma::RoomId, edu: Value) {
+        if !self.config.federation.enabled {
+            return;
+        }
+        let members = match self.db.members_of(&[room.to_string()]).await {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        let mut dests: Vec<OwnedServerName> = members
+            .iter()
+            .filter_map(|(_, u)| ruma::UserId::parse(u.as_str()).ok())
+            .map(|u| u.server_name().to_owned())
+            .filter(|s| *s != self.server_name && super::allowed(&self.config.federation, s))
+            .collect();
+        dests.sort();
+        dests.dedup();
+        for d in dests {
+            let Some(me) = self.me.upgrade() else { return };
+            let edu = edu.clone();
+            tokio::spawn(async move {
+                let body = json!({
+                    "origin": me.server_name.as_str(),
+                    "origin_server_ts": util::now_ms(),
+                    "pdus": [],
+                    "edus": [edu],
+                });
+                let txn = format!("edu-{}-{}", util::now_ms(), util::random_string(6));
+                let path = format!("/_matrix/federation/v1/send/{txn}");
+                if let Err(e) = me
+                    .federation_request(&d, Method::PUT, &path, Some(&body))
+                    .await
+                {
+                    tracing::debug!(destination = %d, error = %e.message, "EDU not delivered");
+                }
+            });
+        }
+    }
+}
