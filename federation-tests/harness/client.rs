@@ -127,15 +127,6 @@ pub fn timeline<'a>(sync: &'a Value, room: &str) -> &'a [Value] {
         .unwrap_or(&[])
 }
 
-/// `content.body` of the `m.room.message` events among `events`, in order.
-pub fn bodies(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["type"] == "m.room.message")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// The inline /sync filter: timelines long enough that the scenarios never see a gap.
 const SYNC_FILTER: &str = r#"{"room":{"timeline":{"limit":1000}}}"#;
 

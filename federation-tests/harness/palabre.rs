@@ -153,10 +153,6 @@ max_retry_interval_ms = 2000
         server
     }
 
-    pub fn is_running(&self) -> bool {
-        self.proc.is_some()
-    }
-
     /// Starts the process (again) on the same configuration, data and ports; returns once
     /// both listeners answer.
     pub async fn start(&mut self) {
