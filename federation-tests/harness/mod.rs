@@ -92,6 +92,57 @@ impl Drop for Net {
     }
 }
 
+/// Waits until a freshly spawned server answers on both listeners: `ready_path` on its client
+/// listener, and its own keys over TLS (a certificate from the CA) on its federation listener,
+/// naming it (not another process on a reused port). Panics with the end of its log if the
+/// process exits or `within` passes; the process is then dropped (stopped).
+async fn wait_serving(
+    proc: &mut Option<process::Proc>,
+    server: &dyn Homeserver,
+    ready_path: &str,
+    https: &reqwest::Client,
+    within: Duration,
+) {
+    let plain = server.client();
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let p = proc.as_mut().expect("running");
+        if let Some(status) = p.exited() {
+            let tail = p.log_tail(60);
+            *proc = None;
+            panic!(
+                "{} exited during start-up ({status}); last log lines:\n{tail}",
+                server.label()
+            );
+        }
+        let up = plain
+            .try_call(reqwest::Method::GET, ready_path, None, None)
+            .await;
+        if matches!(up, Ok((s, _)) if s.is_success()) {
+            let url = format!("{}/_matrix/key/v2/server", server.federation_base());
+            if let Ok(resp) = https.get(url).send().await {
+                let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                assert_eq!(
+                    v["server_name"],
+                    server.server_name(),
+                    "another server answers on {}'s port",
+                    server.label()
+                );
+                return;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            let tail = p.log_tail(60);
+            *proc = None;
+            panic!(
+                "{} did not answer within {within:?}; last log lines:\n{tail}",
+                server.label()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A TCP listener that only counts the connections it receives: a server told to reach a
 /// name here (`resolve_overrides`) must never do so.
 pub struct Tripwire {

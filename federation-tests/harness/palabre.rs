@@ -2,19 +2,14 @@
 //! and a configuration file written here, a plain-HTTP client listener and a TLS federation
 //! listener on loopback, named `localhost:<TLS port>`.
 
-use std::{
-    fmt::Write as _,
-    path::PathBuf,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, path::PathBuf, process::Command, time::Duration};
 
 use sqlx::Connection;
 
 use super::{
     client::Client,
     process::{free_port, Proc},
-    Homeserver, Net,
+    wait_serving, Homeserver, Net,
 };
 
 /// Where a Palabre keeps its data.
@@ -167,58 +162,20 @@ max_retry_interval_ms = 2000
             }
         }
         cmd.env("RUST_BACKTRACE", "1");
-        let proc = Proc::spawn(
+        let mut proc = Some(Proc::spawn(
             &format!("palabre {} ({})", self.label, self.name),
             cmd,
             &self.log,
-        );
-        self.proc = Some(proc);
-        self.wait_ready().await;
-    }
-
-    async fn wait_ready(&mut self) {
-        let plain = Client::new(self.client_base(), self.name.clone());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let proc = self.proc.as_mut().expect("running");
-            if let Some(status) = proc.exited() {
-                let tail = proc.log_tail(40);
-                self.proc = None;
-                panic!(
-                    "palabre {} exited during start-up ({status}); last log lines:\n{tail}",
-                    self.label
-                );
-            }
-            let health = plain
-                .try_call(reqwest::Method::GET, "/health", None, None)
-                .await;
-            if matches!(health, Ok((s, _)) if s.is_success()) {
-                // The federation listener answers over TLS with a certificate from the CA,
-                // and it is this server (not another process on a reused port).
-                let keys = self
-                    .https
-                    .get(format!("{}/_matrix/key/v2/server", self.federation_base()))
-                    .send()
-                    .await;
-                if let Ok(resp) = keys {
-                    let v: serde_json::Value = resp.json().await.unwrap_or_default();
-                    assert_eq!(
-                        v["server_name"], self.name,
-                        "another server answers on {}'s port",
-                        self.label
-                    );
-                    return;
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "palabre {} did not answer within 60 s; last log lines:\n{}",
-                    self.label,
-                    self.proc.as_ref().unwrap().log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        ));
+        wait_serving(
+            &mut proc,
+            self,
+            "/health",
+            &self.https,
+            Duration::from_secs(60),
+        )
+        .await;
+        self.proc = proc;
     }
 
     /// Stops the process (SIGTERM, SIGKILL after 10 s); the data dir stays.

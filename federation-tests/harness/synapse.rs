@@ -10,7 +10,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use base64::Engine as _;
@@ -19,7 +19,7 @@ use serde_json::json;
 use super::{
     client::Client,
     process::{free_port, Proc},
-    Homeserver, Net,
+    wait_serving, Homeserver, Net,
 };
 
 /// The environment variable that skips the Synapse scenarios (locally only).
@@ -187,46 +187,20 @@ impl Synapse {
             .arg(&self.config_file)
             .current_dir(&self.dir)
             .env("PYTHONUNBUFFERED", "1");
-        self.proc = Some(Proc::spawn(
+        let mut proc = Some(Proc::spawn(
             &format!("synapse ({})", self.name),
             cmd,
             &self.log,
         ));
-        let plain = self.client();
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let proc = self.proc.as_mut().expect("running");
-            if let Some(status) = proc.exited() {
-                let tail = proc.log_tail(60);
-                self.proc = None;
-                panic!("synapse exited during start-up ({status}); last log lines:\n{tail}");
-            }
-            let versions = plain
-                .try_call(reqwest::Method::GET, "/_matrix/client/versions", None, None)
-                .await;
-            if matches!(versions, Ok((s, _)) if s.is_success()) {
-                let keys = self
-                    .https
-                    .get(format!("{}/_matrix/key/v2/server", self.federation_base()))
-                    .send()
-                    .await;
-                if let Ok(resp) = keys {
-                    let v: serde_json::Value = resp.json().await.unwrap_or_default();
-                    assert_eq!(
-                        v["server_name"], self.name,
-                        "another server on synapse's port"
-                    );
-                    return;
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "synapse did not answer within 180 s; last log lines:\n{}",
-                    self.proc.as_ref().unwrap().log_tail(60)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_serving(
+            &mut proc,
+            self,
+            "/_matrix/client/versions",
+            &self.https,
+            Duration::from_secs(180),
+        )
+        .await;
+        self.proc = proc;
     }
 
     /// Stops the process (SIGTERM, SIGKILL after 20 s); the data dir stays.

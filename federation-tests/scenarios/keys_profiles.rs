@@ -2,17 +2,18 @@
 
 use reqwest::StatusCode;
 
-use super::{check_notary, reads_remote_profile, remote_profile_not_found};
+use super::{check_notary, own_keys, reads_remote_profile, remote_profile_not_found};
 use crate::harness::{enc, Backend, Homeserver, Net, PalabreOptions};
 
 /// A on SQLite and B on PostgreSQL, two processes with TLS: each server's notary returns the
 /// other's keys signed by both; each server's users read the other's users' profiles through
-/// signed requests; an unsigned federation request is refused.
+/// signed requests; an unsigned federation request is refused. B restarted keeps its data
+/// dir: same signing key, same users and sessions, and A still talks to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn palabre_palabre_keys_and_profiles() {
     let net = Net::new();
     let a = net.palabre("a", PalabreOptions::default()).await;
-    let b = net
+    let mut b = net
         .palabre(
             "b",
             PalabreOptions {
@@ -42,4 +43,16 @@ async fn palabre_palabre_keys_and_profiles() {
     );
     let resp = net.https().get(&url).send().await.expect(&url);
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // A restart (SIGTERM, same data dir and ports).
+    let keys_before = own_keys(&net, &b).await;
+    let pid = b.pid();
+    b.restart().await;
+    assert_ne!(b.pid(), pid, "a new process");
+    assert_eq!(
+        own_keys(&net, &b).await["verify_keys"],
+        keys_before["verify_keys"]
+    );
+    reads_remote_profile(&alice, &bob, "Bob on B").await;
+    reads_remote_profile(&bob, &alice, "Alice on A").await;
 }
