@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on SQLite and PostgreSQL.
+# Runs the whole test suite: tests/client_api on SQLite and PostgreSQL, and federation-tests
+# (Palabre processes and one Synapse on loopback, see federation-tests/README.md).
 # Starts a throwaway PostgreSQL cluster (initdb in a temp dir, random port) and stops it at exit.
+# Makes the Synapse virtualenv (once, kept under target/) in the background while cargo builds;
+# PALABRE_FEDTESTS_NO_SYNAPSE=1 skips it and the Synapse scenarios (refused when CI is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,11 +26,26 @@ as_pg() {
     "$@"
   fi
 }
+VENV_PID=
 cleanup() {
   as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$PGDIR"
+  # A Synapse install still running (tests filtered out): let it finish, it is reused next time.
+  if [ -n "$VENV_PID" ]; then wait "$VENV_PID" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
+
+# The Synapse of federation-tests, installed from PyPI while cargo compiles. The tests run the
+# same script, which waits for this one (flock) and reports its errors if it failed.
+if [ -z "${PALABRE_FEDTESTS_NO_SYNAPSE:-}" ] || [ "${PALABRE_FEDTESTS_NO_SYNAPSE}" = 0 ]; then
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  export PALABRE_FEDTESTS_SYNAPSE_VENV="${PALABRE_FEDTESTS_SYNAPSE_VENV:-$TARGET_DIR/tmp/synapse-venv}"
+  mkdir -p "$TARGET_DIR/tmp"
+  bash federation-tests/synapse-venv.sh "$PALABRE_FEDTESTS_SYNAPSE_VENV" \
+    >"$TARGET_DIR/tmp/synapse-venv.log" 2>&1 &
+  VENV_PID=$!
+fi
 
 as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust --no-sync -E UTF8 >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \

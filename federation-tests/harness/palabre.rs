@@ -1,0 +1,227 @@
+//! A Palabre process: the `palabre` binary built from this repository, with its own data dir
+//! and a configuration file written here, a plain-HTTP client listener and a TLS federation
+//! listener on loopback, named `localhost:<TLS port>`.
+
+use std::{fmt::Write as _, path::PathBuf, process::Command, time::Duration};
+
+use sqlx::Connection;
+
+use super::{
+    client::Client,
+    process::{free_port, Proc},
+    wait_serving, Homeserver, Net,
+};
+
+/// Where a Palabre keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Sqlite,
+    /// A fresh database in the throwaway cluster of scripts/test.sh (`PALABRE_TEST_PG`).
+    Postgres,
+}
+
+/// What differs between the Palabre processes of a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct PalabreOptions {
+    pub backend: Backend,
+    /// `federation.allow_list`.
+    pub allow_list: Option<Vec<String>>,
+    /// `federation.resolve_overrides`: server name -> host:port.
+    pub resolve_overrides: Vec<(String, String)>,
+}
+
+pub struct Palabre {
+    /// `localhost:<fed_port>`
+    pub name: String,
+    pub client_port: u16,
+    pub fed_port: u16,
+    /// Its data directory (kept across restarts).
+    pub dir: PathBuf,
+    label: String,
+    config_file: PathBuf,
+    log: PathBuf,
+    https: reqwest::Client,
+    proc: Option<Proc>,
+}
+
+/// A TOML basic string (JSON's escapes are a subset of TOML's).
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("string")
+}
+
+async fn postgres_database() -> String {
+    let base = std::env::var("PALABRE_TEST_PG").expect(
+        "PALABRE_TEST_PG is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
+    );
+    let name = format!("fedt_{}", ::palabre::util::random_string(12).to_lowercase());
+    let mut conn = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+        .await
+        .expect("connect to the test PostgreSQL cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    format!("{base}/{name}")
+}
+
+impl Palabre {
+    pub(super) async fn create(net: &Net, label: &str, opts: PalabreOptions) -> Palabre {
+        let dir = net.root().join(label);
+        std::fs::create_dir_all(&dir).expect("palabre data dir");
+        let cert = net.ca.issue(&dir);
+        let (client_port, fed_port) = (free_port(), free_port());
+        let name = format!("localhost:{fed_port}");
+        let database_url = match opts.backend {
+            Backend::Sqlite => format!("sqlite://{}/palabre.db", dir.display()),
+            Backend::Postgres => postgres_database().await,
+        };
+        let log_filter = std::env::var("PALABRE_FEDTESTS_LOG")
+            .unwrap_or_else(|_| "info,palabre=debug,sqlx=warn,ruma_state_res=warn".into());
+        let lots = "{ per_second = 100000.0, burst = 100000.0 }";
+        let mut toml = format!(
+            r#"# Written by federation-tests for the server "{label}".
+server_name = {name}
+listen = {listen}
+public_baseurl = {baseurl}
+data_dir = {data_dir}
+database_url = {database_url}
+registration = "open"
+
+[log]
+filter = {log_filter}
+
+[tls]
+listen = {tls_listen}
+certificate = {cert}
+private_key = {key}
+
+[rate_limits]
+login = {lots}
+registration = {lots}
+message = {lots}
+search = {lots}
+
+[password_hashing]
+memory_kib = 64
+iterations = 1
+
+[federation]
+extra_ca_file = {ca}
+max_retry_interval_ms = 2000
+"#,
+            name = toml_str(&name),
+            listen = toml_str(&format!("127.0.0.1:{client_port}")),
+            baseurl = toml_str(&format!("http://127.0.0.1:{client_port}/")),
+            data_dir = toml_str(&dir.display().to_string()),
+            database_url = toml_str(&database_url),
+            log_filter = toml_str(&log_filter),
+            tls_listen = toml_str(&format!("127.0.0.1:{fed_port}")),
+            cert = toml_str(&cert.cert_file.display().to_string()),
+            key = toml_str(&cert.key_file.display().to_string()),
+            ca = toml_str(&net.ca.pem_file.display().to_string()),
+        );
+        if let Some(list) = &opts.allow_list {
+            let items: Vec<String> = list.iter().map(|s| toml_str(s)).collect();
+            writeln!(toml, "allow_list = [{}]", items.join(", ")).unwrap();
+        }
+        if !opts.resolve_overrides.is_empty() {
+            toml.push_str("\n[federation.resolve_overrides]\n");
+            for (server, target) in &opts.resolve_overrides {
+                writeln!(toml, "{} = {}", toml_str(server), toml_str(target)).unwrap();
+            }
+        }
+        let config_file = dir.join("palabre.toml");
+        std::fs::write(&config_file, toml).expect("write palabre.toml");
+        let mut server = Palabre {
+            name,
+            client_port,
+            fed_port,
+            log: dir.join("palabre.log"),
+            dir,
+            label: label.to_owned(),
+            config_file,
+            https: net.https().clone(),
+            proc: None,
+        };
+        server.start().await;
+        server
+    }
+
+    /// Starts the process (again) on the same configuration, data and ports; returns once
+    /// both listeners answer.
+    pub async fn start(&mut self) {
+        assert!(self.proc.is_none(), "{} is already running", self.label);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_palabre"));
+        cmd.arg("serve").arg("--config").arg(&self.config_file);
+        // The file is the whole configuration: no PALABRE_* override from the test's
+        // environment.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("PALABRE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_BACKTRACE", "1");
+        let mut proc = Some(Proc::spawn(
+            &format!("palabre {} ({})", self.label, self.name),
+            cmd,
+            &self.log,
+        ));
+        wait_serving(
+            &mut proc,
+            self,
+            "/health",
+            &self.https,
+            Duration::from_secs(60),
+        )
+        .await;
+        self.proc = proc;
+    }
+
+    /// Stops the process (SIGTERM, SIGKILL after 10 s); the data dir stays.
+    pub fn stop(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// Kills the process (SIGKILL: a crash); the data dir stays.
+    pub fn kill(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.start().await;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
+    pub fn client_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        super::process::log_tail(&self.log, lines)
+    }
+}
+
+impl Homeserver for Palabre {
+    fn server_name(&self) -> &str {
+        &self.name
+    }
+    fn client(&self) -> Client {
+        Client::new(self.client_base(), self.name.clone())
+    }
+    fn federation_base(&self) -> String {
+        format!("https://localhost:{}", self.fed_port)
+    }
+    fn label(&self) -> String {
+        format!("palabre {} ({})", self.label, self.name)
+    }
+}
