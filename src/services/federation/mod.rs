@@ -2,6 +2,7 @@
 //! requests (client.rs), other servers' keys and the notary (keys.rs).
 
 pub mod client;
+pub mod directory;
 pub mod keys;
 pub mod resolver;
 
@@ -15,6 +16,9 @@ pub struct Federation {
     pub resolver: resolver::Resolver,
     /// For signed requests to other servers (DNS through the resolver's pins).
     pub http: reqwest::Client,
+    /// The extra certificate authorities trusted for federation TLS (`extra_ca_file`), for the
+    /// other clients that talk to federation peers (media `Location` redirects).
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 impl Federation {
@@ -29,11 +33,13 @@ impl Federation {
             .dns_resolver(Arc::new(resolver::PinnedResolver {
                 pinned: resolver.pinned.clone(),
             }));
+        let mut extra_roots = vec![];
         if let Some(path) = &cfg.extra_ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("federation.extra_ca_file {}: {e}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
-                builder = builder.add_root_certificate(cert);
+            extra_roots = reqwest::Certificate::from_pem_bundle(&pem)?;
+            for cert in &extra_roots {
+                builder = builder.add_root_certificate(cert.clone());
             }
         }
         if cfg.insecure_skip_tls_verify {
@@ -45,6 +51,7 @@ impl Federation {
         Ok(Self {
             resolver,
             http: builder.build()?,
+            extra_roots,
         })
     }
 }
