@@ -85,6 +85,13 @@ pub struct FederationConfig {
     pub insecure_skip_tls_verify: bool,
     /// Longest wait between retries to an unreachable server, in milliseconds.
     pub max_retry_interval_ms: u64,
+    /// Other servers may list this server's published rooms (`/_matrix/federation/v1/publicRooms`).
+    /// Synapse's `allow_public_rooms_over_federation` is off by default for open federation;
+    /// a closed federation of ministries wants it on.
+    pub public_rooms_over_federation: bool,
+    /// Device display names are sent to other servers (`/user/devices`, `/user/keys/query`).
+    /// Synapse's `allow_device_name_lookup_over_federation` (off by default there).
+    pub device_names_over_federation: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +111,8 @@ impl Default for FederationConfig {
             resolve_overrides: Default::default(),
             insecure_skip_tls_verify: false,
             max_retry_interval_ms: 24 * 3600 * 1000,
+            public_rooms_over_federation: true,
+            device_names_over_federation: true,
         }
     }
 }
@@ -122,6 +131,9 @@ pub struct MediaConfig {
     /// served by the authenticated endpoints. Unset: no legacy access at all.
     pub legacy_freeze_ts: Option<i64>,
     pub url_preview: UrlPreviewConfig,
+    /// CIDR ranges a remote server's media `Location` redirect may point into although they are
+    /// private or loopback (refused otherwise, like URL previews).
+    pub redirect_ip_allow_list: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,6 +168,7 @@ impl Default for MediaConfig {
             max_image_pixels: 32_000_000,
             legacy_freeze_ts: None,
             url_preview: UrlPreviewConfig::default(),
+            redirect_ip_allow_list: vec![],
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct Services {
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
     pub preview_cache:
         parking_lot::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
+    /// Remote media being fetched (one fetch per media at a time).
+    pub media_inflight: media::remote::Inflight,
     /// Password hashes in flight (each costs a core and `memory_kib` of memory).
     pub hashing: tokio::sync::Semaphore,
 }
@@ -104,6 +106,7 @@ impl Services {
             federation,
             tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
+            media_inflight: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())

@@ -500,3 +500,168 @@ fn claimed(r: &AnyRow) -> sqlx::Result<ClaimedKey> {
         r.try_get(4)?,
     ))
 }
+
+/// What a remote server answered about some of its users: their device keys (user, device,
+/// JSON) and cross-signing keys (user, key type, JSON).
+#[derive(Debug, Default)]
+pub struct RemoteKeys {
+    pub devices: Vec<(String, String, String)>,
+    pub cross_signing: Vec<(String, String, String)>,
+}
+
+/// Runs `SELECT … WHERE user_id IN (…)` over users, 400 at a time.
+async fn rows_for_users(
+    pool: &sqlx::AnyPool,
+    head: &str,
+    users: &[String],
+) -> sqlx::Result<Vec<AnyRow>> {
+    let mut out = vec![];
+    for chunk in users.chunks(400) {
+        let sql = format!("{head} ({})", placeholders(1, chunk.len()));
+        let mut q = sqlx::query(&sql);
+        for u in chunk {
+            q = q.bind(u);
+        }
+        out.extend(q.fetch_all(pool).await?);
+    }
+    Ok(out)
+}
+
+impl Db {
+    /// (user, when fetched) of these remote users whose device lists are cached.
+    pub async fn remote_device_list_ages(
+        &self,
+        users: &[String],
+    ) -> sqlx::Result<Vec<(String, i64)>> {
+        rows_for_users(
+            &self.pool,
+            "SELECT user_id, fetched_ts FROM remote_device_lists WHERE user_id IN",
+            users,
+        )
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+    }
+
+    /// The cached keys of these remote users.
+    pub async fn remote_keys_of(&self, users: &[String]) -> sqlx::Result<RemoteKeys> {
+        let triple = |r: AnyRow| -> sqlx::Result<(String, String, String)> {
+            Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+        };
+        Ok(RemoteKeys {
+            devices: rows_for_users(
+                &self.pool,
+                "SELECT user_id, device_id, key_json FROM remote_device_keys WHERE user_id IN",
+                users,
+            )
+            .await?
+            .into_iter()
+            .map(triple)
+            .collect::<sqlx::Result<_>>()?,
+            cross_signing: rows_for_users(
+                &self.pool,
+                "SELECT user_id, key_type, key_json FROM remote_cross_signing_keys WHERE user_id IN",
+                users,
+            )
+            .await?
+            .into_iter()
+            .map(triple)
+            .collect::<sqlx::Result<_>>()?,
+        })
+    }
+
+    /// Replaces the cached keys of these remote users by a complete answer of their server.
+    pub async fn put_remote_keys(
+        &self,
+        users: &[String],
+        keys: &RemoteKeys,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        Self::delete_remote_keys(&mut tx.tx, users).await?;
+        for chunk in keys.devices.chunks(300) {
+            let mut sql = String::from(
+                "INSERT INTO remote_device_keys (user_id, device_id, key_json) VALUES ",
+            );
+            push_rows_from(&mut sql, 1, chunk.len(), 3);
+            sql.push_str(
+                " ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json",
+            );
+            let mut q = sqlx::query(&sql);
+            for (u, d, j) in chunk {
+                q = q.bind(u).bind(d).bind(j);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        for chunk in keys.cross_signing.chunks(300) {
+            let mut sql = String::from(
+                "INSERT INTO remote_cross_signing_keys (user_id, key_type, key_json) VALUES ",
+            );
+            push_rows_from(&mut sql, 1, chunk.len(), 3);
+            sql.push_str(
+                " ON CONFLICT (user_id, key_type) DO UPDATE SET key_json = excluded.key_json",
+            );
+            let mut q = sqlx::query(&sql);
+            for (u, k, j) in chunk {
+                q = q.bind(u).bind(k).bind(j);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        for chunk in users.chunks(400) {
+            let mut sql =
+                String::from("INSERT INTO remote_device_lists (user_id, fetched_ts) VALUES ");
+            push_rows_from(&mut sql, 1, chunk.len(), 2);
+            sql.push_str(" ON CONFLICT (user_id) DO UPDATE SET fetched_ts = excluded.fetched_ts");
+            let mut q = sqlx::query(&sql);
+            for u in chunk {
+                q = q.bind(u).bind(now);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Forgets the cached keys of these remote users (the next query asks their server).
+    pub async fn forget_remote_keys(&self, users: &[String]) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        Self::delete_remote_keys(&mut tx.tx, users).await?;
+        tx.commit().await
+    }
+
+    async fn delete_remote_keys(tx: &mut Tx, users: &[String]) -> sqlx::Result<()> {
+        for chunk in users.chunks(400) {
+            for table in [
+                "remote_device_lists",
+                "remote_device_keys",
+                "remote_cross_signing_keys",
+            ] {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE user_id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for u in chunk {
+                    q = q.bind(u);
+                }
+                q.execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest device-list position of a user (0 when their devices never changed).
+    pub async fn device_list_position(&self, user: &str) -> sqlx::Result<i64> {
+        sqlx::query(
+            "SELECT COALESCE(MAX(stream_id), 0) FROM device_list_changes WHERE user_id = $1",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(super::one)?
+        .try_get(0)
+    }
+}

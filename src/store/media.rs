@@ -173,3 +173,126 @@ impl Db {
         tx.commit().await
     }
 }
+
+/// A media of another server cached here.
+#[derive(Debug, Clone)]
+pub struct RemoteMediaRow {
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub quarantined: bool,
+}
+
+impl Db {
+    pub async fn get_remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+    ) -> sqlx::Result<Option<RemoteMediaRow>> {
+        let row = sqlx::query(
+            "SELECT content_type, filename, size, sha256, quarantined FROM remote_media \
+             WHERE origin = $1 AND media_id = $2",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .fetch_all(&self.pool)
+        .await
+        .map(super::first)?;
+        row.map(|r| {
+            Ok(RemoteMediaRow {
+                content_type: r.try_get(0)?,
+                filename: r.try_get(1)?,
+                size: r.try_get(2)?,
+                sha256: r.try_get(3)?,
+                quarantined: r.try_get::<i64, _>(4)? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a fetched remote media (a re-fetch, after its file went missing, replaces it).
+    pub async fn put_remote_media(
+        &self,
+        origin: &str,
+        media_id: &str,
+        m: &RemoteMediaRow,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO remote_media (origin, media_id, content_type, filename, size, sha256, fetched_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (origin, media_id) DO UPDATE SET \
+             content_type = $3, filename = $4, size = $5, sha256 = $6, fetched_ts = $7",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(&m.content_type)
+        .bind(&m.filename)
+        .bind(m.size)
+        .bind(&m.sha256)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn get_remote_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        width: i64,
+        height: i64,
+        method: &str,
+    ) -> sqlx::Result<Option<ThumbnailRow>> {
+        let row = sqlx::query(
+            "SELECT content_type, sha256, size FROM remote_media_thumbnails \
+             WHERE origin = $1 AND media_id = $2 AND width = $3 AND height = $4 AND method = $5",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(width)
+        .bind(height)
+        .bind(method)
+        .fetch_all(&self.pool)
+        .await
+        .map(super::first)?;
+        row.map(|r| {
+            Ok(ThumbnailRow {
+                content_type: r.try_get(0)?,
+                sha256: r.try_get(1)?,
+                size: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_remote_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        width: i64,
+        height: i64,
+        method: &str,
+        t: &ThumbnailRow,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO remote_media_thumbnails (origin, media_id, width, height, method, content_type, sha256, size) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (origin, media_id, width, height, method) \
+             DO UPDATE SET content_type = $6, sha256 = $7, size = $8",
+        )
+        .bind(origin)
+        .bind(media_id)
+        .bind(width)
+        .bind(height)
+        .bind(method)
+        .bind(&t.content_type)
+        .bind(&t.sha256)
+        .bind(t.size)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+}

@@ -303,6 +303,79 @@ where
     panic!("condition not met in 5 s");
 }
 
+/// A self-signed certificate for `localhost`, trusted by the servers that federate in a test.
+pub struct FedCert {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn fed_cert() -> FedCert {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    FedCert {
+        cert: cert_path,
+        key: key_path,
+        _dir: dir,
+    }
+}
+
+/// A TCP port free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Makes a config the server `localhost:<port>`, listening with TLS on that port and trusting
+/// the test certificate for federation.
+pub fn federating(c: &mut Config, cert: &FedCert, port: u16) {
+    c.server_name = format!("localhost:{port}");
+    c.tls = Some(palabre::config::TlsConfig {
+        listen: format!("127.0.0.1:{port}"),
+        certificate: cert.cert.clone(),
+        private_key: cert.key.clone(),
+    });
+    c.federation.extra_ca_file = Some(cert.cert.clone());
+}
+
+/// Two servers named `localhost:<tls port>`, sharing a self-signed certificate that each trusts.
+pub async fn two_servers(
+    b: Backend,
+    tweak_b: impl FnOnce(&mut Config),
+) -> (TestServer, TestServer, FedCert) {
+    two_servers_with(b, |_| {}, tweak_b).await
+}
+
+pub async fn two_servers_with(
+    b: Backend,
+    tweak_a: impl FnOnce(&mut Config),
+    tweak_b: impl FnOnce(&mut Config),
+) -> (TestServer, TestServer, FedCert) {
+    let cert = fed_cert();
+    let (pa, pb) = (free_port(), free_port());
+    let a = TestServer::start_with(b, |c| {
+        federating(c, &cert, pa);
+        tweak_a(c);
+    })
+    .await;
+    let bsrv = TestServer::start_with(b, |c| {
+        federating(c, &cert, pb);
+        tweak_b(c);
+    })
+    .await;
+    (a, bsrv, cert)
+}
+
+impl TestServer {
+    /// This server's name.
+    pub fn name(&self) -> String {
+        self.services().server_name.to_string()
+    }
+}
+
 /// Defines a test for each storage backend.
 #[macro_export]
 macro_rules! both_backends {

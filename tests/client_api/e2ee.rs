@@ -15,10 +15,10 @@ use vodozemac::{
 
 use crate::common::*;
 
-const OLM: &str = "m.olm.v1.curve25519-aes-sha2";
-const MEGOLM: &str = "m.megolm.v1.aes-sha2";
+pub(crate) const OLM: &str = "m.olm.v1.curve25519-aes-sha2";
+pub(crate) const MEGOLM: &str = "m.megolm.v1.aes-sha2";
 
-fn canonical(v: &Value) -> String {
+pub(crate) fn canonical(v: &Value) -> String {
     let mut v = v.clone();
     if let Some(m) = v.as_object_mut() {
         m.remove("signatures");
@@ -28,7 +28,7 @@ fn canonical(v: &Value) -> String {
 }
 
 /// Checks a signature the way a client does before trusting a key.
-fn verifies(obj: &Value, user: &str, key_id: &str, public: &str) -> bool {
+pub(crate) fn verifies(obj: &Value, user: &str, key_id: &str, public: &str) -> bool {
     let Some(sig) = obj["signatures"][user][key_id].as_str() else {
         return false;
     };
@@ -38,29 +38,29 @@ fn verifies(obj: &Value, user: &str, key_id: &str, public: &str) -> bool {
 }
 
 /// A client device: a logged-in user and its Olm account.
-struct Device {
-    user: User,
-    account: Account,
+pub(crate) struct Device {
+    pub user: User,
+    pub account: Account,
 }
 
 impl Device {
-    fn new(user: User) -> Self {
+    pub(crate) fn new(user: User) -> Self {
         Self {
             user,
             account: Account::new(),
         }
     }
 
-    fn key_id(&self) -> String {
+    pub(crate) fn key_id(&self) -> String {
         format!("ed25519:{}", self.user.device_id)
     }
 
-    fn sign(&self, obj: &mut Value) {
+    pub(crate) fn sign(&self, obj: &mut Value) {
         let sig = self.account.sign(canonical(obj)).to_base64();
         obj["signatures"][&self.user.user_id][self.key_id()] = json!(sig);
     }
 
-    fn device_keys(&self) -> Value {
+    pub(crate) fn device_keys(&self) -> Value {
         let mut keys = json!({
             "user_id": self.user.user_id,
             "device_id": self.user.device_id,
@@ -74,7 +74,7 @@ impl Device {
         keys
     }
 
-    fn signed_key(&self, key: Curve25519PublicKey, fallback: bool) -> Value {
+    pub(crate) fn signed_key(&self, key: Curve25519PublicKey, fallback: bool) -> Value {
         let mut k = json!({ "key": key.to_base64() });
         if fallback {
             k["fallback"] = json!(true);
@@ -83,7 +83,7 @@ impl Device {
         k
     }
 
-    fn one_time_keys(&mut self, n: usize) -> Map<String, Value> {
+    pub(crate) fn one_time_keys(&mut self, n: usize) -> Map<String, Value> {
         self.account.generate_one_time_keys(n);
         let out = self
             .account
@@ -100,7 +100,7 @@ impl Device {
         out
     }
 
-    fn fallback_key(&mut self) -> Map<String, Value> {
+    pub(crate) fn fallback_key(&mut self) -> Map<String, Value> {
         self.account.generate_fallback_key();
         let out = self
             .account
@@ -118,7 +118,7 @@ impl Device {
     }
 
     /// Uploads device keys and `n` one-time keys; returns the server's counts.
-    async fn upload(&mut self, s: &TestServer, n: usize) -> Value {
+    pub(crate) async fn upload(&mut self, s: &TestServer, n: usize) -> Value {
         let body =
             json!({ "device_keys": self.device_keys(), "one_time_keys": self.one_time_keys(n) });
         let (st, v) = s
@@ -658,7 +658,7 @@ async fn concurrent_claims(b: Backend) {
 }
 
 /// A cross-signing key object signed by `signer` (secret key, public base64).
-fn cross_key(
+pub(crate) fn cross_key(
     user: &str,
     usage: &str,
     key: &Ed25519SecretKey,
@@ -678,7 +678,7 @@ fn cross_key(
     v
 }
 
-fn sign_with(obj: &Value, user: &str, key: &Ed25519SecretKey) -> Value {
+pub(crate) fn sign_with(obj: &Value, user: &str, key: &Ed25519SecretKey) -> Value {
     let mut obj = obj.clone();
     obj.as_object_mut().unwrap().remove("unsigned");
     let kid = format!("ed25519:{}", key.public_key().to_base64());

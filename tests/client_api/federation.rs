@@ -6,39 +6,6 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-/// Two servers named `localhost:<tls port>`, sharing a self-signed certificate that each trusts.
-async fn two_servers(
-    b: Backend,
-    tweak_b: impl FnOnce(&mut palabre::config::Config),
-) -> (TestServer, TestServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let port = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let (pa, pb) = (port(), port());
-    let setup = |c: &mut palabre::config::Config, p: u16| {
-        c.server_name = format!("localhost:{p}");
-        c.tls = Some(palabre::config::TlsConfig {
-            listen: format!("127.0.0.1:{p}"),
-            certificate: cert_path.clone(),
-            private_key: key_path.clone(),
-        });
-        c.federation.extra_ca_file = Some(cert_path.clone());
-    };
-    let a = TestServer::start_with(b, |c| setup(c, pa)).await;
-    let bsrv = TestServer::start_with(b, |c| {
-        setup(c, pb);
-        tweak_b(c);
-    })
-    .await;
-    (a, bsrv, dir)
-}
-
 async fn keys_and_signed_requests(b: Backend) {
     let (a, bs, _dir) = two_servers(b, |_| {}).await;
     let a_name = a.services().server_name.to_string();

@@ -10,6 +10,7 @@ mod e2ee;
 mod ephemeral;
 mod errors;
 mod federation;
+mod federation_queries;
 mod media;
 mod messaging;
 mod openid;

@@ -10,26 +10,26 @@ use sha2::{Digest, Sha256};
 
 use crate::common::*;
 
-struct Fetched {
-    status: StatusCode,
-    headers: header::HeaderMap,
-    bytes: Vec<u8>,
+pub(crate) struct Fetched {
+    pub status: StatusCode,
+    pub headers: header::HeaderMap,
+    pub bytes: Vec<u8>,
 }
 
 impl Fetched {
-    fn header(&self, name: &str) -> String {
+    pub fn header(&self, name: &str) -> String {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned()
     }
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
     }
 }
 
-async fn fetch(s: &TestServer, token: Option<&str>, path: &str) -> Fetched {
+pub(crate) async fn fetch(s: &TestServer, token: Option<&str>, path: &str) -> Fetched {
     let mut req = s.http.get(format!("{}{}", s.base, path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -42,7 +42,7 @@ async fn fetch(s: &TestServer, token: Option<&str>, path: &str) -> Fetched {
     }
 }
 
-async fn upload(
+pub(crate) async fn upload(
     s: &TestServer,
     u: &User,
     content_type: &str,
@@ -67,7 +67,7 @@ async fn upload(
 }
 
 /// `server/id` of an mxc URI.
-fn mxc_path(v: &Value) -> String {
+pub(crate) fn mxc_path(v: &Value) -> String {
     v["content_uri"]
         .as_str()
         .expect("content_uri")
@@ -76,7 +76,7 @@ fn mxc_path(v: &Value) -> String {
         .to_owned()
 }
 
-fn image_bytes(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
+pub(crate) fn image_bytes(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
     });

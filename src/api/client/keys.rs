@@ -6,7 +6,10 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Query},
-    services::{accounts::AuthData, e2ee::device_keys::KeyUpload},
+    services::{
+        accounts::AuthData,
+        e2ee::{device_keys::KeyUpload, federation::remote_timeout},
+    },
     Error,
 };
 
@@ -25,11 +28,16 @@ pub async fn upload(State(s): State<AppState>, Auth(r): Auth, Json(b): Json<Valu
 }
 
 pub async fn query(State(s): State<AppState>, Auth(r): Auth, Json(b): Json<Value>) -> ApiResult {
-    ok(s.query_keys(&r.user_id, object(&b, "device_keys")?).await?)
+    let timeout = remote_timeout(b["timeout"].as_u64());
+    ok(
+        s.query_keys(&r.user_id, object(&b, "device_keys")?, timeout)
+            .await?,
+    )
 }
 
 pub async fn claim(State(s): State<AppState>, Auth(_r): Auth, Json(b): Json<Value>) -> ApiResult {
-    ok(s.claim_keys(object(&b, "one_time_keys")?).await?)
+    let timeout = remote_timeout(b["timeout"].as_u64());
+    ok(s.claim_keys(object(&b, "one_time_keys")?, timeout).await?)
 }
 
 #[derive(Deserialize)]

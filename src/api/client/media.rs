@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Path, Query},
-    services::media::{inline_allowed, thumbnail::Method, Download},
+    services::media::{content_disposition, thumbnail::Method, Download},
 };
 
 /// No script may run from served media, whatever its type.
@@ -30,34 +30,8 @@ fn declared(headers: &HeaderMap) -> (Option<&str>, Option<u64>) {
     (content_type, len)
 }
 
-/// RFC 5987 `attr-char`s stay as they are in `filename*`; everything else is percent-encoded.
-const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'!')
-    .remove(b'#')
-    .remove(b'$')
-    .remove(b'&')
-    .remove(b'+')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'^')
-    .remove(b'_')
-    .remove(b'`')
-    .remove(b'|')
-    .remove(b'~');
-
 fn serve(d: Download, filename: Option<&str>) -> Response {
-    let disposition = if inline_allowed(&d.content_type) {
-        "inline"
-    } else {
-        "attachment"
-    };
-    let disposition = match filename.or(d.filename.as_deref()) {
-        Some(f) => format!(
-            "{disposition}; filename*=utf-8''{}",
-            percent_encoding::utf8_percent_encode(f, ATTR_CHAR)
-        ),
-        None => disposition.to_owned(),
-    };
+    let disposition = content_disposition(&d.content_type, filename.or(d.filename.as_deref()));
     let content_type = HeaderValue::from_str(&d.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut resp = Body::from_stream(d.body).into_response();

@@ -30,8 +30,8 @@ fn parse_room(room: &str) -> Result<ruma::OwnedRoomId, Error> {
 }
 
 pub async fn get_alias(State(s): State<AppState>, Path(alias): Path<String>) -> ApiResult {
-    let room = s.resolve_alias(&parse_alias(&alias)?).await?;
-    ok(json!({ "room_id": room, "servers": [s.server_name] }))
+    let (room, servers) = s.lookup_alias(&parse_alias(&alias)?).await?;
+    ok(json!({ "room_id": room, "servers": servers }))
 }
 
 #[derive(Deserialize)]

@@ -1,9 +1,12 @@
-//! Server-server API. For now: the key server, the version endpoint and OpenID userinfo
-//! (federation proper comes with its own issue).
+//! Server-server API: the key server, the version endpoint, OpenID userinfo, queries, media,
+//! device lists and keys, the room directory.
 
 pub mod auth;
+mod directory;
+mod e2ee;
 mod events;
 mod keys;
+mod media;
 mod membership;
 mod openid;
 mod query;
@@ -49,6 +52,24 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/_matrix/federation/v1/state/{room}", get(events::state))
         .route("/_matrix/federation/v1/version", get(keys::version))
+        .route(
+            "/_matrix/federation/v1/media/download/{media_id}",
+            get(media::download),
+        )
+        .route(
+            "/_matrix/federation/v1/media/thumbnail/{media_id}",
+            get(media::thumbnail),
+        )
+        .route(
+            "/_matrix/federation/v1/user/devices/{user_id}",
+            get(e2ee::user_devices),
+        )
+        .route("/_matrix/federation/v1/user/keys/query", post(e2ee::query))
+        .route("/_matrix/federation/v1/user/keys/claim", post(e2ee::claim))
+        .route(
+            "/_matrix/federation/v1/publicRooms",
+            get(directory::get_public_rooms).post(directory::post_public_rooms),
+        )
         .route(
             "/_matrix/federation/v1/openid/userinfo",
             get(openid::userinfo),

@@ -208,45 +208,62 @@ impl Services {
         Ok((Value::Object(counts), fallback))
     }
 
-    /// `/keys/query`: device and cross-signing keys of local users, as seen by `requester`.
+    /// `/keys/query`: device and cross-signing keys of local users, as seen by `requester`, and
+    /// of remote users, from the cache or asked of their servers (at most `timeout` each, in
+    /// parallel; unreachable ones are listed in `failures`).
     pub async fn query_keys(
         &self,
         requester: &UserId,
         wanted: &Map<String, Value>,
+        timeout: std::time::Duration,
     ) -> Result<Value> {
         let mut local: Vec<(OwnedUserId, Vec<String>)> = vec![];
-        let mut remote: BTreeMap<OwnedServerName, Vec<OwnedUserId>> = BTreeMap::new();
+        let mut remote: BTreeMap<OwnedServerName, Vec<(OwnedUserId, Vec<String>)>> =
+            BTreeMap::new();
         for (user, devices) in wanted {
             let user = crate::util::parse_user_id(user)?;
-            let devices: Vec<String> = match devices {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|d| d.as_str().map(str::to_owned))
-                    .collect(),
-                Value::Null => vec![],
-                _ => return Err(Error::bad_json("device_keys values must be lists")),
-            };
+            let devices = device_list(devices)?;
             if self.is_local(&user) {
                 local.push((user, devices));
             } else {
                 remote
                     .entry(user.server_name().to_owned())
                     .or_default()
-                    .push(user);
+                    .push((user, devices));
             }
         }
+        let mut answer = self.local_keys(&local, Some(requester), true).await?;
+        let failures = self.remote_keys(remote, timeout, &mut answer).await?;
+        Ok(json!({
+            "device_keys": answer.device_keys,
+            "master_keys": answer.master_keys,
+            "self_signing_keys": answer.self_signing_keys,
+            "user_signing_keys": answer.user_signing_keys,
+            "failures": failures,
+        }))
+    }
+
+    /// The keys of local users as `viewer` sees them (`None`: another server, which gets the
+    /// owners' own signatures only and no user-signing keys). `names`: devices carry their
+    /// display names in `unsigned`.
+    pub async fn local_keys(
+        &self,
+        local: &[(OwnedUserId, Vec<String>)],
+        viewer: Option<&UserId>,
+        names: bool,
+    ) -> Result<KeysAnswer> {
         let users: Vec<String> = local.iter().map(|(u, _)| u.to_string()).collect();
         let keys = self.db.device_keys_of(&users).await?;
         let cross = self.db.cross_signing_keys_of(&users).await?;
         let sigs = self.db.signatures_on(&users).await?;
 
-        // Signatures visible to the requester: the owner's own (self-signing key over devices,
-        // devices over the master key) and the requester's (user-signing key over a master key).
+        // Signatures visible to the viewer: the owner's own (self-signing key over devices,
+        // devices over the master key) and the viewer's (user-signing key over a master key).
         type Target<'a> = (&'a str, &'a str);
         type Signed<'a> = (&'a str, &'a str, &'a str);
         let mut extra: HashMap<Target, Vec<Signed>> = HashMap::new();
         for (tu, tk, su, sk, sig) in &sigs {
-            if su == tu || su == requester.as_str() {
+            if su == tu || viewer.is_some_and(|v| su == v.as_str()) {
                 extra.entry((tu.as_str(), tk.as_str())).or_default().push((
                     su.as_str(),
                     sk.as_str(),
@@ -266,10 +283,13 @@ impl Services {
             .iter()
             .map(|(u, d)| (u.as_str(), d.iter().map(String::as_str).collect()))
             .collect();
-        let mut device_keys: BTreeMap<String, Map<String, Value>> = local
-            .iter()
-            .map(|(u, _)| (u.to_string(), Map::new()))
-            .collect();
+        let mut answer = KeysAnswer {
+            device_keys: local
+                .iter()
+                .map(|(u, _)| (u.to_string(), Map::new()))
+                .collect(),
+            ..Default::default()
+        };
         for (user, device, json, name) in keys {
             let filter = &wanted_devices[user.as_str()];
             if !filter.is_empty() && !filter.contains(device.as_str()) {
@@ -277,16 +297,13 @@ impl Services {
             }
             let mut v: Value = serde_json::from_str(&json)?;
             merge(&mut v, &user, &device);
-            if let Some(name) = name {
+            if let (Some(name), true) = (name, names) {
                 v["unsigned"]["device_display_name"] = json!(name);
             }
-            if let Some(m) = device_keys.get_mut(&user) {
+            if let Some(m) = answer.device_keys.get_mut(&user) {
                 m.insert(device, v);
             }
         }
-        let mut master = Map::new();
-        let mut self_signing = Map::new();
-        let mut user_signing = Map::new();
         for (user, kind, json) in cross {
             let mut v: Value = serde_json::from_str(&json)?;
             if let Some(public) = cross_signing_public_key(&v) {
@@ -294,72 +311,61 @@ impl Services {
             }
             match kind.as_str() {
                 "master" => {
-                    master.insert(user, v);
+                    answer.master_keys.insert(user, v);
                 }
                 "self_signing" => {
-                    self_signing.insert(user, v);
+                    answer.self_signing_keys.insert(user, v);
                 }
-                "user_signing" if user == requester.as_str() => {
-                    user_signing.insert(user, v);
+                "user_signing" if viewer.is_some_and(|v| v.as_str() == user) => {
+                    answer.user_signing_keys.insert(user, v);
                 }
                 _ => {}
             }
         }
-        let mut failures = Map::new();
-        for (server, users) in remote {
-            if let Err(e) = self.query_remote_keys(&server, &users).await {
-                failures.insert(
-                    server.to_string(),
-                    json!({ "status": 503, "message": e.message }),
-                );
-            }
-        }
-        Ok(json!({
-            "device_keys": device_keys,
-            "master_keys": master,
-            "self_signing_keys": self_signing,
-            "user_signing_keys": user_signing,
-            "failures": failures,
-        }))
-    }
-
-    /// Keys of users on other servers: answered over federation once it exists; until then the
-    /// server is reported in `failures`.
-    async fn query_remote_keys(
-        &self,
-        server: &ruma::ServerName,
-        _users: &[OwnedUserId],
-    ) -> Result<()> {
-        Err(Error::unknown(format!(
-            "Federation with {server} is not available"
-        )))
+        Ok(answer)
     }
 
     /// `/keys/claim`: one key per (user, device, algorithm). A one-time key is handed out exactly
-    /// once; when a device has none left, its fallback key (marked used) is.
-    pub async fn claim_keys(&self, wanted: &Map<String, Value>) -> Result<Value> {
+    /// once; when a device has none left, its fallback key (marked used) is. Keys of remote
+    /// users are claimed from their servers (at most `timeout` each, in parallel).
+    pub async fn claim_keys(
+        &self,
+        wanted: &Map<String, Value>,
+        timeout: std::time::Duration,
+    ) -> Result<Value> {
         let mut targets: Vec<Target> = vec![];
-        let mut failures = Map::new();
+        let mut remote: BTreeMap<OwnedServerName, Vec<Target>> = BTreeMap::new();
         for (user, devices) in wanted {
             let uid = crate::util::parse_user_id(user)?;
             let devices = devices
                 .as_object()
                 .ok_or_else(|| Error::bad_json("one_time_keys values must be objects"))?;
-            if !self.is_local(&uid) {
-                failures.insert(
-                    uid.server_name().to_string(),
-                    json!({ "status": 503, "message": "Federation is not available" }),
-                );
-                continue;
-            }
             for (device, alg) in devices {
                 let alg = alg
                     .as_str()
                     .filter(|a| !a.is_empty() && a.len() <= MAX_KEY_ID)
                     .ok_or_else(|| Error::bad_json("Algorithm must be a string"))?;
-                targets.push((user.clone(), device.clone(), alg.to_owned()));
+                let target = (user.clone(), device.clone(), alg.to_owned());
+                if self.is_local(&uid) {
+                    targets.push(target);
+                } else {
+                    remote
+                        .entry(uid.server_name().to_owned())
+                        .or_default()
+                        .push(target);
+                }
             }
         }
+        let mut out = self.claim_local_keys(targets).await?;
+        let failures = self.claim_remote_keys(remote, timeout, &mut out).await;
+        Ok(json!({ "one_time_keys": out, "failures": failures }))
+    }
+
+    /// Claims keys of local devices: user -> device -> key id -> key.
+    pub async fn claim_local_keys(
+        &self,
+        mut targets: Vec<Target>,
+    ) -> Result<BTreeMap<String, Map<String, Value>>> {
         targets.sort();
         targets.dedup();
         let claimed = self.db.claim_keys(targets).await?;
@@ -371,6 +377,27 @@ impl Services {
                 .entry(device)
                 .or_insert_with(|| json!({}))[key_id] = v;
         }
-        Ok(json!({ "one_time_keys": out, "failures": failures }))
+        Ok(out)
     }
+}
+
+/// The device ids asked for a user in a key query (empty: all).
+pub fn device_list(devices: &Value) -> Result<Vec<String>> {
+    match devices {
+        Value::Array(a) => Ok(a
+            .iter()
+            .filter_map(|d| d.as_str().map(str::to_owned))
+            .collect()),
+        Value::Null => Ok(vec![]),
+        _ => Err(Error::bad_json("device_keys values must be lists")),
+    }
+}
+
+/// A key query's answer, before it becomes JSON.
+#[derive(Default)]
+pub struct KeysAnswer {
+    pub device_keys: BTreeMap<String, Map<String, Value>>,
+    pub master_keys: Map<String, Value>,
+    pub self_signing_keys: Map<String, Value>,
+    pub user_signing_keys: Map<String, Value>,
 }

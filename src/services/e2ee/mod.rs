@@ -7,6 +7,7 @@ pub mod cross_signing;
 pub mod dehydrated;
 pub mod device_keys;
 pub mod device_lists;
+pub mod federation;
 pub mod to_device;
 
 use ruma::{CanonicalJsonValue, OwnedUserId, UserId};

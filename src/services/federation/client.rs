@@ -30,6 +30,20 @@ impl Services {
         path_and_query: &str,
         body: Option<&Value>,
     ) -> Result<reqwest::Response> {
+        self.federation_send_within(dest, method, path_and_query, body, None)
+            .await
+    }
+
+    /// `federation_send` with its own bound on the whole exchange (body included) instead of
+    /// the client's default minute: long media downloads.
+    pub async fn federation_send_within(
+        &self,
+        dest: &ServerName,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<reqwest::Response> {
         if dest == self.server_name {
             return Err(Error::invalid_param("That is this server"));
         }
@@ -63,6 +77,9 @@ impl Services {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes);
         }
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         req.send().await.map_err(|e| unreachable(dest, e))
     }
 
@@ -93,23 +110,31 @@ impl Services {
         if status.is_success() {
             return Ok(value);
         }
-        let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let errcode = match value.get("errcode").and_then(Value::as_str) {
-            Some("M_NOT_FOUND") => "M_NOT_FOUND",
-            Some("M_FORBIDDEN") => "M_FORBIDDEN",
-            Some("M_UNRECOGNIZED") => "M_UNRECOGNIZED",
-            Some("M_UNSUPPORTED_ROOM_VERSION") => "M_UNSUPPORTED_ROOM_VERSION",
-            Some("M_INCOMPATIBLE_ROOM_VERSION") => "M_INCOMPATIBLE_ROOM_VERSION",
-            Some("M_LIMIT_EXCEEDED") => "M_LIMIT_EXCEEDED",
-            Some("M_INVALID_PARAM") => "M_INVALID_PARAM",
-            Some("M_BAD_JSON") => "M_BAD_JSON",
-            _ => "M_UNKNOWN",
-        };
-        let message = value
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("request failed")
-            .to_owned();
-        Err(Error::new(code, errcode, format!("{dest}: {message}")))
+        Err(remote_error(dest, status, &value))
     }
+}
+
+/// The error to answer when another server answered `status` with `value` (a Matrix error
+/// body or anything else): its status and the errcodes clients act on pass through.
+pub fn remote_error(dest: &ServerName, status: reqwest::StatusCode, value: &Value) -> Error {
+    let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let errcode = match value.get("errcode").and_then(Value::as_str) {
+        Some("M_NOT_FOUND") => "M_NOT_FOUND",
+        Some("M_FORBIDDEN") => "M_FORBIDDEN",
+        Some("M_UNRECOGNIZED") => "M_UNRECOGNIZED",
+        Some("M_UNSUPPORTED_ROOM_VERSION") => "M_UNSUPPORTED_ROOM_VERSION",
+        Some("M_INCOMPATIBLE_ROOM_VERSION") => "M_INCOMPATIBLE_ROOM_VERSION",
+        Some("M_LIMIT_EXCEEDED") => "M_LIMIT_EXCEEDED",
+        Some("M_INVALID_PARAM") => "M_INVALID_PARAM",
+        Some("M_BAD_JSON") => "M_BAD_JSON",
+        Some("M_NOT_YET_UPLOADED") => "M_NOT_YET_UPLOADED",
+        Some("M_TOO_LARGE") => "M_TOO_LARGE",
+        _ => "M_UNKNOWN",
+    };
+    let message = value
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("request failed")
+        .to_owned();
+    Error::new(code, errcode, format!("{dest}: {message}"))
 }

@@ -2,6 +2,7 @@
 //! requests (client.rs), other servers' keys and the notary (keys.rs).
 
 pub mod client;
+pub mod directory;
 pub mod keys;
 pub mod membership;
 pub mod pdu;
@@ -21,6 +22,9 @@ pub struct Federation {
     /// For signed requests to other servers (DNS through the resolver's pins).
     pub http: reqwest::Client,
     pub queues: sender::Queues,
+    /// The extra certificate authorities trusted for federation TLS (`extra_ca_file`), for the
+    /// other clients that talk to federation peers (media `Location` redirects).
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 impl Federation {
@@ -35,11 +39,13 @@ impl Federation {
             .dns_resolver(Arc::new(resolver::PinnedResolver {
                 pinned: resolver.pinned.clone(),
             }));
+        let mut extra_roots = vec![];
         if let Some(path) = &cfg.extra_ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("federation.extra_ca_file {}: {e}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
-                builder = builder.add_root_certificate(cert);
+            extra_roots = reqwest::Certificate::from_pem_bundle(&pem)?;
+            for cert in &extra_roots {
+                builder = builder.add_root_certificate(cert.clone());
             }
         }
         if cfg.insecure_skip_tls_verify {
@@ -52,6 +58,7 @@ impl Federation {
             resolver,
             http: builder.build()?,
             queues: sender::Queues::default(),
+            extra_roots,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Media repository: uploads streamed to disk under a content-hash name (identical files are
 //! stored once), metadata and ownership in the database, downloads streamed back.
 
+pub mod multipart;
 pub mod preview;
+pub mod remote;
 pub mod thumbnail;
 
 use std::path::PathBuf;
@@ -63,6 +65,37 @@ pub fn inline_allowed(content_type: &str) -> bool {
         .trim()
         .to_ascii_lowercase();
     INLINE_TYPES.contains(&base.as_str())
+}
+
+/// RFC 5987 `attr-char`s stay as they are in `filename*`; everything else is percent-encoded.
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// The `Content-Disposition` a media is served with: inline only for the safe types.
+pub fn content_disposition(content_type: &str, filename: Option<&str>) -> String {
+    let disposition = if inline_allowed(content_type) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    match filename {
+        Some(f) => format!(
+            "{disposition}; filename*=utf-8''{}",
+            percent_encoding::utf8_percent_encode(f, ATTR_CHAR)
+        ),
+        None => disposition.to_owned(),
+    }
 }
 
 /// A file ready to be streamed to a client.
@@ -127,9 +160,23 @@ impl Services {
         Ok(())
     }
 
-    /// Streams bytes into a temporary file, hashing them; refuses past `max_upload_bytes`.
+    /// Streams an upload into a temporary file, hashing it; refuses past `max_upload_bytes`.
     /// Returns (sha256 hex, size, temporary path).
     async fn receive<S, E>(&self, body: &mut S) -> Result<(String, u64, PathBuf)>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.receive_from(body, None).await
+    }
+
+    /// `receive` for bytes from a client (`origin` None) or from another server: a remote
+    /// file past the limit or cut short is that server's failure (502), and is not drained.
+    async fn receive_from<S, E>(
+        &self,
+        body: &mut S,
+        origin: Option<&ServerName>,
+    ) -> Result<(String, u64, PathBuf)>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -147,14 +194,19 @@ impl Services {
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| Error::bad_json(format!("Upload interrupted: {e}")))?;
+                let chunk = chunk.map_err(|e| match origin {
+                    None => Error::bad_json(format!("Upload interrupted: {e}")),
+                    Some(o) => remote::bad_gateway(o, format!("download interrupted: {e}")),
+                })?;
                 size += chunk.len() as u64;
                 if size > max {
-                    drain(body).await;
-                    return Err(Error::too_large(format!(
-                        "Upload larger than the {max} bytes allowed"
-                    )));
+                    return Err(match origin {
+                        None => {
+                            drain(body).await;
+                            Error::too_large(format!("Upload larger than the {max} bytes allowed"))
+                        }
+                        Some(o) => remote::too_large(o, max),
+                    });
                 }
                 hasher.update(&chunk);
                 file.write_all(&chunk)
@@ -423,7 +475,8 @@ impl Services {
         })
     }
 
-    /// A media's content.
+    /// A media's content: this server's, or another's (fetched over federation once, then
+    /// served from the local copy). The legacy endpoints serve no remote media.
     pub async fn download_media(
         &self,
         server: &str,
@@ -431,6 +484,11 @@ impl Services {
         timeout_ms: Option<u64>,
         legacy: bool,
     ) -> Result<Download> {
+        if server != self.server_name.as_str() && !legacy {
+            let origin =
+                ServerName::parse(server).map_err(|_| Error::not_found("Media not found"))?;
+            return self.remote_download(&origin, media_id, timeout_ms).await;
+        }
         let row = self.media_row(server, media_id, timeout_ms, legacy).await?;
         let (Some(size), Some(sha)) = (row.size, row.sha256) else {
             return Err(Error::not_found("Media not found"));

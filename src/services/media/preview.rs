@@ -199,83 +199,110 @@ struct Fetched {
     body: Vec<u8>,
 }
 
+/// How `open_public` fetches: which private ranges are allowed, the time bound, extra trusted
+/// certificate authorities.
+pub struct PublicFetch<'a> {
+    pub allow: &'a [String],
+    pub timeout: Duration,
+    pub extra_roots: &'a [reqwest::Certificate],
+    pub user_agent: &'static str,
+}
+
+/// GET with the address checks and manual redirects: the response of the last hop, which
+/// answered a success.
+pub async fn open_public(mut url: Url, how: &PublicFetch<'_>) -> Result<reqwest::Response> {
+    let blocked = |m: &str| Error::forbidden(m.to_owned());
+    for _ in 0..=MAX_REDIRECTS {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::invalid_param(
+                "Only http and https URLs can be fetched",
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| Error::invalid_param("URL without a host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|_| Error::not_found("Host not found"))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::not_found("Host not found"));
+        }
+        if addrs.iter().any(|a| !ip_allowed(a.ip(), how.allow)) {
+            return Err(blocked("This address may not be fetched"));
+        }
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(how.timeout)
+            .resolve_to_addrs(&host, &addrs)
+            .user_agent(how.user_agent);
+        for cert in how.extra_roots {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        let client = builder.build().map_err(|e| Error::unknown(e.to_string()))?;
+        let resp = client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| bad_gateway(format!("Fetch failed: {e}")))?;
+        if resp.status().is_redirection() {
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+                .ok_or_else(|| bad_gateway("Redirect without a location".into()))?;
+            url = next;
+            continue;
+        }
+        if !resp.status().is_success() {
+            return Err(bad_gateway(format!("The page answered {}", resp.status())));
+        }
+        return Ok(resp);
+    }
+    Err(bad_gateway("Too many redirects".into()))
+}
+
 impl Services {
     /// GET with the address checks, manual redirects, and the size bound.
-    async fn fetch_public(&self, mut url: Url) -> Result<Fetched> {
+    async fn fetch_public(&self, url: Url) -> Result<Fetched> {
         let cfg = &self.config.media.url_preview;
-        let blocked = |m: &str| Error::forbidden(m.to_owned());
-        for _ in 0..=MAX_REDIRECTS {
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(Error::invalid_param(
-                    "Only http and https URLs can be previewed",
-                ));
+        let how = PublicFetch {
+            allow: &cfg.ip_allow_list,
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            extra_roots: &[],
+            user_agent: "Palabre URL preview",
+        };
+        let resp = open_public(url, &how).await.map_err(|e| {
+            if e.status == axum::http::StatusCode::FORBIDDEN {
+                Error::forbidden("This address may not be previewed")
+            } else {
+                e
             }
-            let host = url
-                .host_str()
-                .ok_or_else(|| Error::invalid_param("URL without a host"))?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let port = url.port_or_known_default().unwrap_or(80);
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|_| Error::not_found("Host not found"))?
-                .collect();
-            if addrs.is_empty() {
-                return Err(Error::not_found("Host not found"));
-            }
-            if addrs
-                .iter()
-                .any(|a| !ip_allowed(a.ip(), &cfg.ip_allow_list))
-            {
-                return Err(blocked("This address may not be previewed"));
-            }
-            let client = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_millis(cfg.timeout_ms))
-                .resolve_to_addrs(&host, &addrs)
-                .user_agent("Palabre URL preview")
-                .build()
-                .map_err(|e| Error::unknown(e.to_string()))?;
-            let resp = client
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|e| bad_gateway(format!("Fetch failed: {e}")))?;
-            if resp.status().is_redirection() {
-                let next = resp
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .and_then(|l| url.join(l).ok())
-                    .ok_or_else(|| bad_gateway("Redirect without a location".into()))?;
-                url = next;
-                continue;
-            }
-            if !resp.status().is_success() {
-                return Err(bad_gateway(format!("The page answered {}", resp.status())));
-            }
-            if resp.content_length().is_some_and(|n| n > cfg.max_bytes) {
+        })?;
+        if resp.content_length().is_some_and(|n| n > cfg.max_bytes) {
+            return Err(Error::too_large("The page is too large to preview"));
+        }
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let mut body = vec![];
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| bad_gateway(format!("Fetch failed: {e}")))?;
+            if (body.len() + chunk.len()) as u64 > cfg.max_bytes {
                 return Err(Error::too_large("The page is too large to preview"));
             }
-            let content_type = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|c| c.to_str().ok())
-                .unwrap_or("application/octet-stream")
-                .to_owned();
-            let mut body = vec![];
-            let mut stream = resp.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| bad_gateway(format!("Fetch failed: {e}")))?;
-                if (body.len() + chunk.len()) as u64 > cfg.max_bytes {
-                    return Err(Error::too_large("The page is too large to preview"));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            return Ok(Fetched { content_type, body });
+            body.extend_from_slice(&chunk);
         }
-        Err(bad_gateway("Too many redirects".into()))
+        Ok(Fetched { content_type, body })
     }
 
     /// Stores a fetched image as the requester's media; its Open Graph image fields.

@@ -37,7 +37,7 @@ impl Method {
             Some(_) => Err(Error::invalid_param("method must be crop or scale")),
         }
     }
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Crop => "crop",
             Self::Scale => "scale",
@@ -47,7 +47,7 @@ impl Method {
 
 /// The served size for a request: the smallest of that method at least as large as asked,
 /// else the largest of that method.
-fn pick(width: u32, height: u32, method: Method) -> (u32, u32) {
+pub fn pick(width: u32, height: u32, method: Method) -> (u32, u32) {
     let same: Vec<(u32, u32)> = SIZES
         .iter()
         .filter(|s| s.2 == method)
@@ -121,7 +121,8 @@ fn render(
 }
 
 impl Services {
-    /// A thumbnail of a media (generated on first request, then cached).
+    /// A thumbnail of a media (generated on first request, then cached). Another server's
+    /// media: see `remote_thumbnail`.
     #[allow(clippy::too_many_arguments)]
     pub async fn thumbnail(
         &self,
@@ -136,24 +137,44 @@ impl Services {
         if width == 0 || height == 0 {
             return Err(Error::invalid_param("width and height must be positive"));
         }
+        if server != self.server_name.as_str() && !legacy {
+            let origin =
+                ruma::ServerName::parse(server).map_err(|_| Error::not_found("Media not found"))?;
+            return self
+                .remote_thumbnail(&origin, media_id, width, height, method, timeout_ms)
+                .await;
+        }
         let row = self.media_row(server, media_id, timeout_ms, legacy).await?;
         let (Some(size), Some(sha)) = (row.size, row.sha256) else {
             return Err(Error::not_found("Media not found"));
         };
+        self.thumbnail_of(&sha, size as u64, width, height, method)
+            .await
+    }
+
+    /// The thumbnail of stored content (by its SHA-256), generated on first request.
+    pub async fn thumbnail_of(
+        &self,
+        sha: &str,
+        size: u64,
+        width: u32,
+        height: u32,
+        method: Method,
+    ) -> Result<Download> {
         let (tw, th) = pick(width, height, method);
         if let Some(t) = self
             .db
-            .get_thumbnail(&sha, tw.into(), th.into(), method.as_str())
+            .get_thumbnail(sha, tw.into(), th.into(), method.as_str())
             .await?
         {
             return self
                 .open_media(&t.sha256, t.size as u64, t.content_type, None)
                 .await;
         }
-        if size as u64 > MAX_SOURCE_BYTES {
+        if size > MAX_SOURCE_BYTES {
             return Err(Error::too_large("Image too large to thumbnail"));
         }
-        let path = self.media_path(&sha);
+        let path = self.media_path(sha);
         let max_pixels = self.config.media.max_image_pixels;
         let (bytes, content_type) =
             tokio::task::spawn_blocking(move || render(&path, tw, th, method, max_pixels))
@@ -166,7 +187,7 @@ impl Services {
             size: bytes.len() as i64,
         };
         self.db
-            .put_thumbnail(&sha, tw.into(), th.into(), method.as_str(), &t)
+            .put_thumbnail(sha, tw.into(), th.into(), method.as_str(), &t)
             .await?;
         self.open_media(&t.sha256, t.size as u64, t.content_type, None)
             .await

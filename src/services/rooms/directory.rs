@@ -161,8 +161,7 @@ struct DirectoryEntry {
 impl Services {
     /// `/publicRooms`: the rooms published in this server's directory whose join rule is public
     /// or knock (or whose history is world readable), with at least one joined member, largest
-    /// first. `since` tokens are offsets (`p<n>`). Another server's directory needs federation,
-    /// which is not built yet: 404.
+    /// first. `since` tokens are offsets (`p<n>`). Another server's directory is asked of it.
     pub async fn public_rooms(
         &self,
         requester: &UserId,
@@ -173,11 +172,16 @@ impl Services {
             .check("search", requester.as_str(), self.config.rate_limits.search)?;
         if let Some(s) = server {
             if s != self.server_name.as_str() {
-                return Err(Error::not_found(format!(
-                    "Cannot list the rooms of {s}: federation is not available on this server"
-                )));
+                let server = ruma::ServerName::parse(s)
+                    .map_err(|_| Error::invalid_param("Invalid server name"))?;
+                return self.remote_public_rooms(&server, req).await;
             }
         }
+        self.local_public_rooms(req).await
+    }
+
+    /// This server's published rooms, for its clients and (over federation) other servers.
+    pub async fn local_public_rooms(&self, req: PublicRoomsRequest) -> Result<Value> {
         let offset = match req.since.as_deref() {
             None | Some("") => 0,
             Some(t) => t
