@@ -264,4 +264,54 @@ async fn join_and_messages(b: Backend) {
     bs.stop().await;
 }
 
-crate::both_backends!(keys_and_signed_requests, allow_list, join_and_messages);
+async fn server_acl(b: Backend) {
+    let (a, bs, _dir) = two_servers(b, |_| {}).await;
+    let a_name = a.services().server_name.to_string();
+    let alice = a.register("alice").await;
+    let bob = bs.register("bob").await;
+    let room = a
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    // Both servers are named localhost:<port>; ACLs match the host only, so this bans B
+    // (A is not subject to its own room's ACL for its own users).
+    let (st, v) = a
+        .put(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.server_acl/",
+                enc(&room)
+            ),
+            json!({ "allow": ["*"], "deny": ["localhost"], "allow_ip_literals": false }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = bs
+        .post(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&room),
+                enc(&a_name)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "the ACL keeps B out: {v}");
+    assert!(v["error"].as_str().unwrap_or_default().contains("ACL"), "{v}");
+    let (_, m) = a
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)),
+        )
+        .await;
+    assert!(m["joined"].get(&bob.user_id).is_none());
+    a.stop().await;
+    bs.stop().await;
+}
+
+crate::both_backends!(
+    keys_and_signed_requests,
+    allow_list,
+    join_and_messages,
+    server_acl
+);

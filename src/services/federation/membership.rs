@@ -52,6 +52,7 @@ impl Services {
         if user.server_name() != origin {
             return Err(Error::forbidden("The user is not on the requesting server"));
         }
+        self.check_acl(room_id, origin).await?;
         let guard = self.lock_room(room_id).await?;
         let room = guard
             .as_ref()
@@ -92,6 +93,7 @@ impl Services {
         omit_members: bool,
     ) -> Result<Value> {
         let rules = self.room_rules(room_id.as_str()).await?;
+        self.check_acl(room_id, origin).await?;
         let checked = self.check_pdu(event, &rules).await?;
         if checked.event_id.as_str() != event_id {
             return Err(Error::bad_json("The event id does not match the event"));

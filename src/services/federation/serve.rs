@@ -27,6 +27,9 @@ impl Services {
         if !self.server_in_room(origin, &row.room_id).await? {
             return Err(Error::forbidden("Your server is not in this room"));
         }
+        if let Ok(room) = RoomId::parse(&row.room_id) {
+            self.check_acl(&room, origin).await?;
+        }
         Ok(json!({
             "origin": self.server_name.as_str(),
             "origin_server_ts": util::now_ms(),
@@ -46,6 +49,7 @@ impl Services {
         if !self.server_in_room(origin, room.as_str()).await? {
             return Err(Error::forbidden("Your server is not in this room"));
         }
+        self.check_acl(room, origin).await?;
         let limit = limit.clamp(1, 100) as usize;
         let stop: HashSet<&str> = earliest.iter().map(String::as_str).collect();
         let mut seen: HashSet<String> = latest.iter().cloned().collect();
@@ -83,6 +87,7 @@ impl Services {
         if !self.server_in_room(origin, room.as_str()).await? {
             return Err(Error::forbidden("Your server is not in this room"));
         }
+        self.check_acl(room, origin).await?;
         let event = self
             .db
             .get_event(event_id)
