@@ -297,7 +297,10 @@ async fn server_acl(b: Backend) {
         )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "the ACL keeps B out: {v}");
-    assert!(v["error"].as_str().unwrap_or_default().contains("ACL"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains("ACL"),
+        "{v}"
+    );
     let (_, m) = a
         .get(
             &alice,
