@@ -137,14 +137,7 @@ impl Db {
         .fetch_all(&self.pool)
         .await
         .map(super::first)?;
-        row.map(|r| {
-            Ok(ThumbnailRow {
-                content_type: r.try_get(0)?,
-                sha256: r.try_get(1)?,
-                size: r.try_get(2)?,
-            })
-        })
-        .transpose()
+        row.map(|r| thumbnail_row(&r)).transpose()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -257,14 +250,7 @@ impl Db {
         .fetch_all(&self.pool)
         .await
         .map(super::first)?;
-        row.map(|r| {
-            Ok(ThumbnailRow {
-                content_type: r.try_get(0)?,
-                sha256: r.try_get(1)?,
-                size: r.try_get(2)?,
-            })
-        })
-        .transpose()
+        row.map(|r| thumbnail_row(&r)).transpose()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -295,4 +281,13 @@ impl Db {
         .await?;
         tx.commit().await
     }
+}
+
+/// (content_type, sha256, size) columns as a thumbnail.
+fn thumbnail_row(r: &sqlx::any::AnyRow) -> sqlx::Result<ThumbnailRow> {
+    Ok(ThumbnailRow {
+        content_type: r.try_get(0)?,
+        sha256: r.try_get(1)?,
+        size: r.try_get(2)?,
+    })
 }

@@ -16,6 +16,7 @@ use super::{pdu::CheckedPdu, sender::outgoing_pdu};
 use crate::{
     services::{
         rooms::{
+            int,
             pdu::Pdu,
             remote::Outcome,
             version::{self},
@@ -34,10 +35,6 @@ fn ver_params() -> String {
         .map(|v| format!("ver={v}"))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn int(v: i64) -> CanonicalJsonValue {
-    CanonicalJsonValue::Integer(ruma::Int::new_saturating(v))
 }
 
 impl Services {

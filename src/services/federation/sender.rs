@@ -39,16 +39,16 @@ pub struct Queues {
 
 /// The servers with joined members in a room, other than this one.
 pub fn room_servers(room: &RoomState, me: &ServerName) -> Vec<OwnedServerName> {
+    // Cheap checks first: only remote members' events are parsed (a local-only room costs
+    // no JSON parsing on the send path).
     let mut out: Vec<OwnedServerName> = room
         .state
         .iter()
-        .filter(|((t, _), p)| {
-            *t == StateEventType::RoomMember
-                && p.content_str("membership").as_deref() == Some("join")
-        })
-        .filter_map(|((_, k), _)| ruma::UserId::parse(k.as_str()).ok())
-        .map(|u| u.server_name().to_owned())
-        .filter(|s| s != me)
+        .filter(|((t, _), _)| *t == StateEventType::RoomMember)
+        .filter_map(|((_, k), p)| Some((ruma::UserId::parse(k.as_str()).ok()?, p)))
+        .filter(|(u, _)| u.server_name() != me)
+        .filter(|(_, p)| p.content_str("membership").as_deref() == Some("join"))
+        .map(|(u, _)| u.server_name().to_owned())
         .collect();
     out.sort();
     out.dedup();

@@ -427,7 +427,7 @@ impl RoomState {
     }
 }
 
-fn int(v: i64) -> CanonicalJsonValue {
+pub(crate) fn int(v: i64) -> CanonicalJsonValue {
     CanonicalJsonValue::Integer(ruma::Int::new_saturating(v))
 }
 

@@ -110,6 +110,27 @@ impl Services {
                 .into_iter()
                 .map(|r| r.event_id)
                 .collect();
+            // The prev events the batch refers to, known here: one query for the batch.
+            let prev_ids: Vec<String> = pdus
+                .iter()
+                .filter_map(|c| c.object.get("prev_events"))
+                .filter_map(|v| match v {
+                    ruma::CanonicalJsonValue::Array(a) => Some(a),
+                    _ => None,
+                })
+                .flatten()
+                .filter_map(|v| match v {
+                    ruma::CanonicalJsonValue::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            let known_prevs: HashSet<String> = self
+                .db
+                .get_events(&prev_ids)
+                .await?
+                .into_iter()
+                .map(|r| r.event_id)
+                .collect();
             for c in pdus {
                 if known.contains(c.event_id.as_str())
                     || built.iter().any(|n| n.pdu.event_id == c.event_id)
@@ -131,19 +152,13 @@ impl Services {
                     continue;
                 }
                 // Prev events must be known (the caller fetches missing ones).
-                let prev_ids: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-                let have: HashSet<String> = self
-                    .db
-                    .get_events(&prev_ids)
-                    .await?
-                    .into_iter()
-                    .map(|r| r.event_id)
-                    .chain(built.iter().map(|n| n.pdu.event_id.to_string()))
-                    .collect();
                 let missing: Vec<OwnedEventId> = pdu
                     .prev_events
                     .iter()
-                    .filter(|p| !have.contains(p.as_str()))
+                    .filter(|p| {
+                        !known_prevs.contains(p.as_str())
+                            && !built.iter().any(|n| n.pdu.event_id == **p)
+                    })
                     .cloned()
                     .collect();
                 if !missing.is_empty() {
