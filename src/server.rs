@@ -67,12 +67,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let pruner = services.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
+        for minute in 0u64.. {
             tick.tick().await;
             if Arc::strong_count(&pruner) == 1 {
                 break;
             }
             pruner.notifier.prune();
+            if minute % 60 == 0 {
+                // Delivered to-device EDU ids are kept a week (retries come back sooner).
+                let week_ago = crate::util::now_ms() - 7 * 24 * 3600 * 1000;
+                if let Err(e) = pruner.db.prune_received_edus(week_ago).await {
+                    tracing::warn!(error = %e, "pruning received EDU ids");
+                }
+            }
         }
     });
     tracing::info!(%addr, server_name = %services.server_name, "Palabre listening");

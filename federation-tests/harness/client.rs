@@ -109,6 +109,40 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A new device of a user registered by `register`: logs in with their password.
+    pub async fn login(&self, user_id: &str) -> Session {
+        let localpart = user_id
+            .trim_start_matches('@')
+            .split(':')
+            .next()
+            .unwrap_or_default();
+        let body = json!({
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": localpart },
+            "password": format!("{localpart} correct horse battery"),
+            "initial_device_display_name": "federation-tests second device",
+        });
+        let (st, v) = self
+            .call(Method::POST, "/_matrix/client/v3/login", None, Some(&body))
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::OK,
+            "login {user_id} on {}: {v}",
+            self.server_name
+        );
+        Session {
+            client: self.clone(),
+            user_id: v["user_id"].as_str().expect("user_id").to_owned(),
+            token: v["access_token"].as_str().expect("access_token").to_owned(),
+            device_id: v["device_id"].as_str().expect("device_id").to_owned(),
+            since: Mutex::new(None),
+            txn: AtomicU64::new(0),
+        }
+    }
+}
+
 /// A logged-in user (one device) with its own /sync position.
 pub struct Session {
     pub client: Client,

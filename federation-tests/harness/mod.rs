@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod olm;
 pub mod palabre;
 pub mod pki;
 pub mod process;

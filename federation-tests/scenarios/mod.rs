@@ -1,6 +1,7 @@
 //! Scenarios, and checks shared between them.
 
 mod allow_list;
+mod e2ee;
 mod keys_profiles;
 mod rooms;
 mod synapse;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Services;
+use crate::services::federation::edus::DeviceChange;
 use crate::{
     config::RegistrationMode,
     store::{users::DeviceRow, Db},
@@ -613,7 +614,10 @@ impl Services {
             .await;
         self.forget_tokens(&hashes);
         res?;
+        let id = ticket.id;
         ticket.publish(&[user]).await;
+        self.federate_device_change(user, id, DeviceChange::Devices(devices))
+            .await;
         Ok(())
     }
 

@@ -4,8 +4,11 @@ use sqlx::Row;
 
 use super::{
     events::{EventRow, EVENT_COLS},
-    placeholders, Db,
+    placeholders, Db, Tx,
 };
+
+/// A queued EDU: (id, destination, edu_type, content JSON).
+pub type EduRow = (i64, String, String, String);
 
 /// A cached verify key of another server.
 #[derive(Debug, Clone)]
@@ -109,11 +112,15 @@ impl Db {
         q.fetch_all(&self.pool).await
     }
 
+    /// The largest id of both outboxes (PDUs and EDUs share one counter).
     pub async fn max_outbox_id(&self) -> sqlx::Result<i64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM federation_outbox")
-            .fetch_all(&self.pool)
-            .await
-            .and_then(super::one)?;
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(id), 0) FROM (SELECT id FROM federation_outbox \
+             UNION ALL SELECT id FROM federation_edu_outbox) ids",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .and_then(super::one)?;
         row.try_get(0)
     }
 
@@ -151,11 +158,87 @@ impl Db {
         .collect()
     }
 
-    pub async fn outbox_done(&self, dest: &str, upto: i64) -> sqlx::Result<()> {
+    /// Removes what a destination accepted: these PDU and EDU rows (by id, not by range: a
+    /// row queued meanwhile with a smaller id must stay).
+    pub async fn outbox_done(&self, dest: &str, pdus: &[i64], edus: &[i64]) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM federation_outbox WHERE destination = $1 AND id <= $2")
-            .bind(dest)
-            .bind(upto)
+        for (table, ids) in [("federation_outbox", pdus), ("federation_edu_outbox", edus)] {
+            for chunk in ids.chunks(200) {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE destination = $1 AND id IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(dest);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *tx.tx).await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Queues EDUs in the caller's transaction: (id, destination, edu_type, content).
+    pub async fn insert_edu_outbox(tx: &mut Tx, rows: &[EduRow]) -> sqlx::Result<()> {
+        for chunk in rows.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO federation_edu_outbox (id, destination, edu_type, content) VALUES ",
+            );
+            super::push_rows_from(&mut sql, 1, chunk.len(), 4);
+            let mut q = sqlx::query(&sql);
+            for (id, d, t, c) in chunk {
+                q = q.bind(*id).bind(d).bind(t).bind(c);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The next queued EDUs of a destination: (id, edu_type, content).
+    pub async fn edu_outbox_batch(
+        &self,
+        dest: &str,
+        limit: i64,
+    ) -> sqlx::Result<Vec<(i64, String, String)>> {
+        sqlx::query(
+            "SELECT id, edu_type, content FROM federation_edu_outbox \
+             WHERE destination = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(dest)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+    }
+
+    /// Records a to-device EDU as delivered in the caller's transaction; false when it already
+    /// was.
+    pub async fn claim_received_edu(
+        tx: &mut Tx,
+        origin: &str,
+        message_id: &str,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO federation_received_edus (origin, message_id, received_ts) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(origin)
+        .bind(message_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets delivered to-device EDU ids received before `before` (a retried transaction
+    /// comes back within the sender's backoff cap, a day by default; callers keep a week).
+    pub async fn prune_received_edus(&self, before: i64) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM federation_received_edus WHERE received_ts < $1")
+            .bind(before)
             .execute(&mut *tx.tx)
             .await?;
         tx.commit().await
@@ -163,12 +246,15 @@ impl Db {
 
     /// Destinations with something queued (restart catch-up).
     pub async fn outbox_destinations(&self) -> sqlx::Result<Vec<String>> {
-        sqlx::query("SELECT DISTINCT destination FROM federation_outbox")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| r.try_get(0))
-            .collect()
+        sqlx::query(
+            "SELECT destination FROM federation_outbox \
+             UNION SELECT destination FROM federation_edu_outbox",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| r.try_get(0))
+        .collect()
     }
 
     pub async fn federation_txn(&self, origin: &str, txn: &str) -> sqlx::Result<Option<String>> {

@@ -664,4 +664,23 @@ impl Db {
         .and_then(super::one)?
         .try_get(0)
     }
+
+    /// A user's device-list position before `stream` (their previous change), if any.
+    pub async fn device_list_position_before(
+        &self,
+        user: &str,
+        stream: i64,
+    ) -> sqlx::Result<Option<i64>> {
+        let pos: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(stream_id), 0) FROM device_list_changes \
+             WHERE user_id = $1 AND stream_id < $2",
+        )
+        .bind(user)
+        .bind(stream)
+        .fetch_all(&self.pool)
+        .await
+        .and_then(super::one)?
+        .try_get(0)?;
+        Ok((pos > 0).then_some(pos))
+    }
 }

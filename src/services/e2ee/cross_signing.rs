@@ -6,6 +6,7 @@ use ruma::UserId;
 use serde_json::{json, Map, Value};
 
 use super::{cross_signing_public_key, signed_bytes, verify_signature};
+use crate::services::federation::edus::DeviceChange;
 use crate::{
     services::{
         accounts::{AuthData, Requester},
@@ -117,7 +118,12 @@ impl Services {
         }
         .await;
         res?;
+        let id = ticket.id;
         ticket.publish(&[&r.user_id]).await;
+        if new.iter().any(|(kind, _, _)| *kind != "user_signing") {
+            self.federate_device_change(&r.user_id, id, DeviceChange::SigningKeys)
+                .await;
+        }
         Ok(())
     }
 
@@ -182,7 +188,33 @@ impl Services {
             }
             .await;
             res?;
+            let id = ticket.id;
             ticket.publish(&[&r.user_id]).await;
+            // The user's own devices and master key gained signatures: other servers re-read
+            // them (signatures of other users' keys stay private).
+            let mut devices: Vec<String> = rows
+                .iter()
+                .filter(|row| {
+                    row.0 == me && device_keys.contains_key(&(row.0.clone(), row.1.clone()))
+                })
+                .map(|row| row.1.clone())
+                .collect();
+            devices.sort();
+            devices.dedup();
+            if !devices.is_empty() {
+                self.federate_device_change(&r.user_id, id, DeviceChange::Devices(&devices))
+                    .await;
+            }
+            let my_master = cross
+                .get(&(me.to_owned(), "master".to_owned()))
+                .and_then(cross_signing_public_key);
+            if rows
+                .iter()
+                .any(|row| row.0 == me && Some(&row.1) == my_master.as_ref())
+            {
+                self.federate_device_change(&r.user_id, id, DeviceChange::SigningKeys)
+                    .await;
+            }
         }
         Ok(json!({ "failures": failures }))
     }

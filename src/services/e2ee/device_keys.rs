@@ -6,6 +6,7 @@ use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde_json::{json, Map, Value};
 
 use super::{cross_signing_public_key, verify_signature};
+use crate::services::federation::edus::DeviceChange;
 use crate::{
     services::Services,
     store::{keys::Target, Db},
@@ -186,7 +187,11 @@ impl Services {
         .await;
         res?;
         if let Some(t) = ticket {
+            let id = t.id;
             t.publish(&[user]).await;
+            let devices = [device.to_owned()];
+            self.federate_device_change(user, id, DeviceChange::Devices(&devices))
+                .await;
         }
         let (counts, _) = self.key_counts(user, device).await?;
         Ok(json!({ "one_time_key_counts": counts }))

@@ -2,14 +2,14 @@
 //! A message is deleted only once its device has synced past it, so a retried sync gets it
 //! again and nothing is lost between a response and a crash.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde_json::{json, Map, Value};
 
 use crate::{
     services::Services,
-    store::{to_device::NewToDevice, Db},
+    store::{federation::EduRow, to_device::NewToDevice, Db},
     util, Error, Result,
 };
 
@@ -24,8 +24,52 @@ pub const SYNC_BATCH: i64 = 100;
 /// Name of the to-device stream in `stream_heads`.
 pub const STREAM: &str = "to_device";
 
+/// Messages for local users: (recipient, [(device id or "*", serialized content)]).
+type LocalMessages = Vec<(OwnedUserId, Vec<(String, String)>)>;
+
+/// What makes a batch of to-device messages happen once.
+enum Once<'a> {
+    /// A client's transaction id.
+    Client { device: &'a str, key: String },
+    /// A federation EDU's message id.
+    Federation {
+        origin: &'a str,
+        message_id: &'a str,
+    },
+}
+
+/// Parses `{user: {device: content}}`, each content serialized once and size-limited.
+fn parse_messages(
+    messages: &Map<String, Value>,
+) -> Result<Vec<(OwnedUserId, Vec<(String, String)>)>> {
+    let mut out = Vec::with_capacity(messages.len());
+    for (user, devices) in messages {
+        let uid = crate::util::parse_user_id(user)?;
+        let devices = devices
+            .as_object()
+            .ok_or_else(|| Error::bad_json("messages values must be objects"))?;
+        let mut contents = Vec::with_capacity(devices.len());
+        for (device, content) in devices {
+            if !content.is_object() {
+                return Err(Error::bad_json(
+                    "A to-device message content must be an object",
+                ));
+            }
+            let text = serde_json::to_string(content)?;
+            if text.len() > MAX_MESSAGE_BYTES {
+                return Err(Error::too_large("To-device message over 64 KiB"));
+            }
+            contents.push((device.clone(), text));
+        }
+        out.push((uid, contents));
+    }
+    Ok(out)
+}
+
 impl Services {
     /// `PUT /sendToDevice/{type}/{txnId}`, idempotent per (sender device, type, txn id).
+    /// Messages for other servers' users leave as one `m.direct_to_device` EDU per server,
+    /// queued durably in the same transaction.
     pub async fn send_to_device(
         &self,
         sender: &UserId,
@@ -37,33 +81,87 @@ impl Services {
         if kind.is_empty() || kind.len() > 255 {
             return Err(Error::invalid_param("Invalid event type"));
         }
-        // (recipient, device id or "*", serialized content), each content serialized once.
-        let mut local: Vec<(OwnedUserId, Vec<(&String, String)>)> = vec![];
-        for (user, devices) in messages {
-            let uid = crate::util::parse_user_id(user)?;
-            let devices = devices
-                .as_object()
-                .ok_or_else(|| Error::bad_json("messages values must be objects"))?;
-            let mut contents = Vec::with_capacity(devices.len());
-            for (device, content) in devices {
-                if !content.is_object() {
-                    return Err(Error::bad_json(
-                        "A to-device message content must be an object",
-                    ));
-                }
-                let text = serde_json::to_string(content)?;
-                if text.len() > MAX_MESSAGE_BYTES {
-                    return Err(Error::too_large("To-device message over 64 KiB"));
-                }
-                contents.push((device, text));
-            }
+        let mut local: LocalMessages = vec![];
+        let mut remote: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
+        for (uid, contents) in parse_messages(messages)? {
             if self.is_local(&uid) {
                 local.push((uid, contents));
-            } else {
-                // Federation delivers these once it exists; nothing can reach them before.
-                tracing::warn!(%uid, "to-device message for a remote user dropped: federation unavailable");
+                continue;
             }
+            if !self.config.federation.enabled {
+                tracing::warn!(%uid, "to-device message for a remote user dropped: federation disabled");
+                continue;
+            }
+            let mut devices = Map::new();
+            for (d, text) in contents {
+                devices.insert(d, serde_json::from_str(&text)?);
+            }
+            remote
+                .entry(uid.server_name().to_owned())
+                .or_default()
+                .insert(uid.to_string(), Value::Object(devices));
         }
+        let mut edus = vec![];
+        for (server, messages) in remote {
+            let content = json!({
+                "sender": sender,
+                "type": kind,
+                "message_id": util::random_string(24),
+                "messages": messages,
+            });
+            edus.extend(self.plan_edus(&[server], "m.direct_to_device", &content));
+        }
+        let once = Once::Client {
+            device: sender_device,
+            key: format!("sendToDevice|{kind}|{txn}"),
+        };
+        self.store_to_device(sender, kind, local, &edus, once, true)
+            .await
+    }
+
+    /// An `m.direct_to_device` EDU from `origin`: delivered to this server's users once per
+    /// message id.
+    pub async fn receive_to_device_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
+        let sender = crate::util::parse_user_id(content["sender"].as_str().unwrap_or_default())?;
+        if sender.server_name() != origin {
+            return Err(Error::forbidden(
+                "to-device message of another server's user",
+            ));
+        }
+        let kind = content["type"].as_str().unwrap_or_default();
+        if kind.is_empty() || kind.len() > 255 {
+            return Err(Error::invalid_param("Invalid event type"));
+        }
+        let message_id = content["message_id"].as_str().unwrap_or_default();
+        if message_id.is_empty() || message_id.len() > 255 {
+            return Err(Error::invalid_param("to-device EDU without a message_id"));
+        }
+        let empty = Map::new();
+        let messages = content["messages"].as_object().unwrap_or(&empty);
+        let local: LocalMessages = parse_messages(messages)?
+            .into_iter()
+            .filter(|(u, _)| self.is_local(u))
+            .collect();
+        let once = Once::Federation {
+            origin: origin.as_str(),
+            message_id,
+        };
+        self.store_to_device(&sender, kind, local, &[], once, false)
+            .await
+    }
+
+    /// Queues messages for local devices (and EDUs for other servers) in one transaction, once.
+    /// `strict`: a full queue refuses the request (a client can retry later); otherwise that
+    /// device is skipped (an EDU cannot be refused in part).
+    async fn store_to_device(
+        &self,
+        sender: &UserId,
+        kind: &str,
+        local: LocalMessages,
+        edus: &[EduRow],
+        once: Once<'_>,
+        strict: bool,
+    ) -> Result<()> {
         let users: Vec<String> = local.iter().map(|(u, _)| u.to_string()).collect();
         let mut devices_of: HashMap<String, Vec<String>> = HashMap::new();
         for (u, d) in self.db.devices_of(&users).await? {
@@ -82,15 +180,15 @@ impl Services {
             let user = uid.to_string();
             let known = devices_of.get(&user).map(Vec::as_slice).unwrap_or_default();
             for (device, content) in devices {
-                let targets: Vec<&String> = if *device == "*" {
+                let targets: Vec<&String> = if device == "*" {
                     known.iter().collect()
                 } else {
                     // Unknown devices are skipped, as the spec's servers do.
-                    known.iter().filter(|d| d == device).collect()
+                    known.iter().filter(|d| *d == device).collect()
                 };
                 for d in targets {
                     if full.contains(&(user.clone(), d.clone())) {
-                        if *device == "*" {
+                        if device == "*" || !strict {
                             tracing::warn!(%user, device = %d, "to-device queue full: device skipped");
                             continue;
                         }
@@ -113,21 +211,21 @@ impl Services {
             .zip(ids.iter())
             .map(|((u, d, c), id)| (u, d, *id, sender.to_string(), kind.to_owned(), c))
             .collect();
-        let txn_key = format!("sendToDevice|{kind}|{txn}");
         let res: Result<bool> = async {
             let mut tx = self.db.begin_write().await?;
-            if !Db::claim_txn(
-                &mut tx.tx,
-                sender.as_str(),
-                sender_device,
-                &txn_key,
-                util::now_ms(),
-            )
-            .await?
-            {
+            let first = match &once {
+                Once::Client { device, key } => {
+                    Db::claim_txn(&mut tx.tx, sender.as_str(), device, key, util::now_ms()).await?
+                }
+                Once::Federation { origin, message_id } => {
+                    Db::claim_received_edu(&mut tx.tx, origin, message_id, util::now_ms()).await?
+                }
+            };
+            if !first {
                 return Ok(false); // a retry: already queued
             }
             Db::insert_to_device(&mut tx.tx, &rows).await?;
+            Db::insert_edu_outbox(&mut tx.tx, edus).await?;
             if let Some(max) = ids.iter().max() {
                 Db::raise_stream_head(&mut tx.tx, STREAM, *max).await?;
             }
@@ -141,6 +239,9 @@ impl Services {
         };
         let ready = self.to_device_stream.complete(&ids, wake);
         self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        if matches!(res, Ok(true)) {
+            self.wake_edus(edus);
+        }
         res.map(|_| ())
     }
 

@@ -225,7 +225,8 @@ impl Services {
         Ok(out)
     }
 
-    /// EDUs: typing and receipts of remote users in rooms they are joined to.
+    /// EDUs: typing and receipts of remote users in rooms they are joined to, device-list and
+    /// signing-key updates, to-device messages.
     async fn receive_edu(&self, origin: &ServerName, edu: &Value) -> Result<()> {
         let content = &edu["content"];
         match edu["edu_type"].as_str().unwrap_or_default() {
@@ -262,6 +263,10 @@ impl Services {
                 }
                 Ok(())
             }
+            "m.device_list_update" | "m.signing_key_update" => {
+                self.receive_device_edu(origin, content).await
+            }
+            "m.direct_to_device" => self.receive_to_device_edu(origin, content).await,
             _ => Ok(()),
         }
     }

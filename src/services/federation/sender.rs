@@ -17,10 +17,14 @@ use tokio::sync::Notify;
 
 use crate::{
     services::{rooms::RoomState, Services},
+    store::federation::EduRow,
     util, Result,
 };
 
 const BATCH: i64 = 50;
+const EDU_BATCH: i64 = 100;
+/// When this process started: part of every transaction id.
+static BOOT_MS: std::sync::LazyLock<i64> = std::sync::LazyLock::new(util::now_ms);
 
 /// The signals of one destination's task.
 #[derive(Default)]
@@ -144,22 +148,45 @@ impl Services {
         Ok(())
     }
 
-    /// One transaction to `dest`; Ok(false) when there was nothing to send.
+    /// One transaction to `dest` (≤ 50 PDUs and ≤ 100 EDUs); Ok(false) when there was nothing
+    /// to send.
     async fn send_batch(&self, dest: &str) -> Result<bool> {
         let batch = self.db.outbox_batch(dest, BATCH).await?;
-        let Some((last, _)) = batch.last().cloned() else {
+        let edus = self.db.edu_outbox_batch(dest, EDU_BATCH).await?;
+        if batch.is_empty() && edus.is_empty() {
             return Ok(false);
-        };
-        let first = batch[0].0;
+        }
         let server = ServerName::parse(dest).map_err(|e| crate::Error::unknown(e.to_string()))?;
         let pdus: Vec<Value> = batch.iter().map(|(_, j)| outgoing_pdu(j)).collect();
+        let edu_values: Vec<Value> = edus
+            .iter()
+            .map(|(_, kind, content)| {
+                json!({
+                    "edu_type": kind,
+                    "content": serde_json::from_str::<Value>(content).unwrap_or_default(),
+                })
+            })
+            .collect();
         let body = json!({
             "origin": self.server_name.as_str(),
             "origin_server_ts": util::now_ms(),
             "pdus": pdus,
-            "edus": [],
+            "edus": edu_values,
         });
-        let txn = format!("{first}-{last}");
+        // The same rows give the same txn id (a retry after a lost answer is recognised); the
+        // process start time keeps ids unique across restarts, when row ids may start again.
+        let ids: Vec<i64> = batch
+            .iter()
+            .map(|r| r.0)
+            .chain(edus.iter().map(|r| r.0))
+            .collect();
+        let txn = format!(
+            "{}.{}-{}-{}",
+            *BOOT_MS,
+            ids.iter().min().unwrap_or(&0),
+            ids.iter().max().unwrap_or(&0),
+            ids.len()
+        );
         self.federation_request(
             &server,
             Method::PUT,
@@ -167,8 +194,51 @@ impl Services {
             Some(&body),
         )
         .await?;
-        self.db.outbox_done(dest, last).await?;
+        let pdu_ids: Vec<i64> = batch.iter().map(|r| r.0).collect();
+        let edu_ids: Vec<i64> = edus.iter().map(|r| r.0).collect();
+        self.db.outbox_done(dest, &pdu_ids, &edu_ids).await?;
         Ok(true)
+    }
+
+    /// Plans EDU rows for destinations (ids allocated here); insert them with
+    /// `Db::insert_edu_outbox` in the transaction that makes the change, then `wake_edus`.
+    pub fn plan_edus(&self, dests: &[OwnedServerName], kind: &str, content: &Value) -> Vec<EduRow> {
+        let text = content.to_string();
+        dests
+            .iter()
+            .filter(|d| super::allowed(&self.config.federation, d))
+            .map(|d| {
+                let id = self
+                    .federation
+                    .queues
+                    .next_id
+                    .fetch_add(1, Ordering::SeqCst)
+                    + 1;
+                (id, d.to_string(), kind.to_owned(), text.clone())
+            })
+            .collect()
+    }
+
+    /// Wakes the senders of queued EDU rows (after their transaction committed).
+    pub fn wake_edus(&self, rows: &[EduRow]) {
+        let mut dests: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        dests.sort_unstable();
+        dests.dedup();
+        for d in dests {
+            self.wake_destination(d, false);
+        }
+    }
+
+    /// Queues EDUs on their own (no other change to commit with them) and wakes the senders.
+    pub async fn queue_edus(&self, rows: Vec<EduRow>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().await?;
+        crate::store::Db::insert_edu_outbox(&mut tx.tx, &rows).await?;
+        tx.commit().await?;
+        self.wake_edus(&rows);
+        Ok(())
     }
 }
 
