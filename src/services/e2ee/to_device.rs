@@ -39,9 +39,7 @@ enum Once<'a> {
 }
 
 /// Parses `{user: {device: content}}`, each content serialized once and size-limited.
-fn parse_messages(
-    messages: &Map<String, Value>,
-) -> Result<Vec<(OwnedUserId, Vec<(String, String)>)>> {
+fn parse_messages(messages: &Map<String, Value>) -> Result<LocalMessages> {
     let mut out = Vec::with_capacity(messages.len());
     for (user, devices) in messages {
         let uid = crate::util::parse_user_id(user)?;
