@@ -29,6 +29,8 @@ pub struct PalabreOptions {
     pub allow_list: Option<Vec<String>>,
     /// `federation.resolve_overrides`: server name -> host:port.
     pub resolve_overrides: Vec<(String, String)>,
+    /// `presence` (off by default, as in Palabre's own default).
+    pub presence: bool,
 }
 
 pub struct Palabre {
@@ -87,6 +89,7 @@ public_baseurl = {baseurl}
 data_dir = {data_dir}
 database_url = {database_url}
 registration = "open"
+presence = {presence}
 
 [log]
 filter = {log_filter}
@@ -120,6 +123,7 @@ max_retry_interval_ms = 2000
             cert = toml_str(&cert.cert_file.display().to_string()),
             key = toml_str(&cert.key_file.display().to_string()),
             ca = toml_str(&net.ca.pem_file.display().to_string()),
+            presence = opts.presence,
         );
         if let Some(list) = &opts.allow_list {
             let items: Vec<String> = list.iter().map(|s| toml_str(s)).collect();

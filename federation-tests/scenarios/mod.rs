@@ -2,6 +2,7 @@
 
 mod allow_list;
 mod e2ee;
+mod ephemeral;
 mod keys_profiles;
 mod rooms;
 mod synapse;

@@ -87,42 +87,105 @@ impl Services {
             return Ok(()); // presence disabled: accepted and ignored, as Synapse does
         }
         let now = util::now_ms();
-        let changed = {
-            let mut users = self.presence.users.lock();
-            let old = users.get(user).cloned();
-            let status = match status_msg {
-                Some(m) => m,
-                None => old.as_ref().and_then(|o| o.status_msg.clone()),
-            };
-            // A sync every few seconds only refreshes activity; other users hear of changes.
-            let changed = old.as_ref().is_none_or(|o| {
+        if let Some(entry) = self.update_presence(user, presence, status_msg, now, true) {
+            let sharing = self.wake_sharing(user).await?;
+            if self.config.federation.enabled && self.is_local(user) {
+                let mut dests: Vec<ruma::OwnedServerName> = sharing
+                    .iter()
+                    .map(|u| u.server_name().to_owned())
+                    .filter(|s| *s != self.server_name)
+                    .collect();
+                dests.sort();
+                dests.dedup();
+                let mut c = content(&entry, now);
+                c["user_id"] = json!(user);
+                let edu = json!({ "edu_type": "m.presence", "content": { "push": [c] } });
+                self.send_edu_to_servers(dests, edu);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a user's presence; the entry when other users should hear of it.
+    fn update_presence(
+        &self,
+        user: &UserId,
+        presence: &str,
+        status_msg: Option<Option<String>>,
+        last_active_ts: i64,
+        only_if_changed: bool,
+    ) -> Option<Entry> {
+        let mut users = self.presence.users.lock();
+        let old = users.get(user).cloned();
+        let status = match status_msg {
+            Some(m) => m,
+            None => old.as_ref().and_then(|o| o.status_msg.clone()),
+        };
+        // A sync every few seconds only refreshes activity; other users hear of changes.
+        let changed = !only_if_changed
+            || old.as_ref().is_none_or(|o| {
                 o.presence != presence
                     || o.status_msg != status
-                    || (presence == "online" && now - o.last_active_ts > IDLE_MS)
+                    || (presence == "online" && last_active_ts - o.last_active_ts > IDLE_MS)
             });
-            let stream = if changed {
-                self.presence.stream.fetch_add(1, Ordering::AcqRel) + 1
-            } else {
-                old.as_ref().map_or(0, |o| o.stream)
-            };
-            users.insert(
-                user.to_owned(),
-                Entry {
-                    presence: presence.to_owned(),
-                    status_msg: status,
-                    last_active_ts: now,
-                    stream,
-                },
-            );
-            changed
+        let stream = if changed {
+            self.presence.stream.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            old.as_ref().map_or(0, |o| o.stream)
         };
-        if changed {
-            let sharing = self.db.users_sharing_rooms(user.as_str()).await?;
-            let ids: Vec<OwnedUserId> = sharing
-                .iter()
-                .filter_map(|u| UserId::parse(u.as_str()).ok())
-                .collect();
-            self.notifier.notify(ids.iter().map(|u| -> &UserId { u }));
+        let entry = Entry {
+            presence: presence.to_owned(),
+            status_msg: status,
+            last_active_ts,
+            stream,
+        };
+        users.insert(user.to_owned(), entry.clone());
+        changed.then_some(entry)
+    }
+
+    /// Wakes the users sharing a room with `user`; returns them.
+    async fn wake_sharing(&self, user: &UserId) -> Result<Vec<OwnedUserId>> {
+        let sharing = self.db.users_sharing_rooms(user.as_str()).await?;
+        let ids: Vec<OwnedUserId> = sharing
+            .iter()
+            .filter_map(|u| UserId::parse(u.as_str()).ok())
+            .collect();
+        self.notifier.notify(ids.iter().map(|u| -> &UserId { u }));
+        Ok(ids)
+    }
+
+    /// An `m.presence` EDU from `origin`: its users' presence, shown to local users sharing a
+    /// room with them. Ignored when presence is off here.
+    pub async fn receive_presence_edu(
+        &self,
+        origin: &ruma::ServerName,
+        content: &Value,
+    ) -> Result<()> {
+        if !self.config.presence {
+            return Ok(());
+        }
+        let now = util::now_ms();
+        for p in content["push"].as_array().into_iter().flatten().take(1000) {
+            let Some(user) = p["user_id"].as_str().and_then(|u| UserId::parse(u).ok()) else {
+                continue;
+            };
+            let presence = p["presence"].as_str().unwrap_or_default();
+            if user.server_name() != origin
+                || !matches!(presence, "online" | "offline" | "unavailable")
+            {
+                continue;
+            }
+            let status = p["status_msg"]
+                .as_str()
+                .filter(|m| m.len() <= 1024)
+                .map(str::to_owned);
+            let ago = p["last_active_ago"].as_i64().unwrap_or(0).clamp(0, now);
+            if self
+                .update_presence(&user, presence, Some(status), now - ago, false)
+                .is_some()
+            {
+                self.wake_sharing(&user).await?;
+            }
         }
         Ok(())
     }

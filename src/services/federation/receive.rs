@@ -267,6 +267,7 @@ impl Services {
                 self.receive_device_edu(origin, content).await
             }
             "m.direct_to_device" => self.receive_to_device_edu(origin, content).await,
+            "m.presence" => self.receive_presence_edu(origin, content).await,
             _ => Ok(()),
         }
     }

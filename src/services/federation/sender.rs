@@ -26,13 +26,19 @@ const EDU_BATCH: i64 = 100;
 /// When this process started: part of every transaction id.
 static BOOT_MS: std::sync::LazyLock<i64> = std::sync::LazyLock::new(util::now_ms);
 
-/// The signals of one destination's task.
+/// Ephemeral EDUs (typing, receipts, presence) kept for a destination that is down.
+const MAX_EPHEMERAL: usize = 1000;
+
+/// The signals of one destination's task, and its ephemeral EDUs (in memory: they are not
+/// worth keeping across a restart, but must go through the one sender of the destination —
+/// servers refuse concurrent transactions from one origin).
 #[derive(Default)]
 pub struct Queue {
     /// Something new was queued.
     pub data: Notify,
     /// The destination talked to us: retry now.
     pub reset: Notify,
+    pub ephemeral: Mutex<std::collections::VecDeque<Value>>,
 }
 
 #[derive(Default)]
@@ -108,31 +114,28 @@ impl Services {
 
     /// Starts (or wakes) a destination's sender; `reset` ends its backoff.
     pub fn wake_destination(&self, dest: &str, reset: bool) {
-        let existing = self.federation.queues.running.lock().get(dest).cloned();
-        match existing {
-            Some(q) => {
-                if reset {
-                    q.reset.notify_one();
-                } else {
-                    q.data.notify_one();
-                }
+        if reset {
+            // Nothing running: nothing queued.
+            if let Some(q) = self.federation.queues.running.lock().get(dest) {
+                q.reset.notify_one();
             }
-            None => {
-                if reset {
-                    // Nothing running: nothing queued.
-                    return;
-                }
-                let q = Arc::new(Queue::default());
-                self.federation
-                    .queues
-                    .running
-                    .lock()
-                    .insert(dest.to_owned(), q.clone());
-                let weak = self.me.clone();
-                let dest = dest.to_owned();
-                tokio::spawn(async move { run_destination(weak, dest, q).await });
-            }
+            return;
         }
+        self.destination_queue(dest).data.notify_one();
+    }
+
+    /// A destination's queue, its sender task started if it was not running.
+    fn destination_queue(&self, dest: &str) -> Arc<Queue> {
+        let mut running = self.federation.queues.running.lock();
+        if let Some(q) = running.get(dest) {
+            return q.clone();
+        }
+        let q = Arc::new(Queue::default());
+        running.insert(dest.to_owned(), q.clone());
+        let weak = self.me.clone();
+        let (dest, task_q) = (dest.to_owned(), q.clone());
+        tokio::spawn(async move { run_destination(weak, dest, task_q).await });
+        q
     }
 
     /// At start: resume every destination with queued events.
@@ -150,10 +153,15 @@ impl Services {
 
     /// One transaction to `dest` (≤ 50 PDUs and ≤ 100 EDUs); Ok(false) when there was nothing
     /// to send.
-    async fn send_batch(&self, dest: &str) -> Result<bool> {
+    async fn send_batch(&self, dest: &str, q: &Queue) -> Result<bool> {
         let batch = self.db.outbox_batch(dest, BATCH).await?;
         let edus = self.db.edu_outbox_batch(dest, EDU_BATCH).await?;
-        if batch.is_empty() && edus.is_empty() {
+        let ephemeral: Vec<Value> = {
+            let mut e = q.ephemeral.lock();
+            let n = e.len().min(EDU_BATCH as usize - edus.len());
+            e.drain(..n).collect()
+        };
+        if batch.is_empty() && edus.is_empty() && ephemeral.is_empty() {
             return Ok(false);
         }
         let server = ServerName::parse(dest).map_err(|e| crate::Error::unknown(e.to_string()))?;
@@ -166,6 +174,7 @@ impl Services {
                     "content": serde_json::from_str::<Value>(content).unwrap_or_default(),
                 })
             })
+            .chain(ephemeral.iter().cloned())
             .collect();
         let body = json!({
             "origin": self.server_name.as_str(),
@@ -180,20 +189,37 @@ impl Services {
             .map(|r| r.0)
             .chain(edus.iter().map(|r| r.0))
             .collect();
-        let txn = format!(
-            "{}.{}-{}-{}",
-            *BOOT_MS,
-            ids.iter().min().unwrap_or(&0),
-            ids.iter().max().unwrap_or(&0),
-            ids.len()
-        );
-        self.federation_request(
-            &server,
-            Method::PUT,
-            &format!("/_matrix/federation/v1/send/{txn}"),
-            Some(&body),
-        )
-        .await?;
+        let txn = if ephemeral.is_empty() {
+            format!(
+                "{}.{}-{}-{}",
+                *BOOT_MS,
+                ids.iter().min().unwrap_or(&0),
+                ids.iter().max().unwrap_or(&0),
+                ids.len()
+            )
+        } else {
+            // Ephemeral EDUs are not kept in rows: a fresh id each time.
+            format!("{}.e{}", *BOOT_MS, util::random_string(12))
+        };
+        let sent = self
+            .federation_request(
+                &server,
+                Method::PUT,
+                &format!("/_matrix/federation/v1/send/{txn}"),
+                Some(&body),
+            )
+            .await;
+        if let Err(e) = sent {
+            // Put the ephemeral EDUs back for the next attempt (oldest dropped beyond a bound).
+            let mut queue = q.ephemeral.lock();
+            for edu in ephemeral.into_iter().rev() {
+                queue.push_front(edu);
+            }
+            while queue.len() > MAX_EPHEMERAL {
+                queue.pop_front();
+            }
+            return Err(e);
+        }
         let pdu_ids: Vec<i64> = batch.iter().map(|r| r.0).collect();
         let edu_ids: Vec<i64> = edus.iter().map(|r| r.0).collect();
         self.db.outbox_done(dest, &pdu_ids, &edu_ids).await?;
@@ -247,7 +273,7 @@ async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
     loop {
         let Some(s) = weak.upgrade() else { return };
         let cap = Duration::from_millis(s.config.federation.max_retry_interval_ms.max(1000));
-        let res = s.send_batch(&dest).await;
+        let res = s.send_batch(&dest, &q).await;
         drop(s);
         match res {
             Ok(true) => {
@@ -280,7 +306,8 @@ async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
 }
 
 impl Services {
-    /// Sends an EDU now to the servers of a room (best effort: EDUs are not queued).
+    /// Sends an EDU now to the servers of a room (best effort: typing and receipts are not
+    /// queued).
     pub async fn send_edu_to_room(&self, room: &ruma::RoomId, edu: Value) {
         if !self.config.federation.enabled {
             return;
@@ -293,29 +320,29 @@ impl Services {
             .iter()
             .filter_map(|(_, u)| ruma::UserId::parse(u.as_str()).ok())
             .map(|u| u.server_name().to_owned())
-            .filter(|s| *s != self.server_name && super::allowed(&self.config.federation, s))
+            .filter(|s| *s != self.server_name)
             .collect();
         dests.sort();
         dests.dedup();
+        self.send_edu_to_servers(dests, edu);
+    }
+
+    /// Sends an ephemeral EDU to these servers with their next transaction (kept in memory only,
+    /// at most 1 000 per destination that is down).
+    pub fn send_edu_to_servers(&self, dests: Vec<OwnedServerName>, edu: Value) {
         for d in dests {
-            let Some(me) = self.me.upgrade() else { return };
-            let edu = edu.clone();
-            tokio::spawn(async move {
-                let body = json!({
-                    "origin": me.server_name.as_str(),
-                    "origin_server_ts": util::now_ms(),
-                    "pdus": [],
-                    "edus": [edu],
-                });
-                let txn = format!("edu-{}-{}", util::now_ms(), util::random_string(6));
-                let path = format!("/_matrix/federation/v1/send/{txn}");
-                if let Err(e) = me
-                    .federation_request(&d, Method::PUT, &path, Some(&body))
-                    .await
-                {
-                    tracing::debug!(destination = %d, error = %e.message, "EDU not delivered");
+            if !super::allowed(&self.config.federation, &d) {
+                continue;
+            }
+            let q = self.destination_queue(d.as_str());
+            {
+                let mut e = q.ephemeral.lock();
+                if e.len() >= MAX_EPHEMERAL {
+                    e.pop_front();
                 }
-            });
+                e.push_back(edu.clone());
+            }
+            q.data.notify_one();
         }
     }
 }
