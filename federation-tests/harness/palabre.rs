@@ -156,7 +156,10 @@ max_retry_interval_ms = 2000
     /// both listeners answer.
     pub async fn start(&mut self) {
         assert!(self.proc.is_none(), "{} is already running", self.label);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_palabre"));
+        // PALABRE_FEDTESTS_BIN runs another build (a release binary for the timing scenarios).
+        let bin = std::env::var("PALABRE_FEDTESTS_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_palabre").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve").arg("--config").arg(&self.config_file);
         // The file is the whole configuration: no PALABRE_* override from the test's
         // environment.

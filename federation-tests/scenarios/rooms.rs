@@ -196,3 +196,57 @@ async fn invites_across_servers() {
     invite_and_join(&syn, &a).await;
     invite_and_join(&a, &syn).await;
 }
+
+/// Timing, not a check (run it on purpose, with a release binary for meaningful figures):
+/// a room of 1 000 members on A, joined by a user of B; prints the time of the join request
+/// (make_join, send_join with the whole state and auth chain, verification, storage).
+///
+///     cargo build --release
+///     PALABRE_FEDTESTS_BIN=$PWD/target/release/palabre \
+///       bash scripts/test.sh -E 'test(join_1000_member_room)' --run-ignored all --no-capture
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore] // a timing: prints figures, asserts only that the join worked
+async fn join_1000_member_room() {
+    const MEMBERS: usize = 1000;
+    let net = Net::new();
+    let a = net.palabre("a", PalabreOptions::default()).await;
+    let b = net.palabre("b", PalabreOptions::default()).await;
+    let owner = a.client().register("owner").await;
+    let (room, alias) = owner.create_public_room("big").await;
+    let started = std::time::Instant::now();
+    let client = a.client();
+    let mut made = 1;
+    while made < MEMBERS {
+        let n = (MEMBERS - made).min(16);
+        let joins = (0..n).map(|i| {
+            let (client, room) = (client.clone(), room.clone());
+            async move {
+                let s = client.register(&format!("m{:04}", made + i)).await;
+                s.join(&room, &[]).await;
+            }
+        });
+        futures_util::future::join_all(joins).await;
+        made += n;
+    }
+    println!(
+        "join_1000_member_room: {MEMBERS} members on A in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let guest = b.client().register("guest").await;
+    let t = std::time::Instant::now();
+    guest.join(&alias, &[a.server_name()]).await;
+    let join_time = t.elapsed();
+    let members = guest.joined_members(&room).await;
+    println!(
+        "join_1000_member_room: B joined in {:.0} ms; B sees {} joined members",
+        join_time.as_secs_f64() * 1000.0,
+        members.len()
+    );
+    assert_eq!(members.len(), MEMBERS + 1);
+    let t = std::time::Instant::now();
+    relay(&guest, &owner, &room, "hello big room").await;
+    println!(
+        "join_1000_member_room: first message B -> A seen in {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+}
