@@ -3,6 +3,7 @@
 mod allow_list;
 mod e2ee;
 mod ephemeral;
+mod hold;
 mod keys_profiles;
 mod rooms;
 mod synapse;
