@@ -137,9 +137,34 @@ impl Services {
                 .await?;
         }
         drop(guard);
+        // Partial state (MSC3706): members omitted, except the "heroes" a client would name an
+        // unnamed room after (up to 5 joined or invited members, as the spec asks).
+        let named = state_rows
+            .iter()
+            .any(|r| r.kind == "m.room.name" || r.kind == "m.room.canonical_alias");
+        let heroes: Vec<&str> = if omit_members && !named {
+            state_rows
+                .iter()
+                .filter(|r| {
+                    r.kind == "m.room.member" && r.state_key.as_deref() != Some(pdu.sender.as_str())
+                })
+                .filter(|r| {
+                    serde_json::from_str::<Value>(&r.json).is_ok_and(|v| {
+                        matches!(v["content"]["membership"].as_str(), Some("join" | "invite"))
+                    })
+                })
+                .take(5)
+                .map(|r| r.event_id.as_str())
+                .collect()
+        } else {
+            vec![]
+        };
         let state: Vec<_> = state_rows
             .iter()
-            .filter(|r| !(omit_members && r.kind == "m.room.member"))
+            .filter(|r| {
+                !(omit_members && r.kind == "m.room.member")
+                    || heroes.contains(&r.event_id.as_str())
+            })
             .collect();
         let ids: Vec<String> = state.iter().map(|r| r.event_id.clone()).collect();
         let chain = self.db.auth_chain(&ids).await?;
