@@ -79,8 +79,12 @@ impl Services {
             results.extend(part);
         }
         for edu in edus {
-            if let Err(e) = self.receive_edu(origin, &edu).await {
-                tracing::debug!(%origin, error = %e.message, "EDU ignored");
+            match self.receive_edu(origin, &edu).await {
+                // This server failed (its database): the transaction is not recorded, so the
+                // sender retries it (PDUs are then known, to-device messages deduplicated).
+                Err(e) if e.status.is_server_error() => return Err(e),
+                Err(e) => tracing::debug!(%origin, error = %e.message, "EDU ignored"),
+                Ok(()) => {}
             }
         }
         let resp = json!({ "pdus": results });
