@@ -1,5 +1,6 @@
 //! Scenarios, and checks shared between them.
 
+mod acl;
 mod allow_list;
 mod e2ee;
 mod ephemeral;
