@@ -24,6 +24,30 @@ pub const SYNC_BATCH: i64 = 100;
 /// Name of the to-device stream in `stream_heads`.
 pub const STREAM: &str = "to_device";
 
+/// Largest content of one outgoing `m.direct_to_device` EDU: larger batches are split into
+/// several EDUs (oversized ones were lost in Tchap's production, taking room keys with them).
+const EDU_MESSAGES_BYTES: usize = 65_536;
+
+/// Splits (user, device, content) messages into groups whose contents add up to at most
+/// `EDU_MESSAGES_BYTES` (a message larger than that on its own travels alone).
+fn edu_chunks(list: Vec<(String, String, String)>) -> Vec<Vec<(String, String, String)>> {
+    let mut out: Vec<Vec<(String, String, String)>> = vec![];
+    let mut size = 0;
+    for m in list {
+        // The content plus the user and device keys and JSON punctuation.
+        let n = m.2.len() + m.0.len() + m.1.len() + 8;
+        if out.is_empty() || size + n > EDU_MESSAGES_BYTES - 1024 {
+            out.push(vec![]);
+            size = 0;
+        }
+        size += n;
+        if let Some(last) = out.last_mut() {
+            last.push(m);
+        }
+    }
+    out
+}
+
 /// Messages for local users: (recipient, [(device id or "*", serialized content)]).
 type LocalMessages = Vec<(OwnedUserId, Vec<(String, String)>)>;
 
@@ -80,7 +104,8 @@ impl Services {
             return Err(Error::invalid_param("Invalid event type"));
         }
         let mut local: LocalMessages = vec![];
-        let mut remote: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
+        // Per server, messages in chunks of at most EDU_MESSAGES_BYTES: (user, device, content).
+        let mut remote: BTreeMap<OwnedServerName, Vec<(String, String, String)>> = BTreeMap::new();
         for (uid, contents) in parse_messages(messages)? {
             if self.is_local(&uid) {
                 local.push((uid, contents));
@@ -90,24 +115,29 @@ impl Services {
                 tracing::warn!(%uid, "to-device message for a remote user dropped: federation disabled");
                 continue;
             }
-            let mut devices = Map::new();
+            let list = remote.entry(uid.server_name().to_owned()).or_default();
             for (d, text) in contents {
-                devices.insert(d, serde_json::from_str(&text)?);
+                list.push((uid.to_string(), d, text));
             }
-            remote
-                .entry(uid.server_name().to_owned())
-                .or_default()
-                .insert(uid.to_string(), Value::Object(devices));
         }
         let mut edus = vec![];
-        for (server, messages) in remote {
-            let content = json!({
-                "sender": sender,
-                "type": kind,
-                "message_id": util::random_string(24),
-                "messages": messages,
-            });
-            edus.extend(self.plan_edus(&[server], "m.direct_to_device", &content));
+        for (server, list) in remote {
+            for chunk in edu_chunks(list) {
+                let mut messages = Map::new();
+                for (user, device, text) in chunk {
+                    let entry = messages
+                        .entry(user)
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    entry[device] = serde_json::from_str(&text)?;
+                }
+                let content = json!({
+                    "sender": sender,
+                    "type": kind,
+                    "message_id": util::random_string(24),
+                    "messages": messages,
+                });
+                edus.extend(self.plan_edus(&[server.clone()], "m.direct_to_device", &content));
+            }
         }
         let once = Once::Client {
             device: sender_device,
@@ -285,5 +315,28 @@ impl Services {
             })
             .collect();
         Ok((events, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edus_are_split_under_64_kib_keeping_every_message_in_order() {
+        let list: Vec<(String, String, String)> = (0..100)
+            .map(|i| (format!("@u{}:b", i % 7), format!("D{i}"), "x".repeat(2000)))
+            .collect();
+        let chunks = edu_chunks(list.clone());
+        assert!(chunks.len() >= 4, "{} chunks", chunks.len());
+        for c in &chunks {
+            let size: usize = c
+                .iter()
+                .map(|m| m.0.len() + m.1.len() + m.2.len() + 8)
+                .sum();
+            assert!(size <= EDU_MESSAGES_BYTES, "{size}");
+        }
+        assert_eq!(chunks.concat(), list);
+        assert_eq!(edu_chunks(vec![]).len(), 0);
     }
 }
