@@ -136,7 +136,11 @@ impl Services {
                     "message_id": util::random_string(24),
                     "messages": messages,
                 });
-                edus.extend(self.plan_edus(&[server.clone()], "m.direct_to_device", &content));
+                edus.extend(self.plan_edus(
+                    std::slice::from_ref(&server),
+                    "m.direct_to_device",
+                    &content,
+                ));
             }
         }
         let once = Once::Client {
