@@ -11,6 +11,8 @@ mod ephemeral;
 mod errors;
 mod federation;
 mod federation_queries;
+mod federation_invites;
+mod knock;
 mod media;
 mod messaging;
 mod openid;
