@@ -279,7 +279,10 @@ async fn knock_and_enter(host: &dyn Homeserver, guest: &dyn Homeserver) {
     assert_eq!(st, reqwest::StatusCode::OK, "knock: {v}");
     assert_eq!(v["room_id"], room.as_str());
     let k = g.wait_for_section(&room, "knock", FED_WAIT).await;
-    let state = k["knock_state"]["events"].as_array().cloned().unwrap_or_default();
+    let state = k["knock_state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         state
             .iter()
@@ -301,7 +304,11 @@ async fn knock_and_enter(host: &dyn Homeserver, guest: &dyn Homeserver) {
     // An invite-only room refuses knocks.
     let closed = h.create_room(json!({ "preset": "private_chat" })).await;
     let (st, v) = g.try_knock(&closed, &[host.server_name()]).await;
-    assert_eq!(st, reqwest::StatusCode::FORBIDDEN, "knock on invite-only: {v}");
+    assert_eq!(
+        st,
+        reqwest::StatusCode::FORBIDDEN,
+        "knock on invite-only: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,9 +82,7 @@ async fn invite_endpoint(b: Backend) {
         { "type": "m.room.name", "state_key": "", "sender": alice, "content": { "name": "Ministère" } },
         { "type": "m.room.join_rules", "state_key": "", "sender": alice, "content": { "join_rule": "invite" } },
     ]);
-    let body = |ev: &Value, version: &str| {
-        json!({ "room_version": version, "event": ev, "invite_room_state": stripped })
-    };
+    let body = |ev: &Value, version: &str| json!({ "room_version": version, "event": ev, "invite_room_state": stripped });
     let first = bs.sync(&bob, None, 0).await;
     let since = first["next_batch"].as_str().unwrap().to_owned();
 
@@ -142,7 +140,9 @@ async fn invite_endpoint(b: Backend) {
     // None of these reached bob.
     let v = bs.sync(&bob, Some(&since), 0).await;
     assert!(
-        v["rooms"]["invite"].as_object().is_none_or(|m| m.is_empty()),
+        v["rooms"]["invite"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
         "{v}"
     );
 
@@ -228,7 +228,11 @@ async fn invite_endpoint(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, v) = bs
-        .post(&bob, &format!("/_matrix/client/v3/join/{}", enc(&room)), json!({}))
+        .post(
+            &bob,
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     a.stop().await;

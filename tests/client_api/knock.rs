@@ -55,7 +55,11 @@ async fn local_knock_rules(b: Backend) {
 
     // A knock room is not open: joining needs an invite.
     let (st, v) = s
-        .post(&bob, &format!("/_matrix/client/v3/join/{}", enc(&room)), json!({}))
+        .post(
+            &bob,
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
     let (st, v) = knock(&s, &bob, &room).await;
@@ -79,14 +83,21 @@ async fn local_knock_rules(b: Backend) {
         .unwrap_or_else(|| panic!("the knock in knock_state: {v}"));
     assert_eq!(own["content"]["membership"], "knock");
     assert_eq!(own["content"]["reason"], "let me in");
-    assert!(own["event_id"].is_string(), "the knock is sent whole: {own}");
+    assert!(
+        own["event_id"].is_string(),
+        "the knock is sent whole: {own}"
+    );
     assert!(v["rooms"]["join"].get(&room).is_none(), "{v}");
     assert_eq!(membership(&s, &alice, &room, &bob).await, "knock");
     // Knocking again changes nothing; still no join.
     let (st, _) = knock(&s, &bob, &room).await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s
-        .post(&bob, &format!("/_matrix/client/v3/join/{}", enc(&room)), json!({}))
+        .post(
+            &bob,
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // Alice lets bob in: invite, then join.
@@ -134,12 +145,18 @@ async fn local_knock_rules(b: Backend) {
 
     // Invite-only rooms and room versions before 7 refuse knocks.
     let closed = s
-        .create_room(&alice, json!({ "preset": "private_chat", "room_version": "10" }))
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "room_version": "10" }),
+        )
         .await;
     let (st, v) = knock(&s, &carol, &closed).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
     let old = s
-        .create_room(&alice, json!({ "preset": "private_chat", "room_version": "6" }))
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "room_version": "6" }),
+        )
         .await;
     let (st, v) = knock(&s, &carol, &old).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");

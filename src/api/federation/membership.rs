@@ -68,8 +68,10 @@ pub async fn invite(
     req: FedRequest,
 ) -> ApiResult {
     let body: InviteRequest = req.json()?;
-    ok(s.receive_invite(&req.origin, &parse_room_id(&room)?, &event_id, body)
-        .await?)
+    ok(
+        s.receive_invite(&req.origin, &parse_room_id(&room)?, &event_id, body)
+            .await?,
+    )
 }
 
 pub async fn make_leave(
@@ -126,6 +128,8 @@ pub async fn send_knock(
     req: FedRequest,
 ) -> ApiResult {
     let event: Value = req.json()?;
-    ok(s.send_knock(&req.origin, &parse_room_id(&room)?, &event_id, &event)
-        .await?)
+    ok(
+        s.send_knock(&req.origin, &parse_room_id(&room)?, &event_id, &event)
+            .await?,
+    )
 }

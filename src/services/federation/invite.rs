@@ -40,6 +40,8 @@ pub const STRIPPED_TYPES: &[&str] = &[
 ];
 /// At most this many stripped state events are kept from another server.
 const MAX_STRIPPED_EVENTS: usize = 50;
+/// At most this many bytes of stripped state are kept per invite or knock.
+const MAX_STRIPPED_BYTES: usize = 256 * 1024;
 /// Servers kept to join or leave through.
 const MAX_SERVERS: usize = 10;
 
@@ -84,6 +86,7 @@ pub fn stripped_from_remote(
         return Err(Error::too_large("Too many stripped state events"));
     }
     let mut out = Vec::with_capacity(list.len());
+    let mut total = 0;
     for v in list {
         let (Some(kind), Some(key), Some(sender), Some(content)) = (
             v.get("type").and_then(Value::as_str),
@@ -96,8 +99,10 @@ pub fn stripped_from_remote(
         if UserId::parse(sender).is_err() || kind.len() > 255 || key.len() > 255 {
             return Err(Error::bad_json("Malformed stripped state event"));
         }
-        if serde_json::to_vec(v).map_or(usize::MAX, |b| b.len()) > MAX_PDU_BYTES {
-            return Err(Error::too_large("Stripped state event too large"));
+        let size = serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+        total += size.min(MAX_STRIPPED_BYTES + 1);
+        if size > MAX_PDU_BYTES || total > MAX_STRIPPED_BYTES {
+            return Err(Error::too_large("Stripped state too large"));
         }
         let is_pdu = v.get("signatures").is_some() && v.get("hashes").is_some();
         if kind == "m.room.create" && key.is_empty() && is_pdu {
@@ -350,7 +355,10 @@ impl Services {
         let signed = serde_json::to_value(&obj)?;
         let json = serde_json::to_string(&obj)?;
         // A retried request changes nothing.
-        let current = self.db.membership(target.as_str(), room_id.as_str()).await?;
+        let current = self
+            .db
+            .membership(target.as_str(), room_id.as_str())
+            .await?;
         if current.as_ref().is_some_and(|m| m.event_id == event_id) {
             return Ok(json!({ "event": signed }));
         }
@@ -409,7 +417,11 @@ impl Services {
 
     /// The stripped state other servers are sent with an invite or a knock (full PDUs), plus
     /// `extra` events (the inviter's member event).
-    pub async fn stripped_state_pdus(&self, room_id: &RoomId, extra: &[&str]) -> Result<Vec<Value>> {
+    pub async fn stripped_state_pdus(
+        &self,
+        room_id: &RoomId,
+        extra: &[&str],
+    ) -> Result<Vec<Value>> {
         let mut rows = self
             .db
             .current_state_events(&[room_id.to_string()], Some(STRIPPED_TYPES))
@@ -482,10 +494,9 @@ impl Services {
         let resp = self
             .federation_request(&dest, Method::PUT, &path, Some(&body))
             .await?;
-        let returned = resp
-            .get("event")
-            .filter(|e| e.is_object())
-            .ok_or_else(|| Error::bad_json(format!("{dest} answered the invite without an event")))?;
+        let returned = resp.get("event").filter(|e| e.is_object()).ok_or_else(|| {
+            Error::bad_json(format!("{dest} answered the invite without an event"))
+        })?;
         let checked = self.check_pdu(returned, &rules).await?;
         if checked.event_id != event_id {
             return Err(Error::bad_json(format!("{dest} changed the invite event")));

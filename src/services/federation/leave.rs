@@ -7,8 +7,8 @@ use ruma::{
     events::TimelineEventType,
     room_version_rules::RoomVersionRules,
     signatures::{hash_and_sign_event, reference_hash},
-    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId,
-    RoomVersionId, ServerName, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId, RoomVersionId,
+    ServerName, UserId,
 };
 use serde_json::{json, Value};
 
@@ -112,7 +112,9 @@ impl Services {
                 return Err(Error::forbidden(format!("{membership} refused")))
             }
             Some(Outcome::MissingPrevs(_)) | None => {
-                return Err(Error::bad_json("The event does not follow events known here"))
+                return Err(Error::bad_json(
+                    "The event does not follow events known here",
+                ))
             }
         }
         let guard = self.lock_room(room_id).await?;
@@ -131,15 +133,20 @@ impl Services {
         room_id: &RoomId,
         user: &UserId,
         content: Value,
-    ) -> Result<(OwnedEventId, CanonicalJsonObject, RoomVersionId, RoomVersionRules)> {
+    ) -> Result<(
+        OwnedEventId,
+        CanonicalJsonObject,
+        RoomVersionId,
+        RoomVersionRules,
+    )> {
         let ver = resp["room_version"].as_str().unwrap_or("1");
         let version = RoomVersionId::try_from(ver).map_err(|_| incompatible(ver))?;
         let rules = version::supported(&version).ok_or_else(|| incompatible(ver))?;
-        let mut obj: CanonicalJsonObject =
-            match CanonicalJsonValue::try_from(resp["event"].clone()) {
-                Ok(CanonicalJsonValue::Object(o)) => o,
-                _ => return Err(Error::bad_json("Bad event template")),
-            };
+        let mut obj: CanonicalJsonObject = match CanonicalJsonValue::try_from(resp["event"].clone())
+        {
+            Ok(CanonicalJsonValue::Object(o)) => o,
+            _ => return Err(Error::bad_json("Bad event template")),
+        };
         let field = |o: &CanonicalJsonObject, k: &str| match o.get(k) {
             Some(CanonicalJsonValue::String(s)) => Some(s.clone()),
             _ => None,
@@ -149,7 +156,8 @@ impl Services {
         {
             return Err(Error::bad_json("The event template is not for this room"));
         }
-        let c = CanonicalJsonValue::try_from(content).map_err(|e| Error::bad_json(e.to_string()))?;
+        let c =
+            CanonicalJsonValue::try_from(content).map_err(|e| Error::bad_json(e.to_string()))?;
         obj.insert("content".into(), c);
         obj.insert("origin_server_ts".into(), int(util::now_ms()));
         obj.insert(
@@ -171,8 +179,8 @@ impl Services {
         )
         .map_err(|e| Error::bad_json(e.to_string()))?;
         let hash = reference_hash(&obj, &rules).map_err(|e| Error::bad_json(e.to_string()))?;
-        let event_id =
-            OwnedEventId::try_from(format!("${hash}")).map_err(|e| Error::bad_json(e.to_string()))?;
+        let event_id = OwnedEventId::try_from(format!("${hash}"))
+            .map_err(|e| Error::bad_json(e.to_string()))?;
         Ok((event_id, obj, version, rules))
     }
 
@@ -290,7 +298,8 @@ impl Services {
         let ver = version.unwrap_or("10");
         let (_, rules) = version::parse(ver).ok_or_else(|| incompatible(ver))?;
         let mut obj = CanonicalJsonObject::new();
-        let ids = || CanonicalJsonValue::Array(vec![CanonicalJsonValue::String(prev.event_id.clone())]);
+        let ids =
+            || CanonicalJsonValue::Array(vec![CanonicalJsonValue::String(prev.event_id.clone())]);
         obj.insert("auth_events".into(), ids());
         obj.insert("prev_events".into(), ids());
         obj.insert(

@@ -4,9 +4,9 @@
 pub mod client;
 pub mod directory;
 pub mod invite;
+pub mod keys;
 pub mod knock;
 pub mod leave;
-pub mod keys;
 pub mod membership;
 pub mod pdu;
 pub mod receive;

@@ -138,15 +138,15 @@ impl Services {
         } else {
             (op, false)
         };
-        if membership == "invite" && self.is_local(target) {
-            if self
+        if membership == "invite"
+            && self.is_local(target)
+            && self
                 .db
                 .get_user(target.as_str())
                 .await?
                 .is_none_or(|u| u.deactivated == 1)
-            {
-                return Err(Error::not_found("Unknown user"));
-            }
+        {
+            return Err(Error::not_found("Unknown user"));
         }
         let mut content = json!({ "membership": membership });
         if let Some(r) = reason {
@@ -252,21 +252,25 @@ impl Services {
             self.knock_remote(user, &room_id, &via, content).await?;
             return Ok(room_id);
         }
-        if !self.room_rules(room_id.as_str()).await?.authorization.knocking {
+        if !self
+            .room_rules(room_id.as_str())
+            .await?
+            .authorization
+            .knocking
+        {
             return Err(Error::forbidden(
                 "This room's version does not support knocking",
             ));
         }
         let user_c = user.to_owned();
-        let check: super::writer::Check = Box::new(move |room| {
-            match room.membership(&user_c).as_deref() {
+        let check: super::writer::Check =
+            Box::new(move |room| match room.membership(&user_c).as_deref() {
                 Some("join") => Err(Error::forbidden("You are already in the room")),
                 Some("invite") => Err(Error::forbidden("You are already invited to the room")),
                 Some("ban") => Err(Error::forbidden("You are banned from the room")),
                 Some("knock") => Ok(false),
                 _ => Ok(true),
-            }
-        });
+            });
         let spec = EventSpec::state("m.room.member", user.as_str(), content);
         self.submit(&room_id, user.to_owned(), None, None, spec, Some(check))
             .await?;
