@@ -69,8 +69,8 @@ async fn join_and_talk(host: &dyn Homeserver, guest: &dyn Homeserver) {
     }
 }
 
-/// A private room on `host` with the guest invited (at creation), who sees the invite with
-/// the room's stripped state, joins by room id through the host, and talks; then a second
+/// A private encrypted room on `host` with the guest invited (at creation), who sees the invite
+/// with the room's stripped state (name, encryption, the invite), joins by room id through the host, and talks; then a second
 /// invite (through /invite) that the guest rejects: it leaves the guest's /sync for
 /// `rooms.leave`, and the host sees the guest's leave.
 async fn invite_and_join(host: &dyn Homeserver, guest: &dyn Homeserver) {
@@ -81,6 +81,10 @@ async fn invite_and_join(host: &dyn Homeserver, guest: &dyn Homeserver) {
             "preset": "private_chat",
             "name": "Invitation",
             "invite": [g.user_id],
+            "initial_state": [{
+                "type": "m.room.encryption", "state_key": "",
+                "content": { "algorithm": "m.megolm.v1.aes-sha2" },
+            }],
         }))
         .await;
     let inv = g.wait_for_section(&private, "invite", FED_WAIT).await;
@@ -93,6 +97,11 @@ async fn invite_and_join(host: &dyn Homeserver, guest: &dyn Homeserver) {
             .iter()
             .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Invitation"),
         "stripped state carries the room name: {inv}"
+    );
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.encryption"
+            && e["content"]["algorithm"] == "m.megolm.v1.aes-sha2"),
+        "stripped state says the room is encrypted: {inv}"
     );
     assert!(
         state.iter().any(|e| e["type"] == "m.room.member"

@@ -89,10 +89,11 @@ impl Services {
                 || current.get("avatar_url") != wanted.get("avatar_url"))
         });
         if self.db.room_version(room_id.as_str()).await?.is_none() {
-            // Not known here: join through another server; with a pending invite, the
-            // inviter's server first, then the others kept with the invite.
+            // Not known here: join through another server; with a pending invite (or knock),
+            // the inviter's (knock's) server first, then the others kept with it.
             let current = self.db.membership(user.as_str(), room_id.as_str()).await?;
-            if let Some(m) = current.filter(|m| m.membership == "invite") {
+            if let Some(m) = current.filter(|m| m.membership == "invite" || m.membership == "knock")
+            {
                 let (servers, _) = self.out_of_band_servers(&room_id, &m.event_id).await?;
                 via.splice(0..0, servers);
             }
