@@ -277,6 +277,21 @@ impl Session {
         v["room_id"].as_str().expect("room_id").to_owned()
     }
 
+    /// `POST /knock/{roomIdOrAlias}?server_name=…`: status and body.
+    pub async fn try_knock(&self, room_or_alias: &str, via: &[&str]) -> (StatusCode, Value) {
+        let query: Vec<String> = via
+            .iter()
+            .map(|s| format!("server_name={}", enc(s)))
+            .collect();
+        let path = format!(
+            "/_matrix/client/v3/knock/{}{}{}",
+            enc(room_or_alias),
+            if query.is_empty() { "" } else { "?" },
+            query.join("&")
+        );
+        self.post(&path, json!({ "reason": "let me in" })).await
+    }
+
     pub async fn leave(&self, room: &str) {
         let (st, v) = self
             .post(
@@ -374,6 +389,15 @@ impl Session {
     pub async fn wait_for_invite(&self, room: &str, within: Duration) {
         self.sync_until(&format!("an invite to {room}"), within, |v| {
             v["rooms"]["invite"].get(room).map(|_| ())
+        })
+        .await
+    }
+
+    /// Waits for `room` in the `section` of /sync (`invite`, `knock`, `leave`, `join`);
+    /// returns the room's entry.
+    pub async fn wait_for_section(&self, room: &str, section: &str, within: Duration) -> Value {
+        self.sync_until(&format!("{room} in rooms.{section}"), within, |v| {
+            v["rooms"][section].get(room).cloned()
         })
         .await
     }

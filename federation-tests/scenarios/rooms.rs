@@ -69,20 +69,64 @@ async fn join_and_talk(host: &dyn Homeserver, guest: &dyn Homeserver) {
     }
 }
 
-/// A private room on `host` with the guest invited, who joins by room id through the host.
+/// A private encrypted room on `host` with the guest invited (at creation), who sees the invite
+/// with the room's stripped state (name, encryption, the invite), joins by room id through the host, and talks; then a second
+/// invite (through /invite) that the guest rejects: it leaves the guest's /sync for
+/// `rooms.leave`, and the host sees the guest's leave.
 async fn invite_and_join(host: &dyn Homeserver, guest: &dyn Homeserver) {
     let h = host.client().register(&unique("host")).await;
     let g = guest.client().register(&unique("guest")).await;
     let private = h
-        .create_room(json!({ "preset": "private_chat", "invite": [g.user_id] }))
+        .create_room(json!({
+            "preset": "private_chat",
+            "name": "Invitation",
+            "invite": [g.user_id],
+            "initial_state": [{
+                "type": "m.room.encryption", "state_key": "",
+                "content": { "algorithm": "m.megolm.v1.aes-sha2" },
+            }],
+        }))
         .await;
-    g.wait_for_invite(&private, FED_WAIT).await;
-    let joined = g.join(&private, &[host.server_name()]).await;
+    let inv = g.wait_for_section(&private, "invite", FED_WAIT).await;
+    let state = inv["invite_state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Invitation"),
+        "stripped state carries the room name: {inv}"
+    );
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.encryption"
+            && e["content"]["algorithm"] == "m.megolm.v1.aes-sha2"),
+        "stripped state says the room is encrypted: {inv}"
+    );
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == g.user_id.as_str()
+            && e["sender"] == h.user_id.as_str()
+            && e["content"]["membership"] == "invite"),
+        "the invite itself is in the invite state: {inv}"
+    );
+    let joined = g.join(&private, &[]).await;
     assert_eq!(joined, private);
     h.wait_for_membership(&private, &g.user_id, "join", FED_WAIT)
         .await;
     relay(&g, &h, &private, "thanks for the invite").await;
     relay(&h, &g, &private, "welcome").await;
+
+    // Rejected invite: a second room, invited through /invite.
+    let other = h.create_room(json!({ "preset": "private_chat" })).await;
+    h.invite(&other, &g.user_id).await;
+    g.wait_for_section(&other, "invite", FED_WAIT).await;
+    g.leave(&other).await;
+    g.wait_for_section(&other, "leave", FED_WAIT).await;
+    h.wait_for_membership(&other, &g.user_id, "leave", FED_WAIT)
+        .await;
+    let (st, v) = g.try_join(&other, &[]).await;
+    assert_ne!(st, reqwest::StatusCode::OK, "no invite any more: {v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,17 +228,104 @@ async fn remote_down_while_200_messages_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore] // needs invites over federation (/v2/invite), not built yet
 async fn invites_across_servers() {
     let net = Net::new();
     let a = net.palabre("a", PalabreOptions::default()).await;
-    let b = net.palabre("b", PalabreOptions::default()).await;
+    let b = net
+        .palabre(
+            "b",
+            PalabreOptions {
+                backend: Backend::Postgres,
+                ..Default::default()
+            },
+        )
+        .await;
     invite_and_join(&a, &b).await;
+    invite_and_join(&b, &a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn palabre_user_invites_synapse_user() {
+    let net = Net::new();
     let Some(syn) = net.synapse().await else {
         return;
     };
-    invite_and_join(&syn, &a).await;
+    let a = net.palabre("a", PalabreOptions::default()).await;
     invite_and_join(&a, &syn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synapse_user_invites_palabre_user() {
+    let net = Net::new();
+    let Some(syn) = net.synapse().await else {
+        return;
+    };
+    let a = net.palabre("a", PalabreOptions::default()).await;
+    invite_and_join(&syn, &a).await;
+}
+
+/// A user of B knocks on a knockable room of A (by alias through A): B's /sync shows the knock
+/// with the room's stripped state, A's user sees it and invites, B's user joins; a knock on an
+/// invite-only room is refused.
+async fn knock_and_enter(host: &dyn Homeserver, guest: &dyn Homeserver) {
+    let h = host.client().register(&unique("host")).await;
+    let g = guest.client().register(&unique("guest")).await;
+    let alias = unique("knock");
+    let room = h
+        .create_room(json!({
+            "preset": "private_chat",
+            "room_version": "10",
+            "name": "Knock knock",
+            "room_alias_name": alias,
+            "initial_state": [{
+                "type": "m.room.join_rules", "state_key": "",
+                "content": { "join_rule": "knock" },
+            }],
+        }))
+        .await;
+    let alias = format!("#{alias}:{}", host.server_name());
+    let (st, v) = g.try_knock(&alias, &[host.server_name()]).await;
+    assert_eq!(st, reqwest::StatusCode::OK, "knock: {v}");
+    assert_eq!(v["room_id"], room.as_str());
+    let k = g.wait_for_section(&room, "knock", FED_WAIT).await;
+    let state = k["knock_state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock knock"),
+        "knock state: {k}"
+    );
+    h.wait_for_membership(&room, &g.user_id, "knock", FED_WAIT)
+        .await;
+    // Still not in: a join is refused while only knocking.
+    let (st, _) = g.try_join(&room, &[host.server_name()]).await;
+    assert_ne!(st, reqwest::StatusCode::OK, "a knock is not an invite");
+    h.invite(&room, &g.user_id).await;
+    g.wait_for_section(&room, "invite", FED_WAIT).await;
+    g.join(&room, &[]).await;
+    h.wait_for_membership(&room, &g.user_id, "join", FED_WAIT)
+        .await;
+    relay(&g, &h, &room, "knocked and entered").await;
+
+    // An invite-only room refuses knocks.
+    let closed = h.create_room(json!({ "preset": "private_chat" })).await;
+    let (st, v) = g.try_knock(&closed, &[host.server_name()]).await;
+    assert_eq!(
+        st,
+        reqwest::StatusCode::FORBIDDEN,
+        "knock on invite-only: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knocks_across_servers() {
+    let net = Net::new();
+    let a = net.palabre("a", PalabreOptions::default()).await;
+    let b = net.palabre("b", PalabreOptions::default()).await;
+    knock_and_enter(&a, &b).await;
 }
 
 /// Timing, not a check (run it on purpose, with a release binary for meaningful figures):

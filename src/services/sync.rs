@@ -195,6 +195,7 @@ impl Services {
         let mut full_rooms = vec![]; // newly joined: complete state, timeline from the start
         let mut incr_rooms = vec![]; // joined before: what changed since
         let mut invites = vec![];
+        let mut knocks = vec![];
         let mut left = vec![];
         for m in &memberships {
             if !rf.allows_room(&m.room_id) {
@@ -216,6 +217,7 @@ impl Services {
                 }
                 "join" => incr_rooms.push(m.room_id.clone()),
                 "invite" if changed(m.stream_ordering) => invites.push(m.clone()),
+                "knock" if changed(m.stream_ordering) => knocks.push(m.clone()),
                 "leave" | "ban"
                     if m.forgotten == 0
                         && changed(m.stream_ordering)
@@ -283,6 +285,18 @@ impl Services {
         let mut by_room: BTreeMap<String, Vec<EventRow>> = BTreeMap::new();
         for e in all_timeline {
             by_room.entry(e.room_id.clone()).or_default().push(e);
+        }
+        // A left room with nothing in its timeline (an invite rejected or a knock rescinded in a
+        // room not known here: the leave is an outlier): the leave itself.
+        let bare_leaves: Vec<String> = left
+            .iter()
+            .filter(|m| !by_room.contains_key(&m.room_id))
+            .map(|m| m.event_id.clone())
+            .collect();
+        for e in self.db.get_events(&bare_leaves).await? {
+            if rf.timeline.allows(&e) {
+                by_room.entry(e.room_id.clone()).or_default().push(e);
+            }
         }
         let in_timeline: HashSet<&str> = by_room
             .values()
@@ -510,43 +524,8 @@ impl Services {
                 json!({ "events": room_ad.remove(&m.room_id).unwrap_or_default() });
             leave.insert(m.room_id.clone(), obj);
         }
-        let mut invite = Map::new();
-        if !invites.is_empty() {
-            let rooms: Vec<String> = invites.iter().map(|m| m.room_id.clone()).collect();
-            let stripped_types = [
-                "m.room.create",
-                "m.room.join_rules",
-                "m.room.name",
-                "m.room.avatar",
-                "m.room.canonical_alias",
-                "m.room.encryption",
-                "m.room.topic",
-            ];
-            let mut rows = self
-                .db
-                .current_state_events(&rooms, Some(&stripped_types))
-                .await?;
-            let member_ids: Vec<String> = invites.iter().map(|m| m.event_id.clone()).collect();
-            rows.extend(self.db.get_events(&member_ids).await?);
-            let mut per_room: BTreeMap<String, Vec<EventRow>> = BTreeMap::new();
-            for row in rows {
-                per_room.entry(row.room_id.clone()).or_default().push(row);
-            }
-            for (room, rows) in per_room {
-                let mut events = self.format_events(&rows, None, Format::Stripped).await?;
-                // The invite itself is sent whole (clients read its unsigned data and event id).
-                if let Some(inv) = rows.iter().position(|r| member_ids.contains(&r.event_id)) {
-                    if let Some(full) = self
-                        .format_events(&rows[inv..=inv], None, Format::Client)
-                        .await?
-                        .pop()
-                    {
-                        events[inv] = full;
-                    }
-                }
-                invite.insert(room, json!({ "invite_state": { "events": events } }));
-            }
-        }
+        let invite = self.stripped_sections(&invites, "invite_state").await?;
+        let knock = self.stripped_sections(&knocks, "knock_state").await?;
         let presence = self
             .presence_events(user, since.map_or(0, |s| s.presence), cur.presence)
             .await?;
@@ -586,6 +565,7 @@ impl Services {
         let empty = join.is_empty()
             && leave.is_empty()
             && invite.is_empty()
+            && knock.is_empty()
             && global_ad.is_empty()
             && presence.is_empty()
             && to_device.is_empty()
@@ -597,7 +577,7 @@ impl Services {
         };
         let resp = json!({
             "next_batch": next.to_string(),
-            "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
+            "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
             "account_data": { "events": global_ad },
             "presence": { "events": presence },
             "to_device": { "events": to_device },
@@ -606,6 +586,63 @@ impl Services {
             "device_unused_fallback_key_types": fallback_types,
         });
         Ok((resp, empty))
+    }
+
+    /// `rooms.invite` / `rooms.knock`: for each membership, the room's stripped state (its
+    /// current state when known here, else what was kept with an out-of-band invite or knock)
+    /// and the membership event itself, whole.
+    async fn stripped_sections(
+        &self,
+        memberships: &[crate::store::rooms::MembershipRow],
+        field: &str,
+    ) -> Result<Map<String, Value>> {
+        let mut out = Map::new();
+        if memberships.is_empty() {
+            return Ok(out);
+        }
+        let rooms: Vec<String> = memberships.iter().map(|m| m.room_id.clone()).collect();
+        let member_ids: Vec<String> = memberships.iter().map(|m| m.event_id.clone()).collect();
+        let rows = self
+            .db
+            .current_state_events(&rooms, Some(super::federation::invite::STRIPPED_TYPES))
+            .await?;
+        let stripped = self.format_events(&rows, None, Format::Stripped).await?;
+        let mut per_room: HashMap<String, Vec<Value>> = HashMap::new();
+        for (row, ev) in rows.iter().zip(stripped) {
+            per_room.entry(row.room_id.clone()).or_default().push(ev);
+        }
+        let kept: HashMap<String, Vec<Value>> = self
+            .db
+            .remote_memberships(&member_ids)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let v: Vec<Value> = serde_json::from_str(&r.stripped_state).unwrap_or_default();
+                (r.room_id, v)
+            })
+            .collect();
+        let members = self.db.get_events(&member_ids).await?;
+        let formatted = self.format_events(&members, None, Format::Client).await?;
+        let mut member_events: HashMap<String, Value> = members
+            .iter()
+            .zip(formatted)
+            .map(|(r, v)| (r.room_id.clone(), v))
+            .collect();
+        for m in memberships {
+            let mut events = match per_room.remove(&m.room_id) {
+                Some(evs) => evs,
+                None => kept.get(&m.room_id).cloned().unwrap_or_default(),
+            };
+            // The membership event is sent whole (clients read its unsigned data and event id).
+            events.retain(|e| {
+                !(e["type"] == "m.room.member" && e["state_key"] == m.user_id.as_str())
+            });
+            if let Some(ev) = member_events.remove(&m.room_id) {
+                events.push(ev);
+            }
+            out.insert(m.room_id.clone(), json!({ field: { "events": events } }));
+        }
+        Ok(out)
     }
 
     async fn room_sections(

@@ -44,6 +44,19 @@ pub async fn join(
     ok(json!({ "room_id": room_id }))
 }
 
+pub async fn knock(
+    State(s): State<AppState>,
+    Auth(r): Auth,
+    Path(target): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+    Json(b): Json<ReasonBody>,
+) -> ApiResult {
+    let room_id = s
+        .knock_room(&r.user_id, &target, b.reason.as_deref(), via(&q))
+        .await?;
+    ok(json!({ "room_id": room_id }))
+}
+
 pub async fn join_by_id(
     State(s): State<AppState>,
     Auth(r): Auth,

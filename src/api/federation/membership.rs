@@ -1,12 +1,14 @@
-//! Joining rooms (spec: Server-server API, Joining Rooms).
+//! Joining, inviting, leaving and knocking (spec: Server-server API, Joining Rooms, Inviting
+//! to a room, Leaving Rooms, Knocking upon a room).
 
 use axum::extract::{RawQuery, State};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::auth::FedRequest;
 use crate::{
     api::{ok, ApiResult, AppState, Path, Query},
+    services::federation::invite::InviteRequest,
     util::{parse_room_id, parse_user_id},
 };
 
@@ -16,14 +18,7 @@ pub async fn make_join(
     RawQuery(q): RawQuery,
     req: FedRequest,
 ) -> ApiResult {
-    let versions: Vec<String> = q
-        .as_deref()
-        .map(crate::api::form_pairs)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k == "ver")
-        .map(|(_, v)| v)
-        .collect();
+    let versions = versions(&q);
     ok(s.make_join(
         &req.origin,
         &parse_room_id(&room)?,
@@ -54,4 +49,87 @@ pub async fn send_join(
         q.omit_members,
     )
     .await?)
+}
+
+/// `ver` query parameters (room versions the requesting server supports).
+fn versions(q: &Option<String>) -> Vec<String> {
+    q.as_deref()
+        .map(crate::api::form_pairs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k == "ver")
+        .map(|(_, v)| v)
+        .collect()
+}
+
+pub async fn invite(
+    State(s): State<AppState>,
+    Path((room, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> ApiResult {
+    let body: InviteRequest = req.json()?;
+    ok(
+        s.receive_invite(&req.origin, &parse_room_id(&room)?, &event_id, body)
+            .await?,
+    )
+}
+
+pub async fn make_leave(
+    State(s): State<AppState>,
+    Path((room, user)): Path<(String, String)>,
+    req: FedRequest,
+) -> ApiResult {
+    ok(s.make_membership(
+        &req.origin,
+        &parse_room_id(&room)?,
+        &parse_user_id(&user)?,
+        "leave",
+        None,
+    )
+    .await?)
+}
+
+pub async fn send_leave(
+    State(s): State<AppState>,
+    Path((room, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> ApiResult {
+    let event: Value = req.json()?;
+    s.take_remote_membership(
+        &req.origin,
+        &parse_room_id(&room)?,
+        &event_id,
+        &event,
+        "leave",
+    )
+    .await?;
+    ok(json!({}))
+}
+
+pub async fn make_knock(
+    State(s): State<AppState>,
+    Path((room, user)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    req: FedRequest,
+) -> ApiResult {
+    ok(s.make_membership(
+        &req.origin,
+        &parse_room_id(&room)?,
+        &parse_user_id(&user)?,
+        "knock",
+        Some(&versions(&q)),
+    )
+    .await?)
+}
+
+pub async fn send_knock(
+    State(s): State<AppState>,
+    Path((room, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> ApiResult {
+    let event: Value = req.json()?;
+    ok(
+        s.send_knock(&req.origin, &parse_room_id(&room)?, &event_id, &event)
+            .await?,
+    )
 }

@@ -38,6 +38,26 @@ pub fn routes() -> Router<AppState> {
             axum::routing::put(membership::send_join),
         )
         .route(
+            "/_matrix/federation/v2/invite/{room}/{event}",
+            axum::routing::put(membership::invite),
+        )
+        .route(
+            "/_matrix/federation/v1/make_leave/{room}/{user}",
+            get(membership::make_leave),
+        )
+        .route(
+            "/_matrix/federation/v2/send_leave/{room}/{event}",
+            axum::routing::put(membership::send_leave),
+        )
+        .route(
+            "/_matrix/federation/v1/make_knock/{room}/{user}",
+            get(membership::make_knock),
+        )
+        .route(
+            "/_matrix/federation/v1/send_knock/{room}/{event}",
+            axum::routing::put(membership::send_knock),
+        )
+        .route(
             "/_matrix/federation/v1/send/{txn}",
             axum::routing::put(transactions::send),
         )

@@ -596,6 +596,11 @@ impl RoomState {
 
     /// Whether an event built from a template would pass the auth rules on the current state.
     pub fn check_template(&self, template: &Value) -> Result<()> {
+        self.check_template_as(template, "You may not join")
+    }
+
+    /// [`Self::check_template`] with the refusal's wording (`what`: "You may not leave"...).
+    pub fn check_template_as(&self, template: &Value, what: &str) -> Result<()> {
         let mut t = template.clone();
         t["hashes"] = json!({ "sha256": "" });
         t["signatures"] = json!({});
@@ -603,6 +608,6 @@ impl RoomState {
         state_res::check_state_dependent_auth_rules(&self.rules.authorization, &*pdu, |k, s| {
             self.state.get(&(k.clone(), s.to_owned())).cloned()
         })
-        .map_err(|e| Error::forbidden(format!("You may not join: {e}")))
+        .map_err(|e| Error::forbidden(format!("{what}: {e}")))
     }
 }

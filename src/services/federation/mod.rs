@@ -4,7 +4,10 @@
 pub mod client;
 pub mod directory;
 pub mod edus;
+pub mod invite;
 pub mod keys;
+pub mod knock;
+pub mod leave;
 pub mod membership;
 pub mod pdu;
 pub mod receive;

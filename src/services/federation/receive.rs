@@ -163,7 +163,7 @@ impl Services {
 
     /// Accepts PDUs; when some follow events we do not have, asks the sender for the missing
     /// ones (`/get_missing_events`) and tries again once.
-    async fn accept_with_gaps(
+    pub(crate) async fn accept_with_gaps(
         &self,
         origin: &ServerName,
         room_id: &OwnedRoomId,

@@ -350,13 +350,8 @@ impl Services {
             )?);
         }
 
-        // 8. invites
-        for u in &invitees {
-            if !self.is_local(u) {
-                return Err(Error::forbidden(
-                    "Inviting users of other servers needs federation, not enabled here",
-                ));
-            }
+        // 8. invites (users of other servers are invited once the room exists, below)
+        for u in invitees.iter().filter(|u| self.is_local(u)) {
             let target = self.db.get_user(u.as_str()).await?;
             let Some(target) = target.filter(|t| t.deactivated == 0) else {
                 return Err(Error::not_found(format!("Unknown user {u}")));
@@ -394,6 +389,17 @@ impl Services {
         if let Some(a) = alias {
             if !self.add_alias(creator, &a, &room_id).await? {
                 tracing::warn!(alias = %a, "alias taken while the room was being created");
+            }
+        }
+        // Users of other servers: each invite goes through their server. The room exists
+        // whatever they answer; a failed invite is logged (as Synapse does).
+        let extra = req.is_direct.then(|| json!({ "is_direct": true }));
+        for u in invitees.iter().filter(|u| !self.is_local(u)) {
+            if let Err(e) = self
+                .set_membership(creator, &room_id, u, "invite", None, extra.clone())
+                .await
+            {
+                tracing::warn!(%room_id, invitee = %u, error = %e.message, "remote invite at room creation failed");
             }
         }
         Ok(room_id)

@@ -32,14 +32,14 @@ impl Services {
         }
     }
 
-    pub async fn join_room(
+    /// A room id from a room id or alias to join or knock on; a remote alias is asked of its
+    /// server, whose answer adds to `via`.
+    async fn resolve_for_join(
         &self,
-        user: &UserId,
         id_or_alias: &str,
-        reason: Option<&str>,
-        mut via: Vec<ruma::OwnedServerName>,
+        via: &mut Vec<ruma::OwnedServerName>,
     ) -> Result<OwnedRoomId> {
-        let room_id = match RoomAliasId::parse(id_or_alias) {
+        Ok(match RoomAliasId::parse(id_or_alias) {
             Ok(alias) if alias.server_name() != self.server_name => {
                 let path = format!(
                     "/_matrix/federation/v1/query/directory?room_alias={}",
@@ -60,7 +60,17 @@ impl Services {
                     .map_err(|_| Error::not_found("Room alias not found"))?
             }
             _ => self.resolve_room(id_or_alias).await?,
-        };
+        })
+    }
+
+    pub async fn join_room(
+        &self,
+        user: &UserId,
+        id_or_alias: &str,
+        reason: Option<&str>,
+        mut via: Vec<ruma::OwnedServerName>,
+    ) -> Result<OwnedRoomId> {
+        let room_id = self.resolve_for_join(id_or_alias, &mut via).await?;
         let mut content = self.profile_content(user).await?;
         if let Some(r) = reason {
             content["reason"] = json!(r);
@@ -79,11 +89,19 @@ impl Services {
                 || current.get("avatar_url") != wanted.get("avatar_url"))
         });
         if self.db.room_version(room_id.as_str()).await?.is_none() {
-            // Not known here: join through another server.
+            // Not known here: join through another server; with a pending invite (or knock),
+            // the inviter's (knock's) server first, then the others kept with it.
+            let current = self.db.membership(user.as_str(), room_id.as_str()).await?;
+            if let Some(m) = current.filter(|m| m.membership == "invite" || m.membership == "knock")
+            {
+                let (servers, _) = self.out_of_band_servers(&room_id, &m.event_id).await?;
+                via.splice(0..0, servers);
+            }
             if let Some(server) = room_id.server_name() {
                 via.push(server.to_owned());
             }
-            via.dedup();
+            let mut seen = std::collections::HashSet::new();
+            via.retain(|s| seen.insert(s.clone()));
             if via.is_empty() {
                 return Err(Error::not_found(
                     "This server does not know this room; name a server that does (via)",
@@ -92,7 +110,11 @@ impl Services {
             if let Some(r) = reason {
                 content["reason"] = json!(r);
             }
-            return self.join_remote(user, &room_id, &via, content).await;
+            let joined = self.join_remote(user, &room_id, &via, content).await?;
+            self.db
+                .delete_remote_memberships(user.as_str(), room_id.as_str())
+                .await?;
+            return Ok(joined);
         }
         let spec = EventSpec::state("m.room.member", user.as_str(), content);
         self.submit(&room_id, user.to_owned(), None, None, spec, Some(check))
@@ -117,20 +139,15 @@ impl Services {
         } else {
             (op, false)
         };
-        if membership == "invite" {
-            if !self.is_local(target) {
-                return Err(Error::forbidden(
-                    "Inviting users of other servers needs federation, not enabled here",
-                ));
-            }
-            if self
+        if membership == "invite"
+            && self.is_local(target)
+            && self
                 .db
                 .get_user(target.as_str())
                 .await?
                 .is_none_or(|u| u.deactivated == 1)
-            {
-                return Err(Error::not_found("Unknown user"));
-            }
+        {
+            return Err(Error::not_found("Unknown user"));
         }
         let mut content = json!({ "membership": membership });
         if let Some(r) = reason {
@@ -140,6 +157,12 @@ impl Services {
             for (k, v) in extra {
                 content[k] = v;
             }
+        }
+        if membership == "invite" && !self.is_local(target) {
+            if self.db.room_version(room_id.as_str()).await?.is_none() {
+                return Err(Error::forbidden("You are not in this room"));
+            }
+            return self.invite_remote(sender, room_id, target, content).await;
         }
         if membership == "invite" {
             // The invitee's profile, as Synapse does, so clients can show who was invited.
@@ -193,8 +216,66 @@ impl Services {
             Some("leave") => return Ok(()),
             _ => {}
         }
+        if let Some(m) = current.filter(|m| m.membership == "invite" || m.membership == "knock") {
+            if self.db.room_version(room_id.as_str()).await?.is_none() {
+                // An invite or knock in a room not known here: through another server.
+                return self.leave_remote(user, room_id, &m, reason).await;
+            }
+        }
         self.set_membership(user, room_id, user, "leave", reason, None)
             .await
+    }
+
+    /// Knocks on a room (spec: Knocking): a `knock` membership in a room whose join rule
+    /// allows it, through another server when the room is not known here.
+    pub async fn knock_room(
+        &self,
+        user: &UserId,
+        id_or_alias: &str,
+        reason: Option<&str>,
+        mut via: Vec<ruma::OwnedServerName>,
+    ) -> Result<OwnedRoomId> {
+        let room_id = self.resolve_for_join(id_or_alias, &mut via).await?;
+        let mut content = self.profile_content(user).await?;
+        content["membership"] = json!("knock");
+        if let Some(r) = reason {
+            content["reason"] = json!(r);
+        }
+        if self.db.room_version(room_id.as_str()).await?.is_none() {
+            via.extend(room_id.server_name().map(ToOwned::to_owned));
+            let mut seen = std::collections::HashSet::new();
+            via.retain(|s| *s != self.server_name && seen.insert(s.clone()));
+            if via.is_empty() {
+                return Err(Error::not_found(
+                    "This server does not know this room; name a server that does (via)",
+                ));
+            }
+            self.knock_remote(user, &room_id, &via, content).await?;
+            return Ok(room_id);
+        }
+        if !self
+            .room_rules(room_id.as_str())
+            .await?
+            .authorization
+            .knocking
+        {
+            return Err(Error::forbidden(
+                "This room's version does not support knocking",
+            ));
+        }
+        let user_c = user.to_owned();
+        let check: super::writer::Check =
+            Box::new(move |room| match room.membership(&user_c).as_deref() {
+                Some("join") => Err(Error::forbidden("You are already in the room")),
+                Some("invite") => Err(Error::forbidden("You are already invited to the room")),
+                Some("ban") => Err(Error::forbidden("You are banned from the room")),
+                Some("knock") => Ok(false),
+                _ => Ok(true),
+            });
+        let spec = EventSpec::state("m.room.member", user.as_str(), content);
+        self.submit(&room_id, user.to_owned(), None, None, spec, Some(check))
+            .await?;
+        Ok(room_id)
     }
 
     pub async fn forget_room(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
