@@ -59,6 +59,14 @@ impl Db {
 
     /// The place of the known, not rejected, events among `ids`.
     pub async fn event_places(&self, ids: &[String]) -> sqlx::Result<Vec<EventPlace>> {
+        let mut out = vec![];
+        for chunk in ids.chunks(IN_CHUNK) {
+            out.extend(self.event_places_chunk(chunk).await?);
+        }
+        Ok(out)
+    }
+
+    async fn event_places_chunk(&self, ids: &[String]) -> sqlx::Result<Vec<EventPlace>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod directory;
+pub mod fetch;
 pub mod keys;
 pub mod membership;
 pub mod pdu;

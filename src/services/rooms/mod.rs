@@ -2,6 +2,7 @@
 //! them with their state snapshot, and keeps each room's current state in memory behind a
 //! per-room lock (the lock also serialises local writes so prev_events are the extremities).
 
+pub mod backfill;
 pub mod client_event;
 pub mod create;
 pub mod directory;
@@ -81,6 +82,8 @@ pub struct RoomCache {
     versions: Mutex<HashMap<OwnedRoomId, RoomVersionId>>,
     /// Rooms being upgraded (one upgrade at a time per room).
     upgrading: Mutex<HashSet<OwnedRoomId>>,
+    /// Backfill over federation (stream positions below the start, one backfill per room).
+    pub backfill: backfill::Backfill,
 }
 
 /// An event a local user asks for.
@@ -723,7 +726,10 @@ impl Services {
                 }
             })
             .collect();
-        let event_ids: Vec<String> = set.iter().map(|(_, _, p, _)| p.event_id.to_string()).collect();
+        let event_ids: Vec<String> = set
+            .iter()
+            .map(|(_, _, p, _)| p.event_id.to_string())
+            .collect();
         let member_rows: Vec<(&str, &str, &str, i64)> = set
             .iter()
             .zip(&memberships)

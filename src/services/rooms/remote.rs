@@ -37,9 +37,12 @@ pub enum Outcome {
 }
 
 fn key_of(pdu: &Pdu) -> Option<StateKey> {
-    pdu.state_key
-        .as_ref()
-        .map(|k| (StateEventType::from(pdu.kind.to_string().as_str()), k.clone()))
+    pdu.state_key.as_ref().map(|k| {
+        (
+            StateEventType::from(pdu.kind.to_string().as_str()),
+            k.clone(),
+        )
+    })
 }
 
 /// A full snapshot of a state as group entries.
@@ -52,7 +55,10 @@ fn entries_of(state: &State) -> Vec<(String, String, String)> {
 
 impl Services {
     /// Events by id, as PDUs (from the database).
-    pub(crate) async fn load_pdus(&self, ids: &[String]) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
+    pub(crate) async fn load_pdus(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
         let rows = self.db.get_events_chunked(ids).await?;
         let mut out = HashMap::new();
         for r in rows {
@@ -234,7 +240,9 @@ impl Services {
                 }
             }
             let extends = {
-                let room = guard.as_ref().ok_or_else(|| Error::unknown("room state missing"))?;
+                let room = guard
+                    .as_ref()
+                    .ok_or_else(|| Error::unknown("room state missing"))?;
                 let prevs: HashSet<&OwnedEventId> = pdu.prev_events.iter().collect();
                 let ext: HashSet<&OwnedEventId> = room.extremities.iter().collect();
                 given.is_none() && prevs == ext
@@ -244,9 +252,12 @@ impl Services {
                 for n in &built {
                     known_prevs.insert(n.pdu.event_id.to_string());
                 }
-                self.persist(guard, std::mem::take(&mut built), None).await?;
+                self.persist(guard, std::mem::take(&mut built), None)
+                    .await?;
             }
-            let room = guard.as_mut().ok_or_else(|| Error::unknown("room state missing"))?;
+            let room = guard
+                .as_mut()
+                .ok_or_else(|| Error::unknown("room state missing"))?;
             // The state before the event: None means the current state.
             let before: Option<(State, Option<i64>)> = if extends {
                 None

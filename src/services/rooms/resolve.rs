@@ -79,9 +79,9 @@ fn conflicted_subgraph(
             }
             let next = edges.get(&id).map(Vec::as_slice).unwrap_or(&[]);
             if expanded {
-                let r = next.iter().any(|n| {
-                    conflicted.contains(n) || leads.get(n).copied().unwrap_or(false)
-                });
+                let r = next
+                    .iter()
+                    .any(|n| conflicted.contains(n) || leads.get(n).copied().unwrap_or(false));
                 leads.insert(id, r);
             } else {
                 stack.push((id.clone(), true));
@@ -101,7 +101,11 @@ fn conflicted_subgraph(
 
 impl Services {
     /// Resolves several states of a room into one (state resolution v2).
-    pub async fn resolve_states(&self, rules: &RoomVersionRules, states: &[&State]) -> Result<State> {
+    pub async fn resolve_states(
+        &self,
+        rules: &RoomVersionRules,
+        states: &[&State],
+    ) -> Result<State> {
         if states.len() <= 1 || same_states(states) {
             return Ok(states.first().map(|s| (*s).clone()).unwrap_or_default());
         }
