@@ -11,6 +11,7 @@ mod ephemeral;
 mod errors;
 mod federation;
 mod federation_queries;
+mod federation_reads;
 mod media;
 mod messaging;
 mod openid;

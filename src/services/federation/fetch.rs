@@ -212,11 +212,15 @@ impl Services {
             .flat_map(|(p, _)| p.auth_events.iter().map(|a| a.to_string()))
             .collect();
         let mut auth: HashMap<OwnedEventId, Arc<Pdu>> = self.load_pdus(&auth_ids).await?;
-        let create = auth
-            .values()
-            .chain(checked.iter().map(|(p, _)| p))
-            .find(|p| p.kind == ruma::events::TimelineEventType::RoomCreate)
-            .cloned();
+        // The create event (not among the auth events from room version 12 on).
+        let create = match self.room_create_pdu(room_id).await? {
+            Some(c) => Some(c),
+            None => checked
+                .iter()
+                .map(|(p, _)| p)
+                .find(|p| p.kind == ruma::events::TimelineEventType::RoomCreate)
+                .cloned(),
+        };
         let mut good: Vec<(Arc<Pdu>, String)> = vec![];
         let mut out = HashSet::new();
         for (p, json) in checked {

@@ -297,7 +297,19 @@ impl Services {
             .await?
             .filter(|r| r.room_id == room.as_str())
             .ok_or_else(|| Error::not_found("Event not found"))?;
-        let chain = self.db.auth_chain(&[event.event_id]).await?;
+        let is_create = event.kind == "m.room.create";
+        let mut chain = self.db.auth_chain(&[event.event_id]).await?;
+        // From room version 12 the create event is named by the room id, not the auth events:
+        // it is still part of every auth chain.
+        if !is_create && !chain.iter().any(|r| r.kind == "m.room.create") {
+            if let Some(create) = self
+                .db
+                .current_state_event(room.as_str(), "m.room.create", "")
+                .await?
+            {
+                chain.insert(0, create);
+            }
+        }
         Ok(json!({
             "auth_chain": chain.iter().map(|r| outgoing_pdu(&r.json)).collect::<Vec<_>>(),
         }))

@@ -234,11 +234,15 @@ impl Services {
                 auth = self.load_pdus(&auth_ids).await?;
             }
         }
-        let create = auth
-            .values()
-            .chain(events.iter().map(|(p, _)| p))
-            .find(|p| p.kind == TimelineEventType::RoomCreate)
-            .cloned();
+        // The create event (not among the auth events from room version 12 on).
+        let create = match self.room_create_pdu(room_id).await? {
+            Some(c) => Some(c),
+            None => events
+                .iter()
+                .map(|(p, _)| p)
+                .find(|p| p.kind == TimelineEventType::RoomCreate)
+                .cloned(),
+        };
 
         // Place each event, oldest first: the state before it, its checks, the state after.
         let next_id = || {

@@ -69,6 +69,15 @@ impl Services {
         Ok(out)
     }
 
+    /// The create event of a room known here (from its current state).
+    pub(crate) async fn room_create_pdu(&self, room_id: &RoomId) -> Result<Option<Arc<Pdu>>> {
+        Ok(self
+            .db
+            .current_state_event(room_id.as_str(), "m.room.create", "")
+            .await?
+            .and_then(|r| Pdu::parse(&r.event_id, &r.json).ok()))
+    }
+
     /// The states of some state groups, as events (one query for the entries, one for the
     /// events).
     pub(crate) async fn states_of_groups(&self, groups: &[i64]) -> Result<HashMap<i64, State>> {
