@@ -3,6 +3,7 @@
 mod allow_list;
 mod keys_profiles;
 mod rooms;
+mod stateres;
 mod synapse;
 
 use std::collections::BTreeMap;
