@@ -46,6 +46,8 @@ pub const MAX_PDU_BYTES: usize = 65_536;
 const MAX_DELTA_CHAIN: i64 = 32;
 
 pub type StateKey = (StateEventType, String);
+/// Current-state entries set by state resolution (None: the entry is gone).
+pub type StateDiff = Vec<(StateKey, Option<Arc<Pdu>>)>;
 
 /// The in-memory view of a room, valid while its lock is held.
 pub struct RoomState {
@@ -66,7 +68,7 @@ pub struct RoomState {
     /// Current-state changes decided by state resolution, written by the next persist: per
     /// event of the batch, the entries it sets (None: the entry is gone). An event listed here
     /// changes the current state only through its list (possibly empty).
-    pub resolved: Vec<(OwnedEventId, Vec<(StateKey, Option<Arc<Pdu>>)>)>,
+    pub resolved: Vec<(OwnedEventId, StateDiff)>,
     /// State groups written by the next persist besides the events' own (resolved states).
     pub extra_groups: Vec<GroupWrite>,
 }
@@ -686,12 +688,13 @@ impl Services {
             .collect();
         // Current state and memberships: the last event per key wins; an event that went
         // through state resolution sets what the resolution decided instead (None: removed).
-        let resolved: HashMap<&str, &Vec<(StateKey, Option<Arc<Pdu>>)>> = room
+        let resolved: HashMap<&str, &StateDiff> = room
             .resolved
             .iter()
             .map(|(id, diff)| (id.as_str(), diff))
             .collect();
-        let mut state_rows: HashMap<(String, String), Option<(Arc<Pdu>, i64)>> = HashMap::new();
+        type Row = Option<(Arc<Pdu>, i64)>;
+        let mut state_rows: HashMap<(String, String), Row> = HashMap::new();
         for (ev, n) in events.iter().zip(batch).filter(|(e, _)| !e.soft_failed) {
             if let Some(diff) = resolved.get(ev.event_id) {
                 for ((t, k), p) in diff.iter() {
