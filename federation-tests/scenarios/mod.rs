@@ -7,6 +7,7 @@ mod ephemeral;
 mod hold;
 mod keys_profiles;
 mod rooms;
+mod stateres;
 mod synapse;
 
 use std::collections::BTreeMap;

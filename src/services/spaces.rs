@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ruma::{room_version_rules::RoomVersionRules, RoomId, UserId};
+use ruma::{room_version_rules::RoomVersionRules, RoomId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -398,5 +398,109 @@ impl Services {
             ));
         }
         Ok(out)
+    }
+}
+
+impl Services {
+    /// `GET /_matrix/federation/v1/hierarchy/{roomId}`: a room and its direct children as
+    /// another server may see them. A room is accessible to a server when the server has a
+    /// user joined to it, or it is world-readable, or its join rule lets anyone join or knock,
+    /// or it is restricted to a room the server has a user joined to; the room ACL must allow
+    /// the server. An inaccessible root is 404 (spec); inaccessible children are only named.
+    pub async fn server_hierarchy(
+        &self,
+        origin: &ServerName,
+        root: &RoomId,
+        suggested_only: bool,
+    ) -> Result<Value> {
+        self.ratelimit.check(
+            "hierarchy",
+            origin.as_str(),
+            self.config.rate_limits.message,
+        )?;
+        let mut infos: HashMap<String, Option<RoomInfo>> = self
+            .load_room_infos(&[root.to_string()])
+            .await?
+            .into_iter()
+            .collect();
+        let children: Vec<String> = match infos.get(root.as_str()) {
+            Some(Some(info)) => info.child_ids(suggested_only),
+            _ => return Err(Error::not_found("Unknown room")),
+        };
+        let children: Vec<String> = children
+            .into_iter()
+            .filter(|c| c != root.as_str())
+            .take(MAX_ROOMS * 4)
+            .collect();
+        infos.extend(self.load_room_infos(&children).await?);
+        // The rooms whose membership matters (these and the rooms restricted ones name), read
+        // once; the ACLs of all of them, read once.
+        let mut rooms: Vec<String> = vec![root.to_string()];
+        rooms.extend(children.iter().cloned());
+        for info in infos.values().flatten() {
+            rooms.extend(info.allow.iter().cloned());
+        }
+        rooms.sort();
+        rooms.dedup();
+        let joined: HashSet<String> = self
+            .db
+            .server_members(&rooms, origin.as_str())
+            .await?
+            .into_iter()
+            .filter(|(_, _, m)| m == "join")
+            .map(|(r, _, _)| r)
+            .collect();
+        let mut banned: HashSet<String> = HashSet::new();
+        let acl_rooms: Vec<String> = infos.keys().cloned().collect();
+        for row in self
+            .db
+            .current_state_events(&acl_rooms, Some(&["m.room.server_acl"]))
+            .await?
+        {
+            let ev: Value = serde_json::from_str(&row.json).unwrap_or_default();
+            if !crate::services::federation::receive::acl_allows(&ev["content"], origin) {
+                banned.insert(row.room_id);
+            }
+        }
+        let accessible = |room_id: &str, info: &RoomInfo| -> bool {
+            if banned.contains(room_id) {
+                return false;
+            }
+            let joined_refs: HashSet<&str> = joined.iter().map(String::as_str).collect();
+            let membership = joined.contains(room_id).then_some("join");
+            info.visible_to(membership, &joined_refs)
+        };
+        let root_info = match infos.get(root.as_str()) {
+            Some(Some(info)) if accessible(root.as_str(), info) => info,
+            _ => return Err(Error::not_found("Unknown room")),
+        };
+        let mut out_children = vec![];
+        let mut inaccessible = vec![];
+        for child in &children {
+            let Some(Some(info)) = infos.get(child) else {
+                continue; // not a room of this server
+            };
+            if accessible(child, info) {
+                out_children.push(info.to_server_json(suggested_only));
+            } else {
+                inaccessible.push(json!(child));
+            }
+        }
+        Ok(json!({
+            "room": root_info.to_server_json(suggested_only),
+            "children": out_children,
+            "inaccessible_children": inaccessible,
+        }))
+    }
+}
+
+impl RoomInfo {
+    /// The summary served to other servers: with `allowed_room_ids` for restricted rooms.
+    fn to_server_json(&self, suggested_only: bool) -> Value {
+        let mut v = self.to_json(suggested_only);
+        if matches!(self.join_rule.as_str(), "restricted" | "knock_restricted") {
+            v["allowed_room_ids"] = json!(self.allow);
+        }
+        v
     }
 }

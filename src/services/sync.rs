@@ -242,7 +242,7 @@ impl Services {
         // Timelines: one query for fully-sent rooms, one for the others.
         let (mut timeline, mut limited) = self
             .db
-            .recent_events_per_room(&full_rooms, 0, cur.events, limit)
+            .recent_events_per_room(&full_rooms, i64::MIN, cur.events, limit)
             .await?;
         let lower = since_ev.unwrap_or(0);
         let (t2, l2) = self

@@ -289,8 +289,9 @@ impl Db {
                  AND e.stream_ordering < $3 AND {LIVE} ORDER BY e.stream_ordering ASC LIMIT $4"
             ),
         };
+        // Backfilled events have negative positions.
         let to = to.unwrap_or(match dir {
-            Dir::Backward => -1,
+            Dir::Backward => i64::MIN,
             Dir::Forward => i64::MAX,
         });
         sqlx::query_as(&sql)

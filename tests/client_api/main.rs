@@ -12,6 +12,7 @@ mod errors;
 mod federation;
 mod federation_invites;
 mod federation_queries;
+mod federation_reads;
 mod knock;
 mod media;
 mod messaging;

@@ -1,12 +1,14 @@
-//! Retrieving events (spec: Server-server API, Retrieving events; Backfilling).
+//! Retrieving events (spec: Server-server API, Retrieving events; Backfilling; Room state;
+//! Spaces), served to other servers.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use serde::Deserialize;
 
 use super::auth::FedRequest;
 use crate::{
-    api::{ok, ApiResult, AppState, Path, Query},
+    api::{form_pairs, ok, ApiResult, AppState, Path, Query},
     util::parse_room_id,
+    Error,
 };
 
 pub async fn event(
@@ -66,6 +68,82 @@ pub async fn state(
 ) -> ApiResult {
     ok(
         s.serve_state(&req.origin, &parse_room_id(&room)?, &q.event_id, false)
+            .await?,
+    )
+}
+
+pub async fn event_auth(
+    State(s): State<AppState>,
+    Path((room, event_id)): Path<(String, String)>,
+    req: FedRequest,
+) -> ApiResult {
+    ok(
+        s.serve_event_auth(&req.origin, &parse_room_id(&room)?, &event_id)
+            .await?,
+    )
+}
+
+pub async fn backfill(
+    State(s): State<AppState>,
+    Path(room): Path<String>,
+    RawQuery(q): RawQuery,
+    req: FedRequest,
+) -> ApiResult {
+    let pairs = q.as_deref().map(form_pairs).unwrap_or_default();
+    let from: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "v")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let limit = match pairs.iter().find(|(k, _)| k == "limit") {
+        Some((_, l)) => l
+            .parse::<i64>()
+            .map_err(|_| Error::invalid_param("limit must be an integer"))?,
+        None => return Err(Error::invalid_param("limit is required")),
+    };
+    ok(
+        s.serve_backfill(&req.origin, &parse_room_id(&room)?, &from, limit)
+            .await?,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct TimestampQuery {
+    ts: i64,
+    dir: String,
+}
+
+pub async fn timestamp_to_event(
+    State(s): State<AppState>,
+    Path(room): Path<String>,
+    Query(q): Query<TimestampQuery>,
+    req: FedRequest,
+) -> ApiResult {
+    let forward = match q.dir.as_str() {
+        "f" => true,
+        "b" => false,
+        _ => return Err(Error::invalid_param("dir must be f or b")),
+    };
+    ok(
+        s.serve_timestamp_to_event(&req.origin, &parse_room_id(&room)?, q.ts, forward)
+            .await?,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct HierarchyQuery {
+    #[serde(default)]
+    suggested_only: bool,
+}
+
+pub async fn hierarchy(
+    State(s): State<AppState>,
+    Path(room): Path<String>,
+    Query(q): Query<HierarchyQuery>,
+    req: FedRequest,
+) -> ApiResult {
+    ok(
+        s.server_hierarchy(&req.origin, &parse_room_id(&room)?, q.suggested_only)
             .await?,
     )
 }

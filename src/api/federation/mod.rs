@@ -71,6 +71,22 @@ pub fn routes() -> Router<AppState> {
             get(events::state_ids),
         )
         .route("/_matrix/federation/v1/state/{room}", get(events::state))
+        .route(
+            "/_matrix/federation/v1/event_auth/{room}/{event}",
+            get(events::event_auth),
+        )
+        .route(
+            "/_matrix/federation/v1/backfill/{room}",
+            get(events::backfill),
+        )
+        .route(
+            "/_matrix/federation/v1/timestamp_to_event/{room}",
+            get(events::timestamp_to_event),
+        )
+        .route(
+            "/_matrix/federation/v1/hierarchy/{room}",
+            get(events::hierarchy),
+        )
         .route("/_matrix/federation/v1/version", get(keys::version))
         .route(
             "/_matrix/federation/v1/media/download/{media_id}",

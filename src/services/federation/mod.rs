@@ -4,6 +4,7 @@
 pub mod client;
 pub mod directory;
 pub mod edus;
+pub mod fetch;
 pub mod invite;
 pub mod keys;
 pub mod knock;

@@ -14,6 +14,10 @@ use crate::{
     util, Error, Result,
 };
 
+/// Most events of one transaction taken with the state fetched from the sender because their
+/// prev events could not be had.
+const MAX_GAP_FALLBACKS: usize = 5;
+
 /// Whether a room's `m.room.server_acl` lets `server` take part.
 pub fn acl_allows(acl: &Value, server: &ServerName) -> bool {
     let name = server.host();
@@ -220,7 +224,29 @@ impl Services {
                 }
             }
         }
-        let second = self.accept_remote_pdus(room_id, retry).await?;
+        let mut second = self.accept_remote_pdus(room_id, retry).await?;
+        // Gaps that /get_missing_events could not fill: the state before the event from the
+        // sender (/state_ids, /event_auth, /event), fetched events kept as outliers. A few per
+        // transaction: each costs several requests.
+        let mut fallbacks = 0;
+        for (id, outcome) in second.iter_mut() {
+            if !matches!(outcome, Outcome::MissingPrevs(_)) || fallbacks >= MAX_GAP_FALLBACKS {
+                continue;
+            }
+            fallbacks += 1;
+            let Some((_, v)) = keep.iter().find(|(k, _)| k == id) else {
+                continue;
+            };
+            let Ok(c) = self.check_pdu(v, rules).await else {
+                continue;
+            };
+            match self.accept_over_gap(origin, room_id, rules, c).await {
+                Ok(o) => *outcome = o,
+                Err(e) => {
+                    tracing::info!(%room_id, event = %id, error = %e.message, "gap not filled")
+                }
+            }
+        }
         let mut out: Vec<(ruma::OwnedEventId, Outcome)> = first
             .into_iter()
             .filter(|(_, o)| !matches!(o, Outcome::MissingPrevs(_)))

@@ -2,6 +2,7 @@
 //! them with their state snapshot, and keeps each room's current state in memory behind a
 //! per-room lock (the lock also serialises local writes so prev_events are the extremities).
 
+pub mod backfill;
 pub mod client_event;
 pub mod create;
 pub mod directory;
@@ -9,6 +10,7 @@ pub mod membership;
 pub mod pdu;
 pub mod read;
 pub mod remote;
+pub mod resolve;
 pub mod send;
 pub mod upgrade;
 pub mod version;
@@ -44,6 +46,8 @@ pub const MAX_PDU_BYTES: usize = 65_536;
 const MAX_DELTA_CHAIN: i64 = 32;
 
 pub type StateKey = (StateEventType, String);
+/// Current-state entries set by state resolution (None: the entry is gone).
+pub type StateDiff = Vec<(StateKey, Option<Arc<Pdu>>)>;
 
 /// The in-memory view of a room, valid while its lock is held.
 pub struct RoomState {
@@ -61,6 +65,12 @@ pub struct RoomState {
     pub recent_txns: HashMap<(OwnedUserId, String, String), OwnedEventId>,
     /// Events are stamped no earlier than this (room creation retries after an id clash).
     pub min_ts: i64,
+    /// Current-state changes decided by state resolution, written by the next persist: per
+    /// event of the batch, the entries it sets (None: the entry is gone). An event listed here
+    /// changes the current state only through its list (possibly empty).
+    pub resolved: Vec<(OwnedEventId, StateDiff)>,
+    /// State groups written by the next persist besides the events' own (resolved states).
+    pub extra_groups: Vec<GroupWrite>,
 }
 
 type RoomSlot = Arc<tokio::sync::Mutex<Option<RoomState>>>;
@@ -74,6 +84,8 @@ pub struct RoomCache {
     versions: Mutex<HashMap<OwnedRoomId, RoomVersionId>>,
     /// Rooms being upgraded (one upgrade at a time per room).
     upgrading: Mutex<HashSet<OwnedRoomId>>,
+    /// Backfill over federation (stream positions below the start, one backfill per room).
+    pub backfill: backfill::Backfill,
 }
 
 /// An event a local user asks for.
@@ -133,6 +145,8 @@ impl RoomState {
             local_members: HashSet::new(),
             recent_txns: HashMap::new(),
             min_ts: 0,
+            resolved: vec![],
+            extra_groups: vec![],
         }
     }
 
@@ -585,6 +599,10 @@ impl Services {
         self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
         match res {
             Ok(notified) => {
+                if let Some(room) = guard.as_mut() {
+                    room.resolved.clear();
+                    room.extra_groups.clear();
+                }
                 self.wake_pushers(notified);
                 // Local events go to the other servers of the room.
                 let local: Vec<String> = batch
@@ -668,25 +686,64 @@ impl Services {
             .map(|e| e.event_id)
             .filter(|id| !referenced.contains(id))
             .collect();
-        // Current state and memberships: the last event per key wins.
-        let mut state_rows: HashMap<(&str, &str), (&str, i64)> = HashMap::new();
-        let mut member_rows: HashMap<&str, (String, &str, i64)> = HashMap::new();
+        // Current state and memberships: the last event per key wins; an event that went
+        // through state resolution sets what the resolution decided instead (None: removed).
+        let resolved: HashMap<&str, &StateDiff> = room
+            .resolved
+            .iter()
+            .map(|(id, diff)| (id.as_str(), diff))
+            .collect();
+        type Row = Option<(Arc<Pdu>, i64)>;
+        let mut state_rows: HashMap<(String, String), Row> = HashMap::new();
         for (ev, n) in events.iter().zip(batch).filter(|(e, _)| !e.soft_failed) {
-            if let Some(key) = ev.state_key {
-                state_rows.insert((ev.kind, key), (ev.event_id, ev.stream_ordering));
-                if n.pdu.kind == TimelineEventType::RoomMember {
-                    let membership = n.pdu.content_str("membership").unwrap_or_default();
-                    member_rows.insert(key, (membership, ev.event_id, ev.stream_ordering));
+            if let Some(diff) = resolved.get(ev.event_id) {
+                for ((t, k), p) in diff.iter() {
+                    state_rows.insert(
+                        (t.to_string(), k.clone()),
+                        p.clone().map(|p| (p, ev.stream_ordering)),
+                    );
                 }
+            } else if let Some(key) = ev.state_key {
+                state_rows.insert(
+                    (ev.kind.to_owned(), key.to_owned()),
+                    Some((n.pdu.clone(), ev.stream_ordering)),
+                );
             }
         }
-        let state_rows: Vec<(&str, &str, &str, i64)> = state_rows
-            .into_iter()
-            .map(|((k, sk), (e, st))| (k, sk, e, st))
-            .collect();
-        let member_rows: Vec<(&str, &str, &str, i64)> = member_rows
+        let gone: Vec<(&str, &str)> = state_rows
             .iter()
-            .map(|(u, (m, e, st))| (*u, m.as_str(), *e, *st))
+            .filter(|(_, v)| v.is_none())
+            .map(|((t, k), _)| (t.as_str(), k.as_str()))
+            .collect();
+        let set: Vec<(&str, &str, &Arc<Pdu>, i64)> = state_rows
+            .iter()
+            .filter_map(|((t, k), v)| v.as_ref().map(|(p, st)| (t.as_str(), k.as_str(), p, *st)))
+            .collect();
+        let memberships: Vec<String> = set
+            .iter()
+            .map(|(t, _, p, _)| {
+                if *t == "m.room.member" {
+                    p.content_str("membership").unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        let event_ids: Vec<String> = set
+            .iter()
+            .map(|(_, _, p, _)| p.event_id.to_string())
+            .collect();
+        let member_rows: Vec<(&str, &str, &str, i64)> = set
+            .iter()
+            .zip(&memberships)
+            .zip(&event_ids)
+            .filter(|(((t, _, _, _), _), _)| *t == "m.room.member")
+            .map(|(((_, k, _, st), m), e)| (*k, m.as_str(), e.as_str(), *st))
+            .collect();
+        let state_rows: Vec<(&str, &str, &str, i64)> = set
+            .iter()
+            .zip(&event_ids)
+            .map(|((t, k, _, st), e)| (*t, *k, e.as_str(), *st))
             .collect();
 
         // Relations and push rule results, written with the events.
@@ -753,16 +810,19 @@ impl Services {
         }
         let own: Vec<(&str, i64)> = own.into_iter().collect();
         Db::mark_push_read_many(&mut tx.tx, room_id, &own).await?;
+        for g in batch
+            .iter()
+            .filter_map(|n| n.group_write.as_ref())
+            .chain(&room.extra_groups)
+        {
+            let refs: Vec<(&str, &str, &str)> = g
+                .entries
+                .iter()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+                .collect();
+            Db::insert_state_group(&mut tx.tx, g.id, room_id, g.prev, g.chain_len, &refs).await?;
+        }
         for n in batch {
-            if let Some(g) = &n.group_write {
-                let refs: Vec<(&str, &str, &str)> = g
-                    .entries
-                    .iter()
-                    .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-                    .collect();
-                Db::insert_state_group(&mut tx.tx, g.id, room_id, g.prev, g.chain_len, &refs)
-                    .await?;
-            }
             if let (TimelineEventType::RoomRedaction, Some(target)) = (&n.pdu.kind, &n.pdu.redacts)
             {
                 Db::mark_redacted(
@@ -775,6 +835,9 @@ impl Services {
                 Db::delete_relation(&mut tx.tx, room_id, target.as_str()).await?;
                 Db::delete_push_actions(&mut tx.tx, room_id, target.as_str()).await?;
             }
+        }
+        if !gone.is_empty() {
+            Db::delete_current_state(&mut tx.tx, room_id, &gone).await?;
         }
         if !state_rows.is_empty() {
             Db::upsert_current_state(&mut tx.tx, room_id, &state_rows).await?;

@@ -214,7 +214,8 @@ impl Services {
             Some(t) => parse_position(t)?,
             None => match dir {
                 Dir::Backward => self.events_stream.current(),
-                Dir::Forward => 0,
+                // Backfilled events have negative positions.
+                Dir::Forward => i64::MIN,
             },
         };
         // Never show what happened after the user left.
@@ -226,15 +227,26 @@ impl Services {
         let rows = match dir {
             // A token is the position after an event: backward from T includes T.
             Dir::Backward => {
-                self.db
-                    .room_events(
-                        room_id.as_str(),
-                        from_pos.min(cap).saturating_add(1),
-                        to_pos,
-                        dir,
-                        limit,
-                    )
-                    .await?
+                let from = from_pos.min(cap).saturating_add(1);
+                let mut rows = self
+                    .db
+                    .room_events(room_id.as_str(), from, to_pos, dir, limit)
+                    .await?;
+                // Out of events here before the room's start: ask a server of the room for
+                // older ones (room joined over federation), then read again.
+                if (rows.len() as i64) < limit && to_pos.is_none() {
+                    match self.backfill_room(room_id).await {
+                        Ok(true) => {
+                            rows = self
+                                .db
+                                .room_events(room_id.as_str(), from, to_pos, dir, limit)
+                                .await?
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::info!(%room_id, error = %e.message, "backfill failed"),
+                    }
+                }
+                rows
             }
             Dir::Forward => {
                 let upper = to_pos

@@ -2,10 +2,12 @@
 //! authorised against its auth events and against the state before it, then soft-failed if the
 //! current state refuses it; accepted events join the room like local ones, under the room lock.
 //!
-//! The state before an event is the current state when the event extends our extremities, and
-//! the state after its prev event otherwise. Forks with several differing prev states are merged
-//! without state resolution for now (the later event of the fork wins): see
-//! docs/architecture.md.
+//! The state before an event is the current state when its prev events are exactly the room's
+//! forward extremities; otherwise it is the state after its prev event, or the resolution (state
+//! resolution v2, `resolve.rs`) of the states after its prev events when there are several.
+//! When an accepted event leaves the forward extremities forked, the current state becomes the
+//! resolution of the states after every extremity: every server holding the same events
+//! reaches the same current state.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -14,7 +16,11 @@ use std::{
 
 use ruma::{events::StateEventType, state_res, OwnedEventId, RoomId};
 
-use super::{pdu::Pdu, GroupWrite, NewPdu, RoomState, StateKey};
+use super::{
+    pdu::Pdu,
+    resolve::{same_states, State},
+    GroupWrite, NewPdu, RoomGuard, RoomState, StateKey, MAX_DELTA_CHAIN,
+};
 use crate::{
     services::{federation::pdu::CheckedPdu, Services},
     Error, Result,
@@ -30,12 +36,30 @@ pub enum Outcome {
     MissingPrevs(Vec<OwnedEventId>),
 }
 
-type State = HashMap<StateKey, Arc<Pdu>>;
+fn key_of(pdu: &Pdu) -> Option<StateKey> {
+    pdu.state_key.as_ref().map(|k| {
+        (
+            StateEventType::from(pdu.kind.to_string().as_str()),
+            k.clone(),
+        )
+    })
+}
+
+/// A full snapshot of a state as group entries.
+fn entries_of(state: &State) -> Vec<(String, String, String)> {
+    state
+        .iter()
+        .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
+        .collect()
+}
 
 impl Services {
     /// Events by id, as PDUs (from the database).
-    async fn load_pdus(&self, ids: &[String]) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
-        let rows = self.db.get_events(ids).await?;
+    pub(crate) async fn load_pdus(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
+        let rows = self.db.get_events_chunked(ids).await?;
         let mut out = HashMap::new();
         for r in rows {
             if let Ok(p) = Pdu::parse(&r.event_id, &r.json) {
@@ -45,48 +69,72 @@ impl Services {
         Ok(out)
     }
 
-    /// The state before an event whose prev events are all known.
-    async fn state_before(
+    /// The create event of a room known here (from its current state).
+    pub(crate) async fn room_create_pdu(&self, room_id: &RoomId) -> Result<Option<Arc<Pdu>>> {
+        Ok(self
+            .db
+            .current_state_event(room_id.as_str(), "m.room.create", "")
+            .await?
+            .and_then(|r| Pdu::parse(&r.event_id, &r.json).ok()))
+    }
+
+    /// The states of some state groups, as events (one query for the entries, one for the
+    /// events).
+    pub(crate) async fn states_of_groups(&self, groups: &[i64]) -> Result<HashMap<i64, State>> {
+        let ids_by_group = self.db.state_at_groups(groups, None).await?;
+        let mut ids: Vec<String> = ids_by_group
+            .values()
+            .flat_map(|s| s.values().cloned())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let pdus = self.load_pdus(&ids).await?;
+        Ok(ids_by_group
+            .into_iter()
+            .map(|(g, s)| {
+                let state = s
+                    .into_iter()
+                    .filter_map(|((t, k), id)| {
+                        let p = ruma::EventId::parse(&id).ok().and_then(|e| pdus.get(&e))?;
+                        Some(((StateEventType::from(t.as_str()), k), p.clone()))
+                    })
+                    .collect();
+                (g, state)
+            })
+            .collect())
+    }
+
+    /// The state after each of these events (those known with a place in the DAG), resolved
+    /// into one; with the group holding it when a single group does. None when none of them
+    /// has a known state.
+    async fn resolved_after(
         &self,
         room: &RoomState,
-        pdu: &Pdu,
-        batch: &[NewPdu],
-    ) -> Result<(State, bool)> {
-        let extremities: HashSet<&OwnedEventId> = room.extremities.iter().collect();
-        if !pdu.prev_events.is_empty() && pdu.prev_events.iter().all(|p| extremities.contains(p)) {
-            return Ok((room.state.clone(), true));
-        }
-        // The state after each prev event.
-        let mut groups = vec![];
-        let prev_ids: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-        for p in &pdu.prev_events {
-            if let Some(n) = batch.iter().find(|n| n.pdu.event_id == *p) {
-                groups.push(n.state_group);
-            }
-        }
-        for row in self.db.get_events(&prev_ids).await? {
-            if let Some(g) = row.state_group {
-                groups.push(g);
-            }
-        }
+        events: &[String],
+        extra: Option<&State>,
+    ) -> Result<Option<(State, Option<i64>)>> {
+        let mut groups: Vec<i64> = self
+            .db
+            .event_places(events)
+            .await?
+            .into_iter()
+            .filter(|p| !p.outlier)
+            .filter_map(|p| p.state_group.filter(|g| *g > 0))
+            .collect();
         groups.sort_unstable();
         groups.dedup();
-        let states = self.db.state_at_groups(&groups, None).await?;
-        let mut merged: HashMap<(String, String), String> = HashMap::new();
-        for g in &groups {
-            if let Some(s) = states.get(g) {
-                merged.extend(s.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
+        if groups.is_empty() && extra.is_none() {
+            return Ok(None);
         }
-        let ids: Vec<String> = merged.values().cloned().collect();
-        let pdus = self.load_pdus(&ids).await?;
-        let mut state = State::new();
-        for ((t, k), id) in merged {
-            if let Some(p) = ruma::EventId::parse(&id).ok().and_then(|e| pdus.get(&e)) {
-                state.insert((StateEventType::from(t.as_str()), k), p.clone());
-            }
+        let states = self.states_of_groups(&groups).await?;
+        if extra.is_none() && groups.len() == 1 {
+            let g = groups[0];
+            return Ok(states.get(&g).map(|s| (s.clone(), Some(g))));
         }
-        Ok((state, false))
+        let mut all: Vec<&State> = states.values().collect();
+        all.extend(extra);
+        let resolved = self.resolve_states(&room.rules, &all).await?;
+        Ok(Some((resolved, None)))
     }
 
     /// Authorises and stores PDUs of one room, in order. Unknown rooms are refused.
@@ -95,63 +143,97 @@ impl Services {
         room_id: &RoomId,
         pdus: Vec<CheckedPdu>,
     ) -> Result<Vec<(OwnedEventId, Outcome)>> {
+        self.accept_remote_pdus_with(room_id, pdus, HashMap::new())
+            .await
+    }
+
+    /// [`Self::accept_remote_pdus`], where the state before some events is given (fetched from
+    /// another server when their prev events cannot be had): those are taken without their
+    /// prev events.
+    pub async fn accept_remote_pdus_with(
+        &self,
+        room_id: &RoomId,
+        pdus: Vec<CheckedPdu>,
+        supplied: HashMap<OwnedEventId, State>,
+    ) -> Result<Vec<(OwnedEventId, Outcome)>> {
         let mut guard = self.lock_room(room_id).await?;
+        if guard.is_none() {
+            return Err(Error::not_found("Unknown room"));
+        }
+        let res = self
+            .accept_locked(&mut guard, room_id, pdus, supplied)
+            .await;
+        if res.is_err() {
+            // Resolution results may be half-applied to the cached state: reload it next time.
+            *guard = None;
+        }
+        res
+    }
+
+    async fn accept_locked(
+        &self,
+        guard: &mut RoomGuard,
+        room_id: &RoomId,
+        pdus: Vec<CheckedPdu>,
+        mut supplied: HashMap<OwnedEventId, State>,
+    ) -> Result<Vec<(OwnedEventId, Outcome)>> {
         let mut built: Vec<NewPdu> = vec![];
         let mut out = vec![];
-        {
-            let room = guard
-                .as_mut()
-                .ok_or_else(|| Error::not_found("Unknown room"))?;
-            let ids: Vec<String> = pdus.iter().map(|c| c.event_id.to_string()).collect();
-            let known: HashSet<String> = self
-                .db
-                .get_events(&ids)
-                .await?
-                .into_iter()
-                .map(|r| r.event_id)
-                .collect();
-            // The prev events the batch refers to, known here: one query for the batch.
-            let prev_ids: Vec<String> = pdus
-                .iter()
-                .filter_map(|c| c.object.get("prev_events"))
-                .filter_map(|v| match v {
-                    ruma::CanonicalJsonValue::Array(a) => Some(a),
-                    _ => None,
-                })
-                .flatten()
-                .filter_map(|v| match v {
-                    ruma::CanonicalJsonValue::String(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect();
-            let known_prevs: HashSet<String> = self
-                .db
-                .get_events(&prev_ids)
-                .await?
-                .into_iter()
-                .map(|r| r.event_id)
-                .collect();
-            for c in pdus {
-                if known.contains(c.event_id.as_str())
-                    || built.iter().any(|n| n.pdu.event_id == c.event_id)
-                {
-                    out.push((c.event_id, Outcome::AlreadyKnown));
+        let ids: Vec<String> = pdus.iter().map(|c| c.event_id.to_string()).collect();
+        let known: HashSet<String> = self
+            .db
+            .get_events(&ids)
+            .await?
+            .into_iter()
+            .map(|r| r.event_id)
+            .collect();
+        // The prev events the batch refers to, known here with their place in the DAG (not
+        // outliers): one query for the batch.
+        let prev_ids: Vec<String> = pdus
+            .iter()
+            .filter_map(|c| c.object.get("prev_events"))
+            .filter_map(|v| match v {
+                ruma::CanonicalJsonValue::Array(a) => Some(a),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|v| match v {
+                ruma::CanonicalJsonValue::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut known_prevs: HashSet<String> = self
+            .db
+            .event_places(&prev_ids)
+            .await?
+            .into_iter()
+            .filter(|p| !p.outlier)
+            .map(|p| p.event_id)
+            .collect();
+        for c in pdus {
+            if known.contains(c.event_id.as_str())
+                || built.iter().any(|n| n.pdu.event_id == c.event_id)
+            {
+                out.push((c.event_id, Outcome::AlreadyKnown));
+                continue;
+            }
+            let pdu = match Pdu::parse(c.event_id.as_str(), &c.json) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push((c.event_id, Outcome::Rejected(e)));
                     continue;
                 }
-                let pdu = match Pdu::parse(c.event_id.as_str(), &c.json) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        out.push((c.event_id, Outcome::Rejected(e)));
-                        continue;
-                    }
-                };
-                if pdu.room_id.as_deref() != Some(room_id)
-                    && pdu.kind != ruma::events::TimelineEventType::RoomCreate
-                {
-                    out.push((c.event_id, Outcome::Rejected("wrong room".into())));
-                    continue;
-                }
-                // Prev events must be known (the caller fetches missing ones).
+            };
+            if pdu.room_id.as_deref() != Some(room_id)
+                && pdu.kind != ruma::events::TimelineEventType::RoomCreate
+            {
+                out.push((c.event_id, Outcome::Rejected("wrong room".into())));
+                continue;
+            }
+            let given = supplied.remove(&c.event_id);
+            // Prev events must be known (the caller fetches missing ones), unless the state
+            // before the event was given.
+            if given.is_none() {
                 let missing: Vec<OwnedEventId> = pdu
                     .prev_events
                     .iter()
@@ -161,102 +243,222 @@ impl Services {
                     })
                     .cloned()
                     .collect();
-                if !missing.is_empty() {
+                if !missing.is_empty() || pdu.prev_events.is_empty() {
                     out.push((c.event_id, Outcome::MissingPrevs(missing)));
                     continue;
                 }
-                let (before, extends) = self.state_before(room, &pdu, &built).await?;
-                // Auth events: from the batch or the database.
-                let auth_ids: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
-                let mut auth = self.load_pdus(&auth_ids).await?;
-                for n in &built {
-                    auth.insert(n.pdu.event_id.clone(), n.pdu.clone());
-                }
-                if let Some(create) = room.get("m.room.create", "") {
-                    auth.insert(create.event_id.clone(), create.clone());
-                }
-                let rules = &room.rules.authorization;
-                if let Err(e) = state_res::check_state_independent_auth_rules(rules, &*pdu, |id| {
-                    auth.get(id).cloned()
-                }) {
-                    out.push((c.event_id, Outcome::Rejected(e)));
-                    continue;
-                }
-                if let Err(e) = state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
-                    before.get(&(t.clone(), k.to_owned())).cloned()
-                }) {
-                    out.push((c.event_id, Outcome::Rejected(e)));
-                    continue;
-                }
-                let soft = !extends
-                    && state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
-                        room.state.get(&(t.clone(), k.to_owned())).cloned()
-                    })
-                    .is_err();
-                let n = room.apply_remote(self, pdu, c.json, &before, extends, soft);
-                out.push((
-                    c.event_id,
-                    if soft {
-                        Outcome::SoftFailed
-                    } else {
-                        Outcome::Accepted
-                    },
-                ));
-                built.push(n);
             }
+            let extends = {
+                let room = guard
+                    .as_ref()
+                    .ok_or_else(|| Error::unknown("room state missing"))?;
+                let prevs: HashSet<&OwnedEventId> = pdu.prev_events.iter().collect();
+                let ext: HashSet<&OwnedEventId> = room.extremities.iter().collect();
+                given.is_none() && prevs == ext
+            };
+            if !extends && !built.is_empty() {
+                // The states of earlier events of the batch are read from the database below.
+                for n in &built {
+                    known_prevs.insert(n.pdu.event_id.to_string());
+                }
+                self.persist(guard, std::mem::take(&mut built), None)
+                    .await?;
+            }
+            let room = guard
+                .as_mut()
+                .ok_or_else(|| Error::unknown("room state missing"))?;
+            // The state before the event: None means the current state.
+            let before: Option<(State, Option<i64>)> = if extends {
+                None
+            } else if let Some(s) = given {
+                Some((s, None))
+            } else {
+                let prevs: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+                match self.resolved_after(room, &prevs, None).await? {
+                    Some(b) => Some(b),
+                    None => {
+                        out.push((c.event_id, Outcome::MissingPrevs(pdu.prev_events.clone())));
+                        continue;
+                    }
+                }
+            };
+            // Auth events: from the database (or the batch, persisted by now when needed).
+            let auth_ids: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
+            let mut auth = self.load_pdus(&auth_ids).await?;
+            for n in &built {
+                auth.insert(n.pdu.event_id.clone(), n.pdu.clone());
+            }
+            if let Some(create) = room.get("m.room.create", "") {
+                auth.insert(create.event_id.clone(), create.clone());
+            }
+            let rules = &room.rules.authorization;
+            if let Err(e) = state_res::check_state_independent_auth_rules(rules, &*pdu, |id| {
+                auth.get(id).cloned()
+            }) {
+                out.push((c.event_id, Outcome::Rejected(e)));
+                continue;
+            }
+            let before_state = before.as_ref().map(|(s, _)| s).unwrap_or(&room.state);
+            if let Err(e) = state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
+                before_state.get(&(t.clone(), k.to_owned())).cloned()
+            }) {
+                out.push((c.event_id, Outcome::Rejected(e)));
+                continue;
+            }
+            let soft = !extends
+                && state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
+                    room.state.get(&(t.clone(), k.to_owned())).cloned()
+                })
+                .is_err();
+            let n = match before {
+                None => room.apply_extending(self, pdu, c.json),
+                Some((state, group)) => {
+                    self.apply_fork(room, pdu, c.json, state, group, soft)
+                        .await?
+                }
+            };
+            out.push((
+                c.event_id,
+                if soft {
+                    Outcome::SoftFailed
+                } else {
+                    Outcome::Accepted
+                },
+            ));
+            built.push(n);
         }
         if !built.is_empty() {
-            self.persist(&mut guard, built, None).await?;
+            self.persist(guard, built, None).await?;
         }
         Ok(out)
+    }
+
+    /// Applies an authorised event that does not extend every forward extremity: its own state
+    /// group (the state after it), then, unless soft-failed, the new extremities and the
+    /// current state resolved from the states after each of them.
+    async fn apply_fork(
+        &self,
+        room: &mut RoomState,
+        pdu: Arc<Pdu>,
+        json: String,
+        before: State,
+        before_group: Option<i64>,
+        soft_failed: bool,
+    ) -> Result<NewPdu> {
+        let next_id = || {
+            self.state_group_ids
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1
+        };
+        // The state after the event.
+        let mut after = before;
+        let (after_group, group_write) = match (key_of(&pdu), before_group) {
+            (Some(key), prev) => {
+                after.insert(key.clone(), pdu.clone());
+                let id = next_id();
+                let chain = match prev {
+                    Some(g) => Some((g, self.db.state_group_chain_len(g).await?)),
+                    None => None,
+                };
+                let write = match chain {
+                    Some((g, len)) if len < MAX_DELTA_CHAIN => GroupWrite {
+                        id,
+                        prev: Some(g),
+                        chain_len: len + 1,
+                        entries: vec![(key.0.to_string(), key.1, pdu.event_id.to_string())],
+                    },
+                    _ => GroupWrite {
+                        id,
+                        prev: None,
+                        chain_len: 0,
+                        entries: entries_of(&after),
+                    },
+                };
+                (id, Some(write))
+            }
+            (None, Some(g)) => (g, None),
+            (None, None) => {
+                let id = next_id();
+                (
+                    id,
+                    Some(GroupWrite {
+                        id,
+                        prev: None,
+                        chain_len: 0,
+                        entries: entries_of(&after),
+                    }),
+                )
+            }
+        };
+        if !soft_failed {
+            let prevs: HashSet<&OwnedEventId> = pdu.prev_events.iter().collect();
+            // A message on top of one extremity leaves the set of extremity states as it was.
+            let unchanged = pdu.state_key.is_none()
+                && pdu.prev_events.len() == 1
+                && room.extremities.contains(&pdu.prev_events[0]);
+            room.extremities.retain(|e| !prevs.contains(e));
+            let mut diff = vec![];
+            if !unchanged {
+                let others: Vec<String> = room.extremities.iter().map(|e| e.to_string()).collect();
+                let resolved = match self.resolved_after(room, &others, Some(&after)).await? {
+                    Some((s, _)) => s,
+                    None => after.clone(),
+                };
+                if !same_states(&[&resolved, &room.state]) {
+                    for (k, p) in &resolved {
+                        if room.state.get(k).is_none_or(|q| q.event_id != p.event_id) {
+                            diff.push((k.clone(), Some(p.clone())));
+                        }
+                    }
+                    for k in room.state.keys() {
+                        if !resolved.contains_key(k) {
+                            diff.push((k.clone(), None));
+                        }
+                    }
+                    room.apply_resolved(self, &diff, resolved);
+                    if same_states(&[&room.state, &after]) {
+                        room.state_group = Some(after_group);
+                        room.chain_len = match &group_write {
+                            Some(g) => g.chain_len,
+                            None => self.db.state_group_chain_len(after_group).await?,
+                        };
+                    } else {
+                        let id = next_id();
+                        room.extra_groups.push(GroupWrite {
+                            id,
+                            prev: None,
+                            chain_len: 0,
+                            entries: room.snapshot(),
+                        });
+                        room.state_group = Some(id);
+                        room.chain_len = 0;
+                    }
+                }
+            }
+            room.resolved.push((pdu.event_id.clone(), diff));
+            room.extremities.push(pdu.event_id.clone());
+            room.depth = room.depth.max(pdu.depth);
+        }
+        Ok(NewPdu {
+            state_group: after_group,
+            pdu,
+            json,
+            group_write,
+            device: None,
+            txn: None,
+            txn_key: None,
+            soft_failed,
+        })
     }
 }
 
 impl RoomState {
-    /// Applies an authorised remote event to the room (current state, extremities, depth).
-    fn apply_remote(
-        &mut self,
-        srv: &Services,
-        pdu: Arc<Pdu>,
-        json: String,
-        before: &State,
-        extends: bool,
-        soft_failed: bool,
-    ) -> NewPdu {
-        let mut group_write = None;
-        if !soft_failed {
-            if pdu.state_key.is_some() {
-                if extends {
-                    group_write = Some(self.push_state(srv, &pdu));
-                } else {
-                    // A fork: the state after the event is a full snapshot of its own branch;
-                    // the current state takes the event too (the later event wins).
-                    let mut branch = before.clone();
-                    let key = (
-                        StateEventType::from(pdu.kind.to_string().as_str()),
-                        pdu.state_key.clone().unwrap_or_default(),
-                    );
-                    branch.insert(key, pdu.clone());
-                    let current = self.push_state(srv, &pdu);
-                    let id = current.id;
-                    group_write = Some(GroupWrite {
-                        id,
-                        prev: None,
-                        chain_len: 0,
-                        entries: branch
-                            .iter()
-                            .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
-                            .collect(),
-                    });
-                    // The next delta must build on the merged current state, not the branch.
-                    self.chain_len = super::MAX_DELTA_CHAIN;
-                }
-            }
-            let prevs: HashSet<&OwnedEventId> = pdu.prev_events.iter().collect();
-            self.extremities.retain(|e| !prevs.contains(e));
-            self.extremities.push(pdu.event_id.clone());
-            self.depth = self.depth.max(pdu.depth);
-        }
+    /// Applies an authorised remote event whose prev events are the forward extremities: it
+    /// moves the room on like a local event.
+    fn apply_extending(&mut self, srv: &Services, pdu: Arc<Pdu>, json: String) -> NewPdu {
+        let group_write = pdu.state_key.is_some().then(|| self.push_state(srv, &pdu));
+        self.extremities = vec![pdu.event_id.clone()];
+        self.depth = self.depth.max(pdu.depth);
         NewPdu {
             state_group: self.state_group.unwrap_or(0),
             pdu,
@@ -265,7 +467,34 @@ impl RoomState {
             device: None,
             txn: None,
             txn_key: None,
-            soft_failed,
+            soft_failed: false,
         }
+    }
+
+    /// Makes a resolved state the current state (the local members follow).
+    fn apply_resolved(
+        &mut self,
+        srv: &Services,
+        diff: &[(StateKey, Option<Arc<Pdu>>)],
+        resolved: State,
+    ) {
+        for ((t, k), p) in diff {
+            if *t != StateEventType::RoomMember {
+                continue;
+            }
+            let Ok(user) = ruma::UserId::parse(k.as_str()) else {
+                continue;
+            };
+            if !srv.is_local(&user) {
+                continue;
+            }
+            let m = p.as_ref().and_then(|p| p.content_str("membership"));
+            if matches!(m.as_deref(), Some("join" | "invite")) {
+                self.local_members.insert(user);
+            } else {
+                self.local_members.remove(&user);
+            }
+        }
+        self.state = resolved;
     }
 }

@@ -1,0 +1,356 @@
+//! Asking another server for what this one lacks around an event: the state before it
+//! (`/state_ids`, then `/event_auth` and `/event` for the events not known here, or `/state` when
+//! many are missing) and single events. Fetched events are checked (signatures, hashes, auth
+//! against their own auth events) and stored as outliers: known, never in timelines.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use axum::http::Method;
+use ruma::{
+    events::StateEventType, room_version_rules::RoomVersionRules, state_res, OwnedEventId, RoomId,
+    ServerName,
+};
+use serde_json::Value;
+
+use crate::{
+    services::{
+        rooms::{pdu::Pdu, resolve::State},
+        Services,
+    },
+    store::{events::NewEvent, Db},
+    util, Error, Result,
+};
+
+/// Above this many unknown events, the state is fetched whole (`/state`) rather than event by
+/// event.
+const MAX_SINGLE_FETCHES: usize = 50;
+/// Most events fetched around one event (state and auth chain).
+const MAX_FETCHED: usize = 20_000;
+
+impl Services {
+    /// The state before `event_id` according to `server`, every event of it known here
+    /// afterwards (the missing ones fetched and stored as outliers). Events that fail their
+    /// checks are left out of the state.
+    pub async fn remote_state_before(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        event_id: &str,
+    ) -> Result<State> {
+        let path = format!(
+            "/_matrix/federation/v1/state_ids/{}?event_id={}",
+            util::query_encode(room_id.as_str()),
+            util::query_encode(event_id)
+        );
+        let ids = self
+            .federation_request(server, Method::GET, &path, None)
+            .await?;
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .take(MAX_FETCHED)
+                .collect()
+        };
+        let state_ids = strings(&ids["pdu_ids"]);
+        let auth_ids = strings(&ids["auth_chain_ids"]);
+        let wanted: Vec<String> = state_ids.iter().chain(&auth_ids).cloned().collect();
+        let known: HashSet<String> = self
+            .db
+            .event_places(&wanted)
+            .await?
+            .into_iter()
+            .map(|p| p.event_id)
+            .collect();
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|id| !known.contains(*id))
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.len() > MAX_SINGLE_FETCHES {
+            let path = format!(
+                "/_matrix/federation/v1/state/{}?event_id={}",
+                util::query_encode(room_id.as_str()),
+                util::query_encode(event_id)
+            );
+            let v = self
+                .federation_request(server, Method::GET, &path, None)
+                .await?;
+            let mut all: Vec<Value> = v["pdus"].as_array().cloned().unwrap_or_default();
+            all.extend(v["auth_chain"].as_array().cloned().unwrap_or_default());
+            self.store_outliers(room_id, rules, &all).await?;
+        } else if !missing.is_empty() {
+            // The event's auth chain in one request, then what is still missing one by one.
+            let path = format!(
+                "/_matrix/federation/v1/event_auth/{}/{}",
+                util::query_encode(room_id.as_str()),
+                util::query_encode(event_id)
+            );
+            match self
+                .federation_request(server, Method::GET, &path, None)
+                .await
+            {
+                Ok(v) => {
+                    let chain = v["auth_chain"].as_array().cloned().unwrap_or_default();
+                    self.store_outliers(room_id, rules, &chain).await?;
+                }
+                Err(e) => tracing::debug!(%server, error = %e.message, "event_auth failed"),
+            }
+            let now_known: HashSet<String> = self
+                .db
+                .event_places(&missing)
+                .await?
+                .into_iter()
+                .map(|p| p.event_id)
+                .collect();
+            let ask: Vec<String> = missing
+                .into_iter()
+                .filter(|id| !now_known.contains(id))
+                .collect();
+            let fetched = self.fetch_events(server, &ask).await;
+            self.store_outliers(room_id, rules, &fetched).await?;
+        }
+        let pdus = self.load_pdus(&state_ids).await?;
+        Ok(pdus
+            .into_values()
+            .filter(|p| p.room_id.as_deref() == Some(room_id) || p.room_id.is_none())
+            .filter_map(|p| {
+                let k = p.state_key.clone()?;
+                Some(((StateEventType::from(p.kind.to_string().as_str()), k), p))
+            })
+            .collect())
+    }
+
+    /// Single events from `server` (`/event`), ten at a time; failures are skipped.
+    pub async fn fetch_events(&self, server: &ServerName, ids: &[String]) -> Vec<Value> {
+        let mut out = vec![];
+        for chunk in ids.iter().take(MAX_FETCHED).collect::<Vec<_>>().chunks(10) {
+            let work = chunk
+                .iter()
+                .map(|id| (*id).clone())
+                .map(|id| self.fetch_event(server, id));
+            out.extend(
+                futures_util::future::join_all(work)
+                    .await
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        out
+    }
+
+    async fn fetch_event(&self, server: &ServerName, id: String) -> Option<Value> {
+        let path = format!("/_matrix/federation/v1/event/{}", util::query_encode(&id));
+        match self
+            .federation_request(server, Method::GET, &path, None)
+            .await
+        {
+            Ok(v) => v["pdus"].as_array().and_then(|a| a.first().cloned()),
+            Err(e) => {
+                tracing::debug!(%server, event = %id, error = %e.message, "event fetch failed");
+                None
+            }
+        }
+    }
+
+    /// Checks events of a room fetched from another server and stores those that pass as
+    /// outliers: signatures and hashes, then the auth rules against their own auth events
+    /// (oldest first, so an event's auth events are judged before it). Returns the ids stored
+    /// or already known.
+    pub async fn store_outliers(
+        &self,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        events: &[Value],
+    ) -> Result<HashSet<OwnedEventId>> {
+        let mut checked: Vec<(Arc<Pdu>, String)> = vec![];
+        let mut seen = HashSet::new();
+        for v in events.iter().take(MAX_FETCHED) {
+            let Ok(c) = self.check_pdu(v, rules).await else {
+                continue;
+            };
+            if !seen.insert(c.event_id.clone()) {
+                continue;
+            }
+            let Ok(p) = Pdu::parse(c.event_id.as_str(), &c.json) else {
+                continue;
+            };
+            let in_room = match p.room_id.as_deref() {
+                Some(r) => r == room_id,
+                None => {
+                    rules.authorization.room_create_event_id_as_room_id
+                        && room_id.as_str().strip_prefix('!')
+                            == p.event_id.as_str().strip_prefix('$')
+                }
+            };
+            if in_room {
+                checked.push((p, c.json));
+            }
+        }
+        checked.sort_by_key(|(p, _)| p.depth);
+        let ids: Vec<String> = checked
+            .iter()
+            .map(|(p, _)| p.event_id.to_string())
+            .collect();
+        let known: HashSet<String> = self
+            .db
+            .event_places(&ids)
+            .await?
+            .into_iter()
+            .map(|p| p.event_id)
+            .collect();
+        // Auth events: those known here, and those of this batch that passed.
+        let auth_ids: Vec<String> = checked
+            .iter()
+            .flat_map(|(p, _)| p.auth_events.iter().map(|a| a.to_string()))
+            .collect();
+        let mut auth: HashMap<OwnedEventId, Arc<Pdu>> = self.load_pdus(&auth_ids).await?;
+        // The create event (not among the auth events from room version 12 on).
+        let create = match self.room_create_pdu(room_id).await? {
+            Some(c) => Some(c),
+            None => checked
+                .iter()
+                .map(|(p, _)| p)
+                .find(|p| p.kind == ruma::events::TimelineEventType::RoomCreate)
+                .cloned(),
+        };
+        let mut good: Vec<(Arc<Pdu>, String)> = vec![];
+        let mut out = HashSet::new();
+        for (p, json) in checked {
+            if known.contains(p.event_id.as_str()) {
+                out.insert(p.event_id.clone());
+                auth.insert(p.event_id.clone(), p);
+                continue;
+            }
+            let ok = authorised_by_auth_events(rules, &p, &auth, create.as_ref());
+            if ok {
+                auth.insert(p.event_id.clone(), p.clone());
+                out.insert(p.event_id.clone());
+                good.push((p, json));
+            } else {
+                tracing::info!(event = %p.event_id, "fetched event fails its auth events");
+            }
+        }
+        if good.is_empty() {
+            return Ok(out);
+        }
+        let streams = self.events_stream.allocate(good.len());
+        let strings: Vec<(String, String, Vec<String>)> = good
+            .iter()
+            .map(|(p, _)| {
+                (
+                    p.event_id.to_string(),
+                    p.kind.to_string(),
+                    p.auth_events.iter().map(|e| e.to_string()).collect(),
+                )
+            })
+            .collect();
+        let rows: Vec<NewEvent> = good
+            .iter()
+            .zip(&streams)
+            .zip(&strings)
+            .map(|(((p, json), stream), (id, kind, auths))| NewEvent {
+                stream_ordering: *stream,
+                event_id: id,
+                room_id: room_id.as_str(),
+                sender: p.sender.as_str(),
+                kind,
+                state_key: p.state_key.as_deref(),
+                depth: p.depth as i64,
+                origin_server_ts: u64::from(p.origin_server_ts.get()) as i64,
+                state_group: 0,
+                json,
+                prev_events: vec![],
+                auth_events: auths.iter().map(String::as_str).collect(),
+                sender_device: None,
+                txn_id: None,
+                txn_key: None,
+                outlier: true,
+                soft_failed: false,
+            })
+            .collect();
+        let res: Result<()> = async {
+            let mut tx = self.db.begin_write().await?;
+            Db::insert_events(&mut tx.tx, room_id.as_str(), &rows, &[], &[]).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        self.events_stream.complete(&streams, vec![]);
+        res?;
+        Ok(out)
+    }
+}
+
+/// Whether an event passes the auth rules against its own auth events (spec: checks on
+/// receipt, step 4).
+pub fn authorised_by_auth_events(
+    rules: &RoomVersionRules,
+    p: &Arc<Pdu>,
+    known: &HashMap<OwnedEventId, Arc<Pdu>>,
+    create: Option<&Arc<Pdu>>,
+) -> bool {
+    let by_key: HashMap<(StateEventType, String), Arc<Pdu>> = p
+        .auth_events
+        .iter()
+        .filter_map(|id| known.get(id))
+        .chain(create)
+        .filter_map(|a| {
+            Some((
+                (
+                    StateEventType::from(a.kind.to_string().as_str()),
+                    a.state_key.clone()?,
+                ),
+                a.clone(),
+            ))
+        })
+        .collect();
+    let lookup = |id: &ruma::EventId| {
+        known
+            .get(id)
+            .cloned()
+            .or_else(|| create.filter(|c| c.event_id == id).cloned())
+    };
+    state_res::check_state_independent_auth_rules(&rules.authorization, &**p, lookup).is_ok()
+        && state_res::check_state_dependent_auth_rules(&rules.authorization, &**p, |t, k| {
+            by_key.get(&(t.clone(), k.to_owned())).cloned()
+        })
+        .is_ok()
+}
+
+impl Services {
+    /// Gives up on filling a gap event by event: takes `event` with the state before it as
+    /// `server` reports it (spec: the fallback when `/get_missing_events` cannot fill a gap).
+    pub async fn accept_over_gap(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        event: crate::services::federation::pdu::CheckedPdu,
+    ) -> Result<crate::services::rooms::remote::Outcome> {
+        let state = self
+            .remote_state_before(server, room_id, rules, event.event_id.as_str())
+            .await?;
+        if !state.contains_key(&(StateEventType::RoomCreate, String::new())) {
+            return Err(Error::bad_json(
+                "The state before the event has no create event",
+            ));
+        }
+        let id = event.event_id.clone();
+        let mut supplied = HashMap::new();
+        supplied.insert(id.clone(), state);
+        let mut out = self
+            .accept_remote_pdus_with(room_id, vec![event], supplied)
+            .await?;
+        Ok(out.pop().map(|(_, o)| o).unwrap_or(
+            crate::services::rooms::remote::Outcome::MissingPrevs(vec![]),
+        ))
+    }
+}

@@ -1,0 +1,470 @@
+//! Backfill, the asking side: when `/messages` runs out of events in a room joined over
+//! federation, older events are fetched from a server of the room (`/backfill`), checked, and
+//! stored before the room's earliest event here.
+//!
+//! Backfilled events are old: they never touch the current state, the forward extremities nor
+//! notifications. Each gets the state after it (for history visibility), computed forward from
+//! the state the serving server reports before the oldest of them (`/state_ids`), and goes
+//! through the auth rules against its auth events and that state. They take stream positions
+//! below every stored event (allocated downwards), deepest last, so timelines read them in order
+//! before the local start. A gap (the earliest event here) is asked about once; the room start
+//! (its create event) ends backfilling for the room.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use axum::http::Method;
+use ruma::{
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    state_res, OwnedEventId, OwnedRoomId, RoomId, ServerName,
+};
+use serde_json::Value;
+
+use super::{pdu::Pdu, resolve::State, GroupWrite, MAX_DELTA_CHAIN};
+use crate::{
+    services::{
+        federation::{fetch::authorised_by_auth_events, sender::room_servers},
+        relations::relation_of,
+        Services,
+    },
+    store::{events::NewEvent, relations::NewRelation, Db},
+    util, Result,
+};
+
+/// Events asked per `/backfill` (the spec's usual maximum).
+const BACKFILL_LIMIT: i64 = 100;
+/// Servers tried per backfill.
+const MAX_SERVERS: usize = 3;
+/// States fetched from the serving server per backfilled batch.
+const MAX_STATE_FETCHES: usize = 3;
+
+#[derive(Default)]
+pub struct Backfill {
+    /// The stream position below every stored event (None until first used).
+    floor: tokio::sync::Mutex<Option<i64>>,
+    /// One backfill per room at a time.
+    rooms: parking_lot::Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// An event of a backfilled batch, checked and placed.
+struct Placed {
+    pdu: Arc<Pdu>,
+    json: String,
+    group: i64,
+}
+
+impl Services {
+    /// Fetches the history before the earliest event this server has of a room, from a server
+    /// of the room. Returns whether events were added.
+    pub async fn backfill_room(&self, room_id: &RoomId) -> Result<bool> {
+        let lock = self
+            .rooms
+            .backfill
+            .rooms
+            .lock()
+            .entry(room_id.to_owned())
+            .or_default()
+            .clone();
+        let res = {
+            let _one = lock.lock().await;
+            self.backfill_locked(room_id).await
+        };
+        {
+            let mut rooms = self.rooms.backfill.rooms.lock();
+            if Arc::strong_count(&lock) <= 2 {
+                rooms.remove(room_id);
+            }
+        }
+        res
+    }
+
+    async fn backfill_locked(&self, room_id: &RoomId) -> Result<bool> {
+        let (asked, reached) = self.db.room_backfill(room_id.as_str()).await?;
+        if reached {
+            return Ok(false);
+        }
+        let Some(earliest) = self.db.earliest_event(room_id.as_str()).await? else {
+            return Ok(false);
+        };
+        if earliest.kind == "m.room.create" {
+            self.db
+                .set_room_backfill(room_id.as_str(), asked.as_deref(), true)
+                .await?;
+            return Ok(false);
+        }
+        if asked.as_deref() == Some(earliest.event_id.as_str()) {
+            return Ok(false);
+        }
+        let from = self
+            .db
+            .prev_events_of(std::slice::from_ref(&earliest.event_id))
+            .await?;
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let rules = self.room_rules(room_id.as_str()).await?;
+        let servers = {
+            let guard = self.lock_room(room_id).await?;
+            guard
+                .as_ref()
+                .map(|r| room_servers(r, &self.server_name))
+                .unwrap_or_default()
+        };
+        if servers.is_empty() {
+            return Ok(false);
+        }
+        let query: Vec<String> = from
+            .iter()
+            .take(super::super::federation::serve::MAX_FROM_EVENTS)
+            .map(|v| format!("v={}", util::query_encode(v)))
+            .collect();
+        let path = format!(
+            "/_matrix/federation/v1/backfill/{}?{}&limit={BACKFILL_LIMIT}",
+            util::query_encode(room_id.as_str()),
+            query.join("&")
+        );
+        let mut answer = None;
+        for server in servers.iter().take(MAX_SERVERS) {
+            match self
+                .federation_request(server, Method::GET, &path, None)
+                .await
+            {
+                Ok(v) => {
+                    answer = Some((server.clone(), v));
+                    break;
+                }
+                Err(e) => {
+                    tracing::info!(%server, %room_id, error = %e.message, "backfill failed")
+                }
+            }
+        }
+        let Some((server, v)) = answer else {
+            return Ok(false);
+        };
+        // This gap is asked about once, whatever came back.
+        self.db
+            .set_room_backfill(room_id.as_str(), Some(&earliest.event_id), false)
+            .await?;
+        let pdus: Vec<Value> = v["pdus"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(BACKFILL_LIMIT as usize)
+            .cloned()
+            .collect();
+        let (added, start) = self
+            .store_backfilled(&server, room_id, &rules, &pdus)
+            .await?;
+        if start {
+            self.db
+                .set_room_backfill(room_id.as_str(), Some(&earliest.event_id), true)
+                .await?;
+        }
+        Ok(added > 0)
+    }
+
+    /// Checks and stores a backfilled batch; returns how many events were stored and whether
+    /// the room's create event is among them.
+    async fn store_backfilled(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        pdus: &[Value],
+    ) -> Result<(usize, bool)> {
+        let mut events: Vec<(Arc<Pdu>, String)> = vec![];
+        let mut seen = HashSet::new();
+        for v in pdus {
+            let Ok(c) = self.check_pdu(v, rules).await else {
+                continue;
+            };
+            let Ok(p) = Pdu::parse(c.event_id.as_str(), &c.json) else {
+                continue;
+            };
+            let in_room = p.room_id.as_deref() == Some(room_id)
+                || (p.kind == TimelineEventType::RoomCreate
+                    && rules.authorization.room_create_event_id_as_room_id
+                    && room_id.as_str().strip_prefix('!') == p.event_id.as_str().strip_prefix('$'));
+            if in_room && seen.insert(p.event_id.clone()) {
+                events.push((p, c.json));
+            }
+        }
+        // Events already in the timeline here are dropped; outliers take their place.
+        let ids: Vec<String> = events.iter().map(|(p, _)| p.event_id.to_string()).collect();
+        let in_timeline: HashSet<String> = self
+            .db
+            .event_places(&ids)
+            .await?
+            .into_iter()
+            .filter(|p| !p.outlier)
+            .map(|p| p.event_id)
+            .collect();
+        events.retain(|(p, _)| !in_timeline.contains(p.event_id.as_str()));
+        events.sort_by_key(|(p, _)| (p.depth, p.origin_server_ts));
+        if events.is_empty() {
+            return Ok((0, false));
+        }
+        // Auth events: stored here, or in the batch; one /event_auth for what is missing.
+        let auth_ids: Vec<String> = events
+            .iter()
+            .flat_map(|(p, _)| p.auth_events.iter().map(|e| e.to_string()))
+            .collect();
+        let mut auth = self.load_pdus(&auth_ids).await?;
+        let batch_ids: HashSet<&OwnedEventId> = events.iter().map(|(p, _)| &p.event_id).collect();
+        let lacking = events.iter().find(|(p, _)| {
+            p.auth_events
+                .iter()
+                .any(|a| !auth.contains_key(a) && !batch_ids.contains(a))
+        });
+        if let Some((p, _)) = lacking {
+            let path = format!(
+                "/_matrix/federation/v1/event_auth/{}/{}",
+                util::query_encode(room_id.as_str()),
+                util::query_encode(p.event_id.as_str())
+            );
+            if let Ok(v) = self
+                .federation_request(server, Method::GET, &path, None)
+                .await
+            {
+                let chain = v["auth_chain"].as_array().cloned().unwrap_or_default();
+                self.store_outliers(room_id, rules, &chain).await?;
+                auth = self.load_pdus(&auth_ids).await?;
+            }
+        }
+        // The create event (not among the auth events from room version 12 on).
+        let create = match self.room_create_pdu(room_id).await? {
+            Some(c) => Some(c),
+            None => events
+                .iter()
+                .map(|(p, _)| p)
+                .find(|p| p.kind == TimelineEventType::RoomCreate)
+                .cloned(),
+        };
+
+        // Place each event, oldest first: the state before it, its checks, the state after.
+        let next_id = || {
+            self.state_group_ids
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1
+        };
+        let mut group_of: HashMap<OwnedEventId, i64> = HashMap::new();
+        let mut states: HashMap<i64, State> = HashMap::new();
+        let mut chain_len: HashMap<i64, i64> = HashMap::new();
+        let mut writes: Vec<GroupWrite> = vec![];
+        let mut placed: Vec<Placed> = vec![];
+        let mut fetches = 0;
+        let mut reached_create = false;
+        for (pdu, json) in events {
+            let in_batch: Vec<i64> = pdu
+                .prev_events
+                .iter()
+                .filter_map(|p| group_of.get(p).copied())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let (before, before_group): (State, Option<i64>) = if in_batch.len() == 1 {
+                let g = in_batch[0];
+                (states.get(&g).cloned().unwrap_or_default(), Some(g))
+            } else if in_batch.len() > 1 {
+                let all: Vec<&State> = in_batch.iter().filter_map(|g| states.get(g)).collect();
+                (self.resolve_states(rules, &all).await?, None)
+            } else if pdu.kind == TimelineEventType::RoomCreate {
+                (State::new(), None)
+            } else {
+                let prevs: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+                let known = self
+                    .db
+                    .event_places(&prevs)
+                    .await?
+                    .into_iter()
+                    .filter(|p| !p.outlier && p.state_group.is_some_and(|g| g > 0))
+                    .filter_map(|p| p.state_group)
+                    .collect::<Vec<_>>();
+                if !known.is_empty() {
+                    let loaded = self.states_of_groups(&known).await?;
+                    let all: Vec<&State> = loaded.values().collect();
+                    (self.resolve_states(rules, &all).await?, None)
+                } else if fetches < MAX_STATE_FETCHES {
+                    fetches += 1;
+                    match self
+                        .remote_state_before(server, room_id, rules, pdu.event_id.as_str())
+                        .await
+                    {
+                        Ok(s) => {
+                            // The state's events may be auth events of later ones.
+                            for p in s.values() {
+                                auth.insert(p.event_id.clone(), p.clone());
+                            }
+                            (s, None)
+                        }
+                        Err(e) => {
+                            tracing::info!(%room_id, error = %e.message, "no state for a backfilled event");
+                            continue;
+                        }
+                    }
+                } else {
+                    continue;
+                }
+            };
+            if !authorised_by_auth_events(rules, &pdu, &auth, create.as_ref())
+                || (pdu.kind != TimelineEventType::RoomCreate
+                    && state_res::check_state_dependent_auth_rules(
+                        &rules.authorization,
+                        &*pdu,
+                        |t, k| before.get(&(t.clone(), k.to_owned())).cloned(),
+                    )
+                    .is_err())
+            {
+                tracing::info!(event = %pdu.event_id, "backfilled event refused by the auth rules");
+                continue;
+            }
+            reached_create |= pdu.kind == TimelineEventType::RoomCreate;
+            auth.insert(pdu.event_id.clone(), pdu.clone());
+            let key = pdu.state_key.as_ref().map(|k| {
+                (
+                    StateEventType::from(pdu.kind.to_string().as_str()),
+                    k.clone(),
+                )
+            });
+            let group = match (key, before_group) {
+                (None, Some(g)) => g,
+                (key, prev) => {
+                    let mut after = before;
+                    if let Some(k) = &key {
+                        after.insert(k.clone(), pdu.clone());
+                    }
+                    let id = next_id();
+                    let write = match (prev, &key) {
+                        (Some(g), Some(k))
+                            if chain_len.get(&g).copied().unwrap_or(MAX_DELTA_CHAIN)
+                                < MAX_DELTA_CHAIN =>
+                        {
+                            let len = chain_len[&g] + 1;
+                            GroupWrite {
+                                id,
+                                prev: Some(g),
+                                chain_len: len,
+                                entries: vec![(
+                                    k.0.to_string(),
+                                    k.1.clone(),
+                                    pdu.event_id.to_string(),
+                                )],
+                            }
+                        }
+                        _ => GroupWrite {
+                            id,
+                            prev: None,
+                            chain_len: 0,
+                            entries: after
+                                .iter()
+                                .map(|((t, k), p)| {
+                                    (t.to_string(), k.clone(), p.event_id.to_string())
+                                })
+                                .collect(),
+                        },
+                    };
+                    chain_len.insert(id, write.chain_len);
+                    writes.push(write);
+                    states.insert(id, after);
+                    id
+                }
+            };
+            group_of.insert(pdu.event_id.clone(), group);
+            placed.push(Placed { pdu, json, group });
+        }
+        if placed.is_empty() {
+            return Ok((0, false));
+        }
+        // Stream positions below everything stored, deepest last.
+        let streams: Vec<i64> = {
+            let mut floor = self.rooms.backfill.floor.lock().await;
+            let low = match *floor {
+                Some(f) => f,
+                None => self.db.min_stream_ordering().await?.min(0),
+            } - placed.len() as i64;
+            *floor = Some(low);
+            (low..low + placed.len() as i64).collect()
+        };
+        let strings: Vec<(String, String, Vec<String>, Vec<String>)> = placed
+            .iter()
+            .map(|p| {
+                (
+                    p.pdu.event_id.to_string(),
+                    p.pdu.kind.to_string(),
+                    p.pdu.prev_events.iter().map(|e| e.to_string()).collect(),
+                    p.pdu.auth_events.iter().map(|e| e.to_string()).collect(),
+                )
+            })
+            .collect();
+        let rows: Vec<NewEvent> = placed
+            .iter()
+            .zip(&streams)
+            .zip(&strings)
+            .map(|((p, stream), (id, kind, prevs, auths))| NewEvent {
+                stream_ordering: *stream,
+                event_id: id,
+                room_id: room_id.as_str(),
+                sender: p.pdu.sender.as_str(),
+                kind,
+                state_key: p.pdu.state_key.as_deref(),
+                depth: p.pdu.depth as i64,
+                origin_server_ts: u64::from(p.pdu.origin_server_ts.get()) as i64,
+                state_group: p.group,
+                json: &p.json,
+                prev_events: prevs.iter().map(String::as_str).collect(),
+                auth_events: auths.iter().map(String::as_str).collect(),
+                sender_device: None,
+                txn_id: None,
+                txn_key: None,
+                outlier: false,
+                soft_failed: false,
+            })
+            .collect();
+        let contents: Vec<Value> = placed
+            .iter()
+            .map(|p| serde_json::from_str(p.pdu.content.get()).unwrap_or(Value::Null))
+            .collect();
+        let relations: Vec<NewRelation> = rows
+            .iter()
+            .zip(&contents)
+            .filter_map(|(ev, content)| {
+                let (rel_type, parent) = relation_of(content)?;
+                Some(NewRelation {
+                    event_id: ev.event_id,
+                    relates_to: parent,
+                    rel_type,
+                    sender: ev.sender,
+                    kind: ev.kind,
+                    stream_ordering: ev.stream_ordering,
+                })
+            })
+            .collect();
+        let mut tx = self.db.begin_write().await?;
+        for g in &writes {
+            let refs: Vec<(&str, &str, &str)> = g
+                .entries
+                .iter()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+                .collect();
+            Db::insert_state_group(
+                &mut tx.tx,
+                g.id,
+                room_id.as_str(),
+                g.prev,
+                g.chain_len,
+                &refs,
+            )
+            .await?;
+        }
+        Db::insert_backfilled(&mut tx.tx, room_id.as_str(), &rows).await?;
+        Db::index_for_search(&mut tx.tx, &rows).await?;
+        if !relations.is_empty() {
+            Db::insert_relations(&mut tx.tx, room_id.as_str(), &relations).await?;
+        }
+        tx.commit().await?;
+        Ok((rows.len(), reached_create))
+    }
+}
