@@ -95,21 +95,30 @@ impl Db {
     /// Every event in the auth chains of `ids` (not `ids` themselves unless reached), with a
     /// recursive query.
     pub async fn auth_chain(&self, ids: &[String]) -> sqlx::Result<Vec<EventRow>> {
-        if ids.is_empty() {
-            return Ok(vec![]);
+        // In chunks: PostgreSQL takes at most 65 535 parameters per statement, and a big room's
+        // state has more events than that. Chains overlap: each event is kept once.
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<EventRow> = vec![];
+        for chunk in ids.chunks(10_000) {
+            let sql = format!(
+                "WITH RECURSIVE chain(id) AS ( \
+                   SELECT auth_id FROM event_auth WHERE event_id IN ({}) \
+                   UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id ) \
+                 SELECT {EVENT_COLS} FROM events e JOIN chain ON e.event_id = chain.id",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, EventRow>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                if seen.insert(row.event_id.clone()) {
+                    out.push(row);
+                }
+            }
         }
-        let sql = format!(
-            "WITH RECURSIVE chain(id) AS ( \
-               SELECT auth_id FROM event_auth WHERE event_id IN ({}) \
-               UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id ) \
-             SELECT {EVENT_COLS} FROM events e JOIN chain ON e.event_id = chain.id ORDER BY e.stream_ordering",
-            placeholders(1, ids.len())
-        );
-        let mut q = sqlx::query_as(&sql);
-        for id in ids {
-            q = q.bind(id);
-        }
-        q.fetch_all(&self.pool).await
+        out.sort_by_key(|r| r.stream_ordering);
+        Ok(out)
     }
 
     /// The largest id of both outboxes (PDUs and EDUs share one counter).

@@ -100,7 +100,7 @@ impl Services {
         txn: &str,
         messages: &Map<String, Value>,
     ) -> Result<()> {
-        if kind.is_empty() || kind.len() > 255 {
+        if kind.is_empty() || kind.len() > 255 || kind.contains('\0') {
             return Err(Error::invalid_param("Invalid event type"));
         }
         let mut local: LocalMessages = vec![];
@@ -161,19 +161,33 @@ impl Services {
             ));
         }
         let kind = content["type"].as_str().unwrap_or_default();
-        if kind.is_empty() || kind.len() > 255 {
+        if kind.is_empty() || kind.len() > 255 || kind.contains('\0') {
             return Err(Error::invalid_param("Invalid event type"));
         }
         let message_id = content["message_id"].as_str().unwrap_or_default();
-        if message_id.is_empty() || message_id.len() > 255 {
+        if message_id.is_empty() || message_id.len() > 255 || message_id.contains('\0') {
             return Err(Error::invalid_param("to-device EDU without a message_id"));
         }
         let empty = Map::new();
         let messages = content["messages"].as_object().unwrap_or(&empty);
-        let local: LocalMessages = parse_messages(messages)?
-            .into_iter()
-            .filter(|(u, _)| self.is_local(u))
-            .collect();
+        // One bad entry loses only itself: the others may carry room keys.
+        let mut local: LocalMessages = vec![];
+        for (user, devices) in messages {
+            let Ok(uid) = UserId::parse(user.as_str()) else {
+                continue;
+            };
+            if !self.is_local(&uid) {
+                continue;
+            }
+            let mut one = Map::new();
+            one.insert(user.clone(), devices.clone());
+            match parse_messages(&one) {
+                Ok(mut parsed) => local.append(&mut parsed),
+                Err(e) => {
+                    tracing::info!(%origin, %user, error = %e.message, "to-device entries skipped")
+                }
+            }
+        }
         let once = Once::Federation {
             origin: origin.as_str(),
             message_id,

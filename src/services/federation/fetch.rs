@@ -17,7 +17,10 @@ use serde_json::Value;
 
 use crate::{
     services::{
-        rooms::{pdu::Pdu, resolve::State},
+        rooms::{
+            pdu::{belongs_to, Pdu},
+            resolve::State,
+        },
         Services,
     },
     store::{events::NewEvent, Db},
@@ -120,7 +123,13 @@ impl Services {
         let pdus = self.load_pdus(&state_ids).await?;
         Ok(pdus
             .into_values()
-            .filter(|p| p.room_id.as_deref() == Some(room_id) || p.room_id.is_none())
+            .filter(|p| {
+                belongs_to(
+                    p,
+                    room_id,
+                    rules.authorization.room_create_event_id_as_room_id,
+                )
+            })
             .filter_map(|p| {
                 let k = p.state_key.clone()?;
                 Some(((StateEventType::from(p.kind.to_string().as_str()), k), p))
@@ -182,15 +191,11 @@ impl Services {
             let Ok(p) = Pdu::parse(c.event_id.as_str(), &c.json) else {
                 continue;
             };
-            let in_room = match p.room_id.as_deref() {
-                Some(r) => r == room_id,
-                None => {
-                    rules.authorization.room_create_event_id_as_room_id
-                        && room_id.as_str().strip_prefix('!')
-                            == p.event_id.as_str().strip_prefix('$')
-                }
-            };
-            if in_room {
+            if belongs_to(
+                &p,
+                room_id,
+                rules.authorization.room_create_event_id_as_room_id,
+            ) {
                 checked.push((p, c.json));
             }
         }

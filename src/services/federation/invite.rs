@@ -390,8 +390,14 @@ impl Services {
                     return Err(Error::forbidden(format!("Invite refused: {e}")))
                 }
                 Some(Outcome::SoftFailed) => return Err(Error::forbidden("Invite refused")),
-                // Its prev events cannot be had now: keep it out of band like an unknown room's.
-                Some(Outcome::MissingPrevs(_)) | None => {}
+                // Its prev events cannot be had: refused. Kept out of band in a room known
+                // here, it would be an invite the room's state never checked, which the user
+                // could neither accept nor reject.
+                Some(Outcome::MissingPrevs(_)) | None => {
+                    return Err(Error::forbidden(
+                        "Invite refused: its previous events cannot be obtained",
+                    ))
+                }
             }
         }
         let servers = helper_servers(&self.server_name, origin, room_id, &req.via, &stripped);

@@ -34,6 +34,11 @@ impl Services {
         if text.len() > MAX_PDU_BYTES {
             return Err(Error::too_large("PDU larger than 64 KiB"));
         }
+        // NUL characters cannot be stored in PostgreSQL text: refused on every backend, so
+        // that every Palabre of a room decides alike.
+        if crate::util::has_nul(value) {
+            return Err(Error::bad_json("PDU contains a NUL character"));
+        }
         let mut object: CanonicalJsonObject = match CanonicalJsonValue::try_from(value.clone()) {
             Ok(CanonicalJsonValue::Object(o)) => o,
             _ => return Err(Error::bad_json("PDU is not canonical JSON")),

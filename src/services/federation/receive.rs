@@ -258,6 +258,11 @@ impl Services {
     /// EDUs: typing and receipts of remote users in rooms they are joined to, device-list and
     /// signing-key updates, to-device messages.
     async fn receive_edu(&self, origin: &ServerName, edu: &Value) -> Result<()> {
+        // A NUL character in any string would fail the database on PostgreSQL only (an error of
+        // ours, which fails the transaction and makes the sender retry it forever).
+        if crate::util::has_nul(edu) {
+            return Err(Error::bad_json("EDU contains a NUL character"));
+        }
         let content = &edu["content"];
         match edu["edu_type"].as_str().unwrap_or_default() {
             "m.typing" => {

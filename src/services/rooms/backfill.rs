@@ -184,10 +184,11 @@ impl Services {
             let Ok(p) = Pdu::parse(c.event_id.as_str(), &c.json) else {
                 continue;
             };
-            let in_room = p.room_id.as_deref() == Some(room_id)
-                || (p.kind == TimelineEventType::RoomCreate
-                    && rules.authorization.room_create_event_id_as_room_id
-                    && room_id.as_str().strip_prefix('!') == p.event_id.as_str().strip_prefix('$'));
+            let in_room = super::pdu::belongs_to(
+                &p,
+                room_id,
+                rules.authorization.room_create_event_id_as_room_id,
+            );
             if in_room && seen.insert(p.event_id.clone()) {
                 events.push((p, c.json));
             }

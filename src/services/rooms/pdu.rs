@@ -31,6 +31,20 @@ struct RedactsInContent {
     redacts: Option<OwnedEventId>,
 }
 
+/// Whether an event belongs to `room_id`: its `room_id` field, or, for a room version whose
+/// create event has none (v12), only that room's own create event (its id is the room id).
+/// Anything else without a room id (another room's create event) is not of this room.
+pub fn belongs_to(p: &Pdu, room_id: &RoomId, create_id_is_room_id: bool) -> bool {
+    match p.room_id.as_deref() {
+        Some(r) => r == room_id,
+        None => {
+            create_id_is_room_id
+                && p.kind == TimelineEventType::RoomCreate
+                && room_id.as_str().strip_prefix('!') == p.event_id.as_str().strip_prefix('$')
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Pdu {
     pub event_id: OwnedEventId,
