@@ -78,6 +78,21 @@ impl Net {
 
     /// Starts the Synapse, installing it first if needed; None only when the Synapse
     /// scenarios are skipped with `PALABRE_FEDTESTS_NO_SYNAPSE=1` (refused in CI).
+    /// Two Palabres with default options: "a" on SQLite, "b" on PostgreSQL.
+    pub async fn palabre_pair(&self) -> (Palabre, Palabre) {
+        let a = self.palabre("a", PalabreOptions::default()).await;
+        let b = self
+            .palabre(
+                "b",
+                PalabreOptions {
+                    backend: Backend::Postgres,
+                    ..Default::default()
+                },
+            )
+            .await;
+        (a, b)
+    }
+
     pub async fn synapse(&self) -> Option<Synapse> {
         Synapse::create(self, "synapse").await
     }

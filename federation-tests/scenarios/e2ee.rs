@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::harness::{
     enc,
     olm::{device_keys_verify, OlmDevice, MEGOLM},
-    timeline, unique, Backend, Homeserver, Net, PalabreOptions, Session, FED_WAIT,
+    timeline, unique, Homeserver, Net, PalabreOptions, Session, FED_WAIT,
 };
 
 /// `who`'s view of `user`'s devices through /keys/query (their server is asked over
@@ -173,16 +173,7 @@ async fn encrypted_chat(host: &dyn Homeserver, guest: &dyn Homeserver) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn palabre_palabre_encrypted_chat() {
     let net = Net::new();
-    let a = net.palabre("a", PalabreOptions::default()).await;
-    let b = net
-        .palabre(
-            "b",
-            PalabreOptions {
-                backend: Backend::Postgres,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (a, b) = net.palabre_pair().await;
     encrypted_chat(&a, &b).await;
     encrypted_chat(&b, &a).await;
 }

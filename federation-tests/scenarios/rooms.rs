@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{
-    timeline, unique, Backend, Homeserver, Net, PalabreOptions, Session, FED_WAIT,
-};
+use crate::harness::{timeline, unique, Homeserver, Net, PalabreOptions, Session, FED_WAIT};
 
 /// The ids of the `m.room.message` events among `events`, with their bodies, in order.
 fn messages_of(events: &[Value]) -> Vec<(String, String)> {
@@ -132,16 +130,7 @@ async fn invite_and_join(host: &dyn Homeserver, guest: &dyn Homeserver) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn palabre_palabre_join_and_messages() {
     let net = Net::new();
-    let a = net.palabre("a", PalabreOptions::default()).await;
-    let b = net
-        .palabre(
-            "b",
-            PalabreOptions {
-                backend: Backend::Postgres,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (a, b) = net.palabre_pair().await;
     join_and_talk(&a, &b).await;
     join_and_talk(&b, &a).await;
 }
@@ -230,16 +219,7 @@ async fn remote_down_while_200_messages_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invites_across_servers() {
     let net = Net::new();
-    let a = net.palabre("a", PalabreOptions::default()).await;
-    let b = net
-        .palabre(
-            "b",
-            PalabreOptions {
-                backend: Backend::Postgres,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (a, b) = net.palabre_pair().await;
     invite_and_join(&a, &b).await;
     invite_and_join(&b, &a).await;
 }

@@ -220,16 +220,7 @@ async fn join_late_and_page_back(host: &dyn Homeserver, guest: &dyn Homeserver) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_palabre_palabre() {
     let net = Net::new();
-    let a = net.palabre("a", PalabreOptions::default()).await;
-    let b = net
-        .palabre(
-            "b",
-            PalabreOptions {
-                backend: Backend::Postgres,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (a, b) = net.palabre_pair().await;
     join_late_and_page_back(&a, &b).await;
 }
 

@@ -90,13 +90,10 @@ impl Services {
         if let Some(entry) = self.update_presence(user, presence, status_msg, now, true) {
             let sharing = self.wake_sharing(user).await?;
             if self.config.federation.enabled && self.is_local(user) {
-                let mut dests: Vec<ruma::OwnedServerName> = sharing
-                    .iter()
-                    .map(|u| u.server_name().to_owned())
-                    .filter(|s| *s != self.server_name)
-                    .collect();
-                dests.sort();
-                dests.dedup();
+                let dests = super::federation::edus::remote_servers(
+                    sharing.iter().map(|u| &**u),
+                    &self.server_name,
+                );
                 let mut c = content(&entry, now);
                 c["user_id"] = json!(user);
                 let edu = json!({ "edu_type": "m.presence", "content": { "push": [c] } });
@@ -175,6 +172,10 @@ impl Services {
             {
                 continue;
             }
+            // Kept only for users someone here shares a room with.
+            if !self.shares_room_with_local_user(&user).await? {
+                continue;
+            }
             let status = p["status_msg"]
                 .as_str()
                 .filter(|m| m.len() <= 1024)
@@ -232,11 +233,16 @@ impl Services {
         if changed.is_empty() {
             return Ok(vec![]);
         }
-        let sharing = self.db.users_sharing_rooms(user.as_str()).await?;
+        let sharing: std::collections::HashSet<String> = self
+            .db
+            .users_sharing_rooms(user.as_str())
+            .await?
+            .into_iter()
+            .collect();
         let now = util::now_ms();
         Ok(changed
             .into_iter()
-            .filter(|(u, _)| sharing.iter().any(|s| s == u.as_str()))
+            .filter(|(u, _)| sharing.contains(u.as_str()))
             .map(|(u, e)| json!({ "type": "m.presence", "sender": u, "content": content(&e, now) }))
             .collect())
     }

@@ -318,4 +318,22 @@ impl Db {
         .await?;
         rows.into_iter().map(|r| r.try_get(0)).collect()
     }
+
+    /// Whether `user` shares a joined room with a user of `server` (an EXISTS, not the list).
+    pub async fn shares_room_with_server(&self, user_id: &str, server: &str) -> sqlx::Result<bool> {
+        let escaped = server
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let rows = sqlx::query(
+            "SELECT 1 FROM memberships m1 JOIN memberships m2 ON m2.room_id = m1.room_id \
+             WHERE m1.user_id = $1 AND m1.membership = 'join' AND m2.membership = 'join' \
+             AND m2.user_id LIKE $2 ESCAPE '\\' LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(format!("%:{escaped}"))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(!rows.is_empty())
+    }
 }

@@ -64,28 +64,31 @@ enum Once<'a> {
 
 /// Parses `{user: {device: content}}`, each content serialized once and size-limited.
 fn parse_messages(messages: &Map<String, Value>) -> Result<LocalMessages> {
-    let mut out = Vec::with_capacity(messages.len());
-    for (user, devices) in messages {
-        let uid = crate::util::parse_user_id(user)?;
-        let devices = devices
-            .as_object()
-            .ok_or_else(|| Error::bad_json("messages values must be objects"))?;
-        let mut contents = Vec::with_capacity(devices.len());
-        for (device, content) in devices {
-            if !content.is_object() {
-                return Err(Error::bad_json(
-                    "A to-device message content must be an object",
-                ));
-            }
-            let text = serde_json::to_string(content)?;
-            if text.len() > MAX_MESSAGE_BYTES {
-                return Err(Error::too_large("To-device message over 64 KiB"));
-            }
-            contents.push((device.clone(), text));
+    messages
+        .iter()
+        .map(|(user, devices)| Ok((crate::util::parse_user_id(user)?, parse_devices(devices)?)))
+        .collect()
+}
+
+/// One user's `{device: content}`.
+fn parse_devices(devices: &Value) -> Result<Vec<(String, String)>> {
+    let devices = devices
+        .as_object()
+        .ok_or_else(|| Error::bad_json("messages values must be objects"))?;
+    let mut contents = Vec::with_capacity(devices.len());
+    for (device, content) in devices {
+        if !content.is_object() {
+            return Err(Error::bad_json(
+                "A to-device message content must be an object",
+            ));
         }
-        out.push((uid, contents));
+        let text = serde_json::to_string(content)?;
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(Error::too_large("To-device message over 64 KiB"));
+        }
+        contents.push((device.clone(), text));
     }
-    Ok(out)
+    Ok(contents)
 }
 
 impl Services {
@@ -179,10 +182,8 @@ impl Services {
             if !self.is_local(&uid) {
                 continue;
             }
-            let mut one = Map::new();
-            one.insert(user.clone(), devices.clone());
-            match parse_messages(&one) {
-                Ok(mut parsed) => local.append(&mut parsed),
+            match parse_devices(devices) {
+                Ok(contents) => local.push((uid, contents)),
                 Err(e) => {
                     tracing::info!(%origin, %user, error = %e.message, "to-device entries skipped")
                 }

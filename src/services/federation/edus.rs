@@ -20,21 +20,43 @@ pub enum DeviceChange<'a> {
     SigningKeys,
 }
 
+/// The servers of these users other than `me`, each once.
+pub fn remote_servers<'a>(
+    users: impl IntoIterator<Item = &'a UserId>,
+    me: &ServerName,
+) -> Vec<OwnedServerName> {
+    let mut out: Vec<OwnedServerName> = users
+        .into_iter()
+        .map(|u| u.server_name().to_owned())
+        .filter(|s| s != me)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 impl Services {
     /// Other servers with members joined to a room where `user` is joined.
     async fn servers_sharing_rooms(&self, user: &UserId) -> Result<Vec<OwnedServerName>> {
-        let mut out: Vec<OwnedServerName> = self
+        let users: Vec<ruma::OwnedUserId> = self
             .db
             .users_sharing_rooms(user.as_str())
             .await?
             .iter()
             .filter_map(|u| UserId::parse(u.as_str()).ok())
-            .map(|u| u.server_name().to_owned())
-            .filter(|s| *s != self.server_name)
             .collect();
-        out.sort();
-        out.dedup();
-        Ok(out)
+        Ok(remote_servers(
+            users.iter().map(|u| &**u),
+            &self.server_name,
+        ))
+    }
+
+    /// Whether a user of this server shares a joined room with `user` (of another server).
+    pub(crate) async fn shares_room_with_local_user(&self, user: &UserId) -> Result<bool> {
+        Ok(self
+            .db
+            .shares_room_with_server(user.as_str(), self.server_name.as_str())
+            .await?)
     }
 
     /// Tells the servers sharing a room with a local user that their devices or keys changed
@@ -111,12 +133,7 @@ impl Services {
             return Err(Error::forbidden("device update for another server's user"));
         }
         // Only users someone here shares a room with are tracked.
-        let sharing = self.db.users_sharing_rooms(user.as_str()).await?;
-        if !sharing
-            .iter()
-            .filter_map(|u| UserId::parse(u.as_str()).ok())
-            .any(|u| self.is_local(&u))
-        {
+        if !self.shares_room_with_local_user(&user).await? {
             return Ok(());
         }
         self.invalidate_remote_device_cache(&user).await?;

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::{
     services::{
         rooms::{
-            pdu::{belongs_to, Pdu},
+            pdu::{belongs_to, Pdu, PduStrings},
             resolve::State,
         },
         Services,
@@ -247,38 +247,13 @@ impl Services {
             return Ok(out);
         }
         let streams = self.events_stream.allocate(good.len());
-        let strings: Vec<(String, String, Vec<String>)> = good
-            .iter()
-            .map(|(p, _)| {
-                (
-                    p.event_id.to_string(),
-                    p.kind.to_string(),
-                    p.auth_events.iter().map(|e| e.to_string()).collect(),
-                )
-            })
-            .collect();
+        let strings: Vec<PduStrings> = good.iter().map(|(p, _)| p.strings()).collect();
         let rows: Vec<NewEvent> = good
             .iter()
             .zip(&streams)
             .zip(&strings)
-            .map(|(((p, json), stream), (id, kind, auths))| NewEvent {
-                stream_ordering: *stream,
-                event_id: id,
-                room_id: room_id.as_str(),
-                sender: p.sender.as_str(),
-                kind,
-                state_key: p.state_key.as_deref(),
-                depth: p.depth as i64,
-                origin_server_ts: u64::from(p.origin_server_ts.get()) as i64,
-                state_group: 0,
-                json,
-                prev_events: vec![],
-                auth_events: auths.iter().map(String::as_str).collect(),
-                sender_device: None,
-                txn_id: None,
-                txn_key: None,
-                outlier: true,
-                soft_failed: false,
+            .map(|(((p, json), stream), s)| {
+                p.new_event(s, room_id.as_str(), json, *stream, 0, true)
             })
             .collect();
         let res: Result<()> = async {

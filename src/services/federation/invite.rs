@@ -10,7 +10,7 @@ use ruma::{
     canonical_json::redact,
     events::TimelineEventType,
     room_version_rules::RoomVersionRules,
-    signatures::{hash_and_sign_event, reference_hash, sign_event, verify_json, PublicKeyMap},
+    signatures::{reference_hash, sign_event, verify_json, PublicKeyMap},
     state_res, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId,
     RoomVersionId, ServerName, UserId,
 };
@@ -23,7 +23,7 @@ use crate::{
         rooms::{pdu::Pdu, remote::Outcome, version, RoomState, MAX_PDU_BYTES},
         Services,
     },
-    store::{events::NewEvent, remote_memberships::NewRemoteMembership},
+    store::remote_memberships::NewRemoteMembership,
     util, Error, Result,
 };
 
@@ -167,14 +167,7 @@ impl RoomState {
         template: &Value,
     ) -> Result<(OwnedEventId, CanonicalJsonObject)> {
         let mut obj = object(template)?;
-        hash_and_sign_event(
-            srv.server_name.as_str(),
-            &srv.keys.pair,
-            &mut obj,
-            &self.rules.redaction,
-        )
-        .map_err(|e| Error::bad_json(e.to_string()))?;
-        let id = reference_hash(&obj, &self.rules).map_err(|e| Error::bad_json(e.to_string()))?;
+        let id = srv.sign_pdu(&mut obj, &self.rules)?;
         let event_id =
             OwnedEventId::try_from(format!("${id}")).map_err(|e| Error::unknown(e.to_string()))?;
         let json = serde_json::to_string(&obj)?;
@@ -261,25 +254,8 @@ impl Services {
     ) -> Result<()> {
         let pdu = Pdu::parse(event_id, json).map_err(Error::bad_json)?;
         let ids = self.events_stream.allocate(1);
-        let ev = NewEvent {
-            stream_ordering: ids[0],
-            event_id,
-            room_id: room_id.as_str(),
-            sender: pdu.sender.as_str(),
-            kind: "m.room.member",
-            state_key: pdu.state_key.as_deref(),
-            depth: pdu.depth as i64,
-            origin_server_ts: u64::from(pdu.origin_server_ts.get()) as i64,
-            state_group: 0,
-            json,
-            prev_events: vec![],
-            auth_events: vec![],
-            sender_device: None,
-            txn_id: None,
-            txn_key: None,
-            outlier: true,
-            soft_failed: false,
-        };
+        let strings = pdu.strings();
+        let ev = pdu.new_event(&strings, room_id.as_str(), json, ids[0], 0, true);
         let res = self
             .db
             .store_out_of_band(&ev, user.as_str(), membership, remote)

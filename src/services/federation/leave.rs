@@ -4,11 +4,8 @@
 
 use axum::http::Method;
 use ruma::{
-    events::TimelineEventType,
-    room_version_rules::RoomVersionRules,
-    signatures::{hash_and_sign_event, reference_hash},
-    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId, RoomVersionId,
-    ServerName, UserId,
+    events::TimelineEventType, room_version_rules::RoomVersionRules, CanonicalJsonObject,
+    CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
 };
 use serde_json::{json, Value};
 
@@ -171,14 +168,7 @@ impl Services {
         for f in ["signatures", "hashes", "unsigned", "event_id"] {
             obj.remove(f);
         }
-        hash_and_sign_event(
-            self.server_name.as_str(),
-            &self.keys.pair,
-            &mut obj,
-            &rules.redaction,
-        )
-        .map_err(|e| Error::bad_json(e.to_string()))?;
-        let hash = reference_hash(&obj, &rules).map_err(|e| Error::bad_json(e.to_string()))?;
+        let hash = self.sign_pdu(&mut obj, &rules)?;
         let event_id = OwnedEventId::try_from(format!("${hash}"))
             .map_err(|e| Error::bad_json(e.to_string()))?;
         Ok((event_id, obj, version, rules))
@@ -319,14 +309,7 @@ impl Services {
             "type".into(),
             CanonicalJsonValue::String("m.room.member".into()),
         );
-        hash_and_sign_event(
-            self.server_name.as_str(),
-            &self.keys.pair,
-            &mut obj,
-            &rules.redaction,
-        )
-        .map_err(|e| Error::bad_json(e.to_string()))?;
-        let hash = reference_hash(&obj, &rules).map_err(|e| Error::bad_json(e.to_string()))?;
+        let hash = self.sign_pdu(&mut obj, &rules)?;
         let json = serde_json::to_string(&obj)?;
         self.store_out_of_band(user, room_id, &format!("${hash}"), &json, "leave", None)
             .await

@@ -6,7 +6,6 @@ use std::{collections::HashMap, sync::Arc};
 use axum::http::Method;
 use ruma::{
     events::{StateEventType, TimelineEventType},
-    signatures::{hash_and_sign_event, reference_hash},
     state_res, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName,
     RoomId, RoomVersionId, ServerName, UserId,
 };
@@ -242,17 +241,7 @@ impl Services {
         for f in ["signatures", "hashes", "unsigned", "event_id"] {
             obj.remove(f);
         }
-        hash_and_sign_event(
-            self.server_name.as_str(),
-            &self.keys.pair,
-            &mut obj,
-            &rules.redaction,
-        )
-        .map_err(|e| Error::bad_json(e.to_string()))?;
-        let event_id = format!(
-            "${}",
-            reference_hash(&obj, &rules).map_err(|e| Error::bad_json(e.to_string()))?
-        );
+        let event_id = format!("${}", self.sign_pdu(&mut obj, &rules)?);
         let event = serde_json::to_value(&obj)?;
         let path = format!(
             "/_matrix/federation/v2/send_join/{}/{}",
@@ -441,42 +430,15 @@ impl Services {
             .filter(|(id, _)| **id != join.event_id)
             .collect();
         let ids = self.events_stream.allocate(out.len());
-        let strings: Vec<(String, String, Vec<String>, Vec<String>)> = out
-            .iter()
-            .map(|(_, (p, _))| {
-                (
-                    p.event_id.to_string(),
-                    p.kind.to_string(),
-                    p.prev_events.iter().map(|e| e.to_string()).collect(),
-                    p.auth_events.iter().map(|e| e.to_string()).collect(),
-                )
-            })
-            .collect();
+        let strings: Vec<crate::services::rooms::pdu::PduStrings> =
+            out.iter().map(|(_, (p, _))| p.strings()).collect();
         let events: Vec<NewEvent> = out
             .iter()
             .zip(&ids)
             .zip(&strings)
-            .map(
-                |(((_, (p, c)), stream), (id, kind, _prevs, auths))| NewEvent {
-                    stream_ordering: *stream,
-                    event_id: id,
-                    room_id: room_id.as_str(),
-                    sender: p.sender.as_str(),
-                    kind,
-                    state_key: p.state_key.as_deref(),
-                    depth: p.depth as i64,
-                    origin_server_ts: u64::from(p.origin_server_ts.get()) as i64,
-                    state_group: 0,
-                    json: &c.json,
-                    prev_events: vec![],
-                    auth_events: auths.iter().map(String::as_str).collect(),
-                    sender_device: None,
-                    txn_id: None,
-                    txn_key: None,
-                    outlier: true,
-                    soft_failed: false,
-                },
-            )
+            .map(|(((_, (p, c)), stream), s)| {
+                p.new_event(s, room_id.as_str(), &c.json, *stream, 0, true)
+            })
             .collect();
         let res: Result<()> = async {
             let mut tx = self.db.begin_write().await?;

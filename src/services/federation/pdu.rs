@@ -28,6 +28,27 @@ pub struct CheckedPdu {
 }
 
 impl Services {
+    /// Signs an event as this server (content hash, then signature) and returns its reference
+    /// hash: the event id without its `$`.
+    pub fn sign_pdu(
+        &self,
+        obj: &mut CanonicalJsonObject,
+        rules: &ruma::room_version_rules::RoomVersionRules,
+    ) -> Result<String> {
+        ruma::signatures::hash_and_sign_event(
+            self.server_name.as_str(),
+            &self.keys.pair,
+            obj,
+            &rules.redaction,
+        )
+        .map_err(|e| Error::bad_json(e.to_string()))?;
+        Ok(reference_hash(obj, rules)
+            .map_err(|e| Error::bad_json(e.to_string()))?
+            .to_string())
+    }
+}
+
+impl Services {
     /// Signatures and hashes of a PDU of a room with these rules.
     pub async fn check_pdu(&self, value: &Value, rules: &RoomVersionRules) -> Result<CheckedPdu> {
         let text = serde_json::to_string(value)?;

@@ -316,14 +316,11 @@ impl Services {
             Ok(m) => m,
             Err(_) => return,
         };
-        let mut dests: Vec<OwnedServerName> = members
+        let users: Vec<ruma::OwnedUserId> = members
             .iter()
             .filter_map(|(_, u)| ruma::UserId::parse(u.as_str()).ok())
-            .map(|u| u.server_name().to_owned())
-            .filter(|s| *s != self.server_name)
             .collect();
-        dests.sort();
-        dests.dedup();
+        let dests = super::edus::remote_servers(users.iter().map(|u| &**u), &self.server_name);
         self.send_edu_to_servers(dests, edu);
     }
 

@@ -23,7 +23,7 @@ use ruma::{
 };
 use serde_json::Value;
 
-use super::{pdu::Pdu, resolve::State, GroupWrite, MAX_DELTA_CHAIN};
+use super::{pdu::Pdu, resolve::State, GroupWrite};
 use crate::{
     services::{
         federation::{fetch::authorised_by_auth_events, sender::room_servers},
@@ -338,35 +338,10 @@ impl Services {
                         after.insert(k.clone(), pdu.clone());
                     }
                     let id = next_id();
-                    let write = match (prev, &key) {
-                        (Some(g), Some(k))
-                            if chain_len.get(&g).copied().unwrap_or(MAX_DELTA_CHAIN)
-                                < MAX_DELTA_CHAIN =>
-                        {
-                            let len = chain_len[&g] + 1;
-                            GroupWrite {
-                                id,
-                                prev: Some(g),
-                                chain_len: len,
-                                entries: vec![(
-                                    k.0.to_string(),
-                                    k.1.clone(),
-                                    pdu.event_id.to_string(),
-                                )],
-                            }
-                        }
-                        _ => GroupWrite {
-                            id,
-                            prev: None,
-                            chain_len: 0,
-                            entries: after
-                                .iter()
-                                .map(|((t, k), p)| {
-                                    (t.to_string(), k.clone(), p.event_id.to_string())
-                                })
-                                .collect(),
-                        },
-                    };
+                    // A group not made here has an unknown chain: snapshot.
+                    let prev = prev.and_then(|g| Some((g, *chain_len.get(&g)?)));
+                    let write =
+                        GroupWrite::after(id, prev, key.as_ref().map(|k| (k, &*pdu)), &after);
                     chain_len.insert(id, write.chain_len);
                     writes.push(write);
                     states.insert(id, after);
@@ -389,39 +364,14 @@ impl Services {
             *floor = Some(low);
             (low..low + placed.len() as i64).collect()
         };
-        let strings: Vec<(String, String, Vec<String>, Vec<String>)> = placed
-            .iter()
-            .map(|p| {
-                (
-                    p.pdu.event_id.to_string(),
-                    p.pdu.kind.to_string(),
-                    p.pdu.prev_events.iter().map(|e| e.to_string()).collect(),
-                    p.pdu.auth_events.iter().map(|e| e.to_string()).collect(),
-                )
-            })
-            .collect();
+        let strings: Vec<super::pdu::PduStrings> = placed.iter().map(|p| p.pdu.strings()).collect();
         let rows: Vec<NewEvent> = placed
             .iter()
             .zip(&streams)
             .zip(&strings)
-            .map(|((p, stream), (id, kind, prevs, auths))| NewEvent {
-                stream_ordering: *stream,
-                event_id: id,
-                room_id: room_id.as_str(),
-                sender: p.pdu.sender.as_str(),
-                kind,
-                state_key: p.pdu.state_key.as_deref(),
-                depth: p.pdu.depth as i64,
-                origin_server_ts: u64::from(p.pdu.origin_server_ts.get()) as i64,
-                state_group: p.group,
-                json: &p.json,
-                prev_events: prevs.iter().map(String::as_str).collect(),
-                auth_events: auths.iter().map(String::as_str).collect(),
-                sender_device: None,
-                txn_id: None,
-                txn_key: None,
-                outlier: false,
-                soft_failed: false,
+            .map(|((p, stream), s)| {
+                p.pdu
+                    .new_event(s, room_id.as_str(), &p.json, *stream, p.group, false)
             })
             .collect();
         let contents: Vec<Value> = placed

@@ -26,7 +26,6 @@ use parking_lot::Mutex;
 use ruma::{
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
-    signatures::{hash_and_sign_event, reference_hash},
     state_res, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedUserId,
     RoomId, RoomVersionId, UserId,
 };
@@ -115,6 +114,40 @@ pub struct GroupWrite {
     pub prev: Option<i64>,
     pub chain_len: i64,
     pub entries: Vec<(String, String, String)>,
+}
+
+/// A state as (type, state_key, event_id) rows.
+pub fn state_entries(state: &HashMap<StateKey, Arc<Pdu>>) -> Vec<(String, String, String)> {
+    state
+        .iter()
+        .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
+        .collect()
+}
+
+impl GroupWrite {
+    /// Group `id`, the state `after` an event: a delta holding the event's entry (`change`) on
+    /// `prev` = (group, its delta chain length) while the chain is short, else a full snapshot.
+    pub fn after(
+        id: i64,
+        prev: Option<(i64, i64)>,
+        change: Option<(&StateKey, &Pdu)>,
+        after: &HashMap<StateKey, Arc<Pdu>>,
+    ) -> GroupWrite {
+        match (prev, change) {
+            (Some((g, len)), Some((k, p))) if len < MAX_DELTA_CHAIN => GroupWrite {
+                id,
+                prev: Some(g),
+                chain_len: len + 1,
+                entries: vec![(k.0.to_string(), k.1.clone(), p.event_id.to_string())],
+            },
+            _ => GroupWrite {
+                id,
+                prev: None,
+                chain_len: 0,
+                entries: state_entries(after),
+            },
+        }
+    }
 }
 
 /// A built, signed and authorised event waiting to be persisted.
@@ -313,15 +346,9 @@ impl RoomState {
         if size > MAX_PDU_BYTES - 512 {
             return Err(Error::too_large("Event too large"));
         }
-        hash_and_sign_event(
-            srv.server_name.as_str(),
-            &srv.keys.pair,
-            &mut obj,
-            &self.rules.redaction,
-        )
-        .map_err(|e| Error::bad_json(e.to_string()))?;
-        let hash =
-            reference_hash(&obj, &self.rules).map_err(|e| Error::too_large(e.to_string()))?;
+        let hash = srv
+            .sign_pdu(&mut obj, &self.rules)
+            .map_err(|e| Error::too_large(e.message))?;
         let event_id = format!("${hash}");
         if is_create && self.rules.authorization.room_create_event_id_as_room_id {
             self.room_id =
@@ -395,21 +422,21 @@ impl RoomState {
     /// Makes a state event part of the current state: a new state group (a delta on the current
     /// one, or a full snapshot every few dozen), and the local members it changes.
     pub fn push_state(&mut self, srv: &Services, pdu: &Arc<Pdu>) -> GroupWrite {
-        let kind = pdu.kind.to_string();
         let key = pdu.state_key.clone().unwrap_or_default();
-        let skey = (StateEventType::from(kind.as_str()), key.clone());
-        self.state.insert(skey, pdu.clone());
+        let skey = (
+            StateEventType::from(pdu.kind.to_string().as_str()),
+            key.clone(),
+        );
+        self.state.insert(skey.clone(), pdu.clone());
         let id = srv.state_group_ids.fetch_add(1, Ordering::SeqCst) + 1;
-        let (prev, chain_len, entries) = match self.state_group {
-            Some(g) if self.chain_len < MAX_DELTA_CHAIN => (
-                Some(g),
-                self.chain_len + 1,
-                vec![(kind.clone(), key.clone(), pdu.event_id.to_string())],
-            ),
-            _ => (None, 0, self.snapshot()),
-        };
+        let write = GroupWrite::after(
+            id,
+            self.state_group.map(|g| (g, self.chain_len)),
+            Some((&skey, pdu)),
+            &self.state,
+        );
         self.state_group = Some(id);
-        self.chain_len = chain_len;
+        self.chain_len = write.chain_len;
         if pdu.kind == TimelineEventType::RoomMember {
             if let Ok(target) = UserId::parse(key.as_str()) {
                 if srv.is_local(&target) {
@@ -424,20 +451,12 @@ impl RoomState {
                 }
             }
         }
-        GroupWrite {
-            id,
-            prev,
-            chain_len,
-            entries,
-        }
+        write
     }
 
     /// The current state as (type, state_key, event_id) rows.
     pub fn snapshot(&self) -> Vec<(String, String, String)> {
-        self.state
-            .iter()
-            .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
-            .collect()
+        state_entries(&self.state)
     }
 }
 
@@ -635,40 +654,18 @@ impl Services {
             .as_ref()
             .ok_or_else(|| Error::unknown("room state missing"))?;
         let room_id = room.room_id.as_str();
-        let strings: Vec<(String, String, Vec<String>, Vec<String>)> = batch
-            .iter()
-            .map(|n| {
-                let p = &n.pdu;
-                (
-                    p.event_id.to_string(),
-                    p.kind.to_string(),
-                    p.prev_events.iter().map(|e| e.to_string()).collect(),
-                    p.auth_events.iter().map(|e| e.to_string()).collect(),
-                )
-            })
-            .collect();
+        let strings: Vec<pdu::PduStrings> = batch.iter().map(|n| n.pdu.strings()).collect();
         let events: Vec<NewEvent> = batch
             .iter()
             .zip(ids)
             .zip(&strings)
-            .map(|((n, stream), (event_id, kind, prevs, auths))| NewEvent {
-                stream_ordering: *stream,
-                event_id,
-                room_id,
-                sender: n.pdu.sender.as_str(),
-                kind,
-                state_key: n.pdu.state_key.as_deref(),
-                depth: n.pdu.depth as i64,
-                origin_server_ts: u64::from(n.pdu.origin_server_ts.get()) as i64,
-                state_group: n.state_group,
-                json: &n.json,
-                prev_events: prevs.iter().map(String::as_str).collect(),
-                auth_events: auths.iter().map(String::as_str).collect(),
+            .map(|((n, stream), s)| NewEvent {
                 sender_device: n.device.as_deref(),
                 txn_id: n.txn.as_deref(),
                 txn_key: n.txn_key.as_deref(),
-                outlier: false,
                 soft_failed: n.soft_failed,
+                ..n.pdu
+                    .new_event(s, room_id, &n.json, *stream, n.state_group, false)
             })
             .collect();
         // Extremities: every prev_event stops being one; the batch's events not referenced by a

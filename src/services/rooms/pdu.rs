@@ -9,6 +9,8 @@ use ruma::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::store::events::NewEvent;
+
 #[derive(Debug, Deserialize)]
 struct Fields {
     room_id: Option<OwnedRoomId>,
@@ -43,6 +45,14 @@ pub fn belongs_to(p: &Pdu, room_id: &RoomId, create_id_is_room_id: bool) -> bool
                 && room_id.as_str().strip_prefix('!') == p.event_id.as_str().strip_prefix('$')
         }
     }
+}
+
+/// A PDU's event id, type, prev and auth event ids as strings.
+pub struct PduStrings {
+    pub id: String,
+    pub kind: String,
+    pub prevs: Vec<String>,
+    pub auths: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -87,6 +97,53 @@ impl Pdu {
             depth: f.depth.into(),
             rejected: false,
         }))
+    }
+
+    /// The ids and type as strings, for the stored row that borrows them (`new_event`).
+    pub fn strings(&self) -> PduStrings {
+        PduStrings {
+            id: self.event_id.to_string(),
+            kind: self.kind.to_string(),
+            prevs: self.prev_events.iter().map(|e| e.to_string()).collect(),
+            auths: self.auth_events.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// The stored row of this event, with no local device or transaction and not soft-failed
+    /// (callers set what differs). Outliers keep no prev edges: they are not in the room's
+    /// graph here.
+    pub fn new_event<'a>(
+        &'a self,
+        s: &'a PduStrings,
+        room_id: &'a str,
+        json: &'a str,
+        stream: i64,
+        state_group: i64,
+        outlier: bool,
+    ) -> NewEvent<'a> {
+        NewEvent {
+            stream_ordering: stream,
+            event_id: &s.id,
+            room_id,
+            sender: self.sender.as_str(),
+            kind: &s.kind,
+            state_key: self.state_key.as_deref(),
+            depth: self.depth as i64,
+            origin_server_ts: u64::from(self.origin_server_ts.get()) as i64,
+            state_group,
+            json,
+            prev_events: if outlier {
+                vec![]
+            } else {
+                s.prevs.iter().map(String::as_str).collect()
+            },
+            auth_events: s.auths.iter().map(String::as_str).collect(),
+            sender_device: None,
+            txn_id: None,
+            txn_key: None,
+            outlier,
+            soft_failed: false,
+        }
     }
 
     /// A field of the content, as a string.

@@ -19,7 +19,7 @@ use ruma::{events::StateEventType, state_res, OwnedEventId, RoomId};
 use super::{
     pdu::Pdu,
     resolve::{same_states, State},
-    GroupWrite, NewPdu, RoomGuard, RoomState, StateKey, MAX_DELTA_CHAIN,
+    GroupWrite, NewPdu, RoomGuard, RoomState, StateKey,
 };
 use crate::{
     services::{federation::pdu::CheckedPdu, Services},
@@ -46,13 +46,6 @@ fn key_of(pdu: &Pdu) -> Option<StateKey> {
 }
 
 /// A full snapshot of a state as group entries.
-fn entries_of(state: &State) -> Vec<(String, String, String)> {
-    state
-        .iter()
-        .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
-        .collect()
-}
-
 impl Services {
     /// Events by id, as PDUs (from the database).
     pub(crate) async fn load_pdus(
@@ -360,34 +353,13 @@ impl Services {
                     Some(g) => Some((g, self.db.state_group_chain_len(g).await?)),
                     None => None,
                 };
-                let write = match chain {
-                    Some((g, len)) if len < MAX_DELTA_CHAIN => GroupWrite {
-                        id,
-                        prev: Some(g),
-                        chain_len: len + 1,
-                        entries: vec![(key.0.to_string(), key.1, pdu.event_id.to_string())],
-                    },
-                    _ => GroupWrite {
-                        id,
-                        prev: None,
-                        chain_len: 0,
-                        entries: entries_of(&after),
-                    },
-                };
+                let write = GroupWrite::after(id, chain, Some((&key, &pdu)), &after);
                 (id, Some(write))
             }
             (None, Some(g)) => (g, None),
             (None, None) => {
                 let id = next_id();
-                (
-                    id,
-                    Some(GroupWrite {
-                        id,
-                        prev: None,
-                        chain_len: 0,
-                        entries: entries_of(&after),
-                    }),
-                )
+                (id, Some(GroupWrite::after(id, None, None, &after)))
             }
         };
         if !soft_failed {
