@@ -63,6 +63,156 @@ pub struct Config {
     pub encryption_by_default: EncryptionByDefault,
     pub media: MediaConfig,
     pub federation: FederationConfig,
+    /// Outgoing email (address validation, password reset, expiry reminders, invitations).
+    pub email: EmailConfig,
+    /// The Tchap layer (docs/tchap.md). Absent: a plain Matrix homeserver.
+    pub tchap: Option<TchapConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain SMTP (a relay on loopback or a trusted network).
+    None,
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// SMTP relay host. Unset: this server sends no email, and every feature that needs one
+    /// (address validation, password reset by email, renewal reminders) is unavailable.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_security: SmtpSecurity,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// `From:` of every email, e.g. `Tchap <noreply@tchap.gouv.fr>`.
+    pub from: String,
+    /// Product name used in the emails' text.
+    pub app_name: String,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_host: None,
+            smtp_port: 25,
+            smtp_security: SmtpSecurity::Starttls,
+            smtp_username: None,
+            smtp_password: None,
+            from: "Palabre <noreply@localhost>".into(),
+            app_name: "Palabre".into(),
+        }
+    }
+}
+
+/// `[tchap]`: email-routed accounts, agents and externals, room access rules, account expiry
+/// and the federated annuaire. See docs/tchap.md and ../shared/TCHAP.md.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TchapConfig {
+    /// Servers whose users are externals (invited partners), e.g. the externals server.
+    pub externals_servers: Vec<String>,
+    /// Which server hosts an email address: exact `address` rules first, then `pattern` rules
+    /// (anchored regular expressions, first match wins), then `catch_all`. Shared by every
+    /// server of the federation (the same list everywhere).
+    pub email_rules: Vec<EmailRule>,
+    /// Where every address no rule matches goes (in Tchap: the externals server).
+    pub catch_all: Option<EmailTarget>,
+    /// Further Palabre servers of the federation besides those named in the rules (they take
+    /// part in the annuaire replication and answer `internal-info`).
+    pub peers: Vec<String>,
+    pub password_policy: PasswordPolicyConfig,
+    /// Accounts expire unless renewed (absent: accounts never expire).
+    pub account_validity: Option<AccountValidityConfig>,
+    pub annuaire: AnnuaireConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRule {
+    /// An exact address (case-insensitive).
+    pub address: Option<String>,
+    /// A regular expression matched against the whole lower-cased address.
+    pub pattern: Option<String>,
+    pub server: String,
+    #[serde(default)]
+    pub requires_invite: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTarget {
+    pub server: String,
+    #[serde(default)]
+    pub requires_invite: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordPolicyConfig {
+    pub enabled: bool,
+    pub minimum_length: usize,
+    pub require_digit: bool,
+    pub require_symbol: bool,
+    pub require_lowercase: bool,
+    pub require_uppercase: bool,
+}
+
+impl Default for PasswordPolicyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            minimum_length: 12,
+            require_digit: true,
+            require_symbol: true,
+            require_lowercase: true,
+            require_uppercase: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountValidityConfig {
+    /// Lifetime of an account from registration or renewal, in days.
+    pub period_days: u32,
+    /// Reminder emails, in days before expiry.
+    pub reminder_days: Vec<u32>,
+    /// Days after expiry before the account is deactivated.
+    pub grace_days: u32,
+    /// How often the background job runs, in seconds.
+    pub job_interval_secs: u64,
+}
+
+impl Default for AccountValidityConfig {
+    fn default() -> Self {
+        Self {
+            period_days: 180,
+            reminder_days: vec![28, 7, 1],
+            grace_days: 30,
+            job_interval_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnnuaireConfig {
+    /// How often every peer's change stream is pulled even without a push, in seconds.
+    pub pull_interval_secs: u64,
+}
+
+impl Default for AnnuaireConfig {
+    fn default() -> Self {
+        Self {
+            pull_interval_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -265,6 +415,8 @@ impl Default for Config {
             encryption_by_default: EncryptionByDefault::Invite,
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
+            email: EmailConfig::default(),
+            tchap: None,
         }
     }
 }
@@ -395,6 +547,9 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             anyhow::bail!("log.format must be text or json");
+        }
+        if let Some(t) = &self.tchap {
+            crate::services::policy::Policy::new(&self.server_name, Some(t))?;
         }
         Ok(())
     }

@@ -59,6 +59,11 @@ impl Error {
     ctor!(user_deactivated, FORBIDDEN, "M_USER_DEACTIVATED");
     ctor!(exclusive, BAD_REQUEST, "M_EXCLUSIVE");
     ctor!(weak_password, BAD_REQUEST, "M_WEAK_PASSWORD");
+    ctor!(threepid_denied, FORBIDDEN, "M_THREEPID_DENIED");
+    ctor!(threepid_in_use, BAD_REQUEST, "M_THREEPID_IN_USE");
+    ctor!(threepid_not_found, BAD_REQUEST, "M_THREEPID_NOT_FOUND");
+    ctor!(threepid_auth_failed, UNAUTHORIZED, "M_THREEPID_AUTH_FAILED");
+    ctor!(expired_account, FORBIDDEN, "ORG_MATRIX_EXPIRED_ACCOUNT");
 
     pub fn unknown(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", msg)

@@ -6,8 +6,10 @@ pub mod e2ee;
 pub mod federation;
 pub mod filter;
 pub mod keys;
+pub mod mail;
 pub mod media;
 pub mod openid;
+pub mod policy;
 pub mod presence;
 pub mod push;
 pub mod ratelimit;
@@ -55,6 +57,10 @@ pub struct Services {
     pub presence: presence::Presence,
     pub push: push::PushState,
     pub federation: federation::Federation,
+    /// The Tchap rules (`[tchap]`); with the section absent every check allows.
+    pub policy: policy::Policy,
+    /// Outgoing email (`[email]`).
+    pub mailer: mail::Mailer,
     /// Serialises each user's room tag changes (read, edit, write back).
     pub tag_locks: tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
@@ -84,6 +90,8 @@ impl Services {
         let receipt_stream = streams::StreamTracker::new(db.max_receipt_stream().await?);
         let state_group_ids = AtomicI64::new(db.max_state_group().await?);
         let federation = federation::Federation::new(&config.federation)?;
+        let policy = policy::Policy::new(&config.server_name, config.tchap.as_ref())?;
+        let mailer = mail::Mailer::new(&config.email)?;
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
             config,
@@ -104,6 +112,8 @@ impl Services {
             presence: presence::Presence::default(),
             push: push::PushState::default(),
             federation,
+            policy,
+            mailer,
             tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             media_inflight: Default::default(),

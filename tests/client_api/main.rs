@@ -2,6 +2,7 @@
 //! port and talks HTTP to it, once on SQLite and once on PostgreSQL.
 
 mod common;
+mod smtp_sink;
 
 mod accounts;
 mod crash;
@@ -14,6 +15,7 @@ mod federation_invites;
 mod federation_queries;
 mod federation_reads;
 mod knock;
+mod mailer;
 mod media;
 mod messaging;
 mod openid;
