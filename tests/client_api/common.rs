@@ -369,6 +369,29 @@ pub async fn two_servers_with(
     (a, bsrv, cert)
 }
 
+/// `n` federating servers named `localhost:<tls port>`; `tweak(i, names, config)` sees every
+/// server's name before any starts (for configs that name each other, such as `[tchap]` rules).
+pub async fn servers_n(
+    b: Backend,
+    n: usize,
+    tweak: impl Fn(usize, &[String], &mut Config),
+) -> (Vec<TestServer>, FedCert) {
+    let cert = fed_cert();
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let names: Vec<String> = ports.iter().map(|p| format!("localhost:{p}")).collect();
+    let mut servers = Vec::with_capacity(n);
+    for (i, port) in ports.iter().enumerate() {
+        servers.push(
+            TestServer::start_with(b, |c| {
+                federating(c, &cert, *port);
+                tweak(i, &names, c);
+            })
+            .await,
+        );
+    }
+    (servers, cert)
+}
+
 impl TestServer {
     /// This server's name.
     pub fn name(&self) -> String {

@@ -7,6 +7,7 @@
 //! live here and nowhere else.
 
 pub mod email;
+mod hooks;
 
 use std::collections::BTreeSet;
 

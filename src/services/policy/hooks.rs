@@ -1,0 +1,29 @@
+//! The named points where Tchap work in one area tells another area that something changed.
+//! Each body is owned by one area (named in its doc); the others only call it.
+
+use ruma::UserId;
+
+use crate::{services::Services, Result};
+
+impl Services {
+    /// A local user's annuaire entry may have changed: registration, display name or avatar,
+    /// bound emails, `im.vector.hide_profile`, expiry or renewal, deactivation. Cheap to call;
+    /// never fails the caller's request. Owned by the annuaire (`policy/annuaire`).
+    pub async fn annuaire_touch(&self, user: &UserId) {
+        let _ = user;
+    }
+
+    /// An email address was just bound to a local user (registration or `/account/3pid/add`):
+    /// pending email invitations for it are turned into room invites. Owned by email invites
+    /// (`policy/email_invites`).
+    pub async fn email_bound(&self, user: &UserId, address: &str) {
+        let _ = (user, address);
+    }
+
+    /// Whether a local account has expired (account validity, TCHAP.md §5); false when expiry
+    /// is off. Owned by account validity (`policy/validity`).
+    pub async fn account_expired(&self, user: &UserId) -> Result<bool> {
+        let _ = user;
+        Ok(false)
+    }
+}
