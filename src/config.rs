@@ -94,6 +94,9 @@ pub struct EmailConfig {
     pub from: String,
     /// Product name used in the emails' text.
     pub app_name: String,
+    /// Instead of SMTP, write each email as a text file in this directory (trial set-ups on one
+    /// machine, see docs/tchap.md). Ignored when `smtp_host` is set.
+    pub outbox_dir: Option<PathBuf>,
 }
 
 impl Default for EmailConfig {
@@ -106,6 +109,7 @@ impl Default for EmailConfig {
             smtp_password: None,
             from: "Palabre <noreply@localhost>".into(),
             app_name: "Palabre".into(),
+            outbox_dir: None,
         }
     }
 }

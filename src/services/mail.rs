@@ -14,6 +14,8 @@ use crate::{
 
 pub struct Mailer {
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    /// `email.outbox_dir`: emails written as files instead (no SMTP relay configured).
+    outbox: Option<std::path::PathBuf>,
     from: Mailbox,
     pub app_name: String,
 }
@@ -45,21 +47,70 @@ impl Mailer {
                 Some(builder.build())
             }
         };
+        let outbox = match (&transport, &cfg.outbox_dir) {
+            (None, Some(dir)) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("email.outbox_dir {}: {e}", dir.display()))?;
+                Some(dir.clone())
+            }
+            _ => None,
+        };
         Ok(Self {
             transport,
+            outbox,
             from,
             app_name: cfg.app_name.clone(),
         })
     }
 
-    /// Whether an SMTP relay is configured.
+    /// Whether emails can be sent (an SMTP relay or an outbox directory is configured).
     pub fn enabled(&self) -> bool {
-        self.transport.is_some()
+        self.transport.is_some() || self.outbox.is_some()
     }
 
-    /// Sends a plain-text email. Fails with `M_UNKNOWN` (500) when the relay refuses it or is
-    /// unreachable, and `M_THREEPID_MEDIUM_NOT_SUPPORTED` (400) when no relay is configured.
+    /// Writes an email as a readable text file `<ms>-<n>-<to>.txt` in the outbox directory.
+    async fn write_outbox(
+        &self,
+        dir: &std::path::Path,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<()> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let safe: String = to
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "@.-_".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{}-{n}-{safe}.txt", crate::util::now_ms()));
+        let text = format!(
+            "From: {}\nTo: {to}\nSubject: {subject}\n\n{body}",
+            self.from
+        );
+        tokio::fs::write(&path, text).await.map_err(|e| {
+            tracing::warn!(error = %e, path = %path.display(), "cannot write an email to the outbox");
+            Error::unknown("Failed to send email")
+        })?;
+        tracing::info!(to, subject, path = %path.display(), "email written to the outbox");
+        Ok(())
+    }
+
+    /// Sends a plain-text email (or writes it to the outbox directory). Fails with `M_UNKNOWN`
+    /// (500) when the relay refuses it or is unreachable, and `M_THREEPID_MEDIUM_NOT_SUPPORTED`
+    /// (400) when neither a relay nor an outbox is configured.
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<()> {
+        if to.parse::<Mailbox>().is_err() {
+            return Err(Error::invalid_param("Invalid email address"));
+        }
+        if let (None, Some(dir)) = (&self.transport, &self.outbox) {
+            return self.write_outbox(dir, to, subject, &body).await;
+        }
         let Some(transport) = &self.transport else {
             return Err(Error::new(
                 axum::http::StatusCode::BAD_REQUEST,

@@ -30,3 +30,33 @@ async fn delivers(backend: Backend) {
 }
 
 crate::both_backends!(delivers);
+
+/// Without a relay, `email.outbox_dir` keeps each email as a readable file.
+async fn outbox(backend: Backend) {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("mail");
+    let d = dir.clone();
+    let srv = TestServer::start_with(backend, move |c| c.email.outbox_dir = Some(d)).await;
+    let s = srv.services();
+    assert!(s.mailer.enabled());
+    s.mailer
+        .send("a.b@finances.gouv.fr", "Code", "Votre code : 123456".into())
+        .await
+        .unwrap();
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+    assert!(text.contains("To: a.b@finances.gouv.fr"), "{text}");
+    assert!(text.ends_with("Votre code : 123456"), "{text}");
+    // A bad address is refused before anything is written.
+    let err = s
+        .mailer
+        .send("not an address", "x", "y".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.errcode, "M_INVALID_PARAM");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    srv.stop().await;
+}
+
+crate::both_backends!(outbox);
