@@ -110,6 +110,18 @@ impl Client {
 }
 
 impl Client {
+    /// The session of a successful `/register` or `/login` answer.
+    pub fn session(&self, v: &Value) -> Session {
+        Session {
+            client: self.clone(),
+            user_id: v["user_id"].as_str().expect("user_id").to_owned(),
+            token: v["access_token"].as_str().expect("access_token").to_owned(),
+            device_id: v["device_id"].as_str().expect("device_id").to_owned(),
+            since: Mutex::new(None),
+            txn: AtomicU64::new(0),
+        }
+    }
+
     /// A new device of a user registered by `register`: logs in with their password.
     pub async fn login(&self, user_id: &str) -> Session {
         let localpart = user_id

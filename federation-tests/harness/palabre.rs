@@ -31,6 +31,11 @@ pub struct PalabreOptions {
     pub resolve_overrides: Vec<(String, String)>,
     /// `presence` (off by default, as in Palabre's own default).
     pub presence: bool,
+    /// The TLS port, hence the name `localhost:<port>` (a free one when unset): scenarios whose
+    /// configurations name each other pick the ports first.
+    pub fed_port: Option<u16>,
+    /// TOML appended to the written configuration (whole sections such as `[tchap]`).
+    pub extra_toml: String,
 }
 
 pub struct Palabre {
@@ -72,7 +77,7 @@ impl Palabre {
         let dir = net.root().join(label);
         std::fs::create_dir_all(&dir).expect("palabre data dir");
         let cert = net.ca.issue(&dir);
-        let (client_port, fed_port) = (free_port(), free_port());
+        let (client_port, fed_port) = (free_port(), opts.fed_port.unwrap_or_else(free_port));
         let name = format!("localhost:{fed_port}");
         let database_url = match opts.backend {
             Backend::Sqlite => format!("sqlite://{}/palabre.db", dir.display()),
@@ -135,6 +140,8 @@ max_retry_interval_ms = 2000
                 writeln!(toml, "{} = {}", toml_str(server), toml_str(target)).unwrap();
             }
         }
+        toml.push('\n');
+        toml.push_str(&opts.extra_toml);
         let config_file = dir.join("palabre.toml");
         std::fs::write(&config_file, toml).expect("write palabre.toml");
         let mut server = Palabre {
@@ -206,6 +213,11 @@ max_retry_interval_ms = 2000
 
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().map(Proc::pid)
+    }
+
+    /// The configuration file it runs with (for the `palabre` CLI).
+    pub fn config_file(&self) -> &std::path::Path {
+        &self.config_file
     }
 
     pub fn client_base(&self) -> String {

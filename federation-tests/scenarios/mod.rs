@@ -9,6 +9,7 @@ mod keys_profiles;
 mod rooms;
 mod stateres;
 mod synapse;
+mod tchap;
 
 use std::collections::BTreeMap;
 
