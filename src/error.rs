@@ -67,8 +67,16 @@ impl Error {
     ctor!(password_too_short, BAD_REQUEST, "M_PASSWORD_TOO_SHORT");
     ctor!(password_no_digit, BAD_REQUEST, "M_PASSWORD_NO_DIGIT");
     ctor!(password_no_symbol, BAD_REQUEST, "M_PASSWORD_NO_SYMBOL");
-    ctor!(password_no_uppercase, BAD_REQUEST, "M_PASSWORD_NO_UPPERCASE");
-    ctor!(password_no_lowercase, BAD_REQUEST, "M_PASSWORD_NO_LOWERCASE");
+    ctor!(
+        password_no_uppercase,
+        BAD_REQUEST,
+        "M_PASSWORD_NO_UPPERCASE"
+    );
+    ctor!(
+        password_no_lowercase,
+        BAD_REQUEST,
+        "M_PASSWORD_NO_LOWERCASE"
+    );
 
     pub fn unknown(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", msg)

@@ -362,7 +362,12 @@ impl Services {
         };
         let Some(auth) = auth else {
             self.db
-                .uia_put(&session, None, &Value::Object(done.clone()).to_string(), util::now_ms())
+                .uia_put(
+                    &session,
+                    None,
+                    &Value::Object(done.clone()).to_string(),
+                    util::now_ms(),
+                )
                 .await?;
             return Err(challenge(&done));
         };
@@ -415,7 +420,12 @@ impl Services {
             });
         }
         self.db
-            .uia_put(&session, None, &Value::Object(done.clone()).to_string(), util::now_ms())
+            .uia_put(
+                &session,
+                None,
+                &Value::Object(done.clone()).to_string(),
+                util::now_ms(),
+            )
             .await?;
         let mut e = challenge(&done);
         if let Some((code, msg)) = failure {
@@ -519,8 +529,7 @@ impl Services {
             )
             .await?
             .ok_or_else(not_validated)?;
-            if !Db::bind_threepid(&mut tx.tx, "email", address, user_id.as_str(), now, now).await?
-            {
+            if !Db::bind_threepid(&mut tx.tx, "email", address, user_id.as_str(), now, now).await? {
                 return Err(Error::threepid_in_use("Email address is already in use"));
             }
         }
@@ -563,7 +572,10 @@ impl Services {
             Some(_) => (None, None),
             None => (auth.medium.clone(), auth.address.clone()),
         };
-        if auth.identifier.as_ref().is_some_and(|i| i.kind == "m.id.thirdparty")
+        if auth
+            .identifier
+            .as_ref()
+            .is_some_and(|i| i.kind == "m.id.thirdparty")
             || (auth.identifier.is_none() && auth.user.is_none() && address.is_some())
         {
             let medium = medium.ok_or_else(|| Error::missing_param("Missing medium"))?;

@@ -117,7 +117,8 @@ async fn register_email(srv: &TestServer, sink: &SmtpSink, email: &str, by_code:
     let sid = tok["sid"].as_str().unwrap().to_owned();
     let mail = sink.wait_for(email, before).await;
     let creds = json!({"sid": sid, "client_secret": secret});
-    let auth = json!({"type": "m.login.email.identity", "threepid_creds": creds, "session": session});
+    let auth =
+        json!({"type": "m.login.email.identity", "threepid_creds": creds, "session": session});
     // Not validated yet: the stage is refused, the session lives on.
     let (st, v) = register_with(srv, auth.clone(), "ignored").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
@@ -176,7 +177,10 @@ async fn registration_by_link_and_code(b: Backend) {
     assert_eq!(p["displayname"], "Jean Dupont [Interieur]");
     let (st, v) = srv.get(&jean, "/_matrix/client/v3/account/3pid").await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(v["threepids"][0]["address"], "jean.dupont@interieur.gouv.fr");
+    assert_eq!(
+        v["threepids"][0]["address"],
+        "jean.dupont@interieur.gouv.fr"
+    );
     assert_eq!(v["threepids"][0]["medium"], "email");
     assert!(v["threepids"][0]["validated_at"].as_i64().unwrap() > 0);
 
@@ -209,9 +213,15 @@ async fn registration_by_link_and_code(b: Backend) {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     // Bad inputs.
     let (st, v) = request_token(&srv, "register", addr, "bad secret!", 1).await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")));
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
+    );
     let (st, v) = request_token(&srv, "register", "not-an-address", "s2", 1).await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")));
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
+    );
     // The dummy stage does not register anybody with Tchap on.
     let (st, _) = register_with(&srv, json!({"type": "m.login.dummy"}), "someone").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
@@ -276,7 +286,14 @@ async fn address_in_use_is_not_revealed(b: Backend) {
     let srv = start(b, &sink, tchap).await;
     let addr = "jean.dupont@interieur.gouv.fr";
     register_email(&srv, &sink, addr, false).await;
-    let (st, v) = request_token(&srv, "register", "Jean.Dupont@interieur.gouv.fr", "again", 1).await;
+    let (st, v) = request_token(
+        &srv,
+        "register",
+        "Jean.Dupont@interieur.gouv.fr",
+        "again",
+        1,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let sid = v["sid"].as_str().unwrap().to_owned();
     let mail = sink.wait_for(addr, 1).await;
@@ -315,17 +332,27 @@ async fn login_and_password_reset_by_email(b: Backend) {
     let addr = "jean.dupont@interieur.gouv.fr";
     let jean = register_email(&srv, &sink, addr, false).await;
 
-    let (st, v) = srv.login(email_login("Jean.Dupont@Interieur.gouv.fr", PW)).await;
+    let (st, v) = srv
+        .login(email_login("Jean.Dupont@Interieur.gouv.fr", PW))
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["user_id"], jean.user_id);
     let (st, v) = srv
-        .login(json!({"type": "m.login.password", "medium": "email", "address": addr, "password": PW}))
+        .login(
+            json!({"type": "m.login.password", "medium": "email", "address": addr, "password": PW}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = srv.login(email_login(addr, "Wrong-Horse-1")).await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")));
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
+    );
     let (st, v) = srv.login(email_login("nobody@interieur.gouv.fr", PW)).await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")));
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
+    );
     // m.id.user still works.
     let (st, _) = srv
         .login(crate::common::password("jean.dupont-interieur.gouv.fr", PW))
@@ -334,13 +361,19 @@ async fn login_and_password_reset_by_email(b: Backend) {
 
     // Password reset.
     let (st, v) = request_token(&srv, "account/password", "nobody@interieur.gouv.fr", "r", 1).await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_THREEPID_NOT_FOUND")));
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_THREEPID_NOT_FOUND"))
+    );
     let (st, v) = request_token(&srv, "account/password", addr, "reset", 1).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let creds = json!({"sid": v["sid"], "client_secret": "reset"});
     let mail = sink.wait_for(addr, 1).await;
     let link = link_in(&mail.body).unwrap();
-    assert!(link.contains("/_synapse/client/password_reset/email/submit_token"), "{link}");
+    assert!(
+        link.contains("/_synapse/client/password_reset/email/submit_token"),
+        "{link}"
+    );
     let reset = |pw: &str| {
         json!({"new_password": pw,
                "auth": {"type": "m.login.email.identity", "threepid_creds": creds.clone()}})
@@ -362,19 +395,23 @@ async fn login_and_password_reset_by_email(b: Backend) {
     assert_eq!(st, StatusCode::OK);
     assert!(page.contains("<form"), "{page}");
     let (st, v) = srv
-        .call(Method::POST, "/_matrix/client/v3/account/password", None, Some(reset(new_pw)))
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/account/password",
+            None,
+            Some(reset(new_pw)),
+        )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     assert_eq!(v["errcode"], "M_THREEPID_AUTH_FAILED");
     // Confirm (the form posts back its hidden fields).
-    let form: String = path_of(&link)
-        .split_once('?')
-        .unwrap()
-        .1
-        .to_owned();
+    let form: String = path_of(&link).split_once('?').unwrap().1.to_owned();
     let resp = srv
         .http
-        .post(format!("{}/_synapse/client/password_reset/email/submit_token", srv.base))
+        .post(format!(
+            "{}/_synapse/client/password_reset/email/submit_token",
+            srv.base
+        ))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form)
         .send()
@@ -383,16 +420,34 @@ async fn login_and_password_reset_by_email(b: Backend) {
     assert_eq!(resp.status(), StatusCode::OK);
     // A weak new password is refused, the session survives it.
     let (st, v) = srv
-        .call(Method::POST, "/_matrix/client/v3/account/password", None, Some(reset("weak")))
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/account/password",
+            None,
+            Some(reset("weak")),
+        )
         .await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_PASSWORD_TOO_SHORT")));
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_PASSWORD_TOO_SHORT"))
+    );
     let (st, v) = srv
-        .call(Method::POST, "/_matrix/client/v3/account/password", None, Some(reset(new_pw)))
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/account/password",
+            None,
+            Some(reset(new_pw)),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     // Single use.
     let (st, _) = srv
-        .call(Method::POST, "/_matrix/client/v3/account/password", None, Some(reset("Other-Pass-33")))
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/account/password",
+            None,
+            Some(reset("Other-Pass-33")),
+        )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     // Old password refused, new accepted, devices logged out.
@@ -410,7 +465,12 @@ async fn password_policy(b: Backend) {
     let srv = start(b, &sink, tchap).await;
     for v in ["r0", "v3"] {
         let (st, p) = srv
-            .call(Method::GET, &format!("/_matrix/client/{v}/password_policy"), None, None)
+            .call(
+                Method::GET,
+                &format!("/_matrix/client/{v}/password_policy"),
+                None,
+                None,
+            )
             .await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(
@@ -435,7 +495,11 @@ async fn password_policy(b: Backend) {
                 Some(json!({"password": pw})),
             )
             .await;
-        assert_eq!((st, v["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{pw}");
+        assert_eq!(
+            (st, v["errcode"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{pw}"
+        );
     }
     let jean = register_email(&srv, &sink, "jean@interieur.gouv.fr", true).await;
     for (pw, code) in weak {
@@ -446,18 +510,33 @@ async fn password_policy(b: Backend) {
                 json!({"new_password": pw, "auth": crate::common::password(&jean.user_id, PW)}),
             )
             .await;
-        assert_eq!((st, v["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{pw}");
+        assert_eq!(
+            (st, v["errcode"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{pw}"
+        );
     }
     srv.stop().await;
 
     // Tchap off: no policy, and no email registration without a relay.
     let plain = TestServer::start(b).await;
     let (st, p) = plain
-        .call(Method::GET, "/_matrix/client/v3/password_policy", None, None)
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/password_policy",
+            None,
+            None,
+        )
         .await;
     assert_eq!((st, p), (StatusCode::OK, json!({})));
     let (st, v) = request_token(&plain, "register", "a@b.fr", "sec", 1).await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_THREEPID_MEDIUM_NOT_SUPPORTED")));
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("M_THREEPID_MEDIUM_NOT_SUPPORTED")
+        )
+    );
     // Plain registration keeps working with short passwords.
     plain.register("alice").await;
     plain.stop().await;
@@ -478,7 +557,11 @@ async fn add_and_delete_addresses(b: Backend) {
         json!({"auth": crate::common::password(&jean.user_id, PW)}),
     );
     let (st, v) = srv
-        .post(&jean, "/_matrix/client/v3/account/3pid/add", with_auth.clone())
+        .post(
+            &jean,
+            "/_matrix/client/v3/account/3pid/add",
+            with_auth.clone(),
+        )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     assert_eq!(v["errcode"], "M_THREEPID_AUTH_FAILED");

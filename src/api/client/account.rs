@@ -71,14 +71,10 @@ pub async fn change_password(
                 .filter(|a| a.kind.as_deref() == Some("m.login.email.identity"))
                 .and_then(|a| a.threepid_creds);
             let Some(creds) = creds else {
-                return Err(Error::new(
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    "",
-                    "",
-                )
-                .with_extra("flows", json!([{ "stages": ["m.login.email.identity"] }]))
-                .with_extra("params", json!({}))
-                .with_extra("session", json!(crate::util::random_string(24))));
+                return Err(Error::new(axum::http::StatusCode::UNAUTHORIZED, "", "")
+                    .with_extra("flows", json!([{ "stages": ["m.login.email.identity"] }]))
+                    .with_extra("params", json!({}))
+                    .with_extra("session", json!(crate::util::random_string(24))));
             };
             s.reset_password_by_email(&creds, &b.new_password, b.logout_devices)
                 .await?;

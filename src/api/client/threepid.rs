@@ -40,7 +40,8 @@ pub async fn request_token_password(
     ClientIp(ip): ClientIp,
     Json(b): Json<TokenRequest>,
 ) -> ApiResult {
-    ok(s.request_email_token(Purpose::PasswordReset, b, &ip).await?)
+    ok(s.request_email_token(Purpose::PasswordReset, b, &ip)
+        .await?)
 }
 
 #[derive(Deserialize)]
