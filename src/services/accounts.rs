@@ -881,7 +881,8 @@ impl Services {
         Ok(())
     }
 
-    /// Deactivates the account: leaves every room, removes devices, tokens and password.
+    /// Deactivates the account: leaves every room, removes devices, tokens, password and bound
+    /// addresses (which become free for a new account, as in Synapse).
     pub async fn deactivate(&self, user: &UserId) -> Result<()> {
         let rooms = self.db.user_memberships(user.as_str()).await?;
         for m in rooms
@@ -898,6 +899,8 @@ impl Services {
         let hashes = self.db.token_hashes(user.as_str(), None).await?;
         self.db.deactivate_user(user.as_str()).await?;
         self.forget_tokens(&hashes);
+        self.db.unbind_all_threepids(user.as_str()).await?;
+        self.annuaire_touch(user).await;
         Ok(())
     }
 

@@ -605,5 +605,18 @@ async fn add_and_delete_addresses(b: Backend) {
     assert_eq!(v["threepids"].as_array().unwrap().len(), 1, "{v}");
     let (st, _) = srv.login(email_login(second, PW)).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, caps) = srv.get(&jean, "/_matrix/client/v3/capabilities").await;
+    assert_eq!(caps["capabilities"]["m.3pid_changes"]["enabled"], true);
+    // Deactivation frees the address: a new account can take it (with a new localpart).
+    let (st, v) = srv
+        .post(
+            &jean,
+            "/_matrix/client/v3/account/deactivate",
+            json!({"auth": crate::common::password(&jean.user_id, PW)}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let again = register_email(&srv, &sink, "jean@interieur.gouv.fr", true).await;
+    assert_eq!(again.user_id, "@jean-interieur.gouv.fr1:localhost");
     srv.stop().await;
 }
