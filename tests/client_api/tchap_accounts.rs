@@ -17,6 +17,7 @@ crate::both_backends!(
     login_and_password_reset_by_email,
     password_policy,
     add_and_delete_addresses,
+    token_then_email_and_races,
 );
 
 const PW: &str = "Correct-Horse-1";
@@ -618,5 +619,105 @@ async fn add_and_delete_addresses(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{v}");
     let again = register_email(&srv, &sink, "jean@interieur.gouv.fr", true).await;
     assert_eq!(again.user_id, "@jean-interieur.gouv.fr1:localhost");
+    srv.stop().await;
+}
+
+/// A validated registration session for `email` (through the code): its creds.
+async fn validated_session(srv: &TestServer, sink: &SmtpSink, email: &str) -> Value {
+    let secret = format!("s-{}", palabre::util::random_string(8));
+    let before = sink.mails_to(email).len();
+    let (st, tok) = request_token(srv, "register", email, &secret, 1).await;
+    assert_eq!(st, StatusCode::OK, "{tok}");
+    let mail = sink.wait_for(email, before).await;
+    let code = code_in(&mail.body, 6).unwrap();
+    let (st, v) = srv
+        .call(
+            Method::POST,
+            &path_of(tok["submit_url"].as_str().unwrap()),
+            None,
+            Some(json!({"sid": tok["sid"], "client_secret": secret, "token": code})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    json!({"sid": tok["sid"], "client_secret": secret})
+}
+
+async fn token_then_email_and_races(b: Backend) {
+    let sink = SmtpSink::start().await;
+    let srv = start(b, &sink, |c| {
+        tchap(c);
+        c.registration = palabre::config::RegistrationMode::Token;
+        c.registration_tokens = vec!["tok-1".into()];
+    })
+    .await;
+    let (st, v) = register_with(&srv, Value::Null, "x").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        v["flows"],
+        json!([{"stages": ["m.login.registration_token", "m.login.email.identity"]}])
+    );
+    let session = v["session"].as_str().unwrap().to_owned();
+    // A wrong token fails the stage; the right one is remembered.
+    let (st, v) = register_with(
+        &srv,
+        json!({"type": "m.login.registration_token", "token": "nope", "session": session}),
+        "x",
+    )
+    .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_FORBIDDEN"))
+    );
+    let (st, v) = register_with(
+        &srv,
+        json!({"type": "m.login.registration_token", "token": "tok-1", "session": session}),
+        "x",
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["completed"], json!(["m.login.registration_token"]));
+    // Two sessions validated for the same address: the first registration wins, the second is
+    // refused and creates no account.
+    let addr = "paul@interieur.gouv.fr";
+    let first = validated_session(&srv, &sink, addr).await;
+    let second = validated_session(&srv, &sink, addr).await;
+    let (st, v) = register_with(
+        &srv,
+        json!({"type": "m.login.email.identity", "threepid_creds": first, "session": session}),
+        "x",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["user_id"], "@paul-interieur.gouv.fr:localhost");
+    let paul_token = v["access_token"].as_str().unwrap().to_owned();
+    let auth = |creds: &Value, session: &str| json!({"type": "m.login.email.identity", "threepid_creds": creds, "session": session});
+    let (_, v) = register_with(&srv, Value::Null, "x").await;
+    let session2 = v["session"].as_str().unwrap().to_owned();
+    register_with(
+        &srv,
+        json!({"type": "m.login.registration_token", "token": "tok-1", "session": session2}),
+        "x",
+    )
+    .await;
+    let (st, v) = register_with(&srv, auth(&second, &session2), "x").await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_THREEPID_IN_USE")),
+        "{v}"
+    );
+    let (st, _) = srv
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/profile/@paul-interieur.gouv.fr1:localhost",
+            Some(&paul_token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // The email stage alone does not skip the token stage.
+    let third = validated_session(&srv, &sink, "marie@interieur.gouv.fr").await;
+    let (st, v) = register_with(&srv, auth(&third, "fresh-session"), "x").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["completed"], json!(["m.login.email.identity"]));
     srv.stop().await;
 }
