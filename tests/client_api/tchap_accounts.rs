@@ -18,6 +18,7 @@ crate::both_backends!(
     password_policy,
     add_and_delete_addresses,
     token_then_email_and_races,
+    next_link_and_rate_limit,
 );
 
 const PW: &str = "Correct-Horse-1";
@@ -719,5 +720,62 @@ async fn token_then_email_and_races(b: Backend) {
     let (st, v) = register_with(&srv, auth(&third, "fresh-session"), "x").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     assert_eq!(v["completed"], json!(["m.login.email.identity"]));
+    srv.stop().await;
+}
+
+async fn next_link_and_rate_limit(b: Backend) {
+    let sink = SmtpSink::start().await;
+    let srv = start(b, &sink, |c| {
+        tchap(c);
+        c.rate_limits.registration = palabre::config::RateLimit {
+            per_second: 0.001,
+            burst: 3.0,
+        };
+    })
+    .await;
+    let addr = "jean@interieur.gouv.fr";
+    let body = |next: &str| json!({"client_secret": "n", "email": addr, "send_attempt": 1, "next_link": next});
+    let path = "/_matrix/client/v3/register/email/requestToken";
+    let (st, v) = srv
+        .call(Method::POST, path, None, Some(body("javascript:alert(1)")))
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
+    );
+    let (st, v) = srv
+        .call(
+            Method::POST,
+            path,
+            None,
+            Some(body("https://app.example/done")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mail = sink.wait_for(addr, 0).await;
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{}{}",
+            srv.base,
+            path_of(&link_in(&mail.body).unwrap())
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    assert_eq!(resp.headers()["location"], "https://app.example/done");
+    // Past the burst: M_LIMIT_EXCEEDED (the refused next_link did not count).
+    let (st, _) = request_token(&srv, "register", addr, "m", 1).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = request_token(&srv, "register", addr, "o", 1).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = request_token(&srv, "register", addr, "p", 1).await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("M_LIMIT_EXCEEDED"))
+    );
     srv.stop().await;
 }
