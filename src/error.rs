@@ -64,6 +64,19 @@ impl Error {
     ctor!(threepid_not_found, BAD_REQUEST, "M_THREEPID_NOT_FOUND");
     ctor!(threepid_auth_failed, UNAUTHORIZED, "M_THREEPID_AUTH_FAILED");
     ctor!(expired_account, FORBIDDEN, "ORG_MATRIX_EXPIRED_ACCOUNT");
+    ctor!(password_too_short, BAD_REQUEST, "M_PASSWORD_TOO_SHORT");
+    ctor!(password_no_digit, BAD_REQUEST, "M_PASSWORD_NO_DIGIT");
+    ctor!(password_no_symbol, BAD_REQUEST, "M_PASSWORD_NO_SYMBOL");
+    ctor!(
+        password_no_uppercase,
+        BAD_REQUEST,
+        "M_PASSWORD_NO_UPPERCASE"
+    );
+    ctor!(
+        password_no_lowercase,
+        BAD_REQUEST,
+        "M_PASSWORD_NO_LOWERCASE"
+    );
 
     pub fn unknown(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", msg)

@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 
 use super::Services;
 use crate::services::federation::edus::DeviceChange;
+use crate::services::policy::email;
+use crate::services::threepid::{Purpose, ThreepidCreds};
 use crate::{
     config::RegistrationMode,
     store::{users::DeviceRow, Db},
@@ -82,6 +84,12 @@ pub struct AuthData {
     pub password: Option<String>,
     pub identifier: Option<Identifier>,
     pub user: Option<String>,
+    /// `m.login.email.identity` (`threepidCreds` is the old spelling).
+    #[serde(alias = "threepidCreds")]
+    pub threepid_creds: Option<ThreepidCreds>,
+    /// Deprecated top-level third-party identifier of `/login`.
+    pub medium: Option<String>,
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -89,6 +97,20 @@ pub struct Identifier {
     #[serde(rename = "type")]
     pub kind: String,
     pub user: Option<String>,
+    /// `m.id.thirdparty`.
+    pub medium: Option<String>,
+    pub address: Option<String>,
+}
+
+/// What a completed registration UIA hands to [`Services::register`].
+#[derive(Debug, Default)]
+pub struct RegistrationAuth {
+    /// The registration token used, to count its use.
+    pub token: Option<String>,
+    /// The validated email session (Tchap), used once by the registration.
+    pub email: Option<ThreepidCreds>,
+    /// The UIA session, deleted once the account exists.
+    pub session: Option<String>,
 }
 
 const LOCALPART_CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789._=-/+";
@@ -155,16 +177,6 @@ impl Services {
         })
         .await
         .unwrap_or(false)
-    }
-
-    pub fn check_password_strength(&self, password: &str) -> Result<()> {
-        if password.is_empty() {
-            return Err(Error::weak_password("Password must not be empty"));
-        }
-        if password.len() > 512 {
-            return Err(Error::invalid_param("Password is too long"));
-        }
-        Ok(())
     }
 
     // ---- tokens ----
@@ -299,53 +311,129 @@ impl Services {
 
     // ---- registration ----
 
-    pub fn registration_flows(&self) -> Value {
-        match self.config.registration {
-            RegistrationMode::Token => json!([{ "stages": ["m.login.registration_token"] }]),
-            _ => json!([{ "stages": ["m.login.dummy"] }]),
+    /// The one registration flow: email validation with Tchap (plus the token in token mode),
+    /// else the dummy or token stage.
+    fn registration_stages(&self) -> Vec<&'static str> {
+        let token = self.config.registration == RegistrationMode::Token;
+        match (self.policy.enabled(), token) {
+            (true, true) => vec!["m.login.registration_token", "m.login.email.identity"],
+            (true, false) => vec!["m.login.email.identity"],
+            (false, true) => vec!["m.login.registration_token"],
+            (false, false) => vec!["m.login.dummy"],
         }
     }
 
-    /// Checks the UIA `auth` of a registration; Err carries the 401 flows answer.
-    pub async fn registration_auth(&self, auth: Option<AuthData>) -> Result<Option<String>> {
+    pub fn registration_flows(&self) -> Value {
+        json!([{ "stages": self.registration_stages() }])
+    }
+
+    /// Checks the UIA `auth` of a registration; Err carries the 401 flows answer. Completed
+    /// stages are remembered in the UIA session (`uia_sessions.completed`, a JSON object of
+    /// stage → what it proved) until every stage of the flow is done.
+    pub async fn registration_auth(&self, auth: Option<AuthData>) -> Result<RegistrationAuth> {
+        let stages = self.registration_stages();
         let flows = self.registration_flows();
-        let session = auth
-            .as_ref()
-            .and_then(|a| a.session.clone())
-            .unwrap_or_else(|| util::random_string(24));
-        let challenge = |completed: Vec<&str>| {
-            Error::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "M_FORBIDDEN",
-                "Additional authentication required",
+        let given = auth.as_ref().and_then(|a| a.session.clone());
+        if given.as_ref().is_some_and(|s| s.len() > 255) {
+            return Err(Error::invalid_param("Invalid session"));
+        }
+        let session = given.clone().unwrap_or_else(|| util::random_string(24));
+        let mut done = serde_json::Map::new();
+        if let Some(s) = &given {
+            // A session of a logged-in user's UIA never counts for a registration.
+            if let Some((None, completed)) = self.db.uia_get(s).await? {
+                if let Ok(Value::Object(m)) = serde_json::from_str(&completed) {
+                    done = m;
+                }
+            }
+        }
+        let challenge = |done: &serde_json::Map<String, Value>| {
+            strip_errcode(
+                Error::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "M_FORBIDDEN",
+                    "Additional authentication required",
+                )
+                .with_extra("flows", flows.clone())
+                .with_extra("params", json!({}))
+                .with_extra("session", json!(session))
+                .with_extra("completed", json!(done.keys().collect::<Vec<_>>())),
             )
-            .with_extra("flows", flows.clone())
-            .with_extra("params", json!({}))
-            .with_extra("session", json!(session))
-            .with_extra("completed", json!(completed))
         };
         let Some(auth) = auth else {
-            self.db.uia_put(&session, None, "", util::now_ms()).await?;
-            return Err(strip_errcode(challenge(vec![])));
+            self.db
+                .uia_put(
+                    &session,
+                    None,
+                    &Value::Object(done.clone()).to_string(),
+                    util::now_ms(),
+                )
+                .await?;
+            return Err(challenge(&done));
         };
-        match (self.config.registration, auth.kind.as_deref()) {
-            (RegistrationMode::Open, Some("m.login.dummy")) => Ok(None),
-            (RegistrationMode::Token, Some("m.login.registration_token")) => {
-                let token = auth.token.unwrap_or_default();
+        let mut failure: Option<(&'static str, &'static str)> = None;
+        match auth.kind.as_deref() {
+            Some(k) if !stages.contains(&k) => {}
+            Some("m.login.dummy") => {
+                done.insert("m.login.dummy".into(), json!(true));
+            }
+            Some("m.login.registration_token") => {
+                let token = auth.token.clone().unwrap_or_default();
                 let ok =
                     self.config.registration_tokens.iter().any(|t| {
                         subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into()
                     });
                 if ok {
-                    Ok(Some(token))
+                    done.insert("m.login.registration_token".into(), json!(token));
                 } else {
-                    Err(strip_errcode(challenge(vec![]))
-                        .with_extra("errcode", json!("M_FORBIDDEN"))
-                        .with_extra("error", json!("Invalid registration token")))
+                    failure = Some(("M_FORBIDDEN", "Invalid registration token"));
                 }
             }
-            _ => Err(strip_errcode(challenge(vec![]))),
+            Some("m.login.email.identity") => match &auth.threepid_creds {
+                None => failure = Some(("M_MISSING_PARAM", "Missing threepid_creds")),
+                Some(creds) => {
+                    if self
+                        .validated_email(Purpose::Registration, creds)
+                        .await?
+                        .is_some()
+                    {
+                        done.insert("m.login.email.identity".into(), json!(creds));
+                    } else {
+                        failure = Some(("M_UNAUTHORIZED", "Email address not validated yet"));
+                    }
+                }
+            },
+            _ => {}
         }
+        if stages.iter().all(|s| done.contains_key(*s)) {
+            let token = done
+                .get("m.login.registration_token")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let email = done
+                .get("m.login.email.identity")
+                .and_then(|v| serde_json::from_value(v.clone()).ok());
+            return Ok(RegistrationAuth {
+                token,
+                email,
+                session: given,
+            });
+        }
+        self.db
+            .uia_put(
+                &session,
+                None,
+                &Value::Object(done.clone()).to_string(),
+                util::now_ms(),
+            )
+            .await?;
+        let mut e = challenge(&done);
+        if let Some((code, msg)) = failure {
+            e = e
+                .with_extra("errcode", json!(code))
+                .with_extra("error", json!(msg));
+        }
+        Err(e)
     }
 
     pub fn check_registration_open(&self) -> Result<()> {
@@ -355,7 +443,9 @@ impl Services {
         Ok(())
     }
 
-    /// Creates an account. `login` false means inhibit_login.
+    /// Creates an account. `login` false means inhibit_login. With a validated email session
+    /// (Tchap), the localpart and display name come from the address (a number is appended on a
+    /// clash), `localpart` is ignored, and the address is bound in the same transaction.
     #[allow(clippy::too_many_arguments)]
     pub async fn register(
         &self,
@@ -366,20 +456,29 @@ impl Services {
         device_name: Option<&str>,
         login: bool,
         refresh: bool,
-        used_token: Option<&str>,
+        auth: &RegistrationAuth,
     ) -> Result<(OwnedUserId, Option<Session>)> {
-        let localpart = match localpart {
-            Some(l) => l.to_owned(),
-            None => loop {
+        let not_validated = || Error::threepid_auth_failed("No validated email for this session");
+        let address = match &auth.email {
+            Some(creds) => Some(
+                self.validated_email(Purpose::Registration, creds)
+                    .await?
+                    .ok_or_else(not_validated)?,
+            ),
+            None => None,
+        };
+        // (first localpart to try, whether to number it on a clash, display name)
+        let (base, numbered, displayname) = match (&address, localpart) {
+            (Some(a), _) => (email::localpart(a), true, Some(email::display_name(a))),
+            (None, Some(l)) => (l.to_owned(), false, None),
+            (None, None) => loop {
                 let candidate = util::random_string(12).to_lowercase();
                 if !self.db.user_exists(&candidate).await? {
-                    break candidate;
+                    break (candidate, false, None);
                 }
             },
         };
-        check_localpart(&localpart, self.server_name.as_str())?;
-        let user_id = UserId::parse(format!("@{localpart}:{}", self.server_name))
-            .map_err(|_| Error::invalid_username("Invalid user ID"))?;
+        check_localpart(&base, self.server_name.as_str())?;
         if let Some(p) = password {
             self.check_password_strength(p)?;
         }
@@ -389,21 +488,50 @@ impl Services {
         };
         let now = util::now_ms();
         let mut tx = self.db.begin_write().await?;
-        if !Db::insert_user(
-            &mut tx.tx,
-            user_id.as_str(),
-            &localpart,
-            hash.as_deref(),
-            admin,
-            &localpart,
-            now,
-        )
-        .await?
-        {
-            return Err(Error::user_in_use("User ID already taken"));
-        }
-        if let Some(t) = used_token {
+        let mut n = 0u32;
+        let user_id = loop {
+            let candidate = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}{n}")
+            };
+            check_localpart(&candidate, self.server_name.as_str())?;
+            let user_id = UserId::parse(format!("@{candidate}:{}", self.server_name))
+                .map_err(|_| Error::invalid_username("Invalid user ID"))?;
+            if Db::insert_user(
+                &mut tx.tx,
+                user_id.as_str(),
+                &candidate,
+                hash.as_deref(),
+                admin,
+                displayname.as_deref().unwrap_or(&candidate),
+                now,
+            )
+            .await?
+            {
+                break user_id;
+            }
+            n += 1;
+            if !numbered || n > 10_000 {
+                return Err(Error::user_in_use("User ID already taken"));
+            }
+        };
+        if let Some(t) = &auth.token {
             Db::registration_token_used(&mut tx.tx, t).await?;
+        }
+        if let (Some(address), Some(creds)) = (&address, &auth.email) {
+            Db::take_threepid_session(
+                &mut tx.tx,
+                &creds.sid,
+                &creds.client_secret,
+                Purpose::Registration.as_str(),
+                now,
+            )
+            .await?
+            .ok_or_else(not_validated)?;
+            if !Db::bind_threepid(&mut tx.tx, "email", address, user_id.as_str(), now, now).await? {
+                return Err(Error::threepid_in_use("Email address is already in use"));
+            }
         }
         let session = if login {
             Some(
@@ -414,6 +542,13 @@ impl Services {
             None
         };
         tx.commit().await?;
+        if let Some(s) = &auth.session {
+            self.db.uia_delete(s).await?;
+        }
+        if let Some(a) = &address {
+            self.email_bound(&user_id, a).await;
+        }
+        self.annuaire_touch(&user_id).await;
         Ok((user_id, session))
     }
 
@@ -427,8 +562,33 @@ impl Services {
 
     // ---- login ----
 
-    /// Resolves a login identifier (`m.id.user` with a user id or localpart) to a local user id.
-    pub fn resolve_identifier(&self, auth: &AuthData) -> Result<OwnedUserId> {
+    /// Resolves a login identifier to a user id: `m.id.user` (a user id or localpart; also the
+    /// deprecated top-level `user`), or `m.id.thirdparty` / the deprecated top-level `medium` and
+    /// `address` (the account the address is bound to). `None`: no account has that address —
+    /// callers answer it like a wrong password.
+    pub async fn resolve_identifier(&self, auth: &AuthData) -> Result<Option<OwnedUserId>> {
+        let (medium, address) = match &auth.identifier {
+            Some(id) if id.kind == "m.id.thirdparty" => (id.medium.clone(), id.address.clone()),
+            Some(_) => (None, None),
+            None => (auth.medium.clone(), auth.address.clone()),
+        };
+        if auth
+            .identifier
+            .as_ref()
+            .is_some_and(|i| i.kind == "m.id.thirdparty")
+            || (auth.identifier.is_none() && auth.user.is_none() && address.is_some())
+        {
+            let medium = medium.ok_or_else(|| Error::missing_param("Missing medium"))?;
+            let address = address.ok_or_else(|| Error::missing_param("Missing address"))?;
+            if medium != "email" || address.len() > email::MAX_ADDRESS {
+                return Ok(None);
+            }
+            let owner = self
+                .db
+                .threepid_owner("email", &email::normalise(&address))
+                .await?;
+            return Ok(owner.and_then(|o| UserId::parse(o).ok()));
+        }
         let raw = match &auth.identifier {
             Some(id) if id.kind == "m.id.user" => id.user.clone(),
             Some(id) => {
@@ -446,7 +606,9 @@ impl Services {
         } else {
             format!("@{}:{}", raw.to_lowercase(), self.server_name)
         };
-        UserId::parse(full).map_err(|_| Error::forbidden("Invalid username or password"))
+        UserId::parse(full)
+            .map(Some)
+            .map_err(|_| Error::forbidden("Invalid username or password"))
     }
 
     pub async fn login_password(
@@ -456,21 +618,22 @@ impl Services {
         device_name: Option<&str>,
         refresh: bool,
     ) -> Result<Session> {
-        let user_id = self.resolve_identifier(auth)?;
+        let user_id = self.resolve_identifier(auth).await?;
         let password = auth
             .password
             .as_deref()
             .ok_or_else(|| Error::missing_param("Missing password"))?;
-        let user = if self.is_local(&user_id) {
-            self.db.get_user(user_id.as_str()).await?
-        } else {
-            None
+        let user = match &user_id {
+            Some(u) if self.is_local(u) => self.db.get_user(u.as_str()).await?,
+            _ => None,
         };
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         if !self.verify_password(hash, password).await {
             return Err(Error::forbidden("Invalid username or password"));
         }
-        let user = user.ok_or_else(|| Error::forbidden("Invalid username or password"))?;
+        let (Some(user), Some(user_id)) = (user, user_id) else {
+            return Err(Error::forbidden("Invalid username or password"));
+        };
         if user.deactivated == 1 {
             return Err(Error::user_deactivated("This account has been deactivated"));
         }
@@ -666,11 +829,11 @@ impl Services {
         if auth.kind.as_deref() != Some("m.login.password") {
             return Err(challenge());
         }
-        let user_id = self.resolve_identifier(&auth)?;
-        if user_id != requester.user_id {
+        let user_id = self.resolve_identifier(&auth).await?;
+        if user_id.as_ref() != Some(&requester.user_id) {
             return Err(Error::forbidden("Can only authenticate as yourself"));
         }
-        let user = self.db.get_user(user_id.as_str()).await?;
+        let user = self.db.get_user(requester.user_id.as_str()).await?;
         let ok = self
             .verify_password(
                 user.and_then(|u| u.password_hash),
@@ -718,7 +881,8 @@ impl Services {
         Ok(())
     }
 
-    /// Deactivates the account: leaves every room, removes devices, tokens and password.
+    /// Deactivates the account: leaves every room, removes devices, tokens, password and bound
+    /// addresses (which become free for a new account, as in Synapse).
     pub async fn deactivate(&self, user: &UserId) -> Result<()> {
         let rooms = self.db.user_memberships(user.as_str()).await?;
         for m in rooms
@@ -735,6 +899,8 @@ impl Services {
         let hashes = self.db.token_hashes(user.as_str(), None).await?;
         self.db.deactivate_user(user.as_str()).await?;
         self.forget_tokens(&hashes);
+        self.db.unbind_all_threepids(user.as_str()).await?;
+        self.annuaire_touch(user).await;
         Ok(())
     }
 
@@ -754,7 +920,7 @@ impl Services {
                 None,
                 false,
                 false,
-                None,
+                &RegistrationAuth::default(),
             )
             .await?;
         Ok(user_id)

@@ -22,6 +22,7 @@ pub mod spaces;
 pub mod streams;
 pub mod sync;
 pub mod tags;
+pub mod threepid;
 pub mod typing;
 pub mod user_directory;
 

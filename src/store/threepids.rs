@@ -70,6 +70,17 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Unbinds every address of a user (deactivation, as Synapse): the addresses become free
+    /// for a new account.
+    pub async fn unbind_all_threepids(&self, user_id: &str) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM user_threepids WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
     /// The local user an address is bound to.
     pub async fn threepid_owner(
         &self,

@@ -1,12 +1,16 @@
-//! whoami, password change, deactivation (spec: Account management).
+//! whoami, password change and reset, deactivation, password policy (spec: Account management).
 
-use axum::extract::State;
+use axum::{
+    extract::{FromRequestParts, State},
+    http::request::Parts,
+};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    api::{ok, ApiResult, AppState, Auth, Json},
-    services::accounts::AuthData,
+    api::{form_pairs, ok, ApiResult, AppState, Auth, Json},
+    services::accounts::{AuthData, Requester},
+    Error,
 };
 
 pub async fn whoami(Auth(r): Auth) -> ApiResult {
@@ -25,16 +29,63 @@ fn yes() -> bool {
     true
 }
 
+/// The caller when an access token is given; `None` without one (a bad token is still 401).
+pub struct MaybeAuth(Option<Requester>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let has_token = parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| form_pairs(q).iter().any(|(k, _)| k == "access_token"));
+        if !has_token {
+            return Ok(MaybeAuth(None));
+        }
+        let Auth(r) = Auth::from_request_parts(parts, state).await?;
+        Ok(MaybeAuth(Some(r)))
+    }
+}
+
+/// `POST /account/password`: logged in, with the password stage; or, without an access token,
+/// a password reset with a validated email (`m.login.email.identity`).
 pub async fn change_password(
     State(s): State<AppState>,
-    Auth(r): Auth,
+    MaybeAuth(r): MaybeAuth,
     Json(b): Json<PasswordBody>,
 ) -> ApiResult {
     s.check_password_strength(&b.new_password)?;
-    s.uia_password(&r, b.auth).await?;
-    s.change_password(&r, &b.new_password, b.logout_devices)
-        .await?;
+    match r {
+        Some(r) => {
+            s.uia_password(&r, b.auth).await?;
+            s.change_password(&r, &b.new_password, b.logout_devices)
+                .await?;
+        }
+        None => {
+            let creds = b
+                .auth
+                .filter(|a| a.kind.as_deref() == Some("m.login.email.identity"))
+                .and_then(|a| a.threepid_creds);
+            let Some(creds) = creds else {
+                return Err(Error::new(axum::http::StatusCode::UNAUTHORIZED, "", "")
+                    .with_extra("flows", json!([{ "stages": ["m.login.email.identity"] }]))
+                    .with_extra("params", json!({}))
+                    .with_extra("session", json!(crate::util::random_string(24))));
+            };
+            s.reset_password_by_email(&creds, &b.new_password, b.logout_devices)
+                .await?;
+        }
+    }
     ok(json!({}))
+}
+
+/// `GET /password_policy` (no auth): the policy new passwords must follow, `{}` without one.
+pub async fn password_policy(State(s): State<AppState>) -> ApiResult {
+    ok(s.password_policy_json())
 }
 
 #[derive(Deserialize)]

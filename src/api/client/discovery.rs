@@ -43,7 +43,7 @@ pub async fn capabilities(State(s): State<AppState>, Auth(_): Auth) -> ApiResult
             "m.room_versions": { "default": s.config.default_room_version, "available": available },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
-            "m.3pid_changes": { "enabled": false },
+            "m.3pid_changes": { "enabled": s.mailer.enabled() },
             "m.get_login_token": { "enabled": false },
         }
     }))

@@ -25,6 +25,7 @@ mod session;
 mod spaces;
 mod sync;
 mod tags;
+mod threepid;
 mod to_device;
 mod typing;
 
@@ -48,6 +49,23 @@ fn versioned() -> Router<AppState> {
         .route("/account/whoami", get(account::whoami))
         .route("/account/password", post(account::change_password))
         .route("/account/deactivate", post(account::deactivate))
+        .route("/password_policy", get(account::password_policy))
+        // threepid.rs
+        .route(
+            "/register/email/requestToken",
+            post(threepid::request_token_register),
+        )
+        .route(
+            "/account/3pid/email/requestToken",
+            post(threepid::request_token_add),
+        )
+        .route(
+            "/account/password/email/requestToken",
+            post(threepid::request_token_password),
+        )
+        .route("/account/3pid", get(threepid::list))
+        .route("/account/3pid/add", post(threepid::add))
+        .route("/account/3pid/delete", post(threepid::delete))
         .route("/capabilities", get(discovery::capabilities))
         // devices.rs
         .route("/devices", get(devices::list))
@@ -295,6 +313,23 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/client/v1/rooms/{room_id}/hierarchy",
             get(spaces::hierarchy),
+        )
+        // threepid.rs: what validation emails link to, and the `submit_url`s of the codes
+        .route(
+            "/_matrix/client/unstable/registration/email/submit_token",
+            get(threepid::link_register).post(threepid::submit_code_register),
+        )
+        .route(
+            "/_matrix/client/unstable/add_threepid/email/submit_token",
+            get(threepid::link_add).post(threepid::submit_code_add),
+        )
+        .route(
+            "/_matrix/client/unstable/password_reset/email/submit_token",
+            post(threepid::submit_code_password),
+        )
+        .route(
+            "/_synapse/client/password_reset/email/submit_token",
+            get(threepid::password_reset_page).post(threepid::password_reset_confirm),
         )
         .route(
             "/_matrix/client/v1/register/m.login.registration_token/validity",

@@ -83,11 +83,19 @@ pub async fn register(
         ));
     }
     s.check_registration_open()?;
-    let localpart = b.username.as_deref().map(str::to_lowercase);
+    // With Tchap the localpart comes from the validated address: `username` is ignored.
+    let localpart = b
+        .username
+        .as_deref()
+        .filter(|_| !s.policy.enabled())
+        .map(str::to_lowercase);
     if let Some(l) = &localpart {
         s.username_available(l).await?;
     }
-    let used_token = s.registration_auth(b.auth).await?;
+    if let Some(p) = &b.password {
+        s.check_password_strength(p)?;
+    }
+    let auth = s.registration_auth(b.auth).await?;
     s.ratelimit
         .check("register", &ip, s.config.rate_limits.registration)?;
     let (user_id, session) = s
@@ -99,7 +107,7 @@ pub async fn register(
             b.initial_device_display_name.as_deref(),
             !b.inhibit_login,
             b.refresh_token,
-            used_token.as_deref(),
+            &auth,
         )
         .await?;
     match session {
