@@ -28,5 +28,6 @@ mod signatures;
 mod spaces;
 mod sync;
 mod tags;
+mod tchap_rooms;
 mod tls;
 mod upgrade;

@@ -323,6 +323,15 @@ impl Services {
                 "The state before the event has no create event",
             ));
         }
+        // Tchap: state entries the access rules refuse (rejected here when they came as
+        // events) do not come back through a reported state.
+        let mut state = state;
+        if self.policy.enabled() {
+            let snapshot = state.clone();
+            state.retain(|_, p| {
+                crate::services::policy::access_rules::check(&self.policy, &snapshot, p).is_ok()
+            });
+        }
         let id = event.event_id.clone();
         let mut supplied = HashMap::new();
         supplied.insert(id.clone(), state);

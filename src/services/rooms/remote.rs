@@ -298,6 +298,14 @@ impl Services {
                 out.push((c.event_id, Outcome::Rejected(e)));
                 continue;
             }
+            // Tchap access rules: the same pure check every server of the federation makes.
+            if let Err(e) =
+                crate::services::policy::access_rules::check(&self.policy, before_state, &pdu)
+            {
+                tracing::info!(event = %c.event_id, reason = %e, "event rejected by the access rules");
+                out.push((c.event_id, Outcome::Rejected(e)));
+                continue;
+            }
             let soft = !extends
                 && state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
                     room.state.get(&(t.clone(), k.to_owned())).cloned()
