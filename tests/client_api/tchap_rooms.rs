@@ -103,6 +103,7 @@ async fn tchap_rooms_local(b: Backend) {
     let alice = user(a, "alice").await;
     let bob = user(a, "bob").await;
     let carol = user(a, "carol").await;
+    let dave = user(a, "dave").await;
     let ext = user(e, "ext").await;
 
     // Defaults of a private room.
@@ -302,7 +303,7 @@ async fn tchap_rooms_local(b: Backend) {
     // Externals: only a DM with one agent they already share a room with; never public.
     forbidden(&try_create(e, &ext, json!({})).await, "external creates a room");
     forbidden(
-        &try_create(e, &ext, json!({ "is_direct": true, "invite": [carol.user_id] })).await,
+        &try_create(e, &ext, json!({ "is_direct": true, "invite": [dave.user_id] })).await,
         "external DM with a stranger",
     );
     forbidden(
@@ -353,8 +354,12 @@ async fn tchap_rooms_federated_rejection(b: Backend) {
     let (a, bs) = (&servers[0], &servers[1]);
     let alice = user(a, "alice").await;
     let bob = user(bs, "bob").await;
+    // As Tchap clients create DMs: both members get power 100.
     let dm = a
-        .create_room(&alice, json!({ "is_direct": true, "invite": [bob.user_id] }))
+        .create_room(
+            &alice,
+            json!({ "is_direct": true, "preset": "trusted_private_chat", "invite": [bob.user_id] }),
+        )
         .await;
     eventually(|| async {
         let s = bs.sync(&bob, None, 0).await;

@@ -192,6 +192,11 @@ fn check_member(
         return Ok(());
     }
     let current = membership(state, target);
+    // The creator's own first join comes before the rule event (room creation).
+    let creator = get(state, "m.room.create", "").is_some_and(|c| c.sender.as_str() == target);
+    if creator && m == "join" && current.is_none() && get(state, EVENT_TYPE, "").is_none() {
+        return Ok(());
+    }
     match rule {
         Rule::Restricted if is_external(policy, target) => Err(format!(
             "{target} is an external user and this room is restricted to agents"
