@@ -370,6 +370,7 @@ async fn tchap_rooms_federated_rejection(b: Backend) {
     // B has no Tchap rules: it takes the name and sends it to A.
     let (st, v) = put_state(bs, &bob, &dm, "m.room.name", json!({ "name": "Sneaky" })).await;
     assert_eq!(st, StatusCode::OK, "B takes the name: {v}");
+    let name_id = v["event_id"].as_str().unwrap().to_owned();
     let (_, on_b) = state_event(bs, &bob, &dm, "m.room.name").await;
     assert_eq!(on_b["name"], "Sneaky");
     bs.send_text(&bob, &dm, "t1", "after the name").await;
@@ -398,6 +399,10 @@ async fn tchap_rooms_federated_rejection(b: Backend) {
         !msgs["chunk"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.name"),
         "{msgs}"
     );
+    let (st, v) = a
+        .get(&alice, &room_path(&dm, &format!("event/{}", enc(&name_id))))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "A serves the rejected event: {v}");
     let s = a.sync(&alice, None, 0).await;
     let timeline = &s["rooms"]["join"][&dm]["timeline"]["events"];
     assert!(

@@ -328,9 +328,16 @@ impl Services {
         let mut state = state;
         if self.policy.enabled() {
             let snapshot = state.clone();
+            let mut refused = vec![];
             state.retain(|_, p| {
-                crate::services::policy::access_rules::check(&self.policy, &snapshot, p).is_ok()
+                let ok =
+                    crate::services::policy::access_rules::check(&self.policy, &snapshot, p).is_ok();
+                if !ok {
+                    refused.push(p.event_id.to_string());
+                }
+                ok
             });
+            self.db.mark_rejected(room_id.as_str(), &refused).await?;
         }
         let id = event.event_id.clone();
         let mut supplied = HashMap::new();
