@@ -90,7 +90,10 @@ fn forbidden(r: &(StatusCode, Value), what: &str) {
 
 async fn joined(s: &TestServer, u: &User, room: &str, who: &str) -> bool {
     let (st, v) = s
-        .get(u, &room_path(room, &format!("state/m.room.member/{}", enc(who))))
+        .get(
+            u,
+            &room_path(room, &format!("state/m.room.member/{}", enc(who))),
+        )
         .await;
     st == StatusCode::OK && v["membership"] == "join"
 }
@@ -98,7 +101,8 @@ async fn joined(s: &TestServer, u: &User, room: &str, who: &str) -> bool {
 /// Defaults, createRoom checks, the §3 table and transitions, forums, publishing, externals'
 /// limits and the last-admin promotion: A is an agents server, E the externals server.
 async fn tchap_rooms_local(b: Backend) {
-    let (servers, _cert) = servers_n(b, 2, |_, names, c| c.tchap = Some(tchap(names, Some(1)))).await;
+    let (servers, _cert) =
+        servers_n(b, 2, |_, names, c| c.tchap = Some(tchap(names, Some(1)))).await;
     let (a, e) = (&servers[0], &servers[1]);
     let alice = user(a, "alice").await;
     let bob = user(a, "bob").await;
@@ -144,7 +148,12 @@ async fn tchap_rooms_local(b: Backend) {
     .await;
     assert_eq!(r.0, StatusCode::BAD_REQUEST, "{}", r.1);
     forbidden(
-        &try_create(a, &alice, json!({ "power_level_content_override": { "invite": 0 } })).await,
+        &try_create(
+            a,
+            &alice,
+            json!({ "power_level_content_override": { "invite": 0 } }),
+        )
+        .await,
         "invite below 50",
     );
     forbidden(
@@ -168,7 +177,10 @@ async fn tchap_rooms_local(b: Backend) {
 
     // direct: injected with is_direct; no name, no public join rule, no third member.
     let dm = a
-        .create_room(&alice, json!({ "is_direct": true, "invite": [bob.user_id] }))
+        .create_room(
+            &alice,
+            json!({ "is_direct": true, "invite": [bob.user_id] }),
+        )
         .await;
     let (_, rule) = state_event(a, &alice, &dm, "im.vector.room.access_rules").await;
     assert_eq!(rule["rule"], "direct");
@@ -180,7 +192,14 @@ async fn tchap_rooms_local(b: Backend) {
         forbidden(&put_state(a, &alice, &dm, kind, content).await, kind);
     }
     forbidden(
-        &put_state(a, &alice, &dm, "m.room.join_rules", json!({ "join_rule": "public" })).await,
+        &put_state(
+            a,
+            &alice,
+            &dm,
+            "m.room.join_rules",
+            json!({ "join_rule": "public" }),
+        )
+        .await,
         "public direct room",
     );
     forbidden(
@@ -188,7 +207,10 @@ async fn tchap_rooms_local(b: Backend) {
         "third member",
     );
     // Transitions out of direct are refused.
-    forbidden(&set_rule(a, &alice, &dm, "restricted").await, "direct → restricted");
+    forbidden(
+        &set_rule(a, &alice, &dm, "restricted").await,
+        "direct → restricted",
+    );
     assert_eq!(set_rule(a, &alice, &dm, "direct").await.0, StatusCode::OK);
 
     // restricted: no external invited; restricted → unrestricted only.
@@ -196,14 +218,29 @@ async fn tchap_rooms_local(b: Backend) {
         &invite_status(a, &alice, &room, &ext.user_id).await,
         "external into restricted",
     );
-    assert_eq!(set_rule(a, &alice, &room, "restricted").await.0, StatusCode::OK);
+    assert_eq!(
+        set_rule(a, &alice, &room, "restricted").await.0,
+        StatusCode::OK
+    );
     a.invite(&alice, &room, &bob).await;
     a.invite(&alice, &room, &carol).await;
-    forbidden(&set_rule(a, &alice, &room, "direct").await, "3 members → direct");
+    forbidden(
+        &set_rule(a, &alice, &room, "direct").await,
+        "3 members → direct",
+    );
     forbidden(&set_rule(a, &alice, &room, "bogus").await, "unknown rule");
-    assert_eq!(set_rule(a, &alice, &room, "unrestricted").await.0, StatusCode::OK);
-    forbidden(&set_rule(a, &alice, &room, "restricted").await, "unrestricted → restricted");
-    forbidden(&set_rule(a, &alice, &room, "direct").await, "unrestricted → direct");
+    assert_eq!(
+        set_rule(a, &alice, &room, "unrestricted").await.0,
+        StatusCode::OK
+    );
+    forbidden(
+        &set_rule(a, &alice, &room, "restricted").await,
+        "unrestricted → restricted",
+    );
+    forbidden(
+        &set_rule(a, &alice, &room, "direct").await,
+        "unrestricted → direct",
+    );
 
     // unrestricted: externals only by invite, with power 0, users_default 0.
     let (_, mut pl) = state_event(a, &alice, &room, "m.room.power_levels").await;
@@ -222,7 +259,11 @@ async fn tchap_rooms_local(b: Backend) {
     let (st, v) = e
         .post(
             &ext,
-            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&a.name())),
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&room),
+                enc(&a.name())
+            ),
             json!({}),
         )
         .await;
@@ -241,7 +282,8 @@ async fn tchap_rooms_local(b: Backend) {
     // restricted.
     let dir = |r: &str| format!("/_matrix/client/v3/directory/list/room/{}", enc(r));
     forbidden(
-        &a.put(&alice, &dir(&room), json!({ "visibility": "public" })).await,
+        &a.put(&alice, &dir(&room), json!({ "visibility": "public" }))
+            .await,
         "publish unrestricted",
     );
     let listed = a.create_room(&alice, json!({})).await;
@@ -268,7 +310,10 @@ async fn tchap_rooms_local(b: Backend) {
     // Forums: public join rule, not encrypted, history shared; encryption refused; staying
     // public.
     let forum = a
-        .create_room(&alice, json!({ "visibility": "public", "preset": "public_chat" }))
+        .create_room(
+            &alice,
+            json!({ "visibility": "public", "preset": "public_chat" }),
+        )
         .await;
     let (st, _) = state_event(a, &alice, &forum, "m.room.encryption").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -288,22 +333,51 @@ async fn tchap_rooms_local(b: Backend) {
         "encrypting a forum",
     );
     forbidden(
-        &put_state(a, &alice, &forum, "m.room.join_rules", json!({ "join_rule": "invite" })).await,
+        &put_state(
+            a,
+            &alice,
+            &forum,
+            "m.room.join_rules",
+            json!({ "join_rule": "invite" }),
+        )
+        .await,
         "unencrypted forum leaves public",
     );
     // An encrypted room may leave public.
     let pubenc = a
         .create_room(&alice, json!({ "preset": "private_chat" }))
         .await;
-    let (st, v) = put_state(a, &alice, &pubenc, "m.room.join_rules", json!({ "join_rule": "public" })).await;
+    let (st, v) = put_state(
+        a,
+        &alice,
+        &pubenc,
+        "m.room.join_rules",
+        json!({ "join_rule": "public" }),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = put_state(a, &alice, &pubenc, "m.room.join_rules", json!({ "join_rule": "invite" })).await;
+    let (st, v) = put_state(
+        a,
+        &alice,
+        &pubenc,
+        "m.room.join_rules",
+        json!({ "join_rule": "invite" }),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "encrypted room leaves public: {v}");
 
     // Externals: only a DM with one agent they already share a room with; never public.
-    forbidden(&try_create(e, &ext, json!({})).await, "external creates a room");
     forbidden(
-        &try_create(e, &ext, json!({ "is_direct": true, "invite": [dave.user_id] })).await,
+        &try_create(e, &ext, json!({})).await,
+        "external creates a room",
+    );
+    forbidden(
+        &try_create(
+            e,
+            &ext,
+            json!({ "is_direct": true, "invite": [dave.user_id] }),
+        )
+        .await,
         "external DM with a stranger",
     );
     forbidden(
@@ -315,8 +389,17 @@ async fn tchap_rooms_local(b: Backend) {
         .await,
         "external publishes",
     );
-    let (st, v) = try_create(e, &ext, json!({ "is_direct": true, "invite": [alice.user_id] })).await;
-    assert_eq!(st, StatusCode::OK, "external DM with an agent they know: {v}");
+    let (st, v) = try_create(
+        e,
+        &ext,
+        json!({ "is_direct": true, "invite": [alice.user_id] }),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "external DM with an agent they know: {v}"
+    );
 
     // Last-admin promotion: alice (creator) leaves; bob (50) becomes 100, the external not.
     a.join(&bob, &room).await;
@@ -328,14 +411,27 @@ async fn tchap_rooms_local(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{v}");
     let (_, pl) = state_event(a, &bob, &room, "m.room.power_levels").await;
     assert_eq!(pl["users"][&bob.user_id], 100, "{pl}");
-    assert_eq!(pl["users"].get(&ext.user_id).and_then(Value::as_i64).unwrap_or(0), 0);
+    assert_eq!(
+        pl["users"]
+            .get(&ext.user_id)
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        0
+    );
     // Only an external left with the last admin: nobody is promoted.
     let (st, v) = a.post(&bob, &room_path(&room, "leave"), json!({})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (_, pl) = e
         .get(&ext, &room_path(&room, "state/m.room.power_levels/"))
         .await;
-    assert_eq!(pl["users"].get(&ext.user_id).and_then(Value::as_i64).unwrap_or(0), 0, "{pl}");
+    assert_eq!(
+        pl["users"]
+            .get(&ext.user_id)
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        0,
+        "{pl}"
+    );
 
     for s in servers {
         s.stop().await;
@@ -379,9 +475,9 @@ async fn tchap_rooms_federated_rejection(b: Backend) {
         let (_, v) = a
             .get(&alice, &room_path(&dm, "messages?dir=b&limit=50"))
             .await;
-        v["chunk"].as_array().is_some_and(|c| {
-            c.iter().any(|e| e["content"]["body"] == "after the name")
-        })
+        v["chunk"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|e| e["content"]["body"] == "after the name"))
     })
     .await;
     // ... the name never does: not in A's state, not in A's timeline.
@@ -389,24 +485,40 @@ async fn tchap_rooms_federated_rejection(b: Backend) {
     assert_eq!(st, StatusCode::NOT_FOUND, "rejected name in A's state: {v}");
     let (_, state) = a.get(&alice, &room_path(&dm, "state")).await;
     assert!(
-        !state.as_array().unwrap().iter().any(|e| e["type"] == "m.room.name"),
+        !state
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.name"),
         "{state}"
     );
     let (_, msgs) = a
         .get(&alice, &room_path(&dm, "messages?dir=b&limit=50"))
         .await;
     assert!(
-        !msgs["chunk"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.name"),
+        !msgs["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.name"),
         "{msgs}"
     );
     let (st, v) = a
         .get(&alice, &room_path(&dm, &format!("event/{}", enc(&name_id))))
         .await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "A serves the rejected event: {v}");
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "A serves the rejected event: {v}"
+    );
     let s = a.sync(&alice, None, 0).await;
     let timeline = &s["rooms"]["join"][&dm]["timeline"]["events"];
     assert!(
-        !timeline.as_array().into_iter().flatten().any(|e| e["type"] == "m.room.name"),
+        !timeline
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["type"] == "m.room.name"),
         "{timeline}"
     );
     // And A's own events still reach B.
@@ -415,9 +527,9 @@ async fn tchap_rooms_federated_rejection(b: Backend) {
         let (_, v) = bs
             .get(&bob, &room_path(&dm, "messages?dir=b&limit=50"))
             .await;
-        v["chunk"].as_array().is_some_and(|c| {
-            c.iter().any(|e| e["content"]["body"] == "still talking")
-        })
+        v["chunk"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|e| e["content"]["body"] == "still talking"))
     })
     .await;
     for s in servers {
@@ -457,12 +569,21 @@ async fn tchap_rooms_email_invites(b: Backend) {
         }
     };
     // restricted: an address of the externals server is refused.
-    forbidden(&email_invite(room.clone()).await, "email invite into restricted");
+    forbidden(
+        &email_invite(room.clone()).await,
+        "email invite into restricted",
+    );
     // direct: a pending email invite would be a third member.
     let dm = a
-        .create_room(&alice, json!({ "is_direct": true, "invite": [bob.user_id] }))
+        .create_room(
+            &alice,
+            json!({ "is_direct": true, "invite": [bob.user_id] }),
+        )
         .await;
-    forbidden(&email_invite(dm.clone()).await, "email invite into a full DM");
+    forbidden(
+        &email_invite(dm.clone()).await,
+        "email invite into a full DM",
+    );
     // Bad input.
     let (st, v) = a
         .post(
@@ -473,7 +594,10 @@ async fn tchap_rooms_email_invites(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
 
-    assert_eq!(set_rule(a, &alice, &room, "unrestricted").await.0, StatusCode::OK);
+    assert_eq!(
+        set_rule(a, &alice, &room, "unrestricted").await.0,
+        StatusCode::OK
+    );
     let (st, v) = email_invite(room.clone()).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     // The third-party invite state, with this server's key.
@@ -490,14 +614,18 @@ async fn tchap_rooms_email_invites(b: Backend) {
         tpi["content"]["public_key"].as_str(),
         Some(a.services().keys.public_b64.as_str())
     );
-    assert!(!tpi["content"]["display_name"].as_str().unwrap().contains("partner"));
+    assert!(!tpi["content"]["display_name"]
+        .as_str()
+        .unwrap()
+        .contains("partner"));
     // The email.
     let mail = sink.wait_for(norm, 0).await;
     assert!(mail.body.contains("Projet commun"), "{}", mail.body);
     // C, the address's server, keeps a row (origin A): its registration gate sees the invite.
     eventually(|| async {
         let rows = c.services().db.pending_email_invites(norm).await.unwrap();
-        rows.iter().any(|r| r.origin == a.name() && r.room_id == room)
+        rows.iter()
+            .any(|r| r.origin == a.name() && r.room_id == room)
     })
     .await;
     // An unrelated server may not announce invites (only peers are heard): A's own rows stay.
@@ -511,9 +639,16 @@ async fn tchap_rooms_email_invites(b: Backend) {
         let db = &c.services().db;
         let mut tx = db.begin_write().await.unwrap();
         let now = 1_700_000_000_000i64;
-        assert!(palabre::store::Db::bind_threepid(&mut tx.tx, "email", norm, &partner.user_id, now, now)
-            .await
-            .unwrap());
+        assert!(palabre::store::Db::bind_threepid(
+            &mut tx.tx,
+            "email",
+            norm,
+            &partner.user_id,
+            now,
+            now
+        )
+        .await
+        .unwrap());
         tx.commit().await.unwrap();
     }
     c.services().email_bound(&pid, norm).await;
@@ -525,13 +660,28 @@ async fn tchap_rooms_email_invites(b: Backend) {
     c.join(&partner, &room).await;
     assert!(joined(a, &alice, &room, &partner.user_id).await);
     // Resolved on both sides.
-    assert!(a.services().db.pending_email_invites(norm).await.unwrap().is_empty());
-    assert!(c.services().db.pending_email_invites(norm).await.unwrap().is_empty());
+    assert!(a
+        .services()
+        .db
+        .pending_email_invites(norm)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(c
+        .services()
+        .db
+        .pending_email_invites(norm)
+        .await
+        .unwrap()
+        .is_empty());
     // The member event carries the signed third-party block.
     let (_, m) = a
         .get(
             &alice,
-            &room_path(&room, &format!("state/m.room.member/{}", enc(&partner.user_id))),
+            &room_path(
+                &room,
+                &format!("state/m.room.member/{}", enc(&partner.user_id)),
+            ),
         )
         .await;
     assert_eq!(m["membership"], "join");
@@ -541,9 +691,16 @@ async fn tchap_rooms_email_invites(b: Backend) {
     {
         let db = &a.services().db;
         let mut tx = db.begin_write().await.unwrap();
-        palabre::store::Db::bind_threepid(&mut tx.tx, "email", "bob@agents.test", &bob.user_id, 1, 1)
-            .await
-            .unwrap();
+        palabre::store::Db::bind_threepid(
+            &mut tx.tx,
+            "email",
+            "bob@agents.test",
+            &bob.user_id,
+            1,
+            1,
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
     }
     let (st, v) = a
@@ -555,7 +712,13 @@ async fn tchap_rooms_email_invites(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (_, m) = a
-        .get(&alice, &room_path(&room2, &format!("state/m.room.member/{}", enc(&bob.user_id))))
+        .get(
+            &alice,
+            &room_path(
+                &room2,
+                &format!("state/m.room.member/{}", enc(&bob.user_id)),
+            ),
+        )
         .await;
     assert_eq!(m["membership"], "invite", "{m}");
 
@@ -583,7 +746,14 @@ async fn tchap_rooms_off(b: Backend) {
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (_, pl) = state_event(&s, &alice, &room, "m.room.power_levels").await;
     assert_eq!(pl["state_default"], 50);
-    let (st, v) = put_state(&s, &alice, &room, "m.room.join_rules", json!({ "join_rule": "public" })).await;
+    let (st, v) = put_state(
+        &s,
+        &alice,
+        &room,
+        "m.room.join_rules",
+        json!({ "join_rule": "public" }),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = s
         .post(

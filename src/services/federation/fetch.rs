@@ -330,8 +330,8 @@ impl Services {
             let snapshot = state.clone();
             let mut refused = vec![];
             state.retain(|_, p| {
-                let ok =
-                    crate::services::policy::access_rules::check(&self.policy, &snapshot, p).is_ok();
+                let ok = crate::services::policy::access_rules::check(&self.policy, &snapshot, p)
+                    .is_ok();
                 if !ok {
                     refused.push(p.event_id.to_string());
                 }

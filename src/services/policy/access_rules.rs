@@ -134,8 +134,7 @@ pub fn check(policy: &Policy, state: &State, pdu: &Pdu) -> Result<(), String> {
         "m.room.third_party_invite" if rule == Rule::Direct => {
             let c = content(pdu);
             let known = get(state, "m.room.third_party_invite", key).is_some();
-            if c.as_object().is_some_and(|o| !o.is_empty()) && !known && direct_count(state) >= 2
-            {
+            if c.as_object().is_some_and(|o| !o.is_empty()) && !known && direct_count(state) >= 2 {
                 return Err("A direct room cannot have more than two members".into());
             }
             Ok(())
@@ -251,7 +250,9 @@ impl crate::services::Services {
             return Ok(());
         }
         if self.policy.is_external(user) {
-            return Err(crate::Error::forbidden("External users cannot publish rooms"));
+            return Err(crate::Error::forbidden(
+                "External users cannot publish rooms",
+            ));
         }
         if room_rule(&room.state) != Rule::Restricted {
             return Err(crate::Error::forbidden(

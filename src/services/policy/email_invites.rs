@@ -181,7 +181,9 @@ impl Services {
         let room_id = util::parse_room_id(room_id)?;
         let sender = util::parse_user_id(sender)?;
         if sender.server_name() != origin || !email::is_valid(address) {
-            return Err(Error::bad_json("The sender is not on the requesting server"));
+            return Err(Error::bad_json(
+                "The sender is not on the requesting server",
+            ));
         }
         let address = email::normalise(address);
         if self
@@ -189,7 +191,9 @@ impl Services {
             .home_for_email(&address)
             .is_none_or(|h| h.server != self.server_name)
         {
-            return Err(Error::forbidden("This address is not hosted on this server"));
+            return Err(Error::forbidden(
+                "This address is not hosted on this server",
+            ));
         }
         self.db
             .insert_email_invite(&EmailInviteRow {

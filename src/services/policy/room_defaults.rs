@@ -75,9 +75,7 @@ fn join_rule(state: &State) -> Option<String> {
 pub fn check_forum(state: &State, kind: &str, content: &Value) -> Result<(), String> {
     let public = join_rule(state).as_deref() == Some("public");
     match kind {
-        "m.room.encryption" if public => {
-            Err("A public room (forum) cannot be encrypted".into())
-        }
+        "m.room.encryption" if public => Err("A public room (forum) cannot be encrypted".into()),
         "m.room.join_rules" if public => {
             let encrypted = state.contains_key(&(StateEventType::RoomEncryption, String::new()));
             if content["join_rule"].as_str() != Some("public") && !encrypted {
@@ -132,7 +130,8 @@ fn promoted_power_levels(
         .state
         .iter()
         .filter(|((t, _), p)| {
-            *t == StateEventType::RoomMember && p.content_str("membership").as_deref() == Some("join")
+            *t == StateEventType::RoomMember
+                && p.content_str("membership").as_deref() == Some("join")
         })
         .filter_map(|((_, k), _)| ruma::UserId::parse(k.as_str()).ok())
         .filter(|u| u != leaving)
