@@ -521,6 +521,29 @@ async fn tchap_rooms_federated_rejection(b: Backend) {
             .any(|e| e["type"] == "m.room.name"),
         "{timeline}"
     );
+    // m.federate false keeps a room on its server: no invite of B's user, no join from B.
+    let local_only = a
+        .create_room(
+            &alice,
+            json!({ "creation_content": { "m.federate": false } }),
+        )
+        .await;
+    forbidden(
+        &invite_status(a, &alice, &local_only, &bob.user_id).await,
+        "remote invite into a non-federated room",
+    );
+    let (st, v) = bs
+        .post(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&local_only),
+                enc(&a.name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_ne!(st, StatusCode::OK, "joined a non-federated room: {v}");
     // And A's own events still reach B.
     a.send_text(&alice, &dm, "t2", "still talking").await;
     eventually(|| async {
