@@ -282,3 +282,142 @@ impl crate::services::Services {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ruma::events::StateEventType;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::TchapConfig;
+
+    fn pdu(n: usize, kind: &str, key: &str, sender: &str, content: Value) -> Arc<Pdu> {
+        let json = json!({
+            "type": kind, "state_key": key, "sender": sender, "content": content,
+            "room_id": "!r:a.example", "origin_server_ts": 1, "depth": n,
+            "prev_events": [], "auth_events": [],
+        });
+        Pdu::parse(&format!("$e{n}"), &json.to_string()).unwrap()
+    }
+
+    fn policy() -> Policy {
+        let cfg = TchapConfig {
+            externals_servers: vec!["ext.example".into()],
+            ..Default::default()
+        };
+        Policy::new("a.example", Some(&cfg)).unwrap()
+    }
+
+    fn room(rule: &str, members: &[(&str, &str)]) -> State {
+        let mut s = State::new();
+        let mut put = |p: Arc<Pdu>| {
+            s.insert(
+                (
+                    StateEventType::from(p.kind.to_string().as_str()),
+                    p.state_key.clone().unwrap(),
+                ),
+                p,
+            );
+        };
+        put(pdu(0, "m.room.create", "", "@c:a.example", json!({})));
+        put(pdu(
+            1,
+            EVENT_TYPE,
+            "",
+            "@c:a.example",
+            json!({ "rule": rule }),
+        ));
+        for (i, (u, m)) in members.iter().enumerate() {
+            put(pdu(
+                2 + i,
+                "m.room.member",
+                u,
+                u,
+                json!({ "membership": m }),
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn direct_counts_pending_email_invites() {
+        let p = policy();
+        let mut s = room("direct", &[("@c:a.example", "join")]);
+        let tpi = pdu(
+            9,
+            "m.room.third_party_invite",
+            "tok",
+            "@c:a.example",
+            json!({ "display_name": "x" }),
+        );
+        assert!(check(&p, &s, &tpi).is_ok());
+        s.insert((StateEventType::RoomThirdPartyInvite, "tok".into()), tpi);
+        // Two slots taken: a third person is refused, the invite taking the token is not.
+        let third = pdu(
+            10,
+            "m.room.member",
+            "@d:a.example",
+            "@c:a.example",
+            json!({ "membership": "invite" }),
+        );
+        assert!(check(&p, &s, &third).is_err());
+        let taking = pdu(
+            11,
+            "m.room.member",
+            "@d:a.example",
+            "@c:a.example",
+            json!({
+                "membership": "invite",
+                "third_party_invite": { "signed": { "mxid": "@d:a.example", "token": "tok" } },
+            }),
+        );
+        assert!(check(&p, &s, &taking).is_ok());
+        let name = pdu(
+            12,
+            "m.room.name",
+            "",
+            "@c:a.example",
+            json!({ "name": "n" }),
+        );
+        assert!(check(&p, &s, &name).is_err());
+    }
+
+    #[test]
+    fn transitions_and_externals() {
+        let p = policy();
+        let s = room("restricted", &[("@c:a.example", "join")]);
+        let to = |r: &str| pdu(20, EVENT_TYPE, "", "@c:a.example", json!({ "rule": r }));
+        assert!(check(&p, &s, &to("unrestricted")).is_ok());
+        assert!(check(&p, &s, &to("restricted")).is_ok());
+        assert!(check(&p, &s, &to("direct")).is_err()); // only towards unrestricted
+        let u = room("unrestricted", &[("@c:a.example", "join")]);
+        assert!(check(&p, &u, &to("restricted")).is_err());
+        let join = pdu(
+            21,
+            "m.room.member",
+            "@x:ext.example",
+            "@x:ext.example",
+            json!({ "membership": "join" }),
+        );
+        assert!(check(&p, &s, &join).is_err());
+        assert!(check(&p, &u, &join).is_err(), "no invite");
+        let invited = room(
+            "unrestricted",
+            &[("@c:a.example", "join"), ("@x:ext.example", "invite")],
+        );
+        assert!(check(&p, &invited, &join).is_ok());
+        let pl = pdu(
+            22,
+            "m.room.power_levels",
+            "",
+            "@c:a.example",
+            json!({ "users": { "@x:ext.example": 10 } }),
+        );
+        assert!(check(&p, &u, &pl).is_err());
+        // Tchap off: everything goes.
+        let off = Policy::new("a.example", None).unwrap();
+        assert!(check(&off, &s, &join).is_ok());
+    }
+}
