@@ -228,6 +228,27 @@ impl Db {
         row.try_get(0)
     }
 
+    /// Flags stored outliers of a room as rejected (events a policy refuses, kept known so
+    /// they are not fetched again, never served nor used).
+    pub async fn mark_rejected(&self, room_id: &str, ids: &[String]) -> sqlx::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE events SET rejected = 1 WHERE room_id = $1 AND outlier = 1 AND event_id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(room_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        tx.commit().await
+    }
+
     pub async fn get_event(&self, event_id: &str) -> sqlx::Result<Option<EventRow>> {
         sqlx::query_as(&format!(
             "SELECT {EVENT_COLS} FROM events e WHERE e.event_id = $1 AND e.rejected = 0"

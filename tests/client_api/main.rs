@@ -29,5 +29,6 @@ mod spaces;
 mod sync;
 mod tags;
 mod tchap_accounts;
+mod tchap_rooms;
 mod tls;
 mod upgrade;

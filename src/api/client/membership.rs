@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path, Query},
     util::{parse_room_id as room, parse_user_id as user},
+    Error,
 };
 
 #[derive(Deserialize, Default)]
@@ -72,10 +73,13 @@ pub async fn join_by_id(
 
 #[derive(Deserialize)]
 pub struct InviteBody {
-    user_id: String,
+    user_id: Option<String>,
     reason: Option<String>,
     #[serde(default)]
     is_direct: bool,
+    /// Third-party (email) invite: `medium`, `address` (`id_server` is this server).
+    medium: Option<String>,
+    address: Option<String>,
 }
 
 pub async fn invite(
@@ -84,11 +88,23 @@ pub async fn invite(
     Path(id): Path<String>,
     Json(b): Json<InviteBody>,
 ) -> ApiResult {
+    if let (None, Some(medium), Some(address)) = (&b.user_id, &b.medium, &b.address) {
+        if medium != "email" {
+            return Err(Error::invalid_param("Only email invites are supported"));
+        }
+        s.invite_by_email(&r, &room(&id)?, address, b.reason.as_deref())
+            .await?;
+        return ok(json!({}));
+    }
+    let target = b
+        .user_id
+        .as_deref()
+        .ok_or_else(|| Error::bad_json("Missing user_id"))?;
     let extra = b.is_direct.then(|| json!({ "is_direct": true }));
     s.set_membership(
         &r.user_id,
         &room(&id)?,
-        &user(&b.user_id)?,
+        &user(target)?,
         "invite",
         b.reason.as_deref(),
         extra,

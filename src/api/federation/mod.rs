@@ -10,6 +10,7 @@ mod media;
 mod membership;
 mod openid;
 mod query;
+mod tchap_rooms;
 mod transactions;
 
 use axum::{
@@ -109,5 +110,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/federation/v1/openid/userinfo",
             get(openid::userinfo),
+        )
+        .route(
+            crate::services::policy::email_invites::ANNOUNCE_PATH,
+            post(tchap_rooms::email_invite),
+        )
+        .route(
+            crate::services::policy::email_invites::BOUND_PATH,
+            post(tchap_rooms::email_bound),
         )
 }

@@ -323,6 +323,22 @@ impl Services {
                 "The state before the event has no create event",
             ));
         }
+        // Tchap: state entries the access rules refuse (rejected here when they came as
+        // events) do not come back through a reported state.
+        let mut state = state;
+        if self.policy.enabled() {
+            let snapshot = state.clone();
+            let mut refused = vec![];
+            state.retain(|_, p| {
+                let ok = crate::services::policy::access_rules::check(&self.policy, &snapshot, p)
+                    .is_ok();
+                if !ok {
+                    refused.push(p.event_id.to_string());
+                }
+                ok
+            });
+            self.db.mark_rejected(room_id.as_str(), &refused).await?;
+        }
         let id = event.event_id.clone();
         let mut supplied = HashMap::new();
         supplied.insert(id.clone(), state);

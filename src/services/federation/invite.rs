@@ -188,6 +188,8 @@ impl RoomState {
             self.state.get(&(t.clone(), k.to_owned())).cloned()
         })
         .map_err(Error::forbidden)?;
+        crate::services::policy::access_rules::check(&srv.policy, &self.state, &pdu)
+            .map_err(Error::forbidden)?;
         Ok((event_id, obj))
     }
 }
@@ -441,6 +443,11 @@ impl Services {
             let room = guard
                 .as_ref()
                 .ok_or_else(|| Error::forbidden("You are not in this room"))?;
+            if !room.federates() {
+                return Err(Error::forbidden(
+                    "This room is not federated (m.federate is false)",
+                ));
+            }
             match room.membership(target).as_deref() {
                 Some("join") => return Err(Error::forbidden("User is already in the room")),
                 Some("ban") => return Err(Error::forbidden("User is banned from the room")),

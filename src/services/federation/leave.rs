@@ -63,7 +63,11 @@ impl Services {
             Some(user.as_str()),
             json!({ "membership": membership }),
         )?;
-        room.check_template_as(&template, &format!("You may not {membership}"))?;
+        room.check_template_as(
+            &self.policy,
+            &template,
+            &format!("You may not {membership}"),
+        )?;
         Ok(json!({ "event": template, "room_version": ver }))
     }
 

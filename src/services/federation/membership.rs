@@ -12,6 +12,7 @@ use ruma::{
 use serde_json::{json, Value};
 
 use super::{pdu::CheckedPdu, sender::outgoing_pdu};
+use crate::services::policy::{access_rules, Policy};
 use crate::{
     services::{
         rooms::{
@@ -74,7 +75,7 @@ impl Services {
             json!({ "membership": "join" }),
         )?;
         // Refuse now what the auth rules would refuse at send_join.
-        room.check_template(&template)?;
+        room.check_template(&self.policy, &template)?;
         Ok(json!({ "event": template, "room_version": ver }))
     }
 
@@ -557,12 +558,12 @@ impl RoomState {
     }
 
     /// Whether an event built from a template would pass the auth rules on the current state.
-    pub fn check_template(&self, template: &Value) -> Result<()> {
-        self.check_template_as(template, "You may not join")
+    pub fn check_template(&self, policy: &Policy, template: &Value) -> Result<()> {
+        self.check_template_as(policy, template, "You may not join")
     }
 
     /// [`Self::check_template`] with the refusal's wording (`what`: "You may not leave"...).
-    pub fn check_template_as(&self, template: &Value, what: &str) -> Result<()> {
+    pub fn check_template_as(&self, policy: &Policy, template: &Value, what: &str) -> Result<()> {
         let mut t = template.clone();
         t["hashes"] = json!({ "sha256": "" });
         t["signatures"] = json!({});
@@ -570,6 +571,7 @@ impl RoomState {
         state_res::check_state_dependent_auth_rules(&self.rules.authorization, &*pdu, |k, s| {
             self.state.get(&(k.clone(), s.to_owned())).cloned()
         })
+        .and_then(|_| access_rules::check(policy, &self.state, &pdu))
         .map_err(|e| Error::forbidden(format!("{what}: {e}")))
     }
 }

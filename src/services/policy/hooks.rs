@@ -17,7 +17,7 @@ impl Services {
     /// pending email invitations for it are turned into room invites. Owned by email invites
     /// (`policy/email_invites`).
     pub async fn email_bound(&self, user: &UserId, address: &str) {
-        let _ = (user, address);
+        self.email_invites_bound(user, address).await
     }
 
     /// Whether a local account has expired (account validity, TCHAP.md §5); false when expiry

@@ -6,9 +6,12 @@
 //! joins, state events local and federated, directory search, profile); the rules themselves
 //! live here and nowhere else.
 
+pub mod access_rules;
 pub mod email;
+pub mod email_invites;
 mod hooks;
 pub mod registration;
+pub mod room_defaults;
 
 use std::collections::BTreeSet;
 

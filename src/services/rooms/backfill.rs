@@ -318,6 +318,8 @@ impl Services {
                         |t, k| before.get(&(t.clone(), k.to_owned())).cloned(),
                     )
                     .is_err())
+                || crate::services::policy::access_rules::check(&self.policy, &before, &pdu)
+                    .is_err()
             {
                 tracing::info!(event = %pdu.event_id, "backfilled event refused by the auth rules");
                 continue;

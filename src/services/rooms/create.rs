@@ -5,7 +5,17 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{version, EventSpec, RoomState};
-use crate::{config::EncryptionByDefault, services::Services, util, Error, Result};
+use crate::{
+    config::EncryptionByDefault,
+    services::{
+        policy::{
+            access_rules::{self, Rule},
+            room_defaults,
+        },
+        Services,
+    },
+    util, Error, Result,
+};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -100,6 +110,13 @@ impl Services {
                 invitees.push(u);
             }
         }
+        // Tchap (TCHAP.md §3, §4): the room's access rule and what the creator may create.
+        let tchap = self.policy.enabled() && replacement.is_none();
+        let access_rule = if tchap {
+            Some(self.tchap_create_checks(creator, &req, &invitees).await?)
+        } else {
+            None
+        };
         let alias = match &req.room_alias_name {
             Some(name) => {
                 if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
@@ -183,12 +200,16 @@ impl Services {
         }
         let mut pl = match &replacement {
             Some(r) => r.power_levels.clone(),
+            None if tchap => room_defaults::power_levels(users),
             None => default_power_levels(users, &preset),
         };
         if let Some(o) = &req.power_level_content_override {
             for (k, v) in o {
                 pl[k] = v.clone();
             }
+        }
+        if tchap {
+            room_defaults::check_override(&pl).map_err(Error::forbidden)?;
         }
         strip_creators(&mut pl, &room);
         batch.push(room.build(
@@ -198,6 +219,21 @@ impl Services {
             None,
             None,
         )?);
+
+        // The access rule, before anything it governs.
+        if let Some(rule) = access_rule {
+            batch.push(room.build(
+                self,
+                creator,
+                EventSpec::state(
+                    access_rules::EVENT_TYPE,
+                    "",
+                    json!({ "rule": rule.as_str() }),
+                ),
+                None,
+                None,
+            )?);
+        }
 
         // 4. canonical alias
         if let Some(a) = &alias {
@@ -225,7 +261,18 @@ impl Services {
         } else {
             "invite"
         };
-        let history = "shared";
+        // The join rule the room ends up with (initial_state may set its own).
+        let final_join_rule = req
+            .initial_state
+            .iter()
+            .find(|s| s.kind == "m.room.join_rules" && s.state_key.is_empty())
+            .and_then(|s| s.content["join_rule"].as_str())
+            .unwrap_or(join_rule);
+        let history = if tchap {
+            room_defaults::history_visibility(final_join_rule == "public")
+        } else {
+            "shared"
+        };
         if !given("m.room.join_rules") {
             batch.push(room.build(
                 self,
@@ -264,6 +311,8 @@ impl Services {
 
         // Encryption by default (before initial_state, which may set its own).
         let encrypt = match self.config.encryption_by_default {
+            // Tchap: private rooms and DMs are encrypted, forums never.
+            _ if tchap => final_join_rule != "public",
             EncryptionByDefault::All => true,
             EncryptionByDefault::Invite => preset != "public_chat",
             EncryptionByDefault::Off => false,
@@ -284,6 +333,10 @@ impl Services {
 
         // 6. initial_state
         for s in req.initial_state {
+            if access_rule.is_some() && s.kind == access_rules::EVENT_TYPE && s.state_key.is_empty()
+            {
+                continue; // sent above
+            }
             if matches!(
                 s.kind.as_str(),
                 "m.room.create" | "m.room.member" | "m.room.power_levels" | "m.room.redaction"
@@ -403,6 +456,70 @@ impl Services {
             }
         }
         Ok(room_id)
+    }
+}
+
+impl Services {
+    /// Tchap checks of a `/createRoom` request (TCHAP.md §3, §4, issue item 3): the access
+    /// rule asked for (or the default) must match `is_direct`; externals create only direct
+    /// rooms with one agent they already share a room with, and publish nothing; only
+    /// `restricted` rooms are published. Returns the room's rule.
+    async fn tchap_create_checks(
+        &self,
+        creator: &UserId,
+        req: &CreateRoomRequest,
+        invitees: &[ruma::OwnedUserId],
+    ) -> Result<Rule> {
+        let explicit = req
+            .initial_state
+            .iter()
+            .find(|s| s.kind == access_rules::EVENT_TYPE && s.state_key.is_empty());
+        let rule = match explicit {
+            None if req.is_direct => Rule::Direct,
+            None => Rule::Restricted,
+            Some(s) => {
+                let rule = match s.content.get("rule").and_then(Value::as_str) {
+                    None | Some("") => Some(Rule::Restricted),
+                    Some(r) => Rule::parse(r),
+                }
+                .ok_or_else(|| Error::invalid_param("Unknown access rule"))?;
+                if (rule == Rule::Direct) != req.is_direct {
+                    return Err(Error::invalid_param(
+                        "The access rule \"direct\" goes with is_direct, and only with it",
+                    ));
+                }
+                rule
+            }
+        };
+        let public = req.visibility.as_deref() == Some("public");
+        if self.policy.is_external(creator) {
+            if public {
+                return Err(Error::forbidden("External users cannot publish rooms"));
+            }
+            if !req.is_direct || invitees.len() != 1 || !req.invite_3pid.is_empty() {
+                return Err(Error::forbidden(
+                    "External users can only create a direct chat with one agent",
+                ));
+            }
+            let invitee = &invitees[0];
+            if self.policy.is_external(invitee)
+                || self
+                    .db
+                    .still_sharing(creator.as_str(), &[invitee.to_string()])
+                    .await?
+                    .is_empty()
+            {
+                return Err(Error::forbidden(
+                    "External users can only start a direct chat with an agent they already share a room with",
+                ));
+            }
+        }
+        if public && rule != Rule::Restricted {
+            return Err(Error::forbidden(
+                "Only rooms with the access rule \"restricted\" can be published",
+            ));
+        }
+        Ok(rule)
     }
 }
 

@@ -111,6 +111,9 @@ impl Services {
             if !r.is_admin && st.user_power(&r.user_id) < needed {
                 return Err(Error::forbidden("You cannot change this room's visibility"));
             }
+            if public && !r.is_admin {
+                self.policy_may_publish(&r.user_id, st)?;
+            }
         }
         Ok(self.db.set_room_public(room_id.as_str(), public).await?)
     }

@@ -216,11 +216,15 @@ impl Services {
             Some("leave") => return Ok(()),
             _ => {}
         }
+        let joined = current.as_ref().is_some_and(|m| m.membership == "join");
         if let Some(m) = current.filter(|m| m.membership == "invite" || m.membership == "knock") {
             if self.db.room_version(room_id.as_str()).await?.is_none() {
                 // An invite or knock in a room not known here: through another server.
                 return self.leave_remote(user, room_id, &m, reason).await;
             }
+        }
+        if joined {
+            self.policy_promote_before_leave(user, room_id).await?;
         }
         self.set_membership(user, room_id, user, "leave", reason, None)
             .await

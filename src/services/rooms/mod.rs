@@ -94,6 +94,8 @@ pub struct EventSpec {
     pub content: Value,
     /// Top-level `redacts` (room versions before 11).
     pub redacts: Option<OwnedEventId>,
+    /// A server admin's request: the Tchap access rules do not apply (local requests only).
+    pub bypass_policy: bool,
 }
 
 impl EventSpec {
@@ -103,6 +105,7 @@ impl EventSpec {
             state_key: Some(key.to_owned()),
             content,
             redacts: None,
+            bypass_policy: false,
         }
     }
 }
@@ -186,6 +189,14 @@ impl RoomState {
     pub fn get(&self, kind: &str, key: &str) -> Option<&Arc<Pdu>> {
         self.state
             .get(&(StateEventType::from(kind), key.to_owned()))
+    }
+
+    /// Whether users of other servers may take part (`m.federate` of the create event).
+    pub fn federates(&self) -> bool {
+        self.get("m.room.create", "")
+            .and_then(|p| serde_json::from_str::<Value>(p.content.get()).ok())
+            .and_then(|c| c.get("m.federate").and_then(Value::as_bool))
+            .unwrap_or(true)
     }
 
     pub fn membership(&self, user: &UserId) -> Option<String> {
@@ -396,6 +407,10 @@ impl RoomState {
             self.state.get(&(t.clone(), k.to_owned())).cloned()
         })
         .map_err(Error::forbidden)?;
+        if !spec.bypass_policy {
+            crate::services::policy::access_rules::check(&srv.policy, &self.state, &pdu)
+                .map_err(Error::forbidden)?;
+        }
 
         // Apply.
         let group_write = if spec.state_key.is_some() {

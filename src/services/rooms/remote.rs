@@ -298,6 +298,24 @@ impl Services {
                 out.push((c.event_id, Outcome::Rejected(e)));
                 continue;
             }
+            // Tchap access rules: the same pure check every server of the federation makes.
+            if let Err(e) =
+                crate::services::policy::access_rules::check(&self.policy, before_state, &pdu)
+            {
+                tracing::info!(event = %c.event_id, reason = %e, "event rejected by the access rules");
+                // Kept known, flagged rejected: never in the state nor the timeline.
+                let v = serde_json::to_value(&c.object).unwrap_or_default();
+                let version_rules = room.rules.clone();
+                if let Ok(stored) = self.store_outliers(room_id, &version_rules, &[v]).await {
+                    if stored.contains(&c.event_id) {
+                        self.db
+                            .mark_rejected(room_id.as_str(), &[c.event_id.to_string()])
+                            .await?;
+                    }
+                }
+                out.push((c.event_id, Outcome::Rejected(e)));
+                continue;
+            }
             let soft = !extends
                 && state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
                     room.state.get(&(t.clone(), k.to_owned())).cloned()

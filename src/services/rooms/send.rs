@@ -76,11 +76,15 @@ impl Services {
                 }
             }
         }
+        if kind == crate::services::policy::access_rules::EVENT_TYPE && !r.is_admin {
+            self.policy_rule_change_allowed(room_id, &content).await?;
+        }
         let spec = EventSpec {
             kind: kind.to_owned(),
             state_key: state_key.map(str::to_owned),
             content,
             redacts: None,
+            bypass_policy: r.is_admin,
         };
         let device = txn.map(|_| r.device_id.clone());
         let txn = txn.map(str::to_owned).zip(key);
@@ -139,6 +143,7 @@ impl Services {
             state_key: None,
             content,
             redacts: (!in_content).then(|| target.clone()),
+            bypass_policy: false,
         };
         let (user, original_sender) = (r.user_id.clone(), original.map(|o| o.sender));
         let check: super::writer::Check = Box::new(move |room| {

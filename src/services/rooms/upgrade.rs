@@ -24,6 +24,7 @@ const COPIED: &[&str] = &[
     "m.room.avatar",
     "m.room.encryption",
     "m.room.server_acl",
+    crate::services::policy::access_rules::EVENT_TYPE,
 ];
 
 /// A room marked as being upgraded, unmarked when dropped.

@@ -1,0 +1,423 @@
+//! Room access rules (TCHAP.md §3): the `im.vector.room.access_rules` state event and what each
+//! rule forbids. [`check`] is a pure function of the configuration, the room state before an
+//! event and the event: local events are refused with it before they are stored, events from
+//! other servers are rejected with it, so every Palabre server of the federation decides the
+//! same for the same event. The forum rules of §4 (encryption and public join rules) are
+//! checked at the same points (`room_defaults::check_forum`).
+
+use std::collections::HashSet;
+
+use ruma::{events::StateEventType, UserId};
+use serde_json::Value;
+
+use super::{room_defaults, Policy};
+use crate::services::rooms::{pdu::Pdu, resolve::State};
+
+/// The state event type carrying the rule.
+pub const EVENT_TYPE: &str = "im.vector.room.access_rules";
+
+/// A room's access rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Restricted,
+    Unrestricted,
+    Direct,
+}
+
+impl Rule {
+    pub fn parse(s: &str) -> Option<Rule> {
+        match s {
+            "restricted" => Some(Rule::Restricted),
+            "unrestricted" => Some(Rule::Unrestricted),
+            "direct" => Some(Rule::Direct),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Restricted => "restricted",
+            Rule::Unrestricted => "unrestricted",
+            Rule::Direct => "direct",
+        }
+    }
+}
+
+fn content(p: &Pdu) -> Value {
+    serde_json::from_str(p.content.get()).unwrap_or(Value::Null)
+}
+
+fn get<'a>(state: &'a State, kind: &str, key: &str) -> Option<&'a std::sync::Arc<Pdu>> {
+    state.get(&(StateEventType::from(kind), key.to_owned()))
+}
+
+/// The rule of a rule event's content: absent or empty means `restricted`; None for an unknown
+/// value.
+fn rule_of(content: &Value) -> Option<Rule> {
+    match content.get("rule").and_then(Value::as_str) {
+        None | Some("") => Some(Rule::Restricted),
+        Some(s) => Rule::parse(s),
+    }
+}
+
+/// The rule of a room (its state): `restricted` without a rule event.
+pub fn room_rule(state: &State) -> Rule {
+    get(state, EVENT_TYPE, "")
+        .and_then(|p| rule_of(&content(p)))
+        .unwrap_or(Rule::Restricted)
+}
+
+/// The membership of a user in a state.
+fn membership(state: &State, user: &str) -> Option<String> {
+    get(state, "m.room.member", user).and_then(|p| p.content_str("membership"))
+}
+
+/// The pending third-party (email) invites of a room: tokens of `m.room.third_party_invite`
+/// events with content that no member event has used yet.
+pub fn pending_email_tokens(state: &State) -> HashSet<String> {
+    let mut used = HashSet::new();
+    let mut pending = HashSet::new();
+    for ((t, k), p) in state {
+        if *t == StateEventType::RoomMember {
+            if let Some(tok) = content(p)["third_party_invite"]["signed"]["token"].as_str() {
+                used.insert(tok.to_owned());
+            }
+        } else if *t == StateEventType::RoomThirdPartyInvite
+            && content(p).as_object().is_some_and(|o| !o.is_empty())
+        {
+            pending.insert(k.clone());
+        }
+    }
+    pending.retain(|t| !used.contains(t));
+    pending
+}
+
+/// Members counted by the `direct` rule: joined and invited users.
+fn members(state: &State) -> HashSet<String> {
+    state
+        .iter()
+        .filter(|((t, _), p)| {
+            *t == StateEventType::RoomMember
+                && matches!(
+                    p.content_str("membership").as_deref(),
+                    Some("join" | "invite")
+                )
+        })
+        .map(|((_, k), _)| k.clone())
+        .collect()
+}
+
+/// Members plus pending email invites.
+pub fn direct_count(state: &State) -> usize {
+    members(state).len() + pending_email_tokens(state).len()
+}
+
+fn is_external(policy: &Policy, user: &str) -> bool {
+    UserId::parse(user).is_ok_and(|u| policy.is_external(&u))
+}
+
+/// Whether an event is allowed by the room's access rule and the forum rules, given the state
+/// before it. `Err` carries the reason (for a 403 or a rejection). Always Ok with Tchap off.
+pub fn check(policy: &Policy, state: &State, pdu: &Pdu) -> Result<(), String> {
+    if !policy.enabled() {
+        return Ok(());
+    }
+    let Some(key) = pdu.state_key.as_deref() else {
+        return Ok(());
+    };
+    let kind = pdu.kind.to_string();
+    let rule = room_rule(state);
+    room_defaults::check_forum(state, &kind, &content(pdu))?;
+    match kind.as_str() {
+        EVENT_TYPE if key.is_empty() => check_rule_change(state, &content(pdu)),
+        "m.room.member" => check_member(policy, state, rule, key, &content(pdu)),
+        "m.room.third_party_invite" if rule == Rule::Direct => {
+            let c = content(pdu);
+            let known = get(state, "m.room.third_party_invite", key).is_some();
+            if c.as_object().is_some_and(|o| !o.is_empty()) && !known && direct_count(state) >= 2 {
+                return Err("A direct room cannot have more than two members".into());
+            }
+            Ok(())
+        }
+        "m.room.name" | "m.room.topic" | "m.room.avatar" if rule == Rule::Direct => Err(format!(
+            "{kind} cannot be set in a direct room (access rule \"direct\")"
+        )),
+        "m.room.join_rules" if rule == Rule::Direct => {
+            if content(pdu)["join_rule"].as_str() == Some("public") {
+                return Err("A direct room cannot be public".into());
+            }
+            Ok(())
+        }
+        "m.room.power_levels" if rule == Rule::Unrestricted => {
+            check_power_levels(policy, &content(pdu))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Transitions: same → same and `restricted` → `unrestricted`; any rule for a room without one
+/// (creation); `direct` only with at most two members.
+fn check_rule_change(state: &State, c: &Value) -> Result<(), String> {
+    let Some(new) = rule_of(c) else {
+        return Err(format!("Unknown access rule {}", c["rule"]));
+    };
+    if new == Rule::Direct && direct_count(state) > 2 {
+        return Err("A room with more than two members cannot become direct".into());
+    }
+    let Some(prev) = get(state, EVENT_TYPE, "") else {
+        return Ok(());
+    };
+    let prev = rule_of(&content(prev)).unwrap_or(Rule::Restricted);
+    match (prev, new) {
+        (a, b) if a == b => Ok(()),
+        (Rule::Restricted, Rule::Unrestricted) => Ok(()),
+        (a, b) => Err(format!(
+            "The access rule cannot change from {} to {}",
+            a.as_str(),
+            b.as_str()
+        )),
+    }
+}
+
+fn check_member(
+    policy: &Policy,
+    state: &State,
+    rule: Rule,
+    target: &str,
+    c: &Value,
+) -> Result<(), String> {
+    let m = c["membership"].as_str().unwrap_or_default();
+    if !matches!(m, "invite" | "join") {
+        return Ok(());
+    }
+    let current = membership(state, target);
+    // The creator's own first join comes before the rule event (room creation).
+    let creator = get(state, "m.room.create", "").is_some_and(|c| c.sender.as_str() == target);
+    if creator && m == "join" && current.is_none() && get(state, EVENT_TYPE, "").is_none() {
+        return Ok(());
+    }
+    match rule {
+        Rule::Restricted if is_external(policy, target) => Err(format!(
+            "{target} is an external user and this room is restricted to agents"
+        )),
+        Rule::Unrestricted
+            if m == "join"
+                && is_external(policy, target)
+                && !matches!(current.as_deref(), Some("invite" | "join")) =>
+        {
+            Err(format!("{target} is an external user and needs an invite"))
+        }
+        Rule::Direct => {
+            if matches!(current.as_deref(), Some("invite" | "join")) {
+                return Ok(());
+            }
+            // An invite taking up a pending email invite does not add anyone.
+            let token = c["third_party_invite"]["signed"]["token"].as_str();
+            let count = direct_count(state);
+            let takes_pending =
+                token.is_some_and(|t| pending_email_tokens(state).contains(t)) && count <= 2;
+            if !takes_pending && count >= 2 {
+                return Err("A direct room cannot have more than two members".into());
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `unrestricted`: externals keep power 0 and `users_default` stays 0.
+fn check_power_levels(policy: &Policy, c: &Value) -> Result<(), String> {
+    if c.get("users_default").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        return Err("users_default must stay 0 in a room open to externals".into());
+    }
+    for (user, level) in c["users"].as_object().into_iter().flatten() {
+        if is_external(policy, user) && level.as_i64().unwrap_or(0) != 0 {
+            return Err(format!("The external user {user} cannot be given power"));
+        }
+    }
+    Ok(())
+}
+
+impl crate::services::Services {
+    /// Whether a user may publish a room in the directory: not an external, and only a
+    /// `restricted` room (TCHAP.md §3, §4).
+    pub fn policy_may_publish(
+        &self,
+        user: &UserId,
+        room: &crate::services::rooms::RoomState,
+    ) -> crate::Result<()> {
+        if !self.policy.enabled() {
+            return Ok(());
+        }
+        if self.policy.is_external(user) {
+            return Err(crate::Error::forbidden(
+                "External users cannot publish rooms",
+            ));
+        }
+        if room_rule(&room.state) != Rule::Restricted {
+            return Err(crate::Error::forbidden(
+                "Only rooms with the access rule \"restricted\" can be published",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A local rule change: a room published in the directory stays `restricted` (checked here,
+    /// at the time of the change; the rest of the rule is [`check`]).
+    pub async fn policy_rule_change_allowed(
+        &self,
+        room_id: &ruma::RoomId,
+        content: &Value,
+    ) -> crate::Result<()> {
+        if !self.policy.enabled() || rule_of(content) == Some(Rule::Restricted) {
+            return Ok(());
+        }
+        if self.db.room_version(room_id.as_str()).await?.is_some()
+            && self.db.room_is_public(room_id.as_str()).await?
+        {
+            return Err(crate::Error::forbidden(
+                "A room published in the directory must keep the access rule \"restricted\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ruma::events::StateEventType;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::TchapConfig;
+
+    fn pdu(n: usize, kind: &str, key: &str, sender: &str, content: Value) -> Arc<Pdu> {
+        let json = json!({
+            "type": kind, "state_key": key, "sender": sender, "content": content,
+            "room_id": "!r:a.example", "origin_server_ts": 1, "depth": n,
+            "prev_events": [], "auth_events": [],
+        });
+        Pdu::parse(&format!("$e{n}"), &json.to_string()).unwrap()
+    }
+
+    fn policy() -> Policy {
+        let cfg = TchapConfig {
+            externals_servers: vec!["ext.example".into()],
+            ..Default::default()
+        };
+        Policy::new("a.example", Some(&cfg)).unwrap()
+    }
+
+    fn room(rule: &str, members: &[(&str, &str)]) -> State {
+        let mut s = State::new();
+        let mut put = |p: Arc<Pdu>| {
+            s.insert(
+                (
+                    StateEventType::from(p.kind.to_string().as_str()),
+                    p.state_key.clone().unwrap(),
+                ),
+                p,
+            );
+        };
+        put(pdu(0, "m.room.create", "", "@c:a.example", json!({})));
+        put(pdu(
+            1,
+            EVENT_TYPE,
+            "",
+            "@c:a.example",
+            json!({ "rule": rule }),
+        ));
+        for (i, (u, m)) in members.iter().enumerate() {
+            put(pdu(
+                2 + i,
+                "m.room.member",
+                u,
+                u,
+                json!({ "membership": m }),
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn direct_counts_pending_email_invites() {
+        let p = policy();
+        let mut s = room("direct", &[("@c:a.example", "join")]);
+        let tpi = pdu(
+            9,
+            "m.room.third_party_invite",
+            "tok",
+            "@c:a.example",
+            json!({ "display_name": "x" }),
+        );
+        assert!(check(&p, &s, &tpi).is_ok());
+        s.insert((StateEventType::RoomThirdPartyInvite, "tok".into()), tpi);
+        // Two slots taken: a third person is refused, the invite taking the token is not.
+        let third = pdu(
+            10,
+            "m.room.member",
+            "@d:a.example",
+            "@c:a.example",
+            json!({ "membership": "invite" }),
+        );
+        assert!(check(&p, &s, &third).is_err());
+        let taking = pdu(
+            11,
+            "m.room.member",
+            "@d:a.example",
+            "@c:a.example",
+            json!({
+                "membership": "invite",
+                "third_party_invite": { "signed": { "mxid": "@d:a.example", "token": "tok" } },
+            }),
+        );
+        assert!(check(&p, &s, &taking).is_ok());
+        let name = pdu(
+            12,
+            "m.room.name",
+            "",
+            "@c:a.example",
+            json!({ "name": "n" }),
+        );
+        assert!(check(&p, &s, &name).is_err());
+    }
+
+    #[test]
+    fn transitions_and_externals() {
+        let p = policy();
+        let s = room("restricted", &[("@c:a.example", "join")]);
+        let to = |r: &str| pdu(20, EVENT_TYPE, "", "@c:a.example", json!({ "rule": r }));
+        assert!(check(&p, &s, &to("unrestricted")).is_ok());
+        assert!(check(&p, &s, &to("restricted")).is_ok());
+        assert!(check(&p, &s, &to("direct")).is_err()); // only towards unrestricted
+        let u = room("unrestricted", &[("@c:a.example", "join")]);
+        assert!(check(&p, &u, &to("restricted")).is_err());
+        let join = pdu(
+            21,
+            "m.room.member",
+            "@x:ext.example",
+            "@x:ext.example",
+            json!({ "membership": "join" }),
+        );
+        assert!(check(&p, &s, &join).is_err());
+        assert!(check(&p, &u, &join).is_err(), "no invite");
+        let invited = room(
+            "unrestricted",
+            &[("@c:a.example", "join"), ("@x:ext.example", "invite")],
+        );
+        assert!(check(&p, &invited, &join).is_ok());
+        let pl = pdu(
+            22,
+            "m.room.power_levels",
+            "",
+            "@c:a.example",
+            json!({ "users": { "@x:ext.example": 10 } }),
+        );
+        assert!(check(&p, &u, &pl).is_err());
+        // Tchap off: everything goes.
+        let off = Policy::new("a.example", None).unwrap();
+        assert!(check(&off, &s, &join).is_ok());
+    }
+}
