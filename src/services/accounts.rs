@@ -405,6 +405,7 @@ impl Services {
         if let Some(t) = used_token {
             Db::registration_token_used(&mut tx.tx, t).await?;
         }
+        self.validity_on_register(&mut tx.tx, &user_id, now).await?;
         let session = if login {
             Some(
                 self.open_session(&mut tx.tx, &user_id, device_id, device_name, refresh)

@@ -8,6 +8,7 @@
 
 pub mod email;
 mod hooks;
+pub mod validity;
 
 use std::collections::BTreeSet;
 
