@@ -314,8 +314,10 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
     let r = other.services().run_validity_job_once().await.unwrap();
     assert!(!r.ran, "the first process holds the lease");
     // The first stops (gives the lease back): the second takes over, from the database's
-    // state alone — no reminder is sent twice.
-    srv.stop().await;
+    // state alone — no reminder is sent twice. (Its data directory, which holds the SQLite
+    // file, is kept until the end.)
+    let mut srv = srv;
+    srv.running.take().expect("running").stop().await;
     let r = other.services().run_validity_job_once().await.unwrap();
     assert!(r.ran);
     assert_eq!((r.reminders, r.expired, r.deactivated, r.backfilled), (0, 0, 0, 0), "{r:?}");
@@ -330,6 +332,7 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
         assert_eq!(count(&sink, addr).await, n, "{addr}");
     }
     other.stop().await;
+    drop(srv);
 }
 
 async fn lease_function(backend: Backend) {
