@@ -48,7 +48,11 @@ impl Services {
     /// The system user's id, when server notices are on.
     pub fn server_notices_user_id(&self) -> Option<OwnedUserId> {
         let cfg = self.config.server_notices.as_ref()?;
-        UserId::parse(format!("@{}:{}", cfg.system_mxid_localpart, self.server_name)).ok()
+        UserId::parse(format!(
+            "@{}:{}",
+            cfg.system_mxid_localpart, self.server_name
+        ))
+        .ok()
     }
 
     /// Sends a notice to a local user; returns its event id.
@@ -70,7 +74,9 @@ impl Services {
             .server_notices_user_id()
             .ok_or_else(|| Error::unknown("Invalid server notices localpart"))?;
         if system == n.user {
-            return Err(Error::invalid_param("Cannot send a notice to the system user"));
+            return Err(Error::invalid_param(
+                "Cannot send a notice to the system user",
+            ));
         }
         let room = self.notices_room(cfg, &system, n.user).await?;
         let sender = Requester {
@@ -108,7 +114,9 @@ impl Services {
                 match theirs.as_deref() {
                     Some("join") | Some("invite") => {}
                     Some("ban") => {
-                        return Err(Error::forbidden("The user is banned from their notices room"))
+                        return Err(Error::forbidden(
+                            "The user is banned from their notices room",
+                        ))
                     }
                     _ => {
                         self.set_membership(system, &room, user, "invite", None, None)

@@ -41,7 +41,11 @@ fn row(r: &sqlx::any::AnyRow) -> sqlx::Result<ValidityRow> {
 
 impl Db {
     /// The validity of a new account (inside its registration transaction).
-    pub async fn insert_validity(tx: &mut Tx, user_id: &str, expiration_ts: i64) -> sqlx::Result<()> {
+    pub async fn insert_validity(
+        tx: &mut Tx,
+        user_id: &str,
+        expiration_ts: i64,
+    ) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO account_validity (user_id, expiration_ts) VALUES ($1, $2) \
              ON CONFLICT (user_id) DO NOTHING",
@@ -183,11 +187,7 @@ impl Db {
 
     /// Gives every active account without a validity row (accounts older than the setting) an
     /// expiration; `except` (the server notices user) is left alone. Returns how many.
-    pub async fn validity_backfill(
-        &self,
-        expiration_ts: i64,
-        except: &str,
-    ) -> sqlx::Result<u64> {
+    pub async fn validity_backfill(&self, expiration_ts: i64, except: &str) -> sqlx::Result<u64> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "INSERT INTO account_validity (user_id, expiration_ts) \
@@ -297,10 +297,7 @@ impl Db {
             "DELETE FROM account_validity WHERE user_id = $1",
             "DELETE FROM account_renewal_tokens WHERE user_id = $1",
         ] {
-            sqlx::query(sql)
-                .bind(user_id)
-                .execute(&mut *tx.tx)
-                .await?;
+            sqlx::query(sql).bind(user_id).execute(&mut *tx.tx).await?;
         }
         tx.commit().await
     }

@@ -103,7 +103,11 @@ async fn expiry_blocks_and_renews(backend: Backend) {
     assert_eq!(v["errcode"], "M_BAD_JSON");
     // Server notices are off on this server.
     let (st, v) = srv
-        .post(&admin, NOTICE, json!({"user_id": alice.user_id, "content": {"body": "x"}}))
+        .post(
+            &admin,
+            NOTICE,
+            json!({"user_id": alice.user_id, "content": {"body": "x"}}),
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
 
@@ -112,7 +116,10 @@ async fn expiry_blocks_and_renews(backend: Backend) {
     let (st, v) = set_validity(&srv, &admin, json!({"user_id": alice.user_id})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let e = v["expiration_ts"].as_i64().unwrap();
-    assert!(e >= before + 30 * DAY && e <= palabre::util::now_ms() + 30 * DAY, "{v}");
+    assert!(
+        e >= before + 30 * DAY && e <= palabre::util::now_ms() + 30 * DAY,
+        "{v}"
+    );
     let (st, _) = srv.get(&alice, "/_matrix/client/v3/sync?timeout=0").await;
     assert_eq!(st, StatusCode::OK);
 
@@ -129,15 +136,25 @@ async fn expiry_blocks_and_renews(backend: Backend) {
     let (st, v) = srv.get(&alice, "/_matrix/client/v3/sync?timeout=0").await;
     assert_expired(st, &v, "sync");
     let (st, v) = srv
-        .get(&alice, &format!("/_matrix/client/v3/profile/{}", enc(&alice.user_id)))
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/profile/{}", enc(&alice.user_id)),
+        )
         .await;
     assert_expired(st, &v, "profile");
-    let (st, v) = srv.post(&alice, "/_matrix/client/v3/createRoom", json!({})).await;
+    let (st, v) = srv
+        .post(&alice, "/_matrix/client/v3/createRoom", json!({}))
+        .await;
     assert_expired(st, &v, "createRoom");
     let (st, v) = srv.get(&alice, "/_matrix/client/v1/media/config").await;
     assert_expired(st, &v, "media config");
     let (st, v) = srv
-        .call(Method::POST, "/_matrix/media/v3/upload", Some(&alice.token), Some(json!({})))
+        .call(
+            Method::POST,
+            "/_matrix/media/v3/upload",
+            Some(&alice.token),
+            Some(json!({})),
+        )
         .await;
     assert_expired(st, &v, "media upload");
     let (st, v) = set_validity(&srv, &alice, json!({"user_id": alice.user_id})).await;
@@ -145,24 +162,37 @@ async fn expiry_blocks_and_renews(backend: Backend) {
     // Other users are not affected; /versions needs no token.
     let (st, _) = srv.get(&admin, "/_matrix/client/v3/account/whoami").await;
     assert_eq!(st, StatusCode::OK);
-    let (st, _) = srv.call(Method::GET, "/_matrix/client/versions", None, None).await;
+    let (st, _) = srv
+        .call(Method::GET, "/_matrix/client/versions", None, None)
+        .await;
     assert_eq!(st, StatusCode::OK);
 
     // send_mail works while expired, on both paths; each mail has a new link.
     let (st, v) = srv
-        .post(&alice, "/_matrix/client/unstable/account_validity/send_mail", json!({}))
+        .post(
+            &alice,
+            "/_matrix/client/unstable/account_validity/send_mail",
+            json!({}),
+        )
         .await;
     assert_eq!((st, &v), (StatusCode::OK, &json!({})));
     let first = sink.wait_for("alice@example.test", 0).await;
     assert!(first.body.contains("expired on"), "{}", first.body);
     let (st, v) = srv
-        .post(&alice, "/_synapse/client/email_account_validity/send_mail", json!({}))
+        .post(
+            &alice,
+            "/_synapse/client/email_account_validity/send_mail",
+            json!({}),
+        )
         .await;
     assert_eq!((st, &v), (StatusCode::OK, &json!({})));
     let second = sink.wait_for("alice@example.test", 1).await;
     let link1 = link_in(&first.body).expect("renewal link");
     let link2 = link_in(&second.body).expect("renewal link");
-    assert!(link1.contains("/_synapse/client/email_account_validity/renew?token="), "{link1}");
+    assert!(
+        link1.contains("/_synapse/client/email_account_validity/renew?token="),
+        "{link1}"
+    );
     assert_ne!(link1, link2);
 
     // Unknown and missing tokens.
@@ -201,7 +231,10 @@ async fn expiry_blocks_and_renews(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(after.expiration_ts, row.expiration_ts, "a used link renews no further");
+    assert_eq!(
+        after.expiration_ts, row.expiration_ts,
+        "a used link renews no further"
+    );
 
     // Logout stays possible once expired.
     let (st, _) = set_validity(
@@ -211,7 +244,9 @@ async fn expiry_blocks_and_renews(backend: Backend) {
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, v) = srv.post(&alice, "/_matrix/client/v3/logout", json!({})).await;
+    let (st, v) = srv
+        .post(&alice, "/_matrix/client/v3/logout", json!({}))
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = srv.get(&alice, "/_matrix/client/v3/account/whoami").await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
@@ -229,12 +264,12 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
     let now = palabre::util::now_ms();
     // (name, expires in, renewal emails)
     let plan = [
-        ("bob", 5 * DAY, true),      // the 7-day reminder is due
-        ("carol", DAY / 2, true),    // the 1-day reminder is due
-        ("dave", -11 * DAY, true),   // past the grace period
-        ("erin", 20 * DAY, true),    // nothing yet
-        ("frank", 5 * DAY, false),   // reminders off
-        ("gina", -DAY, true),        // expired, within the grace period
+        ("bob", 5 * DAY, true),    // the 7-day reminder is due
+        ("carol", DAY / 2, true),  // the 1-day reminder is due
+        ("dave", -11 * DAY, true), // past the grace period
+        ("erin", 20 * DAY, true),  // nothing yet
+        ("frank", 5 * DAY, false), // reminders off
+        ("gina", -DAY, true),      // expired, within the grace period
     ];
     let mut users = vec![];
     for (name, left, emails) in plan {
@@ -280,10 +315,14 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
     // dave is deactivated: his password no longer logs in.
     let (st, v) = srv.login(password("dave", PW)).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
-    let (st, v) = srv.get(&users[2], "/_matrix/client/v3/account/whoami").await;
+    let (st, v) = srv
+        .get(&users[2], "/_matrix/client/v3/account/whoami")
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     // gina is expired but still there.
-    let (st, v) = srv.get(&users[5], "/_matrix/client/v3/account/whoami").await;
+    let (st, v) = srv
+        .get(&users[5], "/_matrix/client/v3/account/whoami")
+        .await;
     assert_expired(st, &v, "gina");
 
     // A second run sends nothing again.
@@ -320,7 +359,11 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
     srv.running.take().expect("running").stop().await;
     let r = other.services().run_validity_job_once().await.unwrap();
     assert!(r.ran);
-    assert_eq!((r.reminders, r.expired, r.deactivated, r.backfilled), (0, 0, 0, 0), "{r:?}");
+    assert_eq!(
+        (r.reminders, r.expired, r.deactivated, r.backfilled),
+        (0, 0, 0, 0),
+        "{r:?}"
+    );
     for (addr, n) in [
         ("bob@example.test", 2),
         ("carol@example.test", 1),
@@ -341,11 +384,20 @@ async fn lease_function(backend: Backend) {
     let now = palabre::util::now_ms();
     assert!(db.take_lease("job", "a", now, 1000).await.unwrap());
     assert!(!db.take_lease("job", "b", now + 10, 1000).await.unwrap());
-    assert!(db.take_lease("job", "a", now + 20, 1000).await.unwrap(), "the holder keeps it");
-    assert!(db.take_lease("job", "b", now + 2000, 1000).await.unwrap(), "expired: taken over");
+    assert!(
+        db.take_lease("job", "a", now + 20, 1000).await.unwrap(),
+        "the holder keeps it"
+    );
+    assert!(
+        db.take_lease("job", "b", now + 2000, 1000).await.unwrap(),
+        "expired: taken over"
+    );
     assert!(!db.take_lease("job", "a", now + 2100, 1000).await.unwrap());
     db.release_lease("job", "a").await.unwrap();
-    assert!(!db.take_lease("job", "a", now + 2200, 1000).await.unwrap(), "not a's to release");
+    assert!(
+        !db.take_lease("job", "a", now + 2200, 1000).await.unwrap(),
+        "not a's to release"
+    );
     db.release_lease("job", "b").await.unwrap();
     assert!(db.take_lease("job", "a", now + 2300, 1000).await.unwrap());
     srv.stop().await;
@@ -353,7 +405,10 @@ async fn lease_function(backend: Backend) {
 
 /// (sender, body) of a room's messages, newest first.
 async fn messages(srv: &TestServer, u: &User, room: &str) -> Vec<(String, String)> {
-    let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(room));
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+        enc(room)
+    );
     let (st, v) = srv.get(u, &path).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     v["chunk"]
@@ -386,11 +441,19 @@ async fn server_notices(backend: Backend) {
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["errcode"], "M_FORBIDDEN");
     let (st, _) = srv
-        .post(&admin, NOTICE, json!({"user_id": format!("@ghost:{name}"), "content": {}}))
+        .post(
+            &admin,
+            NOTICE,
+            json!({"user_id": format!("@ghost:{name}"), "content": {}}),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = srv
-        .post(&admin, NOTICE, json!({"user_id": "@a:elsewhere.test", "content": {}}))
+        .post(
+            &admin,
+            NOTICE,
+            json!({"user_id": "@a:elsewhere.test", "content": {}}),
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
@@ -398,7 +461,10 @@ async fn server_notices(backend: Backend) {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert!(v["event_id"].as_str().unwrap().starts_with('$'));
     let sync = srv.sync(&alice, None, 0).await;
-    let invites = sync["rooms"]["invite"].as_object().cloned().unwrap_or_default();
+    let invites = sync["rooms"]["invite"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(invites.len(), 1, "{sync}");
     let room = invites.keys().next().unwrap().clone();
     let inviter = invites[&room]["invite_state"]["events"]
@@ -411,24 +477,37 @@ async fn server_notices(backend: Backend) {
     srv.join(&alice, &room).await;
 
     let (st, state) = srv
-        .get(&alice, &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)))
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let state = state.as_array().unwrap();
-    assert!(!state.iter().any(|e| e["type"] == "m.room.encryption"), "unencrypted: {state:?}");
+    assert!(
+        !state.iter().any(|e| e["type"] == "m.room.encryption"),
+        "unencrypted: {state:?}"
+    );
     let of = |t: &str| state.iter().find(|e| e["type"] == t).unwrap()["content"].clone();
     assert_eq!(of("m.room.join_rules")["join_rule"], "invite");
     assert_eq!(of("m.room.name")["name"], "Server Notices");
     let (st, tags) = srv
         .get(
             &alice,
-            &format!("/_matrix/client/v3/user/{}/rooms/{}/tags", enc(&alice.user_id), enc(&room)),
+            &format!(
+                "/_matrix/client/v3/user/{}/rooms/{}/tags",
+                enc(&alice.user_id),
+                enc(&room)
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::OK);
     assert!(tags["tags"]["m.server_notice"].is_object(), "{tags}");
 
-    assert_eq!(messages(&srv, &alice, &room).await, vec![(system.clone(), "Hello 1".to_owned())]);
+    assert_eq!(
+        messages(&srv, &alice, &room).await,
+        vec![(system.clone(), "Hello 1".to_owned())]
+    );
 
     // A second notice (with a transaction id, retried) lands in the same room, once.
     let path = format!("{NOTICE}/txn1");
@@ -437,14 +516,22 @@ async fn server_notices(backend: Backend) {
     let (st, v2) = srv.put(&admin, &path, msg("Hello 2")).await;
     assert_eq!(st, StatusCode::OK, "{v2}");
     assert_eq!(v1["event_id"], v2["event_id"]);
-    let bodies: Vec<String> = messages(&srv, &alice, &room).await.into_iter().map(|(_, b)| b).collect();
+    let bodies: Vec<String> = messages(&srv, &alice, &room)
+        .await
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
     assert_eq!(bodies, vec!["Hello 2".to_owned(), "Hello 1".to_owned()]);
     let (_, joined) = srv.get(&alice, "/_matrix/client/v3/joined_rooms").await;
     assert_eq!(joined["joined_rooms"], json!([room]));
 
     // After leaving, the next notice invites the user back to the same room.
     let (st, _) = srv
-        .post(&alice, &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), json!({}))
+        .post(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, v) = srv.post(&admin, NOTICE, msg("Hello 3")).await;
@@ -452,12 +539,19 @@ async fn server_notices(backend: Backend) {
     let sync = srv.sync(&alice, None, 0).await;
     assert!(sync["rooms"]["invite"][&room].is_object(), "{sync}");
     srv.join(&alice, &room).await;
-    let bodies: Vec<String> = messages(&srv, &alice, &room).await.into_iter().map(|(_, b)| b).collect();
+    let bodies: Vec<String> = messages(&srv, &alice, &room)
+        .await
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
     assert_eq!(bodies.first().map(String::as_str), Some("Hello 3"));
 
     // The system user cannot log in.
     let (st, _) = srv.login(password("notices", "")).await;
-    assert!(st == StatusCode::FORBIDDEN || st == StatusCode::BAD_REQUEST, "{st}");
+    assert!(
+        st == StatusCode::FORBIDDEN || st == StatusCode::BAD_REQUEST,
+        "{st}"
+    );
     let (st, _) = srv.login(password("notices", PW)).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     srv.stop().await;

@@ -343,7 +343,9 @@ impl Services {
         // Past the grace period: deactivated.
         let cutoff = now - i64::from(cfg.grace_days) * DAY_MS;
         for u in self.db.validity_past_grace(cutoff, BATCH).await? {
-            let Ok(user) = UserId::parse(&u) else { continue };
+            let Ok(user) = UserId::parse(&u) else {
+                continue;
+            };
             if system.as_deref() == Some(&*user) {
                 continue;
             }
@@ -397,7 +399,9 @@ impl Services {
         }
         let mut sent = 0;
         for (r, offset) in due {
-            let Ok(user) = UserId::parse(&r.user_id) else { continue };
+            let Ok(user) = UserId::parse(&r.user_id) else {
+                continue;
+            };
             let addresses = emails.remove(&r.user_id).unwrap_or_default();
             match self
                 .mail_renewal_link(&user, r.expiration_ts, &addresses)
@@ -420,11 +424,7 @@ impl Services {
     /// Gives the job's lease back (graceful stop).
     pub async fn release_validity_lease(&self) {
         if self.validity_config().is_some() {
-            if let Err(e) = self
-                .db
-                .release_lease(LEASE, &self.validity.holder)
-                .await
-            {
+            if let Err(e) = self.db.release_lease(LEASE, &self.validity.holder).await {
                 tracing::warn!(error = %e, "releasing the account validity lease");
             }
         }
@@ -437,6 +437,9 @@ mod tests {
     fn dates() {
         assert_eq!(super::format_date(0), "1970-01-01 00:00 UTC");
         assert_eq!(super::format_date(951_782_400_000), "2000-02-29 00:00 UTC");
-        assert_eq!(super::format_date(1_735_689_599_000), "2024-12-31 23:59 UTC");
+        assert_eq!(
+            super::format_date(1_735_689_599_000),
+            "2024-12-31 23:59 UTC"
+        );
     }
 }
