@@ -89,7 +89,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let job = Arc::downgrade(&services);
         let mut stop = rx.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // First run one interval after start (tests drive the job themselves).
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

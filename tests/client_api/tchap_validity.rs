@@ -378,6 +378,34 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
     drop(srv);
 }
 
+async fn job_runs_on_its_own(backend: Backend) {
+    let sink = SmtpSink::start().await;
+    let srv = TestServer::start_with(backend, |c| {
+        validity(c, &sink);
+        if let Some(v) = c.tchap.as_mut().and_then(|t| t.account_validity.as_mut()) {
+            v.job_interval_secs = 1;
+        }
+    })
+    .await;
+    let admin = user(&srv, "boss", true).await;
+    let hana = user(&srv, "hana", false).await;
+    bind_email(&srv, &hana, "hana@example.test").await;
+    let soon = palabre::util::now_ms() + 3 * DAY;
+    let (st, v) = set_validity(
+        &srv,
+        &admin,
+        json!({"user_id": hana.user_id, "expiration_ts": soon}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // The server's own loop sends the 7-day reminder, once.
+    let mail = sink.wait_for("hana@example.test", 0).await;
+    assert!(mail.body.contains("expires on"), "{}", mail.body);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(sink.mails_to("hana@example.test").len(), 1);
+    srv.stop().await;
+}
+
 async fn lease_function(backend: Backend) {
     let srv = TestServer::start(backend).await;
     let db = &srv.services().db;
@@ -560,6 +588,7 @@ async fn server_notices(backend: Backend) {
 crate::both_backends!(
     expiry_blocks_and_renews,
     job_reminders_grace_and_lease,
+    job_runs_on_its_own,
     lease_function,
     server_notices
 );

@@ -33,6 +33,8 @@ const BATCH: i64 = 500;
 pub struct Validity {
     cache: Mutex<HashMap<OwnedUserId, (Option<i64>, Instant)>>,
     holder: String,
+    /// One run of the job at a time in this process (the lease is per process).
+    running: tokio::sync::Mutex<()>,
 }
 
 impl Default for Validity {
@@ -40,6 +42,7 @@ impl Default for Validity {
         Self {
             cache: Mutex::new(HashMap::new()),
             holder: util::random_string(24),
+            running: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -308,6 +311,7 @@ impl Services {
         let Some(cfg) = self.validity_config() else {
             return Ok(JobReport::default());
         };
+        let _running = self.validity.running.lock().await;
         let now = util::now_ms();
         if !self
             .db
