@@ -67,6 +67,30 @@ pub struct Config {
     pub email: EmailConfig,
     /// The Tchap layer (docs/tchap.md). Absent: a plain Matrix homeserver.
     pub tchap: Option<TchapConfig>,
+    /// Server notices (`/_synapse/admin/v1/send_server_notice`). Absent: off.
+    pub server_notices: Option<ServerNoticesConfig>,
+}
+
+/// `[server_notices]`: the system user that sends notices and the name of its rooms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerNoticesConfig {
+    /// Localpart of the system user (created on first use; it has no password).
+    pub system_mxid_localpart: String,
+    /// Its display name.
+    pub system_mxid_display_name: Option<String>,
+    /// Name of each user's notices room.
+    pub room_name: String,
+}
+
+impl Default for ServerNoticesConfig {
+    fn default() -> Self {
+        Self {
+            system_mxid_localpart: "notices".into(),
+            system_mxid_display_name: Some("Server Notices".into()),
+            room_name: "Server Notices".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,6 +445,7 @@ impl Default for Config {
             federation: FederationConfig::default(),
             email: EmailConfig::default(),
             tchap: None,
+            server_notices: None,
         }
     }
 }

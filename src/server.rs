@@ -22,6 +22,7 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.services.release_validity_lease().await;
         self.services.db.close().await;
     }
 }
@@ -82,6 +83,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }
     });
+    if let Some(cfg) = services.validity_config() {
+        // Account validity: reminders, expiries, deactivations (one process per database).
+        let every = std::time::Duration::from_secs(cfg.job_interval_secs.max(1));
+        let job = Arc::downgrade(&services);
+        let mut stop = rx.clone();
+        tokio::spawn(async move {
+            // First run one interval after start (tests drive the job themselves).
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                let Some(s) = job.upgrade() else { break };
+                match s.run_validity_job_once().await {
+                    Ok(r) if r.ran => tracing::debug!(?r, "account validity job"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "account validity job"),
+                }
+            }
+        });
+    }
     tracing::info!(%addr, server_name = %services.server_name, "Palabre listening");
     Ok(Running {
         addr,

@@ -1,5 +1,6 @@
 //! HTTP <-> service calls. No SQL and no business rule here: extract, call, answer.
 
+pub mod admin;
 pub mod client;
 pub mod federation;
 
@@ -49,8 +50,25 @@ impl FromRequestParts<AppState> for Auth {
                 })
                 .ok_or_else(|| Error::missing_token("Missing access token"))?,
         };
-        Ok(Auth(state.authenticate(&token).await?))
+        let requester = state.authenticate(&token).await?;
+        if !expiry_exempt(parts) && state.account_expired(&requester.user_id).await? {
+            return Err(Error::expired_account("User account has expired"));
+        }
+        Ok(Auth(requester))
     }
+}
+
+/// Routes an expired account may still call (TCHAP.md §5): logging out and asking for a new
+/// renewal link. Decided by the matched route template.
+fn expiry_exempt(parts: &Parts) -> bool {
+    let Some(path) = parts.extensions.get::<axum::extract::MatchedPath>() else {
+        return false;
+    };
+    let path = path.as_str();
+    (path.starts_with("/_matrix/client/")
+        && (path.ends_with("/logout") || path.ends_with("/logout/all")))
+        || path == client::account_validity::SEND_MAIL
+        || path == client::account_validity::SEND_MAIL_SYNAPSE
 }
 
 pub(crate) fn form_pairs(q: &str) -> Vec<(String, String)> {
@@ -187,6 +205,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_request_bytes;
     Router::new()
         .merge(client::routes())
+        .merge(admin::routes())
         .merge(federation::routes())
         .route("/health", axum::routing::get(|| async { "OK" }))
         .fallback(unrecognized)

@@ -533,6 +533,7 @@ impl Services {
                 return Err(Error::threepid_in_use("Email address is already in use"));
             }
         }
+        self.validity_on_register(&mut tx.tx, &user_id, now).await?;
         let session = if login {
             Some(
                 self.open_session(&mut tx.tx, &user_id, device_id, device_name, refresh)

@@ -18,6 +18,7 @@ pub mod relations;
 pub mod reports;
 pub mod rooms;
 pub mod search;
+pub mod server_notices;
 pub mod spaces;
 pub mod streams;
 pub mod sync;
@@ -62,6 +63,10 @@ pub struct Services {
     pub policy: policy::Policy,
     /// Outgoing email (`[email]`).
     pub mailer: mail::Mailer,
+    /// Account validity: the expiration cache and this process's job lease id.
+    pub validity: policy::validity::Validity,
+    /// Server notices (one notices room created at a time).
+    pub server_notices: server_notices::ServerNotices,
     /// Serialises each user's room tag changes (read, edit, write back).
     pub tag_locks: tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
@@ -115,6 +120,8 @@ impl Services {
             federation,
             policy,
             mailer,
+            validity: Default::default(),
+            server_notices: Default::default(),
             tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             media_inflight: Default::default(),

@@ -30,5 +30,6 @@ mod sync;
 mod tags;
 mod tchap_accounts;
 mod tchap_rooms;
+mod tchap_validity;
 mod tls;
 mod upgrade;

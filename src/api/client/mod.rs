@@ -3,6 +3,7 @@
 
 mod account;
 mod account_data;
+pub(crate) mod account_validity;
 mod backup;
 mod dehydrated;
 mod devices;
@@ -363,6 +364,16 @@ pub fn routes() -> Router<AppState> {
             "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{device_id}/events",
             post(dehydrated::events),
         )
+        // account_validity.rs
+        .route(
+            account_validity::SEND_MAIL,
+            post(account_validity::send_mail),
+        )
+        .route(
+            account_validity::SEND_MAIL_SYNAPSE,
+            post(account_validity::send_mail),
+        )
+        .route(account_validity::RENEW, get(account_validity::renew))
         .route(
             "/.well-known/matrix/client",
             get(discovery::well_known_client),

@@ -23,7 +23,6 @@ impl Services {
     /// Whether a local account has expired (account validity, TCHAP.md §5); false when expiry
     /// is off. Owned by account validity (`policy/validity`).
     pub async fn account_expired(&self, user: &UserId) -> Result<bool> {
-        let _ = user;
-        Ok(false)
+        self.validity_expired(user).await
     }
 }

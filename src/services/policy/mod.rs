@@ -12,6 +12,7 @@ pub mod email_invites;
 mod hooks;
 pub mod registration;
 pub mod room_defaults;
+pub mod validity;
 
 use std::collections::BTreeSet;
 
