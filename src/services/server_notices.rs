@@ -152,7 +152,7 @@ impl Services {
                 "m.room.encryption": 100, "m.room.tombstone": 100,
             },
         });
-        let state = vec![
+        let mut state = vec![
             (
                 "m.room.join_rules".to_owned(),
                 String::new(),
@@ -169,6 +169,15 @@ impl Services {
                 json!({ "guest_access": "forbidden" }),
             ),
         ];
+        if self.policy.enabled() {
+            // Without a rule a Tchap room is `restricted`, where an external cannot be invited:
+            // every user of an externals server needs their notices room too.
+            state.push((
+                crate::services::policy::access_rules::EVENT_TYPE.to_owned(),
+                String::new(),
+                json!({ "rule": "unrestricted" }),
+            ));
+        }
         let req = CreateRoomRequest {
             name: Some(cfg.room_name.clone()),
             invite: vec![user.to_string()],

@@ -585,7 +585,38 @@ async fn server_notices(backend: Backend) {
     srv.stop().await;
 }
 
+/// On an externals server every user is an external, and a Tchap room without a rule is
+/// `restricted` (no externals): the notices room is made `unrestricted` so they get it too.
+async fn server_notices_for_externals(backend: Backend) {
+    let srv = TestServer::start_with(backend, |c| {
+        c.server_notices = Some(ServerNoticesConfig::default());
+        c.tchap = Some(TchapConfig {
+            externals_servers: vec!["localhost".into()],
+            ..Default::default()
+        });
+    })
+    .await;
+    let admin = user(&srv, "boss", true).await;
+    let partner = user(&srv, "partner", false).await;
+    let body =
+        json!({"user_id": partner.user_id, "content": {"msgtype": "m.text", "body": "Bienvenue"}});
+    let (st, v) = srv.post(&admin, NOTICE, body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let sync = srv.sync(&partner, None, 0).await;
+    let room = sync["rooms"]["invite"]
+        .as_object()
+        .and_then(|m| m.keys().next().cloned())
+        .unwrap_or_else(|| panic!("no notices invite: {sync}"));
+    srv.join(&partner, &room).await;
+    assert!(messages(&srv, &partner, &room)
+        .await
+        .iter()
+        .any(|(_, body)| body == "Bienvenue"));
+    srv.stop().await;
+}
+
 crate::both_backends!(
+    server_notices_for_externals,
     expiry_blocks_and_renews,
     job_reminders_grace_and_lease,
     job_runs_on_its_own,
