@@ -64,6 +64,7 @@ impl Error {
     ctor!(threepid_not_found, BAD_REQUEST, "M_THREEPID_NOT_FOUND");
     ctor!(threepid_auth_failed, UNAUTHORIZED, "M_THREEPID_AUTH_FAILED");
     ctor!(expired_account, FORBIDDEN, "ORG_MATRIX_EXPIRED_ACCOUNT");
+    ctor!(missing_params, BAD_REQUEST, "M_MISSING_PARAMS");
 
     pub fn unknown(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", msg)

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod federation;
+pub mod identity;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -188,6 +189,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(client::routes())
         .merge(federation::routes())
+        .merge(identity::routes())
         .route("/health", axum::routing::get(|| async { "OK" }))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)

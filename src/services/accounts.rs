@@ -735,6 +735,7 @@ impl Services {
         let hashes = self.db.token_hashes(user.as_str(), None).await?;
         self.db.deactivate_user(user.as_str()).await?;
         self.forget_tokens(&hashes);
+        self.annuaire_touch(user).await;
         Ok(())
     }
 

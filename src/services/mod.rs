@@ -61,6 +61,8 @@ pub struct Services {
     pub policy: policy::Policy,
     /// Outgoing email (`[email]`).
     pub mailer: mail::Mailer,
+    /// The federated user directory (Tchap): search index and replication state.
+    pub annuaire: policy::annuaire::Annuaire,
     /// Serialises each user's room tag changes (read, edit, write back).
     pub tag_locks: tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
@@ -114,6 +116,7 @@ impl Services {
             federation,
             policy,
             mailer,
+            annuaire: Default::default(),
             tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             media_inflight: Default::default(),

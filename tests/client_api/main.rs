@@ -28,5 +28,6 @@ mod signatures;
 mod spaces;
 mod sync;
 mod tags;
+mod tchap_annuaire;
 mod tls;
 mod upgrade;

@@ -1,6 +1,7 @@
 //! Server-server API: the key server, the version endpoint, OpenID userinfo, queries, media,
 //! device lists and keys, the room directory.
 
+mod annuaire;
 pub mod auth;
 mod directory;
 mod e2ee;
@@ -109,5 +110,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/federation/v1/openid/userinfo",
             get(openid::userinfo),
+        )
+        .route(
+            "/_matrix/federation/unstable/fr.gouv.tchap/annuaire/changes",
+            get(annuaire::changes),
+        )
+        .route(
+            "/_matrix/federation/unstable/fr.gouv.tchap/annuaire/notify",
+            axum::routing::put(annuaire::notify),
         )
 }

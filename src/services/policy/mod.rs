@@ -6,6 +6,7 @@
 //! joins, state events local and federated, directory search, profile); the rules themselves
 //! live here and nowhere else.
 
+pub mod annuaire;
 pub mod email;
 mod hooks;
 
