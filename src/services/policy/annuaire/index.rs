@@ -1,6 +1,8 @@
 //! The in-memory search index of the annuaire: a sorted term dictionary (`BTreeMap` from a
-//! folded word to the ascending list of the documents holding it) and, per document, its terms
-//! in one string (checking the other words of a query without touching the dictionary).
+//! folded word to the ascending list of the document slots holding it) and, per document, its
+//! terms in one string (to take it out of the dictionary when it changes). A query walks the
+//! dictionary range of its most selective word; the other words are checked through bitmaps of
+//! their own ranges, never by reading the documents.
 //!
 //! Memory: one `u32` per (term, user) in the posting lists, each distinct term once (names are
 //! shared by many people: ~tens of thousands of terms for a million users), and per user its
@@ -23,6 +25,21 @@ const MAX_TERMS: usize = 32;
 const MAX_TERM_BYTES: usize = 64;
 /// Query words used at most.
 pub const MAX_QUERY_WORDS: usize = 8;
+
+/// One bit per document slot.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn set(&mut self, i: u32) {
+        self.0[i as usize / 64] |= 1 << (i % 64);
+    }
+    fn get(&self, i: u32) -> bool {
+        self.0[i as usize / 64] & (1 << (i % 64)) != 0
+    }
+}
 
 /// A user as the index returns them.
 pub struct Doc {
@@ -249,6 +266,86 @@ impl Index {
             .map(|(t, p)| (&**t, p.as_slice()))
     }
 
+    /// One word: candidates come in rank order (the exact term first, then the dictionary
+    /// order, then entry order); stop when `k` are in. A user holding several terms starting
+    /// with the word is taken at the first.
+    fn best_one(&self, w: &str, k: usize) -> Vec<(Rank, u32)> {
+        let mut out: Vec<(Rank, u32)> = Vec::with_capacity(k);
+        let mut taken = std::collections::HashSet::new();
+        'terms: for (seq, (term, posting)) in self.range(w).enumerate() {
+            let exact = (term == w) as u8;
+            for &slot in posting {
+                if !taken.insert(slot) {
+                    continue;
+                }
+                let rank = Rank {
+                    inexact: MAX_QUERY_WORDS as u8 - exact,
+                    term: seq as u32,
+                    slot,
+                };
+                out.push((rank, slot));
+                if out.len() >= k {
+                    break 'terms;
+                }
+            }
+        }
+        out
+    }
+
+    /// Several words: the other words' postings are marked in bitmaps (one bit per entry),
+    /// then the driving word's candidates are checked against them without touching the
+    /// documents; the best `k` are kept in a heap.
+    fn best_many(&self, query: &[String], d: usize, k: usize) -> Vec<(Rank, u32)> {
+        let n = self.docs.len();
+        let others: Vec<(Bits, Option<&[u32]>)> = query
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != d)
+            .map(|(_, w)| {
+                let mut bits = Bits::new(n);
+                for (_, p) in self.range(w) {
+                    for &slot in p {
+                        bits.set(slot);
+                    }
+                }
+                (bits, self.terms.get(w.as_str()).map(Vec::as_slice))
+            })
+            .collect();
+        let dw = query[d].as_str();
+        let mut seen = Bits::new(n);
+        let mut best: BinaryHeap<(Rank, u32)> = BinaryHeap::new();
+        for (seq, (term, posting)) in self.range(dw).enumerate() {
+            let exact_d = (term == dw) as u8;
+            for &slot in posting {
+                // Taken at the first of its terms starting with the driving word.
+                if seen.get(slot) {
+                    continue;
+                }
+                seen.set(slot);
+                if !others.iter().all(|(b, _)| b.get(slot)) {
+                    continue;
+                }
+                let exact = exact_d
+                    + others
+                        .iter()
+                        .filter(|(_, p)| p.is_some_and(|p| p.binary_search(&slot).is_ok()))
+                        .count() as u8;
+                let rank = Rank {
+                    inexact: MAX_QUERY_WORDS as u8 - exact,
+                    term: seq as u32,
+                    slot,
+                };
+                if best.len() < k {
+                    best.push((rank, slot));
+                } else if best.peek().is_some_and(|(worst, _)| rank < *worst) {
+                    best.pop();
+                    best.push((rank, slot));
+                }
+            }
+        }
+        best.into_vec()
+    }
+
     /// The best `k` users matching every word of `query` (from [`query_words`]), best first.
     pub fn search(&self, query: &[String], k: usize) -> Vec<(Rank, &Doc)> {
         if query.is_empty() || k == 0 {
@@ -268,46 +365,18 @@ impl Index {
                 driving = Some((i, count));
             }
         }
-        let Some((d, _)) = driving else {
+        let Some((d, count)) = driving else {
             return vec![];
         };
-        let dw = query[d].as_str();
-        let single = query.len() == 1;
-        let mut best: BinaryHeap<(Rank, u32)> = BinaryHeap::new();
-        for (seq, (term, posting)) in self.range(dw).enumerate() {
-            // One word: candidates come in rank order, stop when `k` are in.
-            if single && best.len() >= k {
-                break;
-            }
-            for &slot in posting {
-                let Some(doc) = &self.docs[slot as usize] else {
-                    continue;
-                };
-                // A user holding several terms starting with the driving word is taken at
-                // the first (sorted terms: the first one starting with it).
-                let first = doc.terms.split(' ').find(|t| t.starts_with(dw));
-                if first != Some(term) {
-                    continue;
-                }
-                let Some(exact) = match_terms(&doc.terms, query) else {
-                    continue;
-                };
-                let rank = Rank {
-                    inexact: MAX_QUERY_WORDS as u8 - exact,
-                    term: seq as u32,
-                    slot,
-                };
-                if best.len() < k {
-                    best.push((rank, slot));
-                } else if best.peek().is_some_and(|(worst, _)| rank < *worst) {
-                    best.pop();
-                    best.push((rank, slot));
-                }
-                if single && best.len() >= k {
-                    break;
-                }
-            }
+        if count == 0 {
+            return vec![];
         }
+        let dw = query[d].as_str();
+        let best = if query.len() == 1 {
+            self.best_one(dw, k)
+        } else {
+            self.best_many(query, d, k)
+        };
         let mut out: Vec<(Rank, &Doc)> = best
             .into_iter()
             .filter_map(|(r, slot)| self.docs[slot as usize].as_ref().map(|d| (r, d)))

@@ -70,7 +70,8 @@ fn wire(e: &EntryRow) -> Value {
 }
 
 /// A peer's entry as stored here, or None when it is malformed or not the origin's user.
-fn accept(origin: &ServerName, raw: Value) -> Option<EntryRow> {
+/// `externals`: the origin is an externals server (by the rules here).
+fn accept(origin: &ServerName, externals: bool, raw: Value) -> Option<EntryRow> {
     let w: WireEntry = serde_json::from_value(raw).ok()?;
     let user = UserId::parse(&w.user_id).ok()?;
     if user.server_name() != origin {
@@ -92,9 +93,9 @@ fn accept(origin: &ServerName, raw: Value) -> Option<EntryRow> {
         display_name: short(w.display_name),
         avatar_url: short(w.avatar_url),
         emails,
-        external: w.external,
+        external: w.external || externals,
         // A peer's user is an annuaire entry here only if the rules here agree.
-        visible: w.visible && !w.external,
+        visible: w.visible && !w.external && !externals,
         position: None,
     })
 }
@@ -145,6 +146,7 @@ impl Services {
     /// Pulls a peer's change stream until caught up; returns the entries received.
     pub async fn annuaire_pull(&self, peer: &ServerName) -> Result<usize> {
         let mut since = self.db.annuaire_peer_since(peer.as_str()).await?;
+        let externals = self.policy.is_external_server(peer);
         let mut total = 0;
         for _ in 0..MAX_PAGES_PER_ROUND {
             let path = format!("{CHANGES_PATH}?since={since}&limit={MAX_PAGE}");
@@ -161,15 +163,16 @@ impl Services {
             let entries: Vec<EntryRow> = page
                 .entries
                 .into_iter()
-                .filter_map(|raw| accept(peer, raw))
+                .filter_map(|raw| accept(peer, externals, raw))
                 .collect();
             self.db
                 .annuaire_store_pulled(peer.as_str(), &entries, page.next, util::now_ms())
                 .await?;
             self.index_entries(&entries);
             total += entries.len();
+            let moved = page.next > since;
             since = page.next;
-            if !page.more {
+            if !page.more || !moved {
                 break;
             }
         }
