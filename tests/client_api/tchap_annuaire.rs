@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-crate::both_backends!(annuaire_search_and_replication, annuaire_externals_and_identity);
+crate::both_backends!(
+    annuaire_search_and_replication,
+    annuaire_externals_and_identity
+);
 
 const USER_SEARCH: &str = "/_matrix/client/v3/user_directory/search";
 const PW: &str = "Correct-Horse-42!";
@@ -123,7 +126,13 @@ async fn annuaire_search_and_replication(b: Backend) {
     let (a, bs) = (&servers[0], &servers[1]);
     let names: Vec<String> = servers.iter().map(|s| s.name()).collect();
 
-    let alice = user(a, "alice", "Alice Martin [A]", Some("alice.martin@a.gouv.fr")).await;
+    let alice = user(
+        a,
+        "alice",
+        "Alice Martin [A]",
+        Some("alice.martin@a.gouv.fr"),
+    )
+    .await;
     let carol = user(a, "carol", "Carole Lefèvre [A]", None).await;
     let helene = user(
         bs,
@@ -140,7 +149,10 @@ async fn annuaire_search_and_replication(b: Backend) {
         .await;
 
     // Local search at once, accents folded, prefixes, org and email sub-domain labels.
-    assert_eq!(search(a, &alice, "carole").await, vec![carol.user_id.clone()]);
+    assert_eq!(
+        search(a, &alice, "carole").await,
+        vec![carol.user_id.clone()]
+    );
     assert!(finds(a, &alice, "LEFEV", &carol).await);
     // After replication (pushed: the periodic pull is an hour away).
     eventually(|| async { finds(a, &alice, "helene", &helene).await }).await;
@@ -151,7 +163,10 @@ async fn annuaire_search_and_replication(b: Backend) {
     assert!(finds(a, &alice, "sg", &helene).await);
     eventually(|| async { finds(a, &alice, "bob", &bob).await }).await;
     let org = search(a, &alice, "interieur").await;
-    assert!(org.contains(&helene.user_id) && org.contains(&bob.user_id), "{org:?}");
+    assert!(
+        org.contains(&helene.user_id) && org.contains(&bob.user_id),
+        "{org:?}"
+    );
     assert!(!org.contains(&alice.user_id), "{org:?}");
     // Every word must match; the exact word ranks first.
     assert!(search(a, &alice, "helene bob").await.is_empty());
@@ -159,7 +174,10 @@ async fn annuaire_search_and_replication(b: Backend) {
     let (_, v) = a
         .post(&alice, USER_SEARCH, json!({ "search_term": "helene" }))
         .await;
-    assert_eq!(v["results"][0]["display_name"], "Hélène Dupont-Moreau [Interieur]");
+    assert_eq!(
+        v["results"][0]["display_name"],
+        "Hélène Dupont-Moreau [Interieur]"
+    );
     assert_eq!(v["limited"], false);
     // And the other way: B's agents find A's.
     eventually(|| async { finds(bs, &bob, "alice mar", &alice).await }).await;
@@ -238,7 +256,13 @@ async fn annuaire_externals_and_identity(b: Backend) {
 
     let alice = user(a, "alice", "Alice Agent [A]", Some("alice@a.gouv.fr")).await;
     let zoe = user(a, "zoe", "Zoé Agent [A]", Some("zoe@a.gouv.fr")).await;
-    let eve = user(c, "eve", "Eve Externe [Partner]", Some("eve@partner.example")).await;
+    let eve = user(
+        c,
+        "eve",
+        "Eve Externe [Partner]",
+        Some("eve@partner.example"),
+    )
+    .await;
     let ext2 = user(c, "ext2", "Ext Deux [Partner]", None).await;
 
     // A room on A open to externals, alice and eve in it.
@@ -296,7 +320,12 @@ async fn annuaire_externals_and_identity(b: Backend) {
             enc(addr)
         )
     };
-    let resp = a.http.get(info("someone@x.a.gouv.fr")).send().await.unwrap();
+    let resp = a
+        .http
+        .get(info("someone@x.a.gouv.fr"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     assert_eq!(
@@ -312,7 +341,12 @@ async fn annuaire_externals_and_identity(b: Backend) {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let (_, v) = a
-        .call(Method::GET, &info("x@partner.example")[a.base.len()..], None, None)
+        .call(
+            Method::GET,
+            &info("x@partner.example")[a.base.len()..],
+            None,
+            None,
+        )
         .await;
     assert_eq!(v, json!({ "hs": names[2] }));
     for path in [
@@ -325,17 +359,28 @@ async fn annuaire_externals_and_identity(b: Backend) {
         assert_eq!(v["errcode"], "M_MISSING_PARAMS", "{path}");
     }
     let (st, v) = a
-        .call(Method::GET, &info("not an address")[a.base.len()..], None, None)
+        .call(
+            Method::GET,
+            &info("not an address")[a.base.len()..],
+            None,
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     // A plain Matrix server has no identity endpoints.
     let (st, _) = servers[3]
-        .call(Method::GET, &info("x@a.gouv.fr")[a.base.len()..], None, None)
+        .call(
+            Method::GET,
+            &info("x@a.gouv.fr")[a.base.len()..],
+            None,
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
     // internal-info: the loopback interface (another server's process on this host)...
-    let internal = "/_matrix/identity/api/v1/internal-info?medium=email&address=new%40partner.example";
+    let internal =
+        "/_matrix/identity/api/v1/internal-info?medium=email&address=new%40partner.example";
     let (st, v) = a.call(Method::GET, internal, None, None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(
@@ -393,7 +438,9 @@ async fn annuaire_externals_and_identity(b: Backend) {
         .await
         .unwrap();
     let entries = v["entries"].as_array().unwrap();
-    assert!(entries.iter().any(|e| e["user_id"] == zoe.user_id && e["visible"] == true));
+    assert!(entries
+        .iter()
+        .any(|e| e["user_id"] == zoe.user_id && e["visible"] == true));
     assert_eq!(v["more"], false);
     let e = servers[3]
         .services()

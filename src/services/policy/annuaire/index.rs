@@ -424,7 +424,10 @@ mod tests {
         assert!(s("dupre marc").is_empty());
         // Exact word first, then prefixes in dictionary order; one hit per user.
         assert_eq!(s("ma"), vec!["@ma:a", "@marc:a"]);
-        assert_eq!(s("dup"), vec!["@helene.dupont-interieur.gouv.fr:a", "@jp:b"]);
+        assert_eq!(
+            s("dup"),
+            vec!["@helene.dupont-interieur.gouv.fr:a", "@jp:b"]
+        );
         assert_eq!(ix.search(&query_words("ma"), 1).len(), 1);
         ix.upsert("@marc:a", Some("Marc Zola"), None, &[]);
         assert!(s_in(&ix, "martin").is_empty());

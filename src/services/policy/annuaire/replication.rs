@@ -125,10 +125,7 @@ impl Services {
         let rows = self.db.annuaire_changes(since.max(0), limit + 1).await?;
         let more = rows.len() as i64 > limit;
         let rows = &rows[..rows.len().min(limit as usize)];
-        let next = rows
-            .last()
-            .and_then(|e| e.position)
-            .unwrap_or(since.max(0));
+        let next = rows.last().and_then(|e| e.position).unwrap_or(since.max(0));
         Ok(json!({
             "entries": rows.iter().map(wire).collect::<Vec<_>>(),
             "next": next,
@@ -187,12 +184,13 @@ impl Services {
         let Some(mut rx) = self.annuaire.pull_rx.lock().take() else {
             return;
         };
-        let every = Duration::from_secs(self
-            .config
-            .tchap
-            .as_ref()
-            .map_or(300, |t| t.annuaire.pull_interval_secs)
-            .max(1));
+        let every = Duration::from_secs(
+            self.config
+                .tchap
+                .as_ref()
+                .map_or(300, |t| t.annuaire.pull_interval_secs)
+                .max(1),
+        );
         let me = self.me.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
