@@ -77,6 +77,7 @@ impl Error {
         BAD_REQUEST,
         "M_PASSWORD_NO_LOWERCASE"
     );
+    ctor!(missing_params, BAD_REQUEST, "M_MISSING_PARAMS");
 
     pub fn unknown(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", msg)

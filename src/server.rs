@@ -31,6 +31,10 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listen = config.listen.clone();
     let services = Services::start(config).await?;
+    services
+        .annuaire_start()
+        .await
+        .map_err(|e| anyhow::anyhow!("annuaire: {}", e.message))?;
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -61,6 +65,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::info!(addr = ?tls_addr, "TLS listener started");
     }
     services.start_pusher_task();
+    services.start_annuaire_tasks();
     services
         .resume_outbox()
         .await

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod client;
 pub mod federation;
+pub mod identity;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -207,6 +208,7 @@ pub fn router(state: AppState) -> Router {
         .merge(client::routes())
         .merge(admin::routes())
         .merge(federation::routes())
+        .merge(identity::routes())
         .route("/health", axum::routing::get(|| async { "OK" }))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)

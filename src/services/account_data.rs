@@ -54,6 +54,9 @@ impl Services {
         let ready = self.account_data_stream.complete(&ids, wake);
         self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
         res?;
+        if room.is_none() && kind == "im.vector.hide_profile" {
+            self.annuaire_touch(user).await;
+        }
         Ok(())
     }
 
@@ -84,6 +87,7 @@ impl Services {
         self.db
             .set_profile_field(user.as_str(), field, value)
             .await?;
+        self.annuaire_touch(user).await;
         Ok(())
     }
 

@@ -67,6 +67,8 @@ pub struct Services {
     pub validity: policy::validity::Validity,
     /// Server notices (one notices room created at a time).
     pub server_notices: server_notices::ServerNotices,
+    /// The federated user directory (Tchap): search index and replication state.
+    pub annuaire: policy::annuaire::Annuaire,
     /// Serialises each user's room tag changes (read, edit, write back).
     pub tag_locks: tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
@@ -122,6 +124,7 @@ impl Services {
             mailer,
             validity: Default::default(),
             server_notices: Default::default(),
+            annuaire: Default::default(),
             tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             media_inflight: Default::default(),

@@ -4,17 +4,39 @@
 //! (every agent may find every agent; invited outsiders may not search) replaces that function
 //! and nothing else: the store turns whichever scope it returns into SQL.
 //!
-//! Profiles are read from the `users` table at query time (no index table to keep in step), so a
-//! display name change is visible to the very next search.
+//! Tchap off: profiles are read from the `users` table at query time (no index table to keep in
+//! step), so a display name change is visible to the very next search.
+//!
+//! Tchap on: agents search the annuaire (the in-memory index of every visible agent of the
+//! federation, `policy/annuaire`) and the members of the rooms they are joined to; externals
+//! only the latter. Both are matched and ranked the same way (`annuaire::index`).
 
 use ruma::UserId;
 use serde_json::{json, Value};
 
 use crate::{
-    services::Services,
+    services::{
+        policy::annuaire::index::{self, Rank},
+        Services,
+    },
     store::directory::{UserHit, UserScope},
     Error, Result,
 };
+
+/// Room co-members read per Tchap search at most.
+const MAX_ROOM_MEMBERS: i64 = 20_000;
+
+/// Whom a search may return.
+#[derive(Debug, Clone, Copy)]
+pub enum DirectoryScope<'a> {
+    /// Plain Matrix: the store's scope, turned into SQL.
+    Rooms(UserScope<'a>),
+    /// Tchap: users sharing a joined room with `searcher`, plus the annuaire when `annuaire`.
+    Tchap {
+        searcher: &'a UserId,
+        annuaire: bool,
+    },
+}
 
 /// Results per search by default, and at most.
 const DEFAULT_LIMIT: i64 = 10;
@@ -23,14 +45,92 @@ const MAX_LIMIT: i64 = 50;
 const MAX_TERM: usize = 256;
 
 impl Services {
-    /// Which users `searcher` may find in the user directory. Today (Synapse's default rule):
-    /// users who share a joined room with the searcher, and users joined to a public room
-    /// (published in the room directory, or whose join rule is `public`). Deactivated users are
-    /// never found, whatever the scope.
-    pub fn directory_scope<'a>(&self, searcher: &'a UserId) -> UserScope<'a> {
-        UserScope::SharedOrPublicRooms {
-            searcher: searcher.as_str(),
+    /// Which users `searcher` may find in the user directory. Tchap off (Synapse's default
+    /// rule): users who share a joined room with the searcher, and users joined to a public room
+    /// (published in the room directory, or whose join rule is `public`). Tchap on: agents find
+    /// every visible agent of the federation (the annuaire: hidden, expired and deactivated
+    /// users are not in it) and the users they share a joined room with; externals only the
+    /// users they share a joined room with. Deactivated users are never found, whatever the
+    /// scope.
+    pub fn directory_scope<'a>(&self, searcher: &'a UserId) -> DirectoryScope<'a> {
+        if !self.policy.enabled() {
+            return DirectoryScope::Rooms(UserScope::SharedOrPublicRooms {
+                searcher: searcher.as_str(),
+            });
         }
+        DirectoryScope::Tchap {
+            searcher,
+            annuaire: !self.policy.is_external(searcher),
+        }
+    }
+
+    /// A Tchap search: the annuaire (agents) and the searcher's room co-members, matched and
+    /// ranked alike, at most `k`.
+    async fn tchap_search(
+        &self,
+        searcher: &UserId,
+        annuaire: bool,
+        term: &str,
+        k: usize,
+    ) -> Result<Vec<UserHit>> {
+        let words = index::query_words(term);
+        if words.is_empty() {
+            return Ok(vec![]);
+        }
+        let members = self
+            .db
+            .shared_room_members(searcher.as_str(), MAX_ROOM_MEMBERS)
+            .await?;
+        let mut hits: Vec<(Rank, UserHit)> = vec![];
+        let mut seen = std::collections::HashSet::new();
+        for (user_id, event) in members {
+            if !seen.insert(user_id.clone()) {
+                continue;
+            }
+            let content = serde_json::from_str::<Value>(&event)
+                .ok()
+                .and_then(|e| e.get("content").cloned())
+                .unwrap_or(Value::Null);
+            let text = |k: &str| content.get(k).and_then(Value::as_str).map(str::to_owned);
+            let displayname = text("displayname");
+            let terms = index::doc_terms(&user_id, displayname.as_deref(), &[]).join(" ");
+            if let Some(exact) = index::match_terms(&terms, &words) {
+                let rank = Rank {
+                    inexact: index::MAX_QUERY_WORDS as u8 - exact,
+                    term: u32::MAX,
+                    slot: u32::MAX,
+                };
+                hits.push((
+                    rank,
+                    UserHit {
+                        user_id,
+                        displayname,
+                        avatar_url: text("avatar_url"),
+                    },
+                ));
+            }
+        }
+        if annuaire {
+            let ix = self.annuaire.index.read();
+            for (rank, doc) in ix.search(&words, k) {
+                hits.push((
+                    rank,
+                    UserHit {
+                        user_id: doc.user_id.to_string(),
+                        displayname: doc.display_name.as_deref().map(str::to_owned),
+                        avatar_url: doc.avatar_url.as_deref().map(str::to_owned),
+                    },
+                ));
+            }
+        }
+        hits.sort_by(|(ra, a), (rb, b)| ra.cmp(rb).then_with(|| a.user_id.cmp(&b.user_id)));
+        let mut kept = std::collections::HashSet::new();
+        Ok(hits
+            .into_iter()
+            .filter(|(_, h)| kept.insert(h.user_id.clone()))
+            .map(|(_, h)| h)
+            .take(k)
+            .collect())
     }
 
     /// `POST /user_directory/search`: `{results: [{user_id, display_name, avatar_url}], limited}`.
@@ -52,10 +152,13 @@ impl Services {
         if term.is_empty() {
             return Ok(json!({ "results": [], "limited": false }));
         }
-        let mut hits = self
-            .db
-            .search_users(self.directory_scope(searcher), &term, limit + 1)
-            .await?;
+        let mut hits = match self.directory_scope(searcher) {
+            DirectoryScope::Rooms(scope) => self.db.search_users(scope, &term, limit + 1).await?,
+            DirectoryScope::Tchap { searcher, annuaire } => {
+                self.tchap_search(searcher, annuaire, &term, limit as usize + 1)
+                    .await?
+            }
+        };
         let limited = hits.len() as i64 > limit;
         hits.truncate(limit as usize);
         let results: Vec<Value> = hits

@@ -29,6 +29,7 @@ mod spaces;
 mod sync;
 mod tags;
 mod tchap_accounts;
+mod tchap_annuaire;
 mod tchap_rooms;
 mod tchap_validity;
 mod tls;

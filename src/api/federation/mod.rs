@@ -1,6 +1,7 @@
 //! Server-server API: the key server, the version endpoint, OpenID userinfo, queries, media,
 //! device lists and keys, the room directory.
 
+mod annuaire;
 pub mod auth;
 mod directory;
 mod e2ee;
@@ -118,5 +119,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             crate::services::policy::email_invites::BOUND_PATH,
             post(tchap_rooms::email_bound),
+        )
+        .route(
+            "/_matrix/federation/unstable/fr.gouv.tchap/annuaire/changes",
+            get(annuaire::changes),
+        )
+        .route(
+            "/_matrix/federation/unstable/fr.gouv.tchap/annuaire/notify",
+            axum::routing::put(annuaire::notify),
         )
 }

@@ -37,14 +37,6 @@ pub fn masked(address: &str) -> String {
 }
 
 impl Services {
-    /// The account an address is bound to on another server of the federation. Filled by the
-    /// annuaire (its replication carries which address belongs to which account); until then
-    /// only local bindings are known and this finds none.
-    pub async fn remote_threepid_owner(&self, address: &str) -> Result<Option<ruma::OwnedUserId>> {
-        let _ = address;
-        Ok(None)
-    }
-
     /// `POST /rooms/{id}/invite` with an email address.
     pub async fn invite_by_email(
         &self,
@@ -64,11 +56,8 @@ impl Services {
             return Err(Error::invalid_param("Invalid email address"));
         }
         let address = email::normalise(address);
-        let owner = match self.db.threepid_owner("email", &address).await? {
-            Some(u) => Some(crate::util::parse_user_id(&u)?),
-            None => self.remote_threepid_owner(&address).await?,
-        };
-        if let Some(user) = owner {
+        // Bound here, or anywhere in the federation (the annuaire carries the bindings).
+        if let Some(user) = self.account_for_email(&address).await? {
             return self
                 .set_membership(&r.user_id, room_id, &user, "invite", reason, None)
                 .await;

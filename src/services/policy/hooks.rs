@@ -10,7 +10,7 @@ impl Services {
     /// bound emails, `im.vector.hide_profile`, expiry or renewal, deactivation. Cheap to call;
     /// never fails the caller's request. Owned by the annuaire (`policy/annuaire`).
     pub async fn annuaire_touch(&self, user: &UserId) {
-        let _ = user;
+        self.annuaire_touch_users(&[user]).await
     }
 
     /// An email address was just bound to a local user (registration or `/account/3pid/add`):

@@ -7,6 +7,7 @@
 //! live here and nowhere else.
 
 pub mod access_rules;
+pub mod annuaire;
 pub mod email;
 pub mod email_invites;
 mod hooks;

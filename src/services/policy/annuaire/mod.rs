@@ -1,0 +1,266 @@
+//! The annuaire (TCHAP.md §6): every user of the federation known here, searchable by every
+//! agent, replicated between the federation's Palabre servers over signed federation requests
+//! (a change stream with positions, pulled periodically and on a peer's push), never through a
+//! room. Also the email → account mapping the identity endpoints (§1) answer from.
+//!
+//! Local entries are computed from `users`, `user_threepids`, the `im.vector.hide_profile`
+//! account data, deactivation and the `account_expired` hook, each time
+//! [`Services::annuaire_touch`] is called; a changed entry gets a new position (one row per
+//! user), updates the search index and schedules a push to the peers.
+
+pub mod index;
+mod replication;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use ruma::{OwnedServerName, OwnedUserId, UserId};
+use serde_json::{json, Value};
+
+use crate::{
+    services::{policy::email, Services},
+    store::annuaire::{EntryRow, LocalFacts},
+    util, Error, Result,
+};
+
+/// Users whose entries are computed per batch (the backfill at start).
+const BACKFILL_BATCH: i64 = 1000;
+/// Entries read per page when building the index.
+const LOAD_PAGE: i64 = 5000;
+
+/// The annuaire's in-memory state.
+pub struct Annuaire {
+    /// The search index of the visible entries.
+    pub index: parking_lot::RwLock<index::Index>,
+    /// Serialises local entry writes: positions are allocated and committed in order, so a
+    /// peer reading `position > since` never misses a row committed later.
+    write: tokio::sync::Mutex<()>,
+    position: AtomicI64,
+    /// Wakes the push task (local changes to announce).
+    push_tx: tokio::sync::mpsc::UnboundedSender<()>,
+    push_rx: parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<()>>>,
+    /// Peers to pull from now (they announced changes).
+    pull_tx: tokio::sync::mpsc::UnboundedSender<OwnedServerName>,
+    pull_rx: parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<OwnedServerName>>>,
+}
+
+impl Default for Annuaire {
+    fn default() -> Self {
+        let (pull_tx, pull_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (push_tx, push_rx) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            index: Default::default(),
+            write: Default::default(),
+            position: AtomicI64::new(0),
+            push_tx,
+            push_rx: parking_lot::Mutex::new(Some(push_rx)),
+            pull_tx,
+            pull_rx: parking_lot::Mutex::new(Some(pull_rx)),
+        }
+    }
+}
+
+/// Whether `im.vector.hide_profile` content asks to be hidden.
+fn hidden(content: Option<&str>) -> bool {
+    content
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .and_then(|v| v.get("hide_profile").and_then(Value::as_bool))
+        .unwrap_or(false)
+}
+
+impl Services {
+    /// The body of the `annuaire_touch` hook: recompute these local users' entries.
+    pub(crate) async fn annuaire_touch_users(&self, users: &[&UserId]) {
+        if !self.policy.enabled() {
+            return;
+        }
+        let users: Vec<String> = users
+            .iter()
+            .filter(|u| self.is_local(u))
+            .map(|u| u.to_string())
+            .collect();
+        if users.is_empty() {
+            return;
+        }
+        if let Err(e) = self.annuaire_refresh(&users).await {
+            tracing::warn!(error = %e, "annuaire: could not update local entries");
+        }
+    }
+
+    /// An entry as computed now from `facts` (`expired` from the validity hook).
+    fn local_entry(&self, f: &LocalFacts, expired: bool) -> EntryRow {
+        let user = UserId::parse(&f.user_id).ok();
+        let external = user.as_deref().is_some_and(|u| self.policy.is_external(u));
+        let gone = !f.exists || f.deactivated;
+        let hide = hidden(f.hide_profile.as_deref());
+        let visible = !gone && !external && !hide && !expired;
+        // A hidden or expired user keeps only what the email mapping needs; an external keeps
+        // its profile (it is not in the annuaire, but peers know where its address lives).
+        let profile = !gone && !hide && !expired;
+        EntryRow {
+            user_id: f.user_id.clone(),
+            server: self.server_name.to_string(),
+            display_name: f.displayname.clone().filter(|_| profile),
+            avatar_url: f.avatar_url.clone().filter(|_| profile),
+            emails: if gone { vec![] } else { f.emails.clone() },
+            external,
+            visible,
+            position: None,
+        }
+    }
+
+    /// Recomputes local entries; writes those that changed with new positions, updates the
+    /// index and schedules a push. Returns how many changed.
+    pub async fn annuaire_refresh(&self, users: &[String]) -> Result<usize> {
+        let _guard = self.annuaire.write.lock().await;
+        let facts = self.db.annuaire_local_facts(users).await?;
+        let old: std::collections::HashMap<String, EntryRow> = self
+            .db
+            .annuaire_entries_of(users)
+            .await?
+            .into_iter()
+            .map(|e| (e.user_id.clone(), e))
+            .collect();
+        let mut changed = vec![];
+        for f in &facts {
+            let expired = match UserId::parse(&f.user_id) {
+                Ok(u) if f.exists && !f.deactivated => self.account_expired(&u).await?,
+                _ => false,
+            };
+            let entry = self.local_entry(f, expired);
+            if old.get(&f.user_id).is_some_and(|o| o.same_content(&entry)) {
+                continue;
+            }
+            changed.push(entry);
+        }
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let mut pos = self.annuaire.position.load(Ordering::SeqCst);
+        for e in &mut changed {
+            pos += 1;
+            e.position = Some(pos);
+        }
+        self.db.annuaire_write(&changed, util::now_ms()).await?;
+        self.annuaire.position.store(pos, Ordering::SeqCst);
+        self.index_entries(&changed);
+        let _ = self.annuaire.push_tx.send(());
+        Ok(changed.len())
+    }
+
+    /// Puts entries into the search index (visible ones) or takes them out.
+    fn index_entries(&self, entries: &[EntryRow]) {
+        let mut ix = self.annuaire.index.write();
+        for e in entries {
+            if e.visible {
+                ix.upsert(
+                    &e.user_id,
+                    e.display_name.as_deref(),
+                    e.avatar_url.as_deref(),
+                    &e.emails,
+                );
+            } else {
+                ix.remove(&e.user_id);
+            }
+        }
+    }
+
+    /// At start (Tchap on): every local user gets an entry (users that existed before the
+    /// annuaire, in batches), then the search index is built from the table.
+    pub async fn annuaire_start(&self) -> Result<()> {
+        if !self.policy.enabled() {
+            return Ok(());
+        }
+        self.annuaire
+            .position
+            .store(self.db.annuaire_max_position().await?, Ordering::SeqCst);
+        loop {
+            let users = self.db.users_without_annuaire_entry(BACKFILL_BATCH).await?;
+            if users.is_empty() {
+                break;
+            }
+            self.annuaire_refresh(&users).await?;
+        }
+        self.annuaire_load_index().await?;
+        Ok(())
+    }
+
+    /// Builds the search index from the table (replacing the current one).
+    pub async fn annuaire_load_index(&self) -> Result<()> {
+        let start = std::time::Instant::now();
+        let mut ix = index::Index::default();
+        let mut after = String::new();
+        loop {
+            let page = self.db.annuaire_visible_page(&after, LOAD_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.user_id.clone();
+            for e in &page {
+                ix.upsert(
+                    &e.user_id,
+                    e.display_name.as_deref(),
+                    e.avatar_url.as_deref(),
+                    &e.emails,
+                );
+            }
+        }
+        tracing::info!(
+            users = ix.len(),
+            terms = ix.term_count(),
+            approx_mib = ix.approx_bytes() / (1024 * 1024),
+            ms = start.elapsed().as_millis() as u64,
+            "annuaire index built"
+        );
+        *self.annuaire.index.write() = ix;
+        Ok(())
+    }
+
+    /// The account an address is bound to: a local binding first, then the annuaire (an
+    /// account of another server of the federation).
+    pub async fn account_for_email(&self, address: &str) -> Result<Option<OwnedUserId>> {
+        let address = email::normalise(address);
+        let owner = match self.db.threepid_owner("email", &address).await? {
+            Some(u) => Some(u),
+            None => self.db.annuaire_email_owner(&address).await?,
+        };
+        Ok(owner.and_then(|u| UserId::parse(u).ok()))
+    }
+
+    fn checked_address(address: &str) -> Result<String> {
+        if !email::is_valid(address) {
+            return Err(Error::invalid_param("Invalid email address"));
+        }
+        Ok(email::normalise(address))
+    }
+
+    /// `GET /_matrix/identity/api/v1/info`: the server an address belongs to (`hs`), and when
+    /// it is already bound to an account elsewhere than the rules say, that account's server
+    /// (`hs`) and the rules' (`new_hs`). Without a rule for it: the bound account's server if
+    /// any, else `{}` (no server hosts it).
+    pub async fn identity_info(&self, address: &str) -> Result<Value> {
+        let address = Self::checked_address(address)?;
+        let home = self.policy.home_for_email(&address);
+        let bound = self.account_for_email(&address).await?;
+        Ok(match (bound, home) {
+            (Some(u), Some(h)) if u.server_name() != h.server => {
+                json!({ "hs": u.server_name(), "new_hs": h.server })
+            }
+            (Some(u), _) => json!({ "hs": u.server_name() }),
+            (None, Some(h)) => json!({ "hs": h.server }),
+            (None, None) => json!({}),
+        })
+    }
+
+    /// `GET /_matrix/identity/api/v1/internal-info` (peers only): `{hs, requires_invite,
+    /// invited}`.
+    pub async fn identity_internal_info(&self, address: &str) -> Result<Value> {
+        let address = Self::checked_address(address)?;
+        let mut v = self.identity_info(&address).await?;
+        let requires_invite = self
+            .policy
+            .home_for_email(&address)
+            .is_some_and(|h| h.requires_invite);
+        let invited = !self.db.pending_email_invites(&address).await?.is_empty();
+        v["requires_invite"] = json!(requires_invite);
+        v["invited"] = json!(invited);
+        Ok(v)
+    }
+}
