@@ -284,15 +284,14 @@ async fn tchap_two_ministries_and_externals() {
     jean.invite(&open_room, &helene.user_id).await;
     helene.wait_for_invite(&open_room, FED_WAIT).await;
     helene.join(&open_room, &[&names[0]]).await;
-    let (st, v) = jean
-        .put(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
-                enc(&open_room)
-            ),
-            json!({ "users": { jean.user_id.clone(): 100, helene.user_id.clone(): 100 } }),
-        )
-        .await;
+    let pl_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
+        enc(&open_room)
+    );
+    let (st, mut pl) = jean.get(&pl_path).await;
+    assert_eq!(st, StatusCode::OK, "{pl}");
+    pl["users"][&helene.user_id] = json!(100);
+    let (st, v) = jean.put(&pl_path, pl).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let helene_id = helene.user_id.clone();
     helene
