@@ -186,15 +186,24 @@ impl Db {
     }
 
     /// Gives every active account without a validity row (accounts older than the setting) an
-    /// expiration; `except` (the server notices user) is left alone. Returns how many.
-    pub async fn validity_backfill(&self, expiration_ts: i64, except: &str) -> sqlx::Result<u64> {
+    /// expiration spread evenly over `[latest - spread, latest]` (in user id order, 1 000 steps)
+    /// so that they do not all get their reminders, expire and get deactivated on one day;
+    /// `except` (the server notices user) is left alone. Returns how many.
+    pub async fn validity_backfill(
+        &self,
+        latest: i64,
+        spread: i64,
+        except: &str,
+    ) -> sqlx::Result<u64> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "INSERT INTO account_validity (user_id, expiration_ts) \
-             SELECT u.user_id, $1 FROM users u WHERE u.deactivated = 0 AND u.user_id <> $2 \
+             SELECT u.user_id, $1 - (ROW_NUMBER() OVER (ORDER BY u.user_id) % 1000) * $2 \
+             FROM users u WHERE u.deactivated = 0 AND u.user_id <> $3 \
              AND NOT EXISTS (SELECT 1 FROM account_validity v WHERE v.user_id = u.user_id)",
         )
-        .bind(expiration_ts)
+        .bind(latest)
+        .bind(spread / 1000)
         .bind(except)
         .execute(&mut *tx.tx)
         .await?;

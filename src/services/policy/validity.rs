@@ -331,6 +331,8 @@ impl Services {
             .db
             .validity_backfill(
                 now + period,
+                // Synapse's startup_job_max_delta default: a tenth of the period.
+                period / 10,
                 system.as_ref().map(|u| u.as_str()).unwrap_or(""),
             )
             .await?;
@@ -376,16 +378,41 @@ impl Services {
         let mut offsets: Vec<i64> = cfg.reminder_days.iter().map(|d| i64::from(*d)).collect();
         offsets.sort_unstable();
         offsets.dedup();
-        let (Some(&smallest), Some(&largest)) = (offsets.first(), offsets.last()) else {
+        if offsets.is_empty() {
             return Ok(0);
-        };
+        }
         if !self.mailer.enabled() {
             return Ok(0);
         }
-        let rows = self
-            .db
-            .validity_reminder_candidates(now, now + largest * DAY_MS, smallest, BATCH)
-            .await?;
+        let mut sent = 0;
+        // Offset by offset, most urgent first: each pass only sees accounts due at that offset
+        // and not yet reminded at it or below, in batches until none is left (a batch where
+        // nothing could be recorded stops the pass: the relay is failing).
+        for &d in &offsets {
+            loop {
+                let rows = self
+                    .db
+                    .validity_reminder_candidates(now, now + d * DAY_MS, d, BATCH)
+                    .await?;
+                let full = rows.len() as i64 >= BATCH;
+                let (n, recorded) = self.send_reminders(&offsets, rows, now).await?;
+                sent += n;
+                if !full || recorded == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Sends one reminder to each of `rows` (at the smallest offset it has reached); returns
+    /// (accounts emailed, reminders recorded).
+    async fn send_reminders(
+        &self,
+        offsets: &[i64],
+        rows: Vec<crate::store::validity::ValidityRow>,
+        now: i64,
+    ) -> Result<(usize, usize)> {
         let due: Vec<_> = rows
             .into_iter()
             .filter_map(|r| {
@@ -401,7 +428,7 @@ impl Services {
         for (u, a) in self.db.threepids_of_users("email", &users).await? {
             emails.entry(u).or_default().push(a);
         }
-        let mut sent = 0;
+        let (mut sent, mut recorded) = (0, 0);
         for (r, offset) in due {
             let Ok(user) = UserId::parse(&r.user_id) else {
                 continue;
@@ -415,6 +442,7 @@ impl Services {
                     self.db
                         .mark_reminder_sent(&r.user_id, r.expiration_ts, offset)
                         .await?;
+                    recorded += 1;
                     if !addresses.is_empty() {
                         sent += 1;
                     }
@@ -422,7 +450,7 @@ impl Services {
                 Err(e) => tracing::warn!(user = %r.user_id, error = %e, "renewal reminder"),
             }
         }
-        Ok(sent)
+        Ok((sent, recorded))
     }
 
     /// Gives the job's lease back (graceful stop).
