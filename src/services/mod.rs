@@ -69,6 +69,8 @@ pub struct Services {
     pub server_notices: server_notices::ServerNotices,
     /// The federated user directory (Tchap): search index and replication state.
     pub annuaire: policy::annuaire::Annuaire,
+    /// Recent Tchap searchers' room co-members (`user_directory`).
+    pub directory_members: user_directory::MemberCache,
     /// Serialises each user's room tag changes (read, edit, write back).
     pub tag_locks: tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
@@ -125,6 +127,7 @@ impl Services {
             validity: Default::default(),
             server_notices: Default::default(),
             annuaire: Default::default(),
+            directory_members: Default::default(),
             tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             media_inflight: Default::default(),

@@ -25,6 +25,28 @@ use crate::{
 
 /// Room co-members read per Tchap search at most.
 const MAX_ROOM_MEMBERS: i64 = 20_000;
+/// How long a searcher's parsed co-members are reused (clients search as the user types: one
+/// read of the member events per burst, not per keystroke).
+const MEMBERS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Searchers whose co-members are kept at most.
+const MEMBERS_CACHED: usize = 1024;
+
+/// A room co-member of a searcher, parsed and with its search terms.
+struct Member {
+    user_id: String,
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+    terms: String,
+}
+
+/// A searcher's co-members and when they were read.
+type Members = (std::time::Instant, std::sync::Arc<Vec<Member>>);
+
+/// Recent searchers' co-members (Tchap search), for [`MEMBERS_TTL`].
+#[derive(Default)]
+pub struct MemberCache {
+    map: parking_lot::Mutex<std::collections::HashMap<String, Members>>,
+}
 
 /// Whom a search may return.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +86,54 @@ impl Services {
         }
     }
 
+    /// The searcher's room co-members with their search terms: read and parsed once per
+    /// [`MEMBERS_TTL`] (a new co-member shows up in searches within that time).
+    async fn room_members_for_search(
+        &self,
+        searcher: &UserId,
+    ) -> Result<std::sync::Arc<Vec<Member>>> {
+        let now = std::time::Instant::now();
+        if let Some((at, m)) = self.directory_members.map.lock().get(searcher.as_str()) {
+            if now.duration_since(*at) < MEMBERS_TTL {
+                return Ok(m.clone());
+            }
+        }
+        let rows = self
+            .db
+            .shared_room_members(searcher.as_str(), MAX_ROOM_MEMBERS)
+            .await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut members = Vec::with_capacity(rows.len());
+        for (user_id, event) in rows {
+            if !seen.insert(user_id.clone()) {
+                continue;
+            }
+            let content = serde_json::from_str::<Value>(&event)
+                .ok()
+                .and_then(|e| e.get("content").cloned())
+                .unwrap_or(Value::Null);
+            let text = |k: &str| content.get(k).and_then(Value::as_str).map(str::to_owned);
+            let displayname = text("displayname");
+            let terms = index::doc_terms(&user_id, displayname.as_deref(), &[]).join(" ");
+            members.push(Member {
+                user_id,
+                displayname,
+                avatar_url: text("avatar_url"),
+                terms,
+            });
+        }
+        let members = std::sync::Arc::new(members);
+        let mut map = self.directory_members.map.lock();
+        if map.len() >= MEMBERS_CACHED {
+            map.retain(|_, (at, _)| now.duration_since(*at) < MEMBERS_TTL);
+            if map.len() >= MEMBERS_CACHED {
+                map.clear();
+            }
+        }
+        map.insert(searcher.as_str().to_owned(), (now, members.clone()));
+        Ok(members)
+    }
+
     /// A Tchap search: the annuaire (agents) and the searcher's room co-members, matched and
     /// ranked alike, at most `k`.
     async fn tchap_search(
@@ -77,24 +147,10 @@ impl Services {
         if words.is_empty() {
             return Ok(vec![]);
         }
-        let members = self
-            .db
-            .shared_room_members(searcher.as_str(), MAX_ROOM_MEMBERS)
-            .await?;
+        let members = self.room_members_for_search(searcher).await?;
         let mut hits: Vec<(Rank, UserHit)> = vec![];
-        let mut seen = std::collections::HashSet::new();
-        for (user_id, event) in members {
-            if !seen.insert(user_id.clone()) {
-                continue;
-            }
-            let content = serde_json::from_str::<Value>(&event)
-                .ok()
-                .and_then(|e| e.get("content").cloned())
-                .unwrap_or(Value::Null);
-            let text = |k: &str| content.get(k).and_then(Value::as_str).map(str::to_owned);
-            let displayname = text("displayname");
-            let terms = index::doc_terms(&user_id, displayname.as_deref(), &[]).join(" ");
-            if let Some(exact) = index::match_terms(&terms, &words) {
+        for m in members.iter() {
+            if let Some(exact) = index::match_terms(&m.terms, &words) {
                 let rank = Rank {
                     inexact: index::MAX_QUERY_WORDS as u8 - exact,
                     term: u32::MAX,
@@ -103,9 +159,9 @@ impl Services {
                 hits.push((
                     rank,
                     UserHit {
-                        user_id,
-                        displayname,
-                        avatar_url: text("avatar_url"),
+                        user_id: m.user_id.clone(),
+                        displayname: m.displayname.clone(),
+                        avatar_url: m.avatar_url.clone(),
                     },
                 ));
             }
