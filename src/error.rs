@@ -62,7 +62,7 @@ impl Error {
     ctor!(threepid_denied, FORBIDDEN, "M_THREEPID_DENIED");
     ctor!(threepid_in_use, BAD_REQUEST, "M_THREEPID_IN_USE");
     ctor!(threepid_not_found, BAD_REQUEST, "M_THREEPID_NOT_FOUND");
-    ctor!(threepid_auth_failed, UNAUTHORIZED, "M_THREEPID_AUTH_FAILED");
+    ctor!(threepid_auth_failed, BAD_REQUEST, "M_THREEPID_AUTH_FAILED");
     ctor!(expired_account, FORBIDDEN, "ORG_MATRIX_EXPIRED_ACCOUNT");
     ctor!(password_too_short, BAD_REQUEST, "M_PASSWORD_TOO_SHORT");
     ctor!(password_no_digit, BAD_REQUEST, "M_PASSWORD_NO_DIGIT");

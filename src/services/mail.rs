@@ -105,9 +105,11 @@ impl Mailer {
     /// (500) when the relay refuses it or is unreachable, and `M_THREEPID_MEDIUM_NOT_SUPPORTED`
     /// (400) when neither a relay nor an outbox is configured.
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<()> {
-        if to.parse::<Mailbox>().is_err() {
+        // A bare address, never a mailbox with a display name: what is mailed is exactly the
+        // address that was gated and bound.
+        let Ok(address) = to.parse::<lettre::Address>() else {
             return Err(Error::invalid_param("Invalid email address"));
-        }
+        };
         if let (None, Some(dir)) = (&self.transport, &self.outbox) {
             return self.write_outbox(dir, to, subject, &body).await;
         }
@@ -118,9 +120,7 @@ impl Mailer {
                 "This server does not send email",
             ));
         };
-        let to: Mailbox = to
-            .parse()
-            .map_err(|_| Error::invalid_param("Invalid email address"))?;
+        let to = Mailbox::new(None, address);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)

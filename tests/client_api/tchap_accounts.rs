@@ -404,7 +404,7 @@ async fn login_and_password_reset_by_email(b: Backend) {
             Some(reset(new_pw)),
         )
         .await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["errcode"], "M_THREEPID_AUTH_FAILED");
     // Confirm (the form posts back its hidden fields).
     let form: String = path_of(&link).split_once('?').unwrap().1.to_owned();
@@ -451,7 +451,7 @@ async fn login_and_password_reset_by_email(b: Backend) {
             Some(reset("Other-Pass-33")),
         )
         .await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(st, StatusCode::BAD_REQUEST);
     // Old password refused, new accepted, devices logged out.
     let (st, _) = srv.login(email_login(addr, PW)).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
@@ -565,7 +565,7 @@ async fn add_and_delete_addresses(b: Backend) {
             with_auth.clone(),
         )
         .await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["errcode"], "M_THREEPID_AUTH_FAILED");
     let link = link_in(&mail.body).unwrap();
     assert!(link.contains("/add_threepid/email/submit_token"), "{link}");

@@ -4,7 +4,6 @@
 use axum::{
     extract::State,
     http::{StatusCode, Uri},
-    response::{Html, IntoResponse},
 };
 use serde_json::json;
 
@@ -27,14 +26,11 @@ pub async fn send_mail(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
 }
 
 fn page(status: StatusCode, title: &str, text: &str) -> axum::response::Response {
-    (
+    super::threepid::page(
         status,
-        Html(format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-             <body><h1>{title}</h1><p>{text}</p></body></html>\n"
-        )),
+        title,
+        &format!("<p>{}</p>", super::threepid::escape(text)),
     )
-        .into_response()
 }
 
 /// `GET …/renew?token=`: extends the account once per link.

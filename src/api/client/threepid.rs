@@ -83,7 +83,7 @@ pub struct LinkQuery {
     sid: Option<String>,
 }
 
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '&' => "&amp;".to_owned(),
@@ -96,7 +96,7 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> axum::response::Response {
+pub(super) fn page(status: StatusCode, title: &str, body: &str) -> axum::response::Response {
     (
         status,
         Html(format!(

@@ -225,13 +225,20 @@ fn check_member(
     }
 }
 
-/// `unrestricted`: externals keep power 0 and `users_default` stays 0.
+/// A power level as the auth rules read it: an integer, or (room versions ≤ 9) a string of
+/// one; `None` for anything else.
+fn level(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())
+}
+
+/// `unrestricted`: externals keep power 0 and `users_default` stays 0 (a level that is not a
+/// number counts as non-zero: it must not slip through as 0).
 fn check_power_levels(policy: &Policy, c: &Value) -> Result<(), String> {
-    if c.get("users_default").and_then(Value::as_i64).unwrap_or(0) != 0 {
+    if c.get("users_default").is_some_and(|v| level(v) != Some(0)) {
         return Err("users_default must stay 0 in a room open to externals".into());
     }
-    for (user, level) in c["users"].as_object().into_iter().flatten() {
-        if is_external(policy, user) && level.as_i64().unwrap_or(0) != 0 {
+    for (user, l) in c["users"].as_object().into_iter().flatten() {
+        if is_external(policy, user) && level(l) != Some(0) {
             return Err(format!("The external user {user} cannot be given power"));
         }
     }

@@ -92,7 +92,9 @@ impl Services {
         let external = user.as_deref().is_some_and(|u| self.policy.is_external(u));
         let gone = !f.exists || f.deactivated;
         let hide = hidden(f.hide_profile.as_deref());
-        let visible = !gone && !external && !hide && !expired;
+        // The server notices user is not a person to find.
+        let system = user.is_some() && user == self.server_notices_user_id();
+        let visible = !gone && !external && !hide && !expired && !system;
         // A hidden or expired user keeps only what the email mapping needs; an external keeps
         // its profile (it is not in the annuaire, but peers know where its address lives).
         let profile = !gone && !hide && !expired;
