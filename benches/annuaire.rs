@@ -471,6 +471,7 @@ fn config(dir: &Path) -> Config {
             registration: off,
             message: off,
             search: off,
+            email_invite: off,
         },
         ..Config::default()
     };

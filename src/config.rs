@@ -410,6 +410,8 @@ pub struct RateLimits {
     pub message: RateLimit,
     /// Per user: room directory, user directory and message searches.
     pub search: RateLimit,
+    /// Per user: emails a user makes the server send to others (email invitations).
+    pub email_invite: RateLimit,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -477,6 +479,10 @@ impl Default for RateLimits {
             search: RateLimit {
                 per_second: 5.0,
                 burst: 30.0,
+            },
+            email_invite: RateLimit {
+                per_second: 1.0 / 60.0,
+                burst: 20.0,
             },
         }
     }
@@ -550,6 +556,7 @@ impl Config {
                 registration: off,
                 message: off,
                 search: off,
+                email_invite: off,
             };
         }
         if let Some(v) = get("PALABRE_LOG") {

@@ -43,6 +43,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
             registration: lots,
             message: lots,
             search: lots,
+            email_invite: lots,
         },
         ..Config::default()
     }

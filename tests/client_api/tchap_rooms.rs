@@ -789,7 +789,56 @@ async fn tchap_rooms_off(b: Backend) {
     s.stop().await;
 }
 
+/// Email invitations are rate-limited per inviter (each one emails an outside address), and the
+/// emails carry one short line of the user-chosen room name.
+async fn tchap_email_invites_rate_limited(b: Backend) {
+    let sink = SmtpSink::start().await;
+    let s = TestServer::start_with(b, |c| {
+        c.tchap = Some(tchap(&["localhost".to_owned()], None));
+        c.rate_limits.email_invite = palabre::config::RateLimit {
+            per_second: 0.001,
+            burst: 2.0,
+        };
+        sink.configure(&mut c.email);
+    })
+    .await;
+    let alice = user(&s, "alice").await;
+    let long_name = format!("Projet\n{}", "x".repeat(300));
+    let room = s.create_room(&alice, json!({ "name": long_name })).await;
+    let invite = |n: usize| {
+        let alice = alice.clone();
+        let room = room.clone();
+        let s = &s;
+        async move {
+            s.post(
+                &alice,
+                &room_path(&room, "invite"),
+                json!({ "id_server": "localhost", "medium": "email", "address": format!("agent{n}@agents.test") }),
+            )
+            .await
+        }
+    };
+    for n in 0..2 {
+        let (st, v) = invite(n).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let (st, v) = invite(2).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["errcode"], "M_LIMIT_EXCEEDED");
+    let mail = sink.wait_for("agent0@agents.test", 0).await;
+    let line = mail
+        .body
+        .lines()
+        .find(|l| l.contains("Projet"))
+        .expect("the room name")
+        .to_owned();
+    assert!(line.chars().count() < 200, "{line}");
+    assert_eq!(sink.mails_to("agent2@agents.test").len(), 0);
+    s.stop().await;
+}
+
 crate::both_backends!(
+    tchap_email_invites_rate_limited,
     tchap_rooms_local,
     tchap_rooms_federated_rejection,
     tchap_rooms_email_invites,

@@ -62,6 +62,11 @@ impl Services {
                 .set_membership(&r.user_id, room_id, &user, "invite", reason, None)
                 .await;
         }
+        self.ratelimit.check(
+            "email_invite",
+            r.user_id.as_str(),
+            self.config.rate_limits.email_invite,
+        )?;
         let home = self.policy.home_for_email(&address);
         let to_externals = home
             .as_ref()
@@ -120,7 +125,19 @@ impl Services {
             .await?
             .and_then(|u| u.displayname)
             .unwrap_or_else(|| r.user_id.to_string());
-        let room_label = room_name.unwrap_or_else(|| "a room".to_owned());
+        // User-chosen texts in an email sent from the official address: one line, short.
+        let short = |t: String| -> String {
+            let one_line: String = t
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            match one_line.char_indices().nth(80) {
+                Some((i, _)) => format!("{}…", &one_line[..i]),
+                None => one_line,
+            }
+        };
+        let inviter = short(inviter);
+        let room_label = short(room_name.unwrap_or_else(|| "a room".to_owned()));
         let body = format!(
             "{inviter} invited you to join {room_label} on {app}.\n\n\
              Create your account with this address to accept: {link}\n",
