@@ -127,10 +127,18 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A loopback port free right now (the kernel's choice), for a server to bind next.
+/// A loopback port free right now, for a server to bind next. Picked at random BELOW the
+/// kernel's ephemeral range (32768–60999 by default): a port the kernel hands out (`bind :0`)
+/// can be taken by any test's outgoing connection between now and the server's bind, which made
+/// servers fail with "Address already in use".
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

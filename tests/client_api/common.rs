@@ -324,10 +324,20 @@ pub fn fed_cert() -> FedCert {
     }
 }
 
-/// A TCP port free a moment ago.
+/// A loopback port free right now, for a server to bind next. Picked at random BELOW the
+/// kernel's ephemeral range (32768–60999 by default): a port the kernel hands out (`bind :0`)
+/// can be taken by any test's outgoing connection between now and the server's bind, which made
+/// servers fail with "Address already in use".
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Makes a config the server `localhost:<port>`, listening with TLS on that port and trusting

@@ -6,17 +6,9 @@ use std::{
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{enc, password, Backend, TestServer};
+use crate::common::{enc, free_port, password, Backend, TestServer};
 
 crate::both_backends!(kill_9_loses_no_acknowledged_event);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The server process; killed and reaped whatever happens to the test.
 struct Proc(Child);

@@ -516,9 +516,7 @@ async fn pushers_retry(b: Backend) {
         .await;
     s.join(&bob, &room).await;
     // Reserve a port, register the pusher on it, and only then start the gateway there.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = probe.local_addr().unwrap();
-    drop(probe);
+    let addr = format!("127.0.0.1:{}", crate::common::free_port());
     let url = format!("http://{addr}/_matrix/push/v1/notify");
     let (st, _) = s
         .post(
