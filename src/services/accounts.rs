@@ -553,6 +553,14 @@ impl Services {
         Ok((user_id, session))
     }
 
+    /// The localpart a registration asks for: the client's `username`, lower-cased; none with
+    /// Tchap, where the localpart comes from the validated address.
+    pub fn requested_localpart(&self, username: Option<&str>) -> Option<String> {
+        username
+            .filter(|_| !self.policy.enabled())
+            .map(str::to_lowercase)
+    }
+
     pub async fn username_available(&self, localpart: &str) -> Result<()> {
         check_localpart(localpart, self.server_name.as_str())?;
         if self.db.user_exists(localpart).await? {

@@ -68,6 +68,18 @@ impl Mailer {
         self.transport.is_some() || self.outbox.is_some()
     }
 
+    /// Ok when emails can be sent; 400 `M_THREEPID_MEDIUM_NOT_SUPPORTED` otherwise.
+    pub fn require(&self) -> Result<()> {
+        if self.enabled() {
+            return Ok(());
+        }
+        Err(Error::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_THREEPID_MEDIUM_NOT_SUPPORTED",
+            "This server does not send email",
+        ))
+    }
+
     /// Writes an email as a readable text file `<ms>-<n>-<to>.txt` in the outbox directory.
     async fn write_outbox(
         &self,
@@ -114,11 +126,7 @@ impl Mailer {
             return self.write_outbox(dir, to, subject, &body).await;
         }
         let Some(transport) = &self.transport else {
-            return Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_THREEPID_MEDIUM_NOT_SUPPORTED",
-                "This server does not send email",
-            ));
+            return self.require();
         };
         let to = Mailbox::new(None, address);
         let message = Message::builder()

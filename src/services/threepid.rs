@@ -77,29 +77,25 @@ pub struct ThreepidCreds {
     pub client_secret: String,
 }
 
-/// `[0-9a-zA-Z.=_-]{1,255}` (spec).
-pub fn check_client_secret(secret: &str) -> Result<()> {
-    if secret.is_empty()
-        || secret.len() > 255
-        || !secret
+/// `[0-9a-zA-Z.=_-]{1,255}`: the spec's shape of a client secret, and of the sids we issue.
+fn check_opaque(value: &str, what: &str) -> Result<()> {
+    if value.is_empty()
+        || value.len() > 255
+        || !value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ".=_-".contains(c))
     {
-        return Err(Error::invalid_param("Invalid client_secret"));
+        return Err(Error::invalid_param(format!("Invalid {what}")));
     }
     Ok(())
 }
 
+pub fn check_client_secret(secret: &str) -> Result<()> {
+    check_opaque(secret, "client_secret")
+}
+
 fn check_sid(sid: &str) -> Result<()> {
-    if sid.is_empty()
-        || sid.len() > 255
-        || !sid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".=_-".contains(c))
-    {
-        return Err(Error::invalid_param("Invalid sid"));
-    }
-    Ok(())
+    check_opaque(sid, "sid")
 }
 
 /// A `next_link` we may redirect to: http(s) only, bounded.
@@ -149,13 +145,7 @@ impl Services {
         let limit = self.config.rate_limits.registration;
         self.ratelimit.check("threepid_ip", ip, limit)?;
         self.ratelimit.check("threepid_address", &address, limit)?;
-        if !self.mailer.enabled() {
-            return Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_THREEPID_MEDIUM_NOT_SUPPORTED",
-                "This server does not send email",
-            ));
-        }
+        self.mailer.require()?;
         let owner = match purpose {
             Purpose::Registration => {
                 self.check_registration_open()?;
@@ -374,8 +364,29 @@ impl Services {
         Ok(())
     }
 
-    /// Unauthenticated `POST /account/password` with a validated password_reset session.
-    pub async fn reset_password_by_email(
+    /// Unauthenticated `POST /account/password`: the `m.login.email.identity` stage with a
+    /// validated password_reset session, else the 401 challenge naming that stage.
+    pub async fn reset_password_unauthenticated(
+        &self,
+        auth: Option<crate::services::accounts::AuthData>,
+        new_password: &str,
+        logout_devices: bool,
+    ) -> Result<()> {
+        let creds = auth
+            .filter(|a| a.kind.as_deref() == Some("m.login.email.identity"))
+            .and_then(|a| a.threepid_creds);
+        let Some(creds) = creds else {
+            return Err(Error::new(axum::http::StatusCode::UNAUTHORIZED, "", "")
+                .with_extra("flows", json!([{ "stages": ["m.login.email.identity"] }]))
+                .with_extra("params", json!({}))
+                .with_extra("session", json!(util::random_string(24))));
+        };
+        self.reset_password_by_email(&creds, new_password, logout_devices)
+            .await
+    }
+
+    /// A password reset with a validated password_reset session.
+    async fn reset_password_by_email(
         &self,
         creds: &ThreepidCreds,
         new_password: &str,

@@ -67,6 +67,25 @@ impl Db {
         super::first(rows).map(|r| row(&r)).transpose()
     }
 
+    /// The expirations of those of `users` that have one (batches of 500).
+    pub async fn expirations(&self, users: &[String]) -> sqlx::Result<Vec<(String, i64)>> {
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(500) {
+            let sql = format!(
+                "SELECT user_id, expiration_ts FROM account_validity WHERE user_id IN ({})",
+                super::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for u in chunk {
+                q = q.bind(u);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Sets an account's expiration (admin, renewal): the reminders start over. `enable` None
     /// keeps the current setting (on for a new row).
     pub async fn set_validity(

@@ -66,18 +66,8 @@ pub async fn change_password(
                 .await?;
         }
         None => {
-            let creds = b
-                .auth
-                .filter(|a| a.kind.as_deref() == Some("m.login.email.identity"))
-                .and_then(|a| a.threepid_creds);
-            let Some(creds) = creds else {
-                return Err(Error::new(axum::http::StatusCode::UNAUTHORIZED, "", "")
-                    .with_extra("flows", json!([{ "stages": ["m.login.email.identity"] }]))
-                    .with_extra("params", json!({}))
-                    .with_extra("session", json!(crate::util::random_string(24))));
-            };
-            s.reset_password_by_email(&creds, &b.new_password, b.logout_devices)
-                .await?;
+            s.reset_password_unauthenticated(b.auth, &b.new_password, b.logout_devices)
+                .await?
         }
     }
     ok(json!({}))

@@ -16,7 +16,7 @@ use crate::{
 pub const SEND_MAIL: &str = "/_matrix/client/unstable/account_validity/send_mail";
 pub const SEND_MAIL_SYNAPSE: &str = "/_synapse/client/email_account_validity/send_mail";
 /// The renewal link of the emails.
-pub const RENEW: &str = "/_synapse/client/email_account_validity/renew";
+pub use crate::services::policy::validity::RENEW_PATH as RENEW;
 
 /// `POST …/send_mail`: a new renewal link to every email of the account (allowed while
 /// expired).
@@ -43,7 +43,7 @@ pub async fn renew(State(s): State<AppState>, uri: Uri) -> ApiResult {
     });
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         // Unknown to the validity module when it is off, as every other route.
-        s.renew_with_token("").await?;
+        s.validity_on()?;
         return Ok(page(
             StatusCode::BAD_REQUEST,
             "Invalid link",

@@ -83,12 +83,7 @@ pub async fn register(
         ));
     }
     s.check_registration_open()?;
-    // With Tchap the localpart comes from the validated address: `username` is ignored.
-    let localpart = b
-        .username
-        .as_deref()
-        .filter(|_| !s.policy.enabled())
-        .map(str::to_lowercase);
+    let localpart = s.requested_localpart(b.username.as_deref());
     if let Some(l) = &localpart {
         s.username_available(l).await?;
     }

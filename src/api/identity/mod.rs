@@ -11,7 +11,7 @@ use axum::{
 use serde_json::json;
 
 use super::{federation::auth::FedRequest, form_pairs, ApiResult, AppState, ClientIp};
-use crate::Error;
+use crate::{services::policy::annuaire::InternalInfoCaller, Error};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -90,9 +90,10 @@ async fn internal_info(
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .is_some_and(|h| h.trim_start().starts_with("X-Matrix"));
-    if signed {
+    let v = if signed {
         let fed = FedRequest::from_request(req, &s).await?;
-        s.annuaire_require_peer(&fed.origin)?;
+        s.identity_internal_info(InternalInfoCaller::Signed(&fed.origin), &address)
+            .await?
     } else {
         let proxied = req.headers().contains_key("x-forwarded-for")
             || req.headers().contains_key(header::FORWARDED)
@@ -100,11 +101,8 @@ async fn internal_info(
         let loopback = ip
             .parse::<std::net::IpAddr>()
             .is_ok_and(|a| a.is_loopback());
-        if proxied || !loopback {
-            return Err(Error::forbidden(
-                "internal-info is for the servers of the federation",
-            ));
-        }
-    }
-    Ok(axum::Json(s.identity_internal_info(&address).await?).into_response())
+        s.identity_internal_info(InternalInfoCaller::Unsigned { loopback, proxied }, &address)
+            .await?
+    };
+    Ok(axum::Json(v).into_response())
 }

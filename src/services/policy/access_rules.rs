@@ -246,6 +246,59 @@ fn check_power_levels(policy: &Policy, c: &Value) -> Result<(), String> {
 }
 
 impl crate::services::Services {
+    /// Tchap checks of a `/createRoom` request (TCHAP.md §3, §4, issue item 3): the access
+    /// rule asked for (or the default) must match `is_direct`; externals create only direct
+    /// rooms with one agent they already share a room with; a published room must pass
+    /// [`Self::policy_may_publish_rule`]. Returns the room's rule.
+    pub(crate) async fn tchap_create_checks(
+        &self,
+        creator: &UserId,
+        req: &crate::services::rooms::create::CreateRoomRequest,
+        invitees: &[ruma::OwnedUserId],
+    ) -> crate::Result<Rule> {
+        let explicit = req
+            .initial_state
+            .iter()
+            .find(|s| s.kind == EVENT_TYPE && s.state_key.is_empty());
+        let rule = match explicit {
+            None if req.is_direct => Rule::Direct,
+            None => Rule::Restricted,
+            Some(s) => {
+                let rule = rule_of(&s.content)
+                    .ok_or_else(|| crate::Error::invalid_param("Unknown access rule"))?;
+                if (rule == Rule::Direct) != req.is_direct {
+                    return Err(crate::Error::invalid_param(
+                        "The access rule \"direct\" goes with is_direct, and only with it",
+                    ));
+                }
+                rule
+            }
+        };
+        if req.visibility.as_deref() == Some("public") {
+            self.policy_may_publish_rule(creator, rule)?;
+        }
+        if self.policy.is_external(creator) {
+            if !req.is_direct || invitees.len() != 1 || !req.invite_3pid.is_empty() {
+                return Err(crate::Error::forbidden(
+                    "External users can only create a direct chat with one agent",
+                ));
+            }
+            let invitee = &invitees[0];
+            if self.policy.is_external(invitee)
+                || self
+                    .db
+                    .still_sharing(creator.as_str(), &[invitee.to_string()])
+                    .await?
+                    .is_empty()
+            {
+                return Err(crate::Error::forbidden(
+                    "External users can only start a direct chat with an agent they already share a room with",
+                ));
+            }
+        }
+        Ok(rule)
+    }
+
     /// Whether a user may publish a room in the directory: not an external, and only a
     /// `restricted` room (TCHAP.md §3, §4).
     pub fn policy_may_publish(
@@ -253,6 +306,11 @@ impl crate::services::Services {
         user: &UserId,
         room: &crate::services::rooms::RoomState,
     ) -> crate::Result<()> {
+        self.policy_may_publish_rule(user, room_rule(&room.state))
+    }
+
+    /// [`Self::policy_may_publish`] for a room whose rule is `rule`.
+    fn policy_may_publish_rule(&self, user: &UserId, rule: Rule) -> crate::Result<()> {
         if !self.policy.enabled() {
             return Ok(());
         }
@@ -261,7 +319,7 @@ impl crate::services::Services {
                 "External users cannot publish rooms",
             ));
         }
-        if room_rule(&room.state) != Rule::Restricted {
+        if rule != Rule::Restricted {
             return Err(crate::Error::forbidden(
                 "Only rooms with the access rule \"restricted\" can be published",
             ));

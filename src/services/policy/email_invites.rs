@@ -52,7 +52,7 @@ impl Services {
                 "Third-party invites are not supported on this server",
             ));
         }
-        if address.len() > 320 || !email::is_valid(address) {
+        if !email::is_valid(address) {
             return Err(Error::invalid_param("Invalid email address"));
         }
         let address = email::normalise(address);

@@ -25,4 +25,13 @@ impl Services {
     pub async fn account_expired(&self, user: &UserId) -> Result<bool> {
         self.validity_expired(user).await
     }
+
+    /// [`Self::account_expired`] for many local users at once (one query for those not
+    /// cached): the ones that have expired. Owned by account validity (`policy/validity`).
+    pub async fn accounts_expired(
+        &self,
+        users: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        self.validity_expired_among(users).await
+    }
 }

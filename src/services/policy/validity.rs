@@ -94,6 +94,9 @@ pub fn format_date(ms: i64) -> String {
     )
 }
 
+/// Where renewal links point (`GET ?token=`).
+pub const RENEW_PATH: &str = "/_synapse/client/email_account_validity/renew";
+
 impl Services {
     /// The `[tchap.account_validity]` section, when expiry is on.
     pub fn validity_config(&self) -> Option<&AccountValidityConfig> {
@@ -103,7 +106,7 @@ impl Services {
             .and_then(|t| t.account_validity.as_ref())
     }
 
-    fn validity_on(&self) -> Result<&AccountValidityConfig> {
+    pub fn validity_on(&self) -> Result<&AccountValidityConfig> {
         self.validity_config()
             .ok_or_else(|| Error::unrecognized("Account validity is not enabled on this server"))
     }
@@ -117,30 +120,62 @@ impl Services {
         if self.validity_config().is_none() || !self.is_local(user) {
             return Ok(false);
         }
-        let cached = self
-            .validity
-            .cache
-            .lock()
-            .get(user)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-            .map(|(e, _)| *e);
-        let expiration = match cached {
-            Some(e) => e,
-            None => {
-                let e = self
-                    .db
-                    .validity(user.as_str())
-                    .await?
-                    .map(|v| v.expiration_ts);
-                let mut cache = self.validity.cache.lock();
-                if cache.len() >= CACHE_MAX {
-                    cache.clear();
+        Ok(self
+            .validity_expired_among(&[user.to_string()])
+            .await?
+            .contains(user.as_str()))
+    }
+
+    /// Body of the `accounts_expired` hook: which of these local users have expired, with one
+    /// query for those not in the cache (the cache is filled with them).
+    pub(crate) async fn validity_expired_among(
+        &self,
+        users: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        if self.validity_config().is_none() {
+            return Ok(out);
+        }
+        let now = util::now_ms();
+        let mut missing = vec![];
+        {
+            let cache = self.validity.cache.lock();
+            for u in users {
+                let Ok(user) = UserId::parse(u.as_str()) else {
+                    continue;
+                };
+                if !self.is_local(&user) {
+                    continue;
                 }
-                cache.insert(user.to_owned(), (e, Instant::now()));
-                e
+                match cache.get(&user).filter(|(_, at)| at.elapsed() < CACHE_TTL) {
+                    Some((e, _)) => {
+                        if e.is_some_and(|e| e <= now) {
+                            out.insert(u.clone());
+                        }
+                    }
+                    None => missing.push(u.clone()),
+                }
             }
-        };
-        Ok(expiration.is_some_and(|e| e <= util::now_ms()))
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let found: HashMap<String, i64> =
+            self.db.expirations(&missing).await?.into_iter().collect();
+        let mut cache = self.validity.cache.lock();
+        if cache.len() + missing.len() > CACHE_MAX {
+            cache.clear();
+        }
+        for u in missing {
+            let e = found.get(&u).copied();
+            if e.is_some_and(|e| e <= now) {
+                out.insert(u.clone());
+            }
+            if let Ok(user) = UserId::parse(u) {
+                cache.insert(user, (e, Instant::now()));
+            }
+        }
+        Ok(out)
     }
 
     /// Drops a user's cached expiration (after a write elsewhere).
@@ -195,13 +230,7 @@ impl Services {
     /// is sent, as Synapse).
     pub async fn send_renewal_mail(&self, user: &UserId) -> Result<()> {
         self.validity_on()?;
-        if !self.mailer.enabled() {
-            return Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_THREEPID_MEDIUM_NOT_SUPPORTED",
-                "This server does not send email",
-            ));
-        }
+        self.mailer.require()?;
         let key = user.as_str();
         self.ratelimit.check(
             "renewal_mail",
@@ -242,10 +271,7 @@ impl Services {
             .insert_renewal_token(&util::hash_secret(&token), user.as_str(), now)
             .await?;
         let base = self.config.public_baseurl();
-        let link = format!(
-            "{}/_synapse/client/email_account_validity/renew?token={token}",
-            base.trim_end_matches('/')
-        );
+        let link = format!("{}{RENEW_PATH}?token={token}", base.trim_end_matches('/'));
         let app = &self.mailer.app_name;
         let when = if expiration_ts <= now {
             format!("expired on {}", format_date(expiration_ts))

@@ -8,10 +8,7 @@ use super::{version, EventSpec, RoomState};
 use crate::{
     config::EncryptionByDefault,
     services::{
-        policy::{
-            access_rules::{self, Rule},
-            room_defaults,
-        },
+        policy::{access_rules, room_defaults},
         Services,
     },
     util, Error, Result,
@@ -456,70 +453,6 @@ impl Services {
             }
         }
         Ok(room_id)
-    }
-}
-
-impl Services {
-    /// Tchap checks of a `/createRoom` request (TCHAP.md §3, §4, issue item 3): the access
-    /// rule asked for (or the default) must match `is_direct`; externals create only direct
-    /// rooms with one agent they already share a room with, and publish nothing; only
-    /// `restricted` rooms are published. Returns the room's rule.
-    async fn tchap_create_checks(
-        &self,
-        creator: &UserId,
-        req: &CreateRoomRequest,
-        invitees: &[ruma::OwnedUserId],
-    ) -> Result<Rule> {
-        let explicit = req
-            .initial_state
-            .iter()
-            .find(|s| s.kind == access_rules::EVENT_TYPE && s.state_key.is_empty());
-        let rule = match explicit {
-            None if req.is_direct => Rule::Direct,
-            None => Rule::Restricted,
-            Some(s) => {
-                let rule = match s.content.get("rule").and_then(Value::as_str) {
-                    None | Some("") => Some(Rule::Restricted),
-                    Some(r) => Rule::parse(r),
-                }
-                .ok_or_else(|| Error::invalid_param("Unknown access rule"))?;
-                if (rule == Rule::Direct) != req.is_direct {
-                    return Err(Error::invalid_param(
-                        "The access rule \"direct\" goes with is_direct, and only with it",
-                    ));
-                }
-                rule
-            }
-        };
-        let public = req.visibility.as_deref() == Some("public");
-        if self.policy.is_external(creator) {
-            if public {
-                return Err(Error::forbidden("External users cannot publish rooms"));
-            }
-            if !req.is_direct || invitees.len() != 1 || !req.invite_3pid.is_empty() {
-                return Err(Error::forbidden(
-                    "External users can only create a direct chat with one agent",
-                ));
-            }
-            let invitee = &invitees[0];
-            if self.policy.is_external(invitee)
-                || self
-                    .db
-                    .still_sharing(creator.as_str(), &[invitee.to_string()])
-                    .await?
-                    .is_empty()
-            {
-                return Err(Error::forbidden(
-                    "External users can only start a direct chat with an agent they already share a room with",
-                ));
-            }
-        }
-        if public && rule != Rule::Restricted {
-            return Err(Error::forbidden(
-                "Only rooms with the access rule \"restricted\" can be published",
-            ));
-        }
-        Ok(rule)
     }
 }
 

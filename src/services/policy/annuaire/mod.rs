@@ -67,6 +67,15 @@ fn hidden(content: Option<&str>) -> bool {
         .unwrap_or(false)
 }
 
+/// Who asks `internal-info`.
+pub enum InternalInfoCaller<'a> {
+    /// An X-Matrix-signed request from this server.
+    Signed(&'a ruma::ServerName),
+    /// An unsigned request: from the loopback interface or not, carrying a proxy's forwarding
+    /// header or not.
+    Unsigned { loopback: bool, proxied: bool },
+}
+
 impl Services {
     /// The body of the `annuaire_touch` hook: recompute these local users' entries.
     pub(crate) async fn annuaire_touch_users(&self, users: &[&UserId]) {
@@ -122,12 +131,15 @@ impl Services {
             .into_iter()
             .map(|e| (e.user_id.clone(), e))
             .collect();
+        let living: Vec<String> = facts
+            .iter()
+            .filter(|f| f.exists && !f.deactivated)
+            .map(|f| f.user_id.clone())
+            .collect();
+        let expired_users = self.accounts_expired(&living).await?;
         let mut changed = vec![];
         for f in &facts {
-            let expired = match UserId::parse(&f.user_id) {
-                Ok(u) if f.exists && !f.deactivated => self.account_expired(&u).await?,
-                _ => false,
-            };
+            let expired = expired_users.contains(&f.user_id);
             let entry = self.local_entry(f, expired);
             if old.get(&f.user_id).is_some_and(|o| o.same_content(&entry)) {
                 continue;
@@ -252,8 +264,23 @@ impl Services {
     }
 
     /// `GET /_matrix/identity/api/v1/internal-info` (peers only): `{hs, requires_invite,
-    /// invited}`.
-    pub async fn identity_internal_info(&self, address: &str) -> Result<Value> {
+    /// invited}`. Allowed to a request signed by a peer, or to an unsigned one from the loopback
+    /// interface that no proxy forwarded; 403 otherwise.
+    pub async fn identity_internal_info(
+        &self,
+        caller: InternalInfoCaller<'_>,
+        address: &str,
+    ) -> Result<Value> {
+        match caller {
+            InternalInfoCaller::Signed(origin) => self.annuaire_require_peer(origin)?,
+            InternalInfoCaller::Unsigned { loopback, proxied } => {
+                if proxied || !loopback {
+                    return Err(Error::forbidden(
+                        "internal-info is for the servers of the federation",
+                    ));
+                }
+            }
+        }
         let address = Self::checked_address(address)?;
         let mut v = self.identity_info(&address).await?;
         let requires_invite = self
