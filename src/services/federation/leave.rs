@@ -29,9 +29,9 @@ pub fn ver_params() -> String {
 }
 
 impl Services {
-    /// `make_leave` / `make_knock`: an unsigned `membership` event template for a user of the
-    /// origin on top of our current state. `versions` (the `ver` parameters) are checked for
-    /// knocks, as for joins.
+    /// `make_join` / `make_leave` / `make_knock`: an unsigned `membership` event template for a user of the
+    /// origin on top of our current state, refused now if the auth rules would refuse it later.
+    /// `versions` (the `ver` parameters) are checked for joins and knocks.
     pub async fn make_membership(
         &self,
         origin: &ServerName,
@@ -49,8 +49,14 @@ impl Services {
             .as_ref()
             .ok_or_else(|| Error::not_found("Unknown room"))?;
         let ver = room.version.as_str();
+        // Without `ver` parameters a server supports room version 1 only (spec).
         if let Some(versions) = versions {
-            if !versions.iter().any(|v| v == ver) {
+            let accepted = if versions.is_empty() {
+                ver == "1"
+            } else {
+                versions.iter().any(|v| v == ver)
+            };
+            if !accepted {
                 return Err(incompatible(ver));
             }
         }

@@ -11,7 +11,7 @@ use ruma::{
 };
 use serde_json::{json, Value};
 
-use super::{pdu::CheckedPdu, sender::outgoing_pdu};
+use super::{leave::ver_params, pdu::CheckedPdu, sender::outgoing_pdu};
 use crate::services::policy::{access_rules, Policy};
 use crate::{
     services::{
@@ -28,15 +28,6 @@ use crate::{
     util, Error, Result,
 };
 
-/// Room versions this server can join, as `ver=` parameters.
-fn ver_params() -> String {
-    version::SUPPORTED
-        .iter()
-        .map(|v| format!("ver={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 impl Services {
     /// `GET /make_join/{roomId}/{userId}`: a join event template on top of our current state.
     pub async fn make_join(
@@ -46,37 +37,8 @@ impl Services {
         user: &UserId,
         versions: &[String],
     ) -> Result<Value> {
-        if user.server_name() != origin {
-            return Err(Error::forbidden("The user is not on the requesting server"));
-        }
-        self.check_acl(room_id, origin).await?;
-        let guard = self.lock_room(room_id).await?;
-        let room = guard
-            .as_ref()
-            .ok_or_else(|| Error::not_found("Unknown room"))?;
-        let ver = room.version.as_str();
-        let accepted = if versions.is_empty() {
-            ver == "1"
-        } else {
-            versions.iter().any(|v| v == ver)
-        };
-        if !accepted {
-            return Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_INCOMPATIBLE_ROOM_VERSION",
-                "Your server does not support this room's version",
-            )
-            .with_extra("room_version", json!(ver)));
-        }
-        let template = room.template(
-            user,
-            "m.room.member",
-            Some(user.as_str()),
-            json!({ "membership": "join" }),
-        )?;
-        // Refuse now what the auth rules would refuse at send_join.
-        room.check_template(&self.policy, &template)?;
-        Ok(json!({ "event": template, "room_version": ver }))
+        self.make_membership(origin, room_id, user, "join", Some(versions))
+            .await
     }
 
     /// `PUT /v2/send_join/{roomId}/{eventId}`: takes the signed join, answers with the room's
@@ -557,12 +519,8 @@ impl RoomState {
         Ok(t)
     }
 
-    /// Whether an event built from a template would pass the auth rules on the current state.
-    pub fn check_template(&self, policy: &Policy, template: &Value) -> Result<()> {
-        self.check_template_as(policy, template, "You may not join")
-    }
-
-    /// [`Self::check_template`] with the refusal's wording (`what`: "You may not leave"...).
+    /// Whether an event built from a template would pass the auth rules (and the Tchap access
+    /// rules) on the current state; `what` words the refusal ("You may not leave"...).
     pub fn check_template_as(&self, policy: &Policy, template: &Value, what: &str) -> Result<()> {
         let mut t = template.clone();
         t["hashes"] = json!({ "sha256": "" });
