@@ -98,14 +98,7 @@ impl Client {
             "register {localpart} on {}: {v}",
             self.server_name
         );
-        Session {
-            client: self.clone(),
-            user_id: v["user_id"].as_str().expect("user_id").to_owned(),
-            token: v["access_token"].as_str().expect("access_token").to_owned(),
-            device_id: v["device_id"].as_str().expect("device_id").to_owned(),
-            since: Mutex::new(None),
-            txn: AtomicU64::new(0),
-        }
+        self.session(&v)
     }
 }
 
@@ -144,14 +137,7 @@ impl Client {
             "login {user_id} on {}: {v}",
             self.server_name
         );
-        Session {
-            client: self.clone(),
-            user_id: v["user_id"].as_str().expect("user_id").to_owned(),
-            token: v["access_token"].as_str().expect("access_token").to_owned(),
-            device_id: v["device_id"].as_str().expect("device_id").to_owned(),
-            since: Mutex::new(None),
-            txn: AtomicU64::new(0),
-        }
+        self.session(&v)
     }
 }
 
