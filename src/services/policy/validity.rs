@@ -365,12 +365,16 @@ impl Services {
         report.reminders = self.send_due_reminders(cfg, now).await?;
         // Expired since the last run: out of the annuaire.
         let expired = self.db.take_newly_expired(now, BATCH * 10).await?;
-        for u in &expired {
-            if let Ok(user) = UserId::parse(u) {
-                self.validity.forget(&user);
-                self.annuaire_touch(&user).await;
-            }
+        let expired_ids: Vec<_> = expired
+            .iter()
+            .filter_map(|u| UserId::parse(u).ok())
+            .collect();
+        for user in &expired_ids {
+            self.validity.forget(user);
         }
+        // One recomputation for the whole batch.
+        let refs: Vec<&UserId> = expired_ids.iter().map(|u| &**u).collect();
+        self.annuaire_touch_users(&refs).await;
         report.expired = expired.len();
         // Past the grace period: deactivated.
         let cutoff = now - i64::from(cfg.grace_days) * DAY_MS;
@@ -383,9 +387,9 @@ impl Services {
             }
             match self.deactivate(&user).await {
                 Ok(()) => {
+                    // (deactivate already took the user out of the annuaire)
                     self.db.delete_validity(&u).await?;
                     self.validity.forget(&user);
-                    self.annuaire_touch(&user).await;
                     tracing::info!(user = %u, "account expired past its grace period: deactivated");
                     report.deactivated += 1;
                 }
