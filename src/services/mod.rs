@@ -78,6 +78,8 @@ pub struct Services {
         parking_lot::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
     /// Remote media being fetched (one fetch per media at a time).
     pub media_inflight: media::remote::Inflight,
+    /// Thumbnail generation: the decode bound and the generations in flight.
+    pub thumbnailer: media::thumbnail::Thumbnailer,
     /// Password hashes in flight (each costs a core and `memory_kib` of memory).
     pub hashing: tokio::sync::Semaphore,
 }
@@ -131,6 +133,7 @@ impl Services {
             tag_locks: tags::TagLocks::default(),
             preview_cache: Default::default(),
             media_inflight: Default::default(),
+            thumbnailer: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())

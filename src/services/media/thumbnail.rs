@@ -1,9 +1,18 @@
 //! Thumbnails: generated once per (content, size, method) at the sizes the spec suggests, and
 //! cached as content-addressed files. Images whose header announces more pixels than
-//! `max_image_pixels` are never decoded.
+//! `max_image_pixels` are never decoded. At most `Thumbnailer::limit` images are decoded at
+//! once, and concurrent requests for one thumbnail share a single generation.
 
-use std::io::Cursor;
+use std::{
+    collections::HashMap,
+    io::Cursor,
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+};
 
+use futures_util::{
+    future::{BoxFuture, Shared},
+    FutureExt,
+};
 use image::{imageops::FilterType, DynamicImage, ImageFormat, ImageReader, Limits};
 
 use super::Download;
@@ -22,8 +31,76 @@ const SIZES: &[(u32, u32, Method)] = &[
 const MAX_SOURCE_BYTES: u64 = 50 * 1024 * 1024;
 /// Decoder allocation ceiling.
 const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
+/// Most images decoded at once, whatever the number of cores: each decode may hold up to
+/// `MAX_DECODE_ALLOC` and a core.
+const MAX_CONCURRENT_DECODES: usize = 4;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A generation in flight, awaited by every request for that thumbnail.
+type Job = Shared<BoxFuture<'static, Result<ThumbnailRow>>>;
+/// (source SHA-256, width, height, method).
+type JobKey = (String, u32, u32, Method);
+
+/// The thumbnail generator's shared state: the decode bound, the generations in flight and
+/// counters (read by the tests and useful in a debugger).
+pub struct Thumbnailer {
+    decoding: tokio::sync::Semaphore,
+    limit: usize,
+    jobs: parking_lot::Mutex<HashMap<JobKey, Job>>,
+    decodes: AtomicU64,
+    active: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Default for Thumbnailer {
+    fn default() -> Self {
+        let limit = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_CONCURRENT_DECODES);
+        Self {
+            decoding: tokio::sync::Semaphore::new(limit),
+            limit,
+            jobs: Default::default(),
+            decodes: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Thumbnailer {
+    /// Most decodes run at once: the number of cores, between 1 and `MAX_CONCURRENT_DECODES`.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+    /// Images decoded since start.
+    pub fn decodes(&self) -> u64 {
+        self.decodes.load(Ordering::Relaxed)
+    }
+    /// The most decodes seen running at once since start.
+    pub fn peak_concurrent(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one running decode for as long as it lives.
+struct Decoding<'a>(&'a Thumbnailer);
+
+impl<'a> Decoding<'a> {
+    fn start(t: &'a Thumbnailer) -> Self {
+        t.decodes.fetch_add(1, Ordering::Relaxed);
+        let now = t.active.fetch_add(1, Ordering::SeqCst) + 1;
+        t.peak.fetch_max(now, Ordering::SeqCst);
+        Self(t)
+    }
+}
+
+impl Drop for Decoding<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
     Crop,
     Scale,
@@ -174,12 +251,63 @@ impl Services {
         if size > MAX_SOURCE_BYTES {
             return Err(Error::too_large("Image too large to thumbnail"));
         }
+        let t = self.generation((sha.to_owned(), tw, th, method))?.await?;
+        self.open_media(&t.sha256, t.size as u64, t.content_type, None)
+            .await
+    }
+
+    /// The generation of one thumbnail: the one in flight, or a new one. It runs in its own
+    /// task, so a request that goes away does not cancel it for the others waiting.
+    fn generation(&self, key: JobKey) -> Result<Job> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| Error::unknown("Server shutting down"))?;
+        let mut jobs = self.thumbnailer.jobs.lock();
+        if let Some(job) = jobs.get(&key) {
+            return Ok(job.clone());
+        }
+        let k = key.clone();
+        // The task removes its own entry, after the row is stored: a later request finds
+        // either the job or the row. (It cannot do so before the insert below: the lock.)
+        let task = tokio::spawn(async move {
+            let r = me.generate(&k).await;
+            me.thumbnailer.jobs.lock().remove(&k);
+            r
+        });
+        let job = task
+            .map(|r| r.unwrap_or_else(|e| Err(Error::unknown(format!("thumbnailer: {e}")))))
+            .boxed()
+            .shared();
+        jobs.insert(key, job.clone());
+        Ok(job)
+    }
+
+    /// Decodes (under the bound), encodes and stores one thumbnail.
+    async fn generate(&self, (sha, tw, th, method): &JobKey) -> Result<ThumbnailRow> {
+        let (tw, th, method) = (*tw, *th, *method);
+        let _permit = self
+            .thumbnailer
+            .decoding
+            .acquire()
+            .await
+            .map_err(|_| Error::unknown("Server shutting down"))?;
+        // Another process sharing the database may have made it meanwhile.
+        if let Some(t) = self
+            .db
+            .get_thumbnail(sha, tw.into(), th.into(), method.as_str())
+            .await?
+        {
+            return Ok(t);
+        }
         let path = self.media_path(sha);
         let max_pixels = self.config.media.max_image_pixels;
-        let (bytes, content_type) =
+        let (bytes, content_type) = {
+            let _counted = Decoding::start(&self.thumbnailer);
             tokio::task::spawn_blocking(move || render(&path, tw, th, method, max_pixels))
                 .await
-                .map_err(|e| Error::unknown(format!("thumbnailer: {e}")))??;
+                .map_err(|e| Error::unknown(format!("thumbnailer: {e}")))??
+        };
         let thumb_sha = self.keep_bytes(&bytes).await?;
         let t = ThumbnailRow {
             content_type: content_type.to_owned(),
@@ -189,7 +317,6 @@ impl Services {
         self.db
             .put_thumbnail(sha, tw.into(), th.into(), method.as_str(), &t)
             .await?;
-        self.open_media(&t.sha256, t.size as u64, t.content_type, None)
-            .await
+        Ok(t)
     }
 }
