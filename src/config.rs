@@ -61,6 +61,9 @@ pub struct Config {
     /// Rooms created with `m.room.encryption` (megolm) already set: `all`, `invite` (rooms
     /// created with the private_chat / trusted_private_chat presets, which covers DMs) or `off`.
     pub encryption_by_default: EncryptionByDefault,
+    /// Only members (joined) of a room may give it an alias (`PUT /directory/room/{alias}`);
+    /// server admins always may. Synapse's setting of the same name, same default (true).
+    pub require_membership_for_aliases: bool,
     pub media: MediaConfig,
     pub federation: FederationConfig,
     /// Outgoing email (address validation, password reset, expiry reminders, invitations).
@@ -443,6 +446,7 @@ impl Default for Config {
             password_hashing: PasswordHashing::default(),
             database_max_connections: 8,
             encryption_by_default: EncryptionByDefault::Invite,
+            require_membership_for_aliases: true,
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
             email: EmailConfig::default(),

@@ -24,6 +24,7 @@ mod relations;
 mod reports;
 mod rooms;
 mod search;
+mod security_aliases;
 mod security_media;
 mod signatures;
 mod spaces;

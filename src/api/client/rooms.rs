@@ -46,7 +46,7 @@ pub async fn put_alias(
     Json(b): Json<PutAlias>,
 ) -> ApiResult {
     if !s
-        .add_alias(&r.user_id, &parse_alias(&alias)?, &parse_room(&b.room_id)?)
+        .create_alias(&r, &parse_alias(&alias)?, &parse_room(&b.room_id)?)
         .await?
     {
         return Err(Error::new(

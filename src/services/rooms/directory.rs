@@ -24,7 +24,38 @@ impl Services {
         RoomId::parse(room).map_err(|e| Error::unknown(e.to_string()))
     }
 
-    /// Creates a local alias for a known room; false when the alias is taken.
+    /// `PUT /directory/room/{alias}`: creates a local alias for a known room; false when the
+    /// alias is taken. Unless `require_membership_for_aliases` is off, only a member (joined)
+    /// of the room may, as in Synapse; server admins always may.
+    pub async fn create_alias(
+        &self,
+        r: &Requester,
+        alias: &RoomAliasId,
+        room_id: &RoomId,
+    ) -> Result<bool> {
+        if alias.server_name() != self.server_name {
+            return Err(Error::invalid_param("Alias must be on this server"));
+        }
+        if self.db.room_version(room_id.as_str()).await?.is_none() {
+            return Err(Error::not_found("Unknown room"));
+        }
+        if self.config.require_membership_for_aliases && !r.is_admin {
+            let joined = self
+                .db
+                .membership(r.user_id.as_str(), room_id.as_str())
+                .await?
+                .is_some_and(|m| m.membership == "join");
+            if !joined {
+                return Err(Error::forbidden(
+                    "You must be in the room to create an alias for it",
+                ));
+            }
+        }
+        self.add_alias(&r.user_id, alias, room_id).await
+    }
+
+    /// Creates a local alias for a known room, no membership asked (createRoom's
+    /// `room_alias_name`); false when the alias is taken.
     pub async fn add_alias(
         &self,
         creator: &UserId,
