@@ -735,11 +735,12 @@ impl Services {
         Ok(())
     }
 
-    /// A user's public profile (displayname, avatar_url); deactivated users have none.
-    /// A user's profile: local users from the database, remote users from their server
+    /// A user's profile as `requester` may see it (the Tchap rules: `policy/profiles`): local
+    /// users from the database, remote users from their server
     /// (`/_matrix/federation/v1/query/profile`).
-    pub async fn profile(&self, user: &str) -> Result<Value> {
+    pub async fn profile(&self, requester: &UserId, user: &str) -> Result<Value> {
         if let Ok(id) = UserId::parse(user) {
+            self.policy_may_read_profile(requester, &id).await?;
             if !self.is_local(&id) {
                 let path = format!(
                     "/_matrix/federation/v1/query/profile?user_id={}",
@@ -757,6 +758,11 @@ impl Services {
                 return Ok(out);
             }
         }
+        self.local_profile(user).await
+    }
+
+    /// A local user's public profile (displayname, avatar_url); deactivated users have none.
+    pub async fn local_profile(&self, user: &str) -> Result<Value> {
         let u = self
             .db
             .get_user(user)

@@ -321,19 +321,57 @@ impl Db {
 
     /// Whether `user` shares a joined room with a user of `server` (an EXISTS, not the list).
     pub async fn shares_room_with_server(&self, user_id: &str, server: &str) -> sqlx::Result<bool> {
-        let escaped = server
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
         let rows = sqlx::query(
             "SELECT 1 FROM memberships m1 JOIN memberships m2 ON m2.room_id = m1.room_id \
              WHERE m1.user_id = $1 AND m1.membership = 'join' AND m2.membership = 'join' \
              AND m2.user_id LIKE $2 ESCAPE '\\' LIMIT 1",
         )
         .bind(user_id)
-        .bind(format!("%:{escaped}"))
+        .bind(users_of(server))
         .fetch_all(&self.pool)
         .await?;
         Ok(!rows.is_empty())
     }
+
+    /// Whether `user` and a user of `server` are each joined or invited in one same room.
+    pub async fn shares_room_with_server_or_invited(
+        &self,
+        user_id: &str,
+        server: &str,
+    ) -> sqlx::Result<bool> {
+        let rows = sqlx::query(
+            "SELECT 1 FROM memberships m1 JOIN memberships m2 ON m2.room_id = m1.room_id \
+             WHERE m1.user_id = $1 AND m1.membership IN ('join', 'invite') \
+             AND m2.membership IN ('join', 'invite') \
+             AND m2.user_id LIKE $2 ESCAPE '\\' LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(users_of(server))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Whether two users are each joined or invited in one same room.
+    pub async fn share_a_room_or_invited(&self, a: &str, b: &str) -> sqlx::Result<bool> {
+        let rows = sqlx::query(
+            "SELECT 1 FROM memberships m1 JOIN memberships m2 ON m2.room_id = m1.room_id \
+             WHERE m1.user_id = $1 AND m1.membership IN ('join', 'invite') \
+             AND m2.user_id = $2 AND m2.membership IN ('join', 'invite') LIMIT 1",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(!rows.is_empty())
+    }
+}
+
+/// The `LIKE` pattern (escape `\`) of the user ids of `server`.
+fn users_of(server: &str) -> String {
+    let escaped = server
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%:{escaped}")
 }

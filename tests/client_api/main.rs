@@ -26,6 +26,7 @@ mod rooms;
 mod search;
 mod security_aliases;
 mod security_media;
+mod security_profiles;
 mod signatures;
 mod spaces;
 mod sync;

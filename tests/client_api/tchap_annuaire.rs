@@ -22,7 +22,7 @@ const PW: &str = "Correct-Horse-42!";
 /// The federation's rules: `a.gouv.fr` on names[0], `interieur.gouv.fr` on names[1], everything
 /// else on the externals server names[2] (by invitation). Peers only pull every hour: what
 /// arrives sooner came by push.
-fn tchap(names: &[String], c: &mut Config) {
+pub(crate) fn tchap(names: &[String], c: &mut Config) {
     c.tchap = Some(TchapConfig {
         externals_servers: vec![names[2].clone()],
         email_rules: vec![
@@ -51,7 +51,12 @@ fn tchap(names: &[String], c: &mut Config) {
 }
 
 /// A user created on `s` with an email bound, its display name set through the profile API.
-async fn user(s: &TestServer, localpart: &str, display: &str, email: Option<&str>) -> User {
+pub(crate) async fn user(
+    s: &TestServer,
+    localpart: &str,
+    display: &str,
+    email: Option<&str>,
+) -> User {
     let svc = s.services();
     let uid = svc
         .create_user_cli(localpart, PW, false)
@@ -107,7 +112,7 @@ async fn finds(s: &TestServer, u: &User, term: &str, who: &User) -> bool {
     search(s, u, term).await.contains(&who.user_id)
 }
 
-async fn hide(s: &TestServer, u: &User, hidden: bool) {
+pub(crate) async fn hide(s: &TestServer, u: &User, hidden: bool) {
     let (st, v) = s
         .put(
             u,

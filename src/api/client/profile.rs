@@ -19,19 +19,19 @@ fn field(name: &str) -> Result<ProfileField, Error> {
 
 pub async fn get_all(
     State(s): State<AppState>,
-    Auth(_): Auth,
+    Auth(r): Auth,
     Path(user): Path<String>,
 ) -> ApiResult {
-    ok(s.profile(&user).await?)
+    ok(s.profile(&r.user_id, &user).await?)
 }
 
 pub async fn get_field(
     State(s): State<AppState>,
-    Auth(_): Auth,
+    Auth(r): Auth,
     Path((user, name)): Path<(String, String)>,
 ) -> ApiResult {
     field(&name)?;
-    let p = s.profile(&user).await?;
+    let p = s.profile(&r.user_id, &user).await?;
     match p.get(&name) {
         Some(v) => ok(json!({ name: v })),
         None => Err(Error::not_found("Profile field not set")),

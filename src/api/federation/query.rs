@@ -19,13 +19,14 @@ pub struct ProfileQuery {
 pub async fn profile(
     State(s): State<AppState>,
     Query(q): Query<ProfileQuery>,
-    _req: FedRequest,
+    req: FedRequest,
 ) -> ApiResult {
     let user = crate::util::parse_user_id(&q.user_id)?;
     if !s.is_local(&user) {
         return Err(Error::invalid_param("That user is not on this server"));
     }
-    let all = s.profile(user.as_str()).await?;
+    s.policy_may_serve_profile(&req.origin, &user).await?;
+    let all = s.local_profile(user.as_str()).await?;
     match q.field.as_deref() {
         None => ok(all),
         Some(f @ ("displayname" | "avatar_url")) => {

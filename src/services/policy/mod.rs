@@ -11,6 +11,7 @@ pub mod annuaire;
 pub mod email;
 pub mod email_invites;
 mod hooks;
+pub mod profiles;
 pub mod registration;
 pub mod room_defaults;
 pub mod validity;

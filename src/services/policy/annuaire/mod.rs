@@ -60,7 +60,7 @@ impl Default for Annuaire {
 }
 
 /// Whether `im.vector.hide_profile` content asks to be hidden.
-fn hidden(content: Option<&str>) -> bool {
+pub(super) fn hidden(content: Option<&str>) -> bool {
     content
         .and_then(|c| serde_json::from_str::<Value>(c).ok())
         .and_then(|v| v.get("hide_profile").and_then(Value::as_bool))
