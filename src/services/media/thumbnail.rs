@@ -82,6 +82,15 @@ impl Thumbnailer {
     }
 }
 
+/// Takes a finished generation out of the in-flight map, however its task ends.
+struct LeaveJobs<'a>(&'a Services, &'a JobKey);
+
+impl Drop for LeaveJobs<'_> {
+    fn drop(&mut self) {
+        self.0.thumbnailer.jobs.lock().remove(self.1);
+    }
+}
+
 /// Counts one running decode for as long as it lives.
 struct Decoding<'a>(&'a Thumbnailer);
 
@@ -268,12 +277,12 @@ impl Services {
             return Ok(job.clone());
         }
         let k = key.clone();
-        // The task removes its own entry, after the row is stored: a later request finds
-        // either the job or the row. (It cannot do so before the insert below: the lock.)
+        // The task removes its own entry once the row is stored (or it failed, or panicked):
+        // a later request finds either the job or the row. (Not before the insert below: the
+        // lock.)
         let task = tokio::spawn(async move {
-            let r = me.generate(&k).await;
-            me.thumbnailer.jobs.lock().remove(&k);
-            r
+            let _leave = LeaveJobs(&me, &k);
+            me.generate(&k).await
         });
         let job = task
             .map(|r| r.unwrap_or_else(|e| Err(Error::unknown(format!("thumbnailer: {e}")))))
