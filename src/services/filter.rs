@@ -122,7 +122,10 @@ impl RoomEventFilter {
             return false;
         }
         if let Some(want) = self.contains_url {
-            let has = row.json.contains("\"url\"");
+            // A `url` key of the content itself (never a substring of the JSON text).
+            let has = serde_json::from_str::<serde_json::Value>(&row.json)
+                .ok()
+                .is_some_and(|v| v["content"].get("url").is_some());
             return has == want;
         }
         true

@@ -97,10 +97,10 @@ impl Db {
     pub async fn server_joined(&self, room_id: &str, server: &str) -> sqlx::Result<bool> {
         let rows = sqlx::query(
             "SELECT 1 FROM memberships WHERE room_id = $1 AND membership = 'join' \
-             AND user_id LIKE $2 LIMIT 1",
+             AND user_id LIKE $2 ESCAPE '\\' LIMIT 1",
         )
         .bind(room_id)
-        .bind(format!("%:{server}"))
+        .bind(super::rooms::users_of(server))
         .fetch_all(&self.pool)
         .await?;
         Ok(!rows.is_empty())
@@ -118,10 +118,10 @@ impl Db {
         }
         let sql = format!(
             "SELECT room_id, user_id, membership FROM memberships WHERE room_id IN ({}) \
-             AND user_id LIKE $1",
+             AND user_id LIKE $1 ESCAPE '\\'",
             placeholders(2, rooms.len())
         );
-        let mut q = sqlx::query(&sql).bind(format!("%:{server}"));
+        let mut q = sqlx::query(&sql).bind(super::rooms::users_of(server));
         for r in rooms {
             q = q.bind(r);
         }

@@ -368,7 +368,7 @@ impl Db {
 }
 
 /// The `LIKE` pattern (escape `\`) of the user ids of `server`.
-fn users_of(server: &str) -> String {
+pub(super) fn users_of(server: &str) -> String {
     let escaped = server
         .replace('\\', "\\\\")
         .replace('%', "\\%")

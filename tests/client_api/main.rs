@@ -27,6 +27,7 @@ mod search;
 mod security_aliases;
 mod security_media;
 mod security_profiles;
+mod security_rooms;
 mod signatures;
 mod spaces;
 mod sync;

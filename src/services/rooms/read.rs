@@ -38,7 +38,10 @@ impl Services {
                     .db
                     .current_state_event(room_id.as_str(), "m.room.history_visibility", "")
                     .await?;
-                if hv.is_some_and(|e| e.json.contains("\"world_readable\"")) {
+                if hv.is_some_and(|e| {
+                    super::visibility::history_visibility(&e.json).as_deref()
+                        == Some("world_readable")
+                }) {
                     return Ok(StateView::Current);
                 }
                 Err(Error::forbidden("You are not in this room"))

@@ -11,6 +11,15 @@ use crate::{
     Result,
 };
 
+/// `content.history_visibility` of a stored `m.room.history_visibility` event's JSON (parsed:
+/// the same word elsewhere in the event, e.g. `unsigned.prev_content`, means nothing).
+pub fn history_visibility(json: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    v["content"]["history_visibility"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 impl Services {
     /// Keeps the events `user` may see, in one pass over every room involved: one query for the
     /// relevant state at all the events' state groups, one for those state events, one for the
