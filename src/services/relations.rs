@@ -11,7 +11,7 @@ use super::{rooms::client_event::Format, Services};
 use crate::{
     store::{
         events::EventRow,
-        relations::{RelationQuery, RelationRow},
+        relations::{NewRelation, RelationCount, RelationQuery, RelationRow},
     },
     Error, Result,
 };
@@ -38,6 +38,10 @@ pub fn thread_of(content: &Value) -> &str {
 const MAX_RECURSION: usize = 3;
 /// The most parents a recursive query gathers.
 const MAX_RECURSIVE_PARENTS: usize = 2_000;
+/// Edits of one event looked at, newest first, for one the viewer may see.
+const MAX_EDIT_CANDIDATES: usize = 20;
+/// Replies of a thread looked at, newest first, when its newest reply is hidden from the viewer.
+const MAX_HIDDEN_WALK: usize = 50;
 
 /// Parameters of GET /relations.
 pub struct RelationsRequest<'a> {
@@ -61,16 +65,20 @@ fn parse_token(t: &str) -> Result<i64> {
 
 impl Services {
     /// `unsigned.m.relations` for each event that has any, for `viewer`: the latest valid
-    /// `m.replace`, the `m.thread` summary and the `m.reference` chunk. A few queries whatever
-    /// the number of events.
+    /// `m.replace`, the `m.thread` summary and the `m.reference` chunk, all limited to what the
+    /// viewer may see (history visibility). A few queries whatever the number of events. State
+    /// events get none (as Synapse), nor does a formatting without a viewer.
     pub async fn aggregations<'a>(
         &self,
         rows: impl IntoIterator<Item = &'a EventRow>,
         viewer: Option<(&UserId, &str)>,
     ) -> Result<HashMap<String, Value>> {
+        let Some((user, _)) = viewer else {
+            return Ok(HashMap::new());
+        };
         let parents: Vec<&EventRow> = rows
             .into_iter()
-            .filter(|r| r.redacted_by.is_none())
+            .filter(|r| r.redacted_by.is_none() && r.state_key.is_none())
             .collect();
         if parents.is_empty() {
             return Ok(HashMap::new());
@@ -87,11 +95,11 @@ impl Services {
         let by_id: HashMap<&str, &EventRow> =
             parents.iter().map(|r| (r.event_id.as_str(), *r)).collect();
 
-        // Edits: the newest replacement by the original sender, of the same type, of a
-        // non-state event that is not itself an edit.
-        let mut edits: HashMap<&str, &RelationRow> = HashMap::new();
+        // Edit candidates, newest first: replacements by the original sender, of the same
+        // type, of an event that is not itself an edit.
+        let mut edit_candidates: HashMap<&str, Vec<&str>> = HashMap::new();
         let mut references: HashMap<&str, Vec<&str>> = HashMap::new();
-        for rel in &others {
+        for rel in others.iter().rev() {
             let Some(parent) = by_id.get(rel.relates_to.as_str()) else {
                 continue;
             };
@@ -99,10 +107,12 @@ impl Services {
                 "m.replace"
                     if rel.sender == parent.sender
                         && rel.kind == parent.kind
-                        && parent.state_key.is_none()
                         && !is_edit(parent) =>
                 {
-                    edits.insert(parent.event_id.as_str(), rel);
+                    let c = edit_candidates.entry(parent.event_id.as_str()).or_default();
+                    if c.len() < MAX_EDIT_CANDIDATES {
+                        c.push(rel.event_id.as_str());
+                    }
                 }
                 "m.reference" => references
                     .entry(parent.event_id.as_str())
@@ -111,21 +121,42 @@ impl Services {
                 _ => {}
             }
         }
-        let thread_roots: Vec<String> = threads.iter().map(|t| t.relates_to.clone()).collect();
-        let participated: HashSet<String> = match viewer {
-            Some((user, _)) if !thread_roots.is_empty() => self
-                .db
-                .threads_participated(&thread_roots, user.as_str())
-                .await?
-                .into_iter()
-                .collect(),
-            _ => HashSet::new(),
-        };
-        // The events to embed: edits and each thread's latest reply.
+        // Every event that may be embedded or listed, then only those the viewer may see.
         let latest_streams: Vec<i64> = threads.iter().map(|t| t.latest_stream).collect();
-        let mut embed = self.db.events_at_streams(&latest_streams).await?;
-        let edit_ids: Vec<String> = edits.values().map(|r| r.event_id.clone()).collect();
-        embed.extend(self.db.get_events(&edit_ids).await?);
+        let mut candidates = self.db.events_at_streams(&latest_streams).await?;
+        let listed: Vec<String> = edit_candidates
+            .values()
+            .chain(references.values())
+            .flatten()
+            .map(|id| (*id).to_owned())
+            .collect();
+        candidates.extend(self.db.get_events(&listed).await?);
+        let mut visible: HashMap<String, EventRow> = self
+            .filter_visible(user, candidates)
+            .await?
+            .into_iter()
+            .map(|r| (r.event_id.clone(), r))
+            .collect();
+        let latest = self
+            .latest_visible_replies(user, &threads, &mut visible)
+            .await?;
+
+        let edits: HashMap<&str, &str> = edit_candidates
+            .iter()
+            .filter_map(|(parent, c)| {
+                let newest = c.iter().find(|id| visible.contains_key(**id))?;
+                Some((*parent, *newest))
+            })
+            .collect();
+        let mut embed: Vec<EventRow> = edits
+            .values()
+            .filter_map(|id| visible.get(*id).cloned())
+            .collect();
+        embed.extend(
+            latest
+                .values()
+                .filter_map(|(id, _)| visible.get(id).cloned()),
+        );
         let formatted = self
             .format_plain(&embed, viewer, Format::Client, &HashMap::new())
             .await?;
@@ -134,39 +165,46 @@ impl Services {
             .map(|r| r.event_id.as_str())
             .zip(formatted.iter())
             .collect();
-        let by_stream: HashMap<i64, &str> = embed
-            .iter()
-            .map(|r| (r.stream_ordering, r.event_id.as_str()))
-            .collect();
 
         let mut out: HashMap<String, Map<String, Value>> = HashMap::new();
-        for (parent, rel) in &edits {
-            if let Some(ev) = embedded.get(rel.event_id.as_str()) {
+        for (parent, edit) in &edits {
+            if let Some(ev) = embedded.get(edit) {
                 out.entry((*parent).to_owned())
                     .or_default()
                     .insert("m.replace".into(), (*ev).clone());
             }
         }
         for (parent, refs) in references {
-            let chunk: Vec<Value> = refs.iter().map(|id| json!({ "event_id": id })).collect();
-            out.entry(parent.to_owned())
-                .or_default()
-                .insert("m.reference".into(), json!({ "chunk": chunk }));
+            let chunk: Vec<Value> = refs
+                .iter()
+                .rev()
+                .filter(|id| visible.contains_key(**id))
+                .map(|id| json!({ "event_id": id }))
+                .collect();
+            if !chunk.is_empty() {
+                out.entry(parent.to_owned())
+                    .or_default()
+                    .insert("m.reference".into(), json!({ "chunk": chunk }));
+            }
         }
-        for t in &threads {
-            let latest = by_stream
-                .get(&t.latest_stream)
-                .and_then(|id| embedded.get(id));
-            let Some(latest) = latest else { continue };
-            let root_sender = by_id.get(t.relates_to.as_str()).map(|r| r.sender.as_str());
-            let mine = viewer.is_some_and(|(u, _)| {
-                participated.contains(&t.relates_to) || root_sender == Some(u.as_str())
-            });
-            out.entry(t.relates_to.clone()).or_default().insert(
+        let roots: Vec<String> = latest.keys().cloned().collect();
+        let participated: HashSet<String> = self
+            .db
+            .threads_participated(&roots, user.as_str())
+            .await?
+            .into_iter()
+            .collect();
+        for (root, (latest_id, count)) in &latest {
+            let Some(latest) = embedded.get(latest_id.as_str()) else {
+                continue;
+            };
+            let root_sender = by_id.get(root.as_str()).map(|r| r.sender.as_str());
+            let mine = participated.contains(root) || root_sender == Some(user.as_str());
+            out.entry(root.clone()).or_default().insert(
                 "m.thread".into(),
                 json!({
                     "latest_event": latest,
-                    "count": t.count,
+                    "count": count,
                     "current_user_participated": mine,
                 }),
             );
@@ -174,6 +212,120 @@ impl Services {
         Ok(out
             .into_iter()
             .map(|(k, v)| (k, Value::Object(v)))
+            .collect())
+    }
+
+    /// Per thread root, the newest reply `user` may see and the number of replies up to it.
+    /// `visible` holds the visible candidates already read (each thread's newest reply among
+    /// them); a thread whose newest reply is hidden (the user left, say) is walked back through
+    /// its `MAX_HIDDEN_WALK` newest replies, and its count stops at the reply found. A thread
+    /// with no visible reply there gets no summary.
+    async fn latest_visible_replies(
+        &self,
+        user: &UserId,
+        threads: &[RelationCount],
+        visible: &mut HashMap<String, EventRow>,
+    ) -> Result<HashMap<String, (String, i64)>> {
+        let by_stream: HashMap<i64, &str> = visible
+            .values()
+            .map(|r| (r.stream_ordering, r.event_id.as_str()))
+            .collect();
+        let mut out: HashMap<String, (String, i64)> = HashMap::new();
+        let mut hidden: Vec<String> = vec![];
+        for t in threads {
+            match by_stream.get(&t.latest_stream) {
+                Some(id) => {
+                    out.insert(t.relates_to.clone(), ((*id).to_owned(), t.count));
+                }
+                None => hidden.push(t.relates_to.clone()),
+            }
+        }
+        if hidden.is_empty() {
+            return Ok(out);
+        }
+        let replies = self.db.relations_of(&hidden, &["m.thread"]).await?;
+        let mut per_root: HashMap<&str, Vec<&RelationRow>> = HashMap::new();
+        for r in replies.iter().rev() {
+            let list = per_root.entry(r.relates_to.as_str()).or_default();
+            if list.len() < MAX_HIDDEN_WALK {
+                list.push(r);
+            }
+        }
+        let ids: Vec<String> = per_root
+            .values()
+            .flatten()
+            .map(|r| r.event_id.clone())
+            .collect();
+        let rows = self.db.get_events(&ids).await?;
+        let seen = self.filter_visible(user, rows).await?;
+        let seen_ids: HashSet<&str> = seen.iter().map(|r| r.event_id.as_str()).collect();
+        let totals: HashMap<&str, i64> = threads
+            .iter()
+            .map(|t| (t.relates_to.as_str(), t.count))
+            .collect();
+        let mut found: Vec<(String, String, i64)> = vec![];
+        for (root, list) in &per_root {
+            // `list` is newest first: the replies skipped are the hidden newer ones.
+            if let Some(pos) = list
+                .iter()
+                .position(|r| seen_ids.contains(r.event_id.as_str()))
+            {
+                let total = totals.get(root).copied().unwrap_or(0);
+                found.push((
+                    (*root).to_owned(),
+                    list[pos].event_id.clone(),
+                    total - pos as i64,
+                ));
+            }
+        }
+        drop(seen_ids);
+        visible.extend(seen.into_iter().map(|r| (r.event_id.clone(), r)));
+        for (root, id, count) in found {
+            out.insert(root, (id, count));
+        }
+        Ok(out)
+    }
+
+    /// Refuses a new local event whose relation points at an event of another room (Synapse's
+    /// "Relations must be in the same room"); a parent not known here is allowed, as Synapse.
+    pub async fn check_relation_room(&self, room_id: &RoomId, content: &Value) -> Result<()> {
+        let Some((_, parent)) = relation_of(content) else {
+            return Ok(());
+        };
+        let rooms = self.db.event_rooms(&[parent]).await?;
+        if rooms.iter().any(|(_, r)| r != room_id.as_str()) {
+            return Err(Error::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "M_UNKNOWN",
+                "Relations must be in the same room",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The relations to index for new events of `room_id`: those whose parent is in the same
+    /// room or not known here (relation queries also join the parent in the child's room, so
+    /// a parent that turns up later in another room never counts either).
+    pub async fn relations_in_room<'a>(
+        &self,
+        room_id: &str,
+        rels: Vec<NewRelation<'a>>,
+    ) -> Result<Vec<NewRelation<'a>>> {
+        if rels.is_empty() {
+            return Ok(rels);
+        }
+        let parents: Vec<&str> = rels.iter().map(|r| r.relates_to).collect();
+        let elsewhere: HashSet<String> = self
+            .db
+            .event_rooms(&parents)
+            .await?
+            .into_iter()
+            .filter(|(_, r)| r != room_id)
+            .map(|(id, _)| id)
+            .collect();
+        Ok(rels
+            .into_iter()
+            .filter(|r| !elsewhere.contains(r.relates_to))
             .collect())
     }
 

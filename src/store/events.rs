@@ -275,6 +275,22 @@ impl Db {
     }
 
     /// Events by stream position (the primary key).
+    /// The room of each of these events that is stored here: (event id, room id).
+    pub async fn event_rooms(&self, ids: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT event_id, room_id FROM events WHERE event_id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(&self.pool).await
+    }
+
     pub async fn events_at_streams(&self, streams: &[i64]) -> sqlx::Result<Vec<EventRow>> {
         if streams.is_empty() {
             return Ok(vec![]);

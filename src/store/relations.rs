@@ -51,6 +51,10 @@ pub struct RelationQuery<'a> {
 
 const LIVE: &str =
     "e.rejected = 0 AND e.outlier = 0 AND e.soft_failed = 0 AND e.redacted_by IS NULL";
+/// Joins a relation `r` to its child event `e` and to its parent `p` IN THE SAME ROOM: a
+/// relation whose parent is in another room (or not known here) never counts.
+const SAME_ROOM: &str = "JOIN events e ON e.event_id = r.event_id \
+     JOIN events p ON p.event_id = r.relates_to_id AND p.room_id = r.room_id";
 
 impl Db {
     pub async fn insert_relations(
@@ -101,8 +105,9 @@ impl Db {
             return Ok(vec![]);
         }
         let sql = format!(
-            "SELECT relates_to_id, rel_type, COUNT(*), MAX(stream_ordering) FROM event_relations \
-             WHERE relates_to_id IN ({}) AND rel_type IN ({}) GROUP BY relates_to_id, rel_type",
+            "SELECT r.relates_to_id, r.rel_type, COUNT(*), MAX(r.stream_ordering) FROM event_relations r \
+             {SAME_ROOM} WHERE r.relates_to_id IN ({}) AND r.rel_type IN ({}) AND {LIVE} \
+             GROUP BY r.relates_to_id, r.rel_type",
             placeholders(1, parents.len()),
             placeholders(1 + parents.len(), rel_types.len())
         );
@@ -141,13 +146,14 @@ impl Db {
             String::new()
         } else {
             format!(
-                " AND rel_type IN ({})",
+                " AND r.rel_type IN ({})",
                 placeholders(1 + parents.len(), rel_types.len())
             )
         };
         let sql = format!(
-            "SELECT event_id, relates_to_id, rel_type, sender, type, stream_ordering FROM event_relations \
-             WHERE relates_to_id IN ({}){types} ORDER BY stream_ordering",
+            "SELECT r.event_id, r.relates_to_id, r.rel_type, r.sender, r.type, r.stream_ordering \
+             FROM event_relations r {SAME_ROOM} WHERE r.relates_to_id IN ({}){types} AND {LIVE} \
+             ORDER BY r.stream_ordering",
             placeholders(1, parents.len()),
         );
         let mut q = sqlx::query(&sql);
@@ -183,8 +189,8 @@ impl Db {
             return Ok(vec![]);
         }
         let sql = format!(
-            "SELECT DISTINCT relates_to_id FROM event_relations WHERE rel_type = 'm.thread' \
-             AND sender = $1 AND relates_to_id IN ({})",
+            "SELECT DISTINCT r.relates_to_id FROM event_relations r {SAME_ROOM} \
+             WHERE r.rel_type = 'm.thread' AND r.sender = $1 AND r.relates_to_id IN ({}) AND {LIVE}",
             placeholders(2, parents.len())
         );
         let mut q = sqlx::query(&sql).bind(user);
@@ -204,7 +210,7 @@ impl Db {
             return Ok(vec![]);
         }
         let mut sql = format!(
-            "SELECT {EVENT_COLS} FROM event_relations r JOIN events e ON e.event_id = r.event_id \
+            "SELECT {EVENT_COLS} FROM event_relations r {SAME_ROOM} \
              WHERE r.room_id = $1 AND r.stream_ordering > $2 AND r.stream_ordering < $3 AND {LIVE} \
              AND r.relates_to_id IN ({})",
             placeholders(4, q.parents.len())
@@ -256,7 +262,8 @@ impl Db {
         let wrapped = format!(
             "SELECT r.relates_to_id, MAX(r.stream_ordering) AS latest FROM event_relations r \
              JOIN events root ON root.event_id = r.relates_to_id AND root.room_id = r.room_id \
-             WHERE r.room_id = $1 AND r.rel_type = 'm.thread' AND root.redacted_by IS NULL \
+             JOIN events e ON e.event_id = r.event_id \
+             WHERE r.room_id = $1 AND r.rel_type = 'm.thread' AND root.redacted_by IS NULL AND {LIVE} \
              GROUP BY r.relates_to_id, root.sender HAVING MAX(r.stream_ordering) < $2{filter} \
              ORDER BY latest DESC LIMIT $3"
         );

@@ -96,4 +96,245 @@ async fn contains_url_is_parsed(b: Backend) {
     s.stop().await;
 }
 
-crate::both_backends!(history_visibility_is_parsed, contains_url_is_parsed);
+async fn send(
+    s: &TestServer,
+    u: &User,
+    room: &str,
+    txn: &str,
+    content: Value,
+) -> (StatusCode, Value) {
+    s.put(
+        u,
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+            enc(room)
+        ),
+        content,
+    )
+    .await
+}
+
+fn thread_reply(root: &str, body: &str) -> Value {
+    json!({"msgtype": "m.text", "body": body,
+           "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+}
+
+fn edit(target: &str, body: &str) -> Value {
+    json!({"msgtype": "m.text", "body": format!("* {body}"),
+           "m.new_content": {"msgtype": "m.text", "body": body},
+           "m.relates_to": {"rel_type": "m.replace", "event_id": target}})
+}
+
+/// The event `id` as `u` reads it through /event.
+async fn event(s: &TestServer, u: &User, room: &str, id: &str) -> Value {
+    let (st, v) = s
+        .get(
+            u,
+            &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(room), enc(id)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v
+}
+
+/// A user may not attach a thread reply or an edit to an event of a room he is not in; the
+/// room's members never see such text.
+async fn relations_stay_in_their_room(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let eve = s.register("eve").await;
+    let private = s
+        .create_room(&alice, json!({"preset": "private_chat"}))
+        .await;
+    let root = s.send_text(&alice, &private, "r", "the root").await;
+    let own = s.create_room(&eve, json!({})).await;
+    for (txn, content) in [
+        ("t1", thread_reply(&root, "eve's reply")),
+        ("t2", edit(&root, "eve's edit")),
+    ] {
+        let (st, v) = send(&s, &eve, &own, txn, content).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"], "Relations must be in the same room", "{v}");
+    }
+    // A relation to an event not known here is allowed (the parent may arrive later), and
+    // counts only if that parent is in the same room.
+    let (st, _) = send(&s, &eve, &own, "t3", thread_reply("$unknown", "x")).await;
+    assert_eq!(st, StatusCode::OK);
+    let v = event(&s, &alice, &private, &root).await;
+    assert!(v["unsigned"].get("m.relations").is_none(), "{v}");
+    s.stop().await;
+}
+
+/// The same over federation: B (which does not know A's private room) lets its user relate
+/// to an event of it from a shared room; A keeps the event but never indexes the relation.
+async fn remote_relations_stay_in_their_room(b: Backend) {
+    let (a, bs, _cert) = two_servers(b, |_| {}).await;
+    let a_name = a.name();
+    let alice = a.register("alice").await;
+    let bob = bs.register("bob").await;
+    let private = a
+        .create_room(&alice, json!({"preset": "private_chat"}))
+        .await;
+    let root = a.send_text(&alice, &private, "r", "the root").await;
+    let shared = a
+        .create_room(&alice, json!({"preset": "public_chat"}))
+        .await;
+    let (st, v) = bs
+        .post(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&shared),
+                enc(&a_name)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = send(&bs, &bob, &shared, "t1", thread_reply(&root, "bob's reply")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = send(
+        &bs,
+        &bob,
+        &shared,
+        "t2",
+        json!({"msgtype": "m.text", "body": "marker"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let marker = v["event_id"].as_str().unwrap().to_owned();
+    // Once A has the marker it has the reply before it.
+    eventually(|| async {
+        let (st, _) = a
+            .get(
+                &alice,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/event/{}",
+                    enc(&shared),
+                    enc(&marker)
+                ),
+            )
+            .await;
+        st == StatusCode::OK
+    })
+    .await;
+    let v = event(&a, &alice, &private, &root).await;
+    assert!(v["unsigned"].get("m.relations").is_none(), "{v}");
+    let (st, v) = a
+        .get(
+            &alice,
+            &format!("/_matrix/client/v1/rooms/{}/threads", enc(&private)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["chunk"], json!([]), "{v}");
+    a.stop().await;
+    bs.stop().await;
+}
+
+/// Bundled aggregations show a user who left only what he may still see: the thread's latest
+/// reply and the edit from before he left, never the ones after.
+async fn aggregations_obey_history_visibility(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "initial_state": [
+                {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}
+            ]}),
+        )
+        .await;
+    s.join(&bob, &room).await;
+    let root = s.send_text(&alice, &room, "r", "the root").await;
+    let (st, v) = send(&s, &alice, &room, "t1", thread_reply(&root, "reply before")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = send(&s, &alice, &room, "e1", edit(&root, "edit before")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, _) = s
+        .post(
+            &bob,
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    for i in 0..2 {
+        let (st, v) = send(
+            &s,
+            &alice,
+            &room,
+            &format!("t2{i}"),
+            thread_reply(&root, "secret reply"),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let (st, v) = send(&s, &alice, &room, "e2", edit(&root, "secret edit")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    let check = |v: &Value, what: &str| {
+        let rel = &v["unsigned"]["m.relations"];
+        assert_eq!(
+            rel["m.thread"]["latest_event"]["content"]["body"], "reply before",
+            "{what}: {v}"
+        );
+        assert_eq!(rel["m.thread"]["count"], 1, "{what}: {v}");
+        assert_eq!(
+            rel["m.replace"]["content"]["m.new_content"]["body"], "edit before",
+            "{what}: {v}"
+        );
+        assert!(!v.to_string().contains("secret"), "{what}: {v}");
+    };
+    check(&event(&s, &bob, &room, &root).await, "/event");
+    let (st, v) = s
+        .get(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/context/{}",
+                enc(&room),
+                enc(&root)
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    check(&v["event"], "/context");
+    let (st, v) = s
+        .get(
+            &bob,
+            &format!("/_matrix/client/v3/rooms/{}/messages?dir=b", enc(&room)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let found = v["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_id"] == root.as_str());
+    check(found.expect("root in /messages"), "/messages");
+    let (st, v) = s
+        .get(
+            &bob,
+            &format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    check(&v["chunk"][0], "/threads");
+    // Alice, still joined, sees everything.
+    let v = event(&s, &alice, &room, &root).await;
+    assert_eq!(v["unsigned"]["m.relations"]["m.thread"]["count"], 3, "{v}");
+    assert_eq!(
+        v["unsigned"]["m.relations"]["m.thread"]["latest_event"]["content"]["body"],
+        "secret reply"
+    );
+    s.stop().await;
+}
+
+crate::both_backends!(
+    history_visibility_is_parsed,
+    contains_url_is_parsed,
+    relations_stay_in_their_room,
+    remote_relations_stay_in_their_room,
+    aggregations_obey_history_visibility,
+);

@@ -395,6 +395,7 @@ impl Services {
                 })
             })
             .collect();
+        let relations = self.relations_in_room(room_id.as_str(), relations).await?;
         let mut tx = self.db.begin_write().await?;
         for g in &writes {
             let refs: Vec<(&str, &str, &str)> = g

@@ -766,6 +766,7 @@ impl Services {
         let relations: Vec<NewRelation> = events
             .iter()
             .zip(&contents)
+            .filter(|(ev, _)| !ev.soft_failed)
             .filter_map(|(ev, content)| {
                 let (rel_type, parent) = relation_of(content)?;
                 Some(NewRelation {
@@ -778,6 +779,7 @@ impl Services {
                 })
             })
             .collect();
+        let relations = self.relations_in_room(room_id, relations).await?;
         let push = self.evaluate_push(room, batch, ids, &contents).await?;
         let push_rows: Vec<NewPushAction> = push
             .iter()

@@ -76,6 +76,7 @@ impl Services {
                 }
             }
         }
+        self.check_relation_room(room_id, &content).await?;
         if kind == crate::services::policy::access_rules::EVENT_TYPE && !r.is_admin {
             self.policy_rule_change_allowed(room_id, &content).await?;
         }
