@@ -2,7 +2,11 @@
 //! relations stay in their room; bundled aggregations obey history visibility; redactions need
 //! the redact power whoever sends them.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+use ruma::{
+    signatures::{hash_and_sign_event, reference_hash},
+    CanonicalJsonValue, RoomVersionId, ServerName,
+};
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -331,7 +335,242 @@ async fn aggregations_obey_history_visibility(b: Backend) {
     s.stop().await;
 }
 
+/// A room on A with alice (power 100) and bob of B (power 0) joined, and a message of alice.
+async fn shared_room(a: &TestServer, bs: &TestServer) -> (User, User, String, String) {
+    let alice = a.register("alice").await;
+    let bob = bs.register("bob").await;
+    let room = a
+        .create_room(&alice, json!({"preset": "public_chat"}))
+        .await;
+    let (st, v) = bs
+        .post(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&room),
+                enc(&a.name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let msg = a.send_text(&alice, &room, "m", "alice's words").await;
+    // B has the message.
+    eventually(|| async {
+        let (st, _) = bs
+            .get(
+                &bob,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/event/{}",
+                    enc(&room),
+                    enc(&msg)
+                ),
+            )
+            .await;
+        st == StatusCode::OK
+    })
+    .await;
+    (alice, bob, room, msg)
+}
+
+/// A server whose power-0 user redacts someone else's message (B here skips its own check, as
+/// a hostile server would): the redaction is accepted into the DAG but blanks nothing on A.
+async fn remote_redactions_need_power(b: Backend) {
+    let (a, bs, _cert) = two_servers(b, |_| {}).await;
+    let (alice, bob, room, msg) = shared_room(&a, &bs).await;
+    let room_id = ruma::RoomId::parse(&room).unwrap();
+    let target = ruma::EventId::parse(&msg).unwrap();
+    let spec = palabre::services::rooms::EventSpec {
+        kind: "m.room.redaction".into(),
+        state_key: None,
+        content: json!({"redacts": msg}),
+        redacts: Some(target.clone()),
+        bypass_policy: false,
+    };
+    let bob_id = ruma::UserId::parse(&bob.user_id).unwrap();
+    let redaction = bs
+        .services()
+        .submit(&room_id, bob_id, None, None, spec, None)
+        .await
+        .unwrap()
+        .unwrap();
+    // A receives the redaction ...
+    eventually(|| async {
+        let (st, _) = a
+            .get(
+                &alice,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/event/{}",
+                    enc(&room),
+                    enc(redaction.as_str())
+                ),
+            )
+            .await;
+        st == StatusCode::OK
+    })
+    .await;
+    // ... and alice's message keeps its content.
+    let v = event(&a, &alice, &room, &msg).await;
+    assert_eq!(v["content"]["body"], "alice's words", "{v}");
+    assert!(v["unsigned"].get("redacted_because").is_none(), "{v}");
+    // Alice (power 100) may redact bob's message, and it is blanked on B too.
+    let bobs = bs.send_text(&bob, &room, "b1", "bob's words").await;
+    eventually(|| async {
+        let (st, _) = a
+            .get(
+                &alice,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/event/{}",
+                    enc(&room),
+                    enc(&bobs)
+                ),
+            )
+            .await;
+        st == StatusCode::OK
+    })
+    .await;
+    let (st, v) = a
+        .put(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+                enc(&room),
+                enc(&bobs)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    eventually(|| async {
+        let (_, v) = bs
+            .get(
+                &bob,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/event/{}",
+                    enc(&room),
+                    enc(&bobs)
+                ),
+            )
+            .await;
+        v["content"] == json!({})
+    })
+    .await;
+    a.stop().await;
+    bs.stop().await;
+}
+
+/// A PDU of `room` built and signed by `s` for `sender`, on top of `prev`; `ev` holds its
+/// `type` and `content`.
+fn forged(
+    s: &TestServer,
+    room: &str,
+    sender: &str,
+    ev: Value,
+    auth: &[String],
+    prev: &str,
+) -> (String, Value) {
+    let rules = RoomVersionId::V12.rules().unwrap();
+    let v = with(
+        ev,
+        json!({
+            "room_id": room, "sender": sender, "auth_events": auth, "prev_events": [prev],
+            "depth": 100, "origin_server_ts": palabre::util::now_ms(),
+        }),
+    );
+    let CanonicalJsonValue::Object(mut obj) = CanonicalJsonValue::try_from(v).unwrap() else {
+        panic!("not an object")
+    };
+    let srv = s.services();
+    hash_and_sign_event(
+        srv.server_name.as_str(),
+        &srv.keys.pair,
+        &mut obj,
+        &rules.redaction,
+    )
+    .unwrap();
+    let id = format!("${}", reference_hash(&obj, &rules).unwrap());
+    (id, serde_json::to_value(&obj).unwrap())
+}
+
+async fn push_pdus(from: &TestServer, to: &TestServer, txn: &str, pdus: Vec<Value>) {
+    let body =
+        json!({"origin": from.name(), "origin_server_ts": palabre::util::now_ms(), "pdus": pdus});
+    let resp = from
+        .services()
+        .federation_send(
+            &ServerName::parse(to.name()).unwrap(),
+            Method::PUT,
+            &format!("/_matrix/federation/v1/send/{txn}"),
+            Some(&body),
+        )
+        .await
+        .unwrap();
+    let st = resp.status();
+    let v: Value = resp.json().await.unwrap_or_default();
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(
+        v["pdus"]
+            .as_object()
+            .is_none_or(|m| m.values().all(|r| r.get("error").is_none())),
+        "{v}"
+    );
+}
+
+/// A redaction that arrives before its target is judged when the target comes: bob's server
+/// may redact bob's own message (same server), even received first.
+async fn early_redactions_judged_on_arrival(b: Backend) {
+    let (a, bs, _cert) = two_servers(b, |_| {}).await;
+    let (alice, bob, room, msg) = shared_room(&a, &bs).await;
+    let (_, state) = a
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)),
+        )
+        .await;
+    let id_of = |kind: &str, key: &str| -> String {
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == kind && e["state_key"] == key)
+            .unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let auth = vec![
+        id_of("m.room.power_levels", ""),
+        id_of("m.room.member", &bob.user_id),
+    ];
+    // Both on top of alice's message (a fork: the redaction does not cite its target).
+    let (x_id, x) = forged(
+        &bs,
+        &room,
+        &bob.user_id,
+        json!({"type": "m.room.message", "content": {"msgtype": "m.text", "body": "regretted"}}),
+        &auth,
+        &msg,
+    );
+    let (_, r) = forged(
+        &bs,
+        &room,
+        &bob.user_id,
+        json!({"type": "m.room.redaction", "content": {"redacts": x_id}}),
+        &auth,
+        &msg,
+    );
+    push_pdus(&bs, &a, "early-1", vec![r]).await;
+    push_pdus(&bs, &a, "early-2", vec![x]).await;
+    let v = event(&a, &alice, &room, &x_id).await;
+    assert_eq!(v["content"], json!({}), "{v}");
+    assert!(v["unsigned"]["redacted_because"].is_object(), "{v}");
+    a.stop().await;
+    bs.stop().await;
+}
+
 crate::both_backends!(
+    remote_redactions_need_power,
+    early_redactions_judged_on_arrival,
     history_visibility_is_parsed,
     contains_url_is_parsed,
     relations_stay_in_their_room,

@@ -54,6 +54,8 @@ struct Placed {
     pdu: Arc<Pdu>,
     json: String,
     group: i64,
+    /// The sender had the `redact` power in the state before the event.
+    may_redact_any: bool,
 }
 
 impl Services {
@@ -325,6 +327,9 @@ impl Services {
                 continue;
             }
             reached_create |= pdu.kind == TimelineEventType::RoomCreate;
+            let may_redact_any = pdu.kind == TimelineEventType::RoomRedaction
+                && super::user_power_in(rules, &before, &pdu.sender)
+                    >= super::action_power_in(&before, "redact");
             auth.insert(pdu.event_id.clone(), pdu.clone());
             let key = pdu.state_key.as_ref().map(|k| {
                 (
@@ -351,7 +356,12 @@ impl Services {
                 }
             };
             group_of.insert(pdu.event_id.clone(), group);
-            placed.push(Placed { pdu, json, group });
+            placed.push(Placed {
+                pdu,
+                json,
+                group,
+                may_redact_any,
+            });
         }
         if placed.is_empty() {
             return Ok((0, false));
@@ -414,6 +424,21 @@ impl Services {
             .await?;
         }
         Db::insert_backfilled(&mut tx.tx, room_id.as_str(), &rows).await?;
+        let redactions: Vec<super::redactions::RedactionIn> = placed
+            .iter()
+            .filter(|p| p.pdu.kind == TimelineEventType::RoomRedaction)
+            .filter_map(|p| {
+                Some(super::redactions::RedactionIn {
+                    event_id: p.pdu.event_id.as_str(),
+                    sender: p.pdu.sender.as_str(),
+                    target: p.pdu.redacts.as_ref()?.as_str(),
+                    may_redact_any: p.may_redact_any,
+                })
+            })
+            .collect();
+        let stored: Vec<(&str, &str)> = rows.iter().map(|r| (r.event_id, r.sender)).collect();
+        self.apply_redactions(&mut tx.tx, room_id.as_str(), &redactions, &stored)
+            .await?;
         Db::index_for_search(&mut tx.tx, &rows).await?;
         if !relations.is_empty() {
             Db::insert_relations(&mut tx.tx, room_id.as_str(), &relations).await?;

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod membership;
 pub mod pdu;
 pub mod read;
+pub mod redactions;
 pub mod remote;
 pub mod resolve;
 pub mod send;
@@ -212,38 +213,11 @@ impl RoomState {
     }
 
     pub fn creators(&self) -> HashSet<OwnedUserId> {
-        let mut out = HashSet::new();
-        if let Some(create) = self.get("m.room.create", "") {
-            if self.rules.authorization.explicitly_privilege_room_creators {
-                out.insert(create.sender.clone());
-                if let Ok(v) = serde_json::from_str::<Value>(create.content.get()) {
-                    for u in v["additional_creators"].as_array().into_iter().flatten() {
-                        if let Some(u) = u.as_str().and_then(|s| UserId::parse(s).ok()) {
-                            out.insert(u);
-                        }
-                    }
-                }
-            }
-        }
-        out
+        creators_in(&self.rules, &self.state)
     }
 
     pub fn user_power(&self, user: &UserId) -> i64 {
-        if self.creators().contains(user) {
-            return i64::MAX;
-        }
-        let pl = self.power_levels();
-        if pl.is_null() {
-            // Without power levels the creator has 100 (pre-v12 rooms).
-            return match self.get("m.room.create", "") {
-                Some(c) if c.sender == user => 100,
-                _ => 0,
-            };
-        }
-        pl["users"][user.as_str()]
-            .as_i64()
-            .or_else(|| pl["users_default"].as_i64())
-            .unwrap_or(0)
+        user_power_in(&self.rules, &self.state, user)
     }
 
     /// Level needed to send a state event of this type (0 in a room without power levels).
@@ -260,11 +234,7 @@ impl RoomState {
 
     /// Level needed for an action field such as `invite`, `kick`, `ban`, `redact`.
     pub fn action_power(&self, action: &str) -> i64 {
-        let default = match action {
-            "invite" => 0,
-            _ => 50,
-        };
-        self.power_levels()[action].as_i64().unwrap_or(default)
+        action_power_in(&self.state, action)
     }
 
     /// Builds, signs and authorises an event on top of the current state, then applies it.
@@ -473,6 +443,68 @@ impl RoomState {
     pub fn snapshot(&self) -> Vec<(String, String, String)> {
         state_entries(&self.state)
     }
+}
+
+fn state_content(state: &HashMap<StateKey, Arc<Pdu>>, kind: &str) -> Value {
+    state
+        .get(&(StateEventType::from(kind), String::new()))
+        .and_then(|p| serde_json::from_str(p.content.get()).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The creators of a room in `state`: privileged above any power level from room v12.
+pub fn creators_in(
+    rules: &RoomVersionRules,
+    state: &HashMap<StateKey, Arc<Pdu>>,
+) -> HashSet<OwnedUserId> {
+    let mut out = HashSet::new();
+    let Some(create) = state.get(&(StateEventType::RoomCreate, String::new())) else {
+        return out;
+    };
+    if rules.authorization.explicitly_privilege_room_creators {
+        out.insert(create.sender.clone());
+        let v = state_content(state, "m.room.create");
+        for u in v["additional_creators"].as_array().into_iter().flatten() {
+            if let Some(u) = u.as_str().and_then(|s| UserId::parse(s).ok()) {
+                out.insert(u);
+            }
+        }
+    }
+    out
+}
+
+/// A user's power level in `state` (creators: above everything).
+pub fn user_power_in(
+    rules: &RoomVersionRules,
+    state: &HashMap<StateKey, Arc<Pdu>>,
+    user: &UserId,
+) -> i64 {
+    if creators_in(rules, state).contains(user) {
+        return i64::MAX;
+    }
+    let pl = state_content(state, "m.room.power_levels");
+    if pl.is_null() {
+        // Without power levels the creator has 100 (pre-v12 rooms).
+        return match state.get(&(StateEventType::RoomCreate, String::new())) {
+            Some(c) if c.sender == user => 100,
+            _ => 0,
+        };
+    }
+    pl["users"][user.as_str()]
+        .as_i64()
+        .or_else(|| pl["users_default"].as_i64())
+        .unwrap_or(0)
+}
+
+/// Level needed in `state` for an action field such as `invite`, `kick`, `ban`, `redact`.
+pub fn action_power_in(state: &HashMap<StateKey, Arc<Pdu>>, action: &str) -> i64 {
+    let default = match action {
+        "invite" => 0,
+        _ => 50,
+    };
+    state_content(state, "m.room.power_levels")[action]
+        .as_i64()
+        .unwrap_or(default)
 }
 
 pub(crate) fn int(v: i64) -> CanonicalJsonValue {
@@ -794,6 +826,25 @@ impl Services {
             })
             .collect();
 
+        // Redactions: judged with the room's power levels (see redactions.rs); soft-failed
+        // events neither redact nor count as stored targets.
+        let redactions: Vec<redactions::RedactionIn> = batch
+            .iter()
+            .filter(|n| !n.soft_failed && n.pdu.kind == TimelineEventType::RoomRedaction)
+            .filter_map(|n| {
+                Some(redactions::RedactionIn {
+                    event_id: n.pdu.event_id.as_str(),
+                    sender: n.pdu.sender.as_str(),
+                    target: n.pdu.redacts.as_ref()?.as_str(),
+                    may_redact_any: room.user_power(&n.pdu.sender) >= room.action_power("redact"),
+                })
+            })
+            .collect();
+        let stored: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|e| !e.soft_failed)
+            .map(|e| (e.event_id, e.sender))
+            .collect();
         let mut tx = self.db.begin_write().await?;
         if let Some((creator, public)) = new_room {
             Db::insert_room(
@@ -836,20 +887,8 @@ impl Services {
                 .collect();
             Db::insert_state_group(&mut tx.tx, g.id, room_id, g.prev, g.chain_len, &refs).await?;
         }
-        for n in batch {
-            if let (TimelineEventType::RoomRedaction, Some(target)) = (&n.pdu.kind, &n.pdu.redacts)
-            {
-                Db::mark_redacted(
-                    &mut tx.tx,
-                    room_id,
-                    target.as_str(),
-                    n.pdu.event_id.as_str(),
-                )
-                .await?;
-                Db::delete_relation(&mut tx.tx, room_id, target.as_str()).await?;
-                Db::delete_push_actions(&mut tx.tx, room_id, target.as_str()).await?;
-            }
-        }
+        self.apply_redactions(&mut tx.tx, room_id, &redactions, &stored)
+            .await?;
         if !gone.is_empty() {
             Db::delete_current_state(&mut tx.tx, room_id, &gone).await?;
         }
