@@ -24,6 +24,7 @@ mod relations;
 mod reports;
 mod rooms;
 mod search;
+mod security_inbound;
 mod signatures;
 mod spaces;
 mod sync;
