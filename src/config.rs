@@ -55,6 +55,7 @@ pub struct Config {
     pub log: LogConfig,
     pub tls: Option<TlsConfig>,
     pub rate_limits: RateLimits,
+    pub proxy: ProxyConfig,
     pub password_hashing: PasswordHashing,
     /// Pool size for the database connections.
     pub database_max_connections: u32,
@@ -404,7 +405,11 @@ pub struct RateLimit {
 pub struct RateLimits {
     /// Per client IP address.
     pub login: RateLimit,
-    /// Per client IP address.
+    /// Per account: failed password checks (login and the UIA password stage), whatever the
+    /// client's address. Once spent, even the right password gets 429 until a token refills.
+    pub login_failures: RateLimit,
+    /// Per client IP address: registrations, availability checks and registration-token
+    /// checks, counted before any other check.
     pub registration: RateLimit,
     /// Per user.
     pub message: RateLimit,
@@ -412,6 +417,17 @@ pub struct RateLimits {
     pub search: RateLimit,
     /// Per user: emails a user makes the server send to others (email invitations).
     pub email_invite: RateLimit,
+}
+
+/// `[proxy]`: the reverse proxies in front of this server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Addresses or `addr/len` ranges of the reverse proxies whose `X-Forwarded-For` header
+    /// names the client (rate limits, `internal-info`). The client is the right-most address
+    /// of the header that is not a trusted proxy; from any other peer the header is ignored.
+    /// Empty (the default): the socket peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -440,6 +456,7 @@ impl Default for Config {
             log: LogConfig::default(),
             tls: None,
             rate_limits: RateLimits::default(),
+            proxy: ProxyConfig::default(),
             password_hashing: PasswordHashing::default(),
             database_max_connections: 8,
             encryption_by_default: EncryptionByDefault::Invite,
@@ -467,6 +484,11 @@ impl Default for RateLimits {
             login: RateLimit {
                 per_second: 1.0,
                 burst: 10.0,
+            },
+            // Synapse's rc_login.failed_attempts.
+            login_failures: RateLimit {
+                per_second: 0.17,
+                burst: 3.0,
             },
             registration: RateLimit {
                 per_second: 1.0,
@@ -553,6 +575,7 @@ impl Config {
             };
             self.rate_limits = RateLimits {
                 login: off,
+                login_failures: off,
                 registration: off,
                 message: off,
                 search: off,
@@ -587,6 +610,8 @@ impl Config {
         if let Some(t) = &self.tchap {
             crate::services::policy::Policy::new(&self.server_name, Some(t))?;
         }
+        crate::services::client_ip::TrustedProxies::new(&self.proxy.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
         Ok(())
     }
 

@@ -111,6 +111,9 @@ pub struct RegistrationAuth {
     pub session: Option<String>,
 }
 
+/// Rate-limit action of failed password checks, per account (`rate_limits.login_failures`).
+const LOGIN_FAILURES: &str = "login_failures";
+
 /// Longest UIA session id accepted (ours are 24 characters).
 pub const MAX_UIA_SESSION: usize = 255;
 
@@ -648,12 +651,27 @@ impl Services {
             .password
             .as_deref()
             .ok_or_else(|| Error::missing_param("Missing password"))?;
+        // Failures count per account whatever the client's address; an identifier that names
+        // no account counts under its own spelling (and costs the same).
+        let account = match &user_id {
+            Some(u) => u.to_string(),
+            None => {
+                let id = auth.identifier.as_ref();
+                let addr = id
+                    .and_then(|i| i.address.as_deref())
+                    .or(auth.address.as_deref());
+                format!("?{}", addr.unwrap_or_default().to_lowercase())
+            }
+        };
+        let limit = self.config.rate_limits.login_failures;
+        self.ratelimit.peek(LOGIN_FAILURES, &account, limit)?;
         let user = match &user_id {
             Some(u) if self.is_local(u) => self.db.get_user(u.as_str()).await?,
             _ => None,
         };
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         if !self.verify_password(hash, password).await {
+            self.ratelimit.spend(LOGIN_FAILURES, &account, limit);
             return Err(Error::forbidden("Invalid username or password"));
         }
         let (Some(user), Some(user_id)) = (user, user_id) else {
@@ -859,6 +877,11 @@ impl Services {
         if user_id.as_ref() != Some(&requester.user_id) {
             return Err(Error::forbidden("Can only authenticate as yourself"));
         }
+        // The same failure budget as /login: a stolen access token does not open a way to
+        // guess the password.
+        let limit = self.config.rate_limits.login_failures;
+        self.ratelimit
+            .peek(LOGIN_FAILURES, requester.user_id.as_str(), limit)?;
         let user = self.db.get_user(requester.user_id.as_str()).await?;
         let ok = self
             .verify_password(
@@ -867,6 +890,8 @@ impl Services {
             )
             .await;
         if !ok {
+            self.ratelimit
+                .spend(LOGIN_FAILURES, requester.user_id.as_str(), limit);
             let mut e = challenge();
             e.extra
                 .get_or_insert_with(Default::default)
