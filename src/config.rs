@@ -64,6 +64,7 @@ pub struct Config {
     pub encryption_by_default: EncryptionByDefault,
     pub media: MediaConfig,
     pub federation: FederationConfig,
+    pub inbound_federation: InboundFederationConfig,
     /// Outgoing email (address validation, password reset, expiry reminders, invitations).
     pub email: EmailConfig,
     /// The Tchap layer (docs/tchap.md). Absent: a plain Matrix homeserver.
@@ -273,6 +274,35 @@ pub struct FederationConfig {
     pub device_names_over_federation: bool,
 }
 
+/// `[inbound_federation]`: what other servers may make this one read and hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundFederationConfig {
+    /// Largest body of a `/send` transaction, in bytes: at most 50 PDUs of at most 64 KiB and
+    /// 100 EDUs (whose size the spec does not bound). Synapse's 200 × 64 KiB (12.5 MiB).
+    pub max_transaction_bytes: usize,
+    /// Largest body of every other federation request, in bytes (queries, key claims and
+    /// queries, `/get_missing_events`, and the one-event bodies of `send_join`, `invite` —
+    /// the event plus its stripped state, a few small events — `send_leave`, `send_knock`).
+    pub max_request_bytes: usize,
+    /// Requests of one origin server handled at once (bodies being read included); beyond,
+    /// 429 `M_LIMIT_EXCEEDED`. 0: no bound.
+    pub max_concurrent_per_origin: usize,
+    /// Time allowed to receive a request body once its headers are in, in seconds (408 after).
+    pub body_timeout_secs: u64,
+}
+
+impl Default for InboundFederationConfig {
+    fn default() -> Self {
+        Self {
+            max_transaction_bytes: 200 * 64 * 1024,
+            max_request_bytes: 1024 * 1024,
+            max_concurrent_per_origin: 50,
+            body_timeout_secs: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedKeyServer {
@@ -462,6 +492,7 @@ impl Default for Config {
             encryption_by_default: EncryptionByDefault::Invite,
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
+            inbound_federation: InboundFederationConfig::default(),
             email: EmailConfig::default(),
             tchap: None,
             server_notices: None,

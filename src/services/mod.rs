@@ -62,6 +62,8 @@ pub struct Services {
     pub presence: presence::Presence,
     pub push: push::PushState,
     pub federation: federation::Federation,
+    /// Inbound federation requests in hand, per origin (`[inbound_federation]`).
+    pub inbound: federation::inbound::InboundLimits,
     /// The Tchap rules (`[tchap]`); with the section absent every check allows.
     pub policy: policy::Policy,
     /// Outgoing email (`[email]`).
@@ -128,6 +130,7 @@ impl Services {
             presence: presence::Presence::default(),
             push: push::PushState::default(),
             federation,
+            inbound: Default::default(),
             policy,
             mailer,
             validity: Default::default(),
