@@ -138,7 +138,9 @@ impl FromRequest<AppState> for FedRequest {
 /// The body, at most `cap` bytes (413 past it, whatever the declared length).
 async fn read_capped(body: Body, cap: usize, declared: Option<u64>) -> Result<Bytes, Error> {
     let mut stream = body.into_data_stream();
-    let mut buf = Vec::with_capacity(declared.map_or(0, |l| l as usize).min(cap));
+    // The declared length is the sender's word: it sizes the first allocation up to 64 KiB
+    // only, so unfinished bodies reserve nothing they did not send.
+    let mut buf = Vec::with_capacity(declared.map_or(0, |l| l as usize).min(cap).min(64 * 1024));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| Error::bad_json("Request body could not be read"))?;
         if buf.len() + chunk.len() > cap {
