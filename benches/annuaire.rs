@@ -468,6 +468,7 @@ fn config(dir: &Path) -> Config {
         },
         rate_limits: RateLimits {
             login: off,
+            login_failures: off,
             registration: off,
             message: off,
             search: off,

@@ -55,6 +55,7 @@ pub struct Config {
     pub log: LogConfig,
     pub tls: Option<TlsConfig>,
     pub rate_limits: RateLimits,
+    pub proxy: ProxyConfig,
     pub password_hashing: PasswordHashing,
     /// Pool size for the database connections.
     pub database_max_connections: u32,
@@ -66,6 +67,7 @@ pub struct Config {
     pub require_membership_for_aliases: bool,
     pub media: MediaConfig,
     pub federation: FederationConfig,
+    pub inbound_federation: InboundFederationConfig,
     /// Outgoing email (address validation, password reset, expiry reminders, invitations).
     pub email: EmailConfig,
     /// The Tchap layer (docs/tchap.md). Absent: a plain Matrix homeserver.
@@ -275,6 +277,35 @@ pub struct FederationConfig {
     pub device_names_over_federation: bool,
 }
 
+/// `[inbound_federation]`: what other servers may make this one read and hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundFederationConfig {
+    /// Largest body of a `/send` transaction, in bytes: at most 50 PDUs of at most 64 KiB and
+    /// 100 EDUs (whose size the spec does not bound). Synapse's 200 × 64 KiB (12.5 MiB).
+    pub max_transaction_bytes: usize,
+    /// Largest body of every other federation request, in bytes (queries, key claims and
+    /// queries, `/get_missing_events`, and the one-event bodies of `send_join`, `invite` —
+    /// the event plus its stripped state, a few small events — `send_leave`, `send_knock`).
+    pub max_request_bytes: usize,
+    /// Requests of one origin server handled at once (bodies being read included); beyond,
+    /// 429 `M_LIMIT_EXCEEDED`. 0: no bound.
+    pub max_concurrent_per_origin: usize,
+    /// Time allowed to receive a request body once its headers are in, in seconds (408 after).
+    pub body_timeout_secs: u64,
+}
+
+impl Default for InboundFederationConfig {
+    fn default() -> Self {
+        Self {
+            max_transaction_bytes: 200 * 64 * 1024,
+            max_request_bytes: 1024 * 1024,
+            max_concurrent_per_origin: 50,
+            body_timeout_secs: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedKeyServer {
@@ -407,7 +438,11 @@ pub struct RateLimit {
 pub struct RateLimits {
     /// Per client IP address.
     pub login: RateLimit,
-    /// Per client IP address.
+    /// Per account: failed password checks (login and the UIA password stage), whatever the
+    /// client's address. Once spent, even the right password gets 429 until a token refills.
+    pub login_failures: RateLimit,
+    /// Per client IP address: registrations, availability checks and registration-token
+    /// checks, counted before any other check.
     pub registration: RateLimit,
     /// Per user.
     pub message: RateLimit,
@@ -415,6 +450,17 @@ pub struct RateLimits {
     pub search: RateLimit,
     /// Per user: emails a user makes the server send to others (email invitations).
     pub email_invite: RateLimit,
+}
+
+/// `[proxy]`: the reverse proxies in front of this server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Addresses or `addr/len` ranges of the reverse proxies whose `X-Forwarded-For` header
+    /// names the client (rate limits, `internal-info`). The client is the right-most address
+    /// of the header that is not a trusted proxy; from any other peer the header is ignored.
+    /// Empty (the default): the socket peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -443,12 +489,14 @@ impl Default for Config {
             log: LogConfig::default(),
             tls: None,
             rate_limits: RateLimits::default(),
+            proxy: ProxyConfig::default(),
             password_hashing: PasswordHashing::default(),
             database_max_connections: 8,
             encryption_by_default: EncryptionByDefault::Invite,
             require_membership_for_aliases: true,
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
+            inbound_federation: InboundFederationConfig::default(),
             email: EmailConfig::default(),
             tchap: None,
             server_notices: None,
@@ -471,6 +519,11 @@ impl Default for RateLimits {
             login: RateLimit {
                 per_second: 1.0,
                 burst: 10.0,
+            },
+            // Synapse's rc_login.failed_attempts.
+            login_failures: RateLimit {
+                per_second: 0.17,
+                burst: 3.0,
             },
             registration: RateLimit {
                 per_second: 1.0,
@@ -557,6 +610,7 @@ impl Config {
             };
             self.rate_limits = RateLimits {
                 login: off,
+                login_failures: off,
                 registration: off,
                 message: off,
                 search: off,
@@ -591,6 +645,8 @@ impl Config {
         if let Some(t) = &self.tchap {
             crate::services::policy::Policy::new(&self.server_name, Some(t))?;
         }
+        crate::services::client_ip::TrustedProxies::new(&self.proxy.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
         Ok(())
     }
 

@@ -87,13 +87,15 @@ pub(crate) fn form_pairs(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The client's IP address (for rate limits).
-pub struct ClientIp(pub String);
+/// The connection's client: the socket peer, or the address a trusted proxy forwarded
+/// (`[proxy] trusted_proxies`, see `services::client_ip`). None when the server was not
+/// started with connection info (never the case in `server::start`).
+pub struct ClientPeer(pub Option<crate::services::client_ip::Peer>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientPeer {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let plain = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -102,11 +104,31 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .extensions
             .get::<ConnectInfo<crate::tls::TlsPeer>>()
             .map(|c| c.0 .0);
-        let ip = plain
-            .or(tls)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        Ok(ClientIp(ip))
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        Ok(ClientPeer(
+            plain
+                .or(tls)
+                .map(|a| state.proxies.resolve(a.ip(), forwarded)),
+        ))
+    }
+}
+
+/// The client's IP address (for rate limits), as [`ClientPeer`] finds it.
+pub struct ClientIp(pub String);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let ClientPeer(peer) = ClientPeer::from_request_parts(parts, state).await?;
+        Ok(ClientIp(
+            peer.map(|p| p.ip.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ))
     }
 }
 

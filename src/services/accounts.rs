@@ -27,7 +27,6 @@ use crate::{
 pub struct Requester {
     pub user_id: OwnedUserId,
     pub device_id: String,
-    pub is_admin: bool,
 }
 
 #[derive(Clone)]
@@ -35,7 +34,6 @@ struct CachedToken {
     user_id: OwnedUserId,
     device_id: String,
     expires_ts: Option<i64>,
-    is_admin: bool,
     /// Issued by /refresh and not used yet: its refresh token's hash (predecessors to revoke).
     rotating: Option<String>,
 }
@@ -111,6 +109,21 @@ pub struct RegistrationAuth {
     pub email: Option<ThreepidCreds>,
     /// The UIA session, deleted once the account exists.
     pub session: Option<String>,
+}
+
+/// Rate-limit action of failed password checks, per account (`rate_limits.login_failures`).
+const LOGIN_FAILURES: &str = "login_failures";
+
+/// Longest UIA session id accepted (ours are 24 characters).
+pub const MAX_UIA_SESSION: usize = 255;
+
+/// Refuses a UIA `auth` whose session id is too long (400 `M_INVALID_PARAM`): every endpoint
+/// taking `auth` calls this first, whether or not it ends up asking for a stage.
+pub fn check_uia_session(auth: Option<&AuthData>) -> Result<()> {
+    match auth.and_then(|a| a.session.as_deref()) {
+        Some(s) if s.len() > MAX_UIA_SESSION => Err(Error::invalid_param("Invalid session")),
+        _ => Ok(()),
+    }
 }
 
 const LOCALPART_CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789._=-/+";
@@ -198,8 +211,7 @@ impl Services {
                     .get_token(&hash)
                     .await?
                     .ok_or_else(|| Error::unknown_token("Unknown access token"))?;
-                let user = self
-                    .db
+                self.db
                     .get_user(&row.user_id)
                     .await?
                     .ok_or_else(|| Error::unknown_token("Unknown user"))?;
@@ -209,7 +221,6 @@ impl Services {
                     user_id,
                     device_id: row.device_id,
                     expires_ts: row.expires_ts,
-                    is_admin: user.is_admin == 1,
                     rotating: (row.pending_rotation == 1)
                         .then(|| row.refresh_hash.clone())
                         .flatten(),
@@ -238,8 +249,18 @@ impl Services {
         Ok(Requester {
             user_id: entry.user_id,
             device_id: entry.device_id,
-            is_admin: entry.is_admin,
         })
+    }
+
+    /// Whether `user` is a server admin now: read from the `users` row at each call, never
+    /// from the token cache, so a promotion or demotion (by any process sharing the database)
+    /// counts from the next request. Admin checks are rare; the read is one primary-key lookup.
+    pub async fn is_admin(&self, user: &UserId) -> Result<bool> {
+        Ok(self
+            .db
+            .get_user(user.as_str())
+            .await?
+            .is_some_and(|u| u.is_admin == 1 && u.deactivated == 0))
     }
 
     /// Drops every cached token of one device (after its tokens were replaced).
@@ -333,10 +354,8 @@ impl Services {
     pub async fn registration_auth(&self, auth: Option<AuthData>) -> Result<RegistrationAuth> {
         let stages = self.registration_stages();
         let flows = self.registration_flows();
+        check_uia_session(auth.as_ref())?;
         let given = auth.as_ref().and_then(|a| a.session.clone());
-        if given.as_ref().is_some_and(|s| s.len() > 255) {
-            return Err(Error::invalid_param("Invalid session"));
-        }
         let session = given.clone().unwrap_or_else(|| util::random_string(24));
         let mut done = serde_json::Map::new();
         if let Some(s) = &given {
@@ -632,12 +651,27 @@ impl Services {
             .password
             .as_deref()
             .ok_or_else(|| Error::missing_param("Missing password"))?;
+        // Failures count per account whatever the client's address; an identifier that names
+        // no account counts under its own spelling (and costs the same).
+        let account = match &user_id {
+            Some(u) => u.to_string(),
+            None => {
+                let id = auth.identifier.as_ref();
+                let addr = id
+                    .and_then(|i| i.address.as_deref())
+                    .or(auth.address.as_deref());
+                format!("?{}", addr.unwrap_or_default().to_lowercase())
+            }
+        };
+        let limit = self.config.rate_limits.login_failures;
+        self.ratelimit.peek(LOGIN_FAILURES, &account, limit)?;
         let user = match &user_id {
             Some(u) if self.is_local(u) => self.db.get_user(u.as_str()).await?,
             _ => None,
         };
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         if !self.verify_password(hash, password).await {
+            self.ratelimit.spend(LOGIN_FAILURES, &account, limit);
             return Err(Error::forbidden("Invalid username or password"));
         }
         let (Some(user), Some(user_id)) = (user, user_id) else {
@@ -818,6 +852,7 @@ impl Services {
 
     /// User-interactive auth for sensitive actions of a logged-in user: the password stage.
     pub async fn uia_password(&self, requester: &Requester, auth: Option<AuthData>) -> Result<()> {
+        check_uia_session(auth.as_ref())?;
         let session = auth
             .as_ref()
             .and_then(|a| a.session.clone())
@@ -848,6 +883,11 @@ impl Services {
         if user_id.as_ref() != Some(&requester.user_id) {
             return Err(Error::forbidden("Can only authenticate as yourself"));
         }
+        // The same failure budget as /login: a stolen access token does not open a way to
+        // guess the password.
+        let limit = self.config.rate_limits.login_failures;
+        self.ratelimit
+            .peek(LOGIN_FAILURES, requester.user_id.as_str(), limit)?;
         let user = self.db.get_user(requester.user_id.as_str()).await?;
         let ok = self
             .verify_password(
@@ -856,6 +896,8 @@ impl Services {
             )
             .await;
         if !ok {
+            self.ratelimit
+                .spend(LOGIN_FAILURES, requester.user_id.as_str(), limit);
             let mut e = challenge();
             e.extra
                 .get_or_insert_with(Default::default)

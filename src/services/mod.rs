@@ -2,6 +2,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod client_ip;
 pub mod e2ee;
 pub mod federation;
 pub mod filter;
@@ -56,9 +57,13 @@ pub struct Services {
     pub notifier: streams::Notifier,
     pub tokens: accounts::TokenCache,
     pub ratelimit: ratelimit::RateLimiter,
+    /// `[proxy] trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub proxies: client_ip::TrustedProxies,
     pub presence: presence::Presence,
     pub push: push::PushState,
     pub federation: federation::Federation,
+    /// Inbound federation requests in hand, per origin (`[inbound_federation]`).
+    pub inbound: federation::inbound::InboundLimits,
     /// The Tchap rules (`[tchap]`); with the section absent every check allows.
     pub policy: policy::Policy,
     /// Outgoing email (`[email]`).
@@ -104,6 +109,8 @@ impl Services {
         let federation = federation::Federation::new(&config.federation)?;
         let policy = policy::Policy::new(&config.server_name, config.tchap.as_ref())?;
         let mailer = mail::Mailer::new(&config.email)?;
+        let proxies = client_ip::TrustedProxies::new(&config.proxy.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
             config,
@@ -121,9 +128,11 @@ impl Services {
             notifier: streams::Notifier::default(),
             tokens: accounts::TokenCache::default(),
             ratelimit: ratelimit::RateLimiter::default(),
+            proxies,
             presence: presence::Presence::default(),
             push: push::PushState::default(),
             federation,
+            inbound: Default::default(),
             policy,
             mailer,
             validity: Default::default(),

@@ -137,7 +137,8 @@ fn advance(from: SearchCursor, index: usize, row: &EventRow) -> SearchCursor {
     match from {
         SearchCursor::Rank { upper, offset } => SearchCursor::Rank {
             upper,
-            offset: offset + index as i64 + 1,
+            // The offset comes from the client's `next_batch`: saturate near i64::MAX.
+            offset: offset.saturating_add(index as i64).saturating_add(1),
         },
         SearchCursor::Recent { .. } => SearchCursor::Recent {
             before: row.stream_ordering,

@@ -83,7 +83,6 @@ impl Services {
             user_id: system,
             // Transaction ids are scoped by this pseudo-device: one per sending admin.
             device_id: format!("notices|{}", n.admin),
-            is_admin: false,
         };
         self.send_event(&sender, &room, n.kind, n.state_key, n.content, n.txn)
             .await

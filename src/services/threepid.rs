@@ -372,6 +372,7 @@ impl Services {
         new_password: &str,
         logout_devices: bool,
     ) -> Result<()> {
+        crate::services::accounts::check_uia_session(auth.as_ref())?;
         let creds = auth
             .filter(|a| a.kind.as_deref() == Some("m.login.email.identity"))
             .and_then(|a| a.threepid_creds);

@@ -40,6 +40,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         },
         rate_limits: palabre::config::RateLimits {
             login: lots,
+            login_failures: lots,
             registration: lots,
             message: lots,
             search: lots,

@@ -9,15 +9,26 @@ use axum::{
     Router,
 };
 
-use super::AppState;
-use crate::{services::accounts::Requester, Error, Result};
+use super::{AppState, Auth};
+use crate::{services::accounts::Requester, Error};
 
-/// Refuses a requester who is not a server admin.
-fn require_admin(r: &Requester) -> Result<()> {
-    if r.is_admin {
-        Ok(())
-    } else {
-        Err(Error::forbidden("You are not a server admin"))
+/// An authenticated server admin. The flag is read from the database at each request (not
+/// cached with the token): a demoted admin loses access at once, a promoted user gains it.
+pub struct Admin(pub Requester);
+
+impl axum::extract::FromRequestParts<AppState> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Error> {
+        let Auth(r) = Auth::from_request_parts(parts, state).await?;
+        if state.is_admin(&r.user_id).await? {
+            Ok(Admin(r))
+        } else {
+            Err(Error::forbidden("You are not a server admin"))
+        }
     }
 }
 

@@ -4,9 +4,9 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::require_admin;
+use super::Admin;
 use crate::{
-    api::{ok, ApiResult, AppState, Auth, Json, Path},
+    api::{ok, ApiResult, AppState, Json, Path},
     services::{accounts::Requester, server_notices::Notice},
     util::parse_user_id,
     Error,
@@ -21,8 +21,8 @@ pub struct Body {
     state_key: Option<String>,
 }
 
+/// `r` is a server admin (the `Admin` extractor checked it).
 async fn send_notice(s: &AppState, r: &Requester, b: Body, txn: Option<&str>) -> ApiResult {
-    require_admin(r)?;
     let user = parse_user_id(&b.user_id)?;
     let kind = b.kind.as_deref().unwrap_or("m.room.message");
     if kind.is_empty() || kind.len() > 255 {
@@ -44,13 +44,13 @@ async fn send_notice(s: &AppState, r: &Requester, b: Body, txn: Option<&str>) ->
     ok(json!({ "event_id": event_id }))
 }
 
-pub async fn send(State(s): State<AppState>, Auth(r): Auth, Json(b): Json<Body>) -> ApiResult {
+pub async fn send(State(s): State<AppState>, Admin(r): Admin, Json(b): Json<Body>) -> ApiResult {
     send_notice(&s, &r, b, None).await
 }
 
 pub async fn send_txn(
     State(s): State<AppState>,
-    Auth(r): Auth,
+    Admin(r): Admin,
     Path(txn): Path<String>,
     Json(b): Json<Body>,
 ) -> ApiResult {

@@ -4,9 +4,9 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::require_admin;
+use super::Admin;
 use crate::{
-    api::{ok, ApiResult, AppState, Auth, Json},
+    api::{ok, ApiResult, AppState, Json},
     util::parse_user_id,
 };
 
@@ -19,8 +19,7 @@ pub struct Body {
     enable_renewal_emails: Option<bool>,
 }
 
-pub async fn set(State(s): State<AppState>, Auth(r): Auth, Json(b): Json<Body>) -> ApiResult {
-    require_admin(&r)?;
+pub async fn set(State(s): State<AppState>, Admin(_): Admin, Json(b): Json<Body>) -> ApiResult {
     let user = parse_user_id(&b.user_id)?;
     let expiration_ts = s
         .admin_set_validity(&user, b.expiration_ts, b.enable_renewal_emails)

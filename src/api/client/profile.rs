@@ -46,7 +46,7 @@ pub async fn set_field(
 ) -> ApiResult {
     let f = field(&name)?;
     let target = crate::util::parse_user_id(&user)?;
-    if target != r.user_id && !r.is_admin {
+    if target != r.user_id && !s.is_admin(&r.user_id).await? {
         return Err(Error::forbidden("Cannot set another user's profile"));
     }
     let value = match b.get(&name) {

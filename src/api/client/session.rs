@@ -82,6 +82,10 @@ pub async fn register(
             "Guest access is disabled",
         ));
     }
+    // Counted before anything else: the availability check (M_USER_IN_USE) and every UIA
+    // stage (registration-token guesses) are under the limit.
+    s.ratelimit
+        .check("register", &ip, s.config.rate_limits.registration)?;
     s.check_registration_open()?;
     let localpart = s.requested_localpart(b.username.as_deref());
     if let Some(l) = &localpart {
@@ -91,8 +95,6 @@ pub async fn register(
         s.check_password_strength(p)?;
     }
     let auth = s.registration_auth(b.auth).await?;
-    s.ratelimit
-        .check("register", &ip, s.config.rate_limits.registration)?;
     let (user_id, session) = s
         .register(
             localpart.as_deref(),

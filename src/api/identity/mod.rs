@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{federation::auth::FedRequest, form_pairs, ApiResult, AppState, ClientIp};
+use super::{federation::auth::FedRequest, form_pairs, ApiResult, AppState, ClientIp, ClientPeer};
 use crate::{services::policy::annuaire::InternalInfoCaller, Error};
 
 pub fn routes() -> Router<AppState> {
@@ -77,10 +77,12 @@ async fn info(State(s): State<AppState>, ClientIp(ip): ClientIp, req: Request) -
 
 /// `GET /_matrix/identity/api/v1/internal-info?medium=email&address=`: for the federation's
 /// servers only — a request signed (X-Matrix) by a peer, or an unsigned request from the
-/// loopback interface that no proxy forwarded. Everything else: 403.
+/// loopback interface that no proxy forwarded (neither forwarding headers nor a socket peer
+/// that is a trusted proxy: a proxy on the same host connects from loopback too). Everything
+/// else: 403.
 async fn internal_info(
     State(s): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ClientPeer(peer): ClientPeer,
     req: Request,
 ) -> ApiResult {
     enabled(&s)?;
@@ -95,12 +97,13 @@ async fn internal_info(
         s.identity_internal_info(InternalInfoCaller::Signed(&fed.origin), &address)
             .await?
     } else {
-        let proxied = req.headers().contains_key("x-forwarded-for")
+        let via_proxy = peer.is_some_and(|p| p.via_proxy);
+        let proxied = via_proxy
+            || req.headers().contains_key("x-forwarded-for")
             || req.headers().contains_key(header::FORWARDED)
             || req.headers().contains_key("x-real-ip");
-        let loopback = ip
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|a| a.is_loopback());
+        // Without a proxy `peer.ip` is the socket peer itself.
+        let loopback = peer.is_some_and(|p| !p.via_proxy && p.ip.is_loopback());
         s.identity_internal_info(InternalInfoCaller::Unsigned { loopback, proxied }, &address)
             .await?
     };

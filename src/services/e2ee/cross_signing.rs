@@ -44,6 +44,7 @@ impl Services {
         body: &Value,
         auth: Option<AuthData>,
     ) -> Result<()> {
+        crate::services::accounts::check_uia_session(auth.as_ref())?;
         let user = r.user_id.as_str();
         let mut new: Vec<(&str, Value, String)> = vec![];
         for (field, kind) in KINDS {

@@ -5,6 +5,7 @@ pub mod client;
 pub mod directory;
 pub mod edus;
 pub mod fetch;
+pub mod inbound;
 pub mod invite;
 pub mod keys;
 pub mod knock;

@@ -273,6 +273,8 @@ impl Services {
                 if user.server_name() != origin {
                     return Err(Error::forbidden("typing for a user of another server"));
                 }
+                // A server the room's ACL bans takes no part in it, typing included.
+                self.check_acl(&room, origin).await?;
                 let typing = content["typing"].as_bool().unwrap_or(false);
                 self.set_typing(&user, &room, typing, Some(30_000)).await
             }

@@ -187,7 +187,8 @@ impl Services {
         }))
     }
 
-    /// Walks prev events back from `latest` (not included) until `earliest`, up to `limit`.
+    /// Walks prev events back from `latest` (not included) until `earliest`, up to `limit`,
+    /// within `room`.
     pub async fn serve_missing_events(
         &self,
         origin: &ServerName,
@@ -202,9 +203,21 @@ impl Services {
         }
         let limit = limit.clamp(1, 100) as usize;
         let stop: HashSet<&str> = earliest.iter().map(String::as_str).collect();
-        let mut seen: HashSet<String> = latest.iter().cloned().collect();
-        let mut frontier: Vec<String> = latest.to_vec();
+        // The walk starts from, and goes through, events of this room only: an event id of
+        // another room (named by the asker, or reached through an edge a forged PDU created)
+        // is a dead end, never a way into that room's DAG.
+        let in_room = |rows: Vec<EventRow>| -> Vec<EventRow> {
+            rows.into_iter()
+                .filter(|r| r.room_id == room.as_str())
+                .collect()
+        };
+        let mut frontier: Vec<String> = in_room(self.db.get_events(latest).await?)
+            .into_iter()
+            .map(|r| r.event_id)
+            .collect();
+        let mut seen: HashSet<String> = frontier.iter().cloned().collect();
         let mut found = vec![];
+        // Each round adds every event it reaches to `found`: at most `limit` rounds.
         while !frontier.is_empty() && found.len() < limit {
             let prevs: Vec<String> = self
                 .db
@@ -213,9 +226,9 @@ impl Services {
                 .into_iter()
                 .filter(|p| !stop.contains(p.as_str()) && seen.insert(p.clone()))
                 .collect();
-            let rows = self.db.get_events(&prevs).await?;
+            let rows = in_room(self.db.get_events(&prevs).await?);
             frontier = rows.iter().map(|r| r.event_id.clone()).collect();
-            found.extend(rows.into_iter().filter(|r| r.room_id == room.as_str()));
+            found.extend(rows);
         }
         found.sort_by_key(|r| r.stream_ordering);
         let skip = found.len().saturating_sub(limit);

@@ -39,7 +39,7 @@ impl Services {
         if self.db.room_version(room_id.as_str()).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
-        if self.config.require_membership_for_aliases && !r.is_admin {
+        if self.config.require_membership_for_aliases && !self.is_admin(&r.user_id).await? {
             let joined = self
                 .db
                 .membership(r.user_id.as_str(), room_id.as_str())
@@ -87,7 +87,7 @@ impl Services {
             .alias(alias.as_str())
             .await?
             .ok_or_else(|| Error::not_found("Room alias not found"))?;
-        if creator != r.user_id.as_str() && !r.is_admin {
+        if creator != r.user_id.as_str() && !self.is_admin(&r.user_id).await? {
             let room_id = RoomId::parse(&room).map_err(|e| Error::unknown(e.to_string()))?;
             let guard = self.lock_room(&room_id).await?;
             let allowed = guard.as_ref().is_some_and(|st| {
@@ -131,6 +131,7 @@ impl Services {
         room_id: &RoomId,
         public: bool,
     ) -> Result<()> {
+        let admin = self.is_admin(&r.user_id).await?;
         {
             let guard = self.lock_room(room_id).await?;
             let st = guard
@@ -139,10 +140,10 @@ impl Services {
             let needed = st.power_levels()["events"]["m.room.canonical_alias"]
                 .as_i64()
                 .unwrap_or(50);
-            if !r.is_admin && st.user_power(&r.user_id) < needed {
+            if !admin && st.user_power(&r.user_id) < needed {
                 return Err(Error::forbidden("You cannot change this room's visibility"));
             }
-            if public && !r.is_admin {
+            if public && !admin {
                 self.policy_may_publish(&r.user_id, st)?;
             }
         }
@@ -281,7 +282,7 @@ impl Services {
         let matched = entries.len() as i64;
         let page: Vec<Value> = entries
             .into_iter()
-            .skip(offset as usize)
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(limit as usize)
             .map(|e| e.json)
             .collect();
@@ -293,11 +294,13 @@ impl Services {
                 total as i64
             },
         });
-        if offset + limit < matched {
-            out["next_batch"] = json!(format!("p{}", offset + limit));
+        // `since` comes from the client: saturate near i64::MAX.
+        let next = offset.saturating_add(limit);
+        if next < matched {
+            out["next_batch"] = json!(format!("p{next}"));
         }
         if offset > 0 {
-            out["prev_batch"] = json!(format!("p{}", (offset - limit).max(0)));
+            out["prev_batch"] = json!(format!("p{}", offset.saturating_sub(limit).max(0)));
         }
         Ok(out)
     }

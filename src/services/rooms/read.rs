@@ -328,8 +328,8 @@ impl Services {
         };
         let start = before
             .last()
-            .map(|r| r.stream_ordering - 1)
-            .unwrap_or(pos - 1);
+            .map(|r| r.stream_ordering.saturating_sub(1))
+            .unwrap_or(pos.saturating_sub(1));
         let end = after.last().map(|r| r.stream_ordering).unwrap_or(pos);
         let before: Vec<EventRow> = self
             .filter_visible(user, before)

@@ -77,7 +77,11 @@ impl Services {
             }
         }
         self.check_relation_room(room_id, &content).await?;
-        if kind == crate::services::policy::access_rules::EVENT_TYPE && !r.is_admin {
+        let access_rules = kind == crate::services::policy::access_rules::EVENT_TYPE;
+        // Only state events go through the access rules: read the admin flag for those alone.
+        let admin = (access_rules || (self.policy.enabled() && state_key.is_some()))
+            && self.is_admin(&r.user_id).await?;
+        if access_rules && !admin {
             self.policy_rule_change_allowed(room_id, &content).await?;
         }
         let spec = EventSpec {
@@ -85,7 +89,7 @@ impl Services {
             state_key: state_key.map(str::to_owned),
             content,
             redacts: None,
-            bypass_policy: r.is_admin,
+            bypass_policy: admin,
         };
         let device = txn.map(|_| r.device_id.clone());
         let txn = txn.map(str::to_owned).zip(key);
