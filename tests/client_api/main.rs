@@ -25,6 +25,7 @@ mod reports;
 mod rooms;
 mod search;
 mod security_aliases;
+mod security_creators;
 mod security_media;
 mod security_profiles;
 mod security_rooms;
