@@ -3,11 +3,12 @@
 //! event and the event: local events are refused with it before they are stored, events from
 //! other servers are rejected with it, so every Palabre server of the federation decides the
 //! same for the same event. The forum rules of §4 (encryption and public join rules) are
-//! checked at the same points (`room_defaults::check_forum`).
+//! checked at the same points (`room_defaults::check_forum`). Externals are additional
+//! creators (room v12) of direct rooms only ([`check_creators`]).
 
 use std::collections::HashSet;
 
-use ruma::{events::StateEventType, UserId};
+use ruma::{events::StateEventType, RoomVersionId, UserId};
 use serde_json::Value;
 
 use super::{room_defaults, Policy};
@@ -116,6 +117,56 @@ fn is_external(policy: &Policy, user: &str) -> bool {
     UserId::parse(user).is_ok_and(|u| policy.is_external(&u))
 }
 
+/// The `additional_creators` of a room's create event, in room versions that have them (v12:
+/// creators are privileged above any power level); empty in older versions, where the key
+/// gives nothing.
+fn additional_creators(state: &State) -> Vec<String> {
+    let Some(create) = get(state, "m.room.create", "") else {
+        return vec![];
+    };
+    let c = content(create);
+    let version = c["room_version"].as_str().unwrap_or("1");
+    let has_them = RoomVersionId::try_from(version)
+        .ok()
+        .and_then(|v| v.rules())
+        .is_some_and(|r| r.authorization.additional_room_creators);
+    if !has_them {
+        return vec![];
+    }
+    c["additional_creators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Externals are additional creators of direct rooms only: a creator's power is unlimited,
+/// `restricted` forbids externals and `unrestricted` gives them power 0 only, while a DM lets
+/// its two members have power (invitees of `trusted_private_chat` get 100, and the spec wants
+/// them appended to `additional_creators` there). Always Ok with Tchap off.
+pub fn check_creators<S: AsRef<str>>(
+    policy: &Policy,
+    rule: Rule,
+    additional: impl IntoIterator<Item = S>,
+) -> Result<(), String> {
+    if !policy.enabled() || rule == Rule::Direct {
+        return Ok(());
+    }
+    match additional
+        .into_iter()
+        .find(|u| is_external(policy, u.as_ref()))
+    {
+        Some(u) => Err(format!(
+            "The external user {} cannot be a creator of a room that is not direct (access rule \"{}\")",
+            u.as_ref(),
+            rule.as_str()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Whether an event is allowed by the room's access rule and the forum rules, given the state
 /// before it. `Err` carries the reason (for a 403 or a rejection). Always Ok with Tchap off.
 pub fn check(policy: &Policy, state: &State, pdu: &Pdu) -> Result<(), String> {
@@ -129,7 +180,13 @@ pub fn check(policy: &Policy, state: &State, pdu: &Pdu) -> Result<(), String> {
     let rule = room_rule(state);
     room_defaults::check_forum(state, &kind, &content(pdu))?;
     match kind.as_str() {
-        EVENT_TYPE if key.is_empty() => check_rule_change(state, &content(pdu)),
+        EVENT_TYPE if key.is_empty() => {
+            let c = content(pdu);
+            check_rule_change(state, &c)?;
+            // A room with an external creator is direct, from its first rule on.
+            let new = rule_of(&c).unwrap_or(Rule::Restricted);
+            check_creators(policy, new, additional_creators(state))
+        }
         "m.room.member" => check_member(policy, state, rule, key, &content(pdu)),
         "m.room.third_party_invite" if rule == Rule::Direct => {
             let c = content(pdu);
@@ -195,6 +252,14 @@ fn check_member(
     let creator = get(state, "m.room.create", "").is_some_and(|c| c.sender.as_str() == target);
     if creator && m == "join" && current.is_none() && get(state, EVENT_TYPE, "").is_none() {
         return Ok(());
+    }
+    // An external creator gets into no room but a direct one. Checked here too, not only on
+    // the rule event: a room joined through another server comes with the state it reports.
+    if rule != Rule::Direct
+        && is_external(policy, target)
+        && additional_creators(state).iter().any(|u| u == target)
+    {
+        return check_creators(policy, rule, [target]);
     }
     match rule {
         Rule::Restricted if is_external(policy, target) => Err(format!(
@@ -484,5 +549,61 @@ mod tests {
         // Tchap off: everything goes.
         let off = Policy::new("a.example", None).unwrap();
         assert!(check(&off, &s, &join).is_ok());
+    }
+
+    #[test]
+    fn externals_are_creators_of_direct_rooms_only() {
+        let p = policy();
+        // A state holding only a create event naming additional creators.
+        let created = |version: &str| {
+            let mut s = State::new();
+            let create = pdu(
+                0,
+                "m.room.create",
+                "",
+                "@c:a.example",
+                json!({ "room_version": version, "additional_creators": ["@x:ext.example", "@d:a.example"] }),
+            );
+            s.insert((StateEventType::RoomCreate, String::new()), create);
+            s
+        };
+        let to = |r: &str| pdu(20, EVENT_TYPE, "", "@c:a.example", json!({ "rule": r }));
+        let v12 = created("12");
+        assert!(check(&p, &v12, &to("restricted")).is_err());
+        assert!(check(&p, &v12, &to("unrestricted")).is_err());
+        assert!(check(&p, &v12, &to("direct")).is_ok());
+        // Before v12 the key gives nothing and is not looked at.
+        assert!(check(&p, &created("11"), &to("restricted")).is_ok());
+        // A room whose rule came with its state: the external creator is never let in, other
+        // externals are (by invite).
+        let mut open = v12.clone();
+        open.insert(
+            (StateEventType::from(EVENT_TYPE), String::new()),
+            to("unrestricted"),
+        );
+        let invite = |target: &str| {
+            pdu(
+                21,
+                "m.room.member",
+                target,
+                "@c:a.example",
+                json!({ "membership": "invite" }),
+            )
+        };
+        assert!(check(&p, &open, &invite("@x:ext.example")).is_err());
+        assert!(check(&p, &open, &invite("@y:ext.example")).is_ok());
+        assert!(check(&p, &open, &invite("@d:a.example")).is_ok());
+        let mut dm = v12.clone();
+        dm.insert(
+            (StateEventType::from(EVENT_TYPE), String::new()),
+            to("direct"),
+        );
+        assert!(check(&p, &dm, &invite("@x:ext.example")).is_ok());
+        // The pre-checks of createRoom and upgrade.
+        assert!(check_creators(&p, Rule::Unrestricted, ["@x:ext.example"]).is_err());
+        assert!(check_creators(&p, Rule::Restricted, ["@d:a.example"]).is_ok());
+        assert!(check_creators(&p, Rule::Direct, ["@x:ext.example"]).is_ok());
+        let off = Policy::new("a.example", None).unwrap();
+        assert!(check(&off, &v12, &to("restricted")).is_ok());
     }
 }

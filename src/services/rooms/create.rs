@@ -140,6 +140,13 @@ impl Services {
         if !rules.authorization.additional_room_creators {
             create.remove("additional_creators");
         }
+        // Tchap: externals are additional creators of direct rooms only (the rule event below
+        // would refuse it too; refused here before anything is built).
+        if let Some(rule) = access_rule {
+            let extra = create.get("additional_creators").and_then(Value::as_array);
+            let names = extra.into_iter().flatten().filter_map(Value::as_str);
+            access_rules::check_creators(&self.policy, rule, names).map_err(Error::forbidden)?;
+        }
         let mut attempt = 0;
         let (mut room, mut batch) = loop {
             let provisional = if rules.authorization.room_create_event_id_as_room_id {

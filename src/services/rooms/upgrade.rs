@@ -12,7 +12,10 @@ use super::{
     create::{CreateRoomRequest, Replacement},
     version, EventSpec, RoomCache, RoomState,
 };
-use crate::{services::Services, Error, Result};
+use crate::{
+    services::{policy::access_rules, Services},
+    Error, Result,
+};
 
 /// State (empty state key) copied to the replacement room.
 const COPIED: &[&str] = &[
@@ -24,7 +27,7 @@ const COPIED: &[&str] = &[
     "m.room.avatar",
     "m.room.encryption",
     "m.room.server_acl",
-    crate::services::policy::access_rules::EVENT_TYPE,
+    access_rules::EVENT_TYPE,
 ];
 
 /// A room marked as being upgraded, unmarked when dropped.
@@ -228,6 +231,11 @@ impl Services {
                     "You do not have the power to upgrade this room",
                 ));
             }
+            // Tchap: the replacement takes the old room's rule; externals are additional
+            // creators of direct rooms only.
+            let rule = access_rules::room_rule(&old.state);
+            access_rules::check_creators(&self.policy, rule, &additional_creators)
+                .map_err(Error::forbidden)?;
             let create = content(old, "m.room.create", "").unwrap_or_default();
             let mut predecessor = json!({ "room_id": old_id });
             if !rules.authorization.room_create_event_id_as_room_id {
