@@ -268,6 +268,10 @@ pub struct FederationConfig {
     pub insecure_skip_tls_verify: bool,
     /// Longest wait between retries to an unreachable server, in milliseconds.
     pub max_retry_interval_ms: u64,
+    /// How long this server's published key responses say they are valid, in seconds
+    /// (`valid_until_ts`; Synapse's `key_refresh_interval`). Peers trust a key at most 7 days
+    /// after fetching it whatever this says (spec).
+    pub key_validity_secs: u64,
     /// Other servers may list this server's published rooms (`/_matrix/federation/v1/publicRooms`).
     /// Synapse's `allow_public_rooms_over_federation` is off by default for open federation;
     /// a closed federation of ministries wants it on.
@@ -323,6 +327,7 @@ impl Default for FederationConfig {
             resolve_overrides: Default::default(),
             insecure_skip_tls_verify: false,
             max_retry_interval_ms: 24 * 3600 * 1000,
+            key_validity_secs: 7 * 24 * 3600,
             public_rooms_over_federation: true,
             device_names_over_federation: true,
         }

@@ -54,10 +54,16 @@ impl ServerKeys {
     }
 
     /// The signed `/_matrix/key/v2/server` response.
-    pub fn server_key_response(&self, server_name: &str, now_ms: i64) -> serde_json::Value {
+    pub fn server_key_response(
+        &self,
+        server_name: &str,
+        now_ms: i64,
+        validity_secs: u64,
+    ) -> serde_json::Value {
+        let validity_ms = i64::try_from(validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let body = json!({
             "server_name": server_name,
-            "valid_until_ts": now_ms + 7 * 24 * 3600 * 1000,
+            "valid_until_ts": now_ms.saturating_add(validity_ms),
             "verify_keys": { &self.key_id: { "key": self.public_b64 } },
             "old_verify_keys": {},
         });

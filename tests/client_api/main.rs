@@ -29,6 +29,7 @@ mod security_creators;
 mod security_inbound;
 mod security_inbound_limits;
 mod security_inbound_tokens;
+mod security_keys;
 mod security_media;
 mod security_profiles;
 mod security_rooms;

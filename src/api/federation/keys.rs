@@ -9,8 +9,11 @@ use crate::{
 };
 
 pub async fn server_keys(State(s): State<AppState>) -> ApiResult {
-    ok(s.keys
-        .server_key_response(s.server_name.as_str(), util::now_ms()))
+    ok(s.keys.server_key_response(
+        s.server_name.as_str(),
+        util::now_ms(),
+        s.config.federation.key_validity_secs,
+    ))
 }
 
 pub async fn version() -> ApiResult {

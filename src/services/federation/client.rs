@@ -115,8 +115,19 @@ impl Services {
 }
 
 /// The error to answer when another server answered `status` with `value` (a Matrix error
-/// body or anything else): its status and the errcodes clients act on pass through.
+/// body or anything else). Only statuses that mean the same to a client pass through (400,
+/// 403, 404, 409, 413, 429, with the errcodes clients act on); anything else — a remote 401
+/// (which a client would read as "your token is bad" and log out), 5xx, odd codes — is a 502.
 pub fn remote_error(dest: &ServerName, status: reqwest::StatusCode, value: &Value) -> Error {
+    let passes = matches!(status.as_u16(), 400 | 403 | 404 | 409 | 413 | 429);
+    if !passes {
+        tracing::info!(%dest, status = status.as_u16(), "remote server answered with an error");
+        return Error::new(
+            StatusCode::BAD_GATEWAY,
+            "M_UNKNOWN",
+            format!("{dest} answered with an error"),
+        );
+    }
     let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let errcode = match value.get("errcode").and_then(Value::as_str) {
         Some("M_NOT_FOUND") => "M_NOT_FOUND",
@@ -131,10 +142,12 @@ pub fn remote_error(dest: &ServerName, status: reqwest::StatusCode, value: &Valu
         Some("M_TOO_LARGE") => "M_TOO_LARGE",
         _ => "M_UNKNOWN",
     };
-    let message = value
+    let message: String = value
         .get("error")
         .and_then(Value::as_str)
         .unwrap_or("request failed")
-        .to_owned();
+        .chars()
+        .take(200)
+        .collect();
     Error::new(code, errcode, format!("{dest}: {message}"))
 }

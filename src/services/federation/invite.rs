@@ -216,7 +216,11 @@ impl Services {
             _ => 0,
         };
         let mut set = BTreeMap::new();
-        for id in sigs.keys().filter(|k| k.starts_with("ed25519:")) {
+        for id in sigs
+            .keys()
+            .filter(|k| k.starts_with("ed25519:"))
+            .take(super::key_fetch::MAX_KEY_IDS_PER_SERVER)
+        {
             if let Ok(keys) = self
                 .server_verify_keys(server, std::slice::from_ref(id), ts)
                 .await

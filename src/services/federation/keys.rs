@@ -18,6 +18,8 @@ use super::super::Services;
 
 /// A server key response older than this is refreshed even if still valid (half a day).
 const REFRESH_MS: i64 = 12 * 3600 * 1000;
+/// Keys are trusted at most this long after they were fetched (spec: 7 days).
+const MAX_KEY_TRUST_MS: i64 = 7 * 24 * 3600 * 1000;
 
 fn canonical(v: &Value) -> Option<CanonicalJsonObject> {
     match CanonicalJsonValue::try_from(v.clone()) {
@@ -116,10 +118,55 @@ impl Services {
         if let Some(set) = usable(&cached) {
             return Ok(set);
         }
-        self.fetch_server_keys(server).await?;
+        let no_key = || Error::unauthorized(format!("No valid key {key_ids:?} for {server}"));
+        let limits = &self.federation.key_fetch;
+        if key_ids
+            .iter()
+            .any(|id| limits.known_missing(server.as_str(), id))
+        {
+            return Err(no_key());
+        }
+        {
+            let _slot = limits.slot(server.as_str()).await;
+            // Another request may have fetched them while this one waited.
+            let cached = self.db.server_keys(server.as_str()).await?;
+            if let Some(set) = usable(&cached) {
+                return Ok(set);
+            }
+            self.fetch_limited(server).await?;
+        }
         let fresh = self.db.server_keys(server.as_str()).await?;
-        usable(&fresh)
-            .ok_or_else(|| Error::unauthorized(format!("No valid key {key_ids:?} for {server}")))
+        if let Some(set) = usable(&fresh) {
+            return Ok(set);
+        }
+        let absent: Vec<String> = key_ids
+            .iter()
+            .filter(|id| !fresh.iter().any(|r| &r.key_id == *id))
+            .cloned()
+            .collect();
+        limits.remember_missing(server.as_str(), &absent);
+        Err(no_key())
+    }
+
+    /// [`Self::fetch_limited`] once this server's fetch slot is ours.
+    async fn fetch_in_slot(&self, server: &ServerName) -> Result<Value> {
+        let _slot = self.federation.key_fetch.slot(server.as_str()).await;
+        self.fetch_limited(server).await
+    }
+
+    /// `fetch_server_keys` under the per-server limits (see key_fetch.rs): refused while the
+    /// server was fetched too recently or is backed off after failures. The caller holds the
+    /// server's fetch slot.
+    async fn fetch_limited(&self, server: &ServerName) -> Result<Value> {
+        let limits = &self.federation.key_fetch;
+        if !limits.may_fetch(server.as_str()) {
+            return Err(Error::unauthorized(format!(
+                "Keys of {server} were fetched recently; not asking again yet"
+            )));
+        }
+        let res = self.fetch_server_keys(server).await;
+        limits.fetched(server.as_str(), res.is_ok());
+        res
     }
 
     /// Fetches, verifies and stores a server's keys: from the notaries first when configured,
@@ -142,7 +189,12 @@ impl Services {
     }
 
     async fn store_key_response(&self, server: &ServerName, resp: &Value, now: i64) -> Result<()> {
-        let (rows, valid_until) = verified_keys(server, resp, now)?;
+        let (mut rows, valid_until) = verified_keys(server, resp, now)?;
+        // Spec: a key is trusted until the lesser of its valid_until_ts and 7 days after it was
+        // fetched, so a stolen long-lived key cannot outlive its revocation by more than that.
+        for r in rows.iter_mut().filter(|r| r.expired_ts.is_none()) {
+            r.valid_until_ts = r.valid_until_ts.min(now.saturating_add(MAX_KEY_TRUST_MS));
+        }
         // Old responses do not replace newer ones' validity beyond what they say.
         self.db
             .store_server_keys(
@@ -205,7 +257,11 @@ impl Services {
                 continue;
             };
             let resp = if server == self.server_name {
-                Some(self.keys.server_key_response(name, now))
+                Some(self.keys.server_key_response(
+                    name,
+                    now,
+                    self.config.federation.key_validity_secs,
+                ))
             } else {
                 let cached = self.db.server_key_response(name).await?;
                 let fresh_enough = cached
@@ -213,7 +269,7 @@ impl Services {
                     .is_some_and(|(_, until)| *until >= (*min_valid).max(now + REFRESH_MS));
                 match (fresh_enough, cached) {
                     (true, Some((json, _))) => serde_json::from_str(&json).ok(),
-                    (_, cached) => match self.fetch_server_keys(&server).await {
+                    (_, cached) => match self.fetch_in_slot(&server).await {
                         Ok(v) => Some(v),
                         // Unreachable: what we have is better than nothing.
                         Err(_) => cached.and_then(|(json, _)| serde_json::from_str(&json).ok()),

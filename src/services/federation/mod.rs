@@ -7,6 +7,7 @@ pub mod edus;
 pub mod fetch;
 pub mod inbound;
 pub mod invite;
+pub mod key_fetch;
 pub mod keys;
 pub mod knock;
 pub mod leave;
@@ -31,6 +32,8 @@ pub struct Federation {
     /// The extra certificate authorities trusted for federation TLS (`extra_ca_file`), for the
     /// other clients that talk to federation peers (media `Location` redirects).
     pub extra_roots: Vec<reqwest::Certificate>,
+    /// Limits on fetching other servers' keys (negative cache, backoff, one fetch at a time).
+    pub key_fetch: key_fetch::KeyFetchLimits,
 }
 
 impl Federation {
@@ -65,6 +68,7 @@ impl Federation {
             http: builder.build()?,
             queues: sender::Queues::default(),
             extra_roots,
+            key_fetch: key_fetch::KeyFetchLimits::default(),
         })
     }
 }

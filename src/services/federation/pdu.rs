@@ -93,6 +93,7 @@ impl Services {
                 Some(CanonicalJsonValue::Object(o)) => o
                     .keys()
                     .filter(|k| k.starts_with("ed25519:"))
+                    .take(super::key_fetch::MAX_KEY_IDS_PER_SERVER)
                     .cloned()
                     .collect(),
                 _ => vec![],
