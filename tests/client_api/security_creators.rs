@@ -318,7 +318,58 @@ async fn security_creators_federated_rule(b: Backend) {
     }
 }
 
+/// A server with the rules does not let its own external join a room that they refuse (here a
+/// rule-less, so `restricted`, forum on B, which has no rules and takes the join): the join is
+/// refused on E and E leaves again on B.
+async fn security_remote_join_checked(b: Backend) {
+    let (servers, _cert) = servers_n(b, 3, |i, names, c| {
+        if i != 1 {
+            c.tchap = Some(tchap(&names[0], &names[2]));
+        }
+    })
+    .await;
+    let (bs, e) = (&servers[1], &servers[2]);
+    let bob = user(bs, "bob").await;
+    let ext = user(e, "ext").await;
+    let forum = bs
+        .create_room(&bob, json!({"preset": "public_chat", "room_version": "12"}))
+        .await;
+    let (st, v) = e
+        .post(
+            &ext,
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&forum),
+                enc(&bs.name())
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "the external joined a restricted room: {v}"
+    );
+    let (st, _) = state(e, &ext, &forum, "m.room.create/").await;
+    assert_ne!(st, StatusCode::OK, "E stored the room");
+    eventually(|| async {
+        let (_, m) = state(
+            bs,
+            &bob,
+            &forum,
+            &format!("m.room.member/{}", enc(&ext.user_id)),
+        )
+        .await;
+        m["membership"] == "leave"
+    })
+    .await;
+    for s in servers {
+        s.stop().await;
+    }
+}
+
 crate::both_backends!(
+    security_remote_join_checked,
     security_creators_create_room,
     security_creators_upgrade,
     security_creators_federated_member,

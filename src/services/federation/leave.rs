@@ -252,6 +252,20 @@ impl Services {
         room_id: &RoomId,
         content: Value,
     ) -> Result<()> {
+        let (event_id, json) = self.send_leave_via(server, user, room_id, content).await?;
+        self.store_out_of_band(user, room_id, event_id.as_str(), &json, "leave", None)
+            .await
+    }
+
+    /// make_leave + send_leave through `server`; the signed leave (id, JSON) is returned, not
+    /// stored.
+    pub(crate) async fn send_leave_via(
+        &self,
+        server: &ServerName,
+        user: &UserId,
+        room_id: &RoomId,
+        content: Value,
+    ) -> Result<(ruma::OwnedEventId, String)> {
         if !super::allowed(&self.config.federation, server) {
             return Err(Error::forbidden(format!(
                 "Federation with {server} is not allowed"
@@ -274,9 +288,7 @@ impl Services {
         );
         self.federation_request(server, Method::PUT, &path, Some(&event))
             .await?;
-        let json = serde_json::to_string(&obj)?;
-        self.store_out_of_band(user, room_id, event_id.as_str(), &json, "leave", None)
-            .await
+        Ok((event_id, serde_json::to_string(&obj)?))
     }
 
     /// A leave built here on top of the invite or knock alone (never sent anywhere): the

@@ -324,6 +324,21 @@ impl Services {
             state.get(&(t.clone(), k.to_owned())).cloned()
         })
         .map_err(|e| Error::forbidden(format!("The join is not allowed: {e}")))?;
+        // The Tchap access rules, as for every event received: this server's user does not
+        // join a room its rules refuse. The resident server already took the join: leave again
+        // there (best effort), so that it does not count the user as a member.
+        if let Err(e) = access_rules::check(&self.policy, &state, &join_pdu) {
+            if let Some(srv) = self.me.upgrade() {
+                let (server, user, room) = (server.to_owned(), user.to_owned(), room_id.to_owned());
+                tokio::spawn(async move {
+                    let content = json!({ "membership": "leave" });
+                    if let Err(e) = srv.send_leave_via(&server, &user, &room, content).await {
+                        tracing::info!(%room, error = %e.message, "could not undo a refused remote join");
+                    }
+                });
+            }
+            return Err(Error::forbidden(e));
+        }
         self.store_remote_join(
             room_id,
             version,
