@@ -56,6 +56,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub rate_limits: RateLimits,
     pub proxy: ProxyConfig,
+    pub outbound: OutboundConfig,
     pub password_hashing: PasswordHashing,
     /// Pool size for the database connections.
     pub database_max_connections: u32,
@@ -457,6 +458,32 @@ pub struct RateLimits {
     pub email_invite: RateLimit,
 }
 
+/// `[outbound]`: the addresses this server's own requests may go to (federation, well-known,
+/// key fetches and the notary, pushers, remote media).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Addresses or `addr/len` ranges never connected to (Synapse's `ip_range_blacklist`).
+    /// The default is loopback, RFC 1918, link-local, CGNAT, ULA, NAT64, 6to4, Teredo,
+    /// multicast, documentation and reserved ranges; setting it replaces that list.
+    pub ip_range_denylist: Vec<String>,
+    /// Ranges connected to even when denied (Synapse's `ip_range_whitelist`): the private
+    /// network of a closed federation, e.g. `["10.0.0.0/8"]`. Empty by default.
+    pub ip_range_allowlist: Vec<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            ip_range_denylist: crate::services::outbound::DEFAULT_DENIED
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ip_range_allowlist: vec![],
+        }
+    }
+}
+
 /// `[proxy]`: the reverse proxies in front of this server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -495,6 +522,7 @@ impl Default for Config {
             tls: None,
             rate_limits: RateLimits::default(),
             proxy: ProxyConfig::default(),
+            outbound: OutboundConfig::default(),
             password_hashing: PasswordHashing::default(),
             database_max_connections: 8,
             encryption_by_default: EncryptionByDefault::Invite,
@@ -652,6 +680,7 @@ impl Config {
         }
         crate::services::client_ip::TrustedProxies::new(&self.proxy.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
+        crate::services::outbound::Outbound::new(self).map_err(|e| anyhow::anyhow!(e))?;
         Ok(())
     }
 

@@ -114,6 +114,9 @@ search = {lots}
 memory_kib = 64
 iterations = 1
 
+[outbound]
+ip_range_allowlist = ["127.0.0.0/8", "::1"]
+
 [federation]
 extra_ca_file = {ca}
 max_retry_interval_ms = 2000

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod mail;
 pub mod media;
 pub mod openid;
+pub mod outbound;
 pub mod policy;
 pub mod presence;
 pub mod push;
@@ -62,6 +63,9 @@ pub struct Services {
     pub presence: presence::Presence,
     pub push: push::PushState,
     pub federation: federation::Federation,
+    /// Where outbound requests may connect (`[outbound]`, URL preview and media redirect
+    /// allow-lists).
+    pub outbound: outbound::Outbound,
     /// Inbound federation requests in hand, per origin (`[inbound_federation]`).
     pub inbound: federation::inbound::InboundLimits,
     /// The Tchap rules (`[tchap]`); with the section absent every check allows.
@@ -106,7 +110,8 @@ impl Services {
         let device_list_stream = streams::StreamTracker::new(db.max_device_list_stream().await?);
         let receipt_stream = streams::StreamTracker::new(db.max_receipt_stream().await?);
         let state_group_ids = AtomicI64::new(db.max_state_group().await?);
-        let federation = federation::Federation::new(&config.federation)?;
+        let outbound = outbound::Outbound::new(&config).map_err(|e| anyhow::anyhow!(e))?;
+        let federation = federation::Federation::new(&config.federation, outbound.general.clone())?;
         let policy = policy::Policy::new(&config.server_name, config.tchap.as_ref())?;
         let mailer = mail::Mailer::new(&config.email)?;
         let proxies = client_ip::TrustedProxies::new(&config.proxy.trusted_proxies)
@@ -132,6 +137,7 @@ impl Services {
             presence: presence::Presence::default(),
             push: push::PushState::default(),
             federation,
+            outbound,
             inbound: Default::default(),
             policy,
             mailer,

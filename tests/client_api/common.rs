@@ -46,6 +46,12 @@ pub fn test_config(dir: &std::path::Path) -> Config {
             search: lots,
             email_invite: lots,
         },
+        // Every test server and fake peer is on loopback, which outbound requests never reach
+        // by default; the SSRF tests clear this.
+        outbound: palabre::config::OutboundConfig {
+            ip_range_allowlist: vec!["127.0.0.0/8".into(), "::1".into()],
+            ..Default::default()
+        },
         ..Config::default()
     }
 }

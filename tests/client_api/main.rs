@@ -31,6 +31,7 @@ mod security_inbound_limits;
 mod security_inbound_tokens;
 mod security_keys;
 mod security_media;
+mod security_net;
 mod security_profiles;
 mod security_rooms;
 mod signatures;

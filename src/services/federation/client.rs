@@ -8,16 +8,22 @@ use ruma::{
 use serde_json::Value;
 
 use super::allowed;
+use crate::services::outbound::read_capped;
 use crate::{services::Services, Error, Result};
 
 /// Largest JSON answer accepted from another server.
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
+/// The one answer for a server that could not be talked to, whatever the reason (refused
+/// address, refused or reset connection, TLS failure, timeout, oversized or cut answer): the
+/// reason goes to the log only, so that requests naming other servers cannot be used to map
+/// which addresses and ports answer.
 fn unreachable(server: &ServerName, e: impl std::fmt::Display) -> Error {
+    tracing::info!(%server, error = %e, "federation request failed");
     Error::new(
         StatusCode::BAD_GATEWAY,
         "M_UNKNOWN",
-        format!("{server} could not be reached: {e}"),
+        format!("{server} could not be reached"),
     )
 }
 
@@ -67,10 +73,15 @@ impl Services {
         )
         .map_err(|e| Error::unknown(format!("cannot sign request: {e}")))?;
         let fed = &self.federation;
-        let d = fed.resolver.resolve(dest, &fed.http).await;
+        let d = fed.resolver.resolve(dest, &fed.well_known_http).await;
+        let url = reqwest::Url::parse(&format!("{}{path_and_query}", d.base_url))
+            .map_err(|e| unreachable(dest, e))?;
+        if !fed.ip_policy.url_allowed(&url) {
+            return Err(unreachable(dest, "address refused by the outbound policy"));
+        }
         let mut req = fed
             .http
-            .request(method, format!("{}{path_and_query}", d.base_url))
+            .request(method, url)
             .header(reqwest::header::AUTHORIZATION, auth.to_string());
         if body.is_some() {
             req = req
@@ -96,16 +107,9 @@ impl Services {
             .federation_send(dest, method, path_and_query, body)
             .await?;
         let status = resp.status();
-        if resp
-            .content_length()
-            .is_some_and(|l| l as usize > MAX_RESPONSE_BYTES)
-        {
-            return Err(unreachable(dest, "response too large"));
-        }
-        let bytes = resp.bytes().await.map_err(|e| unreachable(dest, e))?;
-        if bytes.len() > MAX_RESPONSE_BYTES {
-            return Err(unreachable(dest, "response too large"));
-        }
+        let bytes = read_capped(resp, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| unreachable(dest, e))?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
             return Ok(value);

@@ -2,7 +2,8 @@
 //! ports, `/.well-known/matrix/server` (cached as its headers say), SRV `_matrix-fed._tcp` then
 //! `_matrix._tcp`, and port 8448. The result is a base URL whose host is the name the TLS
 //! certificate must carry; when the connection must go elsewhere (SRV target, test override)
-//! the host is pinned to those addresses in the HTTP client's DNS hook.
+//! the host is pinned to those addresses in the HTTP clients' DNS hook
+//! (`outbound::GuardedDns`, which also refuses addresses the operator did not allow).
 
 use std::{
     collections::HashMap,
@@ -26,26 +27,15 @@ pub struct Destination {
 #[derive(Default)]
 pub struct Pinned(Mutex<HashMap<String, Vec<SocketAddr>>>);
 
-impl reqwest::dns::Resolve for PinnedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let pinned = self.pinned.0.lock().get(name.as_str()).cloned();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = match pinned {
-                Some(a) => a,
-                None => tokio::net::lookup_host((name.as_str(), 0))
-                    .await
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?
-                    .collect(),
-            };
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
+impl Pinned {
+    /// The addresses discovery fixed for a host name, if any.
+    pub fn get(&self, host: &str) -> Option<Vec<SocketAddr>> {
+        self.0.lock().get(host).cloned()
     }
 }
 
-/// The HTTP client's DNS hook: pinned names first, the system resolver otherwise.
-pub struct PinnedResolver {
-    pub pinned: Arc<Pinned>,
-}
+/// Largest `/.well-known/matrix/server` answer read.
+const WELL_KNOWN_MAX_BYTES: usize = 64 * 1024;
 
 /// Well-known results are kept this long when the response says nothing.
 const WELL_KNOWN_DEFAULT: Duration = Duration::from_secs(24 * 3600);
@@ -193,7 +183,11 @@ impl Resolver {
         let (ttl, value) = match res {
             Ok(r) if r.status().is_success() => {
                 let ttl = cache_for(r.headers());
-                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                let body: serde_json::Value =
+                    match crate::services::outbound::read_capped(r, WELL_KNOWN_MAX_BYTES).await {
+                        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+                        Err(_) => serde_json::Value::Null,
+                    };
                 match body.get("m.server").and_then(|v| v.as_str()) {
                     Some(s) if !s.is_empty() && ServerName::parse(s).is_ok() => {
                         (ttl, Some(s.to_owned()))

@@ -249,14 +249,9 @@ impl Services {
             .await?;
         let status = resp.status();
         if !status.is_success() {
-            let mut body = Vec::new();
-            let mut stream = resp.bytes_stream();
-            while let Some(Ok(chunk)) = stream.next().await {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_JSON {
-                    break;
-                }
-            }
+            let body = crate::services::outbound::read_capped(resp, MAX_JSON)
+                .await
+                .unwrap_or_default();
             let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let e = remote_error(origin, status, &value);
             return Err(match e.status {
@@ -315,7 +310,7 @@ impl Services {
         let url = reqwest::Url::parse(location)
             .map_err(|_| bad_gateway(origin, "invalid Location in the media answer"))?;
         let how = PublicFetch {
-            allow: &self.config.media.redirect_ip_allow_list,
+            policy: &self.outbound.media_redirects,
             timeout: FETCH_TIMEOUT,
             extra_roots: &self.federation.extra_roots,
             user_agent: concat!("Palabre/", env!("CARGO_PKG_VERSION")),

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    services::{accounts::Requester, Services},
+    services::{accounts::Requester, outbound::read_capped, Services},
     store::push::{PushActionRow, PusherRow},
     util, Error, Result,
 };
@@ -28,6 +28,8 @@ const MAX_RETRY: Duration = Duration::from_secs(3600);
 /// How often the task looks at pushers waiting for a retry.
 const TICK: Duration = Duration::from_secs(1);
 const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
+/// Largest push gateway answer read (`{"rejected": [pushkeys]}`).
+const MAX_GATEWAY_ANSWER: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 pub struct SetPusher {
@@ -154,10 +156,17 @@ impl Services {
     pub fn start_pusher_task(self: &Arc<Self>) {
         let weak: Weak<Services> = Arc::downgrade(self);
         let wake = self.push.wake.clone();
+        // Gateways are reached only at addresses the outbound policy allows (names through the
+        // DNS hook, IP literals in push_one).
+        let dns = crate::services::outbound::GuardedDns {
+            pinned: Default::default(),
+            policy: self.outbound.general.clone(),
+        };
         tokio::spawn(async move {
             let client = match reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
                 .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(dns))
                 .build()
             {
                 Ok(c) => c,
@@ -298,12 +307,24 @@ impl Services {
             }
         };
         let data: Value = serde_json::from_str(&p.data).unwrap_or_default();
-        let Some(url) = data.get("url").and_then(Value::as_str) else {
+        let Some(url) = data
+            .get("url")
+            .and_then(Value::as_str)
+            .and_then(|u| reqwest::Url::parse(u).ok())
+        else {
             return Outcome::Dropped;
         };
+        if !self.outbound.general.url_allowed(&url) {
+            tracing::info!(user = %p.user_id, "push gateway at a refused address; will retry");
+            return Outcome::Retry;
+        }
         match client.post(url).json(&body).send().await {
             Ok(resp) if resp.status().is_success() => {
-                let answer: Value = resp.json().await.unwrap_or_default();
+                let answer: Value = read_capped(resp, MAX_GATEWAY_ANSWER)
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
                 let rejected = answer["rejected"]
                     .as_array()
                     .is_some_and(|a| a.iter().any(|k| k.as_str() == Some(p.pushkey.as_str())));
