@@ -149,17 +149,48 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                     Error::not_json(e.body_text())
                 }
             })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::not_json(format!("Invalid JSON: {e}")))?;
-        serde_json::from_value(value)
-            .map(Json)
-            .map_err(|e| Error::bad_json(e.to_string()))
+        json_body(&bytes, Nul::Refused).map(Json)
     }
+}
+
+/// Whether a JSON body may hold NUL characters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Nul {
+    /// Refused anywhere (keys and strings): PostgreSQL text cannot hold them, so a NUL reaching
+    /// a column would fail there only (500) and pass on SQLite; both refuse it here instead.
+    Refused,
+    /// The body is a container whose parts are judged one by one (a federation transaction:
+    /// one bad PDU must not refuse the others).
+    PerItem,
+}
+
+/// A request body as JSON of the expected shape: `{}` when empty, `M_NOT_JSON` when not JSON,
+/// `M_BAD_JSON` when of the wrong shape or holding a NUL character.
+pub fn json_body<T: DeserializeOwned>(bytes: &[u8], nul: Nul) -> Result<T, Error> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::not_json(format!("Invalid JSON: {e}")))?;
+    if nul == Nul::Refused && crate::util::has_nul(&value) {
+        return Err(Error::bad_json("Strings must not contain NUL (U+0000)"));
+    }
+    serde_json::from_value(value).map_err(|e| Error::bad_json(e.to_string()))
+}
+
+/// Refuses a request whose path or query string holds an encoded NUL (`%00`), for every route
+/// at once: path parameters and query values end in database columns (see [`Nul`]).
+async fn refuse_nul(req: Request, next: axum::middleware::Next) -> Response {
+    let uri = req.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
+        return Error::invalid_param(
+            "NUL characters (%00) are not allowed in a request path or query",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Query parameters, with Matrix errors.
@@ -235,6 +266,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(refuse_nul))
         .layer(axum::middleware::from_fn(trace_request))
         .layer(cors)
         .with_state(state)

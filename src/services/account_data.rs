@@ -46,13 +46,14 @@ impl Services {
             .db
             .put_account_data(user.as_str(), &room_key, kind, &text, ids[0])
             .await;
-        let wake = if res.is_ok() {
-            vec![user.to_owned()]
+        if res.is_ok() {
+            let ready = self
+                .account_data_stream
+                .complete(&ids, vec![user.to_owned()]);
+            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
         } else {
-            vec![]
-        };
-        let ready = self.account_data_stream.complete(&ids, wake);
-        self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+            self.abandon_positions(|s| &s.account_data_stream, ids);
+        }
         res?;
         if room.is_none() && kind == "im.vector.hide_profile" {
             self.annuaire_touch(user).await;

@@ -103,12 +103,20 @@ impl Services {
         }
         let keys = keys::ServerKeys::load_or_generate(&config.data_dir)?;
         let server_name = ServerName::parse(&config.server_name)?;
-        let events_stream = streams::StreamTracker::new(db.max_stream_ordering().await?);
-        let account_data_stream = streams::StreamTracker::new(db.max_account_data_stream().await?);
-        let to_device_stream =
-            streams::StreamTracker::new(db.stream_head(e2ee::to_device::STREAM).await?);
-        let device_list_stream = streams::StreamTracker::new(db.max_device_list_stream().await?);
-        let receipt_stream = streams::StreamTracker::new(db.max_receipt_stream().await?);
+        // Each stream restarts after its rows and its recorded head, whichever is higher (the
+        // head covers positions abandoned by failed writes, which clients may have seen).
+        let head = |name: &'static str, rows: i64| {
+            let db = &db;
+            async move {
+                let recorded = db.stream_head(name).await?;
+                anyhow::Ok(streams::StreamTracker::new(name, rows.max(recorded)))
+            }
+        };
+        let events_stream = head("events", db.max_stream_ordering().await?).await?;
+        let account_data_stream = head("account_data", db.max_account_data_stream().await?).await?;
+        let to_device_stream = head(e2ee::to_device::STREAM, 0).await?;
+        let device_list_stream = head("device_lists", db.max_device_list_stream().await?).await?;
+        let receipt_stream = head("receipts", db.max_receipt_stream().await?).await?;
         let state_group_ids = AtomicI64::new(db.max_state_group().await?);
         let outbound = outbound::Outbound::new(&config).map_err(|e| anyhow::anyhow!(e))?;
         let federation = federation::Federation::new(&config.federation, outbound.general.clone())?;

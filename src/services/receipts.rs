@@ -88,10 +88,12 @@ impl Services {
                 new_pos,
             )
             .await;
-        let ready = self
-            .receipt_stream
-            .complete(&ids, if res.is_ok() { wake } else { vec![] });
-        self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        if res.is_ok() {
+            let ready = self.receipt_stream.complete(&ids, wake);
+            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        } else {
+            self.abandon_positions(|s| &s.receipt_stream, ids);
+        }
         res?;
         if kind == "m.read" && self.is_local(user) {
             let mut read = Map::new();

@@ -14,7 +14,15 @@ use tokio::sync::Notify;
 
 /// Hands out stream positions and tracks the highest position below which every position is
 /// persisted (or abandoned), so a reader never skips a position still being written.
+///
+/// A position reaches clients (in sync tokens, through `current`) only once it is durable: its
+/// write committed ([`StreamTracker::complete`]), or, when the write failed or rolled back, once
+/// the stream's recorded head (`stream_heads`) has been raised past it
+/// ([`Services::abandon_positions`]). A restart starts after max(rows, recorded head), so a
+/// position a client has seen is never handed out again.
 pub struct StreamTracker {
+    /// The stream's name in `stream_heads`.
+    pub name: &'static str,
     inner: Mutex<Inner>,
     current: AtomicI64,
 }
@@ -28,8 +36,9 @@ struct Inner {
 }
 
 impl StreamTracker {
-    pub fn new(max_persisted: i64) -> Self {
+    pub fn new(name: &'static str, max_persisted: i64) -> Self {
         Self {
+            name,
             inner: Mutex::new(Inner {
                 next: max_persisted + 1,
                 pending: BTreeSet::new(),
@@ -81,6 +90,39 @@ impl StreamTracker {
     /// Every position up to this one is readable.
     pub fn current(&self) -> i64 {
         self.current.load(Ordering::Acquire)
+    }
+}
+
+impl crate::services::Services {
+    /// Positions whose write failed or rolled back: the stream's recorded head is raised past
+    /// them (retried in the background until the database takes it) before they count as done,
+    /// so that no client is given a position that a restart would hand out again. The stream's
+    /// readers wait at the position before them meanwhile.
+    pub fn abandon_positions(&self, pick: fn(&Self) -> &StreamTracker, ids: Vec<i64>) {
+        let Some(max) = ids.iter().copied().max() else {
+            return;
+        };
+        let weak = self.me.clone();
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_millis(50);
+            loop {
+                let Some(s) = weak.upgrade() else { return };
+                let tracker = pick(&s);
+                match s.db.raise_stream_head_now(tracker.name, max).await {
+                    Ok(()) => {
+                        let ready = tracker.complete(&ids, vec![]);
+                        s.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(stream = tracker.name, error = %e, "cannot record an abandoned stream position; retrying");
+                    }
+                }
+                drop(s);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+        });
     }
 }
 

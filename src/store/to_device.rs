@@ -122,6 +122,13 @@ impl Db {
         Ok(())
     }
 
+    /// `raise_stream_head` in a transaction of its own.
+    pub async fn raise_stream_head_now(&self, name: &str, position: i64) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        Self::raise_stream_head(&mut tx.tx, name, position).await?;
+        tx.commit().await
+    }
+
     pub async fn stream_head(&self, name: &str) -> sqlx::Result<i64> {
         let row = sqlx::query("SELECT position FROM stream_heads WHERE name = $1")
             .bind(name)

@@ -6,9 +6,12 @@ use std::{
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{enc, free_port, password, Backend, TestServer};
+use crate::common::{enc, free_port, password, Backend, TestServer, User};
 
-crate::both_backends!(kill_9_loses_no_acknowledged_event);
+crate::both_backends!(
+    kill_9_loses_no_acknowledged_event,
+    kill_9_after_retried_to_device,
+);
 
 /// The server process; killed and reaped whatever happens to the test.
 struct Proc(Child);
@@ -145,4 +148,59 @@ async fn kill_9_loses_no_acknowledged_event(b: Backend) {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
+}
+
+/// A to-device message retried under the same transaction id (nothing new is stored), the
+/// recipient's sync token taken, the process killed: after the restart a new message still
+/// reaches the recipient syncing from that token (the stream never hands out again a position a
+/// client has seen, so the new message is not taken as already delivered and deleted).
+async fn kill_9_after_retried_to_device(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::database_url(b, dir.path()).await;
+    let port = free_port();
+    let mut child = spawn(dir.path(), &db, port).await;
+    let s = TestServer {
+        base: format!("http://127.0.0.1:{port}"),
+        running: None,
+        http: reqwest::Client::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    send_to_device(&s, &alice, &bob, "t1", 1).await;
+    for _ in 0..5 {
+        send_to_device(&s, &alice, &bob, "t1", 1).await;
+    }
+    let first = s.sync(&bob, None, 0).await;
+    let events = first["to_device"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(events.len(), 1, "{first}");
+    let token = first["next_batch"].as_str().unwrap().to_owned();
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().unwrap();
+
+    let _child = spawn(dir.path(), &db, port).await;
+    send_to_device(&s, &alice, &bob, "t2", 2).await;
+    let next = s.sync(&bob, Some(&token), 0).await;
+    let events = next["to_device"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        events.len(),
+        1,
+        "the message sent after the restart: {next}"
+    );
+    assert_eq!(events[0]["content"]["n"], 2);
+}
+
+async fn send_to_device(s: &TestServer, from: &User, to: &User, txn: &str, n: u32) {
+    let body = json!({"messages": {to.user_id.clone(): {to.device_id.clone(): {"n": n}}}});
+    let path = format!("/_matrix/client/v3/sendToDevice/m.test/{txn}");
+    let (st, v) = s
+        .call(Method::PUT, &path, Some(&from.token), Some(body))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
 }

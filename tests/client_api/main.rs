@@ -7,6 +7,7 @@ mod smtp_sink;
 mod accounts;
 mod crash;
 mod directory;
+mod durability_input;
 mod e2ee;
 mod ephemeral;
 mod errors;

@@ -14,7 +14,6 @@ use axum::{
 use futures_util::StreamExt;
 use ruma::{api::federation::authentication::XMatrix, OwnedServerName};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::{
     api::AppState,
@@ -32,16 +31,14 @@ pub struct FedRequest {
 }
 
 impl FedRequest {
-    /// The body as JSON of the expected shape (`{}` when empty).
+    /// The body as JSON of the expected shape (`{}` when empty), without NUL characters.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let bytes: &[u8] = if self.body.is_empty() {
-            b"{}"
-        } else {
-            &self.body
-        };
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::not_json(format!("Invalid JSON: {e}")))?;
-        serde_json::from_value(value).map_err(|e| Error::bad_json(e.to_string()))
+        crate::api::json_body(&self.body, crate::api::Nul::Refused)
+    }
+
+    /// The body of a transaction, whose PDUs and EDUs are each refused if they hold a NUL.
+    pub fn transaction<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        crate::api::json_body(&self.body, crate::api::Nul::PerItem)
     }
 }
 

@@ -24,7 +24,7 @@ pub async fn send(
     Path(txn): Path<String>,
     req: FedRequest,
 ) -> ApiResult {
-    let t: Transaction = req.json()?;
+    let t: Transaction = req.transaction()?;
     if t.origin != req.origin.as_str() {
         return Err(Error::forbidden("origin does not match the signing server"));
     }

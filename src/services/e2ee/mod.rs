@@ -60,7 +60,8 @@ pub fn cross_signing_public_key(key: &Value) -> Option<String> {
 }
 
 /// A reserved position on the device-list stream. Publish it once the change is committed;
-/// dropped unpublished (an error path), it is abandoned so the stream never stalls.
+/// dropped unpublished (an error path), it is abandoned (durably, see `abandon_positions`) so
+/// the stream neither stalls nor reuses it after a restart.
 pub struct DeviceListTicket<'a> {
     services: &'a Services,
     pub id: i64,
@@ -100,13 +101,8 @@ impl DeviceListTicket<'_> {
 impl Drop for DeviceListTicket<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let ready = self
-                .services
-                .device_list_stream
-                .complete(&[self.id], vec![]);
             self.services
-                .notifier
-                .notify(ready.iter().map(|u| -> &UserId { u }));
+                .abandon_positions(|s| &s.device_list_stream, vec![self.id]);
         }
     }
 }

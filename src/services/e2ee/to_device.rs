@@ -252,12 +252,8 @@ impl Services {
         planned.sort();
         planned.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
 
-        let ids = self.to_device_stream.allocate(planned.len());
-        let rows: Vec<NewToDevice> = planned
-            .into_iter()
-            .zip(ids.iter())
-            .map(|((u, d, c), id)| (u, d, *id, sender.to_string(), kind.to_owned(), c))
-            .collect();
+        // Positions are taken once the transaction id is known to be new: a retry takes none.
+        let mut ids: Vec<i64> = vec![];
         let res: Result<bool> = async {
             let mut tx = self.db.begin_write().await?;
             let first = match &once {
@@ -271,6 +267,12 @@ impl Services {
             if !first {
                 return Ok(false); // a retry: already queued
             }
+            ids = self.to_device_stream.allocate(planned.len());
+            let rows: Vec<NewToDevice> = planned
+                .into_iter()
+                .zip(ids.iter())
+                .map(|((u, d, c), id)| (u, d, *id, sender.to_string(), kind.to_owned(), c))
+                .collect();
             Db::insert_to_device(&mut tx.tx, &rows).await?;
             Db::insert_edu_outbox(&mut tx.tx, edus).await?;
             if let Some(max) = ids.iter().max() {
@@ -280,12 +282,13 @@ impl Services {
             Ok(true)
         }
         .await;
-        let wake: Vec<OwnedUserId> = match res {
-            Ok(true) => local.iter().map(|(u, _)| u.clone()).collect(),
-            _ => vec![],
-        };
-        let ready = self.to_device_stream.complete(&ids, wake);
-        self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        if matches!(res, Ok(true)) {
+            let wake = local.iter().map(|(u, _)| u.clone()).collect();
+            let ready = self.to_device_stream.complete(&ids, wake);
+            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        } else {
+            self.abandon_positions(|s| &s.to_device_stream, ids);
+        }
         if matches!(res, Ok(true)) {
             self.wake_edus(edus);
         }

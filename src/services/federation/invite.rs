@@ -266,8 +266,12 @@ impl Services {
             .db
             .store_out_of_band(&ev, user.as_str(), membership, remote)
             .await;
-        let ready = self.events_stream.complete(&ids, vec![user.to_owned()]);
-        self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        if res.is_ok() {
+            let ready = self.events_stream.complete(&ids, vec![user.to_owned()]);
+            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        } else {
+            self.abandon_positions(|s| &s.events_stream, ids);
+        }
         Ok(res?)
     }
 

@@ -473,7 +473,11 @@ impl Services {
             Ok(())
         }
         .await;
-        self.events_stream.complete(&ids, vec![]);
+        if res.is_ok() {
+            self.events_stream.complete(&ids, vec![]);
+        } else {
+            self.abandon_positions(|s| &s.events_stream, ids);
+        }
         res?;
         let new = NewPdu {
             state_group: group.id,

@@ -661,8 +661,12 @@ impl Services {
                 );
             }
         }
-        let ready = self.events_stream.complete(&ids, wake);
-        self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        if res.is_ok() {
+            let ready = self.events_stream.complete(&ids, wake);
+            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        } else {
+            self.abandon_positions(|s| &s.events_stream, ids.clone());
+        }
         match res {
             Ok(notified) => {
                 if let Some(room) = guard.as_mut() {
