@@ -363,6 +363,38 @@ async fn outliers_not_served(b: Backend) {
     bs.stop().await;
 }
 
+/// Fetched events (an auth chain, a state) are judged each after the events it cites, in
+/// whatever order they come: a refused one is stored rejected, and so is one citing it; both
+/// stay rejected when they arrive again through /send.
+async fn fetched_chains_judged_in_order(b: Backend) {
+    let (a, bs, _cert) = two_servers(b, |_| {}).await;
+    let (alice, bob, room, pl0) = room_with_promoted_bob(&a, &bs).await;
+    let (pl_id, pl, m_id, m) = forge_refused_pair(&a, &bs, &alice, &bob, &room, &pl0).await;
+    let room_id = ruma::RoomId::parse(&room).unwrap();
+    // The citing event first.
+    let stored = a
+        .services()
+        .store_outliers(
+            &room_id,
+            &RoomVersionId::V12.rules().unwrap(),
+            &[m.clone(), pl.clone()],
+        )
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    for id in [&pl_id, &m_id] {
+        let (st, _) = get_event(&a, &alice, &room, id).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+    }
+    let res = send_pdus(&bs, &a, "fetched-1", vec![pl, m]).await;
+    for id in [&pl_id, &m_id] {
+        let err = res[id]["error"].as_str().unwrap_or_default();
+        assert!(err.contains("rejected earlier"), "{res}");
+    }
+    a.stop().await;
+    bs.stop().await;
+}
+
 /// (d) An event citing an event of another room among its prev events is refused, although
 /// the state after that event (the other room's) would allow it.
 async fn foreign_prev_events_refused(b: Backend) {
@@ -409,5 +441,6 @@ crate::both_backends!(
     rejection_survives_restart,
     soft_failed_not_served,
     outliers_not_served,
+    fetched_chains_judged_in_order,
     foreign_prev_events_refused,
 );
