@@ -44,7 +44,13 @@ impl TlsListener {
         let (tx, rx) = mpsc::channel(128);
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
+                // The server gone (the listener dropped), the port is let go at once: a server
+                // started again on the same port can bind it.
+                let accepted = tokio::select! {
+                    _ = tx.closed() => break,
+                    a = tcp.accept() => a,
+                };
+                let (stream, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "TLS listener accept failed");
@@ -52,9 +58,6 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if tx.is_closed() {
-                    break;
-                }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))

@@ -19,6 +19,7 @@ const IN_CHUNK: usize = 5_000;
 #[derive(Debug, Clone)]
 pub struct EventPlace {
     pub event_id: String,
+    pub room_id: String,
     pub state_group: Option<i64>,
     pub outlier: bool,
     pub soft_failed: bool,
@@ -48,11 +49,23 @@ impl Db {
         Ok(out)
     }
 
-    /// Events by id, any number of ids (chunked `IN` lists).
+    /// Events by id, any number of ids (chunked `IN` lists), rejected ones left out.
     pub async fn get_events_chunked(&self, ids: &[String]) -> sqlx::Result<Vec<EventRow>> {
         let mut out = vec![];
         for chunk in ids.chunks(IN_CHUNK) {
             out.extend(self.get_events(chunk).await?);
+        }
+        Ok(out)
+    }
+
+    /// [`Self::get_events_chunked`] with the rejected events, flagged (for the auth rules).
+    pub async fn get_events_chunked_with_rejected(
+        &self,
+        ids: &[String],
+    ) -> sqlx::Result<Vec<EventRow>> {
+        let mut out = vec![];
+        for chunk in ids.chunks(IN_CHUNK) {
+            out.extend(self.get_events_with_rejected(chunk).await?);
         }
         Ok(out)
     }
@@ -71,7 +84,7 @@ impl Db {
             return Ok(vec![]);
         }
         let sql = format!(
-            "SELECT event_id, state_group, outlier, soft_failed FROM events \
+            "SELECT event_id, state_group, outlier, soft_failed, room_id FROM events \
              WHERE event_id IN ({}) AND rejected = 0",
             placeholders(1, ids.len())
         );
@@ -88,6 +101,7 @@ impl Db {
                     state_group: r.try_get(1)?,
                     outlier: r.try_get::<i64, _>(2)? != 0,
                     soft_failed: r.try_get::<i64, _>(3)? != 0,
+                    room_id: r.try_get(4)?,
                 })
             })
             .collect()
@@ -281,7 +295,7 @@ impl Db {
         for ev in events {
             sqlx::query(
                 "UPDATE events SET stream_ordering = $1, state_group = $2, outlier = 0 \
-                 WHERE event_id = $3 AND room_id = $4 AND outlier = 1",
+                 WHERE event_id = $3 AND room_id = $4 AND outlier = 1 AND rejected = 0",
             )
             .bind(ev.stream_ordering)
             .bind(ev.state_group)

@@ -20,11 +20,31 @@ pub struct EventRow {
     pub sender_device: Option<String>,
     pub txn_id: Option<String>,
     pub json: String,
+    /// Known without its place in the timeline (auth chains, state from other servers).
+    pub outlier: i64,
+    /// Failed the checks on receipt: never in the state nor served, and any event citing it
+    /// among its auth events is rejected too.
+    pub rejected: i64,
+    /// Passed its own checks but not the current state's: kept, never served.
+    pub soft_failed: i64,
+}
+
+impl EventRow {
+    pub fn is_outlier(&self) -> bool {
+        self.outlier != 0
+    }
+    pub fn is_rejected(&self) -> bool {
+        self.rejected != 0
+    }
+    pub fn is_soft_failed(&self) -> bool {
+        self.soft_failed != 0
+    }
 }
 
 pub const EVENT_COLS: &str =
     "e.stream_ordering, e.event_id, e.room_id, e.sender, e.type, e.state_key, \
-     e.state_group, e.redacted_by, e.sender_device, e.txn_id, e.json";
+     e.state_group, e.redacted_by, e.sender_device, e.txn_id, e.json, e.outlier, e.rejected, \
+     e.soft_failed";
 
 /// What persisting one event writes.
 pub struct NewEvent<'a> {
@@ -48,6 +68,8 @@ pub struct NewEvent<'a> {
     pub outlier: bool,
     /// Passed its own auth checks but not the current state's: kept, not shown.
     pub soft_failed: bool,
+    /// Failed the checks on receipt (its auth events refuse it): kept known, never used.
+    pub rejected: bool,
 }
 
 /// Timeline direction for pagination.
@@ -75,9 +97,9 @@ impl Db {
         for chunk in events.chunks(100) {
             let mut sql = String::from(
                 "INSERT INTO events (stream_ordering, event_id, room_id, sender, type, state_key, depth, \
-                 origin_server_ts, state_group, sender_device, txn_id, json, outlier, soft_failed) VALUES ",
+                 origin_server_ts, state_group, sender_device, txn_id, json, outlier, soft_failed, rejected) VALUES ",
             );
-            push_rows(&mut sql, chunk.len(), 14);
+            push_rows(&mut sql, chunk.len(), 15);
             // A batch may hold events already known (a retried join): keep the first copy.
             sql.push_str(" ON CONFLICT DO NOTHING");
             let mut q = sqlx::query(&sql);
@@ -96,7 +118,8 @@ impl Db {
                     .bind(ev.txn_id)
                     .bind(ev.json)
                     .bind(i64::from(ev.outlier))
-                    .bind(i64::from(ev.soft_failed));
+                    .bind(i64::from(ev.soft_failed))
+                    .bind(i64::from(ev.rejected));
             }
             q.execute(&mut **tx).await?;
         }
@@ -259,12 +282,33 @@ impl Db {
         .map(super::first)
     }
 
+    /// Events by id, rejected ones left out (like [`Self::get_event`]): what is read to serve
+    /// clients and other servers.
     pub async fn get_events(&self, ids: &[String]) -> sqlx::Result<Vec<EventRow>> {
+        self.events_by_id(ids, false).await
+    }
+
+    /// Events by id, rejected ones included with their flag: what the auth rules and state
+    /// resolution read, which must know that an auth event was rejected.
+    pub async fn get_events_with_rejected(&self, ids: &[String]) -> sqlx::Result<Vec<EventRow>> {
+        self.events_by_id(ids, true).await
+    }
+
+    async fn events_by_id(
+        &self,
+        ids: &[String],
+        with_rejected: bool,
+    ) -> sqlx::Result<Vec<EventRow>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
+        let cond = if with_rejected {
+            ""
+        } else {
+            " AND e.rejected = 0"
+        };
         let sql = format!(
-            "SELECT {EVENT_COLS} FROM events e WHERE e.event_id IN ({}) ORDER BY e.stream_ordering",
+            "SELECT {EVENT_COLS} FROM events e WHERE e.event_id IN ({}){cond} ORDER BY e.stream_ordering",
             placeholders(1, ids.len())
         );
         let mut q = sqlx::query_as(&sql);

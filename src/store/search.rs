@@ -287,7 +287,8 @@ impl Db {
         let next = 4 + q.rooms.map_or(0, |r| r.len()) + q.not_rooms.len() + q.keys.len();
         let sql = format!(
             "SELECT e.stream_ordering, e.event_id, e.room_id, e.sender, e.type, e.state_key, \
-             e.state_group, e.redacted_by, e.sender_device, e.txn_id, '' AS json FROM {from} LIMIT ${next}"
+             e.state_group, e.redacted_by, e.sender_device, e.txn_id, '' AS json, e.outlier, e.rejected, \
+             e.soft_failed FROM {from} LIMIT ${next}"
         );
         let matches = self.search_match(q.words);
         let rows = self

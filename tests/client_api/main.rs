@@ -26,6 +26,7 @@ mod reports;
 mod rooms;
 mod search;
 mod security_aliases;
+mod security_auth;
 mod security_creators;
 mod security_inbound;
 mod security_inbound_limits;

@@ -10,14 +10,14 @@ use std::{
 
 use axum::http::Method;
 use ruma::{
-    events::StateEventType, room_version_rules::RoomVersionRules, state_res, OwnedEventId, RoomId,
-    ServerName,
+    events::StateEventType, room_version_rules::RoomVersionRules, OwnedEventId, RoomId, ServerName,
 };
 use serde_json::Value;
 
 use crate::{
     services::{
         rooms::{
+            auth_events::judge_batch,
             pdu::{belongs_to, Pdu, PduStrings},
             resolve::State,
         },
@@ -123,6 +123,7 @@ impl Services {
         let pdus = self.load_pdus(&state_ids).await?;
         Ok(pdus
             .into_values()
+            .filter(|p| !p.rejected)
             .filter(|p| {
                 belongs_to(
                     p,
@@ -171,8 +172,8 @@ impl Services {
 
     /// Checks events of a room fetched from another server and stores those that pass as
     /// outliers: signatures and hashes, then the auth rules against their own auth events
-    /// (oldest first, so an event's auth events are judged before it). Returns the ids stored
-    /// or already known.
+    /// (each after the events it cites). Those their auth events refuse are stored rejected.
+    /// Returns the ids stored (not rejected) or already known.
     pub async fn store_outliers(
         &self,
         room_id: &RoomId,
@@ -226,26 +227,24 @@ impl Services {
                 .find(|p| p.kind == ruma::events::TimelineEventType::RoomCreate)
                 .cloned(),
         };
-        let mut good: Vec<(Arc<Pdu>, String)> = vec![];
         let mut out = HashSet::new();
+        let mut fresh: Vec<(Arc<Pdu>, String)> = vec![];
         for (p, json) in checked {
             if known.contains(p.event_id.as_str()) {
                 out.insert(p.event_id.clone());
                 auth.insert(p.event_id.clone(), p);
-                continue;
-            }
-            let ok = authorised_by_auth_events(rules, &p, &auth, create.as_ref());
-            if ok {
-                auth.insert(p.event_id.clone(), p.clone());
-                out.insert(p.event_id.clone());
-                good.push((p, json));
             } else {
-                tracing::info!(event = %p.event_id, "fetched event fails its auth events");
+                fresh.push((p, json));
             }
         }
+        let judged = judge_batch(rules, fresh, &mut auth, create.as_ref());
+        // Rejected events are kept known (flagged), so that what cites them is rejected too.
+        self.store_rejected(room_id, &judged.rejected).await?;
+        let good = judged.accepted;
         if good.is_empty() {
             return Ok(out);
         }
+        out.extend(good.iter().map(|(p, _)| p.event_id.clone()));
         let streams = self.events_stream.allocate(good.len());
         let strings: Vec<PduStrings> = good.iter().map(|(p, _)| p.strings()).collect();
         let rows: Vec<NewEvent> = good
@@ -271,42 +270,6 @@ impl Services {
         res?;
         Ok(out)
     }
-}
-
-/// Whether an event passes the auth rules against its own auth events (spec: checks on
-/// receipt, step 4).
-pub fn authorised_by_auth_events(
-    rules: &RoomVersionRules,
-    p: &Arc<Pdu>,
-    known: &HashMap<OwnedEventId, Arc<Pdu>>,
-    create: Option<&Arc<Pdu>>,
-) -> bool {
-    let by_key: HashMap<(StateEventType, String), Arc<Pdu>> = p
-        .auth_events
-        .iter()
-        .filter_map(|id| known.get(id))
-        .chain(create)
-        .filter_map(|a| {
-            Some((
-                (
-                    StateEventType::from(a.kind.to_string().as_str()),
-                    a.state_key.clone()?,
-                ),
-                a.clone(),
-            ))
-        })
-        .collect();
-    let lookup = |id: &ruma::EventId| {
-        known
-            .get(id)
-            .cloned()
-            .or_else(|| create.filter(|c| c.event_id == id).cloned())
-    };
-    state_res::check_state_independent_auth_rules(&rules.authorization, &**p, lookup).is_ok()
-        && state_res::check_state_dependent_auth_rules(&rules.authorization, &**p, |t, k| {
-            by_key.get(&(t.clone(), k.to_owned())).cloned()
-        })
-        .is_ok()
 }
 
 impl Services {

@@ -16,6 +16,7 @@ use crate::services::policy::{access_rules, Policy};
 use crate::{
     services::{
         rooms::{
+            auth_events::judge_batch,
             int,
             pdu::Pdu,
             remote::Outcome,
@@ -226,8 +227,8 @@ impl Services {
                 "The resident server changed the join event",
             ));
         }
-        // Check every state and auth chain event: signatures, then auth against its own auth
-        // events; what fails is left out.
+        // Check every state and auth chain event: signatures here (what fails is left out),
+        // then auth against its own auth events below.
         let mut checked: HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)> = HashMap::new();
         let mut state_ids: Vec<OwnedEventId> = vec![];
         let lists = [("auth_chain", false), ("state", true)];
@@ -248,13 +249,10 @@ impl Services {
                 }
             }
         }
-        let by_id: HashMap<OwnedEventId, Arc<Pdu>> = checked
-            .iter()
-            .map(|(k, (p, _))| (k.clone(), p.clone()))
-            .collect();
         // The room's create event (in v12 the room id is its hash and it has no room_id).
-        let create_pdu = by_id
+        let create_pdu = checked
             .values()
+            .map(|(p, _)| p)
             .find(|p| p.kind == TimelineEventType::RoomCreate && p.state_key.as_deref() == Some(""))
             .cloned()
             .ok_or_else(|| Error::bad_json("The room state has no create event"))?;
@@ -269,47 +267,37 @@ impl Services {
                 }
             }
         };
-        let authorised = |p: &Pdu| -> bool {
-            let auth: HashMap<(StateEventType, String), Arc<Pdu>> = p
-                .auth_events
-                .iter()
-                .filter_map(|id| by_id.get(id))
-                .chain(std::iter::once(&create_pdu))
-                .map(|a| {
-                    (
-                        (
-                            StateEventType::from(a.kind.to_string().as_str()),
-                            a.state_key.clone().unwrap_or_default(),
-                        ),
-                        a.clone(),
-                    )
-                })
-                .collect();
-            state_res::check_state_independent_auth_rules(&rules.authorization, p, |id| {
-                by_id.get(id).cloned()
-            })
-            .is_ok()
-                && state_res::check_state_dependent_auth_rules(&rules.authorization, p, |t, k| {
-                    auth.get(&(t.clone(), k.to_owned())).cloned()
-                })
-                .is_ok()
-        };
+        // Every event of the room judged by its auth events, each after those it cites: the
+        // rejected ones are kept flagged (what cites them is rejected too), events of other
+        // rooms and events citing unknown ones are left out.
+        let batch: Vec<(Arc<Pdu>, CheckedPdu)> =
+            checked.into_values().filter(|(p, _)| in_room(p)).collect();
+        let mut by_id: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
+        let judged = judge_batch(&rules, batch, &mut by_id, Some(&create_pdu));
         let mut state: HashMap<StateKey, Arc<Pdu>> = HashMap::new();
+        let accepted: HashMap<&OwnedEventId, &Arc<Pdu>> = judged
+            .accepted
+            .iter()
+            .map(|(p, _)| (&p.event_id, p))
+            .collect();
         for id in &state_ids {
-            let Some((p, _)) = checked.get(id) else {
+            let Some(p) = accepted.get(id) else {
                 continue;
             };
-            if !in_room(p) || p.state_key.is_none() || !authorised(p) {
+            let Some(k) = p.state_key.clone() else {
                 continue;
-            }
+            };
             state.insert(
-                (
-                    StateEventType::from(p.kind.to_string().as_str()),
-                    p.state_key.clone().unwrap_or_default(),
-                ),
-                p.clone(),
+                (StateEventType::from(p.kind.to_string().as_str()), k),
+                (*p).clone(),
             );
         }
+        let checked: HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)> = judged
+            .accepted
+            .into_iter()
+            .chain(judged.rejected)
+            .map(|(p, c)| (p.event_id.clone(), (p, c)))
+            .collect();
         let create = state
             .get(&(StateEventType::RoomCreate, String::new()))
             .cloned()
@@ -414,8 +402,9 @@ impl Services {
             .iter()
             .zip(&ids)
             .zip(&strings)
-            .map(|(((_, (p, c)), stream), s)| {
-                p.new_event(s, room_id.as_str(), &c.json, *stream, 0, true)
+            .map(|(((_, (p, c)), stream), s)| NewEvent {
+                rejected: p.rejected,
+                ..p.new_event(s, room_id.as_str(), &c.json, *stream, 0, true)
             })
             .collect();
         let res: Result<()> = async {

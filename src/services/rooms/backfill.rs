@@ -23,13 +23,9 @@ use ruma::{
 };
 use serde_json::Value;
 
-use super::{pdu::Pdu, resolve::State, GroupWrite};
+use super::{auth_events::check_auth_events, pdu::Pdu, resolve::State, GroupWrite};
 use crate::{
-    services::{
-        federation::{fetch::authorised_by_auth_events, sender::room_servers},
-        relations::relation_of,
-        Services,
-    },
+    services::{federation::sender::room_servers, relations::relation_of, Services},
     store::{events::NewEvent, relations::NewRelation, Db},
     util, Result,
 };
@@ -195,15 +191,16 @@ impl Services {
                 events.push((p, c.json));
             }
         }
-        // Events already in the timeline here are dropped; outliers take their place.
+        // Events already in the timeline here are dropped, and so are those rejected here
+        // (never in a timeline); outliers take their place.
         let ids: Vec<String> = events.iter().map(|(p, _)| p.event_id.to_string()).collect();
         let in_timeline: HashSet<String> = self
             .db
-            .event_places(&ids)
+            .get_events_with_rejected(&ids)
             .await?
             .into_iter()
-            .filter(|p| !p.outlier)
-            .map(|p| p.event_id)
+            .filter(|r| !r.is_outlier() || r.is_rejected())
+            .map(|r| r.event_id)
             .collect();
         events.retain(|(p, _)| !in_timeline.contains(p.event_id.as_str()));
         events.sort_by_key(|(p, _)| (p.depth, p.origin_server_ts));
@@ -283,6 +280,7 @@ impl Services {
                     .event_places(&prevs)
                     .await?
                     .into_iter()
+                    .filter(|p| p.room_id == room_id.as_str())
                     .filter(|p| !p.outlier && p.state_group.is_some_and(|g| g > 0))
                     .filter_map(|p| p.state_group)
                     .collect::<Vec<_>>();
@@ -312,7 +310,7 @@ impl Services {
                     continue;
                 }
             };
-            if !authorised_by_auth_events(rules, &pdu, &auth, create.as_ref())
+            if check_auth_events(rules, &pdu, &auth, create.as_ref()).is_err()
                 || (pdu.kind != TimelineEventType::RoomCreate
                     && state_res::check_state_dependent_auth_rules(
                         &rules.authorization,

@@ -2,6 +2,7 @@
 //! them with their state snapshot, and keeps each room's current state in memory behind a
 //! per-room lock (the lock also serialises local writes so prev_events are the extremities).
 
+pub mod auth_events;
 pub mod backfill;
 pub mod client_event;
 pub mod create;

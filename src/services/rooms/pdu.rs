@@ -9,7 +9,7 @@ use ruma::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::store::events::NewEvent;
+use crate::store::events::{EventRow, NewEvent};
 
 #[derive(Debug, Deserialize)]
 struct Fields {
@@ -55,7 +55,7 @@ pub struct PduStrings {
     pub auths: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Pdu {
     pub event_id: OwnedEventId,
     pub room_id: Option<OwnedRoomId>,
@@ -73,6 +73,26 @@ pub struct Pdu {
 
 impl Pdu {
     pub fn parse(event_id: &str, json: &str) -> Result<Arc<Pdu>, String> {
+        Self::parse_owned(event_id, json).map(Arc::new)
+    }
+
+    /// A stored event, with its rejected flag: the auth rules refuse an event citing a rejected
+    /// one among its auth events, and state resolution leaves rejected events out.
+    pub fn from_row(row: &EventRow) -> Result<Arc<Pdu>, String> {
+        let mut p = Self::parse_owned(&row.event_id, &row.json)?;
+        p.rejected = row.is_rejected();
+        Ok(Arc::new(p))
+    }
+
+    /// This event, flagged rejected.
+    pub fn as_rejected(&self) -> Arc<Pdu> {
+        Arc::new(Pdu {
+            rejected: true,
+            ..self.clone()
+        })
+    }
+
+    fn parse_owned(event_id: &str, json: &str) -> Result<Pdu, String> {
         let f: Fields = serde_json::from_str(json).map_err(|e| e.to_string())?;
         let event_id = EventId::parse(event_id).map_err(|e| e.to_string())?;
         // Only a (non-state) m.room.redaction redacts anything.
@@ -83,7 +103,7 @@ impl Pdu {
                 .ok()
                 .and_then(|c| c.redacts),
         };
-        Ok(Arc::new(Pdu {
+        Ok(Pdu {
             event_id,
             room_id: f.room_id,
             sender: f.sender,
@@ -96,7 +116,7 @@ impl Pdu {
             redacts,
             depth: f.depth.into(),
             rejected: false,
-        }))
+        })
     }
 
     /// The ids and type as strings, for the stored row that borrows them (`new_event`).
@@ -143,6 +163,7 @@ impl Pdu {
             txn_key: None,
             outlier,
             soft_failed: false,
+            rejected: false,
         }
     }
 

@@ -19,6 +19,18 @@ enum StateView {
     AtGroup(i64),
 }
 
+/// Whether a stored event may be shown to `user` at all, before history visibility: never a
+/// rejected or soft-failed event (kept for the DAG, refused by the room), and never an outlier
+/// (known only as some event's auth or state, with no place in the timeline) except the user's
+/// own membership received out of band (an invite, a knock, their rejection), as Synapse does.
+fn servable(row: &EventRow, user: &UserId) -> bool {
+    if row.is_rejected() || row.is_soft_failed() {
+        return false;
+    }
+    !row.is_outlier()
+        || (row.kind == "m.room.member" && row.state_key.as_deref() == Some(user.as_str()))
+}
+
 impl Services {
     async fn state_view(&self, user: &UserId, room_id: &RoomId) -> Result<StateView> {
         let m = self.db.membership(user.as_str(), room_id.as_str()).await?;
@@ -153,7 +165,7 @@ impl Services {
             .db
             .get_event(event_id)
             .await?
-            .filter(|r| r.room_id == room_id.as_str());
+            .filter(|r| r.room_id == room_id.as_str() && servable(r, user));
         let row = row.ok_or_else(|| Error::not_found("Event not found"))?;
         let mut visible = self.filter_visible(user, vec![row]).await?;
         let row = visible
@@ -298,11 +310,13 @@ impl Services {
         limit: i64,
         filter: &RoomEventFilter,
     ) -> Result<Value> {
+        // An outlier has no place in the timeline to give context around, not even the
+        // user's own out-of-band membership.
         let row = self
             .db
             .get_event(event_id)
             .await?
-            .filter(|r| r.room_id == room_id.as_str());
+            .filter(|r| r.room_id == room_id.as_str() && servable(r, user) && !r.is_outlier());
         let row = row.ok_or_else(|| Error::not_found("Event not found"))?;
         let visible = self.filter_visible(user, vec![row.clone()]).await?;
         if visible.is_empty() {

@@ -17,6 +17,7 @@ use std::{
 use ruma::{events::StateEventType, state_res, OwnedEventId, RoomId};
 
 use super::{
+    auth_events::{check_auth_events, AuthFailure},
     pdu::Pdu,
     resolve::{same_states, State},
     GroupWrite, NewPdu, RoomGuard, RoomState, StateKey,
@@ -47,15 +48,16 @@ fn key_of(pdu: &Pdu) -> Option<StateKey> {
 
 /// A full snapshot of a state as group entries.
 impl Services {
-    /// Events by id, as PDUs (from the database).
+    /// Events by id, as PDUs (from the database), rejected ones flagged: an auth event that was
+    /// rejected makes what cites it rejected (ruma's auth rules read the flag).
     pub(crate) async fn load_pdus(
         &self,
         ids: &[String],
     ) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
-        let rows = self.db.get_events_chunked(ids).await?;
+        let rows = self.db.get_events_chunked_with_rejected(ids).await?;
         let mut out = HashMap::new();
         for r in rows {
-            if let Ok(p) = Pdu::parse(&r.event_id, &r.json) {
+            if let Ok(p) = Pdu::from_row(&r) {
                 out.insert(p.event_id.clone(), p);
             }
         }
@@ -111,7 +113,7 @@ impl Services {
             .event_places(events)
             .await?
             .into_iter()
-            .filter(|p| !p.outlier)
+            .filter(|p| !p.outlier && p.room_id == room.room_id.as_str())
             .filter_map(|p| p.state_group.filter(|g| *g > 0))
             .collect();
         groups.sort_unstable();
@@ -173,13 +175,16 @@ impl Services {
         let mut built: Vec<NewPdu> = vec![];
         let mut out = vec![];
         let ids: Vec<String> = pdus.iter().map(|c| c.event_id.to_string()).collect();
-        let known: HashSet<String> = self
+        // Known events: taken already, or rejected (then rejected again, unchanged).
+        let (known_rejected, known): (Vec<_>, Vec<_>) = self
             .db
-            .get_events(&ids)
+            .get_events_with_rejected(&ids)
             .await?
             .into_iter()
-            .map(|r| r.event_id)
-            .collect();
+            .partition(|r| r.is_rejected());
+        let known: HashSet<String> = known.into_iter().map(|r| r.event_id).collect();
+        let known_rejected: HashSet<String> =
+            known_rejected.into_iter().map(|r| r.event_id).collect();
         // The prev events the batch refers to, known here with their place in the DAG (not
         // outliers): one query for the batch.
         let prev_ids: Vec<String> = pdus
@@ -195,15 +200,27 @@ impl Services {
                 _ => None,
             })
             .collect();
-        let mut known_prevs: HashSet<String> = self
-            .db
-            .event_places(&prev_ids)
-            .await?
+        let places = self.db.event_places(&prev_ids).await?;
+        // Prev events of another room: an event citing one is refused (its place in this
+        // room's graph would be made of another room's history).
+        let foreign_prevs: HashSet<String> = places
+            .iter()
+            .filter(|p| p.room_id != room_id.as_str())
+            .map(|p| p.event_id.clone())
+            .collect();
+        let mut known_prevs: HashSet<String> = places
             .into_iter()
-            .filter(|p| !p.outlier)
+            .filter(|p| !p.outlier && p.room_id == room_id.as_str())
             .map(|p| p.event_id)
             .collect();
         for c in pdus {
+            if known_rejected.contains(c.event_id.as_str()) {
+                out.push((
+                    c.event_id,
+                    Outcome::Rejected("event rejected earlier".into()),
+                ));
+                continue;
+            }
             if known.contains(c.event_id.as_str())
                 || built.iter().any(|n| n.pdu.event_id == c.event_id)
             {
@@ -221,6 +238,18 @@ impl Services {
                 && pdu.kind != ruma::events::TimelineEventType::RoomCreate
             {
                 out.push((c.event_id, Outcome::Rejected("wrong room".into())));
+                continue;
+            }
+            if let Some(p) = pdu
+                .prev_events
+                .iter()
+                .find(|p| foreign_prevs.contains(p.as_str()))
+            {
+                tracing::info!(event = %c.event_id, prev = %p, "prev event of another room: event refused");
+                out.push((
+                    c.event_id,
+                    Outcome::Rejected(format!("prev event {p} is of another room")),
+                ));
                 continue;
             }
             let given = supplied.remove(&c.event_id);
@@ -281,38 +310,41 @@ impl Services {
             for n in &built {
                 auth.insert(n.pdu.event_id.clone(), n.pdu.clone());
             }
-            if let Some(create) = room.get("m.room.create", "") {
-                auth.insert(create.event_id.clone(), create.clone());
-            }
+            let create = room.get("m.room.create", "").cloned();
             let rules = &room.rules.authorization;
-            if let Err(e) = state_res::check_state_independent_auth_rules(rules, &*pdu, |id| {
-                auth.get(id).cloned()
-            }) {
-                out.push((c.event_id, Outcome::Rejected(e)));
-                continue;
-            }
-            let before_state = before.as_ref().map(|(s, _)| s).unwrap_or(&room.state);
-            if let Err(e) = state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
-                before_state.get(&(t.clone(), k.to_owned())).cloned()
-            }) {
-                out.push((c.event_id, Outcome::Rejected(e)));
-                continue;
-            }
-            // Tchap access rules: the same pure check every server of the federation makes.
-            if let Err(e) =
-                crate::services::policy::access_rules::check(&self.policy, before_state, &pdu)
-            {
-                tracing::info!(event = %c.event_id, reason = %e, "event rejected by the access rules");
-                // Kept known, flagged rejected: never in the state nor the timeline.
-                let v = serde_json::to_value(&c.object).unwrap_or_default();
-                let version_rules = room.rules.clone();
-                if let Ok(stored) = self.store_outliers(room_id, &version_rules, &[v]).await {
-                    if stored.contains(&c.event_id) {
-                        self.db
-                            .mark_rejected(room_id.as_str(), &[c.event_id.to_string()])
-                            .await?;
-                    }
+            // Step 4: the state made of its own auth events must allow it.
+            match check_auth_events(&room.rules, &pdu, &auth, create.as_ref()) {
+                Ok(()) => {}
+                Err(AuthFailure::Missing(e)) => {
+                    out.push((c.event_id, Outcome::Rejected(e)));
+                    continue;
                 }
+                Err(AuthFailure::Refused(e)) => {
+                    tracing::info!(event = %c.event_id, reason = %e, "event rejected by its auth events");
+                    let room_id = room.room_id.clone();
+                    self.store_rejected(&room_id, &[(pdu, c.json)]).await?;
+                    out.push((c.event_id, Outcome::Rejected(e)));
+                    continue;
+                }
+            }
+            // Step 5: the state before it must allow it too.
+            let before_state = before.as_ref().map(|(s, _)| s).unwrap_or(&room.state);
+            let refused = state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
+                before_state.get(&(t.clone(), k.to_owned())).cloned()
+            })
+            .err()
+            // Tchap access rules: the same pure check every server of the federation makes.
+            .or_else(|| {
+                crate::services::policy::access_rules::check(&self.policy, before_state, &pdu)
+                    .err()
+                    .inspect(|e| {
+                        tracing::info!(event = %c.event_id, reason = %e, "event rejected by the access rules")
+                    })
+            });
+            if let Some(e) = refused {
+                // Kept known, flagged rejected: never in the state nor the timeline.
+                let room_id = room.room_id.clone();
+                self.store_rejected(&room_id, &[(pdu, c.json)]).await?;
                 out.push((c.event_id, Outcome::Rejected(e)));
                 continue;
             }

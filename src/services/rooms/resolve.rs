@@ -164,8 +164,9 @@ impl Services {
             .into_iter()
             .filter(|id| parse(id).is_none_or(|e| !events.contains_key(&e)))
             .collect();
-        for row in self.db.get_events_chunked(&missing).await? {
-            if let Ok(p) = Pdu::parse(&row.event_id, &row.json) {
+        // Rejected events are read with their flag: the iterative auth checks skip them.
+        for row in self.db.get_events_chunked_with_rejected(&missing).await? {
+            if let Ok(p) = Pdu::from_row(&row) {
                 events.insert(p.event_id.clone(), p);
             }
         }
