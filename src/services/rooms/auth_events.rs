@@ -193,7 +193,11 @@ impl Services {
             Ok(())
         }
         .await;
-        self.events_stream.complete(&streams, vec![]);
+        if res.is_ok() {
+            self.events_stream.complete(&streams, vec![]);
+        } else {
+            self.abandon_positions(|s| &s.events_stream, streams);
+        }
         res
     }
 }
