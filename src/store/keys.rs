@@ -372,16 +372,42 @@ impl Db {
         Ok(())
     }
 
+    /// `signer`'s signatures of `targets`' keys: a change of the targets that only the signer
+    /// sees (`device_list_changes_for`).
+    pub async fn add_signature_changes(
+        tx: &mut Tx,
+        stream: i64,
+        signer: &str,
+        targets: &[String],
+    ) -> sqlx::Result<()> {
+        for chunk in targets.chunks(300) {
+            let mut sql =
+                String::from("INSERT INTO signature_changes (stream_id, signer, target) VALUES ");
+            push_rows_from(&mut sql, 1, chunk.len(), 3);
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for t in chunk {
+                q = q.bind(stream).bind(signer).bind(t);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     pub async fn max_device_list_stream(&self) -> sqlx::Result<i64> {
-        sqlx::query("SELECT COALESCE(MAX(stream_id), 0) FROM device_list_changes")
-            .fetch_all(&self.pool)
-            .await
-            .and_then(super::one)?
-            .try_get(0)
+        sqlx::query(
+            "SELECT COALESCE(MAX(m), 0) FROM (\
+               SELECT MAX(stream_id) AS m FROM device_list_changes \
+               UNION ALL SELECT MAX(stream_id) AS m FROM signature_changes) heads",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .and_then(super::one)?
+        .try_get(0)
     }
 
     /// Users whose devices changed in (since, until] and who are the user or share a room with
-    /// them (joined or invited).
+    /// them (joined or invited), and the users whose keys the user signed in that window.
     pub async fn device_list_changes_for(
         &self,
         user: &str,
@@ -393,7 +419,9 @@ impl Db {
              WHERE c.stream_id > $2 AND c.stream_id <= $3 AND (c.user_id = $1 OR EXISTS (\
                SELECT 1 FROM memberships m1 JOIN memberships m2 ON m2.room_id = m1.room_id \
                WHERE m1.user_id = $1 AND m1.membership = 'join' AND m2.user_id = c.user_id \
-               AND m2.membership IN ('join', 'invite')))",
+               AND m2.membership IN ('join', 'invite'))) \
+             UNION SELECT target FROM signature_changes \
+             WHERE signer = $1 AND stream_id > $2 AND stream_id <= $3",
         )
         .bind(user)
         .bind(since)

@@ -833,6 +833,16 @@ async fn cross_signing(b: Backend) {
     assert_eq!(st, StatusCode::OK);
     let alice_master = q["master_keys"][&a].clone();
     let master_pub = master.public_key().to_base64();
+    let before_sig = |u: &User| {
+        let (s, u) = (&s, u.clone());
+        async move {
+            s.sync(&u, None, 0).await["next_batch"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (bob_t1, alice_t1) = (before_sig(&bob.user).await, before_sig(&alice.user).await);
     let (st, v) = s
         .post(
             &bob.user,
@@ -841,6 +851,33 @@ async fn cross_signing(b: Backend) {
         )
         .await;
     assert_eq!((st, v["failures"].clone()), (StatusCode::OK, json!({})));
+    // bob's devices are told to re-read alice's keys (and then show her verified); alice's
+    // are not told that her keys changed (the signature is bob's private business).
+    let changed = |v: &Value| v["device_lists"]["changed"].clone();
+    let bob_sync = s.sync(&bob.user, Some(&bob_t1), 0).await;
+    assert!(
+        changed(&bob_sync).as_array().unwrap().contains(&json!(a)),
+        "{bob_sync}"
+    );
+    let alice_sync = s.sync(&alice.user, Some(&alice_t1), 0).await;
+    assert!(
+        !changed(&alice_sync)
+            .as_array()
+            .is_some_and(|c| c.contains(&json!(a))),
+        "{alice_sync}"
+    );
+    let (st, v) = s
+        .get(
+            &bob.user,
+            &format!(
+                "/_matrix/client/v3/keys/changes?from={}&to={}",
+                enc(&bob_t1),
+                enc(bob_sync["next_batch"].as_str().unwrap())
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["changed"].as_array().unwrap().contains(&json!(a)), "{v}");
     let bu_id = format!("ed25519:{}", bu.public_key().to_base64());
     let seen_by_bob = query(&s, &bob.user, &a).await;
     assert!(verifies(

@@ -184,6 +184,17 @@ impl Services {
                 let mut tx = self.db.begin_write().await?;
                 Db::put_signatures(&mut tx.tx, &rows).await?;
                 Db::add_device_list_changes(&mut tx.tx, ticket.id, &[me.to_owned()]).await?;
+                // The signer's own devices re-read the keys he signed (and so see them
+                // verified); nobody else learns of the signature (Synapse's
+                // notify_user_signature_update).
+                let mut targets: Vec<String> = rows
+                    .iter()
+                    .filter(|row| row.0 != me)
+                    .map(|row| row.0.clone())
+                    .collect();
+                targets.sort();
+                targets.dedup();
+                Db::add_signature_changes(&mut tx.tx, ticket.id, me, &targets).await?;
                 tx.commit().await?;
                 Ok(())
             }
