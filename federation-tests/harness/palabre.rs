@@ -45,6 +45,9 @@ pub struct Palabre {
     pub fed_port: u16,
     /// Its data directory (kept across restarts).
     pub dir: PathBuf,
+    /// Environment variables of the next starts (debug failpoints such as
+    /// `PALABRE_FAILPOINT`); the configuration file is the rest.
+    pub env: Vec<(String, String)>,
     label: String,
     config_file: PathBuf,
     log: PathBuf,
@@ -153,6 +156,7 @@ max_retry_interval_ms = 2000
             fed_port,
             log: dir.join("palabre.log"),
             dir,
+            env: vec![],
             label: label.to_owned(),
             config_file,
             https: net.https().clone(),
@@ -179,6 +183,7 @@ max_retry_interval_ms = 2000
             }
         }
         cmd.env("RUST_BACKTRACE", "1");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut proc = Some(Proc::spawn(
             &format!("palabre {} ({})", self.label, self.name),
             cmd,

@@ -139,6 +139,13 @@ impl Db {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
+        Self::insert_outbox(&mut tx.tx, rows).await?;
+        tx.commit().await
+    }
+
+    /// `enqueue_outbox` inside the caller's transaction (the events' own, so that a committed
+    /// local event is always queued for the other servers).
+    pub async fn insert_outbox(tx: &mut Tx, rows: &[(i64, String, String)]) -> sqlx::Result<()> {
         for chunk in rows.chunks(100) {
             let mut sql =
                 String::from("INSERT INTO federation_outbox (id, destination, event_id) VALUES ");
@@ -147,9 +154,9 @@ impl Db {
             for (id, d, e) in chunk {
                 q = q.bind(*id).bind(d).bind(e);
             }
-            q.execute(&mut *tx.tx).await?;
+            q.execute(&mut **tx).await?;
         }
-        tx.commit().await
+        Ok(())
     }
 
     /// The next queued events of a destination: (id, event json).

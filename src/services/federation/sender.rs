@@ -82,34 +82,52 @@ impl Services {
         event_ids: &[String],
         except: Option<&ServerName>,
     ) -> Result<()> {
-        if event_ids.is_empty() || !self.config.federation.enabled {
+        if event_ids.is_empty() {
             return Ok(());
         }
-        let dests: Vec<OwnedServerName> = room_servers(room, &self.server_name)
+        let dests: Vec<OwnedServerName> = self
+            .room_destinations(room)
             .into_iter()
             .filter(|d| Some(d.as_ref()) != except)
-            .filter(|d| super::allowed(&self.config.federation, d))
             .collect();
         self.enqueue(&dests, event_ids).await
     }
 
     pub async fn enqueue(&self, dests: &[OwnedServerName], event_ids: &[String]) -> Result<()> {
-        if dests.is_empty() || event_ids.is_empty() {
-            return Ok(());
+        let rows = self.outbox_rows(dests, event_ids);
+        self.db.enqueue_outbox(&rows).await?;
+        for d in dests {
+            self.wake_destination(d.as_str(), false);
         }
+        Ok(())
+    }
+
+    /// The servers of a room that its new local events go to (federation on, allow-list).
+    pub fn room_destinations(&self, room: &RoomState) -> Vec<OwnedServerName> {
+        if !self.config.federation.enabled {
+            return vec![];
+        }
+        room_servers(room, &self.server_name)
+            .into_iter()
+            .filter(|d| super::allowed(&self.config.federation, d))
+            .collect()
+    }
+
+    /// Outbox rows (id, destination, event id) for events to destinations, ids taken in order.
+    pub fn outbox_rows(
+        &self,
+        dests: &[OwnedServerName],
+        event_ids: &[String],
+    ) -> Vec<(i64, String, String)> {
         let q = &self.federation.queues;
-        let mut rows = vec![];
+        let mut rows = Vec::with_capacity(dests.len() * event_ids.len());
         for d in dests {
             for e in event_ids {
                 let id = q.next_id.fetch_add(1, Ordering::SeqCst) + 1;
                 rows.push((id, d.to_string(), e.clone()));
             }
         }
-        self.db.enqueue_outbox(&rows).await?;
-        for d in dests {
-            self.wake_destination(d.as_str(), false);
-        }
-        Ok(())
+        rows
     }
 
     /// Starts (or wakes) a destination's sender; `reset` ends its backoff.

@@ -28,8 +28,8 @@ use parking_lot::Mutex;
 use ruma::{
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
-    state_res, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedUserId,
-    RoomId, RoomVersionId, UserId,
+    state_res, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName,
+    OwnedUserId, RoomId, RoomVersionId, UserId,
 };
 use serde_json::Value;
 
@@ -674,17 +674,20 @@ impl Services {
                     room.resolved.clear();
                     room.extra_groups.clear();
                 }
+                let (notified, destinations) = notified;
+                // Debug builds only: die between the commit and the federation send, as a crash
+                // would (the crash scenario of federation-tests checks the event still goes out).
+                #[cfg(debug_assertions)]
+                if !destinations.is_empty()
+                    && std::env::var_os("PALABRE_FAILPOINT")
+                        .is_some_and(|f| f == "after_local_event_commit")
+                {
+                    std::process::abort();
+                }
                 self.wake_pushers(notified);
-                // Local events go to the other servers of the room.
-                let local: Vec<String> = batch
-                    .iter()
-                    .filter(|n| !n.soft_failed && self.is_local(&n.pdu.sender))
-                    .map(|n| n.pdu.event_id.to_string())
-                    .collect();
-                if let (Some(room), false) = (guard.as_ref(), local.is_empty()) {
-                    if let Err(e) = self.send_to_room_servers(room, &local, None).await {
-                        tracing::error!(error = %e.message, "cannot queue events for federation");
-                    }
+                // Local events were queued for the other servers with them: send.
+                for d in destinations {
+                    self.wake_destination(d.as_str(), false);
                 }
                 Ok(ids)
             }
@@ -701,7 +704,7 @@ impl Services {
         batch: &[NewPdu],
         ids: &[i64],
         new_room: Option<(&UserId, bool)>,
-    ) -> Result<Vec<String>> {
+    ) -> Result<(Vec<String>, Vec<OwnedServerName>)> {
         let room = guard
             .as_ref()
             .ok_or_else(|| Error::unknown("room state missing"))?;
@@ -850,6 +853,19 @@ impl Services {
             .filter(|e| !e.soft_failed)
             .map(|e| (e.event_id, e.sender))
             .collect();
+        // Local events go to the other servers of the room: queued in the same transaction, so
+        // that no committed event misses the outbox (the sender resumes from it after a crash).
+        let local: Vec<String> = batch
+            .iter()
+            .filter(|n| !n.soft_failed && self.is_local(&n.pdu.sender))
+            .map(|n| n.pdu.event_id.to_string())
+            .collect();
+        let destinations = if local.is_empty() {
+            vec![]
+        } else {
+            self.room_destinations(room)
+        };
+        let outbox = self.outbox_rows(&destinations, &local);
         let mut tx = self.db.begin_write().await?;
         if let Some((creator, public)) = new_room {
             Db::insert_room(
@@ -903,10 +919,11 @@ impl Services {
         if !member_rows.is_empty() {
             Db::upsert_memberships(&mut tx.tx, room_id, &member_rows).await?;
         }
+        Db::insert_outbox(&mut tx.tx, &outbox).await?;
         tx.commit().await?;
         let mut notified: Vec<String> = push.into_iter().map(|p| p.user_id).collect();
         notified.sort_unstable();
         notified.dedup();
-        Ok(notified)
+        Ok((notified, destinations))
     }
 }
