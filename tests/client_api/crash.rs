@@ -14,7 +14,7 @@ crate::both_backends!(
 );
 
 /// The server process; killed and reaped whatever happens to the test.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -24,7 +24,7 @@ impl Drop for Proc {
 }
 
 /// Starts the real `palabre serve` binary and waits until it answers.
-async fn spawn(dir: &std::path::Path, db: &str, port: u16) -> Proc {
+pub(crate) async fn spawn(dir: &std::path::Path, db: &str, port: u16) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_palabre"))
         .arg("serve")
         .env("PALABRE_DATA_DIR", dir)

@@ -6,6 +6,7 @@ mod smtp_sink;
 
 mod accounts;
 mod crash;
+mod crash_mixed;
 mod directory;
 mod durability_input;
 mod e2ee;
