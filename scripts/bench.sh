@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): send throughput, sync fan-out wake-up latency, initial sync and idle
-# memory of a release build on SQLite, with the shared load tool (../shared/bench).
+# Benchmark (not a test): send throughput, sync fan-out wake-up latency, initial sync, idle
+# memory, and the restart time after a crash on ~100 000 events, of a release build on SQLite,
+# with the shared load tool (../shared/bench).
 # usage: bash scripts/bench.sh [OUT.jsonl]     (loopback only; stops the server it started)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,24 @@ run send --users 10 --messages 5000
 run sync-fanout --receivers 50 --messages 200 --rate 20
 run initial-sync --rooms 50 --events 100 --repeat 3
 run e2ee-keys --devices 50 --otks 50 --claims-per-device 5 --query-users 10
+
+# Restart after a crash on a database of more than 100 000 events: a second send run brings the
+# events to ~100 000 (plus the rooms' state), then SIGKILL and the time from the new process's
+# start to the first answered /sync of a user holding a token.
+run send --users 10 --messages 5000
+TOKEN=$(curl -sf -X POST "http://127.0.0.1:$PORT/_matrix/client/v3/register" \
+  -d '{"username":"restart-probe","password":"restart probe password","auth":{"type":"m.login.dummy"}}' \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+kill -9 "$PID"; wait "$PID" 2>/dev/null || true
+START_NS=$(date +%s%N)
+PALABRE_DATA_DIR="$DATA" PALABRE_LISTEN="127.0.0.1:$PORT" PALABRE_REGISTRATION=open \
+  PALABRE_RATE_LIMITS=off PALABRE_LOG=warn ./target/release/palabre serve >> "$DATA/server.log" 2>&1 &
+PID=$!
+until curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/_matrix/client/v3/sync?timeout=0" >/dev/null; do
+  sleep 0.005
+done
+END_NS=$(date +%s%N)
+echo "{\"scenario\": \"restart\", \"label\": \"palabre\", \"events_about\": 100000, \"first_sync_ms\": $(( (END_NS - START_NS) / 1000000 ))}" >> "$OUT"
 echo "results appended to $OUT"
 python3 - "$OUT" <<'PY'
 import json, sys
@@ -34,5 +53,6 @@ for line in open(sys.argv[1]):
     if s == "send": print("send events/s:", d.get("events_per_s"), "p99 ms:", d.get("send_latency_ms", {}).get("p99"))
     if s == "sync-fanout": print("fan-out delivery ms:", d.get("delivery_latency_ms"), "lost:", d.get("lost"), "dup:", d.get("duplicates"))
     if s == "initial-sync": print("initial sync first ms:", d.get("first_ms"))
+    if s == "restart": print("restart to first /sync ms:", d.get("first_sync_ms"))
     if s == "e2ee-keys": print("keys ops/s:", {k: d.get(k, {}).get("ops_per_s") for k in ("upload", "claim", "query")}, "verification failures:", d.get("verification_failures"))
 PY

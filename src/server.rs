@@ -31,10 +31,6 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listen = config.listen.clone();
     let services = Services::start(config).await?;
-    services
-        .annuaire_start()
-        .await
-        .map_err(|e| anyhow::anyhow!("annuaire: {}", e.message))?;
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -65,7 +61,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::info!(addr = ?tls_addr, "TLS listener started");
     }
     services.start_pusher_task();
-    services.start_annuaire_tasks();
+    // The annuaire's entries and search index are made while the server serves (searches
+    // meanwhile see what is indexed so far); its replication starts once they are.
+    let annuaire = Arc::downgrade(&services);
+    tokio::spawn(async move {
+        let mut delay = std::time::Duration::from_secs(1);
+        loop {
+            let Some(s) = annuaire.upgrade() else { return };
+            match s.annuaire_start().await {
+                Ok(()) => {
+                    s.start_annuaire_tasks();
+                    return;
+                }
+                Err(e) => tracing::error!(error = %e.message, "annuaire start failed; retrying"),
+            }
+            drop(s);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(60));
+        }
+    });
     services
         .resume_outbox()
         .await

@@ -198,15 +198,19 @@ impl Services {
         Ok(())
     }
 
-    /// Builds the search index from the table (replacing the current one).
+    /// Fills the search index from the table, a page at a time, while the server serves (20 s
+    /// at a million entries must not delay the start). Each page is read and indexed under the
+    /// local write lock, so a local change is either in the page or applied after it; pulls
+    /// from peers start only once the index is built (`start_annuaire_tasks`).
     pub async fn annuaire_load_index(&self) -> Result<()> {
         let start = std::time::Instant::now();
-        let mut ix = index::Index::default();
         let mut after = String::new();
         loop {
+            let _guard = self.annuaire.write.lock().await;
             let page = self.db.annuaire_visible_page(&after, LOAD_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.user_id.clone();
+            let mut ix = self.annuaire.index.write();
             for e in &page {
                 ix.upsert(
                     &e.user_id,
@@ -216,6 +220,7 @@ impl Services {
                 );
             }
         }
+        let ix = self.annuaire.index.read();
         tracing::info!(
             users = ix.len(),
             terms = ix.term_count(),
@@ -223,7 +228,6 @@ impl Services {
             ms = start.elapsed().as_millis() as u64,
             "annuaire index built"
         );
-        *self.annuaire.index.write() = ix;
         Ok(())
     }
 
