@@ -3,7 +3,7 @@
 //! The membership event is an outlier in `events` and the user's row in `memberships`;
 //! `remote_memberships` keeps the stripped state shown to clients and the servers to go through.
 
-use super::{events::NewEvent, placeholders, Db};
+use super::{placeholders, Db, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RemoteMembershipRow {
@@ -25,47 +25,39 @@ pub struct NewRemoteMembership<'a> {
 const COLS: &str = "event_id, room_id, user_id, stripped_state, servers, room_version";
 
 impl Db {
-    /// Stores an out-of-band membership event of `user` (an outlier: no state, no timeline) and
-    /// makes it the user's membership in the room, in one transaction. `remote` replaces what
-    /// was kept for the user's earlier invite or knock in the room (None: only drops it).
-    pub async fn store_out_of_band(
-        &self,
-        ev: &NewEvent<'_>,
+    /// Makes `event` the one kept out-of-band membership of `user` in the room: what was kept
+    /// for an earlier invite or knock is dropped, `remote` (the new invite's or knock's stripped
+    /// state and servers) kept instead. In the caller's transaction (the event's own).
+    pub async fn put_out_of_band(
+        tx: &mut Tx,
+        room_id: &str,
         user: &str,
-        membership: &str,
-        remote: Option<NewRemoteMembership<'_>>,
+        event: &str,
+        remote: Option<&NewRemoteMembership<'_>>,
     ) -> sqlx::Result<()> {
-        let mut tx = self.begin_write().await?;
-        Self::insert_events(&mut tx.tx, ev.room_id, std::slice::from_ref(ev), &[], &[]).await?;
-        Self::upsert_memberships(
-            &mut tx.tx,
-            ev.room_id,
-            &[(user, membership, ev.event_id, ev.stream_ordering)],
-        )
-        .await?;
         sqlx::query(
             "DELETE FROM remote_memberships WHERE user_id = $1 AND room_id = $2 AND event_id <> $3",
         )
         .bind(user)
-        .bind(ev.room_id)
-        .bind(ev.event_id)
-        .execute(&mut *tx.tx)
+        .bind(room_id)
+        .bind(event)
+        .execute(&mut **tx)
         .await?;
         if let Some(r) = remote {
             sqlx::query(&format!(
                 "INSERT INTO remote_memberships ({COLS}) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (event_id) DO NOTHING"
             ))
-            .bind(ev.event_id)
-            .bind(ev.room_id)
+            .bind(event)
+            .bind(room_id)
             .bind(user)
             .bind(r.stripped_state)
             .bind(r.servers)
             .bind(r.room_version)
-            .execute(&mut *tx.tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await
+        Ok(())
     }
 
     /// What is kept for these membership events (those that are out-of-band).

@@ -18,12 +18,11 @@ use crate::{
     services::{
         rooms::{
             auth_events::judge_batch,
-            pdu::{belongs_to, Pdu, PduStrings},
+            pdu::{belongs_to, Pdu},
             resolve::State,
         },
         Services,
     },
-    store::{events::NewEvent, Db},
     util, Error, Result,
 };
 
@@ -239,35 +238,13 @@ impl Services {
         }
         let judged = judge_batch(rules, fresh, &mut auth, create.as_ref());
         // Rejected events are kept known (flagged), so that what cites them is rejected too.
-        self.store_rejected(room_id, &judged.rejected).await?;
+        self.write_outliers(room_id, &judged.rejected, true).await?;
         let good = judged.accepted;
         if good.is_empty() {
             return Ok(out);
         }
         out.extend(good.iter().map(|(p, _)| p.event_id.clone()));
-        let streams = self.events_stream.allocate(good.len());
-        let strings: Vec<PduStrings> = good.iter().map(|(p, _)| p.strings()).collect();
-        let rows: Vec<NewEvent> = good
-            .iter()
-            .zip(&streams)
-            .zip(&strings)
-            .map(|(((p, json), stream), s)| {
-                p.new_event(s, room_id.as_str(), json, *stream, 0, true)
-            })
-            .collect();
-        let res: Result<()> = async {
-            let mut tx = self.db.begin_write().await?;
-            Db::insert_events(&mut tx.tx, room_id.as_str(), &rows, &[], &[]).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
-        if res.is_ok() {
-            self.events_stream.complete(&streams, vec![]);
-        } else {
-            self.abandon_positions(|s| &s.events_stream, streams);
-        }
-        res?;
+        self.write_outliers(room_id, &good, false).await?;
         Ok(out)
     }
 }

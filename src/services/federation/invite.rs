@@ -20,7 +20,12 @@ use serde_json::{json, Value};
 use super::{pdu::CheckedPdu, sender::outgoing_pdu};
 use crate::{
     services::{
-        rooms::{pdu::Pdu, remote::Outcome, version, RoomState, MAX_PDU_BYTES},
+        rooms::{
+            pdu::Pdu,
+            remote::Outcome,
+            store_events::{EventWrite, OutOfBand, Placement},
+            version, RoomState, MAX_PDU_BYTES,
+        },
         Services,
     },
     store::remote_memberships::NewRemoteMembership,
@@ -262,17 +267,19 @@ impl Services {
         let ids = self.events_stream.allocate(1);
         let strings = pdu.strings();
         let ev = pdu.new_event(&strings, room_id.as_str(), json, ids[0], 0, true);
-        let res = self
-            .db
-            .store_out_of_band(&ev, user.as_str(), membership, remote)
-            .await;
-        if res.is_ok() {
-            let ready = self.events_stream.complete(&ids, vec![user.to_owned()]);
-            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
-        } else {
-            self.abandon_positions(|s| &s.events_stream, ids);
-        }
-        Ok(res?)
+        let write = EventWrite {
+            placement: Placement::Outlier,
+            memberships: vec![(user.as_str(), membership, event_id, ids[0])],
+            out_of_band: Some(OutOfBand {
+                user: user.as_str(),
+                membership,
+                remote,
+            }),
+            events: vec![ev],
+            ..Default::default()
+        };
+        self.write_events(room_id.as_str(), ids, write, vec![user.to_owned()])
+            .await
     }
 
     /// `PUT /v2/invite/{roomId}/{eventId}`: another server invites a local user. The event is

@@ -1,6 +1,7 @@
 //! Joining rooms across servers (spec: Joining Rooms): `make_join` / `send_join` v2 served to
 //! other servers, and the same dance as the joining side for local users.
 
+use crate::services::rooms::store_events::{EventWrite, NewRoom, Placement};
 use std::{collections::HashMap, sync::Arc};
 
 use axum::http::Method;
@@ -25,7 +26,7 @@ use crate::{
         },
         Services,
     },
-    store::{events::NewEvent, Db},
+    store::events::NewEvent,
     util, Error, Result,
 };
 
@@ -407,67 +408,57 @@ impl Services {
                 ..p.new_event(s, room_id.as_str(), &c.json, *stream, 0, true)
             })
             .collect();
-        let res: Result<()> = async {
-            let mut tx = self.db.begin_write().await?;
-            Db::insert_room(
-                &mut tx.tx,
-                room_id.as_str(),
-                room.version.as_str(),
+        // Current state of everything but the join (the join's own row comes with it).
+        let state_set: Vec<(&str, &str, &str, i64)> = events
+            .iter()
+            .filter(|e| e.state_key.is_some())
+            .filter(|e| {
+                room.state
+                    .get(&(
+                        StateEventType::from(e.kind),
+                        e.state_key.unwrap_or_default().to_owned(),
+                    ))
+                    .is_some_and(|p| p.event_id.as_str() == e.event_id)
+            })
+            .map(|e| {
+                (
+                    e.kind,
+                    e.state_key.unwrap_or_default(),
+                    e.event_id,
+                    e.stream_ordering,
+                )
+            })
+            .collect();
+        let members: Vec<(&str, String, &str, i64)> = events
+            .iter()
+            .filter(|e| e.kind == "m.room.member")
+            .filter(|e| state_set.iter().any(|r| r.2 == e.event_id))
+            .filter_map(|e| {
+                let m = room
+                    .state
+                    .get(&(StateEventType::RoomMember, e.state_key?.to_owned()))?
+                    .content_str("membership")?;
+                Some((e.state_key?, m, e.event_id, e.stream_ordering))
+            })
+            .collect();
+        let memberships: Vec<(&str, &str, &str, i64)> = members
+            .iter()
+            .map(|(u, m, e, s)| (*u, m.as_str(), *e, *s))
+            .collect();
+        let write = EventWrite {
+            placement: Placement::Outlier,
+            new_room: Some(NewRoom {
+                version: room.version.as_str(),
                 creator,
-                false,
-                util::now_ms(),
-            )
+                public: false,
+            }),
+            events,
+            state_set,
+            memberships,
+            ..Default::default()
+        };
+        self.write_events(room_id.as_str(), ids, write, vec![])
             .await?;
-            Db::insert_events(&mut tx.tx, room_id.as_str(), &events, &[], &[]).await?;
-            // Current state of everything but the join (the join's own row comes with it).
-            let rows: Vec<(&str, &str, &str, i64)> = events
-                .iter()
-                .filter(|e| e.state_key.is_some())
-                .filter(|e| {
-                    room.state
-                        .get(&(
-                            StateEventType::from(e.kind),
-                            e.state_key.unwrap_or_default().to_owned(),
-                        ))
-                        .is_some_and(|p| p.event_id.as_str() == e.event_id)
-                })
-                .map(|e| {
-                    (
-                        e.kind,
-                        e.state_key.unwrap_or_default(),
-                        e.event_id,
-                        e.stream_ordering,
-                    )
-                })
-                .collect();
-            Db::upsert_current_state(&mut tx.tx, room_id.as_str(), &rows).await?;
-            let members: Vec<(&str, String, &str, i64)> = events
-                .iter()
-                .filter(|e| e.kind == "m.room.member")
-                .filter(|e| rows.iter().any(|r| r.2 == e.event_id))
-                .filter_map(|e| {
-                    let m = room
-                        .state
-                        .get(&(StateEventType::RoomMember, e.state_key?.to_owned()))?
-                        .content_str("membership")?;
-                    Some((e.state_key?, m, e.event_id, e.stream_ordering))
-                })
-                .collect();
-            let members: Vec<(&str, &str, &str, i64)> = members
-                .iter()
-                .map(|(u, m, e, s)| (*u, m.as_str(), *e, *s))
-                .collect();
-            Db::upsert_memberships(&mut tx.tx, room_id.as_str(), &members).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
-        if res.is_ok() {
-            self.events_stream.complete(&ids, vec![]);
-        } else {
-            self.abandon_positions(|s| &s.events_stream, ids);
-        }
-        res?;
         let new = NewPdu {
             state_group: group.id,
             pdu: join.clone(),

@@ -13,15 +13,9 @@ use std::{
 
 use ruma::{
     events::StateEventType, room_version_rules::RoomVersionRules, state_res, EventId, OwnedEventId,
-    RoomId,
 };
 
-use super::pdu::{Pdu, PduStrings};
-use crate::{
-    services::Services,
-    store::{events::NewEvent, Db},
-    Result,
-};
+use super::pdu::Pdu;
 
 /// Why an event does not pass against its auth events.
 #[derive(Debug)]
@@ -162,42 +156,4 @@ pub fn judge_batch<T>(
         }
     }
     out
-}
-
-impl Services {
-    /// Stores rejected events of a room (with their JSON) as rejected outliers: known, so they
-    /// are neither fetched nor judged again, and never in a state, a timeline or an answer.
-    pub async fn store_rejected(
-        &self,
-        room_id: &RoomId,
-        events: &[(Arc<Pdu>, String)],
-    ) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let streams = self.events_stream.allocate(events.len());
-        let strings: Vec<PduStrings> = events.iter().map(|(p, _)| p.strings()).collect();
-        let rows: Vec<NewEvent> = events
-            .iter()
-            .zip(&streams)
-            .zip(&strings)
-            .map(|(((p, json), stream), s)| NewEvent {
-                rejected: true,
-                ..p.new_event(s, room_id.as_str(), json, *stream, 0, true)
-            })
-            .collect();
-        let res: Result<()> = async {
-            let mut tx = self.db.begin_write().await?;
-            Db::insert_events(&mut tx.tx, room_id.as_str(), &rows, &[], &[]).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
-        if res.is_ok() {
-            self.events_stream.complete(&streams, vec![]);
-        } else {
-            self.abandon_positions(|s| &s.events_stream, streams);
-        }
-        res
-    }
 }

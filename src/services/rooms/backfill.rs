@@ -10,6 +10,7 @@
 //! before the local start. A gap (the earliest event here) is asked about once; the room start
 //! (its create event) ends backfilling for the room.
 
+use super::store_events::{EventWrite, Placement};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -26,7 +27,7 @@ use serde_json::Value;
 use super::{auth_events::check_auth_events, pdu::Pdu, resolve::State, GroupWrite};
 use crate::{
     services::{federation::sender::room_servers, relations::relation_of, Services},
-    store::{events::NewEvent, relations::NewRelation, Db},
+    store::{events::NewEvent, relations::NewRelation},
     util, Result,
 };
 
@@ -404,24 +405,6 @@ impl Services {
             })
             .collect();
         let relations = self.relations_in_room(room_id.as_str(), relations).await?;
-        let mut tx = self.db.begin_write().await?;
-        for g in &writes {
-            let refs: Vec<(&str, &str, &str)> = g
-                .entries
-                .iter()
-                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-                .collect();
-            Db::insert_state_group(
-                &mut tx.tx,
-                g.id,
-                room_id.as_str(),
-                g.prev,
-                g.chain_len,
-                &refs,
-            )
-            .await?;
-        }
-        Db::insert_backfilled(&mut tx.tx, room_id.as_str(), &rows).await?;
         let redactions: Vec<super::redactions::RedactionIn> = placed
             .iter()
             .filter(|p| p.pdu.kind == TimelineEventType::RoomRedaction)
@@ -434,14 +417,19 @@ impl Services {
                 })
             })
             .collect();
-        let stored: Vec<(&str, &str)> = rows.iter().map(|r| (r.event_id, r.sender)).collect();
-        self.apply_redactions(&mut tx.tx, room_id.as_str(), &redactions, &stored)
+        let count = rows.len();
+        let write = EventWrite {
+            placement: Placement::Backfilled,
+            events: rows,
+            search: true,
+            relations,
+            state_groups: writes.iter().collect(),
+            redactions,
+            ..Default::default()
+        };
+        // Backfill positions come from the floor, not the events stream: nothing to complete.
+        self.write_events(room_id.as_str(), vec![], write, vec![])
             .await?;
-        Db::index_for_search(&mut tx.tx, &rows).await?;
-        if !relations.is_empty() {
-            Db::insert_relations(&mut tx.tx, room_id.as_str(), &relations).await?;
-        }
-        tx.commit().await?;
-        Ok((rows.len(), reached_create))
+        Ok((count, reached_create))
     }
 }

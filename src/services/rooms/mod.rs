@@ -14,6 +14,7 @@ pub mod redactions;
 pub mod remote;
 pub mod resolve;
 pub mod send;
+pub mod store_events;
 pub mod upgrade;
 pub mod version;
 pub mod visibility;
@@ -32,12 +33,13 @@ use ruma::{
     OwnedUserId, RoomId, RoomVersionId, UserId,
 };
 use serde_json::Value;
+use store_events::{EventWrite, NewRoom, Placement};
 
 use self::pdu::Pdu;
 use super::Services;
 use crate::{
     services::relations::relation_of,
-    store::{events::NewEvent, push::NewPushAction, relations::NewRelation, Db},
+    store::{events::NewEvent, push::NewPushAction, relations::NewRelation},
     util, Error, Result,
 };
 
@@ -644,30 +646,25 @@ impl Services {
         new_room: Option<(&UserId, bool)>,
     ) -> Result<Vec<i64>> {
         let ids = self.events_stream.allocate(batch.len());
-        let res = self.persist_inner(guard, &batch, &ids, new_room).await;
         let mut wake: Vec<OwnedUserId> = vec![];
-        if res.is_ok() {
-            if let Some(room) = guard.as_ref() {
-                wake.extend(room.local_members.iter().cloned());
-                wake.extend(
-                    batch
-                        .iter()
-                        .filter(|n| n.pdu.kind == TimelineEventType::RoomMember)
-                        .filter_map(|n| {
-                            n.pdu
-                                .state_key
-                                .as_deref()
-                                .and_then(|k| UserId::parse(k).ok())
-                        }),
-                );
-            }
+        if let Some(room) = guard.as_ref() {
+            wake.extend(room.local_members.iter().cloned());
+            wake.extend(
+                batch
+                    .iter()
+                    .filter(|n| n.pdu.kind == TimelineEventType::RoomMember)
+                    .filter_map(|n| {
+                        n.pdu
+                            .state_key
+                            .as_deref()
+                            .and_then(|k| UserId::parse(k).ok())
+                    }),
+            );
         }
-        if res.is_ok() {
-            let ready = self.events_stream.complete(&ids, wake);
-            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
-        } else {
-            self.abandon_positions(|s| &s.events_stream, ids.clone());
-        }
+        // The positions are completed (or abandoned) by persist_inner's write, whatever fails.
+        let res = self
+            .persist_inner(guard, &batch, &ids, new_room, wake)
+            .await;
         match res {
             Ok(notified) => {
                 if let Some(room) = guard.as_mut() {
@@ -704,10 +701,16 @@ impl Services {
         batch: &[NewPdu],
         ids: &[i64],
         new_room: Option<(&UserId, bool)>,
+        wake: Vec<OwnedUserId>,
     ) -> Result<(Vec<String>, Vec<OwnedServerName>)> {
+        // A failure before the write abandons the positions as a failed write does.
+        let fail = |e: Error| {
+            self.abandon_positions(|s| &s.events_stream, ids.to_vec());
+            e
+        };
         let room = guard
             .as_ref()
-            .ok_or_else(|| Error::unknown("room state missing"))?;
+            .ok_or_else(|| fail(Error::unknown("room state missing")))?;
         let room_id = room.room_id.as_str();
         let strings: Vec<pdu::PduStrings> = batch.iter().map(|n| n.pdu.strings()).collect();
         let events: Vec<NewEvent> = batch
@@ -819,8 +822,14 @@ impl Services {
                 })
             })
             .collect();
-        let relations = self.relations_in_room(room_id, relations).await?;
-        let push = self.evaluate_push(room, batch, ids, &contents).await?;
+        let relations = self
+            .relations_in_room(room_id, relations)
+            .await
+            .map_err(fail)?;
+        let push = self
+            .evaluate_push(room, batch, ids, &contents)
+            .await
+            .map_err(fail)?;
         let push_rows: Vec<NewPushAction> = push
             .iter()
             .map(|p| NewPushAction {
@@ -848,11 +857,6 @@ impl Services {
                 })
             })
             .collect();
-        let stored: Vec<(&str, &str)> = events
-            .iter()
-            .filter(|e| !e.soft_failed)
-            .map(|e| (e.event_id, e.sender))
-            .collect();
         // Local events go to the other servers of the room: queued in the same transaction, so
         // that no committed event misses the outbox (the sender resumes from it after a crash).
         let local: Vec<String> = batch
@@ -866,26 +870,6 @@ impl Services {
             self.room_destinations(room)
         };
         let outbox = self.outbox_rows(&destinations, &local);
-        let mut tx = self.db.begin_write().await?;
-        if let Some((creator, public)) = new_room {
-            Db::insert_room(
-                &mut tx.tx,
-                room_id,
-                room.version.as_str(),
-                creator.as_str(),
-                public,
-                util::now_ms(),
-            )
-            .await?;
-        }
-        Db::insert_events(&mut tx.tx, room_id, &events, &removed, &added).await?;
-        Db::index_for_search(&mut tx.tx, &events).await?;
-        if !relations.is_empty() {
-            Db::insert_relations(&mut tx.tx, room_id, &relations).await?;
-        }
-        if !push_rows.is_empty() {
-            Db::insert_push_actions(&mut tx.tx, room_id, util::now_ms(), &push_rows).await?;
-        }
         // A user's own event is read: what came before it no longer counts as unread.
         let mut own: HashMap<&str, i64> = HashMap::new();
         for ev in &events {
@@ -894,33 +878,34 @@ impl Services {
                 own.insert(ev.sender, ev.stream_ordering);
             }
         }
-        let own: Vec<(&str, i64)> = own.into_iter().collect();
-        Db::mark_push_read_many(&mut tx.tx, room_id, &own).await?;
-        for g in batch
-            .iter()
-            .filter_map(|n| n.group_write.as_ref())
-            .chain(&room.extra_groups)
-        {
-            let refs: Vec<(&str, &str, &str)> = g
-                .entries
+        let write = EventWrite {
+            placement: Placement::Live,
+            new_room: new_room.map(|(creator, public)| NewRoom {
+                version: room.version.as_str(),
+                creator: creator.as_str(),
+                public,
+            }),
+            extremities_removed: removed,
+            extremities_added: added,
+            search: true,
+            relations,
+            push: push_rows,
+            read_upto: own.into_iter().collect(),
+            state_groups: batch
                 .iter()
-                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-                .collect();
-            Db::insert_state_group(&mut tx.tx, g.id, room_id, g.prev, g.chain_len, &refs).await?;
-        }
-        self.apply_redactions(&mut tx.tx, room_id, &redactions, &stored)
+                .filter_map(|n| n.group_write.as_ref())
+                .chain(&room.extra_groups)
+                .collect(),
+            redactions,
+            state_removed: gone,
+            state_set: state_rows,
+            memberships: member_rows,
+            outbox,
+            events,
+            ..Default::default()
+        };
+        self.write_events(room_id, ids.to_vec(), write, wake)
             .await?;
-        if !gone.is_empty() {
-            Db::delete_current_state(&mut tx.tx, room_id, &gone).await?;
-        }
-        if !state_rows.is_empty() {
-            Db::upsert_current_state(&mut tx.tx, room_id, &state_rows).await?;
-        }
-        if !member_rows.is_empty() {
-            Db::upsert_memberships(&mut tx.tx, room_id, &member_rows).await?;
-        }
-        Db::insert_outbox(&mut tx.tx, &outbox).await?;
-        tx.commit().await?;
         let mut notified: Vec<String> = push.into_iter().map(|p| p.user_id).collect();
         notified.sort_unstable();
         notified.dedup();

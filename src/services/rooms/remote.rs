@@ -322,7 +322,8 @@ impl Services {
                 Err(AuthFailure::Refused(e)) => {
                     tracing::info!(event = %c.event_id, reason = %e, "event rejected by its auth events");
                     let room_id = room.room_id.clone();
-                    self.store_rejected(&room_id, &[(pdu, c.json)]).await?;
+                    self.write_outliers(&room_id, &[(pdu, c.json)], true)
+                        .await?;
                     out.push((c.event_id, Outcome::Rejected(e)));
                     continue;
                 }
@@ -344,7 +345,8 @@ impl Services {
             if let Some(e) = refused {
                 // Kept known, flagged rejected: never in the state nor the timeline.
                 let room_id = room.room_id.clone();
-                self.store_rejected(&room_id, &[(pdu, c.json)]).await?;
+                self.write_outliers(&room_id, &[(pdu, c.json)], true)
+                    .await?;
                 out.push((c.event_id, Outcome::Rejected(e)));
                 continue;
             }
