@@ -11,6 +11,7 @@ use crate::common::{enc, free_port, password, Backend, TestServer, User};
 crate::both_backends!(
     kill_9_loses_no_acknowledged_event,
     kill_9_after_retried_to_device,
+    kill_9_after_a_failed_write,
 );
 
 /// The server process; killed and reaped whatever happens to the test.
@@ -25,7 +26,13 @@ impl Drop for Proc {
 
 /// Starts the real `palabre serve` binary and waits until it answers.
 pub(crate) async fn spawn(dir: &std::path::Path, db: &str, port: u16) -> Proc {
+    spawn_with(dir, db, port, &[]).await
+}
+
+/// `spawn` with extra environment variables (debug failpoints).
+async fn spawn_with(dir: &std::path::Path, db: &str, port: u16, env: &[(&str, &str)]) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_palabre"))
+        .envs(env.iter().copied())
         .arg("serve")
         .env("PALABRE_DATA_DIR", dir)
         .env("PALABRE_DATABASE_URL", db)
@@ -203,4 +210,55 @@ async fn send_to_device(s: &TestServer, from: &User, to: &User, txn: &str, n: u3
         .call(Method::PUT, &path, Some(&from.token), Some(body))
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+/// A room event whose write fails and rolls back (debug failpoint), a client's token taken
+/// after it, the process killed: after the restart the next event still reaches that token
+/// (the failed write's position was recorded as abandoned before any client could see it, so a
+/// restart does not hand it out again).
+async fn kill_9_after_a_failed_write(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::database_url(b, dir.path()).await;
+    let port = free_port();
+    let failpoint = [("PALABRE_FAILPOINT", "fail_write_of_failpoint_body")];
+    let mut child = spawn_with(dir.path(), &db, port, &failpoint).await;
+    let s = TestServer {
+        base: format!("http://127.0.0.1:{port}"),
+        running: None,
+        http: reqwest::Client::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    s.send_text(&alice, &room, "t0", "before").await;
+    let (st, _) = s
+        .call(
+            Method::PUT,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
+                enc(&room)
+            ),
+            Some(&alice.token),
+            Some(json!({"msgtype": "m.text", "body": "failpoint"})),
+        )
+        .await;
+    assert!(st.is_server_error(), "the failpoint did not fire: {st}");
+    // The token a client holds once the failed write's position is done (its abandonment is
+    // recorded in the background, in milliseconds).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let token = s.sync(&alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().unwrap();
+
+    let _child = spawn(dir.path(), &db, port).await;
+    s.send_text(&alice, &room, "t2", "after").await;
+    let next = s.sync(&alice, Some(&token), 0).await;
+    assert_eq!(
+        crate::common::timeline_bodies(&next, &room),
+        vec!["after".to_owned()],
+        "{next}"
+    );
 }

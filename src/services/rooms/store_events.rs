@@ -207,6 +207,20 @@ impl Services {
             Db::put_out_of_band(&mut tx.tx, room_id, o.user, event, o.remote.as_ref()).await?;
         }
         Db::insert_outbox(&mut tx.tx, &w.outbox).await?;
+        // Debug builds only: a write that fails after its rows went in (rolled back), for the
+        // crash test of abandoned positions (`PALABRE_FAILPOINT=fail_write_of_failpoint_body`
+        // fails every live write of a message whose body is "failpoint").
+        #[cfg(debug_assertions)]
+        if w.placement == Placement::Live
+            && std::env::var_os("PALABRE_FAILPOINT")
+                .is_some_and(|f| f == "fail_write_of_failpoint_body")
+            && w.events.iter().any(|e| {
+                serde_json::from_str::<serde_json::Value>(e.json)
+                    .is_ok_and(|v| v["content"]["body"] == "failpoint")
+            })
+        {
+            return Err(crate::Error::unknown("failpoint: write refused"));
+        }
         tx.commit().await?;
         Ok(())
     }
