@@ -94,9 +94,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = inline_allowed(content_type);
     let _ = disposition_filename(content_type);
     if let Ok(name) = std::str::from_utf8(body) {
-        // What this server writes, it reads back (the same file name, for a remote copy).
+        // What this server writes, it reads back (the same file name, for a remote copy),
+        // and it is always a valid header value (the download handler drops one that is not).
         let served = content_disposition(content_type, Some(name));
         assert_eq!(disposition_filename(&served).as_deref(), Some(name));
+        assert!(http::HeaderValue::from_str(&served).is_ok());
     }
 
     let Some(b) = boundary(content_type) else {
