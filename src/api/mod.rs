@@ -72,7 +72,9 @@ fn expiry_exempt(parts: &Parts) -> bool {
         || path == client::account_validity::SEND_MAIL_SYNAPSE
 }
 
-pub(crate) fn form_pairs(q: &str) -> Vec<(String, String)> {
+/// The decoded `key=value` pairs of a query string (`+` as a space, pairs that are not UTF-8
+/// once decoded left out). Public so that the fuzz targets (`fuzz/`) reach it.
+pub fn form_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));

@@ -55,7 +55,9 @@ pub struct RelationsRequest<'a> {
     pub recurse: bool,
 }
 
-fn parse_token(t: &str) -> Result<i64> {
+/// A relations pagination token (`r<n>`, `t<n>` or a bare number) as a stream position;
+/// public so the fuzz targets (`fuzz/`) reach it.
+pub fn parse_token(t: &str) -> Result<i64> {
     t.strip_prefix('r')
         .or_else(|| t.strip_prefix('t'))
         .unwrap_or(t)

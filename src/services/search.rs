@@ -95,7 +95,9 @@ pub fn search_words(term: &str) -> Vec<String> {
     words
 }
 
-fn parse_cursor(token: Option<&str>, rank: bool, head: i64) -> Result<SearchCursor> {
+/// The cursor a search `next_batch` token names (`k<upper>_<offset>` by rank, `r<before>` by
+/// date), or the first page's; public so the fuzz targets (`fuzz/`) reach it.
+pub fn parse_cursor(token: Option<&str>, rank: bool, head: i64) -> Result<SearchCursor> {
     let bad = || Error::invalid_param("Invalid next_batch token");
     match (token, rank) {
         (None, true) => Ok(SearchCursor::Rank {
@@ -125,7 +127,8 @@ fn parse_cursor(token: Option<&str>, rank: bool, head: i64) -> Result<SearchCurs
     }
 }
 
-fn cursor_token(c: SearchCursor) -> String {
+/// The `next_batch` token of a cursor, read back by [`parse_cursor`].
+pub fn cursor_token(c: SearchCursor) -> String {
     match c {
         SearchCursor::Rank { upper, offset } => format!("k{upper}_{offset}"),
         SearchCursor::Recent { before } => format!("r{before}"),

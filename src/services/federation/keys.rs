@@ -29,8 +29,13 @@ fn canonical(v: &Value) -> Option<CanonicalJsonObject> {
 }
 
 /// The keys of a `/_matrix/key/v2/server` response, after checking it is about `server`, still
-/// valid, and signed by one of its own verify keys.
-fn verified_keys(server: &ServerName, resp: &Value, now: i64) -> Result<(Vec<ServerKeyRow>, i64)> {
+/// valid, and signed by one of its own verify keys. Public so that the fuzz targets (`fuzz/`)
+/// reach it.
+pub fn verified_keys(
+    server: &ServerName,
+    resp: &Value,
+    now: i64,
+) -> Result<(Vec<ServerKeyRow>, i64)> {
     let bad = |m: &str| Error::unauthorized(format!("{server} keys: {m}"));
     if resp.get("server_name").and_then(Value::as_str) != Some(server.as_str()) {
         return Err(bad("wrong server_name"));
