@@ -8,7 +8,8 @@
 # The corpus grows in fuzz/corpus/<target> (seeded from fuzz/seeds/<target>), and a crashing
 # input is written to fuzz/artifacts/<target>/; replay one with
 #   fuzz/target/x86_64-unknown-linux-gnu/release/<target> <file>
-# Exits non-zero when a target crashed.
+# Exits non-zero when a target crashed (CRASHED: its input is in fuzz/artifacts/<target>/) or
+# did not run to its end (STOPPED by a signal, FAILED otherwise).
 set -euo pipefail
 
 secs="${1:-60}"
@@ -45,7 +46,15 @@ for t in "${targets[@]}"; do
     if ! "$bin" "corpus/$t" "seeds/$t" \
         -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
-        status=CRASHED
+        # A finding (crash, timeout, out of memory) leaves its input behind; a signal from
+        # outside does not.
+        if grep -q 'Test unit written to' "$log"; then
+            status=CRASHED
+        elif grep -q 'run interrupted' "$log"; then
+            status=STOPPED
+        else
+            status=FAILED
+        fi
         failed=1
     fi
     runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
