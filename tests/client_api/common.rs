@@ -435,3 +435,34 @@ macro_rules! both_backends {
         )*
     };
 }
+
+/// A loopback port whose every connection is counted and closed at once.
+pub fn tripwire() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (port, hits)
+}
+
+/// A fake federation peer (TLS, the test certificate) answering every request with `app`.
+pub async fn fake_peer(cert: &FedCert, app: axum::Router) -> u16 {
+    let port = free_port();
+    let listener = palabre::tls::TlsListener::bind(&palabre::config::TlsConfig {
+        listen: format!("127.0.0.1:{port}"),
+        certificate: cert.cert.clone(),
+        private_key: cert.key.clone(),
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}

@@ -67,12 +67,7 @@ async fn kill_9_loses_no_acknowledged_event(b: Backend) {
     let db = crate::common::database_url(b, dir.path()).await;
     let port = free_port();
     let mut child = spawn(dir.path(), &db, port).await;
-    let s = TestServer {
-        base: format!("http://127.0.0.1:{port}"),
-        running: None,
-        http: reqwest::Client::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let s = client_of(port);
     let alice = s.register("alice").await;
     let room = s.create_room(&alice, json!({})).await;
 
@@ -166,12 +161,7 @@ async fn kill_9_after_retried_to_device(b: Backend) {
     let db = crate::common::database_url(b, dir.path()).await;
     let port = free_port();
     let mut child = spawn(dir.path(), &db, port).await;
-    let s = TestServer {
-        base: format!("http://127.0.0.1:{port}"),
-        running: None,
-        http: reqwest::Client::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let s = client_of(port);
     let alice = s.register("alice").await;
     let bob = s.register("bob").await;
     send_to_device(&s, &alice, &bob, "t1", 1).await;
@@ -222,12 +212,7 @@ async fn kill_9_after_a_failed_write(b: Backend) {
     let port = free_port();
     let failpoint = [("PALABRE_FAILPOINT", "fail_write_of_failpoint_body")];
     let mut child = spawn_with(dir.path(), &db, port, &failpoint).await;
-    let s = TestServer {
-        base: format!("http://127.0.0.1:{port}"),
-        running: None,
-        http: reqwest::Client::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let s = client_of(port);
     let alice = s.register("alice").await;
     let room = s.create_room(&alice, json!({})).await;
     s.send_text(&alice, &room, "t0", "before").await;
@@ -261,4 +246,14 @@ async fn kill_9_after_a_failed_write(b: Backend) {
         vec!["after".to_owned()],
         "{next}"
     );
+}
+
+/// A client of the spawned process on `port` (the test does not own that server).
+pub(crate) fn client_of(port: u16) -> TestServer {
+    TestServer {
+        base: format!("http://127.0.0.1:{port}"),
+        running: None,
+        http: reqwest::Client::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    }
 }

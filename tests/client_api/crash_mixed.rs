@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::{
     common::{enc, free_port, Backend, TestServer, User},
-    crash::spawn,
+    crash::{client_of, spawn},
 };
 
 crate::both_backends!(kill_9_under_mixed_load);
@@ -218,12 +218,7 @@ async fn kill_9_under_mixed_load(b: Backend) {
     let db = crate::common::database_url(b, dir.path()).await;
     let port = free_port();
     let mut child = spawn(dir.path(), &db, port).await;
-    let s = TestServer {
-        base: format!("http://127.0.0.1:{port}"),
-        running: None,
-        http: reqwest::Client::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let s = client_of(port);
     let alice = s.register("alice").await;
     let bob = s.register("bob").await;
     let room = s

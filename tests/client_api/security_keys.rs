@@ -2,30 +2,12 @@
 //! and again, keys are trusted at most 7 days after they were fetched, and a remote error
 //! status reaches clients only where it means the same to them.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc,
-};
+use std::sync::atomic::Ordering;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::*;
-
-/// A loopback port whose every connection is counted and closed at once.
-fn tripwire() -> (u16, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            counted.fetch_add(1, Ordering::SeqCst);
-            drop(conn);
-        }
-    });
-    (port, hits)
-}
 
 /// Requests claiming to come from a server whose keys cannot be had, each with another made-up
 /// key id: its keys are asked for once, not once per request.
@@ -102,24 +84,15 @@ async fn keys_trusted_seven_days_at_most(b: Backend) {
     bs.stop().await;
 }
 
-/// A fake server answering every federation request with `status`.
-async fn fake_peer(cert: &FedCert, port: u16, status: u16) {
+/// A fake federation peer answering every request with `status` and a Matrix error.
+async fn status_peer(cert: &FedCert, status: u16) -> u16 {
     let app = axum::Router::new().fallback(move || async move {
         (
             axum::http::StatusCode::from_u16(status).unwrap(),
             axum::Json(json!({"errcode": "M_UNAUTHORIZED", "error": "who are you"})),
         )
     });
-    let listener = palabre::tls::TlsListener::bind(&palabre::config::TlsConfig {
-        listen: format!("127.0.0.1:{port}"),
-        certificate: cert.cert.clone(),
-        private_key: cert.key.clone(),
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    fake_peer(cert, app).await
 }
 
 /// A remote 401 (a client would log out on a 401) or 500 is a 502 here; a remote 404 stays 404.
@@ -134,8 +107,7 @@ async fn remote_errors_mapped(b: Backend) {
         (503, StatusCode::BAD_GATEWAY),
         (404, StatusCode::NOT_FOUND),
     ] {
-        let peer = free_port();
-        fake_peer(&cert, peer, status).await;
+        let peer = status_peer(&cert, status).await;
         let (st, v) = a
             .get(
                 &alice,

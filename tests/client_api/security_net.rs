@@ -18,21 +18,6 @@ use serde_json::json;
 
 use crate::common::*;
 
-/// A loopback port whose every connection is counted and closed at once.
-fn tripwire() -> (u16, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            counted.fetch_add(1, Ordering::SeqCst);
-            drop(conn);
-        }
-    });
-    (port, hits)
-}
-
 /// A server with the default outbound policy (the tests' loopback allow-list removed).
 async fn closed_server(b: Backend) -> TestServer {
     TestServer::start_with(b, |c| {
@@ -136,22 +121,6 @@ async fn ssrf_allow_list_and_neutral_errors(b: Backend) {
         "the allow-listed address was not tried"
     );
     s.stop().await;
-}
-
-/// A fake federation peer (TLS, the test certificate) answering every request with `app`.
-async fn fake_peer(cert: &FedCert, app: axum::Router) -> u16 {
-    let port = free_port();
-    let listener = palabre::tls::TlsListener::bind(&palabre::config::TlsConfig {
-        listen: format!("127.0.0.1:{port}"),
-        certificate: cert.cert.clone(),
-        private_key: cert.key.clone(),
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    port
 }
 
 /// A peer answering a redirect to another (allow-listed) address: not followed.
