@@ -1,33 +1,19 @@
 //! Domain logic. Services hold the rules and never see HTTP.
 
-pub mod account_data;
 pub mod accounts;
 pub mod client_ip;
 pub mod e2ee;
 pub mod federation;
-pub mod filter;
 pub mod keys;
 pub mod mail;
 pub mod media;
-pub mod openid;
 pub mod outbound;
 pub mod policy;
-pub mod presence;
 pub mod push;
 pub mod ratelimit;
-pub mod receipts;
-pub mod relations;
-pub mod reports;
 pub mod rooms;
-pub mod search;
-pub mod server_notices;
-pub mod spaces;
 pub mod streams;
 pub mod sync;
-pub mod tags;
-pub mod threepid;
-pub mod typing;
-pub mod user_directory;
 
 use std::sync::{atomic::AtomicI64, Arc};
 
@@ -52,7 +38,7 @@ pub struct Services {
     pub device_list_stream: streams::StreamTracker,
     /// Positions of read receipts.
     pub receipt_stream: streams::StreamTracker,
-    pub typing: typing::Typing,
+    pub typing: sync::typing::Typing,
     pub state_group_ids: AtomicI64,
     pub rooms: rooms::RoomCache,
     pub notifier: streams::Notifier,
@@ -60,7 +46,7 @@ pub struct Services {
     pub ratelimit: ratelimit::RateLimiter,
     /// `[proxy] trusted_proxies`: whose `X-Forwarded-For` names the client.
     pub proxies: client_ip::TrustedProxies,
-    pub presence: presence::Presence,
+    pub presence: sync::presence::Presence,
     pub push: push::PushState,
     pub federation: federation::Federation,
     /// Where outbound requests may connect (`[outbound]`, URL preview and media redirect
@@ -75,13 +61,13 @@ pub struct Services {
     /// Account validity: the expiration cache and this process's job lease id.
     pub validity: policy::validity::Validity,
     /// Server notices (one notices room created at a time).
-    pub server_notices: server_notices::ServerNotices,
+    pub server_notices: rooms::server_notices::ServerNotices,
     /// The federated user directory (Tchap): search index and replication state.
     pub annuaire: policy::annuaire::Annuaire,
     /// Recent Tchap searchers' room co-members (`user_directory`).
-    pub directory_members: user_directory::MemberCache,
+    pub directory_members: accounts::user_directory::MemberCache,
     /// Serialises each user's room tag changes (read, edit, write back).
-    pub tag_locks: tags::TagLocks,
+    pub tag_locks: sync::tags::TagLocks,
     /// URL previews already fetched: url -> (fetched at, Open Graph data).
     pub preview_cache:
         parking_lot::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>,
@@ -135,14 +121,14 @@ impl Services {
             to_device_stream,
             device_list_stream,
             receipt_stream,
-            typing: typing::Typing::default(),
+            typing: sync::typing::Typing::default(),
             state_group_ids,
             rooms: rooms::RoomCache::default(),
             notifier: streams::Notifier::default(),
             tokens: accounts::TokenCache::default(),
             ratelimit: ratelimit::RateLimiter::default(),
             proxies,
-            presence: presence::Presence::default(),
+            presence: sync::presence::Presence::default(),
             push: push::PushState::default(),
             federation,
             outbound,
@@ -153,7 +139,7 @@ impl Services {
             server_notices: Default::default(),
             annuaire: Default::default(),
             directory_members: Default::default(),
-            tag_locks: tags::TagLocks::default(),
+            tag_locks: sync::tags::TagLocks::default(),
             preview_cache: Default::default(),
             media_inflight: Default::default(),
             thumbnailer: Default::default(),

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Path, Query},
-    services::relations::RelationsRequest,
+    services::rooms::relations::RelationsRequest,
     util::parse_room_id as room,
     Error,
 };

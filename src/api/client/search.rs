@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Query},
-    services::search::SearchRequest,
+    services::rooms::search::SearchRequest,
 };
 
 #[derive(Deserialize)]

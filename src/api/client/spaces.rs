@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Path, Query},
-    services::spaces::HierarchyRequest,
+    services::rooms::spaces::HierarchyRequest,
     util::parse_room_id,
 };
 

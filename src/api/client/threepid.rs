@@ -13,8 +13,8 @@ use serde_json::json;
 use crate::{
     api::{form_pairs, ok, ApiResult, AppState, Auth, ClientIp, Json, Query},
     services::{
+        accounts::threepid::{Purpose, ThreepidCreds, TokenRequest},
         accounts::AuthData,
-        threepid::{Purpose, ThreepidCreds, TokenRequest},
     },
     Error,
 };
@@ -121,7 +121,7 @@ async fn validate_link(
         .await
     {
         Ok(session) => match session.next_link {
-            Some(l) if crate::services::threepid::safe_next_link(&l) => {
+            Some(l) if crate::services::accounts::threepid::safe_next_link(&l) => {
                 Redirect::to(&l).into_response()
             }
             _ => page(

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::pdu::CheckedPdu;
 use crate::{
-    services::{filter::glob, rooms::remote::Outcome, Services},
+    services::{rooms::remote::Outcome, sync::filter::glob, Services},
     util, Error, Result,
 };
 

@@ -16,7 +16,7 @@ use serde_json::{value::RawValue, Value};
 
 use crate::{
     services::{
-        relations::thread_of,
+        rooms::relations::thread_of,
         rooms::{NewPdu, RoomState},
         Services,
     },

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::{auth_events::check_auth_events, pdu::Pdu, resolve::State, GroupWrite};
 use crate::{
-    services::{federation::sender::room_servers, relations::relation_of, Services},
+    services::{federation::sender::room_servers, rooms::relations::relation_of, Services},
     store::{events::NewEvent, relations::NewRelation},
     util, Result,
 };

@@ -2,6 +2,12 @@
 //! them with their state snapshot, and keeps each room's current state in memory behind a
 //! per-room lock (the lock also serialises local writes so prev_events are the extremities).
 
+pub mod relations;
+pub mod reports;
+pub mod search;
+pub mod server_notices;
+pub mod spaces;
+
 pub mod auth_events;
 pub mod backfill;
 pub mod client_event;
@@ -38,7 +44,7 @@ use store_events::{EventWrite, NewRoom, Placement};
 use self::pdu::Pdu;
 use super::Services;
 use crate::{
-    services::relations::relation_of,
+    services::rooms::relations::relation_of,
     store::{events::NewEvent, push::NewPushAction, relations::NewRelation},
     util, Error, Result,
 };

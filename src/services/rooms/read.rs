@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::client_event::Format;
 use crate::{
-    services::{filter::RoomEventFilter, sync::parse_position, Services},
+    services::{sync::filter::RoomEventFilter, sync::parse_position, Services},
     store::events::{Dir, EventRow},
     Error, Result,
 };

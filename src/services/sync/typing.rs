@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{json, Value};
 
-use super::Services;
+use crate::services::Services;
 use crate::{util, Error, Result};
 
 /// Longest typing timeout honoured.

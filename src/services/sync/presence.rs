@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use ruma::{OwnedUserId, UserId};
 use serde_json::{json, Value};
 
-use super::Services;
+use crate::services::Services;
 use crate::{util, Error, Result};
 
 /// An online user idle this long is shown `unavailable`.
@@ -90,7 +90,7 @@ impl Services {
         if let Some(entry) = self.update_presence(user, presence, status_msg, now, true) {
             let sharing = self.wake_sharing(user).await?;
             if self.config.federation.enabled && self.is_local(user) {
-                let dests = super::federation::edus::remote_servers(
+                let dests = crate::services::federation::edus::remote_servers(
                     sharing.iter().map(|u| &**u),
                     &self.server_name,
                 );

@@ -3,7 +3,7 @@
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 
-use super::{filter::Filter, Services};
+use crate::services::{sync::filter::Filter, Services};
 use crate::{store::users::ProfileField, Error, Result};
 
 const MAX_ACCOUNT_DATA_BYTES: usize = 65_536;

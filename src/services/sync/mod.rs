@@ -1,6 +1,13 @@
 //! `/sync` (v2): initial and incremental, long-polling on the notifier. The cost of an
 //! incremental sync follows what changed: a fixed number of queries whatever the number of rooms.
 
+pub mod account_data;
+pub mod filter;
+pub mod presence;
+pub mod receipts;
+pub mod tags;
+pub mod typing;
+
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     time::Duration,
@@ -9,11 +16,11 @@ use std::{
 use ruma::UserId;
 use serde_json::{json, Map, Value};
 
-use super::{
+use crate::services::{
     accounts::Requester,
     e2ee::device_lists::{RoomsSeen, Window},
-    filter::Filter,
     rooms::client_event::Format,
+    sync::filter::Filter,
     Services,
 };
 use crate::{store::events::EventRow, Error, Result};
@@ -397,7 +404,7 @@ impl Services {
             && req.filter.account_data.allows_type("m.push_rules")
             && !global_ad.iter().any(|e| e["type"] == "m.push_rules")
         {
-            let rules = super::push::ruleset_json(&*self.ruleset(user).await?)?;
+            let rules = crate::services::push::ruleset_json(&*self.ruleset(user).await?)?;
             global_ad.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
         }
 
@@ -604,7 +611,10 @@ impl Services {
         let member_ids: Vec<String> = memberships.iter().map(|m| m.event_id.clone()).collect();
         let rows = self
             .db
-            .current_state_events(&rooms, Some(super::federation::invite::STRIPPED_TYPES))
+            .current_state_events(
+                &rooms,
+                Some(crate::services::federation::invite::STRIPPED_TYPES),
+            )
             .await?;
         let stripped = self.format_events(&rows, None, Format::Stripped).await?;
         let mut per_room: HashMap<String, Vec<Value>> = HashMap::new();

@@ -3,7 +3,7 @@
 
 use ruma::{RoomId, UserId};
 
-use super::Services;
+use crate::services::Services;
 use crate::{util, Error, Result};
 
 /// Longest report reason, in bytes.

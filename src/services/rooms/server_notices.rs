@@ -7,7 +7,7 @@
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{json, Value};
 
-use super::{
+use crate::services::{
     accounts::Requester,
     rooms::create::{CreateRoomRequest, Replacement},
     Services,

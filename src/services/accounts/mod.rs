@@ -1,6 +1,10 @@
 //! Accounts: registration, login, access and refresh tokens, user-interactive auth, devices,
 //! passwords, deactivation.
 
+pub mod openid;
+pub mod threepid;
+pub mod user_directory;
+
 use std::collections::HashMap;
 
 use argon2::{
@@ -12,10 +16,10 @@ use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Services;
+use crate::services::accounts::threepid::{Purpose, ThreepidCreds};
 use crate::services::federation::edus::DeviceChange;
 use crate::services::policy::email;
-use crate::services::threepid::{Purpose, ThreepidCreds};
+use crate::services::Services;
 use crate::{
     config::RegistrationMode,
     store::{users::DeviceRow, Db},

@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use ruma::{RoomId, UserId};
 use serde_json::{json, Map, Value};
 
-use super::Services;
+use crate::services::Services;
 use crate::{Error, Result};
 
 /// Longest tag name, in bytes.

@@ -8,7 +8,7 @@ use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Services;
+use crate::services::Services;
 use crate::{
     services::accounts::Requester,
     services::policy::email,

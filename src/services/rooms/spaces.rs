@@ -13,7 +13,7 @@ use ruma::{room_version_rules::RoomVersionRules, RoomId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{
+use crate::services::{
     rooms::{client_event::Format, version},
     Services,
 };

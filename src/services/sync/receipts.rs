@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ruma::{OwnedUserId, RoomId, UserId};
 use serde_json::{json, Map, Value};
 
-use super::Services;
+use crate::services::Services;
 use crate::{util, Error, Result};
 
 impl Services {

@@ -10,7 +10,7 @@ use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{filter::RoomEventFilter, rooms::client_event::Format, Services};
+use crate::services::{rooms::client_event::Format, sync::filter::RoomEventFilter, Services};
 use crate::{
     store::{
         events::EventRow,

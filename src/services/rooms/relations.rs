@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use ruma::{RoomId, UserId};
 use serde_json::{json, Map, Value};
 
-use super::{rooms::client_event::Format, Services};
+use crate::services::{rooms::client_event::Format, Services};
 use crate::{
     store::{
         events::EventRow,

@@ -5,7 +5,7 @@
 use ruma::{OwnedUserId, UserId};
 use serde_json::{json, Value};
 
-use super::Services;
+use crate::services::Services;
 use crate::{util, Error, Result};
 
 /// Lifetime of an OpenID token.
