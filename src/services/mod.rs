@@ -4,7 +4,6 @@ pub mod accounts;
 pub mod client_ip;
 pub mod e2ee;
 pub mod federation;
-pub mod keys;
 pub mod mail;
 pub mod media;
 pub mod outbound;
@@ -12,6 +11,7 @@ pub mod policy;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;
+pub mod server_keys;
 pub mod streams;
 pub mod sync;
 
@@ -27,7 +27,7 @@ pub struct Services {
     pub config: Config,
     pub db: Db,
     pub server_name: OwnedServerName,
-    pub keys: keys::ServerKeys,
+    pub keys: server_keys::ServerKeys,
     /// Positions of events (timeline, state, membership).
     pub events_stream: streams::StreamTracker,
     /// Positions of account data.
@@ -87,7 +87,7 @@ impl Services {
         if !applied.is_empty() {
             tracing::info!(?applied, "database migrations applied");
         }
-        let keys = keys::ServerKeys::load_or_generate(&config.data_dir)?;
+        let keys = server_keys::ServerKeys::load_or_generate(&config.data_dir)?;
         let server_name = ServerName::parse(&config.server_name)?;
         // Each stream restarts after its rows and its recorded head, whichever is higher (the
         // head covers positions abandoned by failed writes, which clients may have seen).

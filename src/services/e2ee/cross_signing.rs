@@ -12,7 +12,7 @@ use crate::{
         accounts::{AuthData, Requester},
         Services,
     },
-    store::{keys::SignatureRow, Db},
+    store::{e2ee_keys::SignatureRow, Db},
     Error, Result,
 };
 

@@ -9,7 +9,7 @@ use super::{cross_signing_public_key, verify_signature};
 use crate::services::federation::edus::DeviceChange;
 use crate::{
     services::Services,
-    store::{keys::Target, Db},
+    store::{e2ee_keys::Target, Db},
     Error, Result,
 };
 

@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use super::device_keys::{device_list, KeysAnswer};
 use crate::{
     services::Services,
-    store::keys::{RemoteKeys, Target},
+    store::e2ee_keys::{RemoteKeys, Target},
     util, Error, Result,
 };
 
