@@ -17,6 +17,27 @@ pub mod sync;
 
 use std::sync::{atomic::AtomicI64, Arc};
 
+/// Declares an area's face: a borrowed view of [`Services`] that carries the area's methods, so
+/// a call site reads `s.rooms().send_event(…)` and an area's surface is what its face exposes.
+/// The face derefs to `Services` for the shared state (the store, the configuration, caches).
+macro_rules! face {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy)]
+        pub struct $name<'a> {
+            pub(in crate::services) s: &'a crate::services::Services,
+        }
+
+        impl std::ops::Deref for $name<'_> {
+            type Target = crate::services::Services;
+            fn deref(&self) -> &Self::Target {
+                self.s
+            }
+        }
+    };
+}
+pub(crate) use face;
+
 use ruma::{OwnedServerName, ServerName, UserId};
 
 use crate::{config::Config, store::Db};
@@ -40,22 +61,22 @@ pub struct Services {
     pub receipt_stream: streams::StreamTracker,
     pub typing: sync::typing::Typing,
     pub state_group_ids: AtomicI64,
-    pub rooms: rooms::RoomCache,
+    pub room_cache: rooms::RoomCache,
     pub notifier: streams::Notifier,
     pub tokens: accounts::TokenCache,
     pub ratelimit: ratelimit::RateLimiter,
     /// `[proxy] trusted_proxies`: whose `X-Forwarded-For` names the client.
     pub proxies: client_ip::TrustedProxies,
     pub presence: sync::presence::Presence,
-    pub push: push::PushState,
-    pub federation: federation::Federation,
+    pub push_state: push::PushState,
+    pub federation_state: federation::Federation,
     /// Where outbound requests may connect (`[outbound]`, URL preview and media redirect
     /// allow-lists).
     pub outbound: outbound::Outbound,
     /// Inbound federation requests in hand, per origin (`[inbound_federation]`).
     pub inbound: federation::inbound::InboundLimits,
     /// The Tchap rules (`[tchap]`); with the section absent every check allows.
-    pub policy: policy::Policy,
+    pub policy_rules: policy::Policy,
     /// Outgoing email (`[email]`).
     pub mailer: mail::Mailer,
     /// Account validity: the expiration cache and this process's job lease id.
@@ -123,17 +144,17 @@ impl Services {
             receipt_stream,
             typing: sync::typing::Typing::default(),
             state_group_ids,
-            rooms: rooms::RoomCache::default(),
+            room_cache: rooms::RoomCache::default(),
             notifier: streams::Notifier::default(),
             tokens: accounts::TokenCache::default(),
             ratelimit: ratelimit::RateLimiter::default(),
             proxies,
             presence: sync::presence::Presence::default(),
-            push: push::PushState::default(),
-            federation,
+            push_state: push::PushState::default(),
+            federation_state: federation,
             outbound,
             inbound: Default::default(),
-            policy,
+            policy_rules: policy,
             mailer,
             validity: Default::default(),
             server_notices: Default::default(),
@@ -149,6 +170,46 @@ impl Services {
                     .unwrap_or(2),
             ),
         }))
+    }
+
+    /// The door to rooms: the event DAG, sending, reading, membership, the room directory.
+    pub fn rooms(&self) -> rooms::RoomsFace<'_> {
+        rooms::RoomsFace { s: self }
+    }
+
+    /// The door to federation: talking to other servers, both ways.
+    pub fn federation(&self) -> federation::FederationFace<'_> {
+        federation::FederationFace { s: self }
+    }
+
+    /// The door to end-to-end encryption: device keys, cross-signing, to-device, backup.
+    pub fn e2ee(&self) -> e2ee::E2eeFace<'_> {
+        e2ee::E2eeFace { s: self }
+    }
+
+    /// The door to sync and what it delivers besides room events.
+    pub fn sync(&self) -> sync::SyncFace<'_> {
+        sync::SyncFace { s: self }
+    }
+
+    /// The door to accounts: registration, login, tokens, devices, profiles, 3PIDs.
+    pub fn accounts(&self) -> accounts::AccountsFace<'_> {
+        accounts::AccountsFace { s: self }
+    }
+
+    /// The door to media: uploads, downloads, thumbnails, previews, remote media.
+    pub fn media(&self) -> media::MediaFace<'_> {
+        media::MediaFace { s: self }
+    }
+
+    /// The door to the Tchap policy: agents and externals, access rules, the annuaire, validity.
+    pub fn policy(&self) -> policy::PolicyFace<'_> {
+        policy::PolicyFace { s: self }
+    }
+
+    /// The door to push: rules, notification counts, pushers.
+    pub fn push(&self) -> push::PushFace<'_> {
+        push::PushFace { s: self }
     }
 
     pub fn is_local(&self, user: &UserId) -> bool {

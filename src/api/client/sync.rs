@@ -33,7 +33,7 @@ pub async fn sync(
         filter,
         set_presence: q.set_presence,
     };
-    ok(s.sync(&r, req).await?)
+    ok(s.sync_v2(&r, req).await?)
 }
 
 fn own(r: &crate::services::accounts::Requester, user: &str) -> Result<(), Error> {

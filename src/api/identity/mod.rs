@@ -53,7 +53,7 @@ fn address(query: Option<&str>) -> Result<String, Error> {
 }
 
 fn enabled(s: &AppState) -> Result<(), Error> {
-    if s.policy.enabled() {
+    if s.policy_rules.enabled() {
         Ok(())
     } else {
         Err(Error::unrecognized("Unrecognized request"))

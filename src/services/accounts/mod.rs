@@ -1,6 +1,11 @@
 //! Accounts: registration, login, access and refresh tokens, user-interactive auth, devices,
 //! passwords, deactivation.
 
+crate::services::face!(
+    /// The face of accounts: registration, login, tokens, devices, profiles, 3PIDs.
+    AccountsFace
+);
+
 pub mod openid;
 pub mod threepid;
 pub mod user_directory;
@@ -340,7 +345,7 @@ impl Services {
     /// else the dummy or token stage.
     fn registration_stages(&self) -> Vec<&'static str> {
         let token = self.config.registration == RegistrationMode::Token;
-        match (self.policy.enabled(), token) {
+        match (self.policy_rules.enabled(), token) {
             (true, true) => vec!["m.login.registration_token", "m.login.email.identity"],
             (true, false) => vec!["m.login.email.identity"],
             (false, true) => vec!["m.login.registration_token"],
@@ -580,7 +585,7 @@ impl Services {
     /// Tchap, where the localpart comes from the validated address.
     pub fn requested_localpart(&self, username: Option<&str>) -> Option<String> {
         username
-            .filter(|_| !self.policy.enabled())
+            .filter(|_| !self.policy_rules.enabled())
             .map(str::to_lowercase)
     }
 

@@ -75,14 +75,14 @@ impl Services {
     /// users they share a joined room with. Deactivated users are never found, whatever the
     /// scope.
     pub fn directory_scope<'a>(&self, searcher: &'a UserId) -> DirectoryScope<'a> {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return DirectoryScope::Rooms(UserScope::SharedOrPublicRooms {
                 searcher: searcher.as_str(),
             });
         }
         DirectoryScope::Tchap {
             searcher,
-            annuaire: !self.policy.is_external(searcher),
+            annuaire: !self.policy_rules.is_external(searcher),
         }
     }
 

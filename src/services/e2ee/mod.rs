@@ -2,6 +2,11 @@
 //! payloads; it checks every signature a client uploads (with vodozemac) and never sees a
 //! plaintext.
 
+crate::services::face!(
+    /// The face of end-to-end encryption: device keys, cross-signing, to-device, backup.
+    E2eeFace
+);
+
 pub mod backup;
 pub mod cross_signing;
 pub mod dehydrated;

@@ -72,7 +72,7 @@ impl Services {
             XMatrixSigningInput::new(self.server_name.clone(), dest.to_owned(), &self.keys.pair),
         )
         .map_err(|e| Error::unknown(format!("cannot sign request: {e}")))?;
-        let fed = &self.federation;
+        let fed = &self.federation_state;
         let d = fed.resolver.resolve(dest, &fed.well_known_http).await;
         let url = reqwest::Url::parse(&format!("{}{path_and_query}", d.base_url))
             .map_err(|e| unreachable(dest, e))?;

@@ -270,12 +270,13 @@ impl Services {
         // Tchap: state entries the access rules refuse (rejected here when they came as
         // events) do not come back through a reported state.
         let mut state = state;
-        if self.policy.enabled() {
+        if self.policy_rules.enabled() {
             let snapshot = state.clone();
             let mut refused = vec![];
             state.retain(|_, p| {
-                let ok = crate::services::policy::access_rules::check(&self.policy, &snapshot, p)
-                    .is_ok();
+                let ok =
+                    crate::services::policy::access_rules::check(&self.policy_rules, &snapshot, p)
+                        .is_ok();
                 if !ok {
                     refused.push(p.event_id.to_string());
                 }

@@ -193,7 +193,7 @@ impl RoomState {
             self.state.get(&(t.clone(), k.to_owned())).cloned()
         })
         .map_err(Error::forbidden)?;
-        crate::services::policy::access_rules::check(&srv.policy, &self.state, &pdu)
+        crate::services::policy::access_rules::check(&srv.policy_rules, &self.state, &pdu)
             .map_err(Error::forbidden)?;
         Ok((event_id, obj))
     }

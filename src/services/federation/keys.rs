@@ -124,7 +124,7 @@ impl Services {
             return Ok(set);
         }
         let no_key = || Error::unauthorized(format!("No valid key {key_ids:?} for {server}"));
-        let limits = &self.federation.key_fetch;
+        let limits = &self.federation_state.key_fetch;
         if key_ids
             .iter()
             .any(|id| limits.known_missing(server.as_str(), id))
@@ -155,7 +155,7 @@ impl Services {
 
     /// [`Self::fetch_limited`] once this server's fetch slot is ours.
     async fn fetch_in_slot(&self, server: &ServerName) -> Result<Value> {
-        let _slot = self.federation.key_fetch.slot(server.as_str()).await;
+        let _slot = self.federation_state.key_fetch.slot(server.as_str()).await;
         self.fetch_limited(server).await
     }
 
@@ -163,7 +163,7 @@ impl Services {
     /// server was fetched too recently or is backed off after failures. The caller holds the
     /// server's fetch slot.
     async fn fetch_limited(&self, server: &ServerName) -> Result<Value> {
-        let limits = &self.federation.key_fetch;
+        let limits = &self.federation_state.key_fetch;
         if !limits.may_fetch(server.as_str()) {
             return Err(Error::unauthorized(format!(
                 "Keys of {server} were fetched recently; not asking again yet"

@@ -70,7 +70,7 @@ impl Services {
             json!({ "membership": membership }),
         )?;
         room.check_template_as(
-            &self.policy,
+            &self.policy_rules,
             &template,
             &format!("You may not {membership}"),
         )?;

@@ -316,7 +316,7 @@ impl Services {
         // The Tchap access rules, as for every event received: this server's user does not
         // join a room its rules refuse. The resident server already took the join: leave again
         // there (best effort), so that it does not count the user as a member.
-        if let Err(e) = access_rules::check(&self.policy, &state, &join_pdu) {
+        if let Err(e) = access_rules::check(&self.policy_rules, &state, &join_pdu) {
             if let Some(srv) = self.me.upgrade() {
                 let (server, user, room) = (server.to_owned(), user.to_owned(), room_id.to_owned());
                 tokio::spawn(async move {

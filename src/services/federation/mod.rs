@@ -1,6 +1,11 @@
 //! Federation (spec: Server-server API): server discovery (resolver.rs), signed outbound
 //! requests (client.rs), other servers' keys and the notary (keys.rs).
 
+crate::services::face!(
+    /// The face of federation: talking to other servers, both ways.
+    FederationFace
+);
+
 pub mod client;
 pub mod directory;
 pub mod edus;

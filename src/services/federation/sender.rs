@@ -119,7 +119,7 @@ impl Services {
         dests: &[OwnedServerName],
         event_ids: &[String],
     ) -> Vec<(i64, String, String)> {
-        let q = &self.federation.queues;
+        let q = &self.federation_state.queues;
         let mut rows = Vec::with_capacity(dests.len() * event_ids.len());
         for d in dests {
             for e in event_ids {
@@ -134,7 +134,7 @@ impl Services {
     pub fn wake_destination(&self, dest: &str, reset: bool) {
         if reset {
             // Nothing running: nothing queued.
-            if let Some(q) = self.federation.queues.running.lock().get(dest) {
+            if let Some(q) = self.federation_state.queues.running.lock().get(dest) {
                 q.reset.notify_one();
             }
             return;
@@ -144,7 +144,7 @@ impl Services {
 
     /// A destination's queue, its sender task started if it was not running.
     fn destination_queue(&self, dest: &str) -> Arc<Queue> {
-        let mut running = self.federation.queues.running.lock();
+        let mut running = self.federation_state.queues.running.lock();
         if let Some(q) = running.get(dest) {
             return q.clone();
         }
@@ -159,7 +159,7 @@ impl Services {
     /// At start: resume every destination with queued events.
     pub async fn resume_outbox(&self) -> Result<()> {
         let max = self.db.max_outbox_id().await?;
-        self.federation
+        self.federation_state
             .queues
             .next_id
             .fetch_max(max, Ordering::SeqCst);
@@ -253,7 +253,7 @@ impl Services {
             .filter(|d| super::allowed(&self.config.federation, d))
             .map(|d| {
                 let id = self
-                    .federation
+                    .federation_state
                     .queues
                     .next_id
                     .fetch_add(1, Ordering::SeqCst)

@@ -1,6 +1,11 @@
 //! Media repository: uploads streamed to disk under a content-hash name (identical files are
 //! stored once), metadata and ownership in the database, downloads streamed back.
 
+crate::services::face!(
+    /// The face of media: uploads, downloads, thumbnails, previews, remote media.
+    MediaFace
+);
+
 pub mod multipart;
 pub mod preview;
 pub mod remote;

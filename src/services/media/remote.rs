@@ -312,7 +312,7 @@ impl Services {
         let how = PublicFetch {
             policy: &self.outbound.media_redirects,
             timeout: FETCH_TIMEOUT,
-            extra_roots: &self.federation.extra_roots,
+            extra_roots: &self.federation_state.extra_roots,
             user_agent: concat!("Palabre/", env!("CARGO_PKG_VERSION")),
         };
         let resp = open_public(url, &how).await.map_err(|e| {

@@ -342,14 +342,14 @@ impl crate::services::Services {
         if req.visibility.as_deref() == Some("public") {
             self.policy_may_publish_rule(creator, rule)?;
         }
-        if self.policy.is_external(creator) {
+        if self.policy_rules.is_external(creator) {
             if !req.is_direct || invitees.len() != 1 || !req.invite_3pid.is_empty() {
                 return Err(crate::Error::forbidden(
                     "External users can only create a direct chat with one agent",
                 ));
             }
             let invitee = &invitees[0];
-            if self.policy.is_external(invitee)
+            if self.policy_rules.is_external(invitee)
                 || self
                     .db
                     .still_sharing(creator.as_str(), &[invitee.to_string()])
@@ -376,10 +376,10 @@ impl crate::services::Services {
 
     /// [`Self::policy_may_publish`] for a room whose rule is `rule`.
     fn policy_may_publish_rule(&self, user: &UserId, rule: Rule) -> crate::Result<()> {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return Ok(());
         }
-        if self.policy.is_external(user) {
+        if self.policy_rules.is_external(user) {
             return Err(crate::Error::forbidden(
                 "External users cannot publish rooms",
             ));
@@ -399,7 +399,7 @@ impl crate::services::Services {
         room_id: &ruma::RoomId,
         content: &Value,
     ) -> crate::Result<()> {
-        if !self.policy.enabled() || rule_of(content) == Some(Rule::Restricted) {
+        if !self.policy_rules.enabled() || rule_of(content) == Some(Rule::Restricted) {
             return Ok(());
         }
         if self.db.room_version(room_id.as_str()).await?.is_some()

@@ -45,7 +45,7 @@ impl Services {
         address: &str,
         reason: Option<&str>,
     ) -> Result<()> {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return Err(Error::new(
                 axum::http::StatusCode::BAD_REQUEST,
                 "M_UNKNOWN",
@@ -67,10 +67,10 @@ impl Services {
             r.user_id.as_str(),
             self.config.rate_limits.email_invite,
         )?;
-        let home = self.policy.home_for_email(&address);
+        let home = self.policy_rules.home_for_email(&address);
         let to_externals = home
             .as_ref()
-            .is_some_and(|h| self.policy.is_external_server(&h.server));
+            .is_some_and(|h| self.policy_rules.is_external_server(&h.server));
         let admin = self.is_admin(&r.user_id).await?;
         // The rules the event alone cannot show (it carries a masked address).
         let room_name = {
@@ -170,7 +170,7 @@ impl Services {
 
     /// Federation: another server announces an email invitation for an address hosted here.
     pub async fn receive_email_invite(&self, origin: &ServerName, body: &Value) -> Result<()> {
-        if !self.policy.enabled() || !self.policy.is_peer(origin) {
+        if !self.policy_rules.enabled() || !self.policy_rules.is_peer(origin) {
             return Err(Error::forbidden("Not a server of this federation"));
         }
         let field = |k: &str| {
@@ -194,7 +194,7 @@ impl Services {
         }
         let address = email::normalise(address);
         if self
-            .policy
+            .policy_rules
             .home_for_email(&address)
             .is_none_or(|h| h.server != self.server_name)
         {
@@ -218,7 +218,7 @@ impl Services {
     /// Federation: the server of `mxid` says the address (hosted there) is now bound to it:
     /// the invitations made from here become member invites.
     pub async fn receive_email_bound(&self, origin: &ServerName, body: &Value) -> Result<()> {
-        if !self.policy.enabled() || !self.policy.is_peer(origin) {
+        if !self.policy_rules.enabled() || !self.policy_rules.is_peer(origin) {
             return Err(Error::forbidden("Not a server of this federation"));
         }
         let address = body
@@ -233,7 +233,7 @@ impl Services {
         let user = util::parse_user_id(mxid)?;
         let address = email::normalise(address);
         let home_ok = self
-            .policy
+            .policy_rules
             .home_for_email(&address)
             .is_some_and(|h| h.server == origin);
         if user.server_name() != origin || !home_ok {
@@ -247,7 +247,7 @@ impl Services {
     /// The body of the `email_bound` hook: pending invitations for the address become member
     /// invites (made here, or by the inviting server). Failures are logged.
     pub async fn email_invites_bound(&self, user: &UserId, address: &str) {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return;
         }
         let address = email::normalise(address);

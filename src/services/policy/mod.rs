@@ -6,6 +6,11 @@
 //! joins, state events local and federated, directory search, profile); the rules themselves
 //! live here and nowhere else.
 
+crate::services::face!(
+    /// The face of the Tchap policy: agents and externals, access rules, the annuaire, validity.
+    PolicyFace
+);
+
 pub mod access_rules;
 pub mod annuaire;
 pub mod email;

@@ -20,10 +20,10 @@ impl Services {
     /// Whether `requester` (a local user) may read `target`'s profile through the client API.
     /// Asked before the profile is looked up, so a refusal says nothing of whether it exists.
     pub async fn policy_may_read_profile(&self, requester: &UserId, target: &UserId) -> Result<()> {
-        if !self.policy.enabled() || requester == target {
+        if !self.policy_rules.enabled() || requester == target {
             return Ok(());
         }
-        if !self.policy.is_external(requester) && !self.profile_withheld(target).await? {
+        if !self.policy_rules.is_external(requester) && !self.profile_withheld(target).await? {
             return Ok(());
         }
         if self
@@ -43,10 +43,10 @@ impl Services {
         origin: &ServerName,
         target: &UserId,
     ) -> Result<()> {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return Ok(());
         }
-        if !self.policy.is_external_server(origin) && !self.profile_withheld(target).await? {
+        if !self.policy_rules.is_external_server(origin) && !self.profile_withheld(target).await? {
             return Ok(());
         }
         if self

@@ -12,10 +12,10 @@ impl Services {
     /// Whether `address` (normalised) may be validated here for a new account or a new bound
     /// address; 403 `M_THREEPID_DENIED` otherwise. Always allowed with Tchap off.
     pub async fn email_registration_gate(&self, address: &str) -> Result<()> {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return Ok(());
         }
-        let Some(home) = self.policy.home_for_email(address) else {
+        let Some(home) = self.policy_rules.home_for_email(address) else {
             return Err(Error::threepid_denied(
                 "This email address cannot be used on this server",
             ));

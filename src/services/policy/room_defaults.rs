@@ -97,7 +97,7 @@ impl crate::services::Services {
         user: &ruma::UserId,
         room_id: &ruma::RoomId,
     ) -> crate::Result<()> {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return Ok(());
         }
         let pl = {
@@ -105,7 +105,7 @@ impl crate::services::Services {
             let Some(room) = guard.as_ref() else {
                 return Ok(());
             };
-            promoted_power_levels(&self.policy, room, user)
+            promoted_power_levels(&self.policy_rules, room, user)
         };
         let Some(pl) = pl else { return Ok(()) };
         let spec = crate::services::rooms::EventSpec::state("m.room.power_levels", "", pl);

@@ -2,6 +2,11 @@
 //! their changes, kept as `m.push_rules` account data), their evaluation when events are stored
 //! (evaluate.rs), unread counts and /notifications, and HTTP pushers (pusher.rs).
 
+crate::services::face!(
+    /// The face of push: rules, notification counts, pushers.
+    PushFace
+);
+
 pub mod evaluate;
 pub mod pusher;
 
@@ -70,7 +75,7 @@ impl Services {
     /// A user's push rules: the stored ones brought up to date with the server defaults, or the
     /// server defaults.
     pub async fn ruleset(&self, user: &UserId) -> Result<Arc<Ruleset>> {
-        if let Some(r) = self.push.rulesets.lock().get(user) {
+        if let Some(r) = self.push_state.rulesets.lock().get(user) {
             return Ok(r.clone());
         }
         let mut all = self.rulesets(&[user.to_owned()]).await?;
@@ -86,7 +91,7 @@ impl Services {
         let mut out = HashMap::with_capacity(users.len());
         let mut missing = vec![];
         {
-            let cache = self.push.rulesets.lock();
+            let cache = self.push_state.rulesets.lock();
             for u in users {
                 match cache.get(u) {
                     Some(r) => {
@@ -105,7 +110,7 @@ impl Services {
             .await?
             .into_iter()
             .collect();
-        let mut cache = self.push.rulesets.lock();
+        let mut cache = self.push_state.rulesets.lock();
         if cache.len() + missing.len() > RULESET_CACHE {
             cache.clear();
         }
@@ -143,7 +148,7 @@ impl Services {
         let content = json!({ "global": ruleset_json(&rules)? });
         self.store_account_data(user, None, "m.push_rules", &content)
             .await?;
-        self.push
+        self.push_state
             .rulesets
             .lock()
             .insert(user.to_owned(), Arc::new(rules));

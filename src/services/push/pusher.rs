@@ -144,18 +144,18 @@ impl Services {
 
     /// Hands users with new notifications to the pusher task.
     pub fn wake_pushers(&self, users: impl IntoIterator<Item = String>) {
-        let mut pending = self.push.pending.lock();
+        let mut pending = self.push_state.pending.lock();
         let before = pending.len();
         pending.extend(users);
         if pending.len() != before {
-            self.push.wake.notify_one();
+            self.push_state.wake.notify_one();
         }
     }
 
     /// Starts the delivery task; it stops when the services are dropped.
     pub fn start_pusher_task(self: &Arc<Self>) {
         let weak: Weak<Services> = Arc::downgrade(self);
-        let wake = self.push.wake.clone();
+        let wake = self.push_state.wake.clone();
         // Gateways are reached only at addresses the outbound policy allows (names through the
         // DNS hook, IP literals in push_one).
         let dns = crate::services::outbound::GuardedDns {
@@ -179,13 +179,13 @@ impl Services {
             // Catch up after a restart: every pusher may have something left to send.
             if let Some(s) = weak.upgrade() {
                 match s.db.users_with_pushers().await {
-                    Ok(users) => s.push.pending.lock().extend(users),
+                    Ok(users) => s.push_state.pending.lock().extend(users),
                     Err(e) => tracing::warn!(error = %e, "pusher catch-up failed"),
                 }
             }
             loop {
                 let Some(s) = weak.upgrade() else { return };
-                let mut users: HashSet<String> = std::mem::take(&mut *s.push.pending.lock());
+                let mut users: HashSet<String> = std::mem::take(&mut *s.push_state.pending.lock());
                 let now = Instant::now();
                 users.extend(
                     backoff
@@ -198,10 +198,10 @@ impl Services {
                     if let Err(e) = s.deliver(&client, &users, &mut backoff).await {
                         tracing::warn!(error = %e, "push delivery round failed");
                         // Nothing was lost: progress is only stored after delivery.
-                        s.push.pending.lock().extend(users);
+                        s.push_state.pending.lock().extend(users);
                     }
                 }
-                let again = !s.push.pending.lock().is_empty();
+                let again = !s.push_state.pending.lock().is_empty();
                 drop(s);
                 if !again {
                     let _ = tokio::time::timeout(TICK, wake.notified()).await;
@@ -283,7 +283,7 @@ impl Services {
                     .set_pusher_progress(&p.user_id, &p.app_id, &p.pushkey, progress)
                     .await?;
                 if rows.len() as i64 == BATCH {
-                    self.push.pending.lock().insert(p.user_id.clone());
+                    self.push_state.pending.lock().insert(p.user_id.clone());
                 }
             }
         }

@@ -60,7 +60,7 @@ impl Services {
     /// of the room. Returns whether events were added.
     pub async fn backfill_room(&self, room_id: &RoomId) -> Result<bool> {
         let lock = self
-            .rooms
+            .room_cache
             .backfill
             .rooms
             .lock()
@@ -72,7 +72,7 @@ impl Services {
             self.backfill_locked(room_id).await
         };
         {
-            let mut rooms = self.rooms.backfill.rooms.lock();
+            let mut rooms = self.room_cache.backfill.rooms.lock();
             if Arc::strong_count(&lock) <= 2 {
                 rooms.remove(room_id);
             }
@@ -319,7 +319,7 @@ impl Services {
                         |t, k| before.get(&(t.clone(), k.to_owned())).cloned(),
                     )
                     .is_err())
-                || crate::services::policy::access_rules::check(&self.policy, &before, &pdu)
+                || crate::services::policy::access_rules::check(&self.policy_rules, &before, &pdu)
                     .is_err()
             {
                 tracing::info!(event = %pdu.event_id, "backfilled event refused by the auth rules");
@@ -367,7 +367,7 @@ impl Services {
         }
         // Stream positions below everything stored, deepest last.
         let streams: Vec<i64> = {
-            let mut floor = self.rooms.backfill.floor.lock().await;
+            let mut floor = self.room_cache.backfill.floor.lock().await;
             let low = match *floor {
                 Some(f) => f,
                 None => self.db.min_stream_ordering().await?.min(0),

@@ -108,7 +108,7 @@ impl Services {
             }
         }
         // Tchap (TCHAP.md §3, §4): the room's access rule and what the creator may create.
-        let tchap = self.policy.enabled() && replacement.is_none();
+        let tchap = self.policy_rules.enabled() && replacement.is_none();
         let access_rule = if tchap {
             Some(self.tchap_create_checks(creator, &req, &invitees).await?)
         } else {
@@ -145,7 +145,8 @@ impl Services {
         if let Some(rule) = access_rule {
             let extra = create.get("additional_creators").and_then(Value::as_array);
             let names = extra.into_iter().flatten().filter_map(Value::as_str);
-            access_rules::check_creators(&self.policy, rule, names).map_err(Error::forbidden)?;
+            access_rules::check_creators(&self.policy_rules, rule, names)
+                .map_err(Error::forbidden)?;
         }
         let mut attempt = 0;
         let (mut room, mut batch) = loop {

@@ -2,6 +2,11 @@
 //! them with their state snapshot, and keeps each room's current state in memory behind a
 //! per-room lock (the lock also serialises local writes so prev_events are the extremities).
 
+crate::services::face!(
+    /// The face of rooms: the event DAG, sending, reading, membership, the room directory.
+    RoomsFace
+);
+
 pub mod relations;
 pub mod reports;
 pub mod search;
@@ -387,7 +392,7 @@ impl RoomState {
         })
         .map_err(Error::forbidden)?;
         if !spec.bypass_policy {
-            crate::services::policy::access_rules::check(&srv.policy, &self.state, &pdu)
+            crate::services::policy::access_rules::check(&srv.policy_rules, &self.state, &pdu)
                 .map_err(Error::forbidden)?;
         }
 
@@ -525,7 +530,7 @@ impl Services {
     /// is unknown here.
     pub async fn lock_room(&self, room_id: &RoomId) -> Result<RoomGuard> {
         let slot = self
-            .rooms
+            .room_cache
             .rooms
             .lock()
             .entry(room_id.to_owned())
@@ -536,7 +541,7 @@ impl Services {
             *guard = self.load_room(room_id).await?;
             if guard.is_none() {
                 // Unknown room: keep no slot for it, so made-up room ids cannot fill the cache.
-                let mut rooms = self.rooms.rooms.lock();
+                let mut rooms = self.room_cache.rooms.lock();
                 if rooms.get(room_id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
                     rooms.remove(room_id);
                 }
@@ -547,7 +552,7 @@ impl Services {
 
     /// Claims a new room id in the cache; false when a room (or a creation) already has it.
     pub fn reserve_room_id(&self, room_id: &RoomId) -> bool {
-        let mut rooms = self.rooms.rooms.lock();
+        let mut rooms = self.room_cache.rooms.lock();
         if rooms.contains_key(room_id) {
             return false;
         }
@@ -558,7 +563,7 @@ impl Services {
     /// A slot for a room being created (the id is known only after the create event in v12).
     pub async fn lock_new_room(&self, room_id: &RoomId) -> RoomGuard {
         let slot = self
-            .rooms
+            .room_cache
             .rooms
             .lock()
             .entry(room_id.to_owned())
@@ -623,7 +628,7 @@ impl Services {
     pub async fn room_rules(&self, room_id: &str) -> Result<RoomVersionRules> {
         let cached = ruma::RoomId::parse(room_id)
             .ok()
-            .and_then(|r| self.rooms.versions.lock().get(&r).cloned());
+            .and_then(|r| self.room_cache.versions.lock().get(&r).cloned());
         let version = match cached {
             Some(v) => v,
             None => {
@@ -635,7 +640,7 @@ impl Services {
                 let (v, _) =
                     version::parse(&v).ok_or_else(|| Error::unknown("Unsupported room version"))?;
                 if let Ok(r) = RoomId::parse(room_id) {
-                    self.rooms.versions.lock().insert(r, v.clone());
+                    self.room_cache.versions.lock().insert(r, v.clone());
                 }
                 v
             }

@@ -336,7 +336,7 @@ impl Services {
             .err()
             // Tchap access rules: the same pure check every server of the federation makes.
             .or_else(|| {
-                crate::services::policy::access_rules::check(&self.policy, before_state, &pdu)
+                crate::services::policy::access_rules::check(&self.policy_rules, before_state, &pdu)
                     .err()
                     .inspect(|e| {
                         tracing::info!(event = %c.event_id, reason = %e, "event rejected by the access rules")

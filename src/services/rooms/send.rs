@@ -79,7 +79,7 @@ impl Services {
         self.check_relation_room(room_id, &content).await?;
         let access_rules = kind == crate::services::policy::access_rules::EVENT_TYPE;
         // Only state events go through the access rules: read the admin flag for those alone.
-        let admin = (access_rules || (self.policy.enabled() && state_key.is_some()))
+        let admin = (access_rules || (self.policy_rules.enabled() && state_key.is_some()))
             && self.is_admin(&r.user_id).await?;
         if access_rules && !admin {
             self.policy_rule_change_allowed(room_id, &content).await?;

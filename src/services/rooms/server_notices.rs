@@ -168,7 +168,7 @@ impl Services {
                 json!({ "guest_access": "forbidden" }),
             ),
         ];
-        if self.policy.enabled() {
+        if self.policy_rules.enabled() {
             // Without a rule a Tchap room is `restricted`, where an external cannot be invited:
             // every user of an externals server needs their notices room too.
             state.push((

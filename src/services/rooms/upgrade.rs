@@ -215,7 +215,7 @@ impl Services {
         rules: RoomVersionRules,
         additional_creators: Vec<OwnedUserId>,
     ) -> Result<OwnedRoomId> {
-        let _upgrading = self.rooms.begin_upgrade(old_id)?;
+        let _upgrading = self.room_cache.begin_upgrade(old_id)?;
 
         // 1. What the replacement takes from the old room, read under the old room's lock.
         let (creation, replacement) = {
@@ -234,7 +234,7 @@ impl Services {
             // Tchap: the replacement takes the old room's rule; externals are additional
             // creators of direct rooms only.
             let rule = access_rules::room_rule(&old.state);
-            access_rules::check_creators(&self.policy, rule, &additional_creators)
+            access_rules::check_creators(&self.policy_rules, rule, &additional_creators)
                 .map_err(Error::forbidden)?;
             let create = content(old, "m.room.create", "").unwrap_or_default();
             let mut predecessor = json!({ "room_id": old_id });

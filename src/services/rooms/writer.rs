@@ -51,7 +51,7 @@ impl Services {
             check,
             reply,
         };
-        self.rooms
+        self.room_cache
             .pending
             .lock()
             .entry(room_id.to_owned())
@@ -71,7 +71,7 @@ impl Services {
     async fn drain(&self, room_id: &RoomId) {
         let locked = self.lock_room(room_id).await;
         let jobs = self
-            .rooms
+            .room_cache
             .pending
             .lock()
             .remove(room_id)

@@ -1,6 +1,11 @@
 //! `/sync` (v2): initial and incremental, long-polling on the notifier. The cost of an
 //! incremental sync follows what changed: a fixed number of queries whatever the number of rooms.
 
+crate::services::face!(
+    /// The face of sync and what it delivers besides room events.
+    SyncFace
+);
+
 pub mod account_data;
 pub mod filter;
 pub mod presence;
@@ -122,7 +127,7 @@ impl Services {
         }
     }
 
-    pub async fn sync(&self, r: &Requester, req: SyncRequest) -> Result<Value> {
+    pub async fn sync_v2(&self, r: &Requester, req: SyncRequest) -> Result<Value> {
         let since = req.since.as_deref().map(SyncToken::parse).transpose()?;
         let handle = self.notifier.handle(&r.user_id);
         let set_presence = req.set_presence.as_deref().unwrap_or("online");

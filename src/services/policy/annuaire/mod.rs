@@ -79,7 +79,7 @@ pub enum InternalInfoCaller<'a> {
 impl Services {
     /// The body of the `annuaire_touch` hook: recompute these local users' entries.
     pub(crate) async fn annuaire_touch_users(&self, users: &[&UserId]) {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return;
         }
         let users: Vec<String> = users
@@ -98,7 +98,9 @@ impl Services {
     /// An entry as computed now from `facts` (`expired` from the validity hook).
     fn local_entry(&self, f: &LocalFacts, expired: bool) -> EntryRow {
         let user = UserId::parse(&f.user_id).ok();
-        let external = user.as_deref().is_some_and(|u| self.policy.is_external(u));
+        let external = user
+            .as_deref()
+            .is_some_and(|u| self.policy_rules.is_external(u));
         let gone = !f.exists || f.deactivated;
         let hide = hidden(f.hide_profile.as_deref());
         // The server notices user is not a person to find.
@@ -181,7 +183,7 @@ impl Services {
     /// At start (Tchap on): every local user gets an entry (users that existed before the
     /// annuaire, in batches), then the search index is built from the table.
     pub async fn annuaire_start(&self) -> Result<()> {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return Ok(());
         }
         self.annuaire
@@ -255,7 +257,7 @@ impl Services {
     /// any, else `{}` (no server hosts it).
     pub async fn identity_info(&self, address: &str) -> Result<Value> {
         let address = Self::checked_address(address)?;
-        let home = self.policy.home_for_email(&address);
+        let home = self.policy_rules.home_for_email(&address);
         let bound = self.account_for_email(&address).await?;
         Ok(match (bound, home) {
             (Some(u), Some(h)) if u.server_name() != h.server => {
@@ -288,7 +290,7 @@ impl Services {
         let address = Self::checked_address(address)?;
         let mut v = self.identity_info(&address).await?;
         let requires_invite = self
-            .policy
+            .policy_rules
             .home_for_email(&address)
             .is_some_and(|h| h.requires_invite);
         let invited = !self.db.pending_email_invites(&address).await?.is_empty();

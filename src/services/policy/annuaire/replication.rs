@@ -103,7 +103,7 @@ fn accept(origin: &ServerName, externals: bool, raw: Value) -> Option<EntryRow> 
 impl Services {
     /// Refuses a federation request unless its origin is a peer of the federation.
     pub fn annuaire_require_peer(&self, origin: &ServerName) -> Result<()> {
-        if self.policy.enabled() && self.policy.is_peer(origin) {
+        if self.policy_rules.enabled() && self.policy_rules.is_peer(origin) {
             Ok(())
         } else {
             Err(Error::forbidden(format!(
@@ -143,7 +143,7 @@ impl Services {
     /// Pulls a peer's change stream until caught up; returns the entries received.
     pub async fn annuaire_pull(&self, peer: &ServerName) -> Result<usize> {
         let mut since = self.db.annuaire_peer_since(peer.as_str()).await?;
-        let externals = self.policy.is_external_server(peer);
+        let externals = self.policy_rules.is_external_server(peer);
         let mut total = 0;
         for _ in 0..MAX_PAGES_PER_ROUND {
             let path = format!("{CHANGES_PATH}?since={since}&limit={MAX_PAGE}");
@@ -178,7 +178,7 @@ impl Services {
 
     /// Starts the pull and push tasks (Tchap on). They end when the services are dropped.
     pub fn start_annuaire_tasks(&self) {
-        if !self.policy.enabled() {
+        if !self.policy_rules.enabled() {
             return;
         }
         let Some(mut rx) = self.annuaire.pull_rx.lock().take() else {
@@ -200,7 +200,7 @@ impl Services {
                 tokio::select! {
                     _ = tick.tick() => {
                         let Some(s) = me.upgrade() else { break };
-                        due.extend(s.policy.peers().iter().cloned());
+                        due.extend(s.policy_rules.peers().iter().cloned());
                     }
                     got = rx.recv() => match got {
                         Some(peer) => { due.insert(peer); }
@@ -234,7 +234,7 @@ impl Services {
                     .annuaire
                     .position
                     .load(std::sync::atomic::Ordering::SeqCst);
-                for peer in s.policy.peers().to_vec() {
+                for peer in s.policy_rules.peers().to_vec() {
                     let s = s.clone();
                     tokio::spawn(async move {
                         let body = json!({ "position": position });
