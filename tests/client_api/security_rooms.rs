@@ -390,6 +390,7 @@ async fn remote_redactions_need_power(b: Backend) {
     let bob_id = ruma::UserId::parse(&bob.user_id).unwrap();
     let redaction = bs
         .services()
+        .rooms()
         .submit(&room_id, bob_id, None, None, spec, None)
         .await
         .unwrap()

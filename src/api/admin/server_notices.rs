@@ -32,6 +32,7 @@ async fn send_notice(s: &AppState, r: &Requester, b: Body, txn: Option<&str>) ->
         return Err(Error::invalid_param("Invalid transaction id"));
     }
     let event_id = s
+        .rooms()
         .send_server_notice(Notice {
             admin: &r.user_id,
             user: &user,

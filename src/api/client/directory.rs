@@ -37,7 +37,9 @@ pub async fn public_rooms(
         since: q.since,
         ..Default::default()
     };
-    ok(s.public_rooms(&r.user_id, q.server.as_deref(), req).await?)
+    ok(s.rooms()
+        .public_rooms(&r.user_id, q.server.as_deref(), req)
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -51,7 +53,9 @@ pub async fn search_public_rooms(
     Query(q): Query<ServerQuery>,
     Json(b): Json<PublicRoomsRequest>,
 ) -> ApiResult {
-    ok(s.public_rooms(&r.user_id, q.server.as_deref(), b).await?)
+    ok(s.rooms()
+        .public_rooms(&r.user_id, q.server.as_deref(), b)
+        .await?)
 }
 
 #[derive(Deserialize)]

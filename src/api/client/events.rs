@@ -20,6 +20,7 @@ pub async fn send(
     Json(content): Json<Value>,
 ) -> ApiResult {
     let event_id = s
+        .rooms()
         .send_event(&r, &room(&id)?, &kind, None, content, Some(&txn))
         .await?;
     ok(json!({ "event_id": event_id }))
@@ -32,6 +33,7 @@ pub async fn put_state(
     Json(content): Json<Value>,
 ) -> ApiResult {
     let event_id = s
+        .rooms()
         .send_event(&r, &room(&id)?, &kind, Some(""), content, None)
         .await?;
     ok(json!({ "event_id": event_id }))
@@ -44,6 +46,7 @@ pub async fn put_state_key(
     Json(content): Json<Value>,
 ) -> ApiResult {
     let event_id = s
+        .rooms()
         .send_event(&r, &room(&id)?, &kind, Some(&key), content, None)
         .await?;
     ok(json!({ "event_id": event_id }))
@@ -54,7 +57,9 @@ pub async fn all_state(
     Auth(r): Auth,
     Path(id): Path<String>,
 ) -> ApiResult {
-    ok(Value::Array(s.room_state(&r.user_id, &room(&id)?).await?))
+    ok(Value::Array(
+        s.rooms().room_state(&r.user_id, &room(&id)?).await?,
+    ))
 }
 
 pub async fn get_state(
@@ -62,7 +67,8 @@ pub async fn get_state(
     Auth(r): Auth,
     Path((id, kind)): Path<(String, String)>,
 ) -> ApiResult {
-    ok(s.room_state_event(&r.user_id, &room(&id)?, &kind, "")
+    ok(s.rooms()
+        .room_state_event(&r.user_id, &room(&id)?, &kind, "")
         .await?)
 }
 
@@ -71,7 +77,8 @@ pub async fn get_state_key(
     Auth(r): Auth,
     Path((id, kind, key)): Path<(String, String, String)>,
 ) -> ApiResult {
-    ok(s.room_state_event(&r.user_id, &room(&id)?, &kind, &key)
+    ok(s.rooms()
+        .room_state_event(&r.user_id, &room(&id)?, &kind, &key)
         .await?)
 }
 
@@ -89,6 +96,7 @@ pub async fn redact(
     let target =
         OwnedEventId::try_from(event_id).map_err(|_| Error::invalid_param("Invalid event id"))?;
     let event_id = s
+        .rooms()
         .redact(&r, &room(&id)?, &target, b.reason.as_deref(), Some(&txn))
         .await?;
     ok(json!({ "event_id": event_id }))
@@ -99,10 +107,9 @@ pub async fn get_event(
     Auth(r): Auth,
     Path((id, event_id)): Path<(String, String)>,
 ) -> ApiResult {
-    ok(
-        s.get_room_event(&r.user_id, &r.device_id, &room(&id)?, &event_id)
-            .await?,
-    )
+    ok(s.rooms()
+        .get_room_event(&r.user_id, &r.device_id, &room(&id)?, &event_id)
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -137,6 +144,7 @@ pub async fn messages(
     let filter = parse_filter(q.filter.as_deref())?;
     let limit = q.limit.or(filter.limit).unwrap_or(10);
     let out = s
+        .rooms()
         .messages(
             &r.user_id,
             &r.device_id,
@@ -164,13 +172,14 @@ pub async fn context(
     Query(q): Query<ContextQuery>,
 ) -> ApiResult {
     let filter = parse_filter(q.filter.as_deref())?;
-    ok(s.context(
-        &r.user_id,
-        &r.device_id,
-        &room(&id)?,
-        &event_id,
-        q.limit.unwrap_or(10),
-        &filter,
-    )
-    .await?)
+    ok(s.rooms()
+        .context(
+            &r.user_id,
+            &r.device_id,
+            &room(&id)?,
+            &event_id,
+            q.limit.unwrap_or(10),
+            &filter,
+        )
+        .await?)
 }

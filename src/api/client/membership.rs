@@ -40,6 +40,7 @@ pub async fn join(
     Json(b): Json<ReasonBody>,
 ) -> ApiResult {
     let room_id = s
+        .rooms()
         .join_room(&r.user_id, &target, b.reason.as_deref(), via(&q))
         .await?;
     ok(json!({ "room_id": room_id }))
@@ -53,6 +54,7 @@ pub async fn knock(
     Json(b): Json<ReasonBody>,
 ) -> ApiResult {
     let room_id = s
+        .rooms()
         .knock_room(&r.user_id, &target, b.reason.as_deref(), via(&q))
         .await?;
     ok(json!({ "room_id": room_id }))
@@ -66,6 +68,7 @@ pub async fn join_by_id(
 ) -> ApiResult {
     room(&target)?;
     let room_id = s
+        .rooms()
         .join_room(&r.user_id, &target, b.reason.as_deref(), vec![])
         .await?;
     ok(json!({ "room_id": room_id }))
@@ -101,15 +104,16 @@ pub async fn invite(
         .as_deref()
         .ok_or_else(|| Error::bad_json("Missing user_id"))?;
     let extra = b.is_direct.then(|| json!({ "is_direct": true }));
-    s.set_membership(
-        &r.user_id,
-        &room(&id)?,
-        &user(target)?,
-        "invite",
-        b.reason.as_deref(),
-        extra,
-    )
-    .await?;
+    s.rooms()
+        .set_membership(
+            &r.user_id,
+            &room(&id)?,
+            &user(target)?,
+            "invite",
+            b.reason.as_deref(),
+            extra,
+        )
+        .await?;
     ok(json!({}))
 }
 
@@ -119,13 +123,14 @@ pub async fn leave(
     Path(id): Path<String>,
     Json(b): Json<ReasonBody>,
 ) -> ApiResult {
-    s.leave_room(&r.user_id, &room(&id)?, b.reason.as_deref())
+    s.rooms()
+        .leave_room(&r.user_id, &room(&id)?, b.reason.as_deref())
         .await?;
     ok(json!({}))
 }
 
 pub async fn forget(State(s): State<AppState>, Auth(r): Auth, Path(id): Path<String>) -> ApiResult {
-    s.forget_room(&r.user_id, &room(&id)?).await?;
+    s.rooms().forget_room(&r.user_id, &room(&id)?).await?;
     ok(json!({}))
 }
 
@@ -135,15 +140,16 @@ pub async fn kick(
     Path(id): Path<String>,
     Json(b): Json<TargetBody>,
 ) -> ApiResult {
-    s.set_membership(
-        &r.user_id,
-        &room(&id)?,
-        &user(&b.user_id)?,
-        "leave",
-        b.reason.as_deref(),
-        None,
-    )
-    .await?;
+    s.rooms()
+        .set_membership(
+            &r.user_id,
+            &room(&id)?,
+            &user(&b.user_id)?,
+            "leave",
+            b.reason.as_deref(),
+            None,
+        )
+        .await?;
     ok(json!({}))
 }
 
@@ -153,15 +159,16 @@ pub async fn ban(
     Path(id): Path<String>,
     Json(b): Json<TargetBody>,
 ) -> ApiResult {
-    s.set_membership(
-        &r.user_id,
-        &room(&id)?,
-        &user(&b.user_id)?,
-        "ban",
-        b.reason.as_deref(),
-        None,
-    )
-    .await?;
+    s.rooms()
+        .set_membership(
+            &r.user_id,
+            &room(&id)?,
+            &user(&b.user_id)?,
+            "ban",
+            b.reason.as_deref(),
+            None,
+        )
+        .await?;
     ok(json!({}))
 }
 
@@ -173,15 +180,16 @@ pub async fn unban(
 ) -> ApiResult {
     let room_id = room(&id)?;
     let target = user(&b.user_id)?;
-    s.set_membership(
-        &r.user_id,
-        &room_id,
-        &target,
-        "unban",
-        b.reason.as_deref(),
-        None,
-    )
-    .await?;
+    s.rooms()
+        .set_membership(
+            &r.user_id,
+            &room_id,
+            &target,
+            "unban",
+            b.reason.as_deref(),
+            None,
+        )
+        .await?;
     ok(json!({}))
 }
 
@@ -198,6 +206,7 @@ pub async fn members(
     Query(q): Query<MembersQuery>,
 ) -> ApiResult {
     let chunk = s
+        .rooms()
         .room_members(
             &r.user_id,
             &room(&id)?,
@@ -213,5 +222,5 @@ pub async fn joined_members(
     Auth(r): Auth,
     Path(id): Path<String>,
 ) -> ApiResult {
-    ok(s.joined_members(&r.user_id, &room(&id)?).await?)
+    ok(s.rooms().joined_members(&r.user_id, &room(&id)?).await?)
 }

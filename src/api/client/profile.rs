@@ -56,6 +56,6 @@ pub async fn set_field(
     };
     s.set_profile(&target, f, value.as_deref()).await?;
     let svc = s.clone();
-    tokio::spawn(async move { svc.propagate_profile(&target).await });
+    tokio::spawn(async move { svc.rooms().propagate_profile(&target).await });
     ok(json!({}))
 }

@@ -33,22 +33,23 @@ async fn relations(
         Some("f") => false,
         Some(_) => return Err(Error::invalid_param("dir must be b or f")),
     };
-    ok(s.relations(
-        &r.user_id,
-        &r.device_id,
-        &room(&room_id)?,
-        RelationsRequest {
-            parent: &parent,
-            rel_type: rel_type.as_deref(),
-            event_type: event_type.as_deref(),
-            from: q.from.as_deref(),
-            to: q.to.as_deref(),
-            backward,
-            limit: q.limit.unwrap_or(50),
-            recurse: q.recurse.unwrap_or(false),
-        },
-    )
-    .await?)
+    ok(s.rooms()
+        .relations(
+            &r.user_id,
+            &r.device_id,
+            &room(&room_id)?,
+            RelationsRequest {
+                parent: &parent,
+                rel_type: rel_type.as_deref(),
+                event_type: event_type.as_deref(),
+                from: q.from.as_deref(),
+                to: q.to.as_deref(),
+                backward,
+                limit: q.limit.unwrap_or(50),
+                recurse: q.recurse.unwrap_or(false),
+            },
+        )
+        .await?)
 }
 
 pub async fn all(
@@ -96,13 +97,14 @@ pub async fn threads(
         Some("participated") => true,
         Some(_) => return Err(Error::invalid_param("include must be all or participated")),
     };
-    ok(s.threads(
-        &r.user_id,
-        &r.device_id,
-        &room(&room_id)?,
-        participated,
-        q.from.as_deref(),
-        q.limit.unwrap_or(50),
-    )
-    .await?)
+    ok(s.rooms()
+        .threads(
+            &r.user_id,
+            &r.device_id,
+            &room(&room_id)?,
+            participated,
+            q.from.as_deref(),
+            q.limit.unwrap_or(50),
+        )
+        .await?)
 }

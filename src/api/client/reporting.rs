@@ -21,14 +21,15 @@ pub async fn report_event(
     Path((room, event_id)): Path<(String, String)>,
     Json(b): Json<EventReport>,
 ) -> ApiResult {
-    s.report_event(
-        &r.user_id,
-        &parse_room_id(&room)?,
-        &event_id,
-        b.reason.as_deref(),
-        b.score,
-    )
-    .await?;
+    s.rooms()
+        .report_event(
+            &r.user_id,
+            &parse_room_id(&room)?,
+            &event_id,
+            b.reason.as_deref(),
+            b.score,
+        )
+        .await?;
     ok(json!({}))
 }
 
@@ -45,7 +46,8 @@ pub async fn report_room(
     Path(room): Path<String>,
     Json(b): Json<RoomReport>,
 ) -> ApiResult {
-    s.report_room(&r.user_id, &parse_room_id(&room)?, &b.reason)
+    s.rooms()
+        .report_room(&r.user_id, &parse_room_id(&room)?, &b.reason)
         .await?;
     ok(json!({}))
 }

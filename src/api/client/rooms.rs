@@ -17,7 +17,7 @@ pub async fn create(
     Auth(r): Auth,
     Json(b): Json<CreateRoomRequest>,
 ) -> ApiResult {
-    let room_id = s.create_room(&r.user_id, b).await?;
+    let room_id = s.rooms().create_room(&r.user_id, b).await?;
     ok(json!({ "room_id": room_id }))
 }
 
@@ -46,6 +46,7 @@ pub async fn put_alias(
     Json(b): Json<PutAlias>,
 ) -> ApiResult {
     if !s
+        .rooms()
         .create_alias(&r, &parse_alias(&alias)?, &parse_room(&b.room_id)?)
         .await?
     {
@@ -63,7 +64,7 @@ pub async fn delete_alias(
     Auth(r): Auth,
     Path(alias): Path<String>,
 ) -> ApiResult {
-    s.remove_alias(&r, &parse_alias(&alias)?).await?;
+    s.rooms().remove_alias(&r, &parse_alias(&alias)?).await?;
     ok(json!({}))
 }
 
@@ -72,11 +73,11 @@ pub async fn room_aliases(
     Auth(r): Auth,
     Path(room): Path<String>,
 ) -> ApiResult {
-    ok(json!({ "aliases": s.room_aliases(&r.user_id, &parse_room(&room)?).await? }))
+    ok(json!({ "aliases": s.rooms().room_aliases(&r.user_id, &parse_room(&room)?).await? }))
 }
 
 pub async fn get_visibility(State(s): State<AppState>, Path(room): Path<String>) -> ApiResult {
-    let public = s.room_is_public(&parse_room(&room)?).await?;
+    let public = s.rooms().room_is_public(&parse_room(&room)?).await?;
     ok(json!({ "visibility": if public { "public" } else { "private" } }))
 }
 
@@ -96,7 +97,9 @@ pub async fn set_visibility(
         "private" => false,
         _ => return Err(Error::invalid_param("visibility must be public or private")),
     };
-    s.set_room_public(&r, &parse_room(&room)?, public).await?;
+    s.rooms()
+        .set_room_public(&r, &parse_room(&room)?, public)
+        .await?;
     ok(json!({}))
 }
 
@@ -114,6 +117,7 @@ pub async fn upgrade(
     Json(b): Json<Upgrade>,
 ) -> ApiResult {
     let new_room = s
+        .rooms()
         .upgrade_room(
             &r.user_id,
             &parse_room(&room)?,
@@ -125,5 +129,5 @@ pub async fn upgrade(
 }
 
 pub async fn joined_rooms(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(json!({ "joined_rooms": s.joined_rooms(&r.user_id).await? }))
+    ok(json!({ "joined_rooms": s.rooms().joined_rooms(&r.user_id).await? }))
 }

@@ -19,8 +19,7 @@ pub async fn search(
     Query(q): Query<SearchQuery>,
     Json(b): Json<SearchRequest>,
 ) -> ApiResult {
-    ok(
-        s.search(&r.user_id, &r.device_id, q.next_batch.as_deref(), b)
-            .await?,
-    )
+    ok(s.rooms()
+        .search(&r.user_id, &r.device_id, q.next_batch.as_deref(), b)
+        .await?)
 }

@@ -30,6 +30,7 @@ pub async fn hierarchy(
         limit: q.limit,
         from: q.from,
     };
-    ok(s.room_hierarchy(&r.user_id, &parse_room_id(&room)?, req)
+    ok(s.rooms()
+        .room_hierarchy(&r.user_id, &parse_room_id(&room)?, req)
         .await?)
 }

@@ -27,7 +27,7 @@ async fn answer(s: &AppState, origin: &ruma::ServerName, req: PublicRoomsRequest
     }
     s.ratelimit
         .check("search", origin.as_str(), s.config.rate_limits.search)?;
-    ok(s.local_public_rooms(req).await?)
+    ok(s.rooms().local_public_rooms(req).await?)
 }
 
 pub async fn get_public_rooms(

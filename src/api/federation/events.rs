@@ -142,8 +142,7 @@ pub async fn hierarchy(
     Query(q): Query<HierarchyQuery>,
     req: FedRequest,
 ) -> ApiResult {
-    ok(
-        s.server_hierarchy(&req.origin, &parse_room_id(&room)?, q.suggested_only)
-            .await?,
-    )
+    ok(s.rooms()
+        .server_hierarchy(&req.origin, &parse_room_id(&room)?, q.suggested_only)
+        .await?)
 }

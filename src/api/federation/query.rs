@@ -55,6 +55,6 @@ pub async fn directory(
     if alias.server_name() != s.server_name {
         return Err(Error::not_found("Room alias not found"));
     }
-    let room = s.resolve_alias(&alias).await?;
+    let room = s.rooms().resolve_alias(&alias).await?;
     ok(json!({ "room_id": room, "servers": [s.server_name.as_str()] }))
 }

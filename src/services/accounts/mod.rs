@@ -956,7 +956,7 @@ impl Services {
             .filter(|m| m.membership == "join" || m.membership == "invite")
         {
             if let Ok(room_id) = ruma::RoomId::parse(&m.room_id) {
-                if let Err(e) = self.leave_room(user, &room_id, None).await {
+                if let Err(e) = self.rooms().leave_room(user, &room_id, None).await {
                     tracing::warn!(%room_id, error = %e, "could not leave room on deactivation");
                 }
             }

@@ -123,7 +123,7 @@ impl Services {
     /// the database, other servers' by asking them (`/_matrix/federation/v1/query/directory`).
     pub async fn lookup_alias(&self, alias: &RoomAliasId) -> Result<(OwnedRoomId, Vec<String>)> {
         if alias.server_name() == self.server_name {
-            let room = self.resolve_alias(alias).await?;
+            let room = self.rooms().resolve_alias(alias).await?;
             return Ok((room, vec![self.server_name.to_string()]));
         }
         let path = format!(

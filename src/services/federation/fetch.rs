@@ -119,7 +119,7 @@ impl Services {
             let fetched = self.fetch_events(server, &ask).await;
             self.store_outliers(room_id, rules, &fetched).await?;
         }
-        let pdus = self.load_pdus(&state_ids).await?;
+        let pdus = self.rooms().load_pdus(&state_ids).await?;
         Ok(pdus
             .into_values()
             .filter(|p| !p.rejected)
@@ -216,9 +216,9 @@ impl Services {
             .iter()
             .flat_map(|(p, _)| p.auth_events.iter().map(|a| a.to_string()))
             .collect();
-        let mut auth: HashMap<OwnedEventId, Arc<Pdu>> = self.load_pdus(&auth_ids).await?;
+        let mut auth: HashMap<OwnedEventId, Arc<Pdu>> = self.rooms().load_pdus(&auth_ids).await?;
         // The create event (not among the auth events from room version 12 on).
-        let create = match self.room_create_pdu(room_id).await? {
+        let create = match self.rooms().room_create_pdu(room_id).await? {
             Some(c) => Some(c),
             None => checked
                 .iter()
@@ -238,13 +238,15 @@ impl Services {
         }
         let judged = judge_batch(rules, fresh, &mut auth, create.as_ref());
         // Rejected events are kept known (flagged), so that what cites them is rejected too.
-        self.write_outliers(room_id, &judged.rejected, true).await?;
+        self.rooms()
+            .write_outliers(room_id, &judged.rejected, true)
+            .await?;
         let good = judged.accepted;
         if good.is_empty() {
             return Ok(out);
         }
         out.extend(good.iter().map(|(p, _)| p.event_id.clone()));
-        self.write_outliers(room_id, &good, false).await?;
+        self.rooms().write_outliers(room_id, &good, false).await?;
         Ok(out)
     }
 }
@@ -288,6 +290,7 @@ impl Services {
         let mut supplied = HashMap::new();
         supplied.insert(id.clone(), state);
         let mut out = self
+            .rooms()
             .accept_remote_pdus_with(room_id, vec![event], supplied)
             .await?;
         Ok(out.pop().map(|(_, o)| o).unwrap_or(

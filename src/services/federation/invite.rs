@@ -278,7 +278,8 @@ impl Services {
             events: vec![ev],
             ..Default::default()
         };
-        self.write_events(room_id.as_str(), ids, write, vec![user.to_owned()])
+        self.rooms()
+            .write_events(room_id.as_str(), ids, write, vec![user.to_owned()])
             .await
     }
 
@@ -454,7 +455,7 @@ impl Services {
             )));
         }
         let (event_id, obj, version, rules, sender_member) = {
-            let guard = self.lock_room(room_id).await?;
+            let guard = self.rooms().lock_room(room_id).await?;
             let room = guard
                 .as_ref()
                 .ok_or_else(|| Error::forbidden("You are not in this room"))?;
@@ -512,6 +513,7 @@ impl Services {
             return Err(Error::bad_json(format!("{dest} changed the invite event")));
         }
         match self
+            .rooms()
             .accept_remote_pdus(room_id, vec![checked])
             .await?
             .pop()

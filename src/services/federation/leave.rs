@@ -44,7 +44,7 @@ impl Services {
             return Err(Error::forbidden("The user is not on the requesting server"));
         }
         self.check_acl(room_id, origin).await?;
-        let guard = self.lock_room(room_id).await?;
+        let guard = self.rooms().lock_room(room_id).await?;
         let room = guard
             .as_ref()
             .ok_or_else(|| Error::not_found("Unknown room"))?;
@@ -88,7 +88,7 @@ impl Services {
         event: &Value,
         membership: &str,
     ) -> Result<()> {
-        let rules = self.room_rules(room_id.as_str()).await?;
+        let rules = self.rooms().room_rules(room_id.as_str()).await?;
         self.check_acl(room_id, origin).await?;
         let checked = self.check_pdu(event, &rules).await?;
         if checked.event_id.as_str() != event_id {
@@ -106,6 +106,7 @@ impl Services {
             )));
         }
         match self
+            .rooms()
             .accept_remote_pdus(room_id, vec![checked])
             .await?
             .pop()
@@ -124,7 +125,7 @@ impl Services {
                 ))
             }
         }
-        let guard = self.lock_room(room_id).await?;
+        let guard = self.rooms().lock_room(room_id).await?;
         if let Some(room) = guard.as_ref() {
             self.send_to_room_servers(room, &[event_id.to_owned()], Some(origin))
                 .await?;

@@ -53,7 +53,7 @@ impl Services {
         event: &Value,
         omit_members: bool,
     ) -> Result<Value> {
-        let rules = self.room_rules(room_id.as_str()).await?;
+        let rules = self.rooms().room_rules(room_id.as_str()).await?;
         self.check_acl(room_id, origin).await?;
         let checked = self.check_pdu(event, &rules).await?;
         if checked.event_id.as_str() != event_id {
@@ -74,7 +74,10 @@ impl Services {
             .db
             .current_state_events(&[room_id.to_string()], None)
             .await?;
-        let mut outcome = self.accept_remote_pdus(room_id, vec![checked]).await?;
+        let mut outcome = self
+            .rooms()
+            .accept_remote_pdus(room_id, vec![checked])
+            .await?;
         match outcome.pop().map(|(_, o)| o) {
             Some(Outcome::Accepted) | Some(Outcome::AlreadyKnown) => {}
             Some(Outcome::Rejected(e)) => {
@@ -87,7 +90,7 @@ impl Services {
                 ))
             }
         }
-        let guard = self.lock_room(room_id).await?;
+        let guard = self.rooms().lock_room(room_id).await?;
         let servers: Vec<String> = guard
             .as_ref()
             .map(|r| {
@@ -355,7 +358,7 @@ impl Services {
         join: Arc<Pdu>,
         join_json: String,
     ) -> Result<()> {
-        let mut guard = self.lock_new_room(room_id).await;
+        let mut guard = self.rooms().lock_new_room(room_id).await;
         if guard.is_some() || self.db.room_version(room_id.as_str()).await?.is_some() {
             // Known meanwhile (another user joined): join the ordinary way.
             return Err(Error::new(
@@ -457,7 +460,8 @@ impl Services {
             memberships,
             ..Default::default()
         };
-        self.write_events(room_id.as_str(), ids, write, vec![])
+        self.rooms()
+            .write_events(room_id.as_str(), ids, write, vec![])
             .await?;
         let new = NewPdu {
             state_group: group.id,
@@ -472,7 +476,7 @@ impl Services {
         *guard = Some(room);
         // The join is the room's first timeline event here; persisted like any event (it was
         // already sent to the room by the resident server).
-        let _ = self.persist(&mut guard, vec![new], None).await?;
+        let _ = self.rooms().persist(&mut guard, vec![new], None).await?;
         Ok(())
     }
 }

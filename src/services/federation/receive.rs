@@ -118,7 +118,7 @@ impl Services {
             fail(&mut out, &pdus, "invalid room id");
             return out;
         };
-        let rules = match self.room_rules(room_id.as_str()).await {
+        let rules = match self.rooms().room_rules(room_id.as_str()).await {
             Ok(r) => r,
             Err(_) => {
                 fail(&mut out, &pdus, "unknown room");
@@ -183,7 +183,7 @@ impl Services {
                 )
             })
             .collect();
-        let first = self.accept_remote_pdus(room_id, checked).await?;
+        let first = self.rooms().accept_remote_pdus(room_id, checked).await?;
         let gaps: Vec<&ruma::OwnedEventId> = first
             .iter()
             .filter(|(_, o)| matches!(o, Outcome::MissingPrevs(_)))
@@ -214,7 +214,7 @@ impl Services {
                 fill.push(c);
             }
         }
-        self.accept_remote_pdus(room_id, fill).await?;
+        self.rooms().accept_remote_pdus(room_id, fill).await?;
         // Retry the events that had gaps.
         let mut retry = vec![];
         for (id, v) in &keep {
@@ -224,7 +224,7 @@ impl Services {
                 }
             }
         }
-        let mut second = self.accept_remote_pdus(room_id, retry).await?;
+        let mut second = self.rooms().accept_remote_pdus(room_id, retry).await?;
         // Gaps that /get_missing_events could not fill: the state before the event from the
         // sender (/state_ids, /event_auth, /event), fetched events kept as outliers. A few per
         // transaction: each costs several requests.

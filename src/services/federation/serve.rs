@@ -145,7 +145,7 @@ impl Services {
         let rules = if visible.iter().all(|v| *v) {
             None
         } else {
-            Some(self.room_rules(room).await?)
+            Some(self.rooms().room_rules(room).await?)
         };
         let mut out = Vec::with_capacity(rows.len());
         for (r, ok) in rows.iter().zip(visible) {
@@ -268,11 +268,12 @@ impl Services {
         // Several prev events: the state resolved as this server did when it took the event
         // is the state after it minus the event itself; resolve the prev states the same way.
         let mut ids: Vec<String> = if states.len() > 1 {
-            let rules = self.room_rules(room.as_str()).await?;
+            let rules = self.rooms().room_rules(room.as_str()).await?;
             let groups: Vec<i64> = states.keys().copied().collect();
-            let loaded = self.states_of_groups(&groups).await?;
+            let loaded = self.rooms().states_of_groups(&groups).await?;
             let all: Vec<&super::super::rooms::resolve::State> = loaded.values().collect();
-            self.resolve_states(&rules, &all)
+            self.rooms()
+                .resolve_states(&rules, &all)
                 .await?
                 .values()
                 .map(|p| p.event_id.to_string())

@@ -59,6 +59,7 @@ impl Services {
         // Bound here, or anywhere in the federation (the annuaire carries the bindings).
         if let Some(user) = self.account_for_email(&address).await? {
             return self
+                .rooms()
                 .set_membership(&r.user_id, room_id, &user, "invite", reason, None)
                 .await;
         }
@@ -74,7 +75,7 @@ impl Services {
         let admin = self.is_admin(&r.user_id).await?;
         // The rules the event alone cannot show (it carries a masked address).
         let room_name = {
-            let guard = self.lock_room(room_id).await?;
+            let guard = self.rooms().lock_room(room_id).await?;
             let room = guard
                 .as_ref()
                 .ok_or_else(|| Error::forbidden("You are not in this room"))?;
@@ -107,7 +108,8 @@ impl Services {
         });
         let mut spec = EventSpec::state("m.room.third_party_invite", &token, content);
         spec.bypass_policy = admin;
-        self.submit(room_id, r.user_id.clone(), None, None, spec, None)
+        self.rooms()
+            .submit(room_id, r.user_id.clone(), None, None, spec, None)
             .await?;
         let row = EmailInviteRow {
             token: token.clone(),
@@ -313,6 +315,7 @@ impl Services {
             let block = self.third_party_block(user, &p.token, &masked(address))?;
             let extra = json!({ "third_party_invite": block });
             match self
+                .rooms()
                 .set_membership(&inviter, &room_id, user, "invite", None, Some(extra))
                 .await
             {

@@ -101,7 +101,7 @@ impl crate::services::Services {
             return Ok(());
         }
         let pl = {
-            let guard = self.lock_room(room_id).await?;
+            let guard = self.rooms().lock_room(room_id).await?;
             let Some(room) = guard.as_ref() else {
                 return Ok(());
             };
@@ -109,7 +109,8 @@ impl crate::services::Services {
         };
         let Some(pl) = pl else { return Ok(()) };
         let spec = crate::services::rooms::EventSpec::state("m.room.power_levels", "", pl);
-        self.submit(room_id, user.to_owned(), None, None, spec, None)
+        self.rooms()
+            .submit(room_id, user.to_owned(), None, None, spec, None)
             .await?;
         Ok(())
     }

@@ -352,7 +352,7 @@ impl Services {
         };
         let period = Self::period_ms(cfg);
         // Accounts older than the setting.
-        let system = self.server_notices_user_id();
+        let system = self.rooms().server_notices_user_id();
         report.backfilled = self
             .db
             .validity_backfill(

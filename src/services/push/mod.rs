@@ -293,8 +293,9 @@ impl Services {
             .flatten();
         let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
         let events = self.db.get_events(&ids).await?;
-        let events = self.filter_visible(user, events).await?;
+        let events = self.rooms().filter_visible(user, events).await?;
         let formatted = self
+            .rooms()
             .format_events(&events, None, super::rooms::client_event::Format::Client)
             .await?;
         let by_id: HashMap<&str, &Value> = events

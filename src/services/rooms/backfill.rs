@@ -11,6 +11,7 @@
 //! (its create event) ends backfilling for the room.
 
 use super::store_events::{EventWrite, Placement};
+use crate::services::rooms::RoomsFace;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -26,7 +27,7 @@ use serde_json::Value;
 
 use super::{auth_events::check_auth_events, pdu::Pdu, resolve::State, GroupWrite};
 use crate::{
-    services::{federation::sender::room_servers, rooms::relations::relation_of, Services},
+    services::{federation::sender::room_servers, rooms::relations::relation_of},
     store::{events::NewEvent, relations::NewRelation},
     util, Result,
 };
@@ -55,10 +56,10 @@ struct Placed {
     may_redact_any: bool,
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Fetches the history before the earliest event this server has of a room, from a server
     /// of the room. Returns whether events were added.
-    pub async fn backfill_room(&self, room_id: &RoomId) -> Result<bool> {
+    pub async fn backfill_room(self, room_id: &RoomId) -> Result<bool> {
         let lock = self
             .room_cache
             .backfill
@@ -80,7 +81,7 @@ impl Services {
         res
     }
 
-    async fn backfill_locked(&self, room_id: &RoomId) -> Result<bool> {
+    async fn backfill_locked(self, room_id: &RoomId) -> Result<bool> {
         let (asked, reached) = self.db.room_backfill(room_id.as_str()).await?;
         if reached {
             return Ok(false);
@@ -168,7 +169,7 @@ impl Services {
     /// Checks and stores a backfilled batch; returns how many events were stored and whether
     /// the room's create event is among them.
     async fn store_backfilled(
-        &self,
+        self,
         server: &ServerName,
         room_id: &RoomId,
         rules: &RoomVersionRules,

@@ -1,11 +1,12 @@
 //! Serving events to clients: the client format (no DAG fields), unsigned data, redaction.
 
+use crate::services::rooms::RoomsFace;
 use std::collections::HashMap;
 
 use ruma::{canonical_json::redact, canonical_json::RedactedBecause, CanonicalJsonObject, UserId};
 use serde_json::{json, Map, Value};
 
-use crate::{services::Services, store::events::EventRow, util, Result};
+use crate::{store::events::EventRow, util, Result};
 
 const DAG_FIELDS: &[&str] = &[
     "auth_events",
@@ -26,12 +27,12 @@ pub enum Format {
     Stripped,
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Formats events for `viewer` (transaction ids are shown to the sending device only).
     /// Redacted events are redacted with the room version's rules, in one batch.
     /// Client-format events carry their bundled aggregations (`unsigned.m.relations`).
     pub async fn format_events(
-        &self,
+        self,
         rows: &[EventRow],
         viewer: Option<(&UserId, &str)>,
         format: Format,
@@ -46,7 +47,7 @@ impl Services {
     /// [`Self::format_events`] with the aggregations already computed (sync computes them once
     /// for every room).
     pub async fn format_plain(
-        &self,
+        self,
         rows: &[EventRow],
         viewer: Option<(&UserId, &str)>,
         format: Format,

@@ -1,5 +1,6 @@
 //! Room creation (`/createRoom`): the spec's event sequence, presets, overrides.
 
+use crate::services::rooms::RoomsFace;
 use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -7,10 +8,7 @@ use serde_json::{json, Map, Value};
 use super::{version, EventSpec, RoomState};
 use crate::{
     config::EncryptionByDefault,
-    services::{
-        policy::{access_rules, room_defaults},
-        Services,
-    },
+    services::policy::{access_rules, room_defaults},
     util, Error, Result,
 };
 
@@ -53,9 +51,9 @@ pub struct InitialState {
     pub content: Value,
 }
 
-impl Services {
+impl RoomsFace<'_> {
     pub async fn create_room(
-        &self,
+        self,
         creator: &UserId,
         req: CreateRoomRequest,
     ) -> Result<OwnedRoomId> {
@@ -65,7 +63,7 @@ impl Services {
     /// Room creation; with a [`Replacement`] (room upgrade) the power levels and state come from
     /// it and no preset state, default encryption or alias is added.
     pub async fn create_room_with(
-        &self,
+        self,
         creator: &UserId,
         req: CreateRoomRequest,
         replacement: Option<Replacement>,
@@ -159,7 +157,7 @@ impl Services {
             let mut room = RoomState::new_room(version.clone(), rules.clone(), provisional);
             room.min_ts = util::now_ms() + attempt;
             let spec = EventSpec::state("m.room.create", "", Value::Object(create.clone()));
-            let built = room.build(self, creator, spec, None, None)?;
+            let built = room.build(self.s, creator, spec, None, None)?;
             if self.reserve_room_id(&room.room_id)
                 && self.db.room_version(room.room_id.as_str()).await?.is_none()
             {
@@ -183,7 +181,7 @@ impl Services {
             }
         }
         batch.push(room.build(
-            self,
+            self.s,
             creator,
             EventSpec::state("m.room.member", creator.as_str(), member),
             None,
@@ -218,7 +216,7 @@ impl Services {
         }
         strip_creators(&mut pl, &room);
         batch.push(room.build(
-            self,
+            self.s,
             creator,
             EventSpec::state("m.room.power_levels", "", pl),
             None,
@@ -228,7 +226,7 @@ impl Services {
         // The access rule, before anything it governs.
         if let Some(rule) = access_rule {
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state(
                     access_rules::EVENT_TYPE,
@@ -243,7 +241,7 @@ impl Services {
         // 4. canonical alias
         if let Some(a) = &alias {
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state("m.room.canonical_alias", "", json!({ "alias": a })),
                 None,
@@ -280,7 +278,7 @@ impl Services {
         };
         if !given("m.room.join_rules") {
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state("m.room.join_rules", "", json!({ "join_rule": join_rule })),
                 None,
@@ -289,7 +287,7 @@ impl Services {
         }
         if !given("m.room.history_visibility") {
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state(
                     "m.room.history_visibility",
@@ -302,7 +300,7 @@ impl Services {
         }
         if preset != "public_chat" && !given("m.room.guest_access") {
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state(
                     "m.room.guest_access",
@@ -324,7 +322,7 @@ impl Services {
         };
         if encrypt && !given("m.room.encryption") {
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state(
                     "m.room.encryption",
@@ -352,7 +350,7 @@ impl Services {
                 )));
             }
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state(&s.kind, &s.state_key, s.content),
                 None,
@@ -364,7 +362,7 @@ impl Services {
         if let Some(rep) = replacement {
             for (kind, key, content) in rep.state {
                 match room.build(
-                    self,
+                    self.s,
                     creator,
                     EventSpec::state(&kind, &key, content),
                     None,
@@ -379,7 +377,7 @@ impl Services {
             if let Some(mut pl) = rep.final_power_levels {
                 strip_creators(&mut pl, &room);
                 batch.push(room.build(
-                    self,
+                    self.s,
                     creator,
                     EventSpec::state("m.room.power_levels", "", pl),
                     None,
@@ -391,7 +389,7 @@ impl Services {
         // 7. name and topic
         if let Some(name) = req.name {
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state("m.room.name", "", json!({ "name": name })),
                 None,
@@ -400,7 +398,7 @@ impl Services {
         }
         if let Some(topic) = req.topic {
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state("m.room.topic", "", json!({ "topic": topic })),
                 None,
@@ -422,7 +420,7 @@ impl Services {
                 content["displayname"] = json!(d);
             }
             batch.push(room.build(
-                self,
+                self.s,
                 creator,
                 EventSpec::state("m.room.member", u.as_str(), content),
                 None,
@@ -437,9 +435,10 @@ impl Services {
             .ok_or_else(|| Error::unknown("Server shutting down"))?;
         let (id, creator_c) = (room_id.clone(), creator.to_owned());
         tokio::spawn(async move {
-            let mut guard = me.lock_new_room(&id).await;
+            let mut guard = me.rooms().lock_new_room(&id).await;
             *guard = Some(room);
-            me.persist(&mut guard, batch, Some((&creator_c, public)))
+            me.rooms()
+                .persist(&mut guard, batch, Some((&creator_c, public)))
                 .await
         })
         .await

@@ -1,21 +1,18 @@
 //! Room aliases, directory visibility, the published room directory (`/publicRooms`) and the
 //! user's joined rooms.
 
+use crate::services::rooms::RoomsFace;
 use std::collections::HashMap;
 
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{
-    services::{accounts::Requester, Services},
-    store::Db,
-    Error, Result,
-};
+use crate::{services::accounts::Requester, store::Db, Error, Result};
 
-impl Services {
+impl RoomsFace<'_> {
     /// The room a local alias points to.
-    pub async fn resolve_alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+    pub async fn resolve_alias(self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
         let (room, _) = self
             .db
             .alias(alias.as_str())
@@ -28,7 +25,7 @@ impl Services {
     /// alias is taken. Unless `require_membership_for_aliases` is off, only a member (joined)
     /// of the room may, as in Synapse; server admins always may.
     pub async fn create_alias(
-        &self,
+        self,
         r: &Requester,
         alias: &RoomAliasId,
         room_id: &RoomId,
@@ -57,7 +54,7 @@ impl Services {
     /// Creates a local alias for a known room, no membership asked (createRoom's
     /// `room_alias_name`); false when the alias is taken.
     pub async fn add_alias(
-        &self,
+        self,
         creator: &UserId,
         alias: &RoomAliasId,
         room_id: &RoomId,
@@ -81,7 +78,7 @@ impl Services {
     }
 
     /// Removes an alias: its creator, a server admin, or a room moderator (power ≥ 50) may.
-    pub async fn remove_alias(&self, r: &Requester, alias: &RoomAliasId) -> Result<()> {
+    pub async fn remove_alias(self, r: &Requester, alias: &RoomAliasId) -> Result<()> {
         let (room, creator) = self
             .db
             .alias(alias.as_str())
@@ -102,7 +99,7 @@ impl Services {
 
     /// Local aliases of a room the user may read.
     pub async fn room_aliases(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
     ) -> Result<Vec<OwnedRoomAliasId>> {
@@ -117,7 +114,7 @@ impl Services {
     }
 
     /// Whether a known room is published in the room directory.
-    pub async fn room_is_public(&self, room_id: &RoomId) -> Result<bool> {
+    pub async fn room_is_public(self, room_id: &RoomId) -> Result<bool> {
         if self.db.room_version(room_id.as_str()).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
@@ -126,7 +123,7 @@ impl Services {
 
     /// Publishes or unpublishes a room: server admins, or who may set its canonical alias.
     pub async fn set_room_public(
-        &self,
+        self,
         r: &Requester,
         room_id: &RoomId,
         public: bool,
@@ -150,7 +147,7 @@ impl Services {
         Ok(self.db.set_room_public(room_id.as_str(), public).await?)
     }
 
-    pub async fn joined_rooms(&self, user: &UserId) -> Result<Vec<String>> {
+    pub async fn joined_rooms(self, user: &UserId) -> Result<Vec<String>> {
         let rooms = self.db.user_memberships(user.as_str()).await?;
         Ok(rooms
             .into_iter()
@@ -193,12 +190,12 @@ struct DirectoryEntry {
     listable: bool,
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// `/publicRooms`: the rooms published in this server's directory whose join rule is public
     /// or knock (or whose history is world readable), with at least one joined member, largest
     /// first. `since` tokens are offsets (`p<n>`). Another server's directory is asked of it.
     pub async fn public_rooms(
-        &self,
+        self,
         requester: &UserId,
         server: Option<&str>,
         req: PublicRoomsRequest,
@@ -216,7 +213,7 @@ impl Services {
     }
 
     /// This server's published rooms, for its clients and (over federation) other servers.
-    pub async fn local_public_rooms(&self, req: PublicRoomsRequest) -> Result<Value> {
+    pub async fn local_public_rooms(self, req: PublicRoomsRequest) -> Result<Value> {
         let offset = match req.since.as_deref() {
             None | Some("") => 0,
             Some(t) => t

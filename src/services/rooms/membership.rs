@@ -1,14 +1,15 @@
 //! Membership: join, invite, leave, kick, ban, unban, forget; profile propagation.
 
+use crate::services::rooms::RoomsFace;
 use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
 use serde_json::{json, Value};
 
 use super::EventSpec;
-use crate::{services::Services, Error, Result};
+use crate::{Error, Result};
 
-impl Services {
+impl RoomsFace<'_> {
     /// The displayname and avatar_url of a local user, for their member events.
-    async fn profile_content(&self, user: &UserId) -> Result<Value> {
+    async fn profile_content(self, user: &UserId) -> Result<Value> {
         let mut c = json!({ "membership": "join" });
         if let Some(u) = self.db.get_user(user.as_str()).await? {
             if let Some(d) = u.displayname {
@@ -22,7 +23,7 @@ impl Services {
     }
 
     /// Resolves a room id or a local alias.
-    pub async fn resolve_room(&self, id_or_alias: &str) -> Result<OwnedRoomId> {
+    pub async fn resolve_room(self, id_or_alias: &str) -> Result<OwnedRoomId> {
         if id_or_alias.starts_with('#') {
             let alias = RoomAliasId::parse(id_or_alias)
                 .map_err(|_| Error::invalid_param("Invalid room alias"))?;
@@ -35,7 +36,7 @@ impl Services {
     /// A room id from a room id or alias to join or knock on; a remote alias is asked of its
     /// server, whose answer adds to `via`.
     async fn resolve_for_join(
-        &self,
+        self,
         id_or_alias: &str,
         via: &mut Vec<ruma::OwnedServerName>,
     ) -> Result<OwnedRoomId> {
@@ -64,7 +65,7 @@ impl Services {
     }
 
     pub async fn join_room(
-        &self,
+        self,
         user: &UserId,
         id_or_alias: &str,
         reason: Option<&str>,
@@ -126,7 +127,7 @@ impl Services {
     /// Sets another user's membership: `invite`, `leave` (kick), `ban`, or `unban` (a `leave`
     /// allowed only while the target is banned).
     pub async fn set_membership(
-        &self,
+        self,
         sender: &UserId,
         room_id: &RoomId,
         target: &UserId,
@@ -205,7 +206,7 @@ impl Services {
     }
 
     pub async fn leave_room(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         reason: Option<&str>,
@@ -233,7 +234,7 @@ impl Services {
     /// Knocks on a room (spec: Knocking): a `knock` membership in a room whose join rule
     /// allows it, through another server when the room is not known here.
     pub async fn knock_room(
-        &self,
+        self,
         user: &UserId,
         id_or_alias: &str,
         reason: Option<&str>,
@@ -282,7 +283,7 @@ impl Services {
         Ok(room_id)
     }
 
-    pub async fn forget_room(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+    pub async fn forget_room(self, user: &UserId, room_id: &RoomId) -> Result<()> {
         match self.db.membership(user.as_str(), room_id.as_str()).await? {
             Some(m) if m.membership == "join" => Err(Error::new(
                 axum::http::StatusCode::BAD_REQUEST,
@@ -300,7 +301,7 @@ impl Services {
     }
 
     /// Re-sends the user's member event in every joined room after a profile change.
-    pub async fn propagate_profile(&self, user: &UserId) {
+    pub async fn propagate_profile(self, user: &UserId) {
         let rooms = match self.db.user_memberships(user.as_str()).await {
             Ok(r) => r,
             Err(e) => return tracing::warn!(error = %e, "profile propagation"),

@@ -525,10 +525,10 @@ pub(crate) fn int(v: i64) -> CanonicalJsonValue {
     CanonicalJsonValue::Integer(ruma::Int::new_saturating(v))
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Locks a room for writing, loading its state on first use. The slot is None when the room
     /// is unknown here.
-    pub async fn lock_room(&self, room_id: &RoomId) -> Result<RoomGuard> {
+    pub async fn lock_room(self, room_id: &RoomId) -> Result<RoomGuard> {
         let slot = self
             .room_cache
             .rooms
@@ -551,7 +551,7 @@ impl Services {
     }
 
     /// Claims a new room id in the cache; false when a room (or a creation) already has it.
-    pub fn reserve_room_id(&self, room_id: &RoomId) -> bool {
+    pub fn reserve_room_id(self, room_id: &RoomId) -> bool {
         let mut rooms = self.room_cache.rooms.lock();
         if rooms.contains_key(room_id) {
             return false;
@@ -561,7 +561,7 @@ impl Services {
     }
 
     /// A slot for a room being created (the id is known only after the create event in v12).
-    pub async fn lock_new_room(&self, room_id: &RoomId) -> RoomGuard {
+    pub async fn lock_new_room(self, room_id: &RoomId) -> RoomGuard {
         let slot = self
             .room_cache
             .rooms
@@ -572,7 +572,7 @@ impl Services {
         slot.lock_owned().await
     }
 
-    async fn load_room(&self, room_id: &RoomId) -> Result<Option<RoomState>> {
+    async fn load_room(self, room_id: &RoomId) -> Result<Option<RoomState>> {
         let Some(version) = self.db.room_version(room_id.as_str()).await? else {
             return Ok(None);
         };
@@ -625,7 +625,7 @@ impl Services {
     }
 
     /// The version rules of a known room (cached; versions never change).
-    pub async fn room_rules(&self, room_id: &str) -> Result<RoomVersionRules> {
+    pub async fn room_rules(self, room_id: &str) -> Result<RoomVersionRules> {
         let cached = ruma::RoomId::parse(room_id)
             .ok()
             .and_then(|r| self.room_cache.versions.lock().get(&r).cloned());
@@ -651,7 +651,7 @@ impl Services {
     /// Persists built events in one transaction and wakes the users concerned. On failure the
     /// room's cached state is dropped (it is reloaded from the database on next use).
     pub async fn persist(
-        &self,
+        self,
         guard: &mut RoomGuard,
         batch: Vec<NewPdu>,
         new_room: Option<(&UserId, bool)>,
@@ -707,7 +707,7 @@ impl Services {
     }
 
     async fn persist_inner(
-        &self,
+        self,
         guard: &RoomGuard,
         batch: &[NewPdu],
         ids: &[i64],

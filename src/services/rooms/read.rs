@@ -1,6 +1,7 @@
 //! Reading rooms: single events, state, members, /messages and /context, all through history
 //! visibility.
 
+use crate::services::rooms::RoomsFace;
 use std::collections::HashSet;
 
 use ruma::{RoomId, UserId};
@@ -8,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::client_event::Format;
 use crate::{
-    services::{sync::filter::RoomEventFilter, sync::parse_position, Services},
+    services::{sync::filter::RoomEventFilter, sync::parse_position},
     store::events::{Dir, EventRow},
     Error, Result,
 };
@@ -31,8 +32,8 @@ fn servable(row: &EventRow, user: &UserId) -> bool {
         || (row.kind == "m.room.member" && row.state_key.as_deref() == Some(user.as_str()))
 }
 
-impl Services {
-    async fn state_view(&self, user: &UserId, room_id: &RoomId) -> Result<StateView> {
+impl RoomsFace<'_> {
+    async fn state_view(self, user: &UserId, room_id: &RoomId) -> Result<StateView> {
         let m = self.db.membership(user.as_str(), room_id.as_str()).await?;
         match m {
             Some(m) if m.membership == "join" => Ok(StateView::Current),
@@ -62,7 +63,7 @@ impl Services {
     }
 
     /// State events the user may see, optionally only some types.
-    async fn visible_state(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<EventRow>> {
+    async fn visible_state(self, user: &UserId, room_id: &RoomId) -> Result<Vec<EventRow>> {
         match self.state_view(user, room_id).await? {
             StateView::Current => Ok(self
                 .db
@@ -79,13 +80,13 @@ impl Services {
         }
     }
 
-    pub async fn room_state(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
+    pub async fn room_state(self, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
         let rows = self.visible_state(user, room_id).await?;
         self.format_events(&rows, None, Format::Client).await
     }
 
     pub async fn room_state_event(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         kind: &str,
@@ -114,7 +115,7 @@ impl Services {
     }
 
     pub async fn room_members(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         membership: Option<&str>,
@@ -136,7 +137,7 @@ impl Services {
             .collect())
     }
 
-    pub async fn joined_members(&self, user: &UserId, room_id: &RoomId) -> Result<Value> {
+    pub async fn joined_members(self, user: &UserId, room_id: &RoomId) -> Result<Value> {
         if !matches!(self.state_view(user, room_id).await?, StateView::Current) {
             return Err(Error::forbidden("You are not in this room"));
         }
@@ -155,7 +156,7 @@ impl Services {
     }
 
     pub async fn get_room_event(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         room_id: &RoomId,
@@ -181,7 +182,7 @@ impl Services {
     /// Member events of the senders of `events` (lazy-loading members), as the user may see
     /// them: the current ones while joined, the ones at their leave otherwise.
     async fn members_for(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         events: &[EventRow],
@@ -210,7 +211,7 @@ impl Services {
 
     #[allow(clippy::too_many_arguments)]
     pub async fn messages(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         room_id: &RoomId,
@@ -302,7 +303,7 @@ impl Services {
     }
 
     pub async fn context(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         room_id: &RoomId,

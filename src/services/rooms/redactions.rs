@@ -5,10 +5,10 @@
 //! by the same rule when the target arrives. Local, received and backfilled events all go
 //! through [`Services::apply_redactions`] inside the transaction that stores them.
 
+use crate::services::rooms::RoomsFace;
 use std::collections::HashMap;
 
 use crate::{
-    services::Services,
     store::{redactions::PendingRedaction, Db, Tx},
     Result,
 };
@@ -32,12 +32,12 @@ fn applies(may_redact_any: bool, redaction_sender: &str, original_sender: &str) 
     may_redact_any || server_of(redaction_sender) == server_of(original_sender)
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Applies the redactions of a batch being stored in `tx` and the pending redactions of the
     /// batch's other events. `stored` are the batch's events as (event id, sender); they are
     /// already inserted in `tx`.
     pub async fn apply_redactions(
-        &self,
+        self,
         tx: &mut Tx,
         room_id: &str,
         redactions: &[RedactionIn<'_>],

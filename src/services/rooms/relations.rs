@@ -2,12 +2,13 @@
 //! `m.relates_to` index, `/relations`, `/threads`, and the bundled aggregations attached to
 //! served events (`unsigned.m.relations`).
 
+use crate::services::rooms::RoomsFace;
 use std::collections::{HashMap, HashSet};
 
 use ruma::{RoomId, UserId};
 use serde_json::{json, Map, Value};
 
-use crate::services::{rooms::client_event::Format, Services};
+use crate::services::rooms::client_event::Format;
 use crate::{
     store::{
         events::EventRow,
@@ -65,13 +66,13 @@ pub fn parse_token(t: &str) -> Result<i64> {
         .map_err(|_| Error::invalid_param("Invalid pagination token"))
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// `unsigned.m.relations` for each event that has any, for `viewer`: the latest valid
     /// `m.replace`, the `m.thread` summary and the `m.reference` chunk, all limited to what the
     /// viewer may see (history visibility). A few queries whatever the number of events. State
     /// events get none (as Synapse), nor does a formatting without a viewer.
     pub async fn aggregations<'a>(
-        &self,
+        self,
         rows: impl IntoIterator<Item = &'a EventRow>,
         viewer: Option<(&UserId, &str)>,
     ) -> Result<HashMap<String, Value>> {
@@ -223,7 +224,7 @@ impl Services {
     /// its `MAX_HIDDEN_WALK` newest replies, and its count stops at the reply found. A thread
     /// with no visible reply there gets no summary.
     async fn latest_visible_replies(
-        &self,
+        self,
         user: &UserId,
         threads: &[RelationCount],
         visible: &mut HashMap<String, EventRow>,
@@ -290,7 +291,7 @@ impl Services {
 
     /// Refuses a new local event whose relation points at an event of another room (Synapse's
     /// "Relations must be in the same room"); a parent not known here is allowed, as Synapse.
-    pub async fn check_relation_room(&self, room_id: &RoomId, content: &Value) -> Result<()> {
+    pub async fn check_relation_room(self, room_id: &RoomId, content: &Value) -> Result<()> {
         let Some((_, parent)) = relation_of(content) else {
             return Ok(());
         };
@@ -309,7 +310,7 @@ impl Services {
     /// room or not known here (relation queries also join the parent in the child's room, so
     /// a parent that turns up later in another room never counts either).
     pub async fn relations_in_room<'a>(
-        &self,
+        self,
         room_id: &str,
         rels: Vec<NewRelation<'a>>,
     ) -> Result<Vec<NewRelation<'a>>> {
@@ -333,7 +334,7 @@ impl Services {
 
     /// GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
     pub async fn relations(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         room_id: &RoomId,
@@ -402,7 +403,7 @@ impl Services {
 
     /// GET /rooms/{roomId}/threads: thread roots by latest activity, newest first.
     pub async fn threads(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         room_id: &RoomId,

@@ -9,6 +9,7 @@
 //! resolution of the states after every extremity: every server holding the same events
 //! reaches the same current state.
 
+use crate::services::rooms::RoomsFace;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -47,13 +48,10 @@ fn key_of(pdu: &Pdu) -> Option<StateKey> {
 }
 
 /// A full snapshot of a state as group entries.
-impl Services {
+impl RoomsFace<'_> {
     /// Events by id, as PDUs (from the database), rejected ones flagged: an auth event that was
     /// rejected makes what cites it rejected (ruma's auth rules read the flag).
-    pub(crate) async fn load_pdus(
-        &self,
-        ids: &[String],
-    ) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
+    pub(crate) async fn load_pdus(self, ids: &[String]) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
         let rows = self.db.get_events_chunked_with_rejected(ids).await?;
         let mut out = HashMap::new();
         for r in rows {
@@ -65,7 +63,7 @@ impl Services {
     }
 
     /// The create event of a room known here (from its current state).
-    pub(crate) async fn room_create_pdu(&self, room_id: &RoomId) -> Result<Option<Arc<Pdu>>> {
+    pub(crate) async fn room_create_pdu(self, room_id: &RoomId) -> Result<Option<Arc<Pdu>>> {
         Ok(self
             .db
             .current_state_event(room_id.as_str(), "m.room.create", "")
@@ -75,7 +73,7 @@ impl Services {
 
     /// The states of some state groups, as events (one query for the entries, one for the
     /// events).
-    pub(crate) async fn states_of_groups(&self, groups: &[i64]) -> Result<HashMap<i64, State>> {
+    pub(crate) async fn states_of_groups(self, groups: &[i64]) -> Result<HashMap<i64, State>> {
         let ids_by_group = self.db.state_at_groups(groups, None).await?;
         let mut ids: Vec<String> = ids_by_group
             .values()
@@ -103,7 +101,7 @@ impl Services {
     /// into one; with the group holding it when a single group does. None when none of them
     /// has a known state.
     async fn resolved_after(
-        &self,
+        self,
         room: &RoomState,
         events: &[String],
         extra: Option<&State>,
@@ -134,7 +132,7 @@ impl Services {
 
     /// Authorises and stores PDUs of one room, in order. Unknown rooms are refused.
     pub async fn accept_remote_pdus(
-        &self,
+        self,
         room_id: &RoomId,
         pdus: Vec<CheckedPdu>,
     ) -> Result<Vec<(OwnedEventId, Outcome)>> {
@@ -146,7 +144,7 @@ impl Services {
     /// another server when their prev events cannot be had): those are taken without their
     /// prev events.
     pub async fn accept_remote_pdus_with(
-        &self,
+        self,
         room_id: &RoomId,
         pdus: Vec<CheckedPdu>,
         supplied: HashMap<OwnedEventId, State>,
@@ -166,7 +164,7 @@ impl Services {
     }
 
     async fn accept_locked(
-        &self,
+        self,
         guard: &mut RoomGuard,
         room_id: &RoomId,
         pdus: Vec<CheckedPdu>,
@@ -356,7 +354,7 @@ impl Services {
                 })
                 .is_err();
             let n = match before {
-                None => room.apply_extending(self, pdu, c.json),
+                None => room.apply_extending(self.s, pdu, c.json),
                 Some((state, group)) => {
                     self.apply_fork(room, pdu, c.json, state, group, soft)
                         .await?
@@ -382,7 +380,7 @@ impl Services {
     /// group (the state after it), then, unless soft-failed, the new extremities and the
     /// current state resolved from the states after each of them.
     async fn apply_fork(
-        &self,
+        self,
         room: &mut RoomState,
         pdu: Arc<Pdu>,
         json: String,
@@ -439,7 +437,7 @@ impl Services {
                             diff.push((k.clone(), None));
                         }
                     }
-                    room.apply_resolved(self, &diff, resolved);
+                    room.apply_resolved(self.s, &diff, resolved);
                     if same_states(&[&room.state, &after]) {
                         room.state_group = Some(after_group);
                         room.chain_len = match &group_write {

@@ -1,9 +1,9 @@
 //! Reporting content: users report events and rooms to the server's moderators. Reports are
 //! stored for the admin API; nothing is forwarded.
 
+use crate::services::rooms::RoomsFace;
 use ruma::{RoomId, UserId};
 
-use crate::services::Services;
 use crate::{util, Error, Result};
 
 /// Longest report reason, in bytes.
@@ -18,11 +18,11 @@ fn check_reason(reason: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// `POST /rooms/{id}/report/{event}`: only an event the reporter can see, in a room they
     /// are joined to; anything else is "not found" (nothing leaks about rooms or events).
     pub async fn report_event(
-        &self,
+        self,
         user: &UserId,
         room: &RoomId,
         event_id: &str,
@@ -68,7 +68,7 @@ impl Services {
     }
 
     /// `POST /rooms/{id}/report`: any room known here; the reporter need not be a member.
-    pub async fn report_room(&self, user: &UserId, room: &RoomId, reason: &str) -> Result<()> {
+    pub async fn report_room(self, user: &UserId, room: &RoomId, reason: &str) -> Result<()> {
         check_reason(Some(reason))?;
         self.ratelimit
             .check("report", user.as_str(), self.config.rate_limits.message)?;

@@ -8,6 +8,7 @@
 //! unconflicted state is in every state's chain, so it never counts in the auth difference):
 //! the result is the spec's, and the sets stay small.
 
+use crate::services::rooms::RoomsFace;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -20,7 +21,7 @@ use ruma::{
 };
 
 use super::{pdu::Pdu, StateKey};
-use crate::{services::Services, store::dag::adjacency, Error, Result};
+use crate::{store::dag::adjacency, Error, Result};
 
 /// A room state in memory: (type, state_key) -> event.
 pub type State = HashMap<StateKey, Arc<Pdu>>;
@@ -99,10 +100,10 @@ fn conflicted_subgraph(
         .collect()
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Resolves several states of a room into one (state resolution v2).
     pub async fn resolve_states(
-        &self,
+        self,
         rules: &RoomVersionRules,
         states: &[&State],
     ) -> Result<State> {

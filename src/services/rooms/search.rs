@@ -4,13 +4,14 @@
 //! visibility service, in batch), never redacted, rejected, outlier or soft-failed events. The
 //! index is written with the events (`store/search.rs`).
 
+use crate::services::rooms::RoomsFace;
 use std::collections::{HashMap, HashSet};
 
 use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::services::{rooms::client_event::Format, sync::filter::RoomEventFilter, Services};
+use crate::services::{rooms::client_event::Format, sync::filter::RoomEventFilter};
 use crate::{
     store::{
         events::EventRow,
@@ -149,10 +150,10 @@ fn advance(from: SearchCursor, index: usize, row: &EventRow) -> SearchCursor {
     }
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// `POST /search`.
     pub async fn search(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         next_batch: Option<&str>,
@@ -168,7 +169,7 @@ impl Services {
     }
 
     async fn search_room_events(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         next_batch: Option<&str>,
@@ -368,7 +369,7 @@ impl Services {
     /// The context of each result, in batch: events around every result (two queries), their
     /// visibility (one pass), their senders' profiles (one query).
     async fn search_contexts(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         rows: &[EventRow],

@@ -1,10 +1,11 @@
 //! Sending events: messages, state, redactions.
 
+use crate::services::rooms::RoomsFace;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{json, Value};
 
 use super::EventSpec;
-use crate::{services::accounts::Requester, services::Services, Error, Result};
+use crate::{services::accounts::Requester, Error, Result};
 
 /// A transaction id with its scope: the spec scopes it to the device and the request path, so
 /// the same id in another room or on another endpoint is a different transaction.
@@ -12,9 +13,9 @@ fn scoped(endpoint: &str, room_id: &RoomId, txn: &str) -> String {
     format!("{endpoint}|{room_id}|{txn}")
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// The event an earlier request of this transaction created, if any.
-    async fn earlier_txn(&self, r: &Requester, key: Option<&str>) -> Result<Option<OwnedEventId>> {
+    async fn earlier_txn(self, r: &Requester, key: Option<&str>) -> Result<Option<OwnedEventId>> {
         let Some(key) = key else { return Ok(None) };
         match self
             .db
@@ -30,7 +31,7 @@ impl Services {
 
     /// `PUT /rooms/{id}/send/{type}/{txn}` and `PUT /rooms/{id}/state/{type}/{key}`.
     pub async fn send_event(
-        &self,
+        self,
         r: &Requester,
         room_id: &RoomId,
         kind: &str,
@@ -101,7 +102,7 @@ impl Services {
     /// `PUT /rooms/{id}/redact/{event}/{txn}`: the sender of the original, or someone with the
     /// `redact` power, may redact.
     pub async fn redact(
-        &self,
+        self,
         r: &Requester,
         room_id: &RoomId,
         target: &OwnedEventId,
@@ -117,7 +118,7 @@ impl Services {
     }
 
     async fn redact_scoped(
-        &self,
+        self,
         r: &Requester,
         room_id: &RoomId,
         target: &OwnedEventId,

@@ -4,13 +4,13 @@
 //! invite-only, never encrypted and tagged `m.server_notice` for the user; later notices reuse
 //! it (the user is invited again after leaving).
 
+use crate::services::rooms::RoomsFace;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{json, Value};
 
 use crate::services::{
     accounts::Requester,
     rooms::create::{CreateRoomRequest, Replacement},
-    Services,
 };
 use crate::{config::ServerNoticesConfig, util, Error, Result};
 
@@ -34,9 +34,9 @@ pub struct Notice<'a> {
     pub txn: Option<&'a str>,
 }
 
-impl Services {
-    fn notices_config(&self) -> Result<&ServerNoticesConfig> {
-        self.config.server_notices.as_ref().ok_or_else(|| {
+impl<'a> RoomsFace<'a> {
+    fn notices_config(self) -> Result<&'a ServerNoticesConfig> {
+        self.s.config.server_notices.as_ref().ok_or_else(|| {
             Error::new(
                 axum::http::StatusCode::BAD_REQUEST,
                 "M_UNKNOWN",
@@ -46,7 +46,7 @@ impl Services {
     }
 
     /// The system user's id, when server notices are on.
-    pub fn server_notices_user_id(&self) -> Option<OwnedUserId> {
+    pub fn server_notices_user_id(self) -> Option<OwnedUserId> {
         let cfg = self.config.server_notices.as_ref()?;
         UserId::parse(format!(
             "@{}:{}",
@@ -56,7 +56,7 @@ impl Services {
     }
 
     /// Sends a notice to a local user; returns its event id.
-    pub async fn send_server_notice(&self, n: Notice<'_>) -> Result<OwnedEventId> {
+    pub async fn send_server_notice(self, n: Notice<'_>) -> Result<OwnedEventId> {
         let cfg = self.notices_config()?;
         if !self.is_local(n.user) {
             return Err(Error::invalid_param(
@@ -90,7 +90,7 @@ impl Services {
 
     /// The user's notices room, created (or the user invited back) when needed.
     async fn notices_room(
-        &self,
+        self,
         cfg: &ServerNoticesConfig,
         system: &UserId,
         user: &UserId,
@@ -133,7 +133,7 @@ impl Services {
     }
 
     async fn create_notices_room(
-        &self,
+        self,
         cfg: &ServerNoticesConfig,
         system: &UserId,
         user: &UserId,
@@ -200,7 +200,7 @@ impl Services {
     }
 
     /// Creates the system user (no password, no device) unless it exists.
-    async fn ensure_system_user(&self, cfg: &ServerNoticesConfig, system: &UserId) -> Result<()> {
+    async fn ensure_system_user(self, cfg: &ServerNoticesConfig, system: &UserId) -> Result<()> {
         if self.db.get_user(system.as_str()).await?.is_some() {
             return Ok(());
         }

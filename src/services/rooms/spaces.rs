@@ -7,16 +7,14 @@
 //! two queries whatever the batch size. Pages continue from a saved walk (stack + rooms already
 //! seen), so a later page never repeats a room.
 
+use crate::services::rooms::RoomsFace;
 use std::collections::{HashMap, HashSet};
 
 use ruma::{room_version_rules::RoomVersionRules, RoomId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::services::{
-    rooms::{client_event::Format, version},
-    Services,
-};
+use crate::services::rooms::{client_event::Format, version};
 use crate::{store::spaces::HierarchyPage, util, Error, Result};
 
 /// Most rooms per page (Synapse's cap), also the default.
@@ -132,9 +130,9 @@ fn has_via(content: &Value) -> bool {
         .is_some_and(|v| !v.is_empty() && v.iter().all(Value::is_string))
 }
 
-impl Services {
+impl RoomsFace<'_> {
     pub async fn room_hierarchy(
-        &self,
+        self,
         user: &UserId,
         root: &RoomId,
         req: HierarchyRequest,
@@ -274,7 +272,7 @@ impl Services {
 
     /// Summaries of local rooms (None for rooms unknown here), in two queries: the summary
     /// state of every room, and their member counts.
-    async fn load_room_infos(&self, rooms: &[String]) -> Result<Vec<(String, Option<RoomInfo>)>> {
+    async fn load_room_infos(self, rooms: &[String]) -> Result<Vec<(String, Option<RoomInfo>)>> {
         let rows = self
             .db
             .current_state_events(rooms, Some(SUMMARY_TYPES))
@@ -401,14 +399,14 @@ impl Services {
     }
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// `GET /_matrix/federation/v1/hierarchy/{roomId}`: a room and its direct children as
     /// another server may see them. A room is accessible to a server when the server has a
     /// user joined to it, or it is world-readable, or its join rule lets anyone join or knock,
     /// or it is restricted to a room the server has a user joined to; the room ACL must allow
     /// the server. An inaccessible root is 404 (spec); inaccessible children are only named.
     pub async fn server_hierarchy(
-        &self,
+        self,
         origin: &ServerName,
         root: &RoomId,
         suggested_only: bool,

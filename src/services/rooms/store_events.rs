@@ -7,6 +7,7 @@
 //! stream positions become readable only after it commits (or, when it fails, once their
 //! abandonment is recorded: `abandon_positions`).
 
+use crate::services::rooms::RoomsFace;
 use std::sync::Arc;
 
 use ruma::{OwnedUserId, RoomId};
@@ -17,7 +18,6 @@ use super::{
     GroupWrite,
 };
 use crate::{
-    services::Services,
     store::{
         events::NewEvent, push::NewPushAction, relations::NewRelation,
         remote_memberships::NewRemoteMembership, Db,
@@ -82,13 +82,13 @@ pub struct EventWrite<'a> {
     pub outbox: Vec<(i64, String, String)>,
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Stores events of a room (with their JSON) as outliers: known, outside the timeline and
     /// every state. `rejected`: their auth events refuse them — kept known so that they are
     /// neither fetched nor judged again and that what cites them is rejected too, never in a
     /// state, a timeline or an answer.
     pub async fn write_outliers(
-        &self,
+        self,
         room_id: &RoomId,
         events: &[(Arc<Pdu>, String)],
         rejected: bool,
@@ -120,7 +120,7 @@ impl Services {
     /// took (empty for backfilled events); they become readable on commit, waking `wake`, and
     /// are durably abandoned if the write fails.
     pub async fn write_events(
-        &self,
+        self,
         room_id: &str,
         positions: Vec<i64>,
         w: EventWrite<'_>,
@@ -137,7 +137,7 @@ impl Services {
         res
     }
 
-    async fn write_events_tx(&self, room_id: &str, w: &EventWrite<'_>) -> Result<()> {
+    async fn write_events_tx(self, room_id: &str, w: &EventWrite<'_>) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
         if let Some(r) = &w.new_room {
             Db::insert_room(

@@ -2,6 +2,7 @@
 //! the old room's state, then the old room tombstoned and locked down, its local aliases,
 //! canonical alias and directory listing moved to the replacement.
 
+use crate::services::rooms::RoomsFace;
 use ruma::{
     room_version_rules::RoomVersionRules, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId,
     RoomVersionId, UserId,
@@ -12,10 +13,7 @@ use super::{
     create::{CreateRoomRequest, Replacement},
     version, EventSpec, RoomCache, RoomState,
 };
-use crate::{
-    services::{policy::access_rules, Services},
-    Error, Result,
-};
+use crate::{services::policy::access_rules, Error, Result};
 
 /// State (empty state key) copied to the replacement room.
 const COPIED: &[&str] = &[
@@ -167,11 +165,11 @@ fn restricted_power_levels(pl: &Value) -> Option<Value> {
     changed.then_some(out)
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Upgrades a room to `new_version`; returns the replacement room. The work runs in its own
     /// task: a client hanging up cannot leave a replacement without its tombstone.
     pub async fn upgrade_room(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         new_version: &str,
@@ -200,7 +198,8 @@ impl Services {
             .ok_or_else(|| Error::unknown("Server shutting down"))?;
         let (user, room_id) = (user.to_owned(), room_id.to_owned());
         tokio::spawn(async move {
-            me.upgrade_inner(&user, &room_id, version, rules, extra)
+            me.rooms()
+                .upgrade_inner(&user, &room_id, version, rules, extra)
                 .await
         })
         .await
@@ -208,7 +207,7 @@ impl Services {
     }
 
     async fn upgrade_inner(
-        &self,
+        self,
         user: &UserId,
         old_id: &RoomId,
         version: RoomVersionId,
@@ -313,7 +312,7 @@ impl Services {
                 "replacement_room": new_id,
             });
             let mut batch = vec![old.build(
-                self,
+                self.s,
                 user,
                 EventSpec::state("m.room.tombstone", "", tombstone),
                 None,
@@ -329,7 +328,7 @@ impl Services {
                 extra.push(("m.room.power_levels", pl));
             }
             for (kind, c) in extra {
-                match old.build(self, user, EventSpec::state(kind, "", c), None, None) {
+                match old.build(self.s, user, EventSpec::state(kind, "", c), None, None) {
                     Ok(n) => batch.push(n),
                     Err(e) => tracing::warn!(room = %old_id, %kind, error = %e,
                         "old room not updated after its upgrade"),

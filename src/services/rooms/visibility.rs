@@ -1,12 +1,12 @@
 //! History visibility: which events a user may see, decided from the state at each event.
 
+use crate::services::rooms::RoomsFace;
 use std::collections::HashMap;
 
 use ruma::UserId;
 use serde_json::Value;
 
 use crate::{
-    services::Services,
     store::{events::EventRow, rooms::MembershipRow},
     Result,
 };
@@ -20,15 +20,11 @@ pub fn history_visibility(json: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Keeps the events `user` may see, in one pass over every room involved: one query for the
     /// relevant state at all the events' state groups, one for those state events, one for the
     /// user's memberships.
-    pub async fn filter_visible(
-        &self,
-        user: &UserId,
-        rows: Vec<EventRow>,
-    ) -> Result<Vec<EventRow>> {
+    pub async fn filter_visible(self, user: &UserId, rows: Vec<EventRow>) -> Result<Vec<EventRow>> {
         if rows.is_empty() {
             return Ok(rows);
         }
@@ -38,7 +34,7 @@ impl Services {
 
     /// [`Self::filter_visible`] with the user's memberships already read (sync has them).
     pub async fn filter_visible_with(
-        &self,
+        self,
         user: &UserId,
         rows: Vec<EventRow>,
         memberships: &[MembershipRow],

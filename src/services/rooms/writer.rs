@@ -4,11 +4,12 @@
 //! The work runs in its own task, so a client hanging up can never leave the in-memory room state
 //! ahead of the database.
 
+use crate::services::rooms::RoomsFace;
 use ruma::{OwnedEventId, OwnedUserId, RoomId};
 use tokio::sync::oneshot;
 
 use super::{EventSpec, RoomState};
-use crate::{services::Services, Error, Result};
+use crate::{Error, Result};
 
 /// A condition checked against the room state right before the event is built:
 /// `Ok(false)` means there is nothing to send (the request is already satisfied).
@@ -28,11 +29,11 @@ pub struct Job {
     reply: oneshot::Sender<Result<Option<OwnedEventId>>>,
 }
 
-impl Services {
+impl RoomsFace<'_> {
     /// Queues an event for a room and waits for it to be persisted. `Ok(None)` when the check
     /// found nothing to do.
     pub async fn submit(
-        &self,
+        self,
         room_id: &RoomId,
         sender: OwnedUserId,
         device: Option<String>,
@@ -62,13 +63,13 @@ impl Services {
             .upgrade()
             .ok_or_else(|| Error::unknown("Server shutting down"))?;
         let room = room_id.to_owned();
-        tokio::spawn(async move { me.drain(&room).await });
+        tokio::spawn(async move { me.rooms().drain(&room).await });
         rx.await
             .unwrap_or_else(|_| Err(Error::unknown("The event could not be written")))
     }
 
     /// Takes the room lock, then builds and persists every queued event of the room.
-    async fn drain(&self, room_id: &RoomId) {
+    async fn drain(self, room_id: &RoomId) {
         let locked = self.lock_room(room_id).await;
         let jobs = self
             .room_cache
@@ -119,7 +120,7 @@ impl Services {
                 }
             }
             match room.build(
-                self,
+                self.s,
                 &job.sender,
                 job.spec,
                 job.device.as_deref(),

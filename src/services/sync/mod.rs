@@ -289,6 +289,7 @@ impl Services {
         let mut all_timeline = timeline;
         all_timeline.extend(left_timelines);
         let all_timeline: Vec<EventRow> = self
+            .rooms()
             .filter_visible_with(user, all_timeline, &memberships)
             .await?
             .into_iter()
@@ -462,6 +463,7 @@ impl Services {
 
         // Bundled aggregations of every timeline event, for all rooms at once.
         let aggregations = self
+            .rooms()
             .aggregations(by_room.values().flatten(), viewer)
             .await?;
 
@@ -621,7 +623,10 @@ impl Services {
                 Some(crate::services::federation::invite::STRIPPED_TYPES),
             )
             .await?;
-        let stripped = self.format_events(&rows, None, Format::Stripped).await?;
+        let stripped = self
+            .rooms()
+            .format_events(&rows, None, Format::Stripped)
+            .await?;
         let mut per_room: HashMap<String, Vec<Value>> = HashMap::new();
         for (row, ev) in rows.iter().zip(stripped) {
             per_room.entry(row.room_id.clone()).or_default().push(ev);
@@ -637,7 +642,10 @@ impl Services {
             })
             .collect();
         let members = self.db.get_events(&member_ids).await?;
-        let formatted = self.format_events(&members, None, Format::Client).await?;
+        let formatted = self
+            .rooms()
+            .format_events(&members, None, Format::Client)
+            .await?;
         let mut member_events: HashMap<String, Value> = members
             .iter()
             .zip(formatted)
@@ -675,11 +683,11 @@ impl Services {
             .unwrap_or(lower);
         Ok(json!({
             "timeline": {
-                "events": self.format_plain(events, viewer, Format::Client, aggregations).await?,
+                "events": self.rooms().format_plain(events, viewer, Format::Client, aggregations).await?,
                 "limited": limited,
                 "prev_batch": format!("t{prev_batch}"),
             },
-            "state": { "events": self.format_plain(state, None, Format::Client, &HashMap::new()).await? },
+            "state": { "events": self.rooms().format_plain(state, None, Format::Client, &HashMap::new()).await? },
         }))
     }
 

@@ -104,7 +104,7 @@ impl Services {
         let gone = !f.exists || f.deactivated;
         let hide = hidden(f.hide_profile.as_deref());
         // The server notices user is not a person to find.
-        let system = user.is_some() && user == self.server_notices_user_id();
+        let system = user.is_some() && user == self.rooms().server_notices_user_id();
         let visible = !gone && !external && !hide && !expired && !system;
         // A hidden or expired user keeps only what the email mapping needs; an external keeps
         // its profile (it is not in the annuaire, but peers know where its address lives).
