@@ -81,6 +81,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     });
     services
+        .federation()
         .resume_outbox()
         .await
         .map_err(|e| anyhow::anyhow!("federation queue: {}", e.message))?;

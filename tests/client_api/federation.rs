@@ -96,6 +96,7 @@ async fn keys_and_signed_requests(b: Backend) {
     // The same request properly signed by A passes.
     let signed = a
         .services()
+        .federation()
         .federation_send(
             &ruma::ServerName::parse(&b_name).unwrap(),
             reqwest::Method::GET,

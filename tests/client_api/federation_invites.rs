@@ -59,6 +59,7 @@ async fn put_invite(
     );
     let resp = from
         .services()
+        .federation()
         .federation_send(
             &ServerName::parse(to.name()).unwrap(),
             Method::PUT,
@@ -156,6 +157,7 @@ async fn invite_endpoint(b: Backend) {
     };
     let rules = RoomVersionId::V10.rules().unwrap();
     a.services()
+        .federation()
         .verify_signed_by(&signed, &ServerName::parse(&b_name).unwrap(), &rules)
         .await
         .expect("B's signature on the invite");

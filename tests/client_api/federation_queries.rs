@@ -81,6 +81,7 @@ async fn media(b: Backend) {
     // B's federation endpoint answers multipart: `{}` metadata, then the file.
     let resp = a
         .services()
+        .federation()
         .federation_send(
             &server(&b_name),
             Method::GET,
@@ -112,6 +113,7 @@ async fn media(b: Backend) {
     // A media B does not have: 404 over federation.
     let resp = a
         .services()
+        .federation()
         .federation_send(
             &server(&b_name),
             Method::GET,
@@ -462,6 +464,7 @@ async fn keys(b: Backend) {
     // B's device list over federation, as another server sees it.
     let list = a
         .services()
+        .federation()
         .federation_request(
             &server(&b_name),
             Method::GET,
@@ -490,6 +493,7 @@ async fn keys(b: Backend) {
     assert!(list.get("user_signing_key").is_none());
     let err = a
         .services()
+        .federation()
         .federation_request(
             &server(&b_name),
             Method::GET,
@@ -537,6 +541,7 @@ async fn keys(b: Backend) {
     );
     assert_eq!(v["master_keys"][&bid]["keys"], cross["master_key"]["keys"]);
     a.services()
+        .e2ee()
         .invalidate_remote_device_cache(&ruma::UserId::parse(&bid).unwrap())
         .await
         .unwrap();

@@ -52,6 +52,7 @@ async fn send_pdus(from: &TestServer, to: &TestServer, txn: &str, pdus: Vec<Valu
         json!({"origin": from.name(), "origin_server_ts": palabre::util::now_ms(), "pdus": pdus});
     let resp = from
         .services()
+        .federation()
         .federation_send(
             &ServerName::parse(to.name()).unwrap(),
             Method::PUT,
@@ -351,6 +352,7 @@ async fn outliers_not_served(b: Backend) {
     let room_id = ruma::RoomId::parse(&room).unwrap();
     let stored = a
         .services()
+        .federation()
         .store_outliers(&room_id, &RoomVersionId::V12.rules().unwrap(), &[ev])
         .await
         .unwrap();
@@ -374,6 +376,7 @@ async fn fetched_chains_judged_in_order(b: Backend) {
     // The citing event first.
     let stored = a
         .services()
+        .federation()
         .store_outliers(
             &room_id,
             &RoomVersionId::V12.rules().unwrap(),

@@ -29,6 +29,7 @@ async fn fed(
     let to_name = ServerName::parse(to.name()).unwrap();
     match from
         .services()
+        .federation()
         .federation_request(&to_name, method, path, body.as_ref())
         .await
     {

@@ -65,6 +65,7 @@ async fn fed_profile(from: &TestServer, dest: &TestServer, target: &str) -> (Sta
 async fn fed_query(from: &TestServer, dest: &TestServer, query: &str) -> (StatusCode, Value) {
     let resp = from
         .services()
+        .federation()
         .federation_send(
             &ruma::ServerName::parse(dest.name()).unwrap(),
             Method::GET,

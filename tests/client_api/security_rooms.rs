@@ -498,6 +498,7 @@ async fn push_pdus(from: &TestServer, to: &TestServer, txn: &str, pdus: Vec<Valu
         json!({"origin": from.name(), "origin_server_ts": palabre::util::now_ms(), "pdus": pdus});
     let resp = from
         .services()
+        .federation()
         .federation_send(
             &ServerName::parse(to.name()).unwrap(),
             Method::PUT,

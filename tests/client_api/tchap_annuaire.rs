@@ -419,12 +419,14 @@ async fn annuaire_externals_and_identity(b: Backend) {
     let peer = ruma::ServerName::parse(&names[0]).unwrap();
     let v = servers[1]
         .services()
+        .federation()
         .federation_request(&peer, Method::GET, internal, None)
         .await
         .expect("a peer may ask");
     assert_eq!(v["invited"], true);
     let e = servers[3]
         .services()
+        .federation()
         .federation_request(&peer, Method::GET, internal, None)
         .await
         .expect_err("a stranger may not");
@@ -433,12 +435,14 @@ async fn annuaire_externals_and_identity(b: Backend) {
     let changes = "/_matrix/federation/unstable/fr.gouv.tchap/annuaire/changes?since=0";
     let e = servers[3]
         .services()
+        .federation()
         .federation_request(&peer, Method::GET, changes, None)
         .await
         .expect_err("a stranger may not pull");
     assert_eq!(e.status, StatusCode::FORBIDDEN);
     let v = servers[1]
         .services()
+        .federation()
         .federation_request(&peer, Method::GET, changes, None)
         .await
         .unwrap();
@@ -449,6 +453,7 @@ async fn annuaire_externals_and_identity(b: Backend) {
     assert_eq!(v["more"], false);
     let e = servers[3]
         .services()
+        .federation()
         .federation_request(
             &peer,
             Method::PUT,

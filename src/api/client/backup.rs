@@ -14,11 +14,11 @@ pub async fn create_version(
     Auth(r): Auth,
     Json(b): Json<Value>,
 ) -> ApiResult {
-    ok(s.create_backup(&r.user_id, &b).await?)
+    ok(s.e2ee().create_backup(&r.user_id, &b).await?)
 }
 
 pub async fn current_version(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(s.get_backup(&r.user_id, None).await?)
+    ok(s.e2ee().get_backup(&r.user_id, None).await?)
 }
 
 pub async fn get_version(
@@ -26,7 +26,7 @@ pub async fn get_version(
     Auth(r): Auth,
     Path(v): Path<String>,
 ) -> ApiResult {
-    ok(s.get_backup(&r.user_id, Some(&v)).await?)
+    ok(s.e2ee().get_backup(&r.user_id, Some(&v)).await?)
 }
 
 pub async fn update_version(
@@ -35,7 +35,7 @@ pub async fn update_version(
     Path(v): Path<String>,
     Json(b): Json<Value>,
 ) -> ApiResult {
-    s.update_backup(&r.user_id, &v, &b).await?;
+    s.e2ee().update_backup(&r.user_id, &v, &b).await?;
     ok(json!({}))
 }
 
@@ -44,7 +44,7 @@ pub async fn delete_version(
     Auth(r): Auth,
     Path(v): Path<String>,
 ) -> ApiResult {
-    s.delete_backup(&r.user_id, &v).await?;
+    s.e2ee().delete_backup(&r.user_id, &v).await?;
     ok(json!({}))
 }
 
@@ -59,10 +59,9 @@ pub async fn put_all(
     Query(q): Query<VersionQuery>,
     Json(b): Json<Value>,
 ) -> ApiResult {
-    ok(
-        s.put_backup_keys(&r.user_id, &q.version, KeysScope::All, &b)
-            .await?,
-    )
+    ok(s.e2ee()
+        .put_backup_keys(&r.user_id, &q.version, KeysScope::All, &b)
+        .await?)
 }
 
 pub async fn put_room(
@@ -72,10 +71,9 @@ pub async fn put_room(
     Query(q): Query<VersionQuery>,
     Json(b): Json<Value>,
 ) -> ApiResult {
-    ok(
-        s.put_backup_keys(&r.user_id, &q.version, KeysScope::Room(&room), &b)
-            .await?,
-    )
+    ok(s.e2ee()
+        .put_backup_keys(&r.user_id, &q.version, KeysScope::Room(&room), &b)
+        .await?)
 }
 
 pub async fn put_session(
@@ -85,13 +83,14 @@ pub async fn put_session(
     Query(q): Query<VersionQuery>,
     Json(b): Json<Value>,
 ) -> ApiResult {
-    ok(s.put_backup_keys(
-        &r.user_id,
-        &q.version,
-        KeysScope::Session(&room, &session),
-        &b,
-    )
-    .await?)
+    ok(s.e2ee()
+        .put_backup_keys(
+            &r.user_id,
+            &q.version,
+            KeysScope::Session(&room, &session),
+            &b,
+        )
+        .await?)
 }
 
 pub async fn get_all(
@@ -99,7 +98,8 @@ pub async fn get_all(
     Auth(r): Auth,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult {
-    ok(s.get_backup_keys(&r.user_id, &q.version, KeysScope::All)
+    ok(s.e2ee()
+        .get_backup_keys(&r.user_id, &q.version, KeysScope::All)
         .await?)
 }
 
@@ -109,10 +109,9 @@ pub async fn get_room(
     Path(room): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult {
-    ok(
-        s.get_backup_keys(&r.user_id, &q.version, KeysScope::Room(&room))
-            .await?,
-    )
+    ok(s.e2ee()
+        .get_backup_keys(&r.user_id, &q.version, KeysScope::Room(&room))
+        .await?)
 }
 
 pub async fn get_session(
@@ -121,10 +120,9 @@ pub async fn get_session(
     Path((room, session)): Path<(String, String)>,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult {
-    ok(
-        s.get_backup_keys(&r.user_id, &q.version, KeysScope::Session(&room, &session))
-            .await?,
-    )
+    ok(s.e2ee()
+        .get_backup_keys(&r.user_id, &q.version, KeysScope::Session(&room, &session))
+        .await?)
 }
 
 pub async fn delete_all(
@@ -132,7 +130,8 @@ pub async fn delete_all(
     Auth(r): Auth,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult {
-    ok(s.delete_backup_keys(&r.user_id, &q.version, KeysScope::All)
+    ok(s.e2ee()
+        .delete_backup_keys(&r.user_id, &q.version, KeysScope::All)
         .await?)
 }
 
@@ -142,10 +141,9 @@ pub async fn delete_room(
     Path(room): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult {
-    ok(
-        s.delete_backup_keys(&r.user_id, &q.version, KeysScope::Room(&room))
-            .await?,
-    )
+    ok(s.e2ee()
+        .delete_backup_keys(&r.user_id, &q.version, KeysScope::Room(&room))
+        .await?)
 }
 
 pub async fn delete_session(
@@ -154,8 +152,7 @@ pub async fn delete_session(
     Path((room, session)): Path<(String, String)>,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult {
-    ok(
-        s.delete_backup_keys(&r.user_id, &q.version, KeysScope::Session(&room, &session))
-            .await?,
-    )
+    ok(s.e2ee()
+        .delete_backup_keys(&r.user_id, &q.version, KeysScope::Session(&room, &session))
+        .await?)
 }

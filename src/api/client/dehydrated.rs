@@ -6,15 +6,15 @@ use serde_json::Value;
 use crate::api::{ok, ApiResult, AppState, Auth, Json, Path};
 
 pub async fn put(State(s): State<AppState>, Auth(r): Auth, Json(b): Json<Value>) -> ApiResult {
-    ok(s.put_dehydrated_device(&r.user_id, &b).await?)
+    ok(s.e2ee().put_dehydrated_device(&r.user_id, &b).await?)
 }
 
 pub async fn get(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(s.get_dehydrated_device(&r.user_id).await?)
+    ok(s.e2ee().get_dehydrated_device(&r.user_id).await?)
 }
 
 pub async fn delete(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(s.delete_dehydrated_device(&r.user_id).await?)
+    ok(s.e2ee().delete_dehydrated_device(&r.user_id).await?)
 }
 
 pub async fn events(
@@ -23,8 +23,7 @@ pub async fn events(
     Path(device_id): Path<String>,
     Json(b): Json<Value>,
 ) -> ApiResult {
-    ok(
-        s.dehydrated_device_events(&r.user_id, &device_id, b["next_batch"].as_str())
-            .await?,
-    )
+    ok(s.e2ee()
+        .dehydrated_device_events(&r.user_id, &device_id, b["next_batch"].as_str())
+        .await?)
 }

@@ -24,20 +24,21 @@ pub async fn upload(State(s): State<AppState>, Auth(r): Auth, Json(b): Json<Valu
         return Err(Error::bad_json("Body must be an object"));
     }
     let up = KeyUpload::from_json(&b)?;
-    ok(s.upload_keys(&r.user_id, &r.device_id, up).await?)
+    ok(s.e2ee().upload_keys(&r.user_id, &r.device_id, up).await?)
 }
 
 pub async fn query(State(s): State<AppState>, Auth(r): Auth, Json(b): Json<Value>) -> ApiResult {
     let timeout = remote_timeout(b["timeout"].as_u64());
-    ok(
-        s.query_keys(&r.user_id, object(&b, "device_keys")?, timeout)
-            .await?,
-    )
+    ok(s.e2ee()
+        .query_keys(&r.user_id, object(&b, "device_keys")?, timeout)
+        .await?)
 }
 
 pub async fn claim(State(s): State<AppState>, Auth(_r): Auth, Json(b): Json<Value>) -> ApiResult {
     let timeout = remote_timeout(b["timeout"].as_u64());
-    ok(s.claim_keys(object(&b, "one_time_keys")?, timeout).await?)
+    ok(s.e2ee()
+        .claim_keys(object(&b, "one_time_keys")?, timeout)
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -51,7 +52,7 @@ pub async fn changes(
     Auth(r): Auth,
     Query(q): Query<ChangesQuery>,
 ) -> ApiResult {
-    let (changed, left) = s.keys_changes(&r.user_id, &q.from, &q.to).await?;
+    let (changed, left) = s.e2ee().keys_changes(&r.user_id, &q.from, &q.to).await?;
     ok(json!({ "changed": changed, "left": left }))
 }
 
@@ -69,7 +70,7 @@ pub async fn device_signing_upload(
             Some(serde_json::from_value(a.clone()).map_err(|e| Error::bad_json(e.to_string()))?)
         }
     };
-    s.upload_cross_signing_keys(&r, &b, auth).await?;
+    s.e2ee().upload_cross_signing_keys(&r, &b, auth).await?;
     ok(json!({}))
 }
 
@@ -81,5 +82,5 @@ pub async fn signatures_upload(
     let body = b
         .as_object()
         .ok_or_else(|| Error::bad_json("Body must be an object"))?;
-    ok(s.upload_signatures(&r, body).await?)
+    ok(s.e2ee().upload_signatures(&r, body).await?)
 }

@@ -30,7 +30,7 @@ fn parse_room(room: &str) -> Result<ruma::OwnedRoomId, Error> {
 }
 
 pub async fn get_alias(State(s): State<AppState>, Path(alias): Path<String>) -> ApiResult {
-    let (room, servers) = s.lookup_alias(&parse_alias(&alias)?).await?;
+    let (room, servers) = s.federation().lookup_alias(&parse_alias(&alias)?).await?;
     ok(json!({ "room_id": room, "servers": servers }))
 }
 

@@ -17,7 +17,8 @@ pub async fn send(
     let messages = b["messages"]
         .as_object()
         .ok_or_else(|| Error::bad_json("messages must be an object"))?;
-    s.send_to_device(&r.user_id, &r.device_id, &kind, &txn, messages)
+    s.e2ee()
+        .send_to_device(&r.user_id, &r.device_id, &kind, &txn, messages)
         .await?;
     ok(json!({}))
 }

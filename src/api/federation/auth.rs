@@ -82,6 +82,7 @@ impl FromRequest<AppState> for FedRequest {
             return Err(Error::too_large("Request body too large"));
         }
         let keys = state
+            .federation()
             .server_verify_keys(&xm.origin, &[xm.key.to_string()], util::now_ms())
             .await
             .map_err(|e| {
@@ -123,7 +124,9 @@ impl FromRequest<AppState> for FedRequest {
         xm.verify_http_request(&signed, &state.server_name, &map)
             .map_err(|e| Error::unauthorized(format!("Request signature check failed: {e}")))?;
         // The server is up: end any backoff towards it.
-        state.wake_destination(xm.origin.as_str(), true);
+        state
+            .federation()
+            .wake_destination(xm.origin.as_str(), true);
         Ok(FedRequest {
             origin: xm.origin,
             body,

@@ -23,19 +23,19 @@ pub async fn user_devices(
     _req: FedRequest,
 ) -> ApiResult {
     let user = crate::util::parse_user_id(&user)?;
-    ok(s.federation_user_devices(&user).await?)
+    ok(s.e2ee().federation_user_devices(&user).await?)
 }
 
 pub async fn query(State(s): State<AppState>, req: FedRequest) -> ApiResult {
     let body: Value = req.json()?;
-    ok(
-        s.federation_query_keys(&req.origin, &object(&body, "device_keys")?)
-            .await?,
-    )
+    ok(s.e2ee()
+        .federation_query_keys(&req.origin, &object(&body, "device_keys")?)
+        .await?)
 }
 
 pub async fn claim(State(s): State<AppState>, req: FedRequest) -> ApiResult {
     let body: Value = req.json()?;
-    ok(s.federation_claim_keys(&object(&body, "one_time_keys")?)
+    ok(s.e2ee()
+        .federation_claim_keys(&object(&body, "one_time_keys")?)
         .await?)
 }

@@ -16,7 +16,7 @@ pub async fn event(
     Path(event_id): Path<String>,
     req: FedRequest,
 ) -> ApiResult {
-    ok(s.serve_event(&req.origin, &event_id).await?)
+    ok(s.federation().serve_event(&req.origin, &event_id).await?)
 }
 
 #[derive(Deserialize)]
@@ -33,14 +33,15 @@ pub async fn get_missing_events(
     req: FedRequest,
 ) -> ApiResult {
     let b: MissingBody = req.json()?;
-    ok(s.serve_missing_events(
-        &req.origin,
-        &parse_room_id(&room)?,
-        &b.earliest_events,
-        &b.latest_events,
-        b.limit.unwrap_or(10),
-    )
-    .await?)
+    ok(s.federation()
+        .serve_missing_events(
+            &req.origin,
+            &parse_room_id(&room)?,
+            &b.earliest_events,
+            &b.latest_events,
+            b.limit.unwrap_or(10),
+        )
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -54,10 +55,9 @@ pub async fn state_ids(
     Query(q): Query<StateQuery>,
     req: FedRequest,
 ) -> ApiResult {
-    ok(
-        s.serve_state(&req.origin, &parse_room_id(&room)?, &q.event_id, true)
-            .await?,
-    )
+    ok(s.federation()
+        .serve_state(&req.origin, &parse_room_id(&room)?, &q.event_id, true)
+        .await?)
 }
 
 pub async fn state(
@@ -66,10 +66,9 @@ pub async fn state(
     Query(q): Query<StateQuery>,
     req: FedRequest,
 ) -> ApiResult {
-    ok(
-        s.serve_state(&req.origin, &parse_room_id(&room)?, &q.event_id, false)
-            .await?,
-    )
+    ok(s.federation()
+        .serve_state(&req.origin, &parse_room_id(&room)?, &q.event_id, false)
+        .await?)
 }
 
 pub async fn event_auth(
@@ -77,10 +76,9 @@ pub async fn event_auth(
     Path((room, event_id)): Path<(String, String)>,
     req: FedRequest,
 ) -> ApiResult {
-    ok(
-        s.serve_event_auth(&req.origin, &parse_room_id(&room)?, &event_id)
-            .await?,
-    )
+    ok(s.federation()
+        .serve_event_auth(&req.origin, &parse_room_id(&room)?, &event_id)
+        .await?)
 }
 
 pub async fn backfill(
@@ -101,10 +99,9 @@ pub async fn backfill(
             .map_err(|_| Error::invalid_param("limit must be an integer"))?,
         None => return Err(Error::invalid_param("limit is required")),
     };
-    ok(
-        s.serve_backfill(&req.origin, &parse_room_id(&room)?, &from, limit)
-            .await?,
-    )
+    ok(s.federation()
+        .serve_backfill(&req.origin, &parse_room_id(&room)?, &from, limit)
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -124,10 +121,9 @@ pub async fn timestamp_to_event(
         "b" => false,
         _ => return Err(Error::invalid_param("dir must be f or b")),
     };
-    ok(
-        s.serve_timestamp_to_event(&req.origin, &parse_room_id(&room)?, q.ts, forward)
-            .await?,
-    )
+    ok(s.federation()
+        .serve_timestamp_to_event(&req.origin, &parse_room_id(&room)?, q.ts, forward)
+        .await?)
 }
 
 #[derive(Deserialize)]

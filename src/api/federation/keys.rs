@@ -31,10 +31,9 @@ pub async fn query_one(
     crate::api::Path(server): crate::api::Path<String>,
     crate::api::Query(q): crate::api::Query<NotaryQuery>,
 ) -> ApiResult {
-    ok(
-        s.notary_keys(&[(server, q.minimum_valid_until_ts.unwrap_or(0))])
-            .await?,
-    )
+    ok(s.federation()
+        .notary_keys(&[(server, q.minimum_valid_until_ts.unwrap_or(0))])
+        .await?)
 }
 
 #[derive(serde::Deserialize)]
@@ -65,5 +64,5 @@ pub async fn query_many(
             (name, min)
         })
         .collect();
-    ok(s.notary_keys(&servers).await?)
+    ok(s.federation().notary_keys(&servers).await?)
 }

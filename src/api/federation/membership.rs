@@ -19,13 +19,14 @@ pub async fn make_join(
     req: FedRequest,
 ) -> ApiResult {
     let versions = versions(&q);
-    ok(s.make_join(
-        &req.origin,
-        &parse_room_id(&room)?,
-        &parse_user_id(&user)?,
-        &versions,
-    )
-    .await?)
+    ok(s.federation()
+        .make_join(
+            &req.origin,
+            &parse_room_id(&room)?,
+            &parse_user_id(&user)?,
+            &versions,
+        )
+        .await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -41,14 +42,15 @@ pub async fn send_join(
     req: FedRequest,
 ) -> ApiResult {
     let event: Value = req.json()?;
-    ok(s.send_join(
-        &req.origin,
-        &parse_room_id(&room)?,
-        &event_id,
-        &event,
-        q.omit_members,
-    )
-    .await?)
+    ok(s.federation()
+        .send_join(
+            &req.origin,
+            &parse_room_id(&room)?,
+            &event_id,
+            &event,
+            q.omit_members,
+        )
+        .await?)
 }
 
 /// `ver` query parameters (room versions the requesting server supports).
@@ -68,10 +70,9 @@ pub async fn invite(
     req: FedRequest,
 ) -> ApiResult {
     let body: InviteRequest = req.json()?;
-    ok(
-        s.receive_invite(&req.origin, &parse_room_id(&room)?, &event_id, body)
-            .await?,
-    )
+    ok(s.federation()
+        .receive_invite(&req.origin, &parse_room_id(&room)?, &event_id, body)
+        .await?)
 }
 
 pub async fn make_leave(
@@ -79,14 +80,15 @@ pub async fn make_leave(
     Path((room, user)): Path<(String, String)>,
     req: FedRequest,
 ) -> ApiResult {
-    ok(s.make_membership(
-        &req.origin,
-        &parse_room_id(&room)?,
-        &parse_user_id(&user)?,
-        "leave",
-        None,
-    )
-    .await?)
+    ok(s.federation()
+        .make_membership(
+            &req.origin,
+            &parse_room_id(&room)?,
+            &parse_user_id(&user)?,
+            "leave",
+            None,
+        )
+        .await?)
 }
 
 pub async fn send_leave(
@@ -95,14 +97,15 @@ pub async fn send_leave(
     req: FedRequest,
 ) -> ApiResult {
     let event: Value = req.json()?;
-    s.take_remote_membership(
-        &req.origin,
-        &parse_room_id(&room)?,
-        &event_id,
-        &event,
-        "leave",
-    )
-    .await?;
+    s.federation()
+        .take_remote_membership(
+            &req.origin,
+            &parse_room_id(&room)?,
+            &event_id,
+            &event,
+            "leave",
+        )
+        .await?;
     ok(json!({}))
 }
 
@@ -112,14 +115,15 @@ pub async fn make_knock(
     RawQuery(q): RawQuery,
     req: FedRequest,
 ) -> ApiResult {
-    ok(s.make_membership(
-        &req.origin,
-        &parse_room_id(&room)?,
-        &parse_user_id(&user)?,
-        "knock",
-        Some(&versions(&q)),
-    )
-    .await?)
+    ok(s.federation()
+        .make_membership(
+            &req.origin,
+            &parse_room_id(&room)?,
+            &parse_user_id(&user)?,
+            "knock",
+            Some(&versions(&q)),
+        )
+        .await?)
 }
 
 pub async fn send_knock(
@@ -128,8 +132,7 @@ pub async fn send_knock(
     req: FedRequest,
 ) -> ApiResult {
     let event: Value = req.json()?;
-    ok(
-        s.send_knock(&req.origin, &parse_room_id(&room)?, &event_id, &event)
-            .await?,
-    )
+    ok(s.federation()
+        .send_knock(&req.origin, &parse_room_id(&room)?, &event_id, &event)
+        .await?)
 }

@@ -33,6 +33,7 @@ pub async fn send(
             "At most 50 PDUs and 100 EDUs per transaction",
         ));
     }
-    ok(s.receive_transaction(&req.origin, &txn, t.pdus, t.edus)
+    ok(s.federation()
+        .receive_transaction(&req.origin, &txn, t.pdus, t.edus)
         .await?)
 }

@@ -790,6 +790,7 @@ impl Services {
                     crate::util::query_encode(user)
                 );
                 let v = self
+                    .federation()
                     .federation_request(id.server_name(), axum::http::Method::GET, &path, None)
                     .await?;
                 let mut out = json!({});
@@ -828,7 +829,7 @@ impl Services {
             return Ok(());
         }
         let hashes = self.db.token_hashes(user.as_str(), Some(devices)).await?;
-        let ticket = self.device_list_ticket();
+        let ticket = self.e2ee().device_list_ticket();
         let res = self
             .db
             .delete_devices(user.as_str(), devices, ticket.id)
@@ -837,7 +838,8 @@ impl Services {
         res?;
         let id = ticket.id;
         ticket.publish(&[user]).await;
-        self.federate_device_change(user, id, DeviceChange::Devices(devices))
+        self.federation()
+            .federate_device_change(user, id, DeviceChange::Devices(devices))
             .await;
         Ok(())
     }

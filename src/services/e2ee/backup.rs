@@ -1,13 +1,13 @@
 //! Server-side key backup (`/room_keys`). The server keeps encrypted session keys per backup
 //! version and applies the spec's rule for which copy of a session key to keep.
 
+use crate::services::e2ee::E2eeFace;
 use std::collections::BTreeMap;
 
 use ruma::UserId;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    services::Services,
     store::backup::{BackupKey, BackupVersion},
     Error, Result,
 };
@@ -97,8 +97,8 @@ impl KeysScope<'_> {
     }
 }
 
-impl Services {
-    pub async fn create_backup(&self, user: &UserId, body: &Value) -> Result<Value> {
+impl E2eeFace<'_> {
+    pub async fn create_backup(self, user: &UserId, body: &Value) -> Result<Value> {
         let (algorithm, auth_data) = backup_params(body)?;
         let v = self
             .db
@@ -108,7 +108,7 @@ impl Services {
     }
 
     /// The newest version, or a given one.
-    pub async fn get_backup(&self, user: &UserId, version: Option<&str>) -> Result<Value> {
+    pub async fn get_backup(self, user: &UserId, version: Option<&str>) -> Result<Value> {
         let v = match version {
             Some(s) => Some(parse_version(s).ok_or_else(|| no_version(s))?),
             None => None,
@@ -120,7 +120,7 @@ impl Services {
         })
     }
 
-    pub async fn update_backup(&self, user: &UserId, version: &str, body: &Value) -> Result<()> {
+    pub async fn update_backup(self, user: &UserId, version: &str, body: &Value) -> Result<()> {
         let v = parse_version(version).ok_or_else(|| no_version(version))?;
         let (algorithm, auth_data) = backup_params(body)?;
         if let Some(given) = body.get("version") {
@@ -148,7 +148,7 @@ impl Services {
         Ok(())
     }
 
-    pub async fn delete_backup(&self, user: &UserId, version: &str) -> Result<()> {
+    pub async fn delete_backup(self, user: &UserId, version: &str) -> Result<()> {
         let v = parse_version(version).ok_or_else(|| no_version(version))?;
         if !self.db.delete_backup_version(user.as_str(), v).await? {
             return Err(no_version(version));
@@ -157,7 +157,7 @@ impl Services {
     }
 
     /// Only the current (newest) version accepts keys.
-    async fn writable_version(&self, user: &UserId, version: &str) -> Result<i64> {
+    async fn writable_version(self, user: &UserId, version: &str) -> Result<i64> {
         let current = self.db.backup_version(user.as_str(), None).await?;
         match (current, parse_version(version)) {
             (Some(c), Some(v)) if c.version == v => Ok(v),
@@ -173,7 +173,7 @@ impl Services {
 
     /// `PUT /room_keys/keys[/{room}[/{session}]]`: answers `{count, etag}`.
     pub async fn put_backup_keys(
-        &self,
+        self,
         user: &UserId,
         version: &str,
         scope: KeysScope<'_>,
@@ -212,7 +212,7 @@ impl Services {
 
     /// `GET /room_keys/keys[/{room}[/{session}]]`.
     pub async fn get_backup_keys(
-        &self,
+        self,
         user: &UserId,
         version: &str,
         scope: KeysScope<'_>,
@@ -259,7 +259,7 @@ impl Services {
 
     /// `DELETE /room_keys/keys[/{room}[/{session}]]`: answers `{count, etag}`.
     pub async fn delete_backup_keys(
-        &self,
+        self,
         user: &UserId,
         version: &str,
         scope: KeysScope<'_>,

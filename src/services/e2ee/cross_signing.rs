@@ -1,5 +1,6 @@
 //! Cross-signing: `/keys/device_signing/upload` and `/keys/signatures/upload`.
 
+use crate::services::e2ee::E2eeFace;
 use std::collections::HashMap;
 
 use ruma::UserId;
@@ -8,10 +9,7 @@ use serde_json::{json, Map, Value};
 use super::{cross_signing_public_key, signed_bytes, verify_signature};
 use crate::services::federation::edus::DeviceChange;
 use crate::{
-    services::{
-        accounts::{AuthData, Requester},
-        Services,
-    },
+    services::accounts::{AuthData, Requester},
     store::{e2ee_keys::SignatureRow, Db},
     Error, Result,
 };
@@ -26,9 +24,9 @@ fn failure(errcode: &str, error: impl Into<String>) -> Value {
     json!({ "errcode": errcode, "error": error.into() })
 }
 
-impl Services {
+impl E2eeFace<'_> {
     /// Stored cross-signing keys of a user, by kind.
-    async fn cross_signing_keys(&self, user: &UserId) -> Result<HashMap<String, Value>> {
+    async fn cross_signing_keys(self, user: &UserId) -> Result<HashMap<String, Value>> {
         let mut out = HashMap::new();
         for (_, kind, json) in self.db.cross_signing_keys_of(&[user.to_string()]).await? {
             out.insert(kind, serde_json::from_str(&json)?);
@@ -39,7 +37,7 @@ impl Services {
     /// `/keys/device_signing/upload`. UIA (password) is asked unless the user has no master key
     /// yet or re-uploads exactly the keys already stored (spec v1.11).
     pub async fn upload_cross_signing_keys(
-        &self,
+        self,
         r: &Requester,
         body: &Value,
         auth: Option<AuthData>,
@@ -122,7 +120,8 @@ impl Services {
         let id = ticket.id;
         ticket.publish(&[&r.user_id]).await;
         if new.iter().any(|(kind, _, _)| *kind != "user_signing") {
-            self.federate_device_change(&r.user_id, id, DeviceChange::SigningKeys)
+            self.federation()
+                .federate_device_change(&r.user_id, id, DeviceChange::SigningKeys)
                 .await;
         }
         Ok(())
@@ -131,7 +130,7 @@ impl Services {
     /// `/keys/signatures/upload`: every signature is verified; good ones are stored, bad ones
     /// reported in `failures`.
     pub async fn upload_signatures(
-        &self,
+        self,
         r: &Requester,
         body: &Map<String, Value>,
     ) -> Result<Value> {
@@ -214,7 +213,8 @@ impl Services {
             devices.sort();
             devices.dedup();
             if !devices.is_empty() {
-                self.federate_device_change(&r.user_id, id, DeviceChange::Devices(&devices))
+                self.federation()
+                    .federate_device_change(&r.user_id, id, DeviceChange::Devices(&devices))
                     .await;
             }
             let my_master = cross
@@ -224,7 +224,8 @@ impl Services {
                 .iter()
                 .any(|row| row.0 == me && Some(&row.1) == my_master.as_ref())
             {
-                self.federate_device_change(&r.user_id, id, DeviceChange::SigningKeys)
+                self.federation()
+                    .federate_device_change(&r.user_id, id, DeviceChange::SigningKeys)
                     .await;
             }
         }

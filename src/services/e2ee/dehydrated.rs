@@ -1,17 +1,18 @@
 //! Dehydrated devices (MSC3814): a device kept on the server, encrypted with a key only the
 //! user holds, that receives to-device messages while the user has no device online.
 
+use crate::services::e2ee::E2eeFace;
 use ruma::UserId;
 use serde_json::{json, Value};
 
 use super::device_keys::KeyUpload;
-use crate::{services::Services, store::Db, util, Error, Result};
+use crate::{store::Db, util, Error, Result};
 
 const MAX_DEVICE_DATA_BYTES: usize = 256 * 1024;
 
-impl Services {
+impl E2eeFace<'_> {
     /// `PUT /dehydrated_device`: replaces the user's dehydrated device.
-    pub async fn put_dehydrated_device(&self, user: &UserId, body: &Value) -> Result<Value> {
+    pub async fn put_dehydrated_device(self, user: &UserId, body: &Value) -> Result<Value> {
         let device_id = body["device_id"]
             .as_str()
             .filter(|d| !d.is_empty() && d.len() <= 255)
@@ -44,7 +45,7 @@ impl Services {
         Ok(json!({ "device_id": device_id }))
     }
 
-    pub async fn get_dehydrated_device(&self, user: &UserId) -> Result<Value> {
+    pub async fn get_dehydrated_device(self, user: &UserId) -> Result<Value> {
         let (device_id, data) = self
             .db
             .get_dehydrated_device(user.as_str())
@@ -56,7 +57,7 @@ impl Services {
         }))
     }
 
-    pub async fn delete_dehydrated_device(&self, user: &UserId) -> Result<Value> {
+    pub async fn delete_dehydrated_device(self, user: &UserId) -> Result<Value> {
         let (device_id, _) = self
             .db
             .get_dehydrated_device(user.as_str())
@@ -70,7 +71,7 @@ impl Services {
     /// `POST /dehydrated_device/{device_id}/events`: the device's to-device messages, in pages;
     /// asking with a `next_batch` acknowledges everything before it.
     pub async fn dehydrated_device_events(
-        &self,
+        self,
         user: &UserId,
         device_id: &str,
         next_batch: Option<&str>,

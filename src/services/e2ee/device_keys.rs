@@ -1,5 +1,6 @@
 //! Device keys, one-time keys and fallback keys: `/keys/upload`, `/keys/query`, `/keys/claim`.
 
+use crate::services::e2ee::E2eeFace;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::{OwnedServerName, OwnedUserId, UserId};
@@ -8,7 +9,6 @@ use serde_json::{json, Map, Value};
 use super::{cross_signing_public_key, verify_signature};
 use crate::services::federation::edus::DeviceChange;
 use crate::{
-    services::Services,
     store::{e2ee_keys::Target, Db},
     Error, Result,
 };
@@ -108,9 +108,9 @@ pub fn check_device_keys(keys: &Value, user: &UserId, device: &str) -> Result<()
     verify_signature(keys, user.as_str(), &key_id, ed25519).map_err(Error::invalid_param)
 }
 
-impl Services {
+impl E2eeFace<'_> {
     /// `/keys/upload` for (user, device); answers the one-time key counts.
-    pub async fn upload_keys(&self, user: &UserId, device: &str, up: KeyUpload) -> Result<Value> {
+    pub async fn upload_keys(self, user: &UserId, device: &str, up: KeyUpload) -> Result<Value> {
         if let Some(k) = &up.device_keys {
             check_device_keys(k, user, device)?;
         }
@@ -190,7 +190,8 @@ impl Services {
             let id = t.id;
             t.publish(&[user]).await;
             let devices = [device.to_owned()];
-            self.federate_device_change(user, id, DeviceChange::Devices(&devices))
+            self.federation()
+                .federate_device_change(user, id, DeviceChange::Devices(&devices))
                 .await;
         }
         let (counts, _) = self.key_counts(user, device).await?;
@@ -199,7 +200,7 @@ impl Services {
 
     /// (one-time key counts per algorithm, algorithms with an unused fallback key). The count
     /// of `signed_curve25519` is always present, as clients expect.
-    pub async fn key_counts(&self, user: &UserId, device: &str) -> Result<(Value, Vec<String>)> {
+    pub async fn key_counts(self, user: &UserId, device: &str) -> Result<(Value, Vec<String>)> {
         let mut counts = Map::new();
         counts.insert("signed_curve25519".into(), json!(0));
         let mut fallback = vec![];
@@ -217,7 +218,7 @@ impl Services {
     /// of remote users, from the cache or asked of their servers (at most `timeout` each, in
     /// parallel; unreachable ones are listed in `failures`).
     pub async fn query_keys(
-        &self,
+        self,
         requester: &UserId,
         wanted: &Map<String, Value>,
         timeout: std::time::Duration,
@@ -252,7 +253,7 @@ impl Services {
     /// owners' own signatures only and no user-signing keys). `names`: devices carry their
     /// display names in `unsigned`.
     pub async fn local_keys(
-        &self,
+        self,
         local: &[(OwnedUserId, Vec<String>)],
         viewer: Option<&UserId>,
         names: bool,
@@ -334,7 +335,7 @@ impl Services {
     /// once; when a device has none left, its fallback key (marked used) is. Keys of remote
     /// users are claimed from their servers (at most `timeout` each, in parallel).
     pub async fn claim_keys(
-        &self,
+        self,
         wanted: &Map<String, Value>,
         timeout: std::time::Duration,
     ) -> Result<Value> {
@@ -368,7 +369,7 @@ impl Services {
 
     /// Claims keys of local devices: user -> device -> key id -> key.
     pub async fn claim_local_keys(
-        &self,
+        self,
         mut targets: Vec<Target>,
     ) -> Result<BTreeMap<String, Map<String, Value>>> {
         targets.sort();

@@ -1,11 +1,12 @@
 //! Device-list tracking: which users' devices a client must re-fetch (`changed`) or may stop
 //! tracking (`left`), for `/sync` and `/keys/changes`.
 
+use crate::services::e2ee::E2eeFace;
 use std::collections::BTreeSet;
 
 use ruma::UserId;
 
-use crate::{services::Services, Result};
+use crate::Result;
 
 /// The window a delta covers: positions on the device-list and event streams.
 #[derive(Debug, Clone, Copy)]
@@ -26,10 +27,10 @@ pub struct RoomsSeen<'a> {
     pub left: &'a [String],
 }
 
-impl Services {
+impl E2eeFace<'_> {
     /// (changed, left) user ids in the window.
     pub async fn device_list_delta(
-        &self,
+        self,
         user: &UserId,
         w: Window,
         rooms: RoomsSeen<'_>,
@@ -93,7 +94,7 @@ impl Services {
 
     /// `/keys/changes`: the delta between two sync tokens.
     pub async fn keys_changes(
-        &self,
+        self,
         user: &UserId,
         from: &str,
         to: &str,

@@ -8,6 +8,7 @@
 //! `invalidate_remote_device_cache` when a user's devices change. When their server cannot be
 //! reached, an older cached copy is served rather than nothing.
 
+use crate::services::e2ee::E2eeFace;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     time::Duration,
@@ -20,7 +21,6 @@ use serde_json::{json, Map, Value};
 
 use super::device_keys::{device_list, KeysAnswer};
 use crate::{
-    services::Services,
     store::e2ee_keys::{RemoteKeys, Target},
     util, Error, Result,
 };
@@ -81,17 +81,17 @@ fn parse_remote_keys(asked: &HashSet<&str>, v: &Value) -> RemoteKeys {
     out
 }
 
-impl Services {
+impl E2eeFace<'_> {
     /// Forgets what is cached about a remote user's devices and cross-signing keys: the next
     /// `/keys/query` asks their server. For device-list updates from that server.
-    pub async fn invalidate_remote_device_cache(&self, user: &UserId) -> Result<()> {
+    pub async fn invalidate_remote_device_cache(self, user: &UserId) -> Result<()> {
         Ok(self.db.forget_remote_keys(&[user.to_string()]).await?)
     }
 
     /// Adds the keys of remote users to `answer` (from the cache or their servers); the
     /// servers that could not answer for users with nothing cached.
     pub(super) async fn remote_keys(
-        &self,
+        self,
         remote: BTreeMap<OwnedServerName, Vec<(OwnedUserId, Vec<String>)>>,
         timeout: Duration,
         answer: &mut KeysAnswer,
@@ -136,7 +136,7 @@ impl Services {
             async move {
                 match tokio::time::timeout(
                     timeout,
-                    self.federation_request(
+                    self.federation().federation_request(
                         server,
                         Method::POST,
                         "/_matrix/federation/v1/user/keys/query",
@@ -218,7 +218,7 @@ impl Services {
     /// Claims keys of remote devices from their servers (one request per server, in
     /// parallel) into `out`; the servers that failed.
     pub(super) async fn claim_remote_keys(
-        &self,
+        self,
         remote: BTreeMap<OwnedServerName, Vec<Target>>,
         timeout: Duration,
         out: &mut BTreeMap<String, Map<String, Value>>,
@@ -232,7 +232,7 @@ impl Services {
             async move {
                 match tokio::time::timeout(
                     timeout,
-                    self.federation_request(
+                    self.federation().federation_request(
                         server,
                         Method::POST,
                         "/_matrix/federation/v1/user/keys/claim",
@@ -287,7 +287,7 @@ impl Services {
 
     /// `GET /_matrix/federation/v1/user/devices/{userId}`: a local user's devices with keys,
     /// their device-list position and cross-signing keys.
-    pub async fn federation_user_devices(&self, user: &UserId) -> Result<Value> {
+    pub async fn federation_user_devices(self, user: &UserId) -> Result<Value> {
         if !self.is_local(user) {
             return Err(Error::invalid_param("That user is not on this server"));
         }
@@ -336,7 +336,7 @@ impl Services {
     /// `POST /_matrix/federation/v1/user/keys/query`: keys of this server's users (others are
     /// ignored), with the owners' own signatures only.
     pub async fn federation_query_keys(
-        &self,
+        self,
         origin: &ServerName,
         wanted: &Map<String, Value>,
     ) -> Result<Value> {
@@ -364,7 +364,7 @@ impl Services {
 
     /// `POST /_matrix/federation/v1/user/keys/claim`: one key per asked device of this
     /// server's users (others are ignored).
-    pub async fn federation_claim_keys(&self, wanted: &Map<String, Value>) -> Result<Value> {
+    pub async fn federation_claim_keys(self, wanted: &Map<String, Value>) -> Result<Value> {
         let mut targets: Vec<Target> = vec![];
         for (user, devices) in wanted {
             let Ok(uid) = UserId::parse(user) else {

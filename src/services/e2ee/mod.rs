@@ -73,10 +73,10 @@ pub struct DeviceListTicket<'a> {
     done: bool,
 }
 
-impl Services {
-    pub fn device_list_ticket(&self) -> DeviceListTicket<'_> {
+impl<'a> E2eeFace<'a> {
+    pub fn device_list_ticket(self) -> DeviceListTicket<'a> {
         DeviceListTicket {
-            services: self,
+            services: self.s,
             id: self.device_list_stream.allocate(1)[0],
             done: false,
         }

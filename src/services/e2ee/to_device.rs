@@ -2,13 +2,13 @@
 //! A message is deleted only once its device has synced past it, so a retried sync gets it
 //! again and nothing is lost between a response and a crash.
 
+use crate::services::e2ee::E2eeFace;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    services::Services,
     store::{federation::EduRow, to_device::NewToDevice, Db},
     util, Error, Result,
 };
@@ -91,12 +91,12 @@ fn parse_devices(devices: &Value) -> Result<Vec<(String, String)>> {
     Ok(contents)
 }
 
-impl Services {
+impl E2eeFace<'_> {
     /// `PUT /sendToDevice/{type}/{txnId}`, idempotent per (sender device, type, txn id).
     /// Messages for other servers' users leave as one `m.direct_to_device` EDU per server,
     /// queued durably in the same transaction.
     pub async fn send_to_device(
-        &self,
+        self,
         sender: &UserId,
         sender_device: &str,
         kind: &str,
@@ -139,7 +139,7 @@ impl Services {
                     "message_id": util::random_string(24),
                     "messages": messages,
                 });
-                edus.extend(self.plan_edus(
+                edus.extend(self.federation().plan_edus(
                     std::slice::from_ref(&server),
                     "m.direct_to_device",
                     &content,
@@ -156,7 +156,7 @@ impl Services {
 
     /// An `m.direct_to_device` EDU from `origin`: delivered to this server's users once per
     /// message id.
-    pub async fn receive_to_device_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
+    pub async fn receive_to_device_edu(self, origin: &ServerName, content: &Value) -> Result<()> {
         let sender = crate::util::parse_user_id(content["sender"].as_str().unwrap_or_default())?;
         if sender.server_name() != origin {
             return Err(Error::forbidden(
@@ -201,7 +201,7 @@ impl Services {
     /// `strict`: a full queue refuses the request (a client can retry later); otherwise that
     /// device is skipped (an EDU cannot be refused in part).
     async fn store_to_device(
-        &self,
+        self,
         sender: &UserId,
         kind: &str,
         local: LocalMessages,
@@ -290,7 +290,7 @@ impl Services {
             self.abandon_positions(|s| &s.to_device_stream, ids);
         }
         if matches!(res, Ok(true)) {
-            self.wake_edus(edus);
+            self.federation().wake_edus(edus);
         }
         res.map(|_| ())
     }
@@ -298,7 +298,7 @@ impl Services {
     /// The device's messages after `since` (deleting those up to `since`: the client has them),
     /// and the position to hand back.
     pub async fn to_device_for_sync(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         since: i64,

@@ -1,5 +1,6 @@
 //! Signed requests to other servers (`Authorization: X-Matrix …`, ruma's signing).
 
+use crate::services::federation::FederationFace;
 use axum::http::{Method, StatusCode};
 use ruma::{
     api::federation::authentication::{XMatrix, XMatrixSigningInput},
@@ -9,7 +10,7 @@ use serde_json::Value;
 
 use super::allowed;
 use crate::services::outbound::read_capped;
-use crate::{services::Services, Error, Result};
+use crate::{Error, Result};
 
 /// Largest JSON answer accepted from another server.
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -27,10 +28,10 @@ fn unreachable(server: &ServerName, e: impl std::fmt::Display) -> Error {
     )
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Sends a signed request and returns the raw response (any status).
     pub async fn federation_send(
-        &self,
+        self,
         dest: &ServerName,
         method: Method,
         path_and_query: &str,
@@ -43,7 +44,7 @@ impl Services {
     /// `federation_send` with its own bound on the whole exchange (body included) instead of
     /// the client's default minute: long media downloads.
     pub async fn federation_send_within(
-        &self,
+        self,
         dest: &ServerName,
         method: Method,
         path_and_query: &str,
@@ -97,7 +98,7 @@ impl Services {
     /// A signed request whose answer is JSON; a Matrix error from the other server comes back
     /// as the same error.
     pub async fn federation_request(
-        &self,
+        self,
         dest: &ServerName,
         method: Method,
         path_and_query: &str,

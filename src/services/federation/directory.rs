@@ -1,25 +1,23 @@
 //! Directory queries to other servers: their published rooms (`/publicRooms`) and their room
 //! aliases (`/query/directory`).
 
+use crate::services::federation::FederationFace;
 use axum::http::Method;
 use ruma::{OwnedRoomId, RoomAliasId, RoomId, ServerName};
 use serde_json::{json, Map, Value};
 
-use crate::{
-    services::{rooms::directory::PublicRoomsRequest, Services},
-    util, Error, Result,
-};
+use crate::{services::rooms::directory::PublicRoomsRequest, util, Error, Result};
 
 /// Rooms per page asked of another server at most.
 const MAX_REMOTE_PAGE: i64 = 500;
 /// Servers kept from another server's alias answer.
 const MAX_ALIAS_SERVERS: usize = 50;
 
-impl Services {
+impl FederationFace<'_> {
     /// The room directory of another server (`GET` or, with a filter, `POST`
     /// `/_matrix/federation/v1/publicRooms`), passed on to the client.
     pub async fn remote_public_rooms(
-        &self,
+        self,
         server: &ServerName,
         req: PublicRoomsRequest,
     ) -> Result<Value> {
@@ -121,7 +119,7 @@ impl Services {
 
     /// The room an alias points to and servers to join it through: this server's aliases from
     /// the database, other servers' by asking them (`/_matrix/federation/v1/query/directory`).
-    pub async fn lookup_alias(&self, alias: &RoomAliasId) -> Result<(OwnedRoomId, Vec<String>)> {
+    pub async fn lookup_alias(self, alias: &RoomAliasId) -> Result<(OwnedRoomId, Vec<String>)> {
         if alias.server_name() == self.server_name {
             let room = self.rooms().resolve_alias(alias).await?;
             return Ok((room, vec![self.server_name.to_string()]));

@@ -7,10 +7,11 @@
 //! for every update) and local users sharing a room see them in `device_lists.changed`.
 //! To-device EDUs are in `e2ee/to_device.rs`.
 
+use crate::services::federation::FederationFace;
 use ruma::{OwnedServerName, ServerName, UserId};
 use serde_json::{json, Value};
 
-use crate::{services::Services, store::Db, Error, Result};
+use crate::{store::Db, Error, Result};
 
 /// What changed for a local user.
 pub enum DeviceChange<'a> {
@@ -35,9 +36,9 @@ pub fn remote_servers<'a>(
     out
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Other servers with members joined to a room where `user` is joined.
-    async fn servers_sharing_rooms(&self, user: &UserId) -> Result<Vec<OwnedServerName>> {
+    async fn servers_sharing_rooms(self, user: &UserId) -> Result<Vec<OwnedServerName>> {
         let users: Vec<ruma::OwnedUserId> = self
             .db
             .users_sharing_rooms(user.as_str())
@@ -52,7 +53,7 @@ impl Services {
     }
 
     /// Whether a user of this server shares a joined room with `user` (of another server).
-    pub(crate) async fn shares_room_with_local_user(&self, user: &UserId) -> Result<bool> {
+    pub(crate) async fn shares_room_with_local_user(self, user: &UserId) -> Result<bool> {
         Ok(self
             .db
             .shares_room_with_server(user.as_str(), self.server_name.as_str())
@@ -62,7 +63,7 @@ impl Services {
     /// Tells the servers sharing a room with a local user that their devices or keys changed
     /// at device-list position `stream_id` (call once the change is committed).
     pub async fn federate_device_change(
-        &self,
+        self,
         user: &UserId,
         stream_id: i64,
         change: DeviceChange<'_>,
@@ -73,7 +74,7 @@ impl Services {
     }
 
     async fn device_change_edus(
-        &self,
+        self,
         user: &UserId,
         stream_id: i64,
         change: DeviceChange<'_>,
@@ -85,7 +86,7 @@ impl Services {
         if dests.is_empty() {
             return Ok(());
         }
-        let listing = self.federation_user_devices(user).await?;
+        let listing = self.e2ee().federation_user_devices(user).await?;
         let mut rows = vec![];
         match change {
             DeviceChange::Devices(ids) => {
@@ -127,7 +128,7 @@ impl Services {
     }
 
     /// `m.device_list_update` / `m.signing_key_update` from `origin` about one of its users.
-    pub async fn receive_device_edu(&self, origin: &ServerName, content: &Value) -> Result<()> {
+    pub async fn receive_device_edu(self, origin: &ServerName, content: &Value) -> Result<()> {
         let user = crate::util::parse_user_id(content["user_id"].as_str().unwrap_or_default())?;
         if user.server_name() != origin {
             return Err(Error::forbidden("device update for another server's user"));
@@ -136,8 +137,8 @@ impl Services {
         if !self.shares_room_with_local_user(&user).await? {
             return Ok(());
         }
-        self.invalidate_remote_device_cache(&user).await?;
-        let ticket = self.device_list_ticket();
+        self.e2ee().invalidate_remote_device_cache(&user).await?;
+        let ticket = self.e2ee().device_list_ticket();
         let mut tx = self.db.begin_write().await?;
         Db::add_device_list_changes(&mut tx.tx, ticket.id, &[user.to_string()]).await?;
         tx.commit().await?;

@@ -3,6 +3,7 @@
 //! many are missing) and single events. Fetched events are checked (signatures, hashes, auth
 //! against their own auth events) and stored as outliers: known, never in timelines.
 
+use crate::services::federation::FederationFace;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -15,13 +16,10 @@ use ruma::{
 use serde_json::Value;
 
 use crate::{
-    services::{
-        rooms::{
-            auth_events::judge_batch,
-            pdu::{belongs_to, Pdu},
-            resolve::State,
-        },
-        Services,
+    services::rooms::{
+        auth_events::judge_batch,
+        pdu::{belongs_to, Pdu},
+        resolve::State,
     },
     util, Error, Result,
 };
@@ -32,12 +30,12 @@ const MAX_SINGLE_FETCHES: usize = 50;
 /// Most events fetched around one event (state and auth chain).
 const MAX_FETCHED: usize = 20_000;
 
-impl Services {
+impl FederationFace<'_> {
     /// The state before `event_id` according to `server`, every event of it known here
     /// afterwards (the missing ones fetched and stored as outliers). Events that fail their
     /// checks are left out of the state.
     pub async fn remote_state_before(
-        &self,
+        self,
         server: &ServerName,
         room_id: &RoomId,
         rules: &RoomVersionRules,
@@ -138,7 +136,7 @@ impl Services {
     }
 
     /// Single events from `server` (`/event`), ten at a time; failures are skipped.
-    pub async fn fetch_events(&self, server: &ServerName, ids: &[String]) -> Vec<Value> {
+    pub async fn fetch_events(self, server: &ServerName, ids: &[String]) -> Vec<Value> {
         let mut out = vec![];
         for chunk in ids.iter().take(MAX_FETCHED).collect::<Vec<_>>().chunks(10) {
             let work = chunk
@@ -155,7 +153,7 @@ impl Services {
         out
     }
 
-    async fn fetch_event(&self, server: &ServerName, id: String) -> Option<Value> {
+    async fn fetch_event(self, server: &ServerName, id: String) -> Option<Value> {
         let path = format!("/_matrix/federation/v1/event/{}", util::query_encode(&id));
         match self
             .federation_request(server, Method::GET, &path, None)
@@ -174,7 +172,7 @@ impl Services {
     /// (each after the events it cites). Those their auth events refuse are stored rejected.
     /// Returns the ids stored (not rejected) or already known.
     pub async fn store_outliers(
-        &self,
+        self,
         room_id: &RoomId,
         rules: &RoomVersionRules,
         events: &[Value],
@@ -251,11 +249,11 @@ impl Services {
     }
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Gives up on filling a gap event by event: takes `event` with the state before it as
     /// `server` reports it (spec: the fallback when `/get_missing_events` cannot fill a gap).
     pub async fn accept_over_gap(
-        &self,
+        self,
         server: &ServerName,
         room_id: &RoomId,
         rules: &RoomVersionRules,

@@ -3,6 +3,7 @@
 //! does not know is kept out of band: the co-signed event as an outlier, the user's membership,
 //! and the stripped state the inviting server sent (`remote_memberships`), which /sync shows.
 
+use crate::services::federation::FederationFace;
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::http::{Method, StatusCode};
@@ -172,7 +173,7 @@ impl RoomState {
         template: &Value,
     ) -> Result<(OwnedEventId, CanonicalJsonObject)> {
         let mut obj = object(template)?;
-        let id = srv.sign_pdu(&mut obj, &self.rules)?;
+        let id = srv.federation().sign_pdu(&mut obj, &self.rules)?;
         let event_id =
             OwnedEventId::try_from(format!("${id}")).map_err(|e| Error::unknown(e.to_string()))?;
         let json = serde_json::to_string(&obj)?;
@@ -199,11 +200,11 @@ impl RoomState {
     }
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Checks that `server` signed an event (a co-signature, such as the invitee's server's on
     /// an invite), whoever sent it.
     pub async fn verify_signed_by(
-        &self,
+        self,
         obj: &CanonicalJsonObject,
         server: &ServerName,
         rules: &RoomVersionRules,
@@ -255,7 +256,7 @@ impl Services {
     /// Stores an out-of-band membership event of a local user (an outlier: no state, no
     /// timeline), makes it the user's membership and wakes their syncs.
     pub(crate) async fn store_out_of_band(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         event_id: &str,
@@ -287,7 +288,7 @@ impl Services {
     /// checked, co-signed and answered; the invite is recorded (into the room when this server
     /// knows it, out of band otherwise).
     pub async fn receive_invite(
-        &self,
+        self,
         origin: &ServerName,
         room_id: &RoomId,
         event_id: &str,
@@ -417,11 +418,7 @@ impl Services {
 
     /// The stripped state other servers are sent with an invite or a knock (full PDUs), plus
     /// `extra` events (the inviter's member event).
-    pub async fn stripped_state_pdus(
-        &self,
-        room_id: &RoomId,
-        extra: &[&str],
-    ) -> Result<Vec<Value>> {
+    pub async fn stripped_state_pdus(self, room_id: &RoomId, extra: &[&str]) -> Result<Vec<Value>> {
         let mut rows = self
             .db
             .current_state_events(&[room_id.to_string()], Some(STRIPPED_TYPES))
@@ -442,7 +439,7 @@ impl Services {
     /// the invitee's server through `/v2/invite`, then added to the room (and sent to the room's
     /// other servers as usual).
     pub async fn invite_remote(
-        &self,
+        self,
         sender: &UserId,
         room_id: &RoomId,
         target: &UserId,
@@ -472,7 +469,7 @@ impl Services {
             }
             let template =
                 room.template(sender, "m.room.member", Some(target.as_str()), content)?;
-            let (event_id, obj) = room.sign_template(self, &template)?;
+            let (event_id, obj) = room.sign_template(self.s, &template)?;
             let sender_member = room
                 .get("m.room.member", sender.as_str())
                 .map(|p| p.event_id.to_string());

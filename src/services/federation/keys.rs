@@ -2,6 +2,7 @@
 //! (or through the configured notaries), verified (self-signed, and notary-signed), cached until
 //! their `valid_until_ts`; and the notary endpoint serving them to others with our signature.
 
+use crate::services::federation::FederationFace;
 use std::collections::BTreeMap;
 
 use axum::http::Method;
@@ -13,8 +14,6 @@ use ruma::{
 use serde_json::{json, Value};
 
 use crate::{store::federation::ServerKeyRow, util, Error, Result};
-
-use super::super::Services;
 
 /// A server key response older than this is refreshed even if still valid (half a day).
 const REFRESH_MS: i64 = 12 * 3600 * 1000;
@@ -87,11 +86,11 @@ pub fn verified_keys(
     Ok((rows, valid_until))
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// The verify keys of `server` valid at `at` (milliseconds), fetching them when the cache
     /// cannot answer.
     pub async fn server_verify_keys(
-        &self,
+        self,
         server: &ServerName,
         key_ids: &[String],
         at: i64,
@@ -154,7 +153,7 @@ impl Services {
     }
 
     /// [`Self::fetch_limited`] once this server's fetch slot is ours.
-    async fn fetch_in_slot(&self, server: &ServerName) -> Result<Value> {
+    async fn fetch_in_slot(self, server: &ServerName) -> Result<Value> {
         let _slot = self.federation_state.key_fetch.slot(server.as_str()).await;
         self.fetch_limited(server).await
     }
@@ -162,7 +161,7 @@ impl Services {
     /// `fetch_server_keys` under the per-server limits (see key_fetch.rs): refused while the
     /// server was fetched too recently or is backed off after failures. The caller holds the
     /// server's fetch slot.
-    async fn fetch_limited(&self, server: &ServerName) -> Result<Value> {
+    async fn fetch_limited(self, server: &ServerName) -> Result<Value> {
         let limits = &self.federation_state.key_fetch;
         if !limits.may_fetch(server.as_str()) {
             return Err(Error::unauthorized(format!(
@@ -176,7 +175,7 @@ impl Services {
 
     /// Fetches, verifies and stores a server's keys: from the notaries first when configured,
     /// then from the server itself.
-    pub async fn fetch_server_keys(&self, server: &ServerName) -> Result<Value> {
+    pub async fn fetch_server_keys(self, server: &ServerName) -> Result<Value> {
         let now = util::now_ms();
         for notary in &self.config.federation.trusted_key_servers {
             match self.keys_from_notary(notary, server, now).await {
@@ -193,7 +192,7 @@ impl Services {
         Ok(resp)
     }
 
-    async fn store_key_response(&self, server: &ServerName, resp: &Value, now: i64) -> Result<()> {
+    async fn store_key_response(self, server: &ServerName, resp: &Value, now: i64) -> Result<()> {
         let (mut rows, valid_until) = verified_keys(server, resp, now)?;
         // Spec: a key is trusted until the lesser of its valid_until_ts and 7 days after it was
         // fetched, so a stolen long-lived key cannot outlive its revocation by more than that.
@@ -214,7 +213,7 @@ impl Services {
     }
 
     async fn keys_from_notary(
-        &self,
+        self,
         notary: &crate::config::TrustedKeyServer,
         server: &ServerName,
         now: i64,
@@ -254,7 +253,7 @@ impl Services {
 
     /// Notary: signed key responses of the requested servers, with our signature added.
     /// `min_valid` asks for responses valid at least until then.
-    pub async fn notary_keys(&self, servers: &[(String, i64)]) -> Result<Value> {
+    pub async fn notary_keys(self, servers: &[(String, i64)]) -> Result<Value> {
         let now = util::now_ms();
         let mut out = vec![];
         for (name, min_valid) in servers.iter().take(100) {

@@ -2,6 +2,7 @@
 //! servers, and local users knocking on rooms this server does not know, through a server that
 //! does (the knock is then kept out of band with the `knock_room_state` answered).
 
+use crate::services::federation::FederationFace;
 use axum::http::Method;
 use ruma::{RoomId, ServerName, UserId};
 use serde_json::{json, Value};
@@ -10,15 +11,13 @@ use super::{
     invite::{helper_servers, incompatible, stripped_from_remote},
     leave::ver_params,
 };
-use crate::{
-    services::Services, store::remote_memberships::NewRemoteMembership, util, Error, Result,
-};
+use crate::{store::remote_memberships::NewRemoteMembership, util, Error, Result};
 
-impl Services {
+impl FederationFace<'_> {
     /// `PUT /send_knock/{roomId}/{eventId}`: the knock joins the room; the answer is the room's
     /// stripped state.
     pub async fn send_knock(
-        &self,
+        self,
         origin: &ServerName,
         room_id: &RoomId,
         event_id: &str,
@@ -32,7 +31,7 @@ impl Services {
 
     /// Knocks on a room this server does not know through one of `servers`.
     pub async fn knock_remote(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         servers: &[ruma::OwnedServerName],
@@ -52,7 +51,7 @@ impl Services {
     }
 
     async fn knock_via(
-        &self,
+        self,
         server: &ServerName,
         user: &UserId,
         room_id: &RoomId,

@@ -2,6 +2,7 @@
 //! `send_leave` v2 served to other servers, and local users rejecting an invite (or rescinding
 //! a knock) in a room this server does not know, through a server that does.
 
+use crate::services::federation::FederationFace;
 use axum::http::Method;
 use ruma::{
     events::TimelineEventType, room_version_rules::RoomVersionRules, CanonicalJsonObject,
@@ -11,10 +12,7 @@ use serde_json::{json, Value};
 
 use super::invite::incompatible;
 use crate::{
-    services::{
-        rooms::{int, pdu::Pdu, remote::Outcome, version},
-        Services,
-    },
+    services::rooms::{int, pdu::Pdu, remote::Outcome, version},
     store::rooms::MembershipRow,
     util, Error, Result,
 };
@@ -28,12 +26,12 @@ pub fn ver_params() -> String {
         .join("&")
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// `make_join` / `make_leave` / `make_knock`: an unsigned `membership` event template for a user of the
     /// origin on top of our current state, refused now if the auth rules would refuse it later.
     /// `versions` (the `ver` parameters) are checked for joins and knocks.
     pub async fn make_membership(
-        &self,
+        self,
         origin: &ServerName,
         room_id: &RoomId,
         user: &UserId,
@@ -81,7 +79,7 @@ impl Services {
     /// into the room (checked like any PDU: signatures, hashes, auth rules) and passes it on to
     /// the room's other servers.
     pub async fn take_remote_membership(
-        &self,
+        self,
         origin: &ServerName,
         room_id: &RoomId,
         event_id: &str,
@@ -136,7 +134,7 @@ impl Services {
     /// Fills in and signs a `make_*` template answered by another server: our content,
     /// timestamp and signature. Returns the event id, the event and its room version.
     pub fn sign_remote_template(
-        &self,
+        self,
         resp: &Value,
         room_id: &RoomId,
         user: &UserId,
@@ -188,7 +186,7 @@ impl Services {
     /// The servers kept with an out-of-band invite or knock, else the membership event's
     /// sender's server and the room id's.
     pub(crate) async fn out_of_band_servers(
-        &self,
+        self,
         room_id: &RoomId,
         membership_event: &str,
     ) -> Result<(Vec<OwnedServerName>, Option<String>)> {
@@ -222,7 +220,7 @@ impl Services {
     /// the servers that can help; if none answers, the invite is rejected here only (as Synapse
     /// does), so the user is not stuck with it.
     pub async fn leave_remote(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         current: &MembershipRow,
@@ -247,7 +245,7 @@ impl Services {
     }
 
     async fn leave_via(
-        &self,
+        self,
         server: &ServerName,
         user: &UserId,
         room_id: &RoomId,
@@ -261,7 +259,7 @@ impl Services {
     /// make_leave + send_leave through `server`; the signed leave (id, JSON) is returned, not
     /// stored.
     pub(crate) async fn send_leave_via(
-        &self,
+        self,
         server: &ServerName,
         user: &UserId,
         room_id: &RoomId,
@@ -295,7 +293,7 @@ impl Services {
     /// A leave built here on top of the invite or knock alone (never sent anywhere): the
     /// membership ends on this server when no other server can be reached.
     async fn local_leave(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         current: &MembershipRow,

@@ -1,6 +1,7 @@
 //! Joining rooms across servers (spec: Joining Rooms): `make_join` / `send_join` v2 served to
 //! other servers, and the same dance as the joining side for local users.
 
+use crate::services::federation::FederationFace;
 use crate::services::rooms::store_events::{EventWrite, NewRoom, Placement};
 use std::{collections::HashMap, sync::Arc};
 
@@ -15,25 +16,22 @@ use serde_json::{json, Value};
 use super::{leave::ver_params, pdu::CheckedPdu, sender::outgoing_pdu};
 use crate::services::policy::{access_rules, Policy};
 use crate::{
-    services::{
-        rooms::{
-            auth_events::judge_batch,
-            int,
-            pdu::Pdu,
-            remote::Outcome,
-            version::{self},
-            GroupWrite, NewPdu, RoomState, StateKey,
-        },
-        Services,
+    services::rooms::{
+        auth_events::judge_batch,
+        int,
+        pdu::Pdu,
+        remote::Outcome,
+        version::{self},
+        GroupWrite, NewPdu, RoomState, StateKey,
     },
     store::events::NewEvent,
     util, Error, Result,
 };
 
-impl Services {
+impl FederationFace<'_> {
     /// `GET /make_join/{roomId}/{userId}`: a join event template on top of our current state.
     pub async fn make_join(
-        &self,
+        self,
         origin: &ServerName,
         room_id: &RoomId,
         user: &UserId,
@@ -46,7 +44,7 @@ impl Services {
     /// `PUT /v2/send_join/{roomId}/{eventId}`: takes the signed join, answers with the room's
     /// state and auth chain, and passes the join on to the room's other servers.
     pub async fn send_join(
-        &self,
+        self,
         origin: &ServerName,
         room_id: &RoomId,
         event_id: &str,
@@ -147,7 +145,7 @@ impl Services {
 
     /// Joins a room this server is not in, through one of `servers`.
     pub async fn join_remote(
-        &self,
+        self,
         user: &UserId,
         room_id: &RoomId,
         servers: &[OwnedServerName],
@@ -167,7 +165,7 @@ impl Services {
     }
 
     async fn join_via(
-        &self,
+        self,
         server: &ServerName,
         user: &UserId,
         room_id: &RoomId,
@@ -324,7 +322,11 @@ impl Services {
                 let (server, user, room) = (server.to_owned(), user.to_owned(), room_id.to_owned());
                 tokio::spawn(async move {
                     let content = json!({ "membership": "leave" });
-                    if let Err(e) = srv.send_leave_via(&server, &user, &room, content).await {
+                    if let Err(e) = srv
+                        .federation()
+                        .send_leave_via(&server, &user, &room, content)
+                        .await
+                    {
                         tracing::info!(%room, error = %e.message, "could not undo a refused remote join");
                     }
                 });
@@ -348,7 +350,7 @@ impl Services {
     /// join as the first timeline event, and the current state and memberships.
     #[allow(clippy::too_many_arguments)]
     async fn store_remote_join(
-        &self,
+        self,
         room_id: &RoomId,
         version: RoomVersionId,
         rules: ruma::room_version_rules::RoomVersionRules,
@@ -384,7 +386,7 @@ impl Services {
             }
         }
         // State after the join: a full snapshot.
-        let group = room.push_state(self, &join);
+        let group = room.push_state(self.s, &join);
         let group = GroupWrite {
             prev: None,
             chain_len: 0,

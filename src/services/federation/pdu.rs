@@ -2,6 +2,7 @@
 //! format and size, signatures of every server that must have signed it, and the content hash
 //! (a mismatch keeps the event, redacted).
 
+use crate::services::federation::FederationFace;
 use std::collections::BTreeMap;
 
 use ruma::{
@@ -17,8 +18,6 @@ use serde_json::Value;
 
 use crate::{services::rooms::MAX_PDU_BYTES, Error, Result};
 
-use super::super::Services;
-
 /// A PDU that passed the signature and hash checks.
 pub struct CheckedPdu {
     pub event_id: OwnedEventId,
@@ -27,11 +26,11 @@ pub struct CheckedPdu {
     pub json: String,
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Signs an event as this server (content hash, then signature) and returns its reference
     /// hash: the event id without its `$`.
     pub fn sign_pdu(
-        &self,
+        self,
         obj: &mut CanonicalJsonObject,
         rules: &ruma::room_version_rules::RoomVersionRules,
     ) -> Result<String> {
@@ -147,9 +146,9 @@ pub fn verify_pdu(
     })
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Signatures and hashes of a PDU of a room with these rules.
-    pub async fn check_pdu(&self, value: &Value, rules: &RoomVersionRules) -> Result<CheckedPdu> {
+    pub async fn check_pdu(self, value: &Value, rules: &RoomVersionRules) -> Result<CheckedPdu> {
         let pdu = prepare_pdu(value, rules)?;
         let mut map = PublicKeyMap::new();
         for (server, key_ids) in &pdu.signers {

@@ -2,6 +2,7 @@
 //! room in order), missing prev events fetched from the sender, EDUs applied; the answer is
 //! remembered per (origin, txn id) so a retried transaction changes nothing.
 
+use crate::services::federation::FederationFace;
 use std::collections::BTreeMap;
 
 use axum::http::Method;
@@ -10,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::pdu::CheckedPdu;
 use crate::{
-    services::{rooms::remote::Outcome, sync::filter::glob, Services},
+    services::{rooms::remote::Outcome, sync::filter::glob},
     util, Error, Result,
 };
 
@@ -42,9 +43,9 @@ pub fn acl_allows(acl: &Value, server: &ServerName) -> bool {
     list("allow").iter().any(|p| glob(p, name))
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Refuses a server that the room's ACL bans.
-    pub async fn check_acl(&self, room_id: &RoomId, server: &ServerName) -> Result<()> {
+    pub async fn check_acl(self, room_id: &RoomId, server: &ServerName) -> Result<()> {
         let rows = self
             .db
             .current_state_events(&[room_id.to_string()], Some(&["m.room.server_acl"]))
@@ -61,7 +62,7 @@ impl Services {
     }
 
     pub async fn receive_transaction(
-        &self,
+        self,
         origin: &ServerName,
         txn: &str,
         pdus: Vec<Value>,
@@ -99,7 +100,7 @@ impl Services {
     }
 
     async fn receive_room_pdus(
-        &self,
+        self,
         origin: &ServerName,
         room: &str,
         pdus: Vec<Value>,
@@ -168,7 +169,7 @@ impl Services {
     /// Accepts PDUs; when some follow events we do not have, asks the sender for the missing
     /// ones (`/get_missing_events`) and tries again once.
     pub(crate) async fn accept_with_gaps(
-        &self,
+        self,
         origin: &ServerName,
         room_id: &OwnedRoomId,
         checked: Vec<CheckedPdu>,
@@ -257,7 +258,7 @@ impl Services {
 
     /// EDUs: typing and receipts of remote users in rooms they are joined to, device-list and
     /// signing-key updates, to-device messages.
-    async fn receive_edu(&self, origin: &ServerName, edu: &Value) -> Result<()> {
+    async fn receive_edu(self, origin: &ServerName, edu: &Value) -> Result<()> {
         // A NUL character in any string would fail the database on PostgreSQL only (an error of
         // ours, which fails the transaction and makes the sender retry it forever).
         if crate::util::has_nul(edu) {
@@ -303,7 +304,7 @@ impl Services {
             "m.device_list_update" | "m.signing_key_update" => {
                 self.receive_device_edu(origin, content).await
             }
-            "m.direct_to_device" => self.receive_to_device_edu(origin, content).await,
+            "m.direct_to_device" => self.e2ee().receive_to_device_edu(origin, content).await,
             "m.presence" => self.receive_presence_edu(origin, content).await,
             _ => Ok(()),
         }

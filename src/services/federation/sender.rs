@@ -3,6 +3,7 @@
 //! with exponential backoff (1 s doubling up to `federation.max_retry_interval_ms`), reset as soon
 //! as that server talks to us; after an outage it receives everything it missed, in order.
 
+use crate::services::federation::FederationFace;
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc, Weak},
@@ -74,10 +75,10 @@ pub fn outgoing_pdu(json: &str) -> Value {
     v
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Queues events for every server in the room (but `except`), and wakes their senders.
     pub async fn send_to_room_servers(
-        &self,
+        self,
         room: &RoomState,
         event_ids: &[String],
         except: Option<&ServerName>,
@@ -93,7 +94,7 @@ impl Services {
         self.enqueue(&dests, event_ids).await
     }
 
-    pub async fn enqueue(&self, dests: &[OwnedServerName], event_ids: &[String]) -> Result<()> {
+    pub async fn enqueue(self, dests: &[OwnedServerName], event_ids: &[String]) -> Result<()> {
         let rows = self.outbox_rows(dests, event_ids);
         self.db.enqueue_outbox(&rows).await?;
         for d in dests {
@@ -103,7 +104,7 @@ impl Services {
     }
 
     /// The servers of a room that its new local events go to (federation on, allow-list).
-    pub fn room_destinations(&self, room: &RoomState) -> Vec<OwnedServerName> {
+    pub fn room_destinations(self, room: &RoomState) -> Vec<OwnedServerName> {
         if !self.config.federation.enabled {
             return vec![];
         }
@@ -115,7 +116,7 @@ impl Services {
 
     /// Outbox rows (id, destination, event id) for events to destinations, ids taken in order.
     pub fn outbox_rows(
-        &self,
+        self,
         dests: &[OwnedServerName],
         event_ids: &[String],
     ) -> Vec<(i64, String, String)> {
@@ -131,7 +132,7 @@ impl Services {
     }
 
     /// Starts (or wakes) a destination's sender; `reset` ends its backoff.
-    pub fn wake_destination(&self, dest: &str, reset: bool) {
+    pub fn wake_destination(self, dest: &str, reset: bool) {
         if reset {
             // Nothing running: nothing queued.
             if let Some(q) = self.federation_state.queues.running.lock().get(dest) {
@@ -143,7 +144,7 @@ impl Services {
     }
 
     /// A destination's queue, its sender task started if it was not running.
-    fn destination_queue(&self, dest: &str) -> Arc<Queue> {
+    fn destination_queue(self, dest: &str) -> Arc<Queue> {
         let mut running = self.federation_state.queues.running.lock();
         if let Some(q) = running.get(dest) {
             return q.clone();
@@ -157,7 +158,7 @@ impl Services {
     }
 
     /// At start: resume every destination with queued events.
-    pub async fn resume_outbox(&self) -> Result<()> {
+    pub async fn resume_outbox(self) -> Result<()> {
         let max = self.db.max_outbox_id().await?;
         self.federation_state
             .queues
@@ -171,7 +172,7 @@ impl Services {
 
     /// One transaction to `dest` (≤ 50 PDUs and ≤ 100 EDUs); Ok(false) when there was nothing
     /// to send.
-    async fn send_batch(&self, dest: &str, q: &Queue) -> Result<bool> {
+    async fn send_batch(self, dest: &str, q: &Queue) -> Result<bool> {
         let batch = self.db.outbox_batch(dest, BATCH).await?;
         let edus = self.db.edu_outbox_batch(dest, EDU_BATCH).await?;
         let ephemeral: Vec<Value> = {
@@ -246,7 +247,7 @@ impl Services {
 
     /// Plans EDU rows for destinations (ids allocated here); insert them with
     /// `Db::insert_edu_outbox` in the transaction that makes the change, then `wake_edus`.
-    pub fn plan_edus(&self, dests: &[OwnedServerName], kind: &str, content: &Value) -> Vec<EduRow> {
+    pub fn plan_edus(self, dests: &[OwnedServerName], kind: &str, content: &Value) -> Vec<EduRow> {
         let text = content.to_string();
         dests
             .iter()
@@ -264,7 +265,7 @@ impl Services {
     }
 
     /// Wakes the senders of queued EDU rows (after their transaction committed).
-    pub fn wake_edus(&self, rows: &[EduRow]) {
+    pub fn wake_edus(self, rows: &[EduRow]) {
         let mut dests: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
         dests.sort_unstable();
         dests.dedup();
@@ -274,7 +275,7 @@ impl Services {
     }
 
     /// Queues EDUs on their own (no other change to commit with them) and wakes the senders.
-    pub async fn queue_edus(&self, rows: Vec<EduRow>) -> Result<()> {
+    pub async fn queue_edus(self, rows: Vec<EduRow>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -291,7 +292,7 @@ async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
     loop {
         let Some(s) = weak.upgrade() else { return };
         let cap = Duration::from_millis(s.config.federation.max_retry_interval_ms.max(1000));
-        let res = s.send_batch(&dest, &q).await;
+        let res = s.federation().send_batch(&dest, &q).await;
         drop(s);
         match res {
             Ok(true) => {
@@ -323,10 +324,10 @@ async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
     }
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Sends an EDU now to the servers of a room (best effort: typing and receipts are not
     /// queued).
-    pub async fn send_edu_to_room(&self, room: &ruma::RoomId, edu: Value) {
+    pub async fn send_edu_to_room(self, room: &ruma::RoomId, edu: Value) {
         if !self.config.federation.enabled {
             return;
         }
@@ -344,7 +345,7 @@ impl Services {
 
     /// Sends an ephemeral EDU to these servers with their next transaction (kept in memory only,
     /// at most 1 000 per destination that is down).
-    pub fn send_edu_to_servers(&self, dests: Vec<OwnedServerName>, edu: Value) {
+    pub fn send_edu_to_servers(self, dests: Vec<OwnedServerName>, edu: Value) {
         for d in dests {
             if !super::allowed(&self.config.federation, &d) {
                 continue;

@@ -8,13 +8,14 @@
 //! of the server's users was joined (or, for `invited`, invited) at that event. Hidden events are
 //! served redacted by `/event` and `/backfill`, and left out of `/get_missing_events`.
 
+use crate::services::federation::FederationFace;
 use std::collections::{HashMap, HashSet};
 
 use ruma::{canonical_json::redact, CanonicalJsonValue, RoomId, ServerName};
 use serde_json::{json, Value};
 
 use super::sender::outgoing_pdu;
-use crate::{services::Services, store::events::EventRow, util, Error, Result};
+use crate::{store::events::EventRow, util, Error, Result};
 
 /// Most events a `/backfill` answers.
 pub const MAX_BACKFILL: i64 = 100;
@@ -31,10 +32,10 @@ enum Hidden {
     Redact,
 }
 
-impl Services {
+impl FederationFace<'_> {
     /// Refuses a server banned by the room's ACL, or with no user joined to the room (unless
     /// the room is world-readable). Unknown rooms are 404.
-    pub async fn check_server_reads(&self, origin: &ServerName, room: &RoomId) -> Result<()> {
+    pub async fn check_server_reads(self, origin: &ServerName, room: &RoomId) -> Result<()> {
         if self.db.room_version(room.as_str()).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
@@ -61,7 +62,7 @@ impl Services {
 
     /// For each event of `room` in `rows`, whether `server` may see it.
     async fn visible_to_server(
-        &self,
+        self,
         server: &ServerName,
         room: &str,
         rows: &[EventRow],
@@ -135,7 +136,7 @@ impl Services {
     /// The events `server` gets out of `rows` (all of one room): visible ones as stored,
     /// hidden ones redacted or left out.
     async fn pdus_for_server(
-        &self,
+        self,
         server: &ServerName,
         room: &str,
         rows: &[EventRow],
@@ -169,7 +170,7 @@ impl Services {
         Ok(out)
     }
 
-    pub async fn serve_event(&self, origin: &ServerName, event_id: &str) -> Result<Value> {
+    pub async fn serve_event(self, origin: &ServerName, event_id: &str) -> Result<Value> {
         let row = self
             .db
             .get_event(event_id)
@@ -190,7 +191,7 @@ impl Services {
     /// Walks prev events back from `latest` (not included) until `earliest`, up to `limit`,
     /// within `room`.
     pub async fn serve_missing_events(
-        &self,
+        self,
         origin: &ServerName,
         room: &RoomId,
         earliest: &[String],
@@ -240,7 +241,7 @@ impl Services {
 
     /// The state before an event (after its prev events) and its auth chain.
     pub async fn serve_state(
-        &self,
+        self,
         origin: &ServerName,
         room: &RoomId,
         event_id: &str,
@@ -299,7 +300,7 @@ impl Services {
 
     /// `GET /event_auth/{roomId}/{eventId}`: the whole auth chain of an event of the room.
     pub async fn serve_event_auth(
-        &self,
+        self,
         origin: &ServerName,
         room: &RoomId,
         event_id: &str,
@@ -332,7 +333,7 @@ impl Services {
     /// `GET /backfill/{roomId}?v=…&limit=…`: the events before (and including) `from`, deepest
     /// first, at most `limit` (≤ 100).
     pub async fn serve_backfill(
-        &self,
+        self,
         origin: &ServerName,
         room: &RoomId,
         from: &[String],
@@ -360,7 +361,7 @@ impl Services {
     /// `GET /timestamp_to_event/{roomId}?ts=…&dir=f|b`: the event closest to `ts` in that
     /// direction that this server has in the room's timeline.
     pub async fn serve_timestamp_to_event(
-        &self,
+        self,
         origin: &ServerName,
         room: &RoomId,
         ts: i64,

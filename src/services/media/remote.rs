@@ -239,6 +239,7 @@ impl Services {
     /// `Location` part).
     async fn remote_file(&self, origin: &ServerName, path: &str) -> Result<RemoteFile> {
         let resp = self
+            .federation()
             .federation_send_within(
                 origin,
                 axum::http::Method::GET,

@@ -161,6 +161,7 @@ impl Services {
                 "sender": r.user_id,
             });
             if let Err(e) = self
+                .federation()
                 .federation_request(&home.server, Method::POST, ANNOUNCE_PATH, Some(&body))
                 .await
             {
@@ -273,6 +274,7 @@ impl Services {
             };
             let body = json!({ "address": address, "mxid": user });
             match self
+                .federation()
                 .federation_request(&server, Method::POST, BOUND_PATH, Some(&body))
                 .await
             {

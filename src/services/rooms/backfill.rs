@@ -129,6 +129,7 @@ impl RoomsFace<'_> {
         let mut answer = None;
         for server in servers.iter().take(MAX_SERVERS) {
             match self
+                .federation()
                 .federation_request(server, Method::GET, &path, None)
                 .await
             {
@@ -178,7 +179,7 @@ impl RoomsFace<'_> {
         let mut events: Vec<(Arc<Pdu>, String)> = vec![];
         let mut seen = HashSet::new();
         for v in pdus {
-            let Ok(c) = self.check_pdu(v, rules).await else {
+            let Ok(c) = self.federation().check_pdu(v, rules).await else {
                 continue;
             };
             let Ok(p) = Pdu::parse(c.event_id.as_str(), &c.json) else {
@@ -228,11 +229,14 @@ impl RoomsFace<'_> {
                 util::query_encode(p.event_id.as_str())
             );
             if let Ok(v) = self
+                .federation()
                 .federation_request(server, Method::GET, &path, None)
                 .await
             {
                 let chain = v["auth_chain"].as_array().cloned().unwrap_or_default();
-                self.store_outliers(room_id, rules, &chain).await?;
+                self.federation()
+                    .store_outliers(room_id, rules, &chain)
+                    .await?;
                 auth = self.load_pdus(&auth_ids).await?;
             }
         }
@@ -293,6 +297,7 @@ impl RoomsFace<'_> {
                 } else if fetches < MAX_STATE_FETCHES {
                     fetches += 1;
                     match self
+                        .federation()
                         .remote_state_before(server, room_id, rules, pdu.event_id.as_str())
                         .await
                     {

@@ -342,6 +342,7 @@ impl RoomState {
             return Err(Error::too_large("Event too large"));
         }
         let hash = srv
+            .federation()
             .sign_pdu(&mut obj, &self.rules)
             .map_err(|e| Error::too_large(e.message))?;
         let event_id = format!("${hash}");
@@ -695,7 +696,7 @@ impl RoomsFace<'_> {
                 self.wake_pushers(notified);
                 // Local events were queued for the other servers with them: send.
                 for d in destinations {
-                    self.wake_destination(d.as_str(), false);
+                    self.federation().wake_destination(d.as_str(), false);
                 }
                 Ok(ids)
             }
@@ -878,9 +879,9 @@ impl RoomsFace<'_> {
         let destinations = if local.is_empty() {
             vec![]
         } else {
-            self.room_destinations(room)
+            self.federation().room_destinations(room)
         };
-        let outbox = self.outbox_rows(&destinations, &local);
+        let outbox = self.federation().outbox_rows(&destinations, &local);
         // A user's own event is read: what came before it no longer counts as unread.
         let mut own: HashMap<&str, i64> = HashMap::new();
         for ev in &events {

@@ -546,6 +546,7 @@ impl Services {
 
         // End-to-end encryption: to-device messages, device lists, key counts.
         let (to_device, to_device_pos) = self
+            .e2ee()
             .to_device_for_sync(
                 user,
                 &r.device_id,
@@ -556,25 +557,26 @@ impl Services {
         let (changed, left_users) = match since {
             Some(s) => {
                 let left_rooms: Vec<String> = left.iter().map(|m| m.room_id.clone()).collect();
-                self.device_list_delta(
-                    user,
-                    Window {
-                        lists_since: s.device_lists,
-                        lists_until: cur.device_lists,
-                        events_since: s.events,
-                        events_until: cur.events,
-                    },
-                    RoomsSeen {
-                        active: &active_rooms,
-                        newly_joined: &full_rooms,
-                        left: &left_rooms,
-                    },
-                )
-                .await?
+                self.e2ee()
+                    .device_list_delta(
+                        user,
+                        Window {
+                            lists_since: s.device_lists,
+                            lists_until: cur.device_lists,
+                            events_since: s.events,
+                            events_until: cur.events,
+                        },
+                        RoomsSeen {
+                            active: &active_rooms,
+                            newly_joined: &full_rooms,
+                            left: &left_rooms,
+                        },
+                    )
+                    .await?
             }
             None => (vec![], vec![]),
         };
-        let (otk_counts, fallback_types) = self.key_counts(user, &r.device_id).await?;
+        let (otk_counts, fallback_types) = self.e2ee().key_counts(user, &r.device_id).await?;
 
         let empty = join.is_empty()
             && leave.is_empty()
@@ -734,7 +736,7 @@ impl Services {
 impl Services {
     /// A long-poll that timed out with nothing new: the position and the key counts.
     async fn empty_response(&self, r: &Requester, cur: SyncToken) -> Result<Value> {
-        let (otk_counts, fallback_types) = self.key_counts(&r.user_id, &r.device_id).await?;
+        let (otk_counts, fallback_types) = self.e2ee().key_counts(&r.user_id, &r.device_id).await?;
         Ok(json!({
             "next_batch": cur.to_string(),
             "rooms": { "join": {}, "invite": {}, "leave": {}, "knock": {} },

@@ -97,7 +97,7 @@ impl Services {
                 let mut c = content(&entry, now);
                 c["user_id"] = json!(user);
                 let edu = json!({ "edu_type": "m.presence", "content": { "push": [c] } });
-                self.send_edu_to_servers(dests, edu);
+                self.federation().send_edu_to_servers(dests, edu);
             }
         }
         Ok(())
@@ -173,7 +173,7 @@ impl Services {
                 continue;
             }
             // Kept only for users someone here shares a room with.
-            if !self.shares_room_with_local_user(&user).await? {
+            if !self.federation().shares_room_with_local_user(&user).await? {
                 continue;
             }
             let status = p["status_msg"]

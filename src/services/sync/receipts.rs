@@ -105,7 +105,7 @@ impl Services {
                 user.to_string(),
                 json!({ "event_ids": [event_id], "data": data }),
             );
-            self.send_edu_to_room(
+            self.federation().send_edu_to_room(
                 room,
                 json!({ "edu_type": "m.receipt", "content": { room.as_str(): { "m.read": read } } }),
             )

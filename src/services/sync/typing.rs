@@ -103,12 +103,13 @@ impl Services {
         if changed {
             self.wake_room(room).await;
             if self.is_local(user) {
-                self.send_edu_to_room(
-                    room,
-                    serde_json::json!({ "edu_type": "m.typing", "content": {
+                self.federation()
+                    .send_edu_to_room(
+                        room,
+                        serde_json::json!({ "edu_type": "m.typing", "content": {
                         "room_id": room, "user_id": user, "typing": typing } }),
-                )
-                .await;
+                    )
+                    .await;
             }
         }
         if typing {

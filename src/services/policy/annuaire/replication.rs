@@ -148,6 +148,7 @@ impl Services {
         for _ in 0..MAX_PAGES_PER_ROUND {
             let path = format!("{CHANGES_PATH}?since={since}&limit={MAX_PAGE}");
             let answer = self
+                .federation()
                 .federation_request(peer, Method::GET, &path, None)
                 .await?;
             let page: WirePage = serde_json::from_value(answer)
@@ -240,7 +241,12 @@ impl Services {
                         let body = json!({ "position": position });
                         let sent = tokio::time::timeout(
                             Duration::from_secs(10),
-                            s.federation_request(&peer, Method::PUT, NOTIFY_PATH, Some(&body)),
+                            s.federation().federation_request(
+                                &peer,
+                                Method::PUT,
+                                NOTIFY_PATH,
+                                Some(&body),
+                            ),
                         )
                         .await;
                         if !matches!(sent, Ok(Ok(_))) {
