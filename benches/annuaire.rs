@@ -533,7 +533,8 @@ async fn serve(dir: &Path, queries: usize) -> anyhow::Result<()> {
         after / 1024,
         after.saturating_sub(before) / 1024
     );
-    s.create_user_cli("searcher", PW, false)
+    s.accounts()
+        .create_user_cli("searcher", PW, false)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let http = reqwest::Client::new();

@@ -109,6 +109,7 @@ fn main() -> anyhow::Result<()> {
                 init_logging(&cfg);
                 let services = Services::start(cfg).await?;
                 let user = services
+                    .accounts()
                     .create_user_cli(&localpart, &password, admin)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -51,7 +51,7 @@ impl FromRequestParts<AppState> for Auth {
                 })
                 .ok_or_else(|| Error::missing_token("Missing access token"))?,
         };
-        let requester = state.authenticate(&token).await?;
+        let requester = state.accounts().authenticate(&token).await?;
         if !expiry_exempt(parts) && state.account_expired(&requester.user_id).await? {
             return Err(Error::expired_account("User account has expired"));
         }

@@ -21,6 +21,7 @@ async fn put_alias(s: &TestServer, u: &User, localpart: &str, room: &str) -> (St
 /// A user made from the command line (admin or not) and logged in.
 async fn cli_user(s: &TestServer, name: &str, admin: bool) -> User {
     s.services()
+        .accounts()
         .create_user_cli(name, "correct horse 1", admin)
         .await
         .expect("user created");

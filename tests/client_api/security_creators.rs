@@ -30,6 +30,7 @@ fn tchap(agents: &str, externals: &str) -> palabre::config::TchapConfig {
 /// A user created as the command line does, then logged in.
 async fn user(s: &TestServer, name: &str) -> User {
     s.services()
+        .accounts()
         .create_user_cli(name, PW, false)
         .await
         .expect("create user");

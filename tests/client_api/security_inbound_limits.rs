@@ -206,6 +206,7 @@ async fn registration_limited_before_checks(b: Backend) {
     })
     .await;
     s.services()
+        .accounts()
         .create_user_cli("alice", PW, false)
         .await
         .unwrap();

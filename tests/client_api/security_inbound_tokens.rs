@@ -28,7 +28,8 @@ async fn admin_flag_takes_effect_at_once(b: Backend) {
     })
     .await;
     let svc = s.services();
-    svc.create_user_cli("root", "correct horse 1", true)
+    svc.accounts()
+        .create_user_cli("root", "correct horse 1", true)
         .await
         .unwrap();
     let root = login(&s, "root", "correct horse 1").await;

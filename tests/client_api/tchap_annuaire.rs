@@ -59,6 +59,7 @@ pub(crate) async fn user(
 ) -> User {
     let svc = s.services();
     let uid = svc
+        .accounts()
         .create_user_cli(localpart, PW, false)
         .await
         .expect("user created");
@@ -230,6 +231,7 @@ async fn annuaire_search_and_replication(b: Backend) {
 
     // A deactivated user vanishes everywhere.
     bs.services()
+        .accounts()
         .deactivate(&ruma::UserId::parse(&bob.user_id).unwrap())
         .await
         .unwrap();

@@ -32,6 +32,7 @@ fn tchap(names: &[String], externals: Option<usize>) -> palabre::config::TchapCo
 /// A user created as the command line does, then logged in.
 async fn user(s: &TestServer, name: &str) -> User {
     s.services()
+        .accounts()
         .create_user_cli(name, PW, false)
         .await
         .expect("create user");

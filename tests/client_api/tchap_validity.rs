@@ -30,6 +30,7 @@ fn validity(c: &mut Config, sink: &SmtpSink) {
 /// A local user made from the command line and logged in.
 async fn user(srv: &TestServer, name: &str, admin: bool) -> User {
     srv.services()
+        .accounts()
         .create_user_cli(name, PW, admin)
         .await
         .expect("user created");

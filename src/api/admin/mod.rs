@@ -24,7 +24,7 @@ impl axum::extract::FromRequestParts<AppState> for Admin {
         state: &AppState,
     ) -> Result<Self, Error> {
         let Auth(r) = Auth::from_request_parts(parts, state).await?;
-        if state.is_admin(&r.user_id).await? {
+        if state.accounts().is_admin(&r.user_id).await? {
             Ok(Admin(r))
         } else {
             Err(Error::forbidden("You are not a server admin"))

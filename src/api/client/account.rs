@@ -61,12 +61,14 @@ pub async fn change_password(
     s.check_password_strength(&b.new_password)?;
     match r {
         Some(r) => {
-            s.uia_password(&r, b.auth).await?;
-            s.change_password(&r, &b.new_password, b.logout_devices)
+            s.accounts().uia_password(&r, b.auth).await?;
+            s.accounts()
+                .change_password(&r, &b.new_password, b.logout_devices)
                 .await?;
         }
         None => {
-            s.reset_password_unauthenticated(b.auth, &b.new_password, b.logout_devices)
+            s.accounts()
+                .reset_password_unauthenticated(b.auth, &b.new_password, b.logout_devices)
                 .await?
         }
     }
@@ -88,7 +90,7 @@ pub async fn deactivate(
     Auth(r): Auth,
     Json(b): Json<DeactivateBody>,
 ) -> ApiResult {
-    s.uia_password(&r, b.auth).await?;
-    s.deactivate(&r.user_id).await?;
+    s.accounts().uia_password(&r, b.auth).await?;
+    s.accounts().deactivate(&r.user_id).await?;
     ok(json!({ "id_server_unbind_result": "no-support" }))
 }

@@ -26,7 +26,7 @@ pub async fn get_global(
     Path((user, kind)): Path<(String, String)>,
 ) -> ApiResult {
     own(&r, &user)?;
-    ok(s.get_account_data(&r.user_id, None, &kind).await?)
+    ok(s.sync().get_account_data(&r.user_id, None, &kind).await?)
 }
 
 pub async fn put_global(
@@ -36,7 +36,9 @@ pub async fn put_global(
     Json(b): Json<Value>,
 ) -> ApiResult {
     own(&r, &user)?;
-    s.put_account_data(&r.user_id, None, &kind, &b).await?;
+    s.sync()
+        .put_account_data(&r.user_id, None, &kind, &b)
+        .await?;
     ok(json!({}))
 }
 
@@ -46,10 +48,9 @@ pub async fn get_room(
     Path((user, room_id, kind)): Path<(String, String, String)>,
 ) -> ApiResult {
     own(&r, &user)?;
-    ok(
-        s.get_account_data(&r.user_id, Some(&room(&room_id)?), &kind)
-            .await?,
-    )
+    ok(s.sync()
+        .get_account_data(&r.user_id, Some(&room(&room_id)?), &kind)
+        .await?)
 }
 
 pub async fn put_room(
@@ -59,7 +60,8 @@ pub async fn put_room(
     Json(b): Json<Value>,
 ) -> ApiResult {
     own(&r, &user)?;
-    s.put_account_data(&r.user_id, Some(&room(&room_id)?), &kind, &b)
+    s.sync()
+        .put_account_data(&r.user_id, Some(&room(&room_id)?), &kind, &b)
         .await?;
     ok(json!({}))
 }

@@ -21,6 +21,7 @@ fn device_json(d: DeviceRow) -> Value {
 
 pub async fn list(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
     let devices: Vec<Value> = s
+        .accounts()
         .devices(&r.user_id)
         .await?
         .into_iter()
@@ -30,7 +31,7 @@ pub async fn list(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
 }
 
 pub async fn get(State(s): State<AppState>, Auth(r): Auth, Path(id): Path<String>) -> ApiResult {
-    ok(device_json(s.device(&r.user_id, &id).await?))
+    ok(device_json(s.accounts().device(&r.user_id, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -44,7 +45,8 @@ pub async fn rename(
     Path(id): Path<String>,
     Json(b): Json<RenameBody>,
 ) -> ApiResult {
-    s.rename_device(&r.user_id, &id, b.display_name.as_deref())
+    s.accounts()
+        .rename_device(&r.user_id, &id, b.display_name.as_deref())
         .await?;
     ok(json!({}))
 }
@@ -60,9 +62,9 @@ pub async fn delete(
     Path(id): Path<String>,
     Json(b): Json<AuthBody>,
 ) -> ApiResult {
-    s.device(&r.user_id, &id).await?;
-    s.uia_password(&r, b.auth).await?;
-    s.delete_devices(&r.user_id, &[id]).await?;
+    s.accounts().device(&r.user_id, &id).await?;
+    s.accounts().uia_password(&r, b.auth).await?;
+    s.accounts().delete_devices(&r.user_id, &[id]).await?;
     ok(json!({}))
 }
 
@@ -77,7 +79,7 @@ pub async fn delete_many(
     Auth(r): Auth,
     Json(b): Json<DeleteManyBody>,
 ) -> ApiResult {
-    s.uia_password(&r, b.auth).await?;
-    s.delete_devices(&r.user_id, &b.devices).await?;
+    s.accounts().uia_password(&r, b.auth).await?;
+    s.accounts().delete_devices(&r.user_id, &b.devices).await?;
     ok(json!({}))
 }

@@ -76,6 +76,7 @@ pub async fn search_users(
                 .ok_or_else(|| Error::bad_json("limit must be an integer"))?,
         ),
     };
-    ok(s.search_user_directory(&r.user_id, &b.search_term, limit)
+    ok(s.accounts()
+        .search_user_directory(&r.user_id, &b.search_term, limit)
         .await?)
 }

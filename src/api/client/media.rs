@@ -70,6 +70,7 @@ pub async fn upload(
 ) -> ApiResult {
     let (content_type, len) = declared(&headers);
     let uri = s
+        .media()
         .upload_media(
             &r.user_id,
             content_type,
@@ -82,7 +83,7 @@ pub async fn upload(
 }
 
 pub async fn create(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    let (uri, expires) = s.create_media(&r.user_id).await?;
+    let (uri, expires) = s.media().create_media(&r.user_id).await?;
     ok(json!({ "content_uri": uri, "unused_expires_at": expires }))
 }
 
@@ -95,16 +96,17 @@ pub async fn upload_pending(
     body: Body,
 ) -> ApiResult {
     let (content_type, len) = declared(&headers);
-    s.upload_pending(
-        &r.user_id,
-        &server,
-        &id,
-        content_type,
-        q.filename.as_deref(),
-        len,
-        body.into_data_stream(),
-    )
-    .await?;
+    s.media()
+        .upload_pending(
+            &r.user_id,
+            &server,
+            &id,
+            content_type,
+            q.filename.as_deref(),
+            len,
+            body.into_data_stream(),
+        )
+        .await?;
     ok(json!({}))
 }
 
@@ -125,7 +127,7 @@ pub async fn preview_url(
     Auth(r): Auth,
     Query(q): Query<PreviewQuery>,
 ) -> ApiResult {
-    ok(s.preview_url(&r.user_id, &q.url).await?)
+    ok(s.media().preview_url(&r.user_id, &q.url).await?)
 }
 
 #[derive(Deserialize)]
@@ -140,7 +142,9 @@ pub async fn download(
     Query(q): Query<DownloadQuery>,
 ) -> ApiResult {
     Ok(serve(
-        s.download_media(&server, &id, q.timeout_ms, false).await?,
+        s.media()
+            .download_media(&server, &id, q.timeout_ms, false)
+            .await?,
         None,
     ))
 }
@@ -152,7 +156,9 @@ pub async fn download_named(
     Query(q): Query<DownloadQuery>,
 ) -> ApiResult {
     Ok(serve(
-        s.download_media(&server, &id, q.timeout_ms, false).await?,
+        s.media()
+            .download_media(&server, &id, q.timeout_ms, false)
+            .await?,
         Some(&name),
     ))
 }
@@ -186,16 +192,17 @@ async fn thumbnail_for(
 ) -> ApiResult {
     let method = Method::parse(q.method.as_deref())?;
     Ok(serve(
-        s.thumbnail(
-            &server,
-            &id,
-            q.width,
-            q.height,
-            method,
-            q.timeout_ms,
-            legacy,
-        )
-        .await?,
+        s.media()
+            .thumbnail(
+                &server,
+                &id,
+                q.width,
+                q.height,
+                method,
+                q.timeout_ms,
+                legacy,
+            )
+            .await?,
         None,
     ))
 }
@@ -207,7 +214,9 @@ pub async fn legacy_download(
     Query(q): Query<DownloadQuery>,
 ) -> ApiResult {
     Ok(serve(
-        s.download_media(&server, &id, q.timeout_ms, true).await?,
+        s.media()
+            .download_media(&server, &id, q.timeout_ms, true)
+            .await?,
         None,
     ))
 }
@@ -218,7 +227,9 @@ pub async fn legacy_download_named(
     Query(q): Query<DownloadQuery>,
 ) -> ApiResult {
     Ok(serve(
-        s.download_media(&server, &id, q.timeout_ms, true).await?,
+        s.media()
+            .download_media(&server, &id, q.timeout_ms, true)
+            .await?,
         Some(&name),
     ))
 }

@@ -20,5 +20,5 @@ pub async fn request_token(
             "Cannot request an OpenID token for another user",
         ));
     }
-    ok(s.request_openid_token(&r.user_id).await?)
+    ok(s.accounts().request_openid_token(&r.user_id).await?)
 }

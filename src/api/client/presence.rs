@@ -31,12 +31,13 @@ pub async fn set(
     if target != r.user_id {
         return Err(Error::forbidden("Cannot set another user's presence"));
     }
-    s.set_presence(&r.user_id, &b.presence, b.status_msg)
+    s.sync()
+        .set_presence(&r.user_id, &b.presence, b.status_msg)
         .await?;
     ok(json!({}))
 }
 
 pub async fn get(State(s): State<AppState>, Auth(r): Auth, Path(user): Path<String>) -> ApiResult {
     let target = crate::util::parse_user_id(&user)?;
-    ok(s.get_presence(&r.user_id, &target).await?)
+    ok(s.sync().get_presence(&r.user_id, &target).await?)
 }

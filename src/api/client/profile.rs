@@ -22,7 +22,7 @@ pub async fn get_all(
     Auth(r): Auth,
     Path(user): Path<String>,
 ) -> ApiResult {
-    ok(s.profile(&r.user_id, &user).await?)
+    ok(s.accounts().profile(&r.user_id, &user).await?)
 }
 
 pub async fn get_field(
@@ -31,7 +31,7 @@ pub async fn get_field(
     Path((user, name)): Path<(String, String)>,
 ) -> ApiResult {
     field(&name)?;
-    let p = s.profile(&r.user_id, &user).await?;
+    let p = s.accounts().profile(&r.user_id, &user).await?;
     match p.get(&name) {
         Some(v) => ok(json!({ name: v })),
         None => Err(Error::not_found("Profile field not set")),
@@ -46,7 +46,7 @@ pub async fn set_field(
 ) -> ApiResult {
     let f = field(&name)?;
     let target = crate::util::parse_user_id(&user)?;
-    if target != r.user_id && !s.is_admin(&r.user_id).await? {
+    if target != r.user_id && !s.accounts().is_admin(&r.user_id).await? {
         return Err(Error::forbidden("Cannot set another user's profile"));
     }
     let value = match b.get(&name) {
@@ -54,7 +54,7 @@ pub async fn set_field(
         Some(Value::Null) | None => None,
         Some(_) => return Err(Error::bad_json(format!("{name} must be a string"))),
     };
-    s.set_profile(&target, f, value.as_deref()).await?;
+    s.sync().set_profile(&target, f, value.as_deref()).await?;
     let svc = s.clone();
     tokio::spawn(async move { svc.rooms().propagate_profile(&target).await });
     ok(json!({}))

@@ -20,7 +20,8 @@ pub async fn receipt(
         Value::String(t) if !t.is_empty() => Some(t.as_str()),
         _ => return Err(Error::bad_json("thread_id must be a non-empty string")),
     };
-    s.set_receipt(&r.user_id, &room(&room_id)?, &kind, &event_id, thread)
+    s.sync()
+        .set_receipt(&r.user_id, &room(&room_id)?, &kind, &event_id, thread)
         .await?;
     ok(json!({}))
 }
@@ -35,7 +36,11 @@ pub async fn read_markers(
     for kind in ["m.fully_read", "m.read", "m.read.private"] {
         match &b[kind] {
             Value::Null => {}
-            Value::String(ev) => s.set_receipt(&r.user_id, &room, kind, ev, None).await?,
+            Value::String(ev) => {
+                s.sync()
+                    .set_receipt(&r.user_id, &room, kind, ev, None)
+                    .await?
+            }
             _ => return Err(Error::bad_json(format!("{kind} must be an event id"))),
         }
     }

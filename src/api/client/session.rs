@@ -41,6 +41,7 @@ pub async fn login(
         ));
     }
     let session = s
+        .accounts()
         .login_password(
             &b.auth,
             b.device_id,
@@ -86,16 +87,17 @@ pub async fn register(
     // stage (registration-token guesses) are under the limit.
     s.ratelimit
         .check("register", &ip, s.config.rate_limits.registration)?;
-    s.check_registration_open()?;
-    let localpart = s.requested_localpart(b.username.as_deref());
+    s.accounts().check_registration_open()?;
+    let localpart = s.accounts().requested_localpart(b.username.as_deref());
     if let Some(l) = &localpart {
-        s.username_available(l).await?;
+        s.accounts().username_available(l).await?;
     }
     if let Some(p) = &b.password {
         s.check_password_strength(p)?;
     }
-    let auth = s.registration_auth(b.auth).await?;
+    let auth = s.accounts().registration_auth(b.auth).await?;
     let (user_id, session) = s
+        .accounts()
         .register(
             localpart.as_deref(),
             b.password.as_deref(),
@@ -125,7 +127,7 @@ pub async fn register_available(
 ) -> ApiResult {
     s.ratelimit
         .check("register", &ip, s.config.rate_limits.registration)?;
-    s.username_available(&q.username).await?;
+    s.accounts().username_available(&q.username).await?;
     ok(json!({ "available": true }))
 }
 
@@ -150,13 +152,14 @@ pub async fn token_validity(
 }
 
 pub async fn logout(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    s.delete_devices(&r.user_id, std::slice::from_ref(&r.device_id))
+    s.accounts()
+        .delete_devices(&r.user_id, std::slice::from_ref(&r.device_id))
         .await?;
     ok(json!({}))
 }
 
 pub async fn logout_all(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    s.logout_all(&r.user_id).await?;
+    s.accounts().logout_all(&r.user_id).await?;
     ok(json!({}))
 }
 
@@ -166,7 +169,7 @@ pub struct RefreshBody {
 }
 
 pub async fn refresh(State(s): State<AppState>, Json(b): Json<RefreshBody>) -> ApiResult {
-    let sess = s.refresh(&b.refresh_token).await?;
+    let sess = s.accounts().refresh(&b.refresh_token).await?;
     ok(json!({
         "access_token": sess.access_token,
         "refresh_token": sess.refresh_token,

@@ -25,7 +25,10 @@ pub async fn sync(
     Auth(r): Auth,
     Query(q): Query<SyncQuery>,
 ) -> ApiResult {
-    let filter = s.resolve_filter(&r.user_id, q.filter.as_deref()).await?;
+    let filter = s
+        .sync()
+        .resolve_filter(&r.user_id, q.filter.as_deref())
+        .await?;
     let req = SyncRequest {
         since: q.since,
         timeout_ms: q.timeout.unwrap_or(0),
@@ -33,7 +36,7 @@ pub async fn sync(
         filter,
         set_presence: q.set_presence,
     };
-    ok(s.sync_v2(&r, req).await?)
+    ok(s.sync().sync_v2(&r, req).await?)
 }
 
 fn own(r: &crate::services::accounts::Requester, user: &str) -> Result<(), Error> {
@@ -51,7 +54,7 @@ pub async fn create_filter(
     Json(b): Json<Value>,
 ) -> ApiResult {
     own(&r, &user)?;
-    let id = s.create_filter(&r.user_id, b).await?;
+    let id = s.sync().create_filter(&r.user_id, b).await?;
     ok(json!({ "filter_id": id }))
 }
 
@@ -61,5 +64,7 @@ pub async fn get_filter(
     Path((user, id)): Path<(String, String)>,
 ) -> ApiResult {
     own(&r, &user)?;
-    ok(serde_json::to_value(s.get_filter(&r.user_id, &id).await?)?)
+    ok(serde_json::to_value(
+        s.sync().get_filter(&r.user_id, &id).await?,
+    )?)
 }

@@ -23,7 +23,10 @@ pub async fn get(
     Path((user, room)): Path<(String, String)>,
 ) -> ApiResult {
     own(&r, &user)?;
-    let tags = s.room_tags(&r.user_id, &parse_room_id(&room)?).await?;
+    let tags = s
+        .sync()
+        .room_tags(&r.user_id, &parse_room_id(&room)?)
+        .await?;
     ok(json!({ "tags": tags }))
 }
 
@@ -34,7 +37,8 @@ pub async fn put(
     Json(b): Json<Value>,
 ) -> ApiResult {
     own(&r, &user)?;
-    s.set_room_tag(&r.user_id, &parse_room_id(&room)?, &tag, b)
+    s.sync()
+        .set_room_tag(&r.user_id, &parse_room_id(&room)?, &tag, b)
         .await?;
     ok(json!({}))
 }
@@ -45,7 +49,8 @@ pub async fn delete(
     Path((user, room, tag)): Path<(String, String, String)>,
 ) -> ApiResult {
     own(&r, &user)?;
-    s.delete_room_tag(&r.user_id, &parse_room_id(&room)?, &tag)
+    s.sync()
+        .delete_room_tag(&r.user_id, &parse_room_id(&room)?, &tag)
         .await?;
     ok(json!({}))
 }

@@ -24,7 +24,9 @@ pub async fn request_token_register(
     ClientIp(ip): ClientIp,
     Json(b): Json<TokenRequest>,
 ) -> ApiResult {
-    ok(s.request_email_token(Purpose::Registration, b, &ip).await?)
+    ok(s.accounts()
+        .request_email_token(Purpose::Registration, b, &ip)
+        .await?)
 }
 
 pub async fn request_token_add(
@@ -32,7 +34,9 @@ pub async fn request_token_add(
     ClientIp(ip): ClientIp,
     Json(b): Json<TokenRequest>,
 ) -> ApiResult {
-    ok(s.request_email_token(Purpose::AddThreepid, b, &ip).await?)
+    ok(s.accounts()
+        .request_email_token(Purpose::AddThreepid, b, &ip)
+        .await?)
 }
 
 pub async fn request_token_password(
@@ -40,7 +44,8 @@ pub async fn request_token_password(
     ClientIp(ip): ClientIp,
     Json(b): Json<TokenRequest>,
 ) -> ApiResult {
-    ok(s.request_email_token(Purpose::PasswordReset, b, &ip)
+    ok(s.accounts()
+        .request_email_token(Purpose::PasswordReset, b, &ip)
         .await?)
 }
 
@@ -52,7 +57,8 @@ pub struct SubmitBody {
 }
 
 async fn submit_code(s: &AppState, purpose: Purpose, b: SubmitBody) -> ApiResult {
-    s.submit_email_token(purpose, &b.sid, &b.client_secret, &b.token)
+    s.accounts()
+        .submit_email_token(purpose, &b.sid, &b.client_secret, &b.token)
         .await?;
     ok(json!({ "success": true }))
 }
@@ -117,6 +123,7 @@ async fn validate_link(
     token: &str,
 ) -> axum::response::Response {
     match s
+        .accounts()
         .submit_email_token(purpose, sid, client_secret, token)
         .await
     {
@@ -195,7 +202,7 @@ pub async fn password_reset_confirm(
 }
 
 pub async fn list(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(s.list_threepids(&r.user_id).await?)
+    ok(s.accounts().list_threepids(&r.user_id).await?)
 }
 
 #[derive(Deserialize)]
@@ -207,8 +214,8 @@ pub struct AddBody {
 
 /// `POST /account/3pid/add`: the password stage, then the validated add_threepid session.
 pub async fn add(State(s): State<AppState>, Auth(r): Auth, Json(b): Json<AddBody>) -> ApiResult {
-    s.uia_password(&r, b.auth).await?;
-    s.add_threepid(&r, &b.creds).await?;
+    s.accounts().uia_password(&r, b.auth).await?;
+    s.accounts().add_threepid(&r, &b.creds).await?;
     ok(json!({}))
 }
 
@@ -223,6 +230,8 @@ pub async fn delete(
     Auth(r): Auth,
     Json(b): Json<DeleteBody>,
 ) -> ApiResult {
-    s.delete_threepid(&r.user_id, &b.medium, &b.address).await?;
+    s.accounts()
+        .delete_threepid(&r.user_id, &b.medium, &b.address)
+        .await?;
     ok(json!({ "id_server_unbind_result": "no-support" }))
 }

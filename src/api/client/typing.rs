@@ -26,6 +26,8 @@ pub async fn set(
     if user != r.user_id {
         return Err(Error::forbidden("Cannot set another user's typing state"));
     }
-    s.set_typing(&r.user_id, &room, b.typing, b.timeout).await?;
+    s.sync()
+        .set_typing(&r.user_id, &room, b.typing, b.timeout)
+        .await?;
     ok(json!({}))
 }

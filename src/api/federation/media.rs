@@ -55,6 +55,7 @@ pub async fn download(
     _req: FedRequest,
 ) -> ApiResult {
     let d = s
+        .media()
         .download_media(s.server_name.as_str(), &id, q.timeout_ms, false)
         .await?;
     Ok(multipart(d))
@@ -79,6 +80,7 @@ pub async fn thumbnail(
 ) -> ApiResult {
     let method = Method::parse(q.method.as_deref())?;
     let d = s
+        .media()
         .thumbnail(
             s.server_name.as_str(),
             &id,

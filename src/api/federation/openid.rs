@@ -19,5 +19,5 @@ pub async fn userinfo(State(s): State<AppState>, Query(q): Query<UserInfoQuery>)
     let token = q
         .access_token
         .ok_or_else(|| Error::missing_token("Missing access_token"))?;
-    ok(json!({ "sub": s.openid_userinfo(&token).await? }))
+    ok(json!({ "sub": s.accounts().openid_userinfo(&token).await? }))
 }

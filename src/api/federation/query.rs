@@ -26,7 +26,7 @@ pub async fn profile(
         return Err(Error::invalid_param("That user is not on this server"));
     }
     s.policy_may_serve_profile(&req.origin, &user).await?;
-    let all = s.local_profile(user.as_str()).await?;
+    let all = s.accounts().local_profile(user.as_str()).await?;
     match q.field.as_deref() {
         None => ok(all),
         Some(f @ ("displayname" | "avatar_url")) => {

@@ -24,7 +24,6 @@ use serde_json::{json, Value};
 use crate::services::accounts::threepid::{Purpose, ThreepidCreds};
 use crate::services::federation::edus::DeviceChange;
 use crate::services::policy::email;
-use crate::services::Services;
 use crate::{
     config::RegistrationMode,
     store::{users::DeviceRow, Db},
@@ -150,15 +149,15 @@ pub fn check_localpart(localpart: &str, server_name: &str) -> Result<()> {
     Ok(())
 }
 
-impl Services {
-    fn argon2(&self) -> Argon2<'static> {
+impl AccountsFace<'_> {
+    fn argon2(self) -> Argon2<'static> {
         let p = &self.config.password_hashing;
         let params =
             Params::new(p.memory_kib.max(8), p.iterations.max(1), 1, None).unwrap_or_default();
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
     }
 
-    pub async fn hash_password(&self, password: &str) -> Result<String> {
+    pub async fn hash_password(self, password: &str) -> Result<String> {
         let _permit = self
             .hashing
             .acquire()
@@ -181,7 +180,7 @@ impl Services {
 
     /// Constant-time verification (argon2 compares in constant time); a missing hash still costs
     /// one hash so timing does not reveal which accounts exist.
-    pub async fn verify_password(&self, hash: Option<String>, password: &str) -> bool {
+    pub async fn verify_password(self, hash: Option<String>, password: &str) -> bool {
         let Ok(_permit) = self.hashing.acquire().await else {
             return false;
         };
@@ -204,7 +203,7 @@ impl Services {
     // ---- tokens ----
 
     /// Resolves an access token to its requester.
-    pub async fn authenticate(&self, token: &str) -> Result<Requester> {
+    pub async fn authenticate(self, token: &str) -> Result<Requester> {
         let hash = util::hash_secret(token);
         let now = util::now_ms();
         let cached = self.tokens.map.lock().get(&hash).cloned();
@@ -264,7 +263,7 @@ impl Services {
     /// Whether `user` is a server admin now: read from the `users` row at each call, never
     /// from the token cache, so a promotion or demotion (by any process sharing the database)
     /// counts from the next request. Admin checks are rare; the read is one primary-key lookup.
-    pub async fn is_admin(&self, user: &UserId) -> Result<bool> {
+    pub async fn is_admin(self, user: &UserId) -> Result<bool> {
         Ok(self
             .db
             .get_user(user.as_str())
@@ -273,7 +272,7 @@ impl Services {
     }
 
     /// Drops every cached token of one device (after its tokens were replaced).
-    fn forget_device(&self, user: &UserId, device: &str) {
+    fn forget_device(self, user: &UserId, device: &str) {
         let mut map = self.tokens.map.lock();
         self.tokens
             .generation
@@ -281,7 +280,7 @@ impl Services {
         map.retain(|_, c| !(c.user_id == user && c.device_id == device));
     }
 
-    fn forget_tokens(&self, hashes: &[String]) {
+    fn forget_tokens(self, hashes: &[String]) {
         let mut map = self.tokens.map.lock();
         self.tokens
             .generation
@@ -291,7 +290,7 @@ impl Services {
         }
     }
 
-    fn new_tokens(&self, refresh: bool) -> (String, Option<String>, Option<i64>) {
+    fn new_tokens(self, refresh: bool) -> (String, Option<String>, Option<i64>) {
         let access = util::random_token("pat");
         if refresh {
             (
@@ -306,7 +305,7 @@ impl Services {
 
     /// Creates a device (or reuses `device_id`) with fresh tokens inside an open transaction.
     async fn open_session(
-        &self,
+        self,
         tx: &mut crate::store::Tx,
         user_id: &UserId,
         device_id: Option<String>,
@@ -343,7 +342,7 @@ impl Services {
 
     /// The one registration flow: email validation with Tchap (plus the token in token mode),
     /// else the dummy or token stage.
-    fn registration_stages(&self) -> Vec<&'static str> {
+    fn registration_stages(self) -> Vec<&'static str> {
         let token = self.config.registration == RegistrationMode::Token;
         match (self.policy_rules.enabled(), token) {
             (true, true) => vec!["m.login.registration_token", "m.login.email.identity"],
@@ -353,14 +352,14 @@ impl Services {
         }
     }
 
-    pub fn registration_flows(&self) -> Value {
+    pub fn registration_flows(self) -> Value {
         json!([{ "stages": self.registration_stages() }])
     }
 
     /// Checks the UIA `auth` of a registration; Err carries the 401 flows answer. Completed
     /// stages are remembered in the UIA session (`uia_sessions.completed`, a JSON object of
     /// stage → what it proved) until every stage of the flow is done.
-    pub async fn registration_auth(&self, auth: Option<AuthData>) -> Result<RegistrationAuth> {
+    pub async fn registration_auth(self, auth: Option<AuthData>) -> Result<RegistrationAuth> {
         let stages = self.registration_stages();
         let flows = self.registration_flows();
         check_uia_session(auth.as_ref())?;
@@ -464,7 +463,7 @@ impl Services {
         Err(e)
     }
 
-    pub fn check_registration_open(&self) -> Result<()> {
+    pub fn check_registration_open(self) -> Result<()> {
         if self.config.registration == RegistrationMode::Closed {
             return Err(Error::forbidden("Registration has been disabled"));
         }
@@ -476,7 +475,7 @@ impl Services {
     /// clash), `localpart` is ignored, and the address is bound in the same transaction.
     #[allow(clippy::too_many_arguments)]
     pub async fn register(
-        &self,
+        self,
         localpart: Option<&str>,
         password: Option<&str>,
         admin: bool,
@@ -583,13 +582,13 @@ impl Services {
 
     /// The localpart a registration asks for: the client's `username`, lower-cased; none with
     /// Tchap, where the localpart comes from the validated address.
-    pub fn requested_localpart(&self, username: Option<&str>) -> Option<String> {
+    pub fn requested_localpart(self, username: Option<&str>) -> Option<String> {
         username
             .filter(|_| !self.policy_rules.enabled())
             .map(str::to_lowercase)
     }
 
-    pub async fn username_available(&self, localpart: &str) -> Result<()> {
+    pub async fn username_available(self, localpart: &str) -> Result<()> {
         check_localpart(localpart, self.server_name.as_str())?;
         if self.db.user_exists(localpart).await? {
             return Err(Error::user_in_use("User ID already taken"));
@@ -603,7 +602,7 @@ impl Services {
     /// deprecated top-level `user`), or `m.id.thirdparty` / the deprecated top-level `medium` and
     /// `address` (the account the address is bound to). `None`: no account has that address —
     /// callers answer it like a wrong password.
-    pub async fn resolve_identifier(&self, auth: &AuthData) -> Result<Option<OwnedUserId>> {
+    pub async fn resolve_identifier(self, auth: &AuthData) -> Result<Option<OwnedUserId>> {
         let (medium, address) = match &auth.identifier {
             Some(id) if id.kind == "m.id.thirdparty" => (id.medium.clone(), id.address.clone()),
             Some(_) => (None, None),
@@ -649,7 +648,7 @@ impl Services {
     }
 
     pub async fn login_password(
-        &self,
+        self,
         auth: &AuthData,
         device_id: Option<String>,
         device_name: Option<&str>,
@@ -701,7 +700,7 @@ impl Services {
 
     /// `/refresh`. The old refresh token stays valid until the new access or refresh token is
     /// first used (spec), so a lost response does not log the client out.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Session> {
+    pub async fn refresh(self, refresh_token: &str) -> Result<Session> {
         let used = util::hash_secret(refresh_token);
         let mut tx = self.db.begin_write().await?;
         let Some((user, device)) = Db::refresh_owner(&mut tx.tx, &used).await? else {
@@ -736,7 +735,7 @@ impl Services {
 
     /// First use of an access token issued by `/refresh`: its predecessors are revoked.
     async fn complete_rotation(
-        &self,
+        self,
         user: &UserId,
         device: &str,
         refresh_hash: &str,
@@ -748,11 +747,11 @@ impl Services {
         Ok(())
     }
 
-    pub async fn devices(&self, user: &UserId) -> Result<Vec<DeviceRow>> {
+    pub async fn devices(self, user: &UserId) -> Result<Vec<DeviceRow>> {
         Ok(self.db.list_devices(user.as_str()).await?)
     }
 
-    pub async fn device(&self, user: &UserId, device_id: &str) -> Result<DeviceRow> {
+    pub async fn device(self, user: &UserId, device_id: &str) -> Result<DeviceRow> {
         self.db
             .get_device(user.as_str(), device_id)
             .await?
@@ -760,7 +759,7 @@ impl Services {
     }
 
     pub async fn rename_device(
-        &self,
+        self,
         user: &UserId,
         device_id: &str,
         name: Option<&str>,
@@ -781,7 +780,7 @@ impl Services {
     /// A user's profile as `requester` may see it (the Tchap rules: `policy/profiles`): local
     /// users from the database, remote users from their server
     /// (`/_matrix/federation/v1/query/profile`).
-    pub async fn profile(&self, requester: &UserId, user: &str) -> Result<Value> {
+    pub async fn profile(self, requester: &UserId, user: &str) -> Result<Value> {
         if let Ok(id) = UserId::parse(user) {
             self.policy_may_read_profile(requester, &id).await?;
             if !self.is_local(&id) {
@@ -806,7 +805,7 @@ impl Services {
     }
 
     /// A local user's public profile (displayname, avatar_url); deactivated users have none.
-    pub async fn local_profile(&self, user: &str) -> Result<Value> {
+    pub async fn local_profile(self, user: &str) -> Result<Value> {
         let u = self
             .db
             .get_user(user)
@@ -824,7 +823,7 @@ impl Services {
     }
 
     /// Deletes devices with their tokens and keys; users sharing a room are told.
-    pub async fn delete_devices(&self, user: &UserId, devices: &[String]) -> Result<()> {
+    pub async fn delete_devices(self, user: &UserId, devices: &[String]) -> Result<()> {
         if devices.is_empty() {
             return Ok(());
         }
@@ -845,7 +844,7 @@ impl Services {
     }
 
     /// Logs every device out (Synapse deletes the devices too).
-    pub async fn logout_all(&self, user: &UserId) -> Result<()> {
+    pub async fn logout_all(self, user: &UserId) -> Result<()> {
         let devices: Vec<String> = self
             .db
             .list_devices(user.as_str())
@@ -862,7 +861,7 @@ impl Services {
     }
 
     /// User-interactive auth for sensitive actions of a logged-in user: the password stage.
-    pub async fn uia_password(&self, requester: &Requester, auth: Option<AuthData>) -> Result<()> {
+    pub async fn uia_password(self, requester: &Requester, auth: Option<AuthData>) -> Result<()> {
         check_uia_session(auth.as_ref())?;
         let session = auth
             .as_ref()
@@ -925,7 +924,7 @@ impl Services {
     }
 
     pub async fn change_password(
-        &self,
+        self,
         requester: &Requester,
         new_password: &str,
         logout_devices: bool,
@@ -951,7 +950,7 @@ impl Services {
 
     /// Deactivates the account: leaves every room, removes devices, tokens, password and bound
     /// addresses (which become free for a new account, as in Synapse).
-    pub async fn deactivate(&self, user: &UserId) -> Result<()> {
+    pub async fn deactivate(self, user: &UserId) -> Result<()> {
         let rooms = self.db.user_memberships(user.as_str()).await?;
         for m in rooms
             .iter()
@@ -974,7 +973,7 @@ impl Services {
 
     /// Creates a user from the command line (no UIA, no login).
     pub async fn create_user_cli(
-        &self,
+        self,
         localpart: &str,
         password: &str,
         admin: bool,

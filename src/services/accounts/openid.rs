@@ -2,17 +2,17 @@
 //! integration manager, a widget); the third party exchanges it through the federation API
 //! (`/openid/userinfo`) for the user id. Tokens are kept as SHA-256 hashes, like access tokens.
 
+use crate::services::accounts::AccountsFace;
 use ruma::{OwnedUserId, UserId};
 use serde_json::{json, Value};
 
-use crate::services::Services;
 use crate::{util, Error, Result};
 
 /// Lifetime of an OpenID token.
 const VALIDITY_MS: i64 = 3600 * 1000;
 
-impl Services {
-    pub async fn request_openid_token(&self, user: &UserId) -> Result<Value> {
+impl AccountsFace<'_> {
+    pub async fn request_openid_token(self, user: &UserId) -> Result<Value> {
         self.ratelimit
             .check("openid", user.as_str(), self.config.rate_limits.message)?;
         let token = util::random_token("mxo");
@@ -35,7 +35,7 @@ impl Services {
 
     /// The user an OpenID token belongs to; `M_UNKNOWN_TOKEN` when unknown, expired, or its
     /// user is deactivated.
-    pub async fn openid_userinfo(&self, token: &str) -> Result<OwnedUserId> {
+    pub async fn openid_userinfo(self, token: &str) -> Result<OwnedUserId> {
         let unknown = || Error::unknown_token("OpenID token unknown or expired");
         if token.is_empty() || token.len() > 256 {
             return Err(unknown());

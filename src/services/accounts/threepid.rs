@@ -3,12 +3,12 @@
 //! an account. A session is started by `requestToken`, validated by the link or the code of the
 //! email it sends, then used once: to register, to add the address, or to reset the password.
 
+use crate::services::accounts::AccountsFace;
 use rand::RngExt;
 use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::services::Services;
 use crate::{
     services::accounts::Requester,
     services::policy::email,
@@ -109,8 +109,8 @@ fn code_hash(client_secret: &str, code: &str) -> String {
     util::hash_secret(&format!("{client_secret}:{code}"))
 }
 
-impl Services {
-    fn link(&self, purpose: Purpose, token: &str, client_secret: &str, sid: &str) -> String {
+impl AccountsFace<'_> {
+    fn link(self, purpose: Purpose, token: &str, client_secret: &str, sid: &str) -> String {
         format!(
             "{}{}?token={}&client_secret={}&sid={}",
             self.config.public_baseurl().trim_end_matches('/'),
@@ -124,7 +124,7 @@ impl Services {
     /// `POST …/email/requestToken` for registration, adding an address, or a password reset.
     /// Answers `{sid, submit_url}`; a repeated `send_attempt` returns the same sid unsent.
     pub async fn request_email_token(
-        &self,
+        self,
         purpose: Purpose,
         req: TokenRequest,
         ip: &str,
@@ -235,7 +235,7 @@ impl Services {
     /// Validates a session with the link's token or the emailed code. Wrong secrets are
     /// 400 `M_THREEPID_AUTH_FAILED`.
     pub async fn submit_email_token(
-        &self,
+        self,
         purpose: Purpose,
         sid: &str,
         client_secret: &str,
@@ -270,7 +270,7 @@ impl Services {
 
     /// The address of a validated, unused session for `purpose`, or `None`.
     pub async fn validated_email(
-        &self,
+        self,
         purpose: Purpose,
         creds: &ThreepidCreds,
     ) -> Result<Option<String>> {
@@ -291,7 +291,7 @@ impl Services {
 
     // ---- bound addresses (`/account/3pid`) ----
 
-    pub async fn list_threepids(&self, user: &UserId) -> Result<Value> {
+    pub async fn list_threepids(self, user: &UserId) -> Result<Value> {
         let rows = self.db.user_threepids(user.as_str()).await?;
         let list: Vec<Value> = rows
             .into_iter()
@@ -308,7 +308,7 @@ impl Services {
     }
 
     /// `/account/3pid/add` after UIA: binds the address of a validated add_threepid session.
-    pub async fn add_threepid(&self, requester: &Requester, creds: &ThreepidCreds) -> Result<()> {
+    pub async fn add_threepid(self, requester: &Requester, creds: &ThreepidCreds) -> Result<()> {
         let not_validated = || Error::threepid_auth_failed("No validated email for this session");
         let address = self
             .validated_email(Purpose::AddThreepid, creds)
@@ -345,7 +345,7 @@ impl Services {
 
     /// `/account/3pid/delete`: unbinds an address of the caller (nothing to do when it is not
     /// theirs, as Synapse).
-    pub async fn delete_threepid(&self, user: &UserId, medium: &str, address: &str) -> Result<()> {
+    pub async fn delete_threepid(self, user: &UserId, medium: &str, address: &str) -> Result<()> {
         if medium.len() > 32 || address.len() > email::MAX_ADDRESS {
             return Err(Error::invalid_param("Invalid threepid"));
         }
@@ -367,7 +367,7 @@ impl Services {
     /// Unauthenticated `POST /account/password`: the `m.login.email.identity` stage with a
     /// validated password_reset session, else the 401 challenge naming that stage.
     pub async fn reset_password_unauthenticated(
-        &self,
+        self,
         auth: Option<crate::services::accounts::AuthData>,
         new_password: &str,
         logout_devices: bool,
@@ -388,7 +388,7 @@ impl Services {
 
     /// A password reset with a validated password_reset session.
     async fn reset_password_by_email(
-        &self,
+        self,
         creds: &ThreepidCreds,
         new_password: &str,
         logout_devices: bool,

@@ -11,14 +11,12 @@
 //! federation, `policy/annuaire`) and the members of the rooms they are joined to; externals
 //! only the latter. Both are matched and ranked the same way (`annuaire::index`).
 
+use crate::services::accounts::AccountsFace;
 use ruma::UserId;
 use serde_json::{json, Value};
 
 use crate::{
-    services::{
-        policy::annuaire::index::{self, Rank},
-        Services,
-    },
+    services::policy::annuaire::index::{self, Rank},
     store::directory::{UserHit, UserScope},
     Error, Result,
 };
@@ -66,7 +64,7 @@ const MAX_LIMIT: i64 = 50;
 /// Longest search term, in bytes.
 const MAX_TERM: usize = 256;
 
-impl Services {
+impl AccountsFace<'_> {
     /// Which users `searcher` may find in the user directory. Tchap off (Synapse's default
     /// rule): users who share a joined room with the searcher, and users joined to a public room
     /// (published in the room directory, or whose join rule is `public`). Tchap on: agents find
@@ -74,7 +72,7 @@ impl Services {
     /// users are not in it) and the users they share a joined room with; externals only the
     /// users they share a joined room with. Deactivated users are never found, whatever the
     /// scope.
-    pub fn directory_scope<'a>(&self, searcher: &'a UserId) -> DirectoryScope<'a> {
+    pub fn directory_scope<'a>(self, searcher: &'a UserId) -> DirectoryScope<'a> {
         if !self.policy_rules.enabled() {
             return DirectoryScope::Rooms(UserScope::SharedOrPublicRooms {
                 searcher: searcher.as_str(),
@@ -89,7 +87,7 @@ impl Services {
     /// The searcher's room co-members with their search terms: read and parsed once per
     /// [`MEMBERS_TTL`] (a new co-member shows up in searches within that time).
     async fn room_members_for_search(
-        &self,
+        self,
         searcher: &UserId,
     ) -> Result<std::sync::Arc<Vec<Member>>> {
         let now = std::time::Instant::now();
@@ -137,7 +135,7 @@ impl Services {
     /// A Tchap search: the annuaire (agents) and the searcher's room co-members, matched and
     /// ranked alike, at most `k`.
     async fn tchap_search(
-        &self,
+        self,
         searcher: &UserId,
         annuaire: bool,
         term: &str,
@@ -191,7 +189,7 @@ impl Services {
 
     /// `POST /user_directory/search`: `{results: [{user_id, display_name, avatar_url}], limited}`.
     pub async fn search_user_directory(
-        &self,
+        self,
         searcher: &UserId,
         term: &str,
         limit: Option<i64>,

@@ -83,7 +83,7 @@ impl E2eeFace<'_> {
             return Ok(());
         }
         if stored.contains_key("master") {
-            self.uia_password(r, auth).await?;
+            self.accounts().uia_password(r, auth).await?;
         }
         let master = match new.iter().find(|(k, _, _)| *k == "master") {
             Some((_, _, public)) => public.clone(),

@@ -32,7 +32,7 @@ impl E2eeFace<'_> {
         super::device_keys::check_device_keys(keys, user, device_id)?;
 
         if let Some((old, _)) = self.db.get_dehydrated_device(user.as_str()).await? {
-            self.delete_devices(user, &[old]).await?;
+            self.accounts().delete_devices(user, &[old]).await?;
         }
         let name = body["initial_device_display_name"].as_str();
         let mut tx = self.db.begin_write().await?;
@@ -63,7 +63,8 @@ impl E2eeFace<'_> {
             .get_dehydrated_device(user.as_str())
             .await?
             .ok_or_else(|| Error::not_found("No dehydrated device"))?;
-        self.delete_devices(user, std::slice::from_ref(&device_id))
+        self.accounts()
+            .delete_devices(user, std::slice::from_ref(&device_id))
             .await?;
         Ok(json!({ "device_id": device_id }))
     }

@@ -277,7 +277,9 @@ impl FederationFace<'_> {
                 // A server the room's ACL bans takes no part in it, typing included.
                 self.check_acl(&room, origin).await?;
                 let typing = content["typing"].as_bool().unwrap_or(false);
-                self.set_typing(&user, &room, typing, Some(30_000)).await
+                self.sync()
+                    .set_typing(&user, &room, typing, Some(30_000))
+                    .await
             }
             "m.receipt" => {
                 let Some(rooms) = content.as_object() else {
@@ -294,7 +296,9 @@ impl FederationFace<'_> {
                         let thread = r["data"]["thread_id"].as_str();
                         for ev in r["event_ids"].as_array().into_iter().flatten().take(1) {
                             if let Some(ev) = ev.as_str() {
-                                self.set_receipt(&user, &room, "m.read", ev, thread).await?;
+                                self.sync()
+                                    .set_receipt(&user, &room, "m.read", ev, thread)
+                                    .await?;
                             }
                         }
                     }
@@ -305,7 +309,7 @@ impl FederationFace<'_> {
                 self.receive_device_edu(origin, content).await
             }
             "m.direct_to_device" => self.e2ee().receive_to_device_edu(origin, content).await,
-            "m.presence" => self.receive_presence_edu(origin, content).await,
+            "m.presence" => self.sync().receive_presence_edu(origin, content).await,
             _ => Ok(()),
         }
     }

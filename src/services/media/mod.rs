@@ -19,7 +19,6 @@ use ruma::{ServerName, UserId};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::Services;
 use crate::{store::media::MediaRow, util, Error, Result};
 
 /// How long an asynchronous upload (`/create`) may wait for its content.
@@ -128,25 +127,25 @@ fn clean_meta<'a>(
     ))
 }
 
-impl Services {
-    pub fn media_dir(&self) -> PathBuf {
+impl MediaFace<'_> {
+    pub fn media_dir(self) -> PathBuf {
         self.config.data_dir.join("media")
     }
 
     /// Where the file with this SHA-256 (hex) lives.
-    pub fn media_path(&self, sha256: &str) -> PathBuf {
+    pub fn media_path(self, sha256: &str) -> PathBuf {
         self.media_dir()
             .join(&sha256[..2])
             .join(&sha256[2..4])
             .join(sha256)
     }
 
-    fn mxc(&self, media_id: &str) -> String {
+    fn mxc(self, media_id: &str) -> String {
         format!("mxc://{}/{}", self.server_name, media_id)
     }
 
     /// Refuses an upload that would take the user past the quota.
-    async fn check_quota(&self, uploader: &UserId, adding: u64) -> Result<()> {
+    async fn check_quota(self, uploader: &UserId, adding: u64) -> Result<()> {
         let quota = self.config.media.quota_bytes_per_user;
         if quota == 0 || adding == 0 {
             return Ok(());
@@ -167,7 +166,7 @@ impl Services {
 
     /// Streams an upload into a temporary file, hashing it; refuses past `max_upload_bytes`.
     /// Returns (sha256 hex, size, temporary path).
-    async fn receive<S, E>(&self, body: &mut S) -> Result<(String, u64, PathBuf)>
+    async fn receive<S, E>(self, body: &mut S) -> Result<(String, u64, PathBuf)>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -178,7 +177,7 @@ impl Services {
     /// `receive` for bytes from a client (`origin` None) or from another server: a remote
     /// file past the limit or cut short is that server's failure (502), and is not drained.
     async fn receive_from<S, E>(
-        &self,
+        self,
         body: &mut S,
         origin: Option<&ServerName>,
     ) -> Result<(String, u64, PathBuf)>
@@ -239,7 +238,7 @@ impl Services {
     }
 
     /// Moves a received file to its content-addressed place (or drops it if already stored).
-    async fn keep(&self, tmp: PathBuf, sha256: &str) -> Result<()> {
+    async fn keep(self, tmp: PathBuf, sha256: &str) -> Result<()> {
         let dest = self.media_path(sha256);
         let io = |e: std::io::Error| Error::unknown(format!("media storage: {e}"));
         if tokio::fs::try_exists(&dest).await.map_err(io)? {
@@ -253,7 +252,7 @@ impl Services {
     }
 
     /// Stores bytes already in memory (thumbnails); returns their SHA-256.
-    pub async fn keep_bytes(&self, data: &[u8]) -> Result<String> {
+    pub async fn keep_bytes(self, data: &[u8]) -> Result<String> {
         let mut stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
             Bytes::copy_from_slice(data),
         )]);
@@ -264,7 +263,7 @@ impl Services {
 
     /// `POST /upload`: stores the content and answers its `mxc://` URI.
     pub async fn upload_media<S, E>(
-        &self,
+        self,
         uploader: &UserId,
         content_type: Option<&str>,
         filename: Option<&str>,
@@ -305,7 +304,7 @@ impl Services {
         Ok(self.mxc(&id))
     }
 
-    fn check_declared(&self, declared_len: Option<u64>) -> Result<()> {
+    fn check_declared(self, declared_len: Option<u64>) -> Result<()> {
         let max = self.config.media.max_upload_bytes;
         if declared_len.is_some_and(|n| n > max) {
             return Err(Error::too_large(format!(
@@ -316,7 +315,7 @@ impl Services {
     }
 
     /// `POST /create`: reserves a media id for a later `PUT /upload/{server}/{id}`.
-    pub async fn create_media(&self, uploader: &UserId) -> Result<(String, i64)> {
+    pub async fn create_media(self, uploader: &UserId) -> Result<(String, i64)> {
         let now = util::now_ms();
         let (_, pending) = self.db.media_usage(uploader.as_str(), now).await?;
         if pending >= MAX_PENDING {
@@ -333,7 +332,7 @@ impl Services {
     /// `PUT /upload/{server}/{id}`: the content of a reserved media id, once, by its creator.
     #[allow(clippy::too_many_arguments)]
     pub async fn upload_pending<S, E>(
-        &self,
+        self,
         uploader: &UserId,
         server: &str,
         media_id: &str,
@@ -403,7 +402,7 @@ impl Services {
     /// The row of a local media with content, waiting up to `timeout_ms` for a pending upload.
     /// `legacy`: the unauthenticated endpoints, which only serve media from before the freeze.
     pub async fn media_row(
-        &self,
+        self,
         server: &str,
         media_id: &str,
         timeout_ms: Option<u64>,
@@ -448,7 +447,7 @@ impl Services {
 
     /// Opens a stored file for streaming.
     pub async fn open_media(
-        &self,
+        self,
         sha256: &str,
         size: u64,
         content_type: String,
@@ -483,7 +482,7 @@ impl Services {
     /// A media's content: this server's, or another's (fetched over federation once, then
     /// served from the local copy). The legacy endpoints serve no remote media.
     pub async fn download_media(
-        &self,
+        self,
         server: &str,
         media_id: &str,
         timeout_ms: Option<u64>,

@@ -4,6 +4,7 @@
 //! second resolution to rebind), redirects are followed by hand under the same checks, and size
 //! and time are bounded.
 
+use crate::services::media::MediaFace;
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use reqwest::Url;
@@ -11,10 +12,7 @@ use ruma::UserId;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    services::{
-        outbound::{read_capped, IpPolicy, ReadError},
-        Services,
-    },
+    services::outbound::{read_capped, IpPolicy, ReadError},
     util, Error, Result,
 };
 
@@ -199,9 +197,9 @@ pub async fn open_public(mut url: Url, how: &PublicFetch<'_>) -> Result<reqwest:
     Err(bad_gateway("Too many redirects".into()))
 }
 
-impl Services {
+impl MediaFace<'_> {
     /// GET with the address checks, manual redirects, and the size bound.
-    async fn fetch_public(&self, url: Url) -> Result<Fetched> {
+    async fn fetch_public(self, url: Url) -> Result<Fetched> {
         let cfg = &self.config.media.url_preview;
         let how = PublicFetch {
             policy: &self.outbound.previews,
@@ -234,7 +232,7 @@ impl Services {
     }
 
     /// Stores a fetched image as the requester's media; its Open Graph image fields.
-    async fn preview_image(&self, user: &UserId, f: Fetched) -> Result<Map<String, Value>> {
+    async fn preview_image(self, user: &UserId, f: Fetched) -> Result<Map<String, Value>> {
         let size = f.body.len();
         let dims = image::ImageReader::new(std::io::Cursor::new(&f.body))
             .with_guessed_format()
@@ -258,7 +256,7 @@ impl Services {
     }
 
     /// `GET /preview_url`: Open Graph data of a page (or of an image), cached for an hour.
-    pub async fn preview_url(&self, user: &UserId, url: &str) -> Result<Value> {
+    pub async fn preview_url(self, user: &UserId, url: &str) -> Result<Value> {
         if !self.config.media.url_preview.enabled {
             return Err(Error::unrecognized("URL previews are disabled"));
         }

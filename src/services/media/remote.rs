@@ -6,6 +6,7 @@
 //! Thumbnails of a remote media: generated here when the original is already cached, otherwise
 //! asked of the origin at the size this server would serve, and cached per size.
 
+use crate::services::media::MediaFace;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{body::Bytes, http::StatusCode};
@@ -20,7 +21,7 @@ use super::{
     Download,
 };
 use crate::{
-    services::{federation::client::remote_error, Services},
+    services::federation::client::remote_error,
     store::media::{RemoteMediaRow, ThumbnailRow},
     util, Error, Result,
 };
@@ -124,10 +125,10 @@ fn with_idle_timeout(body: ByteStream) -> ByteStream {
     ))
 }
 
-impl Services {
+impl MediaFace<'_> {
     /// The media `media_id` of `origin`, from the local copy or fetched now.
     pub async fn remote_download(
-        &self,
+        self,
         origin: &ServerName,
         media_id: &str,
         timeout_ms: Option<u64>,
@@ -148,7 +149,7 @@ impl Services {
     /// The cached copy of a remote media, fetched first if needed. The fetch runs in its own
     /// task: a client that hangs up does not waste a download half done.
     async fn cached_remote_media(
-        &self,
+        self,
         origin: &ServerName,
         media_id: &str,
         timeout_ms: Option<u64>,
@@ -166,10 +167,12 @@ impl Services {
         let (origin, media_id) = (origin.to_owned(), media_id.to_owned());
         tokio::spawn(async move {
             let _g = me.media_inflight.lock(format!("{origin}/{media_id}")).await;
-            if let Some(row) = me.local_copy(&origin, &media_id).await? {
+            if let Some(row) = me.media().local_copy(&origin, &media_id).await? {
                 return Ok(row);
             }
-            me.fetch_remote_media(&origin, &media_id, timeout_ms).await
+            me.media()
+                .fetch_remote_media(&origin, &media_id, timeout_ms)
+                .await
         })
         .await
         .map_err(|e| Error::unknown(format!("media fetch: {e}")))?
@@ -177,7 +180,7 @@ impl Services {
 
     /// The row of a cached remote media whose file is present (quarantined: not found).
     async fn local_copy(
-        &self,
+        self,
         origin: &ServerName,
         media_id: &str,
     ) -> Result<Option<RemoteMediaRow>> {
@@ -194,7 +197,7 @@ impl Services {
     }
 
     async fn fetch_remote_media(
-        &self,
+        self,
         origin: &ServerName,
         media_id: &str,
         timeout_ms: Option<u64>,
@@ -220,7 +223,7 @@ impl Services {
 
     /// Streams a remote file into the content-addressed store; (sha256, size).
     async fn store_remote_file(
-        &self,
+        self,
         origin: &ServerName,
         body: ByteStream,
         length: Option<u64>,
@@ -237,7 +240,7 @@ impl Services {
 
     /// Asks `origin` for a media endpoint and opens the file part of its answer (following a
     /// `Location` part).
-    async fn remote_file(&self, origin: &ServerName, path: &str) -> Result<RemoteFile> {
+    async fn remote_file(self, origin: &ServerName, path: &str) -> Result<RemoteFile> {
         let resp = self
             .federation()
             .federation_send_within(
@@ -307,7 +310,7 @@ impl Services {
 
     /// The file behind a `Location` part: fetched without credentials, with the same address
     /// checks as URL previews (a remote server must not make this one reach its own network).
-    async fn follow_location(&self, origin: &ServerName, location: &str) -> Result<RemoteFile> {
+    async fn follow_location(self, origin: &ServerName, location: &str) -> Result<RemoteFile> {
         let url = reqwest::Url::parse(location)
             .map_err(|_| bad_gateway(origin, "invalid Location in the media answer"))?;
         let how = PublicFetch {
@@ -344,7 +347,7 @@ impl Services {
     /// one, else asked of the origin at the size this server would serve and cached.
     #[allow(clippy::too_many_arguments)]
     pub async fn remote_thumbnail(
-        &self,
+        self,
         origin: &ServerName,
         media_id: &str,
         width: u32,
@@ -378,7 +381,7 @@ impl Services {
             let key = format!("{origin}/{media_id}/{tw}x{th}/{}", method.as_str());
             let _g = me.media_inflight.lock(key).await;
             if let Some(t) = me
-                .remote_thumbnail_copy(&origin, &media_id, tw, th, method)
+                .media().remote_thumbnail_copy(&origin, &media_id, tw, th, method)
                 .await?
             {
                 return Ok(t);
@@ -388,8 +391,8 @@ impl Services {
                 "/_matrix/federation/v1/media/thumbnail/{media_id}?width={tw}&height={th}&method={}&animated=false&timeout_ms={wait}",
                 method.as_str()
             );
-            let file = me.remote_file(&origin, &path).await?;
-            let (sha, size) = me.store_remote_file(&origin, file.body, file.length).await?;
+            let file = me.media().remote_file(&origin, &path).await?;
+            let (sha, size) = me.media().store_remote_file(&origin, file.body, file.length).await?;
             let t = ThumbnailRow {
                 content_type: file
                     .content_type
@@ -416,7 +419,7 @@ impl Services {
     }
 
     async fn remote_thumbnail_copy(
-        &self,
+        self,
         origin: &ServerName,
         media_id: &str,
         tw: u32,

@@ -3,6 +3,7 @@
 //! `max_image_pixels` are never decoded. At most `Thumbnailer::limit` images are decoded at
 //! once, and concurrent requests for one thumbnail share a single generation.
 
+use crate::services::media::MediaFace;
 use std::{
     collections::HashMap,
     io::Cursor,
@@ -206,12 +207,12 @@ fn render(
     Ok((buf.into_inner(), content_type))
 }
 
-impl Services {
+impl MediaFace<'_> {
     /// A thumbnail of a media (generated on first request, then cached). Another server's
     /// media: see `remote_thumbnail`.
     #[allow(clippy::too_many_arguments)]
     pub async fn thumbnail(
-        &self,
+        self,
         server: &str,
         media_id: &str,
         width: u32,
@@ -240,7 +241,7 @@ impl Services {
 
     /// The thumbnail of stored content (by its SHA-256), generated on first request.
     pub async fn thumbnail_of(
-        &self,
+        self,
         sha: &str,
         size: u64,
         width: u32,
@@ -267,7 +268,7 @@ impl Services {
 
     /// The generation of one thumbnail: the one in flight, or a new one. It runs in its own
     /// task, so a request that goes away does not cancel it for the others waiting.
-    fn generation(&self, key: JobKey) -> Result<Job> {
+    fn generation(self, key: JobKey) -> Result<Job> {
         let me = self
             .me
             .upgrade()
@@ -282,7 +283,7 @@ impl Services {
         // lock.)
         let task = tokio::spawn(async move {
             let _leave = LeaveJobs(&me, &k);
-            me.generate(&k).await
+            me.media().generate(&k).await
         });
         let job = task
             .map(|r| r.unwrap_or_else(|e| Err(Error::unknown(format!("thumbnailer: {e}")))))
@@ -293,7 +294,7 @@ impl Services {
     }
 
     /// Decodes (under the bound), encodes and stores one thumbnail.
-    async fn generate(&self, (sha, tw, th, method): &JobKey) -> Result<ThumbnailRow> {
+    async fn generate(self, (sha, tw, th, method): &JobKey) -> Result<ThumbnailRow> {
         let (tw, th, method) = (*tw, *th, *method);
         let _permit = self
             .thumbnailer

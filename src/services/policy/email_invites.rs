@@ -72,7 +72,7 @@ impl Services {
         let to_externals = home
             .as_ref()
             .is_some_and(|h| self.policy_rules.is_external_server(&h.server));
-        let admin = self.is_admin(&r.user_id).await?;
+        let admin = self.accounts().is_admin(&r.user_id).await?;
         // The rules the event alone cannot show (it carries a masked address).
         let room_name = {
             let guard = self.rooms().lock_room(room_id).await?;

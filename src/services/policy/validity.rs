@@ -385,7 +385,7 @@ impl Services {
             if system.as_deref() == Some(&*user) {
                 continue;
             }
-            match self.deactivate(&user).await {
+            match self.accounts().deactivate(&user).await {
                 Ok(()) => {
                     // (deactivate already took the user out of the annuaire)
                     self.db.delete_validity(&u).await?;

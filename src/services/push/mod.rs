@@ -146,7 +146,8 @@ impl Services {
         let mut rules = (*self.ruleset(user).await?).clone();
         change(&mut rules)?;
         let content = json!({ "global": ruleset_json(&rules)? });
-        self.store_account_data(user, None, "m.push_rules", &content)
+        self.sync()
+            .store_account_data(user, None, "m.push_rules", &content)
             .await?;
         self.push_state
             .rulesets

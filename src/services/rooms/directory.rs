@@ -36,7 +36,9 @@ impl RoomsFace<'_> {
         if self.db.room_version(room_id.as_str()).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
-        if self.config.require_membership_for_aliases && !self.is_admin(&r.user_id).await? {
+        if self.config.require_membership_for_aliases
+            && !self.accounts().is_admin(&r.user_id).await?
+        {
             let joined = self
                 .db
                 .membership(r.user_id.as_str(), room_id.as_str())
@@ -84,7 +86,7 @@ impl RoomsFace<'_> {
             .alias(alias.as_str())
             .await?
             .ok_or_else(|| Error::not_found("Room alias not found"))?;
-        if creator != r.user_id.as_str() && !self.is_admin(&r.user_id).await? {
+        if creator != r.user_id.as_str() && !self.accounts().is_admin(&r.user_id).await? {
             let room_id = RoomId::parse(&room).map_err(|e| Error::unknown(e.to_string()))?;
             let guard = self.lock_room(&room_id).await?;
             let allowed = guard.as_ref().is_some_and(|st| {
@@ -128,7 +130,7 @@ impl RoomsFace<'_> {
         room_id: &RoomId,
         public: bool,
     ) -> Result<()> {
-        let admin = self.is_admin(&r.user_id).await?;
+        let admin = self.accounts().is_admin(&r.user_id).await?;
         {
             let guard = self.lock_room(room_id).await?;
             let st = guard

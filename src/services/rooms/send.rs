@@ -81,7 +81,7 @@ impl RoomsFace<'_> {
         let access_rules = kind == crate::services::policy::access_rules::EVENT_TYPE;
         // Only state events go through the access rules: read the admin flag for those alone.
         let admin = (access_rules || (self.policy_rules.enabled() && state_key.is_some()))
-            && self.is_admin(&r.user_id).await?;
+            && self.accounts().is_admin(&r.user_id).await?;
         if access_rules && !admin {
             self.policy_rule_change_allowed(room_id, &content).await?;
         }

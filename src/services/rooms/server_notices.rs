@@ -194,7 +194,8 @@ impl<'a> RoomsFace<'a> {
                 }),
             )
             .await?;
-        self.set_room_tag(user, &room, TAG, json!({ "order": 0.5 }))
+        self.sync()
+            .set_room_tag(user, &room, TAG, json!({ "order": 0.5 }))
             .await?;
         Ok(room)
     }
@@ -205,6 +206,7 @@ impl<'a> RoomsFace<'a> {
             return Ok(());
         }
         match self
+            .accounts()
             .register(
                 Some(&cfg.system_mxid_localpart),
                 None,
@@ -225,12 +227,13 @@ impl<'a> RoomsFace<'a> {
         self.db.delete_validity(system.as_str()).await?;
         self.validity_forget(system);
         if let Some(name) = &cfg.system_mxid_display_name {
-            self.set_profile(
-                system,
-                crate::store::users::ProfileField::Displayname,
-                Some(name),
-            )
-            .await?;
+            self.sync()
+                .set_profile(
+                    system,
+                    crate::store::users::ProfileField::Displayname,
+                    Some(name),
+                )
+                .await?;
         }
         Ok(())
     }

@@ -1,16 +1,17 @@
 //! Account data (global and per room), profiles and stored filters.
 
+use crate::services::sync::SyncFace;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 
-use crate::services::{sync::filter::Filter, Services};
+use crate::services::sync::filter::Filter;
 use crate::{store::users::ProfileField, Error, Result};
 
 const MAX_ACCOUNT_DATA_BYTES: usize = 65_536;
 
-impl Services {
+impl SyncFace<'_> {
     pub async fn put_account_data(
-        &self,
+        self,
         user: &UserId,
         room: Option<&RoomId>,
         kind: &str,
@@ -30,7 +31,7 @@ impl Services {
     /// Stores account data without the client-facing type checks (the server's own writes,
     /// such as `m.fully_read` from read markers).
     pub(crate) async fn store_account_data(
-        &self,
+        self,
         user: &UserId,
         room: Option<&RoomId>,
         kind: &str,
@@ -62,7 +63,7 @@ impl Services {
     }
 
     pub async fn get_account_data(
-        &self,
+        self,
         user: &UserId,
         room: Option<&RoomId>,
         kind: &str,
@@ -77,7 +78,7 @@ impl Services {
     }
 
     pub async fn set_profile(
-        &self,
+        self,
         user: &UserId,
         field: ProfileField,
         value: Option<&str>,
@@ -92,7 +93,7 @@ impl Services {
         Ok(())
     }
 
-    pub async fn create_filter(&self, user: &UserId, filter: Value) -> Result<String> {
+    pub async fn create_filter(self, user: &UserId, filter: Value) -> Result<String> {
         let parsed: Filter =
             serde_json::from_value(filter).map_err(|e| Error::bad_json(e.to_string()))?;
         let text = serde_json::to_string(&parsed)?;
@@ -106,7 +107,7 @@ impl Services {
             .to_string())
     }
 
-    pub async fn get_filter(&self, user: &UserId, id: &str) -> Result<Filter> {
+    pub async fn get_filter(self, user: &UserId, id: &str) -> Result<Filter> {
         let id: i64 = id.parse().map_err(|_| Error::not_found("No such filter"))?;
         let text = self
             .db
@@ -117,7 +118,7 @@ impl Services {
     }
 
     /// A sync filter given inline (JSON) or by id.
-    pub async fn resolve_filter(&self, user: &UserId, filter: Option<&str>) -> Result<Filter> {
+    pub async fn resolve_filter(self, user: &UserId, filter: Option<&str>) -> Result<Filter> {
         match filter {
             None => Ok(Filter::default()),
             Some(f) if f.trim_start().starts_with('{') => {

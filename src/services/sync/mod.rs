@@ -26,7 +26,6 @@ use crate::services::{
     e2ee::device_lists::{RoomsSeen, Window},
     rooms::client_event::Format,
     sync::filter::Filter,
-    Services,
 };
 use crate::{store::events::EventRow, Error, Result};
 
@@ -113,9 +112,9 @@ pub struct SyncRequest {
     pub set_presence: Option<String>,
 }
 
-impl Services {
+impl SyncFace<'_> {
     /// The position of every stream now.
-    pub fn current_token(&self) -> SyncToken {
+    pub fn current_token(self) -> SyncToken {
         SyncToken {
             events: self.events_stream.current(),
             account_data: self.account_data_stream.current(),
@@ -127,7 +126,7 @@ impl Services {
         }
     }
 
-    pub async fn sync_v2(&self, r: &Requester, req: SyncRequest) -> Result<Value> {
+    pub async fn sync_v2(self, r: &Requester, req: SyncRequest) -> Result<Value> {
         let since = req.since.as_deref().map(SyncToken::parse).transpose()?;
         let handle = self.notifier.handle(&r.user_id);
         let set_presence = req.set_presence.as_deref().unwrap_or("online");
@@ -164,7 +163,7 @@ impl Services {
     }
 
     async fn sync_once(
-        &self,
+        self,
         r: &Requester,
         since: Option<SyncToken>,
         cur: SyncToken,
@@ -608,7 +607,7 @@ impl Services {
     /// current state when known here, else what was kept with an out-of-band invite or knock)
     /// and the membership event itself, whole.
     async fn stripped_sections(
-        &self,
+        self,
         memberships: &[crate::store::rooms::MembershipRow],
         field: &str,
     ) -> Result<Map<String, Value>> {
@@ -671,7 +670,7 @@ impl Services {
     }
 
     async fn room_sections(
-        &self,
+        self,
         events: &[EventRow],
         state: &[EventRow],
         limited: bool,
@@ -694,7 +693,7 @@ impl Services {
     }
 
     /// `m.joined_member_count`, `m.invited_member_count`, and heroes for small rooms.
-    async fn summaries(&self, user: &UserId, rooms: &[String]) -> Result<HashMap<String, Value>> {
+    async fn summaries(self, user: &UserId, rooms: &[String]) -> Result<HashMap<String, Value>> {
         let mut out: HashMap<String, Value> = HashMap::new();
         let mut small = vec![];
         let mut totals: HashMap<String, i64> = HashMap::new();
@@ -733,9 +732,9 @@ impl Services {
     }
 }
 
-impl Services {
+impl SyncFace<'_> {
     /// A long-poll that timed out with nothing new: the position and the key counts.
-    async fn empty_response(&self, r: &Requester, cur: SyncToken) -> Result<Value> {
+    async fn empty_response(self, r: &Requester, cur: SyncToken) -> Result<Value> {
         let (otk_counts, fallback_types) = self.e2ee().key_counts(&r.user_id, &r.device_id).await?;
         Ok(json!({
             "next_batch": cur.to_string(),

@@ -1,6 +1,7 @@
 //! Presence (`m.presence`), switchable off in configuration (Tchap runs with it off). Kept in
 //! memory: it is ephemeral by nature and a restart shows everyone offline until they sync again.
 
+use crate::services::sync::SyncFace;
 use std::{
     collections::HashMap,
     sync::atomic::{AtomicI64, Ordering},
@@ -10,7 +11,6 @@ use parking_lot::Mutex;
 use ruma::{OwnedUserId, UserId};
 use serde_json::{json, Value};
 
-use crate::services::Services;
 use crate::{util, Error, Result};
 
 /// An online user idle this long is shown `unavailable`.
@@ -64,10 +64,10 @@ fn content(e: &Entry, now: i64) -> Value {
     c
 }
 
-impl Services {
+impl SyncFace<'_> {
     /// Sets a user's presence; wakes the users sharing a room with them when it changed.
     pub async fn set_presence(
-        &self,
+        self,
         user: &UserId,
         presence: &str,
         status_msg: Option<Option<String>>,
@@ -105,7 +105,7 @@ impl Services {
 
     /// Records a user's presence; the entry when other users should hear of it.
     fn update_presence(
-        &self,
+        self,
         user: &UserId,
         presence: &str,
         status_msg: Option<Option<String>>,
@@ -141,7 +141,7 @@ impl Services {
     }
 
     /// Wakes the users sharing a room with `user`; returns them.
-    async fn wake_sharing(&self, user: &UserId) -> Result<Vec<OwnedUserId>> {
+    async fn wake_sharing(self, user: &UserId) -> Result<Vec<OwnedUserId>> {
         let sharing = self.db.users_sharing_rooms(user.as_str()).await?;
         let ids: Vec<OwnedUserId> = sharing
             .iter()
@@ -154,7 +154,7 @@ impl Services {
     /// An `m.presence` EDU from `origin`: its users' presence, shown to local users sharing a
     /// room with them. Ignored when presence is off here.
     pub async fn receive_presence_edu(
-        &self,
+        self,
         origin: &ruma::ServerName,
         content: &Value,
     ) -> Result<()> {
@@ -191,7 +191,7 @@ impl Services {
         Ok(())
     }
 
-    pub async fn get_presence(&self, viewer: &UserId, user: &UserId) -> Result<Value> {
+    pub async fn get_presence(self, viewer: &UserId, user: &UserId) -> Result<Value> {
         if !self.config.presence {
             return Ok(json!({ "presence": "offline" }));
         }
@@ -214,7 +214,7 @@ impl Services {
 
     /// `m.presence` events of the users sharing a room with `user` that changed in (since, until].
     pub async fn presence_events(
-        &self,
+        self,
         user: &UserId,
         since: i64,
         until: i64,

@@ -1,18 +1,18 @@
 //! Read receipts (`m.read`, `m.read.private`, threaded) and read markers (`m.fully_read`).
 
+use crate::services::sync::SyncFace;
 use std::collections::BTreeMap;
 
 use ruma::{OwnedUserId, RoomId, UserId};
 use serde_json::{json, Map, Value};
 
-use crate::services::Services;
 use crate::{util, Error, Result};
 
-impl Services {
+impl SyncFace<'_> {
     /// A receipt or read marker from `user` on `event_id`. A public receipt older than the one
     /// already held is ignored (receipts only move forward).
     pub async fn set_receipt(
-        &self,
+        self,
         user: &UserId,
         room: &RoomId,
         kind: &str,
@@ -117,7 +117,7 @@ impl Services {
     /// `m.receipt` ephemeral events per room for a sync: every receipt of the joined rooms on an
     /// initial sync, the changed ones otherwise. Private receipts only for their owner.
     pub async fn receipts_for_sync(
-        &self,
+        self,
         user: &UserId,
         since: Option<i64>,
         until: i64,

@@ -1,12 +1,12 @@
 //! Room tagging: a user's tags on a room are the room account data `m.tag`
 //! (`{"tags": {"m.favourite": {"order": 0.5}}}`), so clients get them in /sync.
 
+use crate::services::sync::SyncFace;
 use std::hash::{Hash, Hasher};
 
 use ruma::{RoomId, UserId};
 use serde_json::{json, Map, Value};
 
-use crate::services::Services;
 use crate::{Error, Result};
 
 /// Longest tag name, in bytes.
@@ -26,13 +26,13 @@ impl TagLocks {
     }
 }
 
-impl Services {
+impl SyncFace<'_> {
     /// The user's tags on a room (`{}` when none).
-    pub async fn room_tags(&self, user: &UserId, room: &RoomId) -> Result<Value> {
+    pub async fn room_tags(self, user: &UserId, room: &RoomId) -> Result<Value> {
         Ok(Value::Object(self.tags_of(user, room).await?))
     }
 
-    async fn tags_of(&self, user: &UserId, room: &RoomId) -> Result<Map<String, Value>> {
+    async fn tags_of(self, user: &UserId, room: &RoomId) -> Result<Map<String, Value>> {
         let text = self
             .db
             .get_account_data(user.as_str(), room.as_str(), "m.tag")
@@ -47,7 +47,7 @@ impl Services {
     /// Adds or replaces a tag. `content` is the tag's object; its `order`, when given, is a
     /// number between 0 and 1.
     pub async fn set_room_tag(
-        &self,
+        self,
         user: &UserId,
         room: &RoomId,
         tag: &str,
@@ -75,7 +75,7 @@ impl Services {
     }
 
     /// Removes a tag (nothing to do when the room does not have it).
-    pub async fn delete_room_tag(&self, user: &UserId, room: &RoomId, tag: &str) -> Result<()> {
+    pub async fn delete_room_tag(self, user: &UserId, room: &RoomId, tag: &str) -> Result<()> {
         let _lock = self.tag_locks.of(user).lock().await;
         let mut tags = self.tags_of(user, room).await?;
         if tags.remove(tag).is_none() {

@@ -1,6 +1,7 @@
 //! Typing notifications: in memory (ephemeral by nature), with their own stream position that
 //! starts at the clock so it never goes back across restarts.
 
+use crate::services::sync::SyncFace;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::atomic::{AtomicI64, Ordering},
@@ -11,7 +12,6 @@ use parking_lot::Mutex;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{json, Value};
 
-use crate::services::Services;
 use crate::{util, Error, Result};
 
 /// Longest typing timeout honoured.
@@ -77,10 +77,10 @@ impl Typing {
     }
 }
 
-impl Services {
+impl SyncFace<'_> {
     /// `PUT /rooms/{id}/typing/{user}`.
     pub async fn set_typing(
-        &self,
+        self,
         user: &UserId,
         room: &RoomId,
         typing: bool,
@@ -118,7 +118,7 @@ impl Services {
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(timeout)).await;
                     if me.typing.expire(&room, &user, expiry).is_some() {
-                        me.wake_room(&room).await;
+                        me.sync().wake_room(&room).await;
                     }
                 });
             }
@@ -126,7 +126,7 @@ impl Services {
         Ok(())
     }
 
-    async fn wake_room(&self, room: &RoomId) {
+    async fn wake_room(self, room: &RoomId) {
         match self.local_members(room).await {
             Ok(users) => self.notifier.notify(users.iter().map(|u| -> &UserId { u })),
             Err(e) => tracing::warn!(error = %e, "typing wake-up failed"),
@@ -134,7 +134,7 @@ impl Services {
     }
 
     /// The local users joined to or invited into a room (who an ephemeral change wakes).
-    pub async fn local_members(&self, room: &RoomId) -> Result<Vec<OwnedUserId>> {
+    pub async fn local_members(self, room: &RoomId) -> Result<Vec<OwnedUserId>> {
         Ok(self
             .db
             .members_of(&[room.to_string()])
@@ -148,7 +148,7 @@ impl Services {
     /// `m.typing` events for the joined rooms whose typing set changed in (since, until] (all
     /// rooms with someone typing on an initial sync).
     pub fn typing_for_sync(
-        &self,
+        self,
         joined: &HashSet<&str>,
         since: Option<i64>,
         until: i64,
