@@ -22,7 +22,7 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.services.release_validity_lease().await;
+        self.services.policy().release_validity_lease().await;
         self.services.db.close().await;
     }
 }
@@ -60,7 +60,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks.push(tokio::spawn(async move { secure.await }));
         tracing::info!(addr = ?tls_addr, "TLS listener started");
     }
-    services.start_pusher_task();
+    services.push().start_pusher_task();
     // The annuaire's entries and search index are made while the server serves (searches
     // meanwhile see what is indexed so far); its replication starts once they are.
     let annuaire = Arc::downgrade(&services);
@@ -68,9 +68,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let mut delay = std::time::Duration::from_secs(1);
         loop {
             let Some(s) = annuaire.upgrade() else { return };
-            match s.annuaire_start().await {
+            match s.policy().annuaire_start().await {
                 Ok(()) => {
-                    s.start_annuaire_tasks();
+                    s.policy().start_annuaire_tasks();
                     return;
                 }
                 Err(e) => tracing::error!(error = %e.message, "annuaire start failed; retrying"),
@@ -103,7 +103,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }
     });
-    if let Some(cfg) = services.validity_config() {
+    if let Some(cfg) = services.policy().validity_config() {
         // Account validity: reminders, expiries, deactivations (one process per database).
         let every = std::time::Duration::from_secs(cfg.job_interval_secs.max(1));
         let job = Arc::downgrade(&services);
@@ -118,7 +118,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     _ = stop.changed() => break,
                 }
                 let Some(s) = job.upgrade() else { break };
-                match s.run_validity_job_once().await {
+                match s.policy().run_validity_job_once().await {
                     Ok(r) if r.ran => tracing::debug!(?r, "account validity job"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "account validity job"),

@@ -52,7 +52,7 @@ impl FromRequestParts<AppState> for Auth {
                 .ok_or_else(|| Error::missing_token("Missing access token"))?,
         };
         let requester = state.accounts().authenticate(&token).await?;
-        if !expiry_exempt(parts) && state.account_expired(&requester.user_id).await? {
+        if !expiry_exempt(parts) && state.policy().account_expired(&requester.user_id).await? {
             return Err(Error::expired_account("User account has expired"));
         }
         Ok(Auth(requester))

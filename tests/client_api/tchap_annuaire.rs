@@ -151,6 +151,7 @@ async fn annuaire_search_and_replication(b: Backend) {
     // An agent's entry with an address the rules give to another server (a moved account).
     bind(bs, &bob.user_id, "bob.durand@a.gouv.fr").await;
     bs.services()
+        .policy()
         .annuaire_touch(&ruma::UserId::parse(&bob.user_id).unwrap())
         .await;
 
@@ -191,6 +192,7 @@ async fn annuaire_search_and_replication(b: Backend) {
     // Which account an address belongs to travels with the annuaire.
     let owner = a
         .services()
+        .policy()
         .account_for_email("Bob.Durand@a.gouv.fr")
         .await
         .unwrap();
@@ -287,6 +289,7 @@ async fn annuaire_externals_and_identity(b: Backend) {
     // The externals server has the annuaire too (zoe's entry arrived)...
     eventually(|| async {
         c.services()
+            .policy()
             .account_for_email("zoe@a.gouv.fr")
             .await
             .unwrap()

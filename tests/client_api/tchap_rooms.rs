@@ -675,7 +675,7 @@ async fn tchap_rooms_email_invites(b: Backend) {
         .unwrap());
         tx.commit().await.unwrap();
     }
-    c.services().email_bound(&pid, norm).await;
+    c.services().policy().email_bound(&pid, norm).await;
     eventually(|| async {
         let s = c.sync(&partner, None, 0).await;
         s["rooms"]["invite"].get(&room).is_some()

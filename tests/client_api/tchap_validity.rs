@@ -293,7 +293,12 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
         .await
         .unwrap();
 
-    let r = srv.services().run_validity_job_once().await.unwrap();
+    let r = srv
+        .services()
+        .policy()
+        .run_validity_job_once()
+        .await
+        .unwrap();
     assert!(r.ran);
     assert_eq!(r.backfilled, 1, "{r:?}");
     assert_eq!(r.reminders, 2, "{r:?}");
@@ -332,7 +337,12 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
     assert_expired(st, &v, "gina");
 
     // A second run sends nothing again.
-    let r = srv.services().run_validity_job_once().await.unwrap();
+    let r = srv
+        .services()
+        .policy()
+        .run_validity_job_once()
+        .await
+        .unwrap();
     assert!(r.ran);
     assert_eq!((r.reminders, r.expired, r.deactivated), (0, 0, 0), "{r:?}");
     // Bob gets closer: the 1-day reminder (after the admin reset, once).
@@ -343,10 +353,20 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    let r = srv.services().run_validity_job_once().await.unwrap();
+    let r = srv
+        .services()
+        .policy()
+        .run_validity_job_once()
+        .await
+        .unwrap();
     assert_eq!(r.reminders, 1, "{r:?}");
     sink.wait_for("bob@example.test", 1).await;
-    let r = srv.services().run_validity_job_once().await.unwrap();
+    let r = srv
+        .services()
+        .policy()
+        .run_validity_job_once()
+        .await
+        .unwrap();
     assert_eq!(r.reminders, 0, "{r:?}");
 
     // A second process on the same database: the lease keeps the job on the first.
@@ -356,14 +376,24 @@ async fn job_reminders_grace_and_lease(backend: Backend) {
         c.database_url = Some(url.clone());
     })
     .await;
-    let r = other.services().run_validity_job_once().await.unwrap();
+    let r = other
+        .services()
+        .policy()
+        .run_validity_job_once()
+        .await
+        .unwrap();
     assert!(!r.ran, "the first process holds the lease");
     // The first stops (gives the lease back): the second takes over, from the database's
     // state alone — no reminder is sent twice. (Its data directory, which holds the SQLite
     // file, is kept until the end.)
     let mut srv = srv;
     srv.running.take().expect("running").stop().await;
-    let r = other.services().run_validity_job_once().await.unwrap();
+    let r = other
+        .services()
+        .policy()
+        .run_validity_job_once()
+        .await
+        .unwrap();
     assert!(r.ran);
     assert_eq!(
         (r.reminders, r.expired, r.deactivated, r.backfilled),

@@ -22,6 +22,7 @@ pub struct Body {
 pub async fn set(State(s): State<AppState>, Admin(_): Admin, Json(b): Json<Body>) -> ApiResult {
     let user = parse_user_id(&b.user_id)?;
     let expiration_ts = s
+        .policy()
         .admin_set_validity(&user, b.expiration_ts, b.enable_renewal_emails)
         .await?;
     ok(json!({ "expiration_ts": expiration_ts }))

@@ -58,7 +58,7 @@ pub async fn change_password(
     MaybeAuth(r): MaybeAuth,
     Json(b): Json<PasswordBody>,
 ) -> ApiResult {
-    s.check_password_strength(&b.new_password)?;
+    s.policy().check_password_strength(&b.new_password)?;
     match r {
         Some(r) => {
             s.accounts().uia_password(&r, b.auth).await?;
@@ -77,7 +77,7 @@ pub async fn change_password(
 
 /// `GET /password_policy` (no auth): the policy new passwords must follow, `{}` without one.
 pub async fn password_policy(State(s): State<AppState>) -> ApiResult {
-    ok(s.password_policy_json())
+    ok(s.policy().password_policy_json())
 }
 
 #[derive(Deserialize)]

@@ -21,7 +21,7 @@ pub use crate::services::policy::validity::RENEW_PATH as RENEW;
 /// `POST …/send_mail`: a new renewal link to every email of the account (allowed while
 /// expired).
 pub async fn send_mail(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    s.send_renewal_mail(&r.user_id).await?;
+    s.policy().send_renewal_mail(&r.user_id).await?;
     ok(json!({}))
 }
 
@@ -43,14 +43,14 @@ pub async fn renew(State(s): State<AppState>, uri: Uri) -> ApiResult {
     });
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         // Unknown to the validity module when it is off, as every other route.
-        s.validity_on()?;
+        s.policy().validity_on()?;
         return Ok(page(
             StatusCode::BAD_REQUEST,
             "Invalid link",
             "This renewal link has no token.",
         ));
     };
-    Ok(match s.renew_with_token(&token).await? {
+    Ok(match s.policy().renew_with_token(&token).await? {
         Renewal::Renewed { expiration_ts } => page(
             StatusCode::OK,
             "Account renewed",

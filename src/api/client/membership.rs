@@ -95,7 +95,8 @@ pub async fn invite(
         if medium != "email" {
             return Err(Error::invalid_param("Only email invites are supported"));
         }
-        s.invite_by_email(&r, &room(&id)?, address, b.reason.as_deref())
+        s.policy()
+            .invite_by_email(&r, &room(&id)?, address, b.reason.as_deref())
             .await?;
         return ok(json!({}));
     }

@@ -11,11 +11,11 @@ use crate::{
 };
 
 pub async fn get_all(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(json!({ "global": ruleset_json(&*s.ruleset(&r.user_id).await?)? }))
+    ok(json!({ "global": ruleset_json(&*s.push().ruleset(&r.user_id).await?)? }))
 }
 
 pub async fn get_global(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(ruleset_json(&*s.ruleset(&r.user_id).await?)?)
+    ok(ruleset_json(&*s.push().ruleset(&r.user_id).await?)?)
 }
 
 fn global(scope: &str) -> Result<(), Error> {
@@ -32,7 +32,7 @@ pub async fn get_rule(
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
 ) -> ApiResult {
     global(&scope)?;
-    ok(s.push_rule(&r.user_id, &kind, &rule_id).await?)
+    ok(s.push().push_rule(&r.user_id, &kind, &rule_id).await?)
 }
 
 #[derive(Deserialize)]
@@ -49,15 +49,16 @@ pub async fn put_rule(
     Json(body): Json<RuleBody>,
 ) -> ApiResult {
     global(&scope)?;
-    s.put_push_rule(
-        &r.user_id,
-        &kind,
-        &rule_id,
-        body,
-        q.before.as_deref(),
-        q.after.as_deref(),
-    )
-    .await?;
+    s.push()
+        .put_push_rule(
+            &r.user_id,
+            &kind,
+            &rule_id,
+            body,
+            q.before.as_deref(),
+            q.after.as_deref(),
+        )
+        .await?;
     ok(json!({}))
 }
 
@@ -67,7 +68,9 @@ pub async fn delete_rule(
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
 ) -> ApiResult {
     global(&scope)?;
-    s.delete_push_rule(&r.user_id, &kind, &rule_id).await?;
+    s.push()
+        .delete_push_rule(&r.user_id, &kind, &rule_id)
+        .await?;
     ok(json!({}))
 }
 
@@ -77,7 +80,7 @@ pub async fn get_enabled(
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
 ) -> ApiResult {
     global(&scope)?;
-    let rule = s.push_rule(&r.user_id, &kind, &rule_id).await?;
+    let rule = s.push().push_rule(&r.user_id, &kind, &rule_id).await?;
     ok(json!({ "enabled": rule["enabled"] }))
 }
 
@@ -93,7 +96,8 @@ pub async fn put_enabled(
     Json(b): Json<Enabled>,
 ) -> ApiResult {
     global(&scope)?;
-    s.set_push_rule_enabled(&r.user_id, &kind, &rule_id, b.enabled)
+    s.push()
+        .set_push_rule_enabled(&r.user_id, &kind, &rule_id, b.enabled)
         .await?;
     ok(json!({}))
 }
@@ -104,7 +108,7 @@ pub async fn get_actions(
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
 ) -> ApiResult {
     global(&scope)?;
-    let rule = s.push_rule(&r.user_id, &kind, &rule_id).await?;
+    let rule = s.push().push_rule(&r.user_id, &kind, &rule_id).await?;
     ok(json!({ "actions": rule["actions"] }))
 }
 
@@ -120,7 +124,8 @@ pub async fn put_actions(
     Json(b): Json<Actions>,
 ) -> ApiResult {
     global(&scope)?;
-    s.set_push_rule_actions(&r.user_id, &kind, &rule_id, b.actions)
+    s.push()
+        .set_push_rule_actions(&r.user_id, &kind, &rule_id, b.actions)
         .await?;
     ok(json!({}))
 }
@@ -138,17 +143,18 @@ pub async fn notifications(
     Query(q): Query<NotificationsQuery>,
 ) -> ApiResult {
     let only_highlight = q.only.as_deref() == Some("highlight");
-    ok(s.notifications(
-        &r.user_id,
-        q.from.as_deref(),
-        q.limit.unwrap_or(50),
-        only_highlight,
-    )
-    .await?)
+    ok(s.push()
+        .notifications(
+            &r.user_id,
+            q.from.as_deref(),
+            q.limit.unwrap_or(50),
+            only_highlight,
+        )
+        .await?)
 }
 
 pub async fn pushers(State(s): State<AppState>, Auth(r): Auth) -> ApiResult {
-    ok(s.pushers(&r.user_id).await?)
+    ok(s.push().pushers(&r.user_id).await?)
 }
 
 pub async fn set_pusher(
@@ -156,6 +162,6 @@ pub async fn set_pusher(
     Auth(r): Auth,
     Json(b): Json<SetPusher>,
 ) -> ApiResult {
-    s.set_pusher(&r, b).await?;
+    s.push().set_pusher(&r, b).await?;
     ok(json!({}))
 }

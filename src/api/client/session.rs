@@ -93,7 +93,7 @@ pub async fn register(
         s.accounts().username_available(l).await?;
     }
     if let Some(p) = &b.password {
-        s.check_password_strength(p)?;
+        s.policy().check_password_strength(p)?;
     }
     let auth = s.accounts().registration_auth(b.auth).await?;
     let (user_id, session) = s

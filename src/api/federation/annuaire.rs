@@ -33,7 +33,9 @@ pub async fn changes(
 ) -> ApiResult {
     let since = int(q.since, "since")?.unwrap_or(0);
     let limit = int(q.limit, "limit")?;
-    ok(s.annuaire_changes(&req.origin, since, limit).await?)
+    ok(s.policy()
+        .annuaire_changes(&req.origin, since, limit)
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -45,6 +47,6 @@ struct NotifyBody {
 /// `PUT /_matrix/federation/unstable/fr.gouv.tchap/annuaire/notify` `{position}`.
 pub async fn notify(State(s): State<AppState>, req: FedRequest) -> ApiResult {
     let _: NotifyBody = req.json()?;
-    s.annuaire_notified(&req.origin)?;
+    s.policy().annuaire_notified(&req.origin)?;
     ok(json!({}))
 }

@@ -25,7 +25,9 @@ pub async fn profile(
     if !s.is_local(&user) {
         return Err(Error::invalid_param("That user is not on this server"));
     }
-    s.policy_may_serve_profile(&req.origin, &user).await?;
+    s.policy()
+        .policy_may_serve_profile(&req.origin, &user)
+        .await?;
     let all = s.accounts().local_profile(user.as_str()).await?;
     match q.field.as_deref() {
         None => ok(all),

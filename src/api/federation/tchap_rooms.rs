@@ -10,12 +10,12 @@ use crate::api::{ok, ApiResult, AppState};
 
 pub async fn email_invite(State(s): State<AppState>, req: FedRequest) -> ApiResult {
     let body: Value = req.json()?;
-    s.receive_email_invite(&req.origin, &body).await?;
+    s.policy().receive_email_invite(&req.origin, &body).await?;
     ok(json!({}))
 }
 
 pub async fn email_bound(State(s): State<AppState>, req: FedRequest) -> ApiResult {
     let body: Value = req.json()?;
-    s.receive_email_bound(&req.origin, &body).await?;
+    s.policy().receive_email_bound(&req.origin, &body).await?;
     ok(json!({}))
 }

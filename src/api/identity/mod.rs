@@ -71,7 +71,7 @@ async fn info(State(s): State<AppState>, ClientIp(ip): ClientIp, req: Request) -
     let address = address(req.uri().query())?;
     s.ratelimit
         .check("identity_info", &ip, s.config.rate_limits.search)?;
-    let v = s.identity_info(&address).await?;
+    let v = s.policy().identity_info(&address).await?;
     Ok(cors(axum::Json(v).into_response()))
 }
 
@@ -94,7 +94,8 @@ async fn internal_info(
         .is_some_and(|h| h.trim_start().starts_with("X-Matrix"));
     let v = if signed {
         let fed = FedRequest::from_request(req, &s).await?;
-        s.identity_internal_info(InternalInfoCaller::Signed(&fed.origin), &address)
+        s.policy()
+            .identity_internal_info(InternalInfoCaller::Signed(&fed.origin), &address)
             .await?
     } else {
         let via_proxy = peer.is_some_and(|p| p.via_proxy);
@@ -104,7 +105,8 @@ async fn internal_info(
             || req.headers().contains_key("x-real-ip");
         // Without a proxy `peer.ip` is the socket peer itself.
         let loopback = peer.is_some_and(|p| !p.via_proxy && p.ip.is_loopback());
-        s.identity_internal_info(InternalInfoCaller::Unsigned { loopback, proxied }, &address)
+        s.policy()
+            .identity_internal_info(InternalInfoCaller::Unsigned { loopback, proxied }, &address)
             .await?
     };
     Ok(axum::Json(v).into_response())

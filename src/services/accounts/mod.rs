@@ -507,7 +507,7 @@ impl AccountsFace<'_> {
         };
         check_localpart(&base, self.server_name.as_str())?;
         if let Some(p) = password {
-            self.check_password_strength(p)?;
+            self.policy().check_password_strength(p)?;
         }
         let hash = match password {
             Some(p) => Some(self.hash_password(p).await?),
@@ -560,7 +560,9 @@ impl AccountsFace<'_> {
                 return Err(Error::threepid_in_use("Email address is already in use"));
             }
         }
-        self.validity_on_register(&mut tx.tx, &user_id, now).await?;
+        self.policy()
+            .validity_on_register(&mut tx.tx, &user_id, now)
+            .await?;
         let session = if login {
             Some(
                 self.open_session(&mut tx.tx, &user_id, device_id, device_name, refresh)
@@ -574,9 +576,9 @@ impl AccountsFace<'_> {
             self.db.uia_delete(s).await?;
         }
         if let Some(a) = &address {
-            self.email_bound(&user_id, a).await;
+            self.policy().email_bound(&user_id, a).await;
         }
-        self.annuaire_touch(&user_id).await;
+        self.policy().annuaire_touch(&user_id).await;
         Ok((user_id, session))
     }
 
@@ -782,7 +784,9 @@ impl AccountsFace<'_> {
     /// (`/_matrix/federation/v1/query/profile`).
     pub async fn profile(self, requester: &UserId, user: &str) -> Result<Value> {
         if let Ok(id) = UserId::parse(user) {
-            self.policy_may_read_profile(requester, &id).await?;
+            self.policy()
+                .policy_may_read_profile(requester, &id)
+                .await?;
             if !self.is_local(&id) {
                 let path = format!(
                     "/_matrix/federation/v1/query/profile?user_id={}",
@@ -929,7 +933,7 @@ impl AccountsFace<'_> {
         new_password: &str,
         logout_devices: bool,
     ) -> Result<()> {
-        self.check_password_strength(new_password)?;
+        self.policy().check_password_strength(new_password)?;
         let hash = self.hash_password(new_password).await?;
         self.db
             .set_password_hash(requester.user_id.as_str(), &hash)
@@ -967,7 +971,7 @@ impl AccountsFace<'_> {
         self.db.deactivate_user(user.as_str()).await?;
         self.forget_tokens(&hashes);
         self.db.unbind_all_threepids(user.as_str()).await?;
-        self.annuaire_touch(user).await;
+        self.policy().annuaire_touch(user).await;
         Ok(())
     }
 

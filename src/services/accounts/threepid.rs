@@ -149,11 +149,11 @@ impl AccountsFace<'_> {
         let owner = match purpose {
             Purpose::Registration => {
                 self.check_registration_open()?;
-                self.email_registration_gate(&address).await?;
+                self.policy().email_registration_gate(&address).await?;
                 self.db.threepid_owner("email", &address).await?
             }
             Purpose::AddThreepid => {
-                self.email_registration_gate(&address).await?;
+                self.policy().email_registration_gate(&address).await?;
                 if self.db.threepid_owner("email", &address).await?.is_some() {
                     return Err(Error::threepid_in_use("Email address is already in use"));
                 }
@@ -338,8 +338,10 @@ impl AccountsFace<'_> {
             return Err(Error::threepid_in_use("Email address is already in use"));
         }
         tx.commit().await?;
-        self.email_bound(&requester.user_id, &address).await;
-        self.annuaire_touch(&requester.user_id).await;
+        self.policy()
+            .email_bound(&requester.user_id, &address)
+            .await;
+        self.policy().annuaire_touch(&requester.user_id).await;
         Ok(())
     }
 
@@ -359,7 +361,7 @@ impl AccountsFace<'_> {
             .unbind_threepid(medium, &address, user.as_str())
             .await?
         {
-            self.annuaire_touch(user).await;
+            self.policy().annuaire_touch(user).await;
         }
         Ok(())
     }
@@ -393,7 +395,7 @@ impl AccountsFace<'_> {
         new_password: &str,
         logout_devices: bool,
     ) -> Result<()> {
-        self.check_password_strength(new_password)?;
+        self.policy().check_password_strength(new_password)?;
         let not_validated = || Error::threepid_auth_failed("No validated email for this session");
         let address = self
             .validated_email(Purpose::PasswordReset, creds)

@@ -9,6 +9,7 @@
 //! the inviting server: its registration gate sees the address as invited. When the address is
 //! bound there, it tells the origin (`…/email_bound`), which sends the member invite.
 
+use crate::services::policy::PolicyFace;
 use axum::http::Method;
 use base64::Engine;
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, RoomId, ServerName, UserId};
@@ -16,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::{access_rules, email};
 use crate::{
-    services::{accounts::Requester, rooms::EventSpec, Services},
+    services::{accounts::Requester, rooms::EventSpec},
     store::threepids::EmailInviteRow,
     util, Error, Result,
 };
@@ -36,10 +37,10 @@ pub fn masked(address: &str) -> String {
     format!("{head}…@{domain}")
 }
 
-impl Services {
+impl PolicyFace<'_> {
     /// `POST /rooms/{id}/invite` with an email address.
     pub async fn invite_by_email(
-        &self,
+        self,
         r: &Requester,
         room_id: &RoomId,
         address: &str,
@@ -172,7 +173,7 @@ impl Services {
     }
 
     /// Federation: another server announces an email invitation for an address hosted here.
-    pub async fn receive_email_invite(&self, origin: &ServerName, body: &Value) -> Result<()> {
+    pub async fn receive_email_invite(self, origin: &ServerName, body: &Value) -> Result<()> {
         if !self.policy_rules.enabled() || !self.policy_rules.is_peer(origin) {
             return Err(Error::forbidden("Not a server of this federation"));
         }
@@ -220,7 +221,7 @@ impl Services {
 
     /// Federation: the server of `mxid` says the address (hosted there) is now bound to it:
     /// the invitations made from here become member invites.
-    pub async fn receive_email_bound(&self, origin: &ServerName, body: &Value) -> Result<()> {
+    pub async fn receive_email_bound(self, origin: &ServerName, body: &Value) -> Result<()> {
         if !self.policy_rules.enabled() || !self.policy_rules.is_peer(origin) {
             return Err(Error::forbidden("Not a server of this federation"));
         }
@@ -249,7 +250,7 @@ impl Services {
 
     /// The body of the `email_bound` hook: pending invitations for the address become member
     /// invites (made here, or by the inviting server). Failures are logged.
-    pub async fn email_invites_bound(&self, user: &UserId, address: &str) {
+    pub async fn email_invites_bound(self, user: &UserId, address: &str) {
         if !self.policy_rules.enabled() {
             return;
         }
@@ -302,7 +303,7 @@ impl Services {
 
     /// Invitations made from this server for an address, turned into member invites of `user`
     /// carrying the signed third-party block; each resolved once its invite is sent.
-    async fn resolve_own_email_invites(&self, user: &UserId, address: &str) -> Result<()> {
+    async fn resolve_own_email_invites(self, user: &UserId, address: &str) -> Result<()> {
         let pending = self.db.pending_email_invites(address).await?;
         for p in pending
             .into_iter()
@@ -335,7 +336,7 @@ impl Services {
     }
 
     /// `{display_name, signed: {mxid, token, signatures}}`, signed with this server's key.
-    fn third_party_block(&self, user: &UserId, token: &str, display_name: &str) -> Result<Value> {
+    fn third_party_block(self, user: &UserId, token: &str, display_name: &str) -> Result<Value> {
         let mut signed = CanonicalJsonObject::new();
         signed.insert("mxid".into(), CanonicalJsonValue::String(user.to_string()));
         signed.insert("token".into(), CanonicalJsonValue::String(token.to_owned()));

@@ -6,20 +6,21 @@
 //! answered only when one of its users shares a room with the target. A refusal is Synapse's
 //! `limit_profile_requests_to_users_who_share_rooms` answer. Tchap off: everyone may.
 
+use crate::services::policy::PolicyFace;
 use ruma::{ServerName, UserId};
 
 use super::annuaire::hidden;
-use crate::{services::Services, Error, Result};
+use crate::{Error, Result};
 
 /// The refusal (Synapse's words and code).
 fn unavailable() -> Error {
     Error::forbidden("Profile isn't available")
 }
 
-impl Services {
+impl PolicyFace<'_> {
     /// Whether `requester` (a local user) may read `target`'s profile through the client API.
     /// Asked before the profile is looked up, so a refusal says nothing of whether it exists.
-    pub async fn policy_may_read_profile(&self, requester: &UserId, target: &UserId) -> Result<()> {
+    pub async fn policy_may_read_profile(self, requester: &UserId, target: &UserId) -> Result<()> {
         if !self.policy_rules.enabled() || requester == target {
             return Ok(());
         }
@@ -39,7 +40,7 @@ impl Services {
     /// Whether server `origin` may be told the profile of the local user `target`
     /// (`/_matrix/federation/v1/query/profile`).
     pub async fn policy_may_serve_profile(
-        &self,
+        self,
         origin: &ServerName,
         target: &UserId,
     ) -> Result<()> {
@@ -63,7 +64,7 @@ impl Services {
     /// local user: his `im.vector.hide_profile`. A remote one: his replicated entry, when it is
     /// an agent's and invisible (hidden, expired or deactivated there: the entry does not say
     /// which, and all three are out of the annuaire; his server applies its own rule too).
-    async fn profile_withheld(&self, target: &UserId) -> Result<bool> {
+    async fn profile_withheld(self, target: &UserId) -> Result<bool> {
         if self.is_local(target) {
             let content = self
                 .db

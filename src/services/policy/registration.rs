@@ -4,14 +4,15 @@
 //! address: the rules must give this server for the address, and when the rule requires an
 //! invitation the address must have a pending email invite. With Tchap off there is no gate.
 
+use crate::services::policy::PolicyFace;
 use serde_json::{json, Value};
 
-use crate::{services::Services, Error, Result};
+use crate::{Error, Result};
 
-impl Services {
+impl<'a> PolicyFace<'a> {
     /// Whether `address` (normalised) may be validated here for a new account or a new bound
     /// address; 403 `M_THREEPID_DENIED` otherwise. Always allowed with Tchap off.
-    pub async fn email_registration_gate(&self, address: &str) -> Result<()> {
+    pub async fn email_registration_gate(self, address: &str) -> Result<()> {
         if !self.policy_rules.enabled() {
             return Ok(());
         }
@@ -34,8 +35,9 @@ impl Services {
     }
 
     /// The password policy in force: Tchap on and `password_policy.enabled`.
-    fn password_policy(&self) -> Option<&crate::config::PasswordPolicyConfig> {
-        self.config
+    fn password_policy(self) -> Option<&'a crate::config::PasswordPolicyConfig> {
+        self.s
+            .config
             .tchap
             .as_ref()
             .map(|t| &t.password_policy)
@@ -43,7 +45,7 @@ impl Services {
     }
 
     /// `GET /password_policy`: `{}` when no policy is in force.
-    pub fn password_policy_json(&self) -> Value {
+    pub fn password_policy_json(self) -> Value {
         match self.password_policy() {
             None => json!({}),
             Some(p) => json!({
@@ -59,7 +61,7 @@ impl Services {
     /// A password acceptable for a new account, a change or a reset. Without a policy: not
     /// empty and at most 512 bytes; with one, also its rules, checked in Synapse's order
     /// (length, digit, symbol, upper case, lower case).
-    pub fn check_password_strength(&self, password: &str) -> Result<()> {
+    pub fn check_password_strength(self, password: &str) -> Result<()> {
         if password.is_empty() {
             return Err(Error::weak_password("Password must not be empty"));
         }

@@ -6,6 +6,7 @@
 //! share one database only the holder of the `account_validity` lease runs it. The per-request
 //! check ([`Services::account_expired`]) reads an in-memory cache of expiration times.
 
+use crate::services::policy::PolicyFace;
 use std::{collections::HashMap, time::Instant};
 
 use parking_lot::Mutex;
@@ -13,7 +14,6 @@ use ruma::{OwnedUserId, UserId};
 
 use crate::{
     config::AccountValidityConfig,
-    services::Services,
     store::{validity::RenewOutcome, Db},
     util, Error, Result,
 };
@@ -97,16 +97,17 @@ pub fn format_date(ms: i64) -> String {
 /// Where renewal links point (`GET ?token=`).
 pub const RENEW_PATH: &str = "/_synapse/client/email_account_validity/renew";
 
-impl Services {
+impl<'a> PolicyFace<'a> {
     /// The `[tchap.account_validity]` section, when expiry is on.
-    pub fn validity_config(&self) -> Option<&AccountValidityConfig> {
-        self.config
+    pub fn validity_config(self) -> Option<&'a AccountValidityConfig> {
+        self.s
+            .config
             .tchap
             .as_ref()
             .and_then(|t| t.account_validity.as_ref())
     }
 
-    pub fn validity_on(&self) -> Result<&AccountValidityConfig> {
+    pub fn validity_on(self) -> Result<&'a AccountValidityConfig> {
         self.validity_config()
             .ok_or_else(|| Error::unrecognized("Account validity is not enabled on this server"))
     }
@@ -116,7 +117,7 @@ impl Services {
     }
 
     /// Body of the `account_expired` hook: expiry on, a local account, its expiration passed.
-    pub(crate) async fn validity_expired(&self, user: &UserId) -> Result<bool> {
+    pub(crate) async fn validity_expired(self, user: &UserId) -> Result<bool> {
         if self.validity_config().is_none() || !self.is_local(user) {
             return Ok(false);
         }
@@ -129,7 +130,7 @@ impl Services {
     /// Body of the `accounts_expired` hook: which of these local users have expired, with one
     /// query for those not in the cache (the cache is filled with them).
     pub(crate) async fn validity_expired_among(
-        &self,
+        self,
         users: &[String],
     ) -> Result<std::collections::HashSet<String>> {
         let mut out = std::collections::HashSet::new();
@@ -179,13 +180,13 @@ impl Services {
     }
 
     /// Drops a user's cached expiration (after a write elsewhere).
-    pub(crate) fn validity_forget(&self, user: &UserId) {
+    pub(crate) fn validity_forget(self, user: &UserId) {
         self.validity.forget(user);
     }
 
     /// Called inside the registration transaction: the new account expires after a period.
     pub async fn validity_on_register(
-        &self,
+        self,
         tx: &mut crate::store::Tx,
         user: &UserId,
         now: i64,
@@ -200,7 +201,7 @@ impl Services {
     /// The admin endpoint: sets a local account's expiration (default: now + period) and
     /// whether it gets renewal emails. Returns the expiration.
     pub async fn admin_set_validity(
-        &self,
+        self,
         user: &UserId,
         expiration_ts: Option<i64>,
         enable_renewal_emails: Option<bool>,
@@ -228,7 +229,7 @@ impl Services {
 
     /// `send_mail`: a new renewal link to every email bound to the account (none bound: nothing
     /// is sent, as Synapse).
-    pub async fn send_renewal_mail(&self, user: &UserId) -> Result<()> {
+    pub async fn send_renewal_mail(self, user: &UserId) -> Result<()> {
         self.validity_on()?;
         self.mailer.require()?;
         let key = user.as_str();
@@ -257,7 +258,7 @@ impl Services {
 
     /// Sends one new renewal link to `addresses` (skipped when there are none).
     async fn mail_renewal_link(
-        &self,
+        self,
         user: &UserId,
         expiration_ts: i64,
         addresses: &[String],
@@ -298,7 +299,7 @@ impl Services {
     }
 
     /// A renewal link was opened.
-    pub async fn renew_with_token(&self, token: &str) -> Result<Renewal> {
+    pub async fn renew_with_token(self, token: &str) -> Result<Renewal> {
         let cfg = self.validity_on()?;
         if token.is_empty() || token.len() > 128 {
             return Ok(Renewal::Unknown);
@@ -333,7 +334,7 @@ impl Services {
     }
 
     /// One run of the job (nothing when expiry is off or another process holds the lease).
-    pub async fn run_validity_job_once(&self) -> Result<JobReport> {
+    pub async fn run_validity_job_once(self) -> Result<JobReport> {
         let Some(cfg) = self.validity_config() else {
             return Ok(JobReport::default());
         };
@@ -404,7 +405,7 @@ impl Services {
 
     /// (a) of the job: each account whose next reminder offset has come gets one email (an
     /// offset skipped while the job was down is not sent on top of a smaller one).
-    async fn send_due_reminders(&self, cfg: &AccountValidityConfig, now: i64) -> Result<usize> {
+    async fn send_due_reminders(self, cfg: &AccountValidityConfig, now: i64) -> Result<usize> {
         let mut offsets: Vec<i64> = cfg.reminder_days.iter().map(|d| i64::from(*d)).collect();
         offsets.sort_unstable();
         offsets.dedup();
@@ -438,7 +439,7 @@ impl Services {
     /// Sends one reminder to each of `rows` (at the smallest offset it has reached); returns
     /// (accounts emailed, reminders recorded).
     async fn send_reminders(
-        &self,
+        self,
         offsets: &[i64],
         rows: Vec<crate::store::validity::ValidityRow>,
         now: i64,
@@ -484,7 +485,7 @@ impl Services {
     }
 
     /// Gives the job's lease back (graceful stop).
-    pub async fn release_validity_lease(&self) {
+    pub async fn release_validity_lease(self) {
         if self.validity_config().is_some() {
             if let Err(e) = self.db.release_lease(LEASE, &self.validity.holder).await {
                 tracing::warn!(error = %e, "releasing the account validity lease");

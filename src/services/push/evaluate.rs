@@ -2,6 +2,7 @@
 //! decide whether a new event notifies or highlights them. The result is written with the
 //! event, in the same transaction, so unread counts never lag the timeline.
 
+use crate::services::push::PushFace;
 use std::collections::{BTreeMap, HashSet};
 
 use ruma::{
@@ -18,7 +19,6 @@ use crate::{
     services::{
         rooms::relations::thread_of,
         rooms::{NewPdu, RoomState},
-        Services,
     },
     Result,
 };
@@ -59,11 +59,11 @@ fn power_levels_ctx(room: &RoomState) -> PushConditionPowerLevelsCtx {
     PushConditionPowerLevelsCtx::new(users, users_default, notifications, rules)
 }
 
-impl Services {
+impl PushFace<'_> {
     /// The notifications a batch of new events gives the room's local members. `contents` are
     /// the events' parsed contents, in batch order.
     pub async fn evaluate_push(
-        &self,
+        self,
         room: &RoomState,
         batch: &[NewPdu],
         streams: &[i64],

@@ -22,7 +22,6 @@ use ruma::{
 };
 use serde_json::{json, Value};
 
-use super::Services;
 use crate::{Error, Result};
 
 /// Rule sets kept in memory; the map is emptied when it grows past this.
@@ -71,10 +70,10 @@ fn not_found() -> Error {
     Error::not_found("Push rule not found")
 }
 
-impl Services {
+impl PushFace<'_> {
     /// A user's push rules: the stored ones brought up to date with the server defaults, or the
     /// server defaults.
-    pub async fn ruleset(&self, user: &UserId) -> Result<Arc<Ruleset>> {
+    pub async fn ruleset(self, user: &UserId) -> Result<Arc<Ruleset>> {
         if let Some(r) = self.push_state.rulesets.lock().get(user) {
             return Ok(r.clone());
         }
@@ -85,7 +84,7 @@ impl Services {
 
     /// The rule sets of several users, reading the uncached ones in one query.
     pub async fn rulesets(
-        &self,
+        self,
         users: &[OwnedUserId],
     ) -> Result<HashMap<OwnedUserId, Arc<Ruleset>>> {
         let mut out = HashMap::with_capacity(users.len());
@@ -139,7 +138,7 @@ impl Services {
 
     /// Applies a change to a user's rules and stores the result (clients see it in /sync).
     async fn change_rules(
-        &self,
+        self,
         user: &UserId,
         change: impl FnOnce(&mut Ruleset) -> Result<()>,
     ) -> Result<()> {
@@ -157,7 +156,7 @@ impl Services {
     }
 
     /// One rule, as JSON, or 404.
-    pub async fn push_rule(&self, user: &UserId, kind: &str, rule_id: &str) -> Result<Value> {
+    pub async fn push_rule(self, user: &UserId, kind: &str, rule_id: &str) -> Result<Value> {
         parse_kind(kind)?;
         let rules = ruleset_json(&*self.ruleset(user).await?)?;
         rules[kind]
@@ -168,7 +167,7 @@ impl Services {
     }
 
     pub async fn put_push_rule(
-        &self,
+        self,
         user: &UserId,
         kind: &str,
         rule_id: &str,
@@ -225,7 +224,7 @@ impl Services {
         .await
     }
 
-    pub async fn delete_push_rule(&self, user: &UserId, kind: &str, rule_id: &str) -> Result<()> {
+    pub async fn delete_push_rule(self, user: &UserId, kind: &str, rule_id: &str) -> Result<()> {
         let kind = parse_kind(kind)?;
         self.change_rules(user, |rules| {
             rules.remove(kind, rule_id).map_err(|e| match e {
@@ -239,7 +238,7 @@ impl Services {
     }
 
     pub async fn set_push_rule_enabled(
-        &self,
+        self,
         user: &UserId,
         kind: &str,
         rule_id: &str,
@@ -255,7 +254,7 @@ impl Services {
     }
 
     pub async fn set_push_rule_actions(
-        &self,
+        self,
         user: &UserId,
         kind: &str,
         rule_id: &str,
@@ -272,7 +271,7 @@ impl Services {
 
     /// GET /notifications: notifying events, newest first.
     pub async fn notifications(
-        &self,
+        self,
         user: &UserId,
         from: Option<&str>,
         limit: i64,

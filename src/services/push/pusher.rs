@@ -5,6 +5,7 @@
 //! stored, so a restart resumes where delivery stopped. A failing gateway is retried with
 //! exponential backoff; pushkeys the gateway rejects are removed.
 
+use crate::services::push::PushFace;
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Weak},
@@ -67,8 +68,8 @@ enum Outcome {
     Retry,
 }
 
-impl Services {
-    pub async fn set_pusher(&self, r: &Requester, b: SetPusher) -> Result<()> {
+impl PushFace<'_> {
+    pub async fn set_pusher(self, r: &Requester, b: SetPusher) -> Result<()> {
         let pushkey = required(b.pushkey, "pushkey")?;
         let app_id = required(b.app_id, "app_id")?;
         if pushkey.len() > 512 || app_id.len() > 64 {
@@ -120,7 +121,7 @@ impl Services {
         Ok(())
     }
 
-    pub async fn pushers(&self, user: &UserId) -> Result<Value> {
+    pub async fn pushers(self, user: &UserId) -> Result<Value> {
         let list: Vec<Value> = self
             .db
             .pushers_of(user.as_str())
@@ -143,7 +144,7 @@ impl Services {
     }
 
     /// Hands users with new notifications to the pusher task.
-    pub fn wake_pushers(&self, users: impl IntoIterator<Item = String>) {
+    pub fn wake_pushers(self, users: impl IntoIterator<Item = String>) {
         let mut pending = self.push_state.pending.lock();
         let before = pending.len();
         pending.extend(users);
@@ -153,8 +154,8 @@ impl Services {
     }
 
     /// Starts the delivery task; it stops when the services are dropped.
-    pub fn start_pusher_task(self: &Arc<Self>) {
-        let weak: Weak<Services> = Arc::downgrade(self);
+    pub fn start_pusher_task(self) {
+        let weak: Weak<Services> = self.me.clone();
         let wake = self.push_state.wake.clone();
         // Gateways are reached only at addresses the outbound policy allows (names through the
         // DNS hook, IP literals in push_one).
@@ -195,7 +196,7 @@ impl Services {
                 );
                 if !users.is_empty() {
                     let users: Vec<String> = users.into_iter().collect();
-                    if let Err(e) = s.deliver(&client, &users, &mut backoff).await {
+                    if let Err(e) = s.push().deliver(&client, &users, &mut backoff).await {
                         tracing::warn!(error = %e, "push delivery round failed");
                         // Nothing was lost: progress is only stored after delivery.
                         s.push_state.pending.lock().extend(users);
@@ -211,7 +212,7 @@ impl Services {
     }
 
     async fn deliver(
-        &self,
+        self,
         client: &reqwest::Client,
         users: &[String],
         backoff: &mut HashMap<(String, String, String), Backoff>,
@@ -292,7 +293,7 @@ impl Services {
 
     /// Sends one notification to a pusher's gateway.
     async fn push_one(
-        &self,
+        self,
         client: &reqwest::Client,
         p: &PusherRow,
         row: &PushActionRow,
@@ -354,7 +355,7 @@ impl Services {
 
     /// The notify request body, in the pusher's format (`event_id_only` or full).
     async fn notification_body(
-        &self,
+        self,
         p: &PusherRow,
         row: &PushActionRow,
         unread: i64,

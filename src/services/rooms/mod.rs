@@ -693,7 +693,7 @@ impl RoomsFace<'_> {
                 {
                     std::process::abort();
                 }
-                self.wake_pushers(notified);
+                self.push().wake_pushers(notified);
                 // Local events were queued for the other servers with them: send.
                 for d in destinations {
                     self.federation().wake_destination(d.as_str(), false);
@@ -839,6 +839,7 @@ impl RoomsFace<'_> {
             .await
             .map_err(fail)?;
         let push = self
+            .push()
             .evaluate_push(room, batch, ids, &contents)
             .await
             .map_err(fail)?;

@@ -225,7 +225,7 @@ impl<'a> RoomsFace<'a> {
         }
         // The system user never expires.
         self.db.delete_validity(system.as_str()).await?;
-        self.validity_forget(system);
+        self.policy().validity_forget(system);
         if let Some(name) = &cfg.system_mxid_display_name {
             self.sync()
                 .set_profile(

@@ -57,7 +57,7 @@ impl SyncFace<'_> {
         }
         res?;
         if room.is_none() && kind == "im.vector.hide_profile" {
-            self.annuaire_touch(user).await;
+            self.policy().annuaire_touch(user).await;
         }
         Ok(())
     }
@@ -89,7 +89,7 @@ impl SyncFace<'_> {
         self.db
             .set_profile_field(user.as_str(), field, value)
             .await?;
-        self.annuaire_touch(user).await;
+        self.policy().annuaire_touch(user).await;
         Ok(())
     }
 

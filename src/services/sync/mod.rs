@@ -409,7 +409,7 @@ impl SyncFace<'_> {
             && req.filter.account_data.allows_type("m.push_rules")
             && !global_ad.iter().any(|e| e["type"] == "m.push_rules")
         {
-            let rules = crate::services::push::ruleset_json(&*self.ruleset(user).await?)?;
+            let rules = crate::services::push::ruleset_json(&*self.push().ruleset(user).await?)?;
             global_ad.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
         }
 

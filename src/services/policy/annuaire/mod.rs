@@ -11,13 +11,14 @@
 pub mod index;
 mod replication;
 
+use crate::services::policy::PolicyFace;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use ruma::{OwnedServerName, OwnedUserId, UserId};
 use serde_json::{json, Value};
 
 use crate::{
-    services::{policy::email, Services},
+    services::policy::email,
     store::annuaire::{EntryRow, LocalFacts},
     util, Error, Result,
 };
@@ -76,9 +77,9 @@ pub enum InternalInfoCaller<'a> {
     Unsigned { loopback: bool, proxied: bool },
 }
 
-impl Services {
+impl PolicyFace<'_> {
     /// The body of the `annuaire_touch` hook: recompute these local users' entries.
-    pub(crate) async fn annuaire_touch_users(&self, users: &[&UserId]) {
+    pub(crate) async fn annuaire_touch_users(self, users: &[&UserId]) {
         if !self.policy_rules.enabled() {
             return;
         }
@@ -96,7 +97,7 @@ impl Services {
     }
 
     /// An entry as computed now from `facts` (`expired` from the validity hook).
-    fn local_entry(&self, f: &LocalFacts, expired: bool) -> EntryRow {
+    fn local_entry(self, f: &LocalFacts, expired: bool) -> EntryRow {
         let user = UserId::parse(&f.user_id).ok();
         let external = user
             .as_deref()
@@ -123,7 +124,7 @@ impl Services {
 
     /// Recomputes local entries; writes those that changed with new positions, updates the
     /// index and schedules a push. Returns how many changed.
-    pub async fn annuaire_refresh(&self, users: &[String]) -> Result<usize> {
+    pub async fn annuaire_refresh(self, users: &[String]) -> Result<usize> {
         let _guard = self.annuaire.write.lock().await;
         let facts = self.db.annuaire_local_facts(users).await?;
         let old: std::collections::HashMap<String, EntryRow> = self
@@ -164,7 +165,7 @@ impl Services {
     }
 
     /// Puts entries into the search index (visible ones) or takes them out.
-    fn index_entries(&self, entries: &[EntryRow]) {
+    fn index_entries(self, entries: &[EntryRow]) {
         let mut ix = self.annuaire.index.write();
         for e in entries {
             if e.visible {
@@ -182,7 +183,7 @@ impl Services {
 
     /// At start (Tchap on): every local user gets an entry (users that existed before the
     /// annuaire, in batches), then the search index is built from the table.
-    pub async fn annuaire_start(&self) -> Result<()> {
+    pub async fn annuaire_start(self) -> Result<()> {
         if !self.policy_rules.enabled() {
             return Ok(());
         }
@@ -204,7 +205,7 @@ impl Services {
     /// at a million entries must not delay the start). Each page is read and indexed under the
     /// local write lock, so a local change is either in the page or applied after it; pulls
     /// from peers start only once the index is built (`start_annuaire_tasks`).
-    pub async fn annuaire_load_index(&self) -> Result<()> {
+    pub async fn annuaire_load_index(self) -> Result<()> {
         let start = std::time::Instant::now();
         let mut after = String::new();
         loop {
@@ -235,7 +236,7 @@ impl Services {
 
     /// The account an address is bound to: a local binding first, then the annuaire (an
     /// account of another server of the federation).
-    pub async fn account_for_email(&self, address: &str) -> Result<Option<OwnedUserId>> {
+    pub async fn account_for_email(self, address: &str) -> Result<Option<OwnedUserId>> {
         let address = email::normalise(address);
         let owner = match self.db.threepid_owner("email", &address).await? {
             Some(u) => Some(u),
@@ -255,7 +256,7 @@ impl Services {
     /// it is already bound to an account elsewhere than the rules say, that account's server
     /// (`hs`) and the rules' (`new_hs`). Without a rule for it: the bound account's server if
     /// any, else `{}` (no server hosts it).
-    pub async fn identity_info(&self, address: &str) -> Result<Value> {
+    pub async fn identity_info(self, address: &str) -> Result<Value> {
         let address = Self::checked_address(address)?;
         let home = self.policy_rules.home_for_email(&address);
         let bound = self.account_for_email(&address).await?;
@@ -273,7 +274,7 @@ impl Services {
     /// invited}`. Allowed to a request signed by a peer, or to an unsigned one from the loopback
     /// interface that no proxy forwarded; 403 otherwise.
     pub async fn identity_internal_info(
-        &self,
+        self,
         caller: InternalInfoCaller<'_>,
         address: &str,
     ) -> Result<Value> {

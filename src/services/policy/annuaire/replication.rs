@@ -4,6 +4,7 @@
 //! notifies every peer (debounced, fire-and-forget) after its own changes. The pulled position
 //! is kept per peer in the database with the entries it covers.
 
+use crate::services::policy::PolicyFace;
 use std::{collections::BTreeSet, time::Duration};
 
 use axum::http::Method;
@@ -11,11 +12,7 @@ use ruma::{OwnedServerName, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{
-    services::{policy::email, Services},
-    store::annuaire::EntryRow,
-    util, Error, Result,
-};
+use crate::{services::policy::email, store::annuaire::EntryRow, util, Error, Result};
 
 /// Entries per page of the change stream, by default and at most.
 pub const DEFAULT_PAGE: i64 = 500;
@@ -100,9 +97,9 @@ fn accept(origin: &ServerName, externals: bool, raw: Value) -> Option<EntryRow> 
     })
 }
 
-impl Services {
+impl PolicyFace<'_> {
     /// Refuses a federation request unless its origin is a peer of the federation.
-    pub fn annuaire_require_peer(&self, origin: &ServerName) -> Result<()> {
+    pub fn annuaire_require_peer(self, origin: &ServerName) -> Result<()> {
         if self.policy_rules.enabled() && self.policy_rules.is_peer(origin) {
             Ok(())
         } else {
@@ -115,7 +112,7 @@ impl Services {
     /// `GET …/annuaire/changes`: local entries changed after `since`, in position order
     /// (hidden, expired and deactivated users as `visible: false`), `next` and `more`.
     pub async fn annuaire_changes(
-        &self,
+        self,
         origin: &ServerName,
         since: i64,
         limit: Option<i64>,
@@ -134,14 +131,14 @@ impl Services {
     }
 
     /// `PUT …/annuaire/notify`: the origin has changes; pull from it soon.
-    pub fn annuaire_notified(&self, origin: &ServerName) -> Result<()> {
+    pub fn annuaire_notified(self, origin: &ServerName) -> Result<()> {
         self.annuaire_require_peer(origin)?;
         let _ = self.annuaire.pull_tx.send(origin.to_owned());
         Ok(())
     }
 
     /// Pulls a peer's change stream until caught up; returns the entries received.
-    pub async fn annuaire_pull(&self, peer: &ServerName) -> Result<usize> {
+    pub async fn annuaire_pull(self, peer: &ServerName) -> Result<usize> {
         let mut since = self.db.annuaire_peer_since(peer.as_str()).await?;
         let externals = self.policy_rules.is_external_server(peer);
         let mut total = 0;
@@ -178,7 +175,7 @@ impl Services {
     }
 
     /// Starts the pull and push tasks (Tchap on). They end when the services are dropped.
-    pub fn start_annuaire_tasks(&self) {
+    pub fn start_annuaire_tasks(self) {
         if !self.policy_rules.enabled() {
             return;
         }
@@ -213,7 +210,7 @@ impl Services {
                 }
                 let Some(s) = me.upgrade() else { break };
                 for peer in due {
-                    match s.annuaire_pull(&peer).await {
+                    match s.policy().annuaire_pull(&peer).await {
                         Ok(n) if n > 0 => tracing::debug!(%peer, entries = n, "annuaire pulled"),
                         Ok(_) => {}
                         Err(e) => tracing::debug!(%peer, error = %e, "annuaire pull failed"),
