@@ -475,7 +475,7 @@ pub struct OutboundConfig {
 impl Default for OutboundConfig {
     fn default() -> Self {
         Self {
-            ip_range_denylist: crate::services::outbound::DEFAULT_DENIED
+            ip_range_denylist: DEFAULT_IP_RANGE_DENYLIST
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -588,6 +588,38 @@ impl Default for PasswordHashing {
     }
 }
 
+/// Synapse's default `ip_range_blacklist`, with `0.0.0.0/8`, `::/128` (Synapse adds both
+/// always), `240.0.0.0/4` (reserved), NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`), 6to4
+/// (`2002::/16`) and Teredo (`2001::/32`), which reach IPv4 addresses through IPv6 ones.
+pub const DEFAULT_IP_RANGE_DENYLIST: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "2001::/32",
+    "2001:db8::/32",
+    "2002::/16",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+];
+
 impl Config {
     /// Reads the file (if any), then applies the environment overrides.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
@@ -659,28 +691,14 @@ impl Config {
         Ok(())
     }
 
+    /// Checks what the configuration can judge alone (names, formats). What only the services
+    /// can judge (room versions, the Tchap rules, IP ranges) is `services::check_config`.
     pub fn check(&self) -> anyhow::Result<()> {
         ruma::ServerName::parse(&self.server_name)
             .map_err(|e| anyhow::anyhow!("server_name {:?} is invalid: {e}", self.server_name))?;
-        if ruma::RoomVersionId::try_from(self.default_room_version.as_str())
-            .ok()
-            .and_then(|v| crate::services::rooms::version::supported(&v))
-            .is_none()
-        {
-            anyhow::bail!(
-                "default_room_version {:?} is not supported",
-                self.default_room_version
-            );
-        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             anyhow::bail!("log.format must be text or json");
         }
-        if let Some(t) = &self.tchap {
-            crate::services::policy::Policy::new(&self.server_name, Some(t))?;
-        }
-        crate::services::client_ip::TrustedProxies::new(&self.proxy.trusted_proxies)
-            .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
-        crate::services::outbound::Outbound::new(self).map_err(|e| anyhow::anyhow!(e))?;
         Ok(())
     }
 

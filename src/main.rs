@@ -56,6 +56,13 @@ enum UserCommand {
     },
 }
 
+/// Loads the configuration and checks it the way the services will read it.
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let cfg = Config::load(path)?;
+    palabre::services::check_config(&cfg)?;
+    Ok(cfg)
+}
+
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -80,7 +87,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::CheckConfig { config } => {
-                let cfg = Config::load(config.as_deref())?;
+                let cfg = load(config.as_deref())?;
                 println!(
                     "configuration OK: server_name={} database={}",
                     cfg.server_name,
@@ -89,7 +96,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Migrate { config } => {
-                let cfg = Config::load(config.as_deref())?;
+                let cfg = load(config.as_deref())?;
                 init_logging(&cfg);
                 let db = palabre::store::Db::connect(&cfg.database_url(), 2).await?;
                 let applied = db.migrate().await?;
@@ -105,7 +112,7 @@ fn main() -> anyhow::Result<()> {
                         config,
                     },
             } => {
-                let cfg = Config::load(config.as_deref())?;
+                let cfg = load(config.as_deref())?;
                 init_logging(&cfg);
                 let services = Services::start(cfg).await?;
                 let user = services
@@ -117,7 +124,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Serve { config } => {
-                let cfg = Config::load(config.as_deref())?;
+                let cfg = load(config.as_deref())?;
                 init_logging(&cfg);
                 let running = palabre::server::start(cfg).await?;
                 shutdown_signal().await;

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    services::{accounts::Requester, Services},
+    services::{requester::Requester, Services},
     Error,
 };
 

@@ -4,12 +4,14 @@ pub mod accounts;
 pub mod client_ip;
 pub mod e2ee;
 pub mod federation;
+pub mod filter;
 pub mod mail;
 pub mod media;
 pub mod outbound;
 pub mod policy;
 pub mod push;
 pub mod ratelimit;
+pub mod requester;
 pub mod rooms;
 pub mod server_keys;
 pub mod streams;
@@ -100,9 +102,34 @@ pub struct Services {
     pub hashing: tokio::sync::Semaphore,
 }
 
+/// Checks a configuration as the services will read it: [`Config::check`] plus what only the
+/// services can judge (the default room version is one they speak, the Tchap rules, the trusted
+/// proxies' and outbound IP ranges). Every command runs it right after loading the file.
+pub fn check_config(config: &Config) -> anyhow::Result<()> {
+    config.check()?;
+    if ruma::RoomVersionId::try_from(config.default_room_version.as_str())
+        .ok()
+        .and_then(|v| rooms::version::supported(&v))
+        .is_none()
+    {
+        anyhow::bail!(
+            "default_room_version {:?} is not supported",
+            config.default_room_version
+        );
+    }
+    if let Some(t) = &config.tchap {
+        policy::Policy::new(&config.server_name, Some(t))?;
+    }
+    client_ip::TrustedProxies::new(&config.proxy.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
+    outbound::Outbound::new(config).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(())
+}
+
 impl Services {
     /// Connects to the database, applies migrations, loads the signing key and the stream heads.
     pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
+        check_config(&config)?;
         let db = Db::connect(&config.database_url(), config.database_max_connections).await?;
         let applied = db.migrate().await?;
         if !applied.is_empty() {

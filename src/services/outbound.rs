@@ -20,38 +20,6 @@ use futures_util::StreamExt;
 
 use super::federation::resolver::Pinned;
 
-/// Synapse's default `ip_range_blacklist`, with `0.0.0.0/8`, `::/128` (Synapse adds both
-/// always), `240.0.0.0/4` (reserved), NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`), 6to4
-/// (`2002::/16`) and Teredo (`2001::/32`), which reach IPv4 addresses through IPv6 ones.
-pub const DEFAULT_DENIED: &[&str] = &[
-    "0.0.0.0/8",
-    "10.0.0.0/8",
-    "100.64.0.0/10",
-    "127.0.0.0/8",
-    "169.254.0.0/16",
-    "172.16.0.0/12",
-    "192.0.0.0/24",
-    "192.0.2.0/24",
-    "192.88.99.0/24",
-    "192.168.0.0/16",
-    "198.18.0.0/15",
-    "198.51.100.0/24",
-    "203.0.113.0/24",
-    "224.0.0.0/4",
-    "240.0.0.0/4",
-    "::/128",
-    "::1/128",
-    "64:ff9b::/96",
-    "64:ff9b:1::/48",
-    "2001::/32",
-    "2001:db8::/32",
-    "2002::/16",
-    "fc00::/7",
-    "fe80::/10",
-    "fec0::/10",
-    "ff00::/8",
-];
-
 /// An address range, `addr/len` or a single address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -293,7 +261,10 @@ mod tests {
 
     #[test]
     fn default_policy() {
-        let deny: Vec<String> = DEFAULT_DENIED.iter().map(|s| s.to_string()).collect();
+        let deny: Vec<String> = crate::config::DEFAULT_IP_RANGE_DENYLIST
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let p = IpPolicy::new(&[], &deny).unwrap();
         for bad in [
             "127.0.0.1",

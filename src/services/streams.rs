@@ -8,6 +8,7 @@ use std::{
     },
 };
 
+use crate::{Error, Result};
 use parking_lot::Mutex;
 use ruma::{OwnedUserId, UserId};
 use tokio::sync::Notify;
@@ -156,4 +157,72 @@ impl Notifier {
     pub fn prune(&self) {
         self.users.lock().retain(|_, n| Arc::strong_count(n) > 1);
     }
+}
+
+/// The `since`/`next_batch` token of `/sync`: one position per stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncToken {
+    pub events: i64,
+    pub account_data: i64,
+    pub presence: i64,
+    pub to_device: i64,
+    pub device_lists: i64,
+    pub receipts: i64,
+    pub typing: i64,
+}
+
+impl SyncToken {
+    /// `s<events>_<account_data>[_<presence>[_<to_device>_<device_lists>[_<receipts>_<typing>]]]`
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || Error::invalid_param("Invalid sync token");
+        let rest = s.strip_prefix('s').ok_or_else(bad)?;
+        let parts: Vec<i64> = rest
+            .split('_')
+            .map(|p| p.parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?;
+        if parts.iter().any(|p| *p < 0) {
+            return Err(bad());
+        }
+        let mut all = [0i64; 7];
+        if !matches!(parts.len(), 2 | 3 | 5 | 7) {
+            return Err(bad());
+        }
+        all[..parts.len()].copy_from_slice(&parts);
+        let [events, account_data, presence, to_device, device_lists, receipts, typing] = all;
+        Ok(Self {
+            events,
+            account_data,
+            presence,
+            to_device,
+            device_lists,
+            receipts,
+            typing,
+        })
+    }
+}
+
+impl std::fmt::Display for SyncToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "s{}_{}_{}_{}_{}_{}_{}",
+            self.events,
+            self.account_data,
+            self.presence,
+            self.to_device,
+            self.device_lists,
+            self.receipts,
+            self.typing
+        )
+    }
+}
+
+/// A pagination position: `t<n>` (from /messages) or a sync token (its event part).
+pub fn parse_position(s: &str) -> Result<i64> {
+    if let Some(n) = s.strip_prefix('t') {
+        return n
+            .parse()
+            .map_err(|_| Error::invalid_param("Invalid pagination token"));
+    }
+    Ok(SyncToken::parse(s)?.events)
 }

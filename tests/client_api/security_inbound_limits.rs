@@ -330,8 +330,8 @@ crate::both_backends!(
 fn example_config_and_bad_ranges() {
     let cfg: Config = toml::from_str(include_str!("../../config/palabre.example.toml"))
         .expect("example config parses");
-    cfg.check().expect("example config checks");
+    palabre::services::check_config(&cfg).expect("example config checks");
     let mut bad = cfg.clone();
     bad.proxy.trusted_proxies = vec!["10.0.0.0/33".into()];
-    assert!(bad.check().is_err());
+    assert!(palabre::services::check_config(&bad).is_err());
 }

@@ -10,7 +10,7 @@ use axum::{
 };
 
 use super::{AppState, Auth};
-use crate::{services::accounts::Requester, Error};
+use crate::{services::requester::Requester, Error};
 
 /// An authenticated server admin. The flag is read from the database at each request (not
 /// cached with the token): a demoted admin loses access at once, a promoted user gains it.

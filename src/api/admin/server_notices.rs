@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::Admin;
 use crate::{
     api::{ok, ApiResult, AppState, Json, Path},
-    services::{accounts::Requester, rooms::server_notices::Notice},
+    services::{requester::Requester, rooms::server_notices::Notice},
     util::parse_user_id,
     Error,
 };

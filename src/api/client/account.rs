@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::{
     api::{form_pairs, ok, ApiResult, AppState, Auth, Json},
-    services::accounts::{AuthData, Requester},
+    services::requester::{AuthData, Requester},
     Error,
 };
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path},
-    services::accounts::AuthData,
+    services::requester::AuthData,
     store::users::DeviceRow,
 };
 

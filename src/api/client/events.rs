@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path, Query},
-    services::sync::filter::RoomEventFilter,
+    services::filter::RoomEventFilter,
     store::events::Dir,
     util::parse_room_id as room,
     Error,

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Query},
     services::{
-        accounts::AuthData,
         e2ee::{device_keys::KeyUpload, federation::remote_timeout},
+        requester::AuthData,
     },
     Error,
 };

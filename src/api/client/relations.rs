@@ -21,7 +21,7 @@ pub struct RelationsQuery {
 
 async fn relations(
     s: AppState,
-    r: crate::services::accounts::Requester,
+    r: crate::services::requester::Requester,
     room_id: String,
     parent: String,
     rel_type: Option<String>,

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, ClientIp, Json, Query},
-    services::accounts::AuthData,
+    services::requester::AuthData,
     Error,
 };
 

@@ -39,7 +39,7 @@ pub async fn sync(
     ok(s.sync().sync_v2(&r, req).await?)
 }
 
-fn own(r: &crate::services::accounts::Requester, user: &str) -> Result<(), Error> {
+fn own(r: &crate::services::requester::Requester, user: &str) -> Result<(), Error> {
     let u = crate::util::parse_user_id(user)?;
     if u != r.user_id {
         return Err(Error::forbidden("Cannot use another user's filters"));

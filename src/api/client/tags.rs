@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path},
-    services::accounts::Requester,
+    services::requester::Requester,
     util::{parse_room_id, parse_user_id},
     Error,
 };

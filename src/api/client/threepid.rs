@@ -13,8 +13,9 @@ use serde_json::json;
 use crate::{
     api::{form_pairs, ok, ApiResult, AppState, Auth, ClientIp, Json, Query},
     services::{
-        accounts::threepid::{Purpose, ThreepidCreds, TokenRequest},
-        accounts::AuthData,
+        accounts::threepid::{Purpose, TokenRequest},
+        requester::AuthData,
+        requester::ThreepidCreds,
     },
     Error,
 };

@@ -18,24 +18,19 @@ use argon2::{
 };
 use parking_lot::Mutex;
 use ruma::{OwnedUserId, UserId};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::services::accounts::threepid::{Purpose, ThreepidCreds};
 use crate::services::federation::edus::DeviceChange;
 use crate::services::policy::email;
+use crate::services::{
+    accounts::threepid::Purpose,
+    requester::{AuthData, Requester, ThreepidCreds},
+};
 use crate::{
     config::RegistrationMode,
     store::{users::DeviceRow, Db},
     util, Error, Result,
 };
-
-/// Who is calling: resolved from the access token.
-#[derive(Debug, Clone)]
-pub struct Requester {
-    pub user_id: OwnedUserId,
-    pub device_id: String,
-}
 
 #[derive(Clone)]
 struct CachedToken {
@@ -79,33 +74,6 @@ impl Session {
         }
         v
     }
-}
-
-#[derive(Debug, Deserialize, Default)]
-pub struct AuthData {
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub session: Option<String>,
-    pub token: Option<String>,
-    pub password: Option<String>,
-    pub identifier: Option<Identifier>,
-    pub user: Option<String>,
-    /// `m.login.email.identity` (`threepidCreds` is the old spelling).
-    #[serde(alias = "threepidCreds")]
-    pub threepid_creds: Option<ThreepidCreds>,
-    /// Deprecated top-level third-party identifier of `/login`.
-    pub medium: Option<String>,
-    pub address: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default, Clone)]
-pub struct Identifier {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub user: Option<String>,
-    /// `m.id.thirdparty`.
-    pub medium: Option<String>,
-    pub address: Option<String>,
 }
 
 /// What a completed registration UIA hands to [`Services::register`].

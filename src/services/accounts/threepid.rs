@@ -4,14 +4,15 @@
 //! email it sends, then used once: to register, to add the address, or to reset the password.
 
 use crate::services::accounts::AccountsFace;
+use crate::services::requester::ThreepidCreds;
 use rand::RngExt;
 use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{
-    services::accounts::Requester,
     services::policy::email,
+    services::requester::Requester,
     store::{
         threepid_sessions::{NewSession, ThreepidSession},
         Db,
@@ -68,13 +69,6 @@ pub struct TokenRequest {
     pub email: String,
     pub send_attempt: i64,
     pub next_link: Option<String>,
-}
-
-/// `threepid_creds` of the `m.login.email.identity` stage, and the body of `/account/3pid/add`.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-pub struct ThreepidCreds {
-    pub sid: String,
-    pub client_secret: String,
 }
 
 /// `[0-9a-zA-Z.=_-]{1,255}`: the spec's shape of a client secret, and of the sids we issue.
@@ -370,7 +364,7 @@ impl AccountsFace<'_> {
     /// validated password_reset session, else the 401 challenge naming that stage.
     pub async fn reset_password_unauthenticated(
         self,
-        auth: Option<crate::services::accounts::AuthData>,
+        auth: Option<crate::services::requester::AuthData>,
         new_password: &str,
         logout_devices: bool,
     ) -> Result<()> {

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use super::{cross_signing_public_key, signed_bytes, verify_signature};
 use crate::services::federation::edus::DeviceChange;
 use crate::{
-    services::accounts::{AuthData, Requester},
+    services::requester::{AuthData, Requester},
     store::{e2ee_keys::SignatureRow, Db},
     Error, Result,
 };

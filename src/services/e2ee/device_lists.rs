@@ -99,8 +99,8 @@ impl E2eeFace<'_> {
         from: &str,
         to: &str,
     ) -> Result<(Vec<String>, Vec<String>)> {
-        let from = crate::services::sync::SyncToken::parse(from)?;
-        let to = crate::services::sync::SyncToken::parse(to)?;
+        let from = crate::services::streams::SyncToken::parse(from)?;
+        let to = crate::services::streams::SyncToken::parse(to)?;
         let memberships = self.db.user_memberships(user.as_str()).await?;
         let in_window = |s: i64| s > from.events && s <= to.events;
         let joined: Vec<String> = memberships

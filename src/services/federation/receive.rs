@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::pdu::CheckedPdu;
 use crate::{
-    services::{rooms::remote::Outcome, sync::filter::glob},
+    services::{filter::glob, rooms::remote::Outcome},
     util, Error, Result,
 };
 

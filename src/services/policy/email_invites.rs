@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::{access_rules, email};
 use crate::{
-    services::{accounts::Requester, rooms::EventSpec},
+    services::{requester::Requester, rooms::EventSpec},
     store::threepids::EmailInviteRow,
     util, Error, Result,
 };

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    services::{accounts::Requester, outbound::read_capped, Services},
+    services::{outbound::read_capped, requester::Requester, Services},
     store::push::{PushActionRow, PusherRow},
     util, Error, Result,
 };

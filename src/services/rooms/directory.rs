@@ -8,7 +8,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{services::accounts::Requester, store::Db, Error, Result};
+use crate::{services::requester::Requester, store::Db, Error, Result};
 
 impl RoomsFace<'_> {
     /// The room a local alias points to.

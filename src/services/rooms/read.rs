@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::client_event::Format;
 use crate::{
-    services::{sync::filter::RoomEventFilter, sync::parse_position},
+    services::{filter::RoomEventFilter, streams::parse_position},
     store::events::{Dir, EventRow},
     Error, Result,
 };

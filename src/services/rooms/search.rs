@@ -11,7 +11,7 @@ use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::services::{rooms::client_event::Format, sync::filter::RoomEventFilter};
+use crate::services::{filter::RoomEventFilter, rooms::client_event::Format};
 use crate::{
     store::{
         events::EventRow,

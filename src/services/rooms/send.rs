@@ -5,7 +5,7 @@ use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{json, Value};
 
 use super::EventSpec;
-use crate::{services::accounts::Requester, Error, Result};
+use crate::{services::requester::Requester, Error, Result};
 
 /// A transaction id with its scope: the spec scopes it to the device and the request path, so
 /// the same id in another room or on another endpoint is a different transaction.

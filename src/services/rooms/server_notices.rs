@@ -9,7 +9,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{json, Value};
 
 use crate::services::{
-    accounts::Requester,
+    requester::Requester,
     rooms::create::{CreateRoomRequest, Replacement},
 };
 use crate::{config::ServerNoticesConfig, util, Error, Result};

@@ -4,7 +4,7 @@ use crate::services::sync::SyncFace;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 
-use crate::services::sync::filter::Filter;
+use crate::services::filter::Filter;
 use crate::{store::users::ProfileField, Error, Result};
 
 const MAX_ACCOUNT_DATA_BYTES: usize = 65_536;

@@ -7,7 +7,6 @@ crate::services::face!(
 );
 
 pub mod account_data;
-pub mod filter;
 pub mod presence;
 pub mod receipts;
 pub mod tags;
@@ -21,13 +20,14 @@ use std::{
 use ruma::UserId;
 use serde_json::{json, Map, Value};
 
+use crate::services::streams::SyncToken;
 use crate::services::{
-    accounts::Requester,
     e2ee::device_lists::{RoomsSeen, Window},
+    filter::Filter,
+    requester::Requester,
     rooms::client_event::Format,
-    sync::filter::Filter,
 };
-use crate::{store::events::EventRow, Error, Result};
+use crate::{store::events::EventRow, Result};
 
 /// Default number of timeline events per room.
 const DEFAULT_TIMELINE_LIMIT: i64 = 10;
@@ -35,73 +35,6 @@ const DEFAULT_TIMELINE_LIMIT: i64 = 10;
 const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Rooms with more members than this get no heroes in their summary.
 const HEROES_MAX_ROOM: i64 = 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncToken {
-    pub events: i64,
-    pub account_data: i64,
-    pub presence: i64,
-    pub to_device: i64,
-    pub device_lists: i64,
-    pub receipts: i64,
-    pub typing: i64,
-}
-
-impl SyncToken {
-    /// `s<events>_<account_data>[_<presence>[_<to_device>_<device_lists>[_<receipts>_<typing>]]]`
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = || Error::invalid_param("Invalid sync token");
-        let rest = s.strip_prefix('s').ok_or_else(bad)?;
-        let parts: Vec<i64> = rest
-            .split('_')
-            .map(|p| p.parse().map_err(|_| bad()))
-            .collect::<Result<_>>()?;
-        if parts.iter().any(|p| *p < 0) {
-            return Err(bad());
-        }
-        let mut all = [0i64; 7];
-        if !matches!(parts.len(), 2 | 3 | 5 | 7) {
-            return Err(bad());
-        }
-        all[..parts.len()].copy_from_slice(&parts);
-        let [events, account_data, presence, to_device, device_lists, receipts, typing] = all;
-        Ok(Self {
-            events,
-            account_data,
-            presence,
-            to_device,
-            device_lists,
-            receipts,
-            typing,
-        })
-    }
-}
-
-impl std::fmt::Display for SyncToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "s{}_{}_{}_{}_{}_{}_{}",
-            self.events,
-            self.account_data,
-            self.presence,
-            self.to_device,
-            self.device_lists,
-            self.receipts,
-            self.typing
-        )
-    }
-}
-
-/// A pagination position: `t<n>` (from /messages) or a sync token (its event part).
-pub fn parse_position(s: &str) -> Result<i64> {
-    if let Some(n) = s.strip_prefix('t') {
-        return n
-            .parse()
-            .map_err(|_| Error::invalid_param("Invalid pagination token"));
-    }
-    Ok(SyncToken::parse(s)?.events)
-}
 
 pub struct SyncRequest {
     pub since: Option<String>,
