@@ -18,8 +18,6 @@ use std::{
 
 use futures_util::StreamExt;
 
-use super::federation::resolver::Pinned;
-
 /// An address range, `addr/len` or a single address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -150,6 +148,22 @@ impl Outbound {
             previews,
             media_redirects,
         })
+    }
+}
+
+/// Host names whose addresses are fixed by discovery (SRV targets, test overrides).
+#[derive(Default)]
+pub struct Pinned(parking_lot::Mutex<std::collections::HashMap<String, Vec<SocketAddr>>>);
+
+impl Pinned {
+    /// Fixes the addresses of a host name (discovery found them).
+    pub fn pin(&self, host: String, addrs: Vec<SocketAddr>) {
+        self.0.lock().insert(host, addrs);
+    }
+
+    /// The addresses discovery fixed for a host name, if any.
+    pub fn get(&self, host: &str) -> Option<Vec<SocketAddr>> {
+        self.0.lock().get(host).cloned()
     }
 }
 

@@ -13,6 +13,8 @@ use std::{
 };
 
 use hickory_resolver::TokioResolver;
+
+use crate::services::outbound::Pinned;
 use parking_lot::Mutex;
 use ruma::ServerName;
 
@@ -21,17 +23,6 @@ use ruma::ServerName;
 pub struct Destination {
     /// `https://host:port`
     pub base_url: String,
-}
-
-/// Host names whose addresses are fixed by discovery (SRV targets, test overrides).
-#[derive(Default)]
-pub struct Pinned(Mutex<HashMap<String, Vec<SocketAddr>>>);
-
-impl Pinned {
-    /// The addresses discovery fixed for a host name, if any.
-    pub fn get(&self, host: &str) -> Option<Vec<SocketAddr>> {
-        self.0.lock().get(host).cloned()
-    }
 }
 
 /// Largest `/.well-known/matrix/server` answer read.
@@ -133,7 +124,7 @@ impl Resolver {
             let (thost, tport) = split_host_port(target);
             let tport = tport.unwrap_or(8448);
             if let Some(addrs) = lookup(&thost, tport).await {
-                self.pinned.0.lock().insert(host.clone(), addrs);
+                self.pinned.pin(host.clone(), addrs);
             }
             return Destination {
                 base_url: format!("https://{}:{tport}", url_host(&host)),
@@ -161,7 +152,7 @@ impl Resolver {
         // 4. SRV records (new name first), 5. port 8448.
         if let Some((srv_host, srv_port)) = self.srv(&target).await {
             if let Some(addrs) = lookup(&srv_host, srv_port).await {
-                self.pinned.0.lock().insert(target.clone(), addrs);
+                self.pinned.pin(target.clone(), addrs);
             }
             return Destination {
                 base_url: format!("https://{}:{srv_port}", url_host(&target)),

@@ -12,7 +12,7 @@ use ruma::{events::StateEventType, RoomVersionId, UserId};
 use serde_json::Value;
 
 use super::{room_defaults, Policy};
-use crate::services::rooms::{pdu::Pdu, resolve::State};
+use crate::services::rooms::{pdu::Pdu, state::State};
 
 /// The state event type carrying the rule.
 pub const EVENT_TYPE: &str = "im.vector.room.access_rules";
@@ -318,7 +318,7 @@ impl crate::services::Services {
     pub(crate) async fn tchap_create_checks(
         &self,
         creator: &UserId,
-        req: &crate::services::rooms::create::CreateRoomRequest,
+        req: &crate::services::rooms::requests::CreateRoomRequest,
         invitees: &[ruma::OwnedUserId],
     ) -> crate::Result<Rule> {
         let explicit = req
@@ -369,7 +369,7 @@ impl crate::services::Services {
     pub fn policy_may_publish(
         &self,
         user: &UserId,
-        room: &crate::services::rooms::RoomState,
+        room: &crate::services::rooms::state::RoomState,
     ) -> crate::Result<()> {
         self.policy_may_publish_rule(user, room_rule(&room.state))
     }

@@ -5,7 +5,7 @@
 use ruma::events::StateEventType;
 use serde_json::{json, Map, Value};
 
-use crate::services::rooms::resolve::State;
+use crate::services::rooms::state::State;
 
 /// Lowest `invite` level a creation override may set.
 pub const MIN_INVITE: i64 = 50;
@@ -108,7 +108,8 @@ impl crate::services::Services {
             promoted_power_levels(&self.policy_rules, room, user)
         };
         let Some(pl) = pl else { return Ok(()) };
-        let spec = crate::services::rooms::EventSpec::state("m.room.power_levels", "", pl);
+        let spec =
+            crate::services::rooms::requests::EventSpec::state("m.room.power_levels", "", pl);
         self.rooms()
             .submit(room_id, user.to_owned(), None, None, spec, None)
             .await?;
@@ -120,7 +121,7 @@ impl crate::services::Services {
 /// power 100 (None: nothing to do).
 fn promoted_power_levels(
     policy: &super::Policy,
-    room: &crate::services::rooms::RoomState,
+    room: &crate::services::rooms::state::RoomState,
     leaving: &ruma::UserId,
 ) -> Option<Value> {
     let mut pl = room.power_levels();

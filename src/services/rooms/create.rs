@@ -2,54 +2,15 @@
 
 use crate::services::rooms::RoomsFace;
 use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+pub use super::requests::{CreateRoomRequest, InitialState, Replacement};
 use super::{version, EventSpec, RoomState};
 use crate::{
     config::EncryptionByDefault,
     services::policy::{access_rules, room_defaults},
     util, Error, Result,
 };
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct CreateRoomRequest {
-    pub visibility: Option<String>,
-    pub room_alias_name: Option<String>,
-    pub name: Option<String>,
-    pub topic: Option<String>,
-    pub invite: Vec<String>,
-    pub invite_3pid: Vec<Value>,
-    pub room_version: Option<String>,
-    pub creation_content: Option<Map<String, Value>>,
-    pub initial_state: Vec<InitialState>,
-    pub preset: Option<String>,
-    pub is_direct: bool,
-    pub power_level_content_override: Option<Map<String, Value>>,
-}
-
-/// What a room upgrade carries into the replacement room, beyond a `/createRoom` request:
-/// the room starts from exactly these power levels and this state instead of a preset.
-pub struct Replacement {
-    /// The power levels the room starts with (the old room's, with the upgrading user raised
-    /// enough to copy the state over).
-    pub power_levels: Value,
-    /// State copied from the old room, in order (bans included). An event the copy cannot send
-    /// is left out with a warning rather than failing the upgrade.
-    pub state: Vec<(String, String, Value)>,
-    /// The old room's own power levels, sent last when they differ from `power_levels`.
-    pub final_power_levels: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct InitialState {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub state_key: String,
-    pub content: Value,
-}
 
 impl RoomsFace<'_> {
     pub async fn create_room(

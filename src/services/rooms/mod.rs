@@ -23,8 +23,10 @@ pub mod pdu;
 pub mod read;
 pub mod redactions;
 pub mod remote;
+pub mod requests;
 pub mod resolve;
 pub mod send;
+pub mod state;
 pub mod store_events;
 pub mod upgrade;
 pub mod version;
@@ -47,6 +49,8 @@ use serde_json::Value;
 use store_events::{EventWrite, NewRoom, Placement};
 
 use self::pdu::Pdu;
+pub use self::requests::EventSpec;
+pub use self::state::{state_entries, GroupWrite, RoomState, StateDiff, StateKey};
 use super::Services;
 use crate::{
     services::rooms::relations::relation_of,
@@ -56,36 +60,6 @@ use crate::{
 
 /// Largest PDU, in bytes of canonical JSON (spec).
 pub const MAX_PDU_BYTES: usize = 65_536;
-/// A full state snapshot is written after this many deltas.
-const MAX_DELTA_CHAIN: i64 = 32;
-
-pub type StateKey = (StateEventType, String);
-/// Current-state entries set by state resolution (None: the entry is gone).
-pub type StateDiff = Vec<(StateKey, Option<Arc<Pdu>>)>;
-
-/// The in-memory view of a room, valid while its lock is held.
-pub struct RoomState {
-    pub room_id: OwnedRoomId,
-    pub version: RoomVersionId,
-    pub rules: RoomVersionRules,
-    pub state: HashMap<StateKey, Arc<Pdu>>,
-    pub extremities: Vec<OwnedEventId>,
-    pub depth: u64,
-    pub state_group: Option<i64>,
-    pub chain_len: i64,
-    /// Local users joined or invited: whom to wake when the room changes.
-    pub local_members: HashSet<OwnedUserId>,
-    /// (sender, device, txn_id) of recent local events, for idempotent retries.
-    pub recent_txns: HashMap<(OwnedUserId, String, String), OwnedEventId>,
-    /// Events are stamped no earlier than this (room creation retries after an id clash).
-    pub min_ts: i64,
-    /// Current-state changes decided by state resolution, written by the next persist: per
-    /// event of the batch, the entries it sets (None: the entry is gone). An event listed here
-    /// changes the current state only through its list (possibly empty).
-    pub resolved: Vec<(OwnedEventId, StateDiff)>,
-    /// State groups written by the next persist besides the events' own (resolved states).
-    pub extra_groups: Vec<GroupWrite>,
-}
 
 type RoomSlot = Arc<tokio::sync::Mutex<Option<RoomState>>>;
 pub type RoomGuard = tokio::sync::OwnedMutexGuard<Option<RoomState>>;
@@ -100,72 +74,6 @@ pub struct RoomCache {
     upgrading: Mutex<HashSet<OwnedRoomId>>,
     /// Backfill over federation (stream positions below the start, one backfill per room).
     pub backfill: backfill::Backfill,
-}
-
-/// An event a local user asks for.
-pub struct EventSpec {
-    pub kind: String,
-    pub state_key: Option<String>,
-    pub content: Value,
-    /// Top-level `redacts` (room versions before 11).
-    pub redacts: Option<OwnedEventId>,
-    /// A server admin's request: the Tchap access rules do not apply (local requests only).
-    pub bypass_policy: bool,
-}
-
-impl EventSpec {
-    pub fn state(kind: &str, key: &str, content: Value) -> Self {
-        Self {
-            kind: kind.to_owned(),
-            state_key: Some(key.to_owned()),
-            content,
-            redacts: None,
-            bypass_policy: false,
-        }
-    }
-}
-
-/// A new state group: id, the group it is a delta on (None: a full snapshot), the delta chain
-/// length, and its (type, state_key, event_id) entries.
-pub struct GroupWrite {
-    pub id: i64,
-    pub prev: Option<i64>,
-    pub chain_len: i64,
-    pub entries: Vec<(String, String, String)>,
-}
-
-/// A state as (type, state_key, event_id) rows.
-pub fn state_entries(state: &HashMap<StateKey, Arc<Pdu>>) -> Vec<(String, String, String)> {
-    state
-        .iter()
-        .map(|((t, k), p)| (t.to_string(), k.clone(), p.event_id.to_string()))
-        .collect()
-}
-
-impl GroupWrite {
-    /// Group `id`, the state `after` an event: a delta holding the event's entry (`change`) on
-    /// `prev` = (group, its delta chain length) while the chain is short, else a full snapshot.
-    pub fn after(
-        id: i64,
-        prev: Option<(i64, i64)>,
-        change: Option<(&StateKey, &Pdu)>,
-        after: &HashMap<StateKey, Arc<Pdu>>,
-    ) -> GroupWrite {
-        match (prev, change) {
-            (Some((g, len)), Some((k, p))) if len < MAX_DELTA_CHAIN => GroupWrite {
-                id,
-                prev: Some(g),
-                chain_len: len + 1,
-                entries: vec![(k.0.to_string(), k.1.clone(), p.event_id.to_string())],
-            },
-            _ => GroupWrite {
-                id,
-                prev: None,
-                chain_len: 0,
-                entries: state_entries(after),
-            },
-        }
-    }
 }
 
 /// A built, signed and authorised event waiting to be persisted.

@@ -23,8 +23,7 @@ use ruma::{
 use super::{pdu::Pdu, StateKey};
 use crate::{store::dag::adjacency, Error, Result};
 
-/// A room state in memory: (type, state_key) -> event.
-pub type State = HashMap<StateKey, Arc<Pdu>>;
+pub use super::state::State;
 
 /// Whether the states all hold the same events.
 pub fn same_states(states: &[&State]) -> bool {
