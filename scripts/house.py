@@ -15,8 +15,18 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 SRC = os.path.join(ROOT, 'src')
 LAYER = {'main': 5, 'server': 4, 'api': 3, 'services': 2, 'store': 1,
          'config': 0, 'error': 0, 'util': 0, 'tls': 0, 'lib': 6}
-# Inner files of one area that another area may name: (from area, to module).
-PORTS = set()
+# Inner modules of an area that other areas may name: plain data and pure rules, no calls
+# back into the services. Everything else of an area is reached through its root
+# (`services::<area>::X`, re-exported there) or its face (`s.<area>().method()`).
+PUBLISHED = {
+    'services/rooms/pdu', 'services/rooms/state', 'services/rooms/requests',
+    'services/rooms/version', 'services/rooms/client_event',
+    'services/federation/pdu', 'services/federation/edus',
+    'services/policy/access_rules', 'services/policy/email', 'services/policy/room_defaults',
+    'services/policy/annuaire/index',
+}
+# An area that reaches federation through one file only: {area: that file}.
+PORTS = {'rooms': 'services/rooms/federation_port'}
 
 def modules():
     mods = {}
@@ -105,13 +115,25 @@ def resolve(prefix, seg, here):
     if seg == 'self': return prefix
     return prefix + [seg]
 
+REEXPORTS = {}  # (module, name) -> the absolute path it re-exports
+
 def target(path, mods):
+    """The file a path lands in, following `pub use` re-exports to the file that defines it."""
     if not path or path[0] != 'crate':
         return None
-    p = path[1:]
-    while p and tuple(p) not in mods:
-        p = p[:-1]
-    return tuple(p) if p else None
+    p = list(path[1:])
+    for _ in range(8):
+        k = len(p)
+        while k and tuple(p[:k]) not in mods:
+            k -= 1
+        if k == 0:
+            return None
+        mod = tuple(p[:k])
+        if k < len(p) and (mod, p[k]) in REEXPORTS:
+            p = list(REEXPORTS[(mod, p[k])][1:]) + p[k + 1:]
+            continue
+        return mod
+    return mod
 
 def area(mod):
     if len(mod) >= 2 and mod[0] == 'services' and os.path.isdir(os.path.join(SRC, 'services', mod[1])):
@@ -121,17 +143,36 @@ def area(mod):
 def graph():
     mods = modules()
     MODS.update(mods)
+    for mod, f in mods.items():
+        text = strip(open(f).read())
+        pub = ' '.join(re.findall(r'\bpub(?:\([^)]*\))?\s+(use\s+[^;]+;)', text))
+        for p in use_paths(pub, mod):
+            if len(p) > 1 and p[-1] != '*':
+                REEXPORTS[(mod, p[-1])] = p
     edges = collections.defaultdict(set)
+    written = collections.defaultdict(set)
+    faces = collections.defaultdict(set)
     for mod, f in mods.items():
         text = strip(open(f).read())
         for p in use_paths(text, mod):
             t = target(p, mods)
-            if t is None or t == mod:
-                continue
-            # naming a child module (a `mod` declaration or `use child::x` from a parent) is
-            # not an import of it by the parent
-            edges[mod].add(t)
-    return mods, edges
+            if t is not None and t != mod:
+                edges[mod].add(t)
+            w = written_target(p, mods)
+            if w is not None and w != mod:
+                written[mod].add(w)
+        for m in re.finditer(r'\.([a-z0-9_]+)\(\)\s*\.\s*[a-z_]', text):
+            faces[mod].add(m.group(1))
+    return mods, edges, written, faces
+
+def written_target(path, mods):
+    """The module a path names as written (no re-export followed)."""
+    if not path or path[0] != 'crate':
+        return None
+    p = path[1:]
+    while p and tuple(p) not in mods:
+        p = p[:-1]
+    return tuple(p) if p else None
 
 def sccs(nodes, edges):
     index, low, on, stack, out, n = {}, {}, set(), [], [], [0]
@@ -158,7 +199,7 @@ def name(m):
 
 def main():
     report = '--report' in sys.argv
-    mods, edges = graph()
+    mods, edges, written, faces = graph()
     problems = []
     # parents naming their own descendants (mod declarations, re-exports) are structure, and
     # descendants naming an ancestor are the normal direction: count neither in cycles
@@ -168,12 +209,18 @@ def main():
             la, lb = LAYER.get(a[0] if a else 'lib', 0), LAYER.get(b[0], 0)
             if a and lb > la and a[0] != b[0]:
                 problems.append(f'upward import: {name(a)} names {name(b)}')
+    for a, bs in written.items():
+        for b in bs:
             aa, ab = area(a), area(b)
-            if aa and ab and aa != ab and len(b) > 2 and (aa, name(b)) not in PORTS:
+            if aa and ab and aa != ab and len(b) > 2 and name(b) not in PUBLISHED:
                 problems.append(f'cross-area private path: {name(a)} names {name(b)} '
-                                f'(go through services::{ab} or its face)')
-            if not aa and a and a[0] == 'api' and ab and len(b) > 2 and False:
-                pass
+                                f'(go through services::{ab}, its face or a published module)')
+    for a in mods:
+        if area(a) in PORTS and name(a) not in PORTS.values():
+            (via, port) = [(k, v) for k, v in PORTS.items() if k == area(a)][0]
+            for other in ('federation',):
+                if other in faces.get(a, ()) or any(area(b) == other for b in written.get(a, ())):
+                    problems.append(f'{name(a)} reaches {other} outside its port {port}')
     cycles = sccs(list(mods), dag)
     for c in cycles:
         problems.append('import cycle: ' + ' <-> '.join(name(m) for m in c))
@@ -183,8 +230,9 @@ def main():
             print(f'  cycle of {len(c)}: ' + ', '.join(name(m) for m in c))
         ups = [p for p in problems if p.startswith('upward')]
         cross = [p for p in problems if p.startswith('cross')]
-        print(f'{len(ups)} upward imports, {len(cross)} cross-area private paths')
-        for p in ups + cross:
+        rest = [p for p in problems if p not in ups and p not in cross and 'cycle' not in p]
+        print(f'{len(ups)} upward imports, {len(cross)} cross-area private paths, {len(rest)} port breaches')
+        for p in ups + cross + rest:
             print('  ' + p)
         return 0
     for p in problems:

@@ -15,6 +15,9 @@ pub mod device_lists;
 pub mod federation;
 pub mod to_device;
 
+// What other areas use of the e2ee area's inner files (its door, with the face).
+pub use device_lists::{RoomsSeen, Window};
+
 use ruma::{CanonicalJsonValue, OwnedUserId, UserId};
 use serde_json::Value;
 use vodozemac::{Ed25519PublicKey, Ed25519Signature};

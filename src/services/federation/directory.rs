@@ -6,7 +6,7 @@ use axum::http::Method;
 use ruma::{OwnedRoomId, RoomAliasId, RoomId, ServerName};
 use serde_json::{json, Map, Value};
 
-use crate::{services::rooms::directory::PublicRoomsRequest, util, Error, Result};
+use crate::{services::rooms::PublicRoomsRequest, util, Error, Result};
 
 /// Rooms per page asked of another server at most.
 const MAX_REMOTE_PAGE: i64 = 500;

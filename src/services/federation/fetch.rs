@@ -17,9 +17,9 @@ use serde_json::Value;
 
 use crate::{
     services::rooms::{
-        auth_events::judge_batch,
+        judge_batch,
         pdu::{belongs_to, Pdu},
-        resolve::State,
+        state::State,
     },
     util, Error, Result,
 };
@@ -258,7 +258,7 @@ impl FederationFace<'_> {
         room_id: &RoomId,
         rules: &RoomVersionRules,
         event: crate::services::federation::pdu::CheckedPdu,
-    ) -> Result<crate::services::rooms::remote::Outcome> {
+    ) -> Result<crate::services::rooms::Outcome> {
         let state = self
             .remote_state_before(server, room_id, rules, event.event_id.as_str())
             .await?;
@@ -291,8 +291,9 @@ impl FederationFace<'_> {
             .rooms()
             .accept_remote_pdus_with(room_id, vec![event], supplied)
             .await?;
-        Ok(out.pop().map(|(_, o)| o).unwrap_or(
-            crate::services::rooms::remote::Outcome::MissingPrevs(vec![]),
-        ))
+        Ok(out
+            .pop()
+            .map(|(_, o)| o)
+            .unwrap_or(crate::services::rooms::Outcome::MissingPrevs(vec![])))
     }
 }

@@ -22,10 +22,7 @@ use super::{pdu::CheckedPdu, sender::outgoing_pdu};
 use crate::{
     services::{
         rooms::{
-            pdu::Pdu,
-            remote::Outcome,
-            store_events::{EventWrite, OutOfBand, Placement},
-            version, RoomState, MAX_PDU_BYTES,
+            pdu::Pdu, version, EventWrite, OutOfBand, Outcome, Placement, RoomState, MAX_PDU_BYTES,
         },
         Services,
     },
@@ -173,7 +170,7 @@ impl RoomState {
         template: &Value,
     ) -> Result<(OwnedEventId, CanonicalJsonObject)> {
         let mut obj = object(template)?;
-        let id = srv.federation().sign_pdu(&mut obj, &self.rules)?;
+        let id = srv.rooms().sign_pdu(&mut obj, &self.rules)?;
         let event_id =
             OwnedEventId::try_from(format!("${id}")).map_err(|e| Error::unknown(e.to_string()))?;
         let json = serde_json::to_string(&obj)?;

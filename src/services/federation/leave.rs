@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::invite::incompatible;
 use crate::{
-    services::rooms::{int, pdu::Pdu, remote::Outcome, version},
+    services::rooms::{int, pdu::Pdu, version, Outcome},
     store::rooms::MembershipRow,
     util, Error, Result,
 };
@@ -177,7 +177,7 @@ impl FederationFace<'_> {
         for f in ["signatures", "hashes", "unsigned", "event_id"] {
             obj.remove(f);
         }
-        let hash = self.sign_pdu(&mut obj, &rules)?;
+        let hash = self.rooms().sign_pdu(&mut obj, &rules)?;
         let event_id = OwnedEventId::try_from(format!("${hash}"))
             .map_err(|e| Error::bad_json(e.to_string()))?;
         Ok((event_id, obj, version, rules))
@@ -330,7 +330,7 @@ impl FederationFace<'_> {
             "type".into(),
             CanonicalJsonValue::String("m.room.member".into()),
         );
-        let hash = self.sign_pdu(&mut obj, &rules)?;
+        let hash = self.rooms().sign_pdu(&mut obj, &rules)?;
         let json = serde_json::to_string(&obj)?;
         self.store_out_of_band(user, room_id, &format!("${hash}"), &json, "leave", None)
             .await

@@ -2,7 +2,7 @@
 //! other servers, and the same dance as the joining side for local users.
 
 use crate::services::federation::FederationFace;
-use crate::services::rooms::store_events::{EventWrite, NewRoom, Placement};
+use crate::services::rooms::{EventWrite, NewRoom, Placement};
 use std::{collections::HashMap, sync::Arc};
 
 use axum::http::Method;
@@ -17,12 +17,10 @@ use super::{leave::ver_params, pdu::CheckedPdu, sender::outgoing_pdu};
 use crate::services::policy::{access_rules, Policy};
 use crate::{
     services::rooms::{
-        auth_events::judge_batch,
-        int,
+        int, judge_batch,
         pdu::Pdu,
-        remote::Outcome,
         version::{self},
-        GroupWrite, NewPdu, RoomState, StateKey,
+        GroupWrite, NewPdu, Outcome, RoomState, StateKey,
     },
     store::events::NewEvent,
     util, Error, Result,
@@ -207,7 +205,7 @@ impl FederationFace<'_> {
         for f in ["signatures", "hashes", "unsigned", "event_id"] {
             obj.remove(f);
         }
-        let event_id = format!("${}", self.sign_pdu(&mut obj, &rules)?);
+        let event_id = format!("${}", self.rooms().sign_pdu(&mut obj, &rules)?);
         let event = serde_json::to_value(&obj)?;
         let path = format!(
             "/_matrix/federation/v2/send_join/{}/{}",

@@ -23,6 +23,13 @@ pub mod resolver;
 pub mod sender;
 pub mod serve;
 
+// What other areas use of the federation area's inner files (its door, with the face).
+pub use client::remote_error;
+pub use invite::STRIPPED_TYPES;
+pub use receive::acl_allows;
+pub use sender::room_servers;
+pub use serve::MAX_FROM_EVENTS;
+
 use std::{sync::Arc, time::Duration};
 
 use ruma::ServerName;

@@ -26,27 +26,6 @@ pub struct CheckedPdu {
     pub json: String,
 }
 
-impl FederationFace<'_> {
-    /// Signs an event as this server (content hash, then signature) and returns its reference
-    /// hash: the event id without its `$`.
-    pub fn sign_pdu(
-        self,
-        obj: &mut CanonicalJsonObject,
-        rules: &ruma::room_version_rules::RoomVersionRules,
-    ) -> Result<String> {
-        ruma::signatures::hash_and_sign_event(
-            self.server_name.as_str(),
-            &self.keys.pair,
-            obj,
-            &rules.redaction,
-        )
-        .map_err(|e| Error::bad_json(e.to_string()))?;
-        Ok(reference_hash(obj, rules)
-            .map_err(|e| Error::bad_json(e.to_string()))?
-            .to_string())
-    }
-}
-
 /// A PDU whose format, size and event id are checked, waiting for its signatures to be.
 pub struct UnverifiedPdu {
     pub event_id: OwnedEventId,

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::pdu::CheckedPdu;
 use crate::{
-    services::{filter::glob, rooms::remote::Outcome},
+    services::{filter::glob, rooms::Outcome},
     util, Error, Result,
 };
 

@@ -272,7 +272,7 @@ impl FederationFace<'_> {
             let rules = self.rooms().room_rules(room.as_str()).await?;
             let groups: Vec<i64> = states.keys().copied().collect();
             let loaded = self.rooms().states_of_groups(&groups).await?;
-            let all: Vec<&super::super::rooms::resolve::State> = loaded.values().collect();
+            let all: Vec<&crate::services::rooms::state::State> = loaded.values().collect();
             self.rooms()
                 .resolve_states(&rules, &all)
                 .await?

@@ -21,7 +21,7 @@ use super::{
     Download,
 };
 use crate::{
-    services::federation::client::remote_error,
+    services::federation::remote_error,
     store::media::{RemoteMediaRow, ThumbnailRow},
     util, Error, Result,
 };

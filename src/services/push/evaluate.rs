@@ -17,7 +17,7 @@ use serde_json::{value::RawValue, Value};
 
 use crate::{
     services::{
-        rooms::relations::thread_of,
+        rooms::thread_of,
         rooms::{NewPdu, RoomState},
     },
     Result,

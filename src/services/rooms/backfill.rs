@@ -27,7 +27,10 @@ use serde_json::Value;
 
 use super::{auth_events::check_auth_events, pdu::Pdu, resolve::State, GroupWrite};
 use crate::{
-    services::{federation::sender::room_servers, rooms::relations::relation_of},
+    services::rooms::{
+        federation_port::{room_servers, MAX_FROM_EVENTS},
+        relation_of,
+    },
     store::{events::NewEvent, relations::NewRelation},
     util, Result,
 };
@@ -118,7 +121,7 @@ impl RoomsFace<'_> {
         }
         let query: Vec<String> = from
             .iter()
-            .take(super::super::federation::serve::MAX_FROM_EVENTS)
+            .take(MAX_FROM_EVENTS)
             .map(|v| format!("v={}", util::query_encode(v)))
             .collect();
         let path = format!(
@@ -129,7 +132,6 @@ impl RoomsFace<'_> {
         let mut answer = None;
         for server in servers.iter().take(MAX_SERVERS) {
             match self
-                .federation()
                 .federation_request(server, Method::GET, &path, None)
                 .await
             {
@@ -179,7 +181,7 @@ impl RoomsFace<'_> {
         let mut events: Vec<(Arc<Pdu>, String)> = vec![];
         let mut seen = HashSet::new();
         for v in pdus {
-            let Ok(c) = self.federation().check_pdu(v, rules).await else {
+            let Ok(c) = self.check_pdu(v, rules).await else {
                 continue;
             };
             let Ok(p) = Pdu::parse(c.event_id.as_str(), &c.json) else {
@@ -229,14 +231,11 @@ impl RoomsFace<'_> {
                 util::query_encode(p.event_id.as_str())
             );
             if let Ok(v) = self
-                .federation()
                 .federation_request(server, Method::GET, &path, None)
                 .await
             {
                 let chain = v["auth_chain"].as_array().cloned().unwrap_or_default();
-                self.federation()
-                    .store_outliers(room_id, rules, &chain)
-                    .await?;
+                self.store_outliers(room_id, rules, &chain).await?;
                 auth = self.load_pdus(&auth_ids).await?;
             }
         }
@@ -297,7 +296,6 @@ impl RoomsFace<'_> {
                 } else if fetches < MAX_STATE_FETCHES {
                     fetches += 1;
                     match self
-                        .federation()
                         .remote_state_before(server, room_id, rules, pdu.event_id.as_str())
                         .await
                     {

@@ -208,7 +208,7 @@ impl RoomsFace<'_> {
             if s != self.server_name.as_str() {
                 let server = ruma::ServerName::parse(s)
                     .map_err(|_| Error::invalid_param("Invalid server name"))?;
-                return self.federation().remote_public_rooms(&server, req).await;
+                return self.remote_public_rooms(&server, req).await;
             }
         }
         self.local_public_rooms(req).await

@@ -47,7 +47,6 @@ impl RoomsFace<'_> {
                     crate::util::query_encode(alias.as_str())
                 );
                 let v = self
-                    .federation()
                     .federation_request(alias.server_name(), axum::http::Method::GET, &path, None)
                     .await?;
                 via.push(alias.server_name().to_owned());
@@ -96,10 +95,7 @@ impl RoomsFace<'_> {
             let current = self.db.membership(user.as_str(), room_id.as_str()).await?;
             if let Some(m) = current.filter(|m| m.membership == "invite" || m.membership == "knock")
             {
-                let (servers, _) = self
-                    .federation()
-                    .out_of_band_servers(&room_id, &m.event_id)
-                    .await?;
+                let (servers, _) = self.out_of_band_servers(&room_id, &m.event_id).await?;
                 via.splice(0..0, servers);
             }
             if let Some(server) = room_id.server_name() {
@@ -115,10 +111,7 @@ impl RoomsFace<'_> {
             if let Some(r) = reason {
                 content["reason"] = json!(r);
             }
-            let joined = self
-                .federation()
-                .join_remote(user, &room_id, &via, content)
-                .await?;
+            let joined = self.join_remote(user, &room_id, &via, content).await?;
             self.db
                 .delete_remote_memberships(user.as_str(), room_id.as_str())
                 .await?;
@@ -170,10 +163,7 @@ impl RoomsFace<'_> {
             if self.db.room_version(room_id.as_str()).await?.is_none() {
                 return Err(Error::forbidden("You are not in this room"));
             }
-            return self
-                .federation()
-                .invite_remote(sender, room_id, target, content)
-                .await;
+            return self.invite_remote(sender, room_id, target, content).await;
         }
         if membership == "invite" {
             // The invitee's profile, as Synapse does, so clients can show who was invited.
@@ -231,10 +221,7 @@ impl RoomsFace<'_> {
         if let Some(m) = current.filter(|m| m.membership == "invite" || m.membership == "knock") {
             if self.db.room_version(room_id.as_str()).await?.is_none() {
                 // An invite or knock in a room not known here: through another server.
-                return self
-                    .federation()
-                    .leave_remote(user, room_id, &m, reason)
-                    .await;
+                return self.leave_remote(user, room_id, &m, reason).await;
             }
         }
         if joined {
@@ -268,9 +255,7 @@ impl RoomsFace<'_> {
                     "This server does not know this room; name a server that does (via)",
                 ));
             }
-            self.federation()
-                .knock_remote(user, &room_id, &via, content)
-                .await?;
+            self.knock_remote(user, &room_id, &via, content).await?;
             return Ok(room_id);
         }
         if !self

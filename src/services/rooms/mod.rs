@@ -18,6 +18,7 @@ pub mod backfill;
 pub mod client_event;
 pub mod create;
 pub mod directory;
+pub mod federation_port;
 pub mod membership;
 pub mod pdu;
 pub mod read;
@@ -26,12 +27,20 @@ pub mod remote;
 pub mod requests;
 pub mod resolve;
 pub mod send;
+pub mod signing;
 pub mod state;
 pub mod store_events;
 pub mod upgrade;
 pub mod version;
 pub mod visibility;
 pub mod writer;
+
+// What other areas use of the rooms area's inner files (its door, with the face).
+pub use auth_events::judge_batch;
+pub use directory::PublicRoomsRequest;
+pub use relations::{relation_of, thread_of};
+pub use remote::Outcome;
+pub use store_events::{EventWrite, NewRoom, OutOfBand, Placement};
 
 use std::{
     collections::{HashMap, HashSet},
@@ -46,14 +55,12 @@ use ruma::{
     OwnedUserId, RoomId, RoomVersionId, UserId,
 };
 use serde_json::Value;
-use store_events::{EventWrite, NewRoom, Placement};
 
 use self::pdu::Pdu;
 pub use self::requests::EventSpec;
 pub use self::state::{state_entries, GroupWrite, RoomState, StateDiff, StateKey};
 use super::Services;
 use crate::{
-    services::rooms::relations::relation_of,
     store::{events::NewEvent, push::NewPushAction, relations::NewRelation},
     util, Error, Result,
 };
@@ -250,7 +257,7 @@ impl RoomState {
             return Err(Error::too_large("Event too large"));
         }
         let hash = srv
-            .federation()
+            .rooms()
             .sign_pdu(&mut obj, &self.rules)
             .map_err(|e| Error::too_large(e.message))?;
         let event_id = format!("${hash}");
@@ -604,7 +611,7 @@ impl RoomsFace<'_> {
                 self.push().wake_pushers(notified);
                 // Local events were queued for the other servers with them: send.
                 for d in destinations {
-                    self.federation().wake_destination(d.as_str(), false);
+                    self.wake_destination(d.as_str(), false);
                 }
                 Ok(ids)
             }
@@ -788,9 +795,9 @@ impl RoomsFace<'_> {
         let destinations = if local.is_empty() {
             vec![]
         } else {
-            self.federation().room_destinations(room)
+            self.room_destinations(room)
         };
-        let outbox = self.federation().outbox_rows(&destinations, &local);
+        let outbox = self.outbox_rows(&destinations, &local);
         // A user's own event is read: what came before it no longer counts as unread.
         let mut own: HashMap<&str, i64> = HashMap::new();
         for ev in &events {

@@ -24,7 +24,7 @@ use super::{
     GroupWrite, NewPdu, RoomGuard, RoomState, StateKey,
 };
 use crate::{
-    services::{federation::pdu::CheckedPdu, Services},
+    services::{rooms::federation_port::CheckedPdu, Services},
     Error, Result,
 };
 

@@ -456,7 +456,7 @@ impl RoomsFace<'_> {
             .await?
         {
             let ev: Value = serde_json::from_str(&row.json).unwrap_or_default();
-            if !crate::services::federation::receive::acl_allows(&ev["content"], origin) {
+            if !super::federation_port::acl_allows(&ev["content"], origin) {
                 banned.insert(row.room_id);
             }
         }

@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use crate::services::streams::SyncToken;
 use crate::services::{
-    e2ee::device_lists::{RoomsSeen, Window},
+    e2ee::{RoomsSeen, Window},
     filter::Filter,
     requester::Requester,
     rooms::client_event::Format,
@@ -552,10 +552,7 @@ impl SyncFace<'_> {
         let member_ids: Vec<String> = memberships.iter().map(|m| m.event_id.clone()).collect();
         let rows = self
             .db
-            .current_state_events(
-                &rooms,
-                Some(crate::services::federation::invite::STRIPPED_TYPES),
-            )
+            .current_state_events(&rooms, Some(crate::services::federation::STRIPPED_TYPES))
             .await?;
         let stripped = self
             .rooms()
