@@ -7,11 +7,14 @@
    area's root module (`services::<area>::Type`, its face `s.<area>()`), never through the
    other area's inner files — except the ports listed in PORTS.
 
-`--report` prints the graph's figures (imports, cycles, cross-area edges) instead of failing.
+`--report` prints the graph's figures (imports, cycles, cross-area edges) instead of failing;
+`--root DIR` checks another tree (tests/house.rs gives it trees that break each rule).
 """
 import os, re, sys, collections
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+if '--root' in sys.argv:
+    ROOT = sys.argv[sys.argv.index('--root') + 1]
 SRC = os.path.join(ROOT, 'src')
 LAYER = {'main': 5, 'server': 4, 'api': 3, 'services': 2, 'store': 1,
          'config': 0, 'error': 0, 'util': 0, 'tls': 0, 'lib': 6}
