@@ -12,7 +12,6 @@ mod discovery;
 mod events;
 mod keys;
 mod media;
-mod membership;
 mod openid;
 mod presence;
 mod profile;
@@ -20,6 +19,7 @@ mod push;
 mod receipts;
 mod relations;
 mod reporting;
+mod room_membership;
 mod rooms;
 mod search;
 mod session;
@@ -149,19 +149,19 @@ fn versioned() -> Router<AppState> {
             put(tags::put).delete(tags::delete),
         )
         // membership.rs
-        .route("/join/{room}", post(membership::join))
-        .route("/knock/{room}", post(membership::knock))
-        .route("/rooms/{room_id}/join", post(membership::join_by_id))
-        .route("/rooms/{room_id}/invite", post(membership::invite))
-        .route("/rooms/{room_id}/leave", post(membership::leave))
-        .route("/rooms/{room_id}/forget", post(membership::forget))
-        .route("/rooms/{room_id}/kick", post(membership::kick))
-        .route("/rooms/{room_id}/ban", post(membership::ban))
-        .route("/rooms/{room_id}/unban", post(membership::unban))
-        .route("/rooms/{room_id}/members", get(membership::members))
+        .route("/join/{room}", post(room_membership::join))
+        .route("/knock/{room}", post(room_membership::knock))
+        .route("/rooms/{room_id}/join", post(room_membership::join_by_id))
+        .route("/rooms/{room_id}/invite", post(room_membership::invite))
+        .route("/rooms/{room_id}/leave", post(room_membership::leave))
+        .route("/rooms/{room_id}/forget", post(room_membership::forget))
+        .route("/rooms/{room_id}/kick", post(room_membership::kick))
+        .route("/rooms/{room_id}/ban", post(room_membership::ban))
+        .route("/rooms/{room_id}/unban", post(room_membership::unban))
+        .route("/rooms/{room_id}/members", get(room_membership::members))
         .route(
             "/rooms/{room_id}/joined_members",
-            get(membership::joined_members),
+            get(room_membership::joined_members),
         )
         // events.rs
         .route(

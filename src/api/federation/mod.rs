@@ -6,9 +6,9 @@ pub mod auth;
 mod directory;
 mod e2ee;
 mod events;
+mod handshakes;
 mod keys;
 mod media;
-mod membership;
 mod openid;
 mod query;
 mod tchap_rooms;
@@ -33,31 +33,31 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/_matrix/federation/v1/make_join/{room}/{user}",
-            get(membership::make_join),
+            get(handshakes::make_join),
         )
         .route(
             "/_matrix/federation/v2/send_join/{room}/{event}",
-            axum::routing::put(membership::send_join),
+            axum::routing::put(handshakes::send_join),
         )
         .route(
             "/_matrix/federation/v2/invite/{room}/{event}",
-            axum::routing::put(membership::invite),
+            axum::routing::put(handshakes::invite),
         )
         .route(
             "/_matrix/federation/v1/make_leave/{room}/{user}",
-            get(membership::make_leave),
+            get(handshakes::make_leave),
         )
         .route(
             "/_matrix/federation/v2/send_leave/{room}/{event}",
-            axum::routing::put(membership::send_leave),
+            axum::routing::put(handshakes::send_leave),
         )
         .route(
             "/_matrix/federation/v1/make_knock/{room}/{user}",
-            get(membership::make_knock),
+            get(handshakes::make_knock),
         )
         .route(
             "/_matrix/federation/v1/send_knock/{room}/{event}",
-            axum::routing::put(membership::send_knock),
+            axum::routing::put(handshakes::send_knock),
         )
         .route(
             "/_matrix/federation/v1/send/{txn}",
