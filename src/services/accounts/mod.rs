@@ -125,7 +125,7 @@ impl AccountsFace<'_> {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
     }
 
-    pub async fn hash_password(self, password: &str) -> Result<String> {
+    async fn hash_password(self, password: &str) -> Result<String> {
         let _permit = self
             .hashing
             .acquire()
@@ -148,7 +148,7 @@ impl AccountsFace<'_> {
 
     /// Constant-time verification (argon2 compares in constant time); a missing hash still costs
     /// one hash so timing does not reveal which accounts exist.
-    pub async fn verify_password(self, hash: Option<String>, password: &str) -> bool {
+    async fn verify_password(self, hash: Option<String>, password: &str) -> bool {
         let Ok(_permit) = self.hashing.acquire().await else {
             return false;
         };
@@ -320,7 +320,7 @@ impl AccountsFace<'_> {
         }
     }
 
-    pub fn registration_flows(self) -> Value {
+    fn registration_flows(self) -> Value {
         json!([{ "stages": self.registration_stages() }])
     }
 
@@ -572,7 +572,7 @@ impl AccountsFace<'_> {
     /// deprecated top-level `user`), or `m.id.thirdparty` / the deprecated top-level `medium` and
     /// `address` (the account the address is bound to). `None`: no account has that address —
     /// callers answer it like a wrong password.
-    pub async fn resolve_identifier(self, auth: &AuthData) -> Result<Option<OwnedUserId>> {
+    async fn resolve_identifier(self, auth: &AuthData) -> Result<Option<OwnedUserId>> {
         let (medium, address) = match &auth.identifier {
             Some(id) if id.kind == "m.id.thirdparty" => (id.medium.clone(), id.address.clone()),
             Some(_) => (None, None),

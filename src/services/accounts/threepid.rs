@@ -263,7 +263,7 @@ impl AccountsFace<'_> {
     }
 
     /// The address of a validated, unused session for `purpose`, or `None`.
-    pub async fn validated_email(
+    pub(super) async fn validated_email(
         self,
         purpose: Purpose,
         creds: &ThreepidCreds,

@@ -72,7 +72,7 @@ impl AccountsFace<'_> {
     /// users are not in it) and the users they share a joined room with; externals only the
     /// users they share a joined room with. Deactivated users are never found, whatever the
     /// scope.
-    pub fn directory_scope<'a>(self, searcher: &'a UserId) -> DirectoryScope<'a> {
+    pub(super) fn directory_scope<'a>(self, searcher: &'a UserId) -> DirectoryScope<'a> {
         if !self.policy_rules.enabled() {
             return DirectoryScope::Rooms(UserScope::SharedOrPublicRooms {
                 searcher: searcher.as_str(),

@@ -252,7 +252,7 @@ impl E2eeFace<'_> {
     /// The keys of local users as `viewer` sees them (`None`: another server, which gets the
     /// owners' own signatures only and no user-signing keys). `names`: devices carry their
     /// display names in `unsigned`.
-    pub async fn local_keys(
+    pub(super) async fn local_keys(
         self,
         local: &[(OwnedUserId, Vec<String>)],
         viewer: Option<&UserId>,
@@ -368,7 +368,7 @@ impl E2eeFace<'_> {
     }
 
     /// Claims keys of local devices: user -> device -> key id -> key.
-    pub async fn claim_local_keys(
+    pub(super) async fn claim_local_keys(
         self,
         mut targets: Vec<Target>,
     ) -> Result<BTreeMap<String, Map<String, Value>>> {

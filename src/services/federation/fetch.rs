@@ -136,7 +136,7 @@ impl FederationFace<'_> {
     }
 
     /// Single events from `server` (`/event`), ten at a time; failures are skipped.
-    pub async fn fetch_events(self, server: &ServerName, ids: &[String]) -> Vec<Value> {
+    pub(super) async fn fetch_events(self, server: &ServerName, ids: &[String]) -> Vec<Value> {
         let mut out = vec![];
         for chunk in ids.iter().take(MAX_FETCHED).collect::<Vec<_>>().chunks(10) {
             let work = chunk
@@ -252,7 +252,7 @@ impl FederationFace<'_> {
 impl FederationFace<'_> {
     /// Gives up on filling a gap event by event: takes `event` with the state before it as
     /// `server` reports it (spec: the fallback when `/get_missing_events` cannot fill a gap).
-    pub async fn accept_over_gap(
+    pub(super) async fn accept_over_gap(
         self,
         server: &ServerName,
         room_id: &RoomId,

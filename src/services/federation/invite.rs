@@ -252,7 +252,7 @@ impl FederationFace<'_> {
 
     /// Stores an out-of-band membership event of a local user (an outlier: no state, no
     /// timeline), makes it the user's membership and wakes their syncs.
-    pub(crate) async fn store_out_of_band(
+    pub(super) async fn store_out_of_band(
         self,
         user: &UserId,
         room_id: &RoomId,
@@ -415,7 +415,7 @@ impl FederationFace<'_> {
 
     /// The stripped state other servers are sent with an invite or a knock (full PDUs), plus
     /// `extra` events (the inviter's member event).
-    pub async fn stripped_state_pdus(self, room_id: &RoomId, extra: &[&str]) -> Result<Vec<Value>> {
+    pub(super) async fn stripped_state_pdus(self, room_id: &RoomId, extra: &[&str]) -> Result<Vec<Value>> {
         let mut rows = self
             .db
             .current_state_events(&[room_id.to_string()], Some(STRIPPED_TYPES))

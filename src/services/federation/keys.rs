@@ -175,7 +175,7 @@ impl FederationFace<'_> {
 
     /// Fetches, verifies and stores a server's keys: from the notaries first when configured,
     /// then from the server itself.
-    pub async fn fetch_server_keys(self, server: &ServerName) -> Result<Value> {
+    pub(super) async fn fetch_server_keys(self, server: &ServerName) -> Result<Value> {
         let now = util::now_ms();
         for notary in &self.config.federation.trusted_key_servers {
             match self.keys_from_notary(notary, server, now).await {

@@ -133,7 +133,7 @@ impl FederationFace<'_> {
 
     /// Fills in and signs a `make_*` template answered by another server: our content,
     /// timestamp and signature. Returns the event id, the event and its room version.
-    pub fn sign_remote_template(
+    pub(super) fn sign_remote_template(
         self,
         resp: &Value,
         room_id: &RoomId,
@@ -258,7 +258,7 @@ impl FederationFace<'_> {
 
     /// make_leave + send_leave through `server`; the signed leave (id, JSON) is returned, not
     /// stored.
-    pub(crate) async fn send_leave_via(
+    pub(super) async fn send_leave_via(
         self,
         server: &ServerName,
         user: &UserId,

@@ -45,7 +45,7 @@ pub fn acl_allows(acl: &Value, server: &ServerName) -> bool {
 
 impl FederationFace<'_> {
     /// Refuses a server that the room's ACL bans.
-    pub async fn check_acl(self, room_id: &RoomId, server: &ServerName) -> Result<()> {
+    pub(super) async fn check_acl(self, room_id: &RoomId, server: &ServerName) -> Result<()> {
         let rows = self
             .db
             .current_state_events(&[room_id.to_string()], Some(&["m.room.server_acl"]))
@@ -168,7 +168,7 @@ impl FederationFace<'_> {
 
     /// Accepts PDUs; when some follow events we do not have, asks the sender for the missing
     /// ones (`/get_missing_events`) and tries again once.
-    pub(crate) async fn accept_with_gaps(
+    pub(super) async fn accept_with_gaps(
         self,
         origin: &ServerName,
         room_id: &OwnedRoomId,

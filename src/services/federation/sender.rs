@@ -77,7 +77,7 @@ pub fn outgoing_pdu(json: &str) -> Value {
 
 impl FederationFace<'_> {
     /// Queues events for every server in the room (but `except`), and wakes their senders.
-    pub async fn send_to_room_servers(
+    pub(super) async fn send_to_room_servers(
         self,
         room: &RoomState,
         event_ids: &[String],
@@ -275,7 +275,7 @@ impl FederationFace<'_> {
     }
 
     /// Queues EDUs on their own (no other change to commit with them) and wakes the senders.
-    pub async fn queue_edus(self, rows: Vec<EduRow>) -> Result<()> {
+    pub(super) async fn queue_edus(self, rows: Vec<EduRow>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }

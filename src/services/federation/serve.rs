@@ -35,7 +35,7 @@ enum Hidden {
 impl FederationFace<'_> {
     /// Refuses a server banned by the room's ACL, or with no user joined to the room (unless
     /// the room is world-readable). Unknown rooms are 404.
-    pub async fn check_server_reads(self, origin: &ServerName, room: &RoomId) -> Result<()> {
+    pub(super) async fn check_server_reads(self, origin: &ServerName, room: &RoomId) -> Result<()> {
         if self.db.room_version(room.as_str()).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }

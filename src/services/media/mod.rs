@@ -128,12 +128,12 @@ fn clean_meta<'a>(
 }
 
 impl MediaFace<'_> {
-    pub fn media_dir(self) -> PathBuf {
+    fn media_dir(self) -> PathBuf {
         self.config.data_dir.join("media")
     }
 
     /// Where the file with this SHA-256 (hex) lives.
-    pub fn media_path(self, sha256: &str) -> PathBuf {
+    fn media_path(self, sha256: &str) -> PathBuf {
         self.media_dir()
             .join(&sha256[..2])
             .join(&sha256[2..4])
@@ -252,7 +252,7 @@ impl MediaFace<'_> {
     }
 
     /// Stores bytes already in memory (thumbnails); returns their SHA-256.
-    pub async fn keep_bytes(self, data: &[u8]) -> Result<String> {
+    async fn keep_bytes(self, data: &[u8]) -> Result<String> {
         let mut stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
             Bytes::copy_from_slice(data),
         )]);
@@ -401,7 +401,7 @@ impl MediaFace<'_> {
 
     /// The row of a local media with content, waiting up to `timeout_ms` for a pending upload.
     /// `legacy`: the unauthenticated endpoints, which only serve media from before the freeze.
-    pub async fn media_row(
+    async fn media_row(
         self,
         server: &str,
         media_id: &str,
@@ -446,7 +446,7 @@ impl MediaFace<'_> {
     }
 
     /// Opens a stored file for streaming.
-    pub async fn open_media(
+    async fn open_media(
         self,
         sha256: &str,
         size: u64,

@@ -127,7 +127,7 @@ fn with_idle_timeout(body: ByteStream) -> ByteStream {
 
 impl MediaFace<'_> {
     /// The media `media_id` of `origin`, from the local copy or fetched now.
-    pub async fn remote_download(
+    pub(super) async fn remote_download(
         self,
         origin: &ServerName,
         media_id: &str,
@@ -346,7 +346,7 @@ impl MediaFace<'_> {
     /// A thumbnail of a remote media: generated here from the cached original when there is
     /// one, else asked of the origin at the size this server would serve and cached.
     #[allow(clippy::too_many_arguments)]
-    pub async fn remote_thumbnail(
+    pub(super) async fn remote_thumbnail(
         self,
         origin: &ServerName,
         media_id: &str,

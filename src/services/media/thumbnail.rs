@@ -240,7 +240,7 @@ impl MediaFace<'_> {
     }
 
     /// The thumbnail of stored content (by its SHA-256), generated on first request.
-    pub async fn thumbnail_of(
+    pub(super) async fn thumbnail_of(
         self,
         sha: &str,
         size: u64,

@@ -250,7 +250,7 @@ impl PolicyFace<'_> {
 
     /// The body of the `email_bound` hook: pending invitations for the address become member
     /// invites (made here, or by the inviting server). Failures are logged.
-    pub async fn email_invites_bound(self, user: &UserId, address: &str) {
+    pub(super) async fn email_invites_bound(self, user: &UserId, address: &str) {
         if !self.policy_rules.enabled() {
             return;
         }

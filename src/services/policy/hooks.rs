@@ -29,7 +29,7 @@ impl PolicyFace<'_> {
 
     /// [`Self::account_expired`] for many local users at once (one query for those not
     /// cached): the ones that have expired. Owned by account validity (`policy/validity`).
-    pub async fn accounts_expired(
+    pub(super) async fn accounts_expired(
         self,
         users: &[String],
     ) -> Result<std::collections::HashSet<String>> {

@@ -117,7 +117,7 @@ impl<'a> PolicyFace<'a> {
     }
 
     /// Body of the `account_expired` hook: expiry on, a local account, its expiration passed.
-    pub(crate) async fn validity_expired(self, user: &UserId) -> Result<bool> {
+    pub(super) async fn validity_expired(self, user: &UserId) -> Result<bool> {
         if self.validity_config().is_none() || !self.is_local(user) {
             return Ok(false);
         }
@@ -129,7 +129,7 @@ impl<'a> PolicyFace<'a> {
 
     /// Body of the `accounts_expired` hook: which of these local users have expired, with one
     /// query for those not in the cache (the cache is filled with them).
-    pub(crate) async fn validity_expired_among(
+    pub(super) async fn validity_expired_among(
         self,
         users: &[String],
     ) -> Result<std::collections::HashSet<String>> {

@@ -83,7 +83,7 @@ impl PushFace<'_> {
     }
 
     /// The rule sets of several users, reading the uncached ones in one query.
-    pub async fn rulesets(
+    async fn rulesets(
         self,
         users: &[OwnedUserId],
     ) -> Result<HashMap<OwnedUserId, Arc<Ruleset>>> {

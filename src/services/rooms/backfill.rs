@@ -62,7 +62,7 @@ struct Placed {
 impl RoomsFace<'_> {
     /// Fetches the history before the earliest event this server has of a room, from a server
     /// of the room. Returns whether events were added.
-    pub async fn backfill_room(self, room_id: &RoomId) -> Result<bool> {
+    pub(super) async fn backfill_room(self, room_id: &RoomId) -> Result<bool> {
         let lock = self
             .room_cache
             .backfill

@@ -23,7 +23,7 @@ impl RoomsFace<'_> {
 
     /// Room creation; with a [`Replacement`] (room upgrade) the power levels and state come from
     /// it and no preset state, default encryption or alias is added.
-    pub async fn create_room_with(
+    pub(super) async fn create_room_with(
         self,
         creator: &UserId,
         req: CreateRoomRequest,

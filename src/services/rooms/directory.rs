@@ -55,7 +55,7 @@ impl RoomsFace<'_> {
 
     /// Creates a local alias for a known room, no membership asked (createRoom's
     /// `room_alias_name`); false when the alias is taken.
-    pub async fn add_alias(
+    pub(super) async fn add_alias(
         self,
         creator: &UserId,
         alias: &RoomAliasId,

@@ -23,7 +23,7 @@ impl RoomsFace<'_> {
     }
 
     /// Resolves a room id or a local alias.
-    pub async fn resolve_room(self, id_or_alias: &str) -> Result<OwnedRoomId> {
+    pub(super) async fn resolve_room(self, id_or_alias: &str) -> Result<OwnedRoomId> {
         if id_or_alias.starts_with('#') {
             let alias = RoomAliasId::parse(id_or_alias)
                 .map_err(|_| Error::invalid_param("Invalid room alias"))?;

@@ -467,7 +467,7 @@ impl RoomsFace<'_> {
     }
 
     /// Claims a new room id in the cache; false when a room (or a creation) already has it.
-    pub fn reserve_room_id(self, room_id: &RoomId) -> bool {
+    fn reserve_room_id(self, room_id: &RoomId) -> bool {
         let mut rooms = self.room_cache.rooms.lock();
         if rooms.contains_key(room_id) {
             return false;

@@ -36,7 +36,7 @@ impl RoomsFace<'_> {
     /// Applies the redactions of a batch being stored in `tx` and the pending redactions of the
     /// batch's other events. `stored` are the batch's events as (event id, sender); they are
     /// already inserted in `tx`.
-    pub async fn apply_redactions(
+    pub(super) async fn apply_redactions(
         self,
         tx: &mut Tx,
         room_id: &str,

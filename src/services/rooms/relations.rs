@@ -291,7 +291,7 @@ impl RoomsFace<'_> {
 
     /// Refuses a new local event whose relation points at an event of another room (Synapse's
     /// "Relations must be in the same room"); a parent not known here is allowed, as Synapse.
-    pub async fn check_relation_room(self, room_id: &RoomId, content: &Value) -> Result<()> {
+    pub(super) async fn check_relation_room(self, room_id: &RoomId, content: &Value) -> Result<()> {
         let Some((_, parent)) = relation_of(content) else {
             return Ok(());
         };
@@ -309,7 +309,7 @@ impl RoomsFace<'_> {
     /// The relations to index for new events of `room_id`: those whose parent is in the same
     /// room or not known here (relation queries also join the parent in the child's room, so
     /// a parent that turns up later in another room never counts either).
-    pub async fn relations_in_room<'a>(
+    pub(super) async fn relations_in_room<'a>(
         self,
         room_id: &str,
         rels: Vec<NewRelation<'a>>,

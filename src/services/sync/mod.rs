@@ -47,7 +47,7 @@ pub struct SyncRequest {
 
 impl SyncFace<'_> {
     /// The position of every stream now.
-    pub fn current_token(self) -> SyncToken {
+    fn current_token(self) -> SyncToken {
         SyncToken {
             events: self.events_stream.current(),
             account_data: self.account_data_stream.current(),

@@ -213,7 +213,7 @@ impl SyncFace<'_> {
     }
 
     /// `m.presence` events of the users sharing a room with `user` that changed in (since, until].
-    pub async fn presence_events(
+    pub(super) async fn presence_events(
         self,
         user: &UserId,
         since: i64,

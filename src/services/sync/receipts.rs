@@ -116,7 +116,7 @@ impl SyncFace<'_> {
 
     /// `m.receipt` ephemeral events per room for a sync: every receipt of the joined rooms on an
     /// initial sync, the changed ones otherwise. Private receipts only for their owner.
-    pub async fn receipts_for_sync(
+    pub(super) async fn receipts_for_sync(
         self,
         user: &UserId,
         since: Option<i64>,

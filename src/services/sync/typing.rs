@@ -134,7 +134,7 @@ impl SyncFace<'_> {
     }
 
     /// The local users joined to or invited into a room (who an ephemeral change wakes).
-    pub async fn local_members(self, room: &RoomId) -> Result<Vec<OwnedUserId>> {
+    pub(super) async fn local_members(self, room: &RoomId) -> Result<Vec<OwnedUserId>> {
         Ok(self
             .db
             .members_of(&[room.to_string()])
@@ -147,7 +147,7 @@ impl SyncFace<'_> {
 
     /// `m.typing` events for the joined rooms whose typing set changed in (since, until] (all
     /// rooms with someone typing on an initial sync).
-    pub fn typing_for_sync(
+    pub(super) fn typing_for_sync(
         self,
         joined: &HashSet<&str>,
         since: Option<i64>,

@@ -79,7 +79,7 @@ pub enum InternalInfoCaller<'a> {
 
 impl PolicyFace<'_> {
     /// The body of the `annuaire_touch` hook: recompute these local users' entries.
-    pub(crate) async fn annuaire_touch_users(self, users: &[&UserId]) {
+    pub(in crate::services::policy) async fn annuaire_touch_users(self, users: &[&UserId]) {
         if !self.policy_rules.enabled() {
             return;
         }
@@ -124,7 +124,7 @@ impl PolicyFace<'_> {
 
     /// Recomputes local entries; writes those that changed with new positions, updates the
     /// index and schedules a push. Returns how many changed.
-    pub async fn annuaire_refresh(self, users: &[String]) -> Result<usize> {
+    pub(in crate::services::policy) async fn annuaire_refresh(self, users: &[String]) -> Result<usize> {
         let _guard = self.annuaire.write.lock().await;
         let facts = self.db.annuaire_local_facts(users).await?;
         let old: std::collections::HashMap<String, EntryRow> = self
@@ -205,7 +205,7 @@ impl PolicyFace<'_> {
     /// at a million entries must not delay the start). Each page is read and indexed under the
     /// local write lock, so a local change is either in the page or applied after it; pulls
     /// from peers start only once the index is built (`start_annuaire_tasks`).
-    pub async fn annuaire_load_index(self) -> Result<()> {
+    pub(in crate::services::policy) async fn annuaire_load_index(self) -> Result<()> {
         let start = std::time::Instant::now();
         let mut after = String::new();
         loop {
