@@ -311,13 +311,8 @@ impl AccountsFace<'_> {
     /// The one registration flow: email validation with Tchap (plus the token in token mode),
     /// else the dummy or token stage.
     fn registration_stages(self) -> Vec<&'static str> {
-        let token = self.config.registration == RegistrationMode::Token;
-        match (self.policy_rules.enabled(), token) {
-            (true, true) => vec!["m.login.registration_token", "m.login.email.identity"],
-            (true, false) => vec!["m.login.email.identity"],
-            (false, true) => vec!["m.login.registration_token"],
-            (false, false) => vec!["m.login.dummy"],
-        }
+        self.policy()
+            .registration_stages(self.config.registration == RegistrationMode::Token)
     }
 
     fn registration_flows(self) -> Value {
@@ -554,7 +549,7 @@ impl AccountsFace<'_> {
     /// Tchap, where the localpart comes from the validated address.
     pub fn requested_localpart(self, username: Option<&str>) -> Option<String> {
         username
-            .filter(|_| !self.policy_rules.enabled())
+            .filter(|_| self.policy().client_chooses_localpart())
             .map(str::to_lowercase)
     }
 

@@ -73,14 +73,11 @@ impl AccountsFace<'_> {
     /// users they share a joined room with. Deactivated users are never found, whatever the
     /// scope.
     pub(super) fn directory_scope<'a>(self, searcher: &'a UserId) -> DirectoryScope<'a> {
-        if !self.policy_rules.enabled() {
-            return DirectoryScope::Rooms(UserScope::SharedOrPublicRooms {
+        match self.policy().annuaire_scope(searcher) {
+            None => DirectoryScope::Rooms(UserScope::SharedOrPublicRooms {
                 searcher: searcher.as_str(),
-            });
-        }
-        DirectoryScope::Tchap {
-            searcher,
-            annuaire: !self.policy_rules.is_external(searcher),
+            }),
+            Some(annuaire) => DirectoryScope::Tchap { searcher, annuaire },
         }
     }
 

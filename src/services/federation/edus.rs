@@ -128,7 +128,11 @@ impl FederationFace<'_> {
     }
 
     /// `m.device_list_update` / `m.signing_key_update` from `origin` about one of its users.
-    pub(super) async fn receive_device_edu(self, origin: &ServerName, content: &Value) -> Result<()> {
+    pub(super) async fn receive_device_edu(
+        self,
+        origin: &ServerName,
+        content: &Value,
+    ) -> Result<()> {
         let user = crate::util::parse_user_id(content["user_id"].as_str().unwrap_or_default())?;
         if user.server_name() != origin {
             return Err(Error::forbidden("device update for another server's user"));

@@ -415,7 +415,11 @@ impl FederationFace<'_> {
 
     /// The stripped state other servers are sent with an invite or a knock (full PDUs), plus
     /// `extra` events (the inviter's member event).
-    pub(super) async fn stripped_state_pdus(self, room_id: &RoomId, extra: &[&str]) -> Result<Vec<Value>> {
+    pub(super) async fn stripped_state_pdus(
+        self,
+        room_id: &RoomId,
+        extra: &[&str],
+    ) -> Result<Vec<Value>> {
         let mut rows = self
             .db
             .current_state_events(&[room_id.to_string()], Some(STRIPPED_TYPES))

@@ -413,6 +413,21 @@ impl crate::services::Services {
     }
 }
 
+impl crate::services::policy::PolicyFace<'_> {
+    /// The Tchap state of a server notices room: without a rule a Tchap room is `restricted`,
+    /// where an external cannot be invited, and every user of an externals server needs their
+    /// notices room too. Nothing with Tchap off.
+    pub fn notices_room_state(self) -> Option<(String, String, Value)> {
+        self.policy_rules.enabled().then(|| {
+            (
+                EVENT_TYPE.to_owned(),
+                String::new(),
+                serde_json::json!({ "rule": "unrestricted" }),
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -10,6 +10,32 @@ use serde_json::{json, Value};
 use crate::{Error, Result};
 
 impl<'a> PolicyFace<'a> {
+    /// The stages of the one registration flow: email validation with Tchap (plus the token
+    /// in token mode), else the dummy or token stage.
+    pub fn registration_stages(self, token_mode: bool) -> Vec<&'static str> {
+        match (self.policy_rules.enabled(), token_mode) {
+            (true, true) => vec!["m.login.registration_token", "m.login.email.identity"],
+            (true, false) => vec!["m.login.email.identity"],
+            (false, true) => vec!["m.login.registration_token"],
+            (false, false) => vec!["m.login.dummy"],
+        }
+    }
+
+    /// Whether a registering client picks its localpart (`username`); with Tchap it comes from
+    /// the validated address.
+    pub fn client_chooses_localpart(self) -> bool {
+        !self.policy_rules.enabled()
+    }
+
+    /// Whom a searcher may find in the user directory, as far as the Tchap rules decide: None
+    /// with Tchap off (Synapse's rule applies), else whether the annuaire is open to them
+    /// (agents: yes; externals: only the users they share a room with).
+    pub fn annuaire_scope(self, searcher: &ruma::UserId) -> Option<bool> {
+        self.policy_rules
+            .enabled()
+            .then(|| !self.policy_rules.is_external(searcher))
+    }
+
     /// Whether `address` (normalised) may be validated here for a new account or a new bound
     /// address; 403 `M_THREEPID_DENIED` otherwise. Always allowed with Tchap off.
     pub async fn email_registration_gate(self, address: &str) -> Result<()> {

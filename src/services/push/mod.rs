@@ -83,10 +83,7 @@ impl PushFace<'_> {
     }
 
     /// The rule sets of several users, reading the uncached ones in one query.
-    async fn rulesets(
-        self,
-        users: &[OwnedUserId],
-    ) -> Result<HashMap<OwnedUserId, Arc<Ruleset>>> {
+    async fn rulesets(self, users: &[OwnedUserId]) -> Result<HashMap<OwnedUserId, Arc<Ruleset>>> {
         let mut out = HashMap::with_capacity(users.len());
         let mut missing = vec![];
         {

@@ -168,15 +168,7 @@ impl<'a> RoomsFace<'a> {
                 json!({ "guest_access": "forbidden" }),
             ),
         ];
-        if self.policy_rules.enabled() {
-            // Without a rule a Tchap room is `restricted`, where an external cannot be invited:
-            // every user of an externals server needs their notices room too.
-            state.push((
-                crate::services::policy::access_rules::EVENT_TYPE.to_owned(),
-                String::new(),
-                json!({ "rule": "unrestricted" }),
-            ));
-        }
+        state.extend(self.policy().notices_room_state());
         let req = CreateRoomRequest {
             name: Some(cfg.room_name.clone()),
             invite: vec![user.to_string()],

@@ -124,7 +124,10 @@ impl PolicyFace<'_> {
 
     /// Recomputes local entries; writes those that changed with new positions, updates the
     /// index and schedules a push. Returns how many changed.
-    pub(in crate::services::policy) async fn annuaire_refresh(self, users: &[String]) -> Result<usize> {
+    pub(in crate::services::policy) async fn annuaire_refresh(
+        self,
+        users: &[String],
+    ) -> Result<usize> {
         let _guard = self.annuaire.write.lock().await;
         let facts = self.db.annuaire_local_facts(users).await?;
         let old: std::collections::HashMap<String, EntryRow> = self

@@ -99,7 +99,10 @@ fn accept(origin: &ServerName, externals: bool, raw: Value) -> Option<EntryRow> 
 
 impl PolicyFace<'_> {
     /// Refuses a federation request unless its origin is a peer of the federation.
-    pub(in crate::services::policy) fn annuaire_require_peer(self, origin: &ServerName) -> Result<()> {
+    pub(in crate::services::policy) fn annuaire_require_peer(
+        self,
+        origin: &ServerName,
+    ) -> Result<()> {
         if self.policy_rules.enabled() && self.policy_rules.is_peer(origin) {
             Ok(())
         } else {
@@ -138,7 +141,10 @@ impl PolicyFace<'_> {
     }
 
     /// Pulls a peer's change stream until caught up; returns the entries received.
-    pub(in crate::services::policy) async fn annuaire_pull(self, peer: &ServerName) -> Result<usize> {
+    pub(in crate::services::policy) async fn annuaire_pull(
+        self,
+        peer: &ServerName,
+    ) -> Result<usize> {
         let mut since = self.db.annuaire_peer_since(peer.as_str()).await?;
         let externals = self.policy_rules.is_external_server(peer);
         let mut total = 0;
