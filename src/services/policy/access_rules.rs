@@ -426,6 +426,18 @@ impl crate::services::policy::PolicyFace<'_> {
             )
         })
     }
+
+    /// Room upgrade: the replacement takes the old room's rule; externals are additional
+    /// creators of direct rooms only.
+    pub fn check_upgrade_creators(
+        self,
+        old_state: &State,
+        additional_creators: &[ruma::OwnedUserId],
+    ) -> crate::Result<()> {
+        let rule = room_rule(old_state);
+        check_creators(&self.policy_rules, rule, additional_creators)
+            .map_err(crate::Error::forbidden)
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod email_invites;
 mod hooks;
 pub mod profiles;
 pub mod registration;
+pub mod room_creation;
 pub mod room_defaults;
 pub mod validity;
 

@@ -1,16 +1,30 @@
 //! Room creation (`/createRoom`): the spec's event sequence, presets, overrides.
 
 use crate::services::rooms::RoomsFace;
-use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
+use ruma::{
+    room_version_rules::RoomVersionRules, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId,
+    RoomId, RoomVersionId, UserId,
+};
 use serde_json::{json, Map, Value};
 
 pub use super::requests::{CreateRoomRequest, InitialState, Replacement};
-use super::{version, EventSpec, RoomState};
+use super::{version, EventSpec, NewPdu, RoomState};
 use crate::{
-    config::EncryptionByDefault,
-    services::policy::{access_rules, room_defaults},
-    util, Error, Result,
+    config::EncryptionByDefault, services::policy::access_rules::Rule, util, Error, Result,
 };
+
+/// What a validated `/createRoom` request settles before any event is built.
+struct Plan {
+    public: bool,
+    preset: String,
+    version: RoomVersionId,
+    rules: RoomVersionRules,
+    /// Invited users, the creator left out.
+    invitees: Vec<OwnedUserId>,
+    /// Tchap: the room's access rule (`None` when the policy is off or for a replacement room).
+    access_rule: Option<Rule>,
+    alias: Option<OwnedRoomAliasId>,
+}
 
 impl RoomsFace<'_> {
     pub async fn create_room(
@@ -29,6 +43,64 @@ impl RoomsFace<'_> {
         req: CreateRoomRequest,
         replacement: Option<Replacement>,
     ) -> Result<OwnedRoomId> {
+        let plan = self
+            .validate_create(creator, &req, replacement.is_some())
+            .await?;
+        // 1. m.room.create
+        let (mut room, mut batch) = self.create_event(creator, &req, &plan).await?;
+        // 2. creator joins
+        batch.push(self.creator_join(&mut room, creator).await?);
+        // 3. power levels, then (Tchap) the access rule, before anything it governs
+        batch.push(self.initial_power_levels(&mut room, creator, &req, &plan, &replacement)?);
+        if let Some(spec) = self.policy().creation_rule_event(plan.access_rule) {
+            batch.push(room.build(self.s, creator, spec, None, None)?);
+        }
+        // 4. canonical alias
+        if let Some(a) = &plan.alias {
+            batch.push(room.build(
+                self.s,
+                creator,
+                EventSpec::state("m.room.canonical_alias", "", json!({ "alias": a })),
+                None,
+                None,
+            )?);
+        }
+        // 5. preset state (join rules, history visibility, guest access, encryption)
+        batch.extend(self.preset_state(&mut room, creator, &req, &plan, replacement.is_some())?);
+        // 6. initial_state; upgrade: the old room's state, then its own power levels
+        batch.extend(self.initial_state(&mut room, creator, &req.initial_state, &plan)?);
+        if let Some(rep) = replacement {
+            batch.extend(self.copied_state(&mut room, creator, rep)?);
+        }
+        // 7. name and topic
+        for (kind, field, value) in [
+            ("m.room.name", "name", &req.name),
+            ("m.room.topic", "topic", &req.topic),
+        ] {
+            if let Some(v) = value {
+                batch.push(room.build(
+                    self.s,
+                    creator,
+                    EventSpec::state(kind, "", json!({ field: v })),
+                    None,
+                    None,
+                )?);
+            }
+        }
+        // 8. invites (users of other servers are invited once the room exists)
+        batch.extend(self.local_invites(&mut room, creator, &req, &plan).await?);
+        self.persist_new_room(creator, room, batch, &req, plan)
+            .await
+    }
+
+    /// The request checked: preset, third-party invites, room version, invitees, the Tchap
+    /// creation rules, the alias.
+    async fn validate_create(
+        self,
+        creator: &UserId,
+        req: &CreateRoomRequest,
+        replacing: bool,
+    ) -> Result<Plan> {
         let public = req.visibility.as_deref() == Some("public");
         let preset = req.preset.clone().unwrap_or_else(|| {
             if public {
@@ -66,13 +138,10 @@ impl RoomsFace<'_> {
                 invitees.push(u);
             }
         }
-        // Tchap (TCHAP.md §3, §4): the room's access rule and what the creator may create.
-        let tchap = self.policy_rules.enabled() && replacement.is_none();
-        let access_rule = if tchap {
-            Some(self.tchap_create_checks(creator, &req, &invitees).await?)
-        } else {
-            None
-        };
+        let access_rule = self
+            .policy()
+            .creation_access_rule(creator, req, &invitees, replacing)
+            .await?;
         let alias = match &req.room_alias_name {
             Some(name) => {
                 if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
@@ -87,51 +156,63 @@ impl RoomsFace<'_> {
             }
             None => None,
         };
+        Ok(Plan {
+            public,
+            preset,
+            version,
+            rules,
+            invitees,
+            access_rule,
+            alias,
+        })
+    }
 
-        // 1. m.room.create. In v12 the room id is the create event's hash, so two rooms created
-        // by one user in the same millisecond with the same content would collide: reserve the
-        // id, and on a clash build again one millisecond later (Synapse does the same).
+    /// Step 1: m.room.create. In v12 the room id is the create event's hash, so two rooms created
+    /// by one user in the same millisecond with the same content would collide: reserve the
+    /// id, and on a clash build again one millisecond later (Synapse does the same).
+    async fn create_event(
+        self,
+        creator: &UserId,
+        req: &CreateRoomRequest,
+        plan: &Plan,
+    ) -> Result<(RoomState, Vec<NewPdu>)> {
+        let rules = &plan.rules;
         let mut create = req.creation_content.clone().unwrap_or_default();
-        create.insert("room_version".into(), json!(version.as_str()));
+        create.insert("room_version".into(), json!(plan.version.as_str()));
         if !rules.authorization.use_room_create_sender {
             create.insert("creator".into(), json!(creator));
         }
         if !rules.authorization.additional_room_creators {
             create.remove("additional_creators");
         }
-        // Tchap: externals are additional creators of direct rooms only (the rule event below
-        // would refuse it too; refused here before anything is built).
-        if let Some(rule) = access_rule {
-            let extra = create.get("additional_creators").and_then(Value::as_array);
-            let names = extra.into_iter().flatten().filter_map(Value::as_str);
-            access_rules::check_creators(&self.policy_rules, rule, names)
-                .map_err(Error::forbidden)?;
-        }
+        self.policy()
+            .check_creation_creators(plan.access_rule, &create)?;
         let mut attempt = 0;
-        let (mut room, mut batch) = loop {
+        loop {
             let provisional = if rules.authorization.room_create_event_id_as_room_id {
                 RoomId::parse(format!("!provisional:{}", self.server_name))
             } else {
                 RoomId::parse(format!("!{}:{}", util::random_string(18), self.server_name))
             }
             .map_err(|e| Error::unknown(e.to_string()))?;
-            let mut room = RoomState::new_room(version.clone(), rules.clone(), provisional);
+            let mut room = RoomState::new_room(plan.version.clone(), rules.clone(), provisional);
             room.min_ts = util::now_ms() + attempt;
             let spec = EventSpec::state("m.room.create", "", Value::Object(create.clone()));
             let built = room.build(self.s, creator, spec, None, None)?;
             if self.reserve_room_id(&room.room_id)
                 && self.db.room_version(room.room_id.as_str()).await?.is_none()
             {
-                break (room, vec![built]);
+                return Ok((room, vec![built]));
             }
             attempt += 1;
             if attempt > 20 {
                 return Err(Error::unknown("Could not allocate a room id"));
             }
-        };
-        let room_id = room.room_id.clone();
+        }
+    }
 
-        // 2. creator joins
+    /// Step 2: The creator's join, with their profile.
+    async fn creator_join(self, room: &mut RoomState, creator: &UserId) -> Result<NewPdu> {
         let mut member = json!({ "membership": "join" });
         if let Some(u) = self.db.get_user(creator.as_str()).await? {
             if let Some(d) = u.displayname {
@@ -141,78 +222,73 @@ impl RoomsFace<'_> {
                 member["avatar_url"] = json!(a);
             }
         }
-        batch.push(room.build(
+        room.build(
             self.s,
             creator,
             EventSpec::state("m.room.member", creator.as_str(), member),
             None,
             None,
-        )?);
+        )
+    }
 
-        // 3. power levels
+    /// Step 3: The power levels: the replacement's, or the preset's (Tchap: its own), with the
+    /// request's override on top.
+    fn initial_power_levels(
+        self,
+        room: &mut RoomState,
+        creator: &UserId,
+        req: &CreateRoomRequest,
+        plan: &Plan,
+        replacement: &Option<Replacement>,
+    ) -> Result<NewPdu> {
         let creators = room.creators();
         let mut users = Map::new();
         if !creators.contains(creator) {
             users.insert(creator.to_string(), json!(100));
         }
-        if preset == "trusted_private_chat" {
-            for u in &invitees {
+        if plan.preset == "trusted_private_chat" {
+            for u in &plan.invitees {
                 if !creators.contains(u) {
                     users.insert(u.to_string(), json!(100));
                 }
             }
         }
-        let mut pl = match &replacement {
+        let mut pl = match replacement {
             Some(r) => r.power_levels.clone(),
-            None if tchap => room_defaults::power_levels(users),
-            None => default_power_levels(users, &preset),
+            None => self
+                .policy()
+                .creation_power_levels(plan.access_rule, &users)
+                .unwrap_or_else(|| default_power_levels(users, &plan.preset)),
         };
         if let Some(o) = &req.power_level_content_override {
             for (k, v) in o {
                 pl[k] = v.clone();
             }
         }
-        if tchap {
-            room_defaults::check_override(&pl).map_err(Error::forbidden)?;
-        }
-        strip_creators(&mut pl, &room);
-        batch.push(room.build(
+        self.policy()
+            .check_creation_override(plan.access_rule, &pl)?;
+        strip_creators(&mut pl, room);
+        room.build(
             self.s,
             creator,
             EventSpec::state("m.room.power_levels", "", pl),
             None,
             None,
-        )?);
+        )
+    }
 
-        // The access rule, before anything it governs.
-        if let Some(rule) = access_rule {
-            batch.push(room.build(
-                self.s,
-                creator,
-                EventSpec::state(
-                    access_rules::EVENT_TYPE,
-                    "",
-                    json!({ "rule": rule.as_str() }),
-                ),
-                None,
-                None,
-            )?);
-        }
-
-        // 4. canonical alias
-        if let Some(a) = &alias {
-            batch.push(room.build(
-                self.s,
-                creator,
-                EventSpec::state("m.room.canonical_alias", "", json!({ "alias": a })),
-                None,
-                None,
-            )?);
-        }
-
-        // 5. preset state, unless given in initial_state
-        // A replacement room carries its own state: nothing from presets or defaults.
-        let copying = replacement.is_some();
+    /// Step 5: Preset state, unless given in initial_state (a replacement room carries its own
+    /// state: nothing from presets or defaults): join rules, history visibility, guest access,
+    /// then encryption by default (before initial_state, which may set its own).
+    fn preset_state(
+        self,
+        room: &mut RoomState,
+        creator: &UserId,
+        req: &CreateRoomRequest,
+        plan: &Plan,
+        copying: bool,
+    ) -> Result<Vec<NewPdu>> {
+        let preset = plan.preset.as_str();
         let given = |t: &str| {
             copying
                 || req
@@ -232,72 +308,65 @@ impl RoomsFace<'_> {
             .find(|s| s.kind == "m.room.join_rules" && s.state_key.is_empty())
             .and_then(|s| s.content["join_rule"].as_str())
             .unwrap_or(join_rule);
-        let history = if tchap {
-            room_defaults::history_visibility(final_join_rule == "public")
-        } else {
-            "shared"
-        };
+        let policy = self.policy();
+        let history = policy
+            .creation_history_visibility(plan.access_rule, final_join_rule)
+            .unwrap_or("shared");
+        let encrypt = policy
+            .creation_encryption(plan.access_rule, final_join_rule)
+            .unwrap_or(match self.config.encryption_by_default {
+                EncryptionByDefault::All => true,
+                EncryptionByDefault::Invite => preset != "public_chat",
+                EncryptionByDefault::Off => false,
+            });
+        let mut specs = vec![];
         if !given("m.room.join_rules") {
-            batch.push(room.build(
-                self.s,
-                creator,
-                EventSpec::state("m.room.join_rules", "", json!({ "join_rule": join_rule })),
-                None,
-                None,
-            )?);
+            specs.push(EventSpec::state(
+                "m.room.join_rules",
+                "",
+                json!({ "join_rule": join_rule }),
+            ));
         }
         if !given("m.room.history_visibility") {
-            batch.push(room.build(
-                self.s,
-                creator,
-                EventSpec::state(
-                    "m.room.history_visibility",
-                    "",
-                    json!({ "history_visibility": history }),
-                ),
-                None,
-                None,
-            )?);
+            specs.push(EventSpec::state(
+                "m.room.history_visibility",
+                "",
+                json!({ "history_visibility": history }),
+            ));
         }
         if preset != "public_chat" && !given("m.room.guest_access") {
-            batch.push(room.build(
-                self.s,
-                creator,
-                EventSpec::state(
-                    "m.room.guest_access",
-                    "",
-                    json!({ "guest_access": "can_join" }),
-                ),
-                None,
-                None,
-            )?);
+            specs.push(EventSpec::state(
+                "m.room.guest_access",
+                "",
+                json!({ "guest_access": "can_join" }),
+            ));
         }
-
-        // Encryption by default (before initial_state, which may set its own).
-        let encrypt = match self.config.encryption_by_default {
-            // Tchap: private rooms and DMs are encrypted, forums never.
-            _ if tchap => final_join_rule != "public",
-            EncryptionByDefault::All => true,
-            EncryptionByDefault::Invite => preset != "public_chat",
-            EncryptionByDefault::Off => false,
-        };
         if encrypt && !given("m.room.encryption") {
-            batch.push(room.build(
-                self.s,
-                creator,
-                EventSpec::state(
-                    "m.room.encryption",
-                    "",
-                    json!({ "algorithm": "m.megolm.v1.aes-sha2" }),
-                ),
-                None,
-                None,
-            )?);
+            specs.push(EventSpec::state(
+                "m.room.encryption",
+                "",
+                json!({ "algorithm": "m.megolm.v1.aes-sha2" }),
+            ));
         }
+        specs
+            .into_iter()
+            .map(|spec| room.build(self.s, creator, spec, None, None))
+            .collect()
+    }
 
-        // 6. initial_state
-        for s in req.initial_state {
-            if access_rule.is_some() && s.kind == access_rules::EVENT_TYPE && s.state_key.is_empty()
+    /// Step 6: The request's initial_state (the access rule was sent above).
+    fn initial_state(
+        self,
+        room: &mut RoomState,
+        creator: &UserId,
+        initial_state: &[InitialState],
+        plan: &Plan,
+    ) -> Result<Vec<NewPdu>> {
+        let mut batch = vec![];
+        for s in initial_state {
+            if self
+                .policy()
+                .is_creation_rule_event(plan.access_rule, &s.kind, &s.state_key)
             {
                 continue; // sent above
             }
@@ -313,62 +382,59 @@ impl RoomsFace<'_> {
             batch.push(room.build(
                 self.s,
                 creator,
-                EventSpec::state(&s.kind, &s.state_key, s.content),
+                EventSpec::state(&s.kind, &s.state_key, s.content.clone()),
                 None,
                 None,
             )?);
         }
+        Ok(batch)
+    }
 
-        // Upgrade: the old room's state, then its own power levels.
-        if let Some(rep) = replacement {
-            for (kind, key, content) in rep.state {
-                match room.build(
-                    self.s,
-                    creator,
-                    EventSpec::state(&kind, &key, content),
-                    None,
-                    None,
-                ) {
-                    Ok(n) => batch.push(n),
-                    Err(e) => {
-                        tracing::warn!(%kind, %key, error = %e, "state not copied to the new room")
-                    }
+    /// Upgrade: the old room's state, then its own power levels.
+    fn copied_state(
+        self,
+        room: &mut RoomState,
+        creator: &UserId,
+        rep: Replacement,
+    ) -> Result<Vec<NewPdu>> {
+        let mut batch = vec![];
+        for (kind, key, content) in rep.state {
+            match room.build(
+                self.s,
+                creator,
+                EventSpec::state(&kind, &key, content),
+                None,
+                None,
+            ) {
+                Ok(n) => batch.push(n),
+                Err(e) => {
+                    tracing::warn!(%kind, %key, error = %e, "state not copied to the new room")
                 }
             }
-            if let Some(mut pl) = rep.final_power_levels {
-                strip_creators(&mut pl, &room);
-                batch.push(room.build(
-                    self.s,
-                    creator,
-                    EventSpec::state("m.room.power_levels", "", pl),
-                    None,
-                    None,
-                )?);
-            }
         }
-
-        // 7. name and topic
-        if let Some(name) = req.name {
+        if let Some(mut pl) = rep.final_power_levels {
+            strip_creators(&mut pl, room);
             batch.push(room.build(
                 self.s,
                 creator,
-                EventSpec::state("m.room.name", "", json!({ "name": name })),
+                EventSpec::state("m.room.power_levels", "", pl),
                 None,
                 None,
             )?);
         }
-        if let Some(topic) = req.topic {
-            batch.push(room.build(
-                self.s,
-                creator,
-                EventSpec::state("m.room.topic", "", json!({ "topic": topic })),
-                None,
-                None,
-            )?);
-        }
+        Ok(batch)
+    }
 
-        // 8. invites (users of other servers are invited once the room exists, below)
-        for u in invitees.iter().filter(|u| self.is_local(u)) {
+    /// Step 8: Invites of local users, in the creation batch.
+    async fn local_invites(
+        self,
+        room: &mut RoomState,
+        creator: &UserId,
+        req: &CreateRoomRequest,
+        plan: &Plan,
+    ) -> Result<Vec<NewPdu>> {
+        let mut batch = vec![];
+        for u in plan.invitees.iter().filter(|u| self.is_local(u)) {
             let target = self.db.get_user(u.as_str()).await?;
             let Some(target) = target.filter(|t| t.deactivated == 0) else {
                 return Err(Error::not_found(format!("Unknown user {u}")));
@@ -388,7 +454,20 @@ impl RoomsFace<'_> {
                 None,
             )?);
         }
+        Ok(batch)
+    }
 
+    /// The batch persisted, then the alias and the invites of users of other servers.
+    async fn persist_new_room(
+        self,
+        creator: &UserId,
+        room: RoomState,
+        batch: Vec<NewPdu>,
+        req: &CreateRoomRequest,
+        plan: Plan,
+    ) -> Result<OwnedRoomId> {
+        let room_id = room.room_id.clone();
+        let public = plan.public;
         // Persisted in its own task: a client hanging up cannot leave a half-created room cached.
         let me = self
             .me
@@ -404,7 +483,7 @@ impl RoomsFace<'_> {
         })
         .await
         .map_err(|e| Error::unknown(e.to_string()))??;
-        if let Some(a) = alias {
+        if let Some(a) = plan.alias {
             if !self.add_alias(creator, &a, &room_id).await? {
                 tracing::warn!(alias = %a, "alias taken while the room was being created");
             }
@@ -412,7 +491,7 @@ impl RoomsFace<'_> {
         // Users of other servers: each invite goes through their server. The room exists
         // whatever they answer; a failed invite is logged (as Synapse does).
         let extra = req.is_direct.then(|| json!({ "is_direct": true }));
-        for u in invitees.iter().filter(|u| !self.is_local(u)) {
+        for u in plan.invitees.iter().filter(|u| !self.is_local(u)) {
             if let Err(e) = self
                 .set_membership(creator, &room_id, u, "invite", None, extra.clone())
                 .await

@@ -230,65 +230,7 @@ impl RoomsFace<'_> {
                     "You do not have the power to upgrade this room",
                 ));
             }
-            // Tchap: the replacement takes the old room's rule; externals are additional
-            // creators of direct rooms only.
-            let rule = access_rules::room_rule(&old.state);
-            access_rules::check_creators(&self.policy_rules, rule, &additional_creators)
-                .map_err(Error::forbidden)?;
-            let create = content(old, "m.room.create", "").unwrap_or_default();
-            let mut predecessor = json!({ "room_id": old_id });
-            if !rules.authorization.room_create_event_id_as_room_id {
-                // The last event known in the old room (room versions before 12).
-                if let Some(last) = old.extremities.first() {
-                    predecessor["event_id"] = json!(last);
-                }
-            }
-            let mut creation = Map::new();
-            creation.insert("predecessor".into(), predecessor);
-            for key in ["type", "m.federate"] {
-                if let Some(v) = create.get(key) {
-                    creation.insert(key.into(), v.clone());
-                }
-            }
-            if !additional_creators.is_empty() {
-                creation.insert("additional_creators".into(), json!(additional_creators));
-            }
-
-            let mut state: Vec<(String, String, Value)> = COPIED
-                .iter()
-                .filter_map(|k| content(old, k, "").map(|c| (k.to_string(), String::new(), c)))
-                .collect();
-            // A space keeps its children; bans stay bans.
-            let is_space = create["type"] == "m.space";
-            let mut keyed: Vec<_> = old.state.iter().collect();
-            keyed.sort_by(|a, b| a.0.cmp(b.0));
-            for ((kind, key), pdu) in keyed {
-                let Ok(c) = serde_json::from_str::<Value>(pdu.content.get()) else {
-                    continue;
-                };
-                let wanted = match kind.to_string().as_str() {
-                    "m.space.child" => is_space && c.as_object().is_some_and(|o| !o.is_empty()),
-                    "m.room.member" => c["membership"] == "ban",
-                    _ => false,
-                };
-                if wanted {
-                    state.push((kind.to_string(), key.clone(), c));
-                }
-            }
-            if let Some(c) = content(old, "m.room.canonical_alias", "") {
-                if let (Some(moved), _) = split_canonical_alias(&c, self.server_name.as_str()) {
-                    state.push(("m.room.canonical_alias".into(), String::new(), moved));
-                }
-            }
-            let (power_levels, final_power_levels) = replacement_power_levels(old, user, &rules);
-            (
-                creation,
-                Replacement {
-                    power_levels,
-                    state,
-                    final_power_levels,
-                },
-            )
+            self.replacement_of(old, old_id, user, &rules, &additional_creators)?
         };
 
         // 2. The replacement room.
@@ -302,45 +244,118 @@ impl RoomsFace<'_> {
 
         // 3. The old room: tombstone, then (best effort) its canonical alias without the moved
         // aliases and its power levels restricted; one batch.
-        {
-            let mut guard = self.lock_room(old_id).await?;
-            let old = guard
-                .as_mut()
-                .ok_or_else(|| Error::not_found("Unknown room"))?;
-            let tombstone = json!({
-                "body": "This room has been replaced",
-                "replacement_room": new_id,
-            });
-            let mut batch = vec![old.build(
-                self.s,
-                user,
-                EventSpec::state("m.room.tombstone", "", tombstone),
-                None,
-                None,
-            )?];
-            let mut extra = vec![];
-            if let Some(c) = content(old, "m.room.canonical_alias", "") {
-                if let (_, Some(kept)) = split_canonical_alias(&c, self.server_name.as_str()) {
-                    extra.push(("m.room.canonical_alias", kept));
-                }
-            }
-            if let Some(pl) = restricted_power_levels(&old.power_levels()) {
-                extra.push(("m.room.power_levels", pl));
-            }
-            for (kind, c) in extra {
-                match old.build(self.s, user, EventSpec::state(kind, "", c), None, None) {
-                    Ok(n) => batch.push(n),
-                    Err(e) => tracing::warn!(room = %old_id, %kind, error = %e,
-                        "old room not updated after its upgrade"),
-                }
-            }
-            self.persist(&mut guard, batch, None).await?;
-        }
+        self.retire_old_room(user, old_id, &new_id).await?;
 
         // 4. Aliases and the directory listing follow.
         self.db
             .transfer_listing(old_id.as_str(), new_id.as_str())
             .await?;
         Ok(new_id)
+    }
+
+    /// Step 1 of an upgrade, under the old room's lock: the replacement's creation content and
+    /// what it takes from the old room (state, bans, space children, moved aliases, power levels).
+    fn replacement_of(
+        self,
+        old: &RoomState,
+        old_id: &RoomId,
+        user: &UserId,
+        rules: &RoomVersionRules,
+        additional_creators: &[OwnedUserId],
+    ) -> Result<(Map<String, Value>, Replacement)> {
+        self.policy()
+            .check_upgrade_creators(&old.state, additional_creators)?;
+        let create = content(old, "m.room.create", "").unwrap_or_default();
+        let mut predecessor = json!({ "room_id": old_id });
+        if !rules.authorization.room_create_event_id_as_room_id {
+            // The last event known in the old room (room versions before 12).
+            if let Some(last) = old.extremities.first() {
+                predecessor["event_id"] = json!(last);
+            }
+        }
+        let mut creation = Map::new();
+        creation.insert("predecessor".into(), predecessor);
+        for key in ["type", "m.federate"] {
+            if let Some(v) = create.get(key) {
+                creation.insert(key.into(), v.clone());
+            }
+        }
+        if !additional_creators.is_empty() {
+            creation.insert("additional_creators".into(), json!(additional_creators));
+        }
+
+        let mut state: Vec<(String, String, Value)> = COPIED
+            .iter()
+            .filter_map(|k| content(old, k, "").map(|c| (k.to_string(), String::new(), c)))
+            .collect();
+        // A space keeps its children; bans stay bans.
+        let is_space = create["type"] == "m.space";
+        let mut keyed: Vec<_> = old.state.iter().collect();
+        keyed.sort_by(|a, b| a.0.cmp(b.0));
+        for ((kind, key), pdu) in keyed {
+            let Ok(c) = serde_json::from_str::<Value>(pdu.content.get()) else {
+                continue;
+            };
+            let wanted = match kind.to_string().as_str() {
+                "m.space.child" => is_space && c.as_object().is_some_and(|o| !o.is_empty()),
+                "m.room.member" => c["membership"] == "ban",
+                _ => false,
+            };
+            if wanted {
+                state.push((kind.to_string(), key.clone(), c));
+            }
+        }
+        if let Some(c) = content(old, "m.room.canonical_alias", "") {
+            if let (Some(moved), _) = split_canonical_alias(&c, self.server_name.as_str()) {
+                state.push(("m.room.canonical_alias".into(), String::new(), moved));
+            }
+        }
+        let (power_levels, final_power_levels) = replacement_power_levels(old, user, rules);
+        Ok((
+            creation,
+            Replacement {
+                power_levels,
+                state,
+                final_power_levels,
+            },
+        ))
+    }
+
+    /// Step 3 of an upgrade: the old room's tombstone, then (best effort) its canonical alias
+    /// without the moved aliases and its power levels restricted; one batch.
+    async fn retire_old_room(self, user: &UserId, old_id: &RoomId, new_id: &RoomId) -> Result<()> {
+        let mut guard = self.lock_room(old_id).await?;
+        let old = guard
+            .as_mut()
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let tombstone = json!({
+            "body": "This room has been replaced",
+            "replacement_room": new_id,
+        });
+        let mut batch = vec![old.build(
+            self.s,
+            user,
+            EventSpec::state("m.room.tombstone", "", tombstone),
+            None,
+            None,
+        )?];
+        let mut extra = vec![];
+        if let Some(c) = content(old, "m.room.canonical_alias", "") {
+            if let (_, Some(kept)) = split_canonical_alias(&c, self.server_name.as_str()) {
+                extra.push(("m.room.canonical_alias", kept));
+            }
+        }
+        if let Some(pl) = restricted_power_levels(&old.power_levels()) {
+            extra.push(("m.room.power_levels", pl));
+        }
+        for (kind, c) in extra {
+            match old.build(self.s, user, EventSpec::state(kind, "", c), None, None) {
+                Ok(n) => batch.push(n),
+                Err(e) => tracing::warn!(room = %old_id, %kind, error = %e,
+                    "old room not updated after its upgrade"),
+            }
+        }
+        self.persist(&mut guard, batch, None).await?;
+        Ok(())
     }
 }
