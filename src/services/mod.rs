@@ -106,6 +106,19 @@ pub struct Services {
 /// services can judge (the default room version is one they speak, the Tchap rules, the trusted
 /// proxies' and outbound IP ranges). Every command runs it right after loading the file.
 pub fn check_config(config: &Config) -> anyhow::Result<()> {
+    check_default_room_version(config)?;
+    if let Some(t) = &config.tchap {
+        policy::Policy::new(&config.server_name, Some(t))?;
+    }
+    client_ip::TrustedProxies::new(&config.proxy.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
+    outbound::Outbound::new(config).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(())
+}
+
+/// [`Config::check`] and the default room version: what `Services::start` does not judge by
+/// building the policy, the proxies and the outbound policy itself.
+fn check_default_room_version(config: &Config) -> anyhow::Result<()> {
     config.check()?;
     if ruma::RoomVersionId::try_from(config.default_room_version.as_str())
         .ok()
@@ -117,19 +130,13 @@ pub fn check_config(config: &Config) -> anyhow::Result<()> {
             config.default_room_version
         );
     }
-    if let Some(t) = &config.tchap {
-        policy::Policy::new(&config.server_name, Some(t))?;
-    }
-    client_ip::TrustedProxies::new(&config.proxy.trusted_proxies)
-        .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
-    outbound::Outbound::new(config).map_err(|e| anyhow::anyhow!(e))?;
     Ok(())
 }
 
 impl Services {
     /// Connects to the database, applies migrations, loads the signing key and the stream heads.
     pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
-        check_config(&config)?;
+        check_default_room_version(&config)?;
         let db = Db::connect(&config.database_url(), config.database_max_connections).await?;
         let applied = db.migrate().await?;
         if !applied.is_empty() {
