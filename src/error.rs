@@ -21,7 +21,8 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 macro_rules! ctor {
-    ($name:ident, $status:ident, $code:literal) => {
+    ($(#[$doc:meta])* $name:ident, $status:ident, $code:literal) => {
+        $(#[$doc])*
         pub fn $name(msg: impl Into<String>) -> Self {
             Self::new(StatusCode::$status, $code, msg)
         }
@@ -78,6 +79,89 @@ impl Error {
         "M_PASSWORD_NO_LOWERCASE"
     );
     ctor!(missing_params, BAD_REQUEST, "M_MISSING_PARAMS");
+    ctor!(
+        threepid_medium_not_supported,
+        BAD_REQUEST,
+        "M_THREEPID_MEDIUM_NOT_SUPPORTED"
+    );
+    ctor!(
+        incompatible_room_version,
+        BAD_REQUEST,
+        "M_INCOMPATIBLE_ROOM_VERSION"
+    );
+    ctor!(
+        guest_access_forbidden,
+        FORBIDDEN,
+        "M_GUEST_ACCESS_FORBIDDEN"
+    );
+    ctor!(
+        resource_limit_exceeded,
+        FORBIDDEN,
+        "M_RESOURCE_LIMIT_EXCEEDED"
+    );
+    ctor!(
+        wrong_room_keys_version,
+        FORBIDDEN,
+        "M_WRONG_ROOM_KEYS_VERSION"
+    );
+    ctor!(cannot_overwrite_media, CONFLICT, "M_CANNOT_OVERWRITE_MEDIA");
+    ctor!(not_yet_uploaded, GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED");
+    ctor!(method_not_allowed, METHOD_NOT_ALLOWED, "M_UNRECOGNIZED");
+    ctor!(
+        /// A request the spec gives no errcode of its own (400 `M_UNKNOWN`).
+        bad_request,
+        BAD_REQUEST,
+        "M_UNKNOWN"
+    );
+    ctor!(
+        /// A state the request conflicts with (409 `M_UNKNOWN`), e.g. an alias already taken.
+        conflict,
+        CONFLICT,
+        "M_UNKNOWN"
+    );
+    ctor!(
+        /// A quota that is not a rate (a full queue): 429 without `retry_after_ms`.
+        queue_full,
+        TOO_MANY_REQUESTS,
+        "M_LIMIT_EXCEEDED"
+    );
+    ctor!(
+        /// The client did not send its body in time.
+        request_timeout,
+        REQUEST_TIMEOUT,
+        "M_UNKNOWN"
+    );
+    ctor!(
+        /// Another server failed or answered nonsense (502 `M_UNKNOWN`).
+        bad_gateway,
+        BAD_GATEWAY,
+        "M_UNKNOWN"
+    );
+    ctor!(
+        /// Another server's answer is over our size limit.
+        remote_too_large,
+        BAD_GATEWAY,
+        "M_TOO_LARGE"
+    );
+    ctor!(
+        /// Another server did not answer in time.
+        gateway_timeout,
+        GATEWAY_TIMEOUT,
+        "M_UNKNOWN"
+    );
+    ctor!(
+        /// User-interactive auth needs another stage (401 `M_FORBIDDEN`); add the flows with
+        /// [`Self::with_extra`].
+        auth_required,
+        UNAUTHORIZED,
+        "M_FORBIDDEN"
+    );
+
+    /// The first answer of user-interactive auth: 401 with no errcode (only the flows, params
+    /// and session added with [`Self::with_extra`]).
+    pub fn auth_challenge() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "", "")
+    }
 
     pub fn unknown(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", msg)

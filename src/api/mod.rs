@@ -234,11 +234,7 @@ async fn unrecognized() -> Error {
 }
 
 async fn method_not_allowed() -> Error {
-    Error::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "M_UNRECOGNIZED",
-        "Method not allowed",
-    )
+    Error::method_not_allowed("Method not allowed")
 }
 
 /// The whole HTTP surface.

@@ -73,9 +73,7 @@ impl Mailer {
         if self.enabled() {
             return Ok(());
         }
-        Err(Error::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_THREEPID_MEDIUM_NOT_SUPPORTED",
+        Err(Error::threepid_medium_not_supported(
             "This server does not send email",
         ))
     }

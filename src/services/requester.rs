@@ -2,6 +2,8 @@
 //! token's user and device, and the user-interactive auth data of a request body).
 
 use ruma::OwnedUserId;
+
+use crate::{Error, Result};
 use serde::Deserialize;
 
 /// Who is calling: resolved from the access token.
@@ -9,6 +11,19 @@ use serde::Deserialize;
 pub struct Requester {
     pub user_id: OwnedUserId,
     pub device_id: String,
+}
+
+impl Requester {
+    /// The "only your own" rule of the endpoints under `/user/{userId}/…` (account data, tags,
+    /// filters, presence, typing, OpenID tokens): `user`, from the path, must be the caller.
+    /// A path that is no user ID is `M_INVALID_PARAM`, another user `M_FORBIDDEN` with
+    /// `refusal` as the message.
+    pub fn only_own(&self, user: &str, refusal: &str) -> Result<()> {
+        if crate::util::parse_user_id(user)? != self.user_id {
+            return Err(Error::forbidden(refusal));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]

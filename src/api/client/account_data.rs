@@ -11,13 +11,7 @@ use crate::{
 };
 
 fn own(r: &Requester, user: &str) -> Result<(), Error> {
-    let u = crate::util::parse_user_id(user)?;
-    if u != r.user_id {
-        return Err(Error::forbidden(
-            "Cannot access another user's account data",
-        ));
-    }
-    Ok(())
+    r.only_own(user, "Cannot access another user's account data")
 }
 
 pub async fn get_global(

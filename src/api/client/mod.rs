@@ -9,8 +9,8 @@ mod dehydrated;
 mod devices;
 mod directory;
 mod discovery;
+mod e2ee_keys;
 mod events;
-mod keys;
 mod media;
 mod openid;
 mod presence;
@@ -148,7 +148,7 @@ fn versioned() -> Router<AppState> {
             "/user/{user_id}/rooms/{room_id}/tags/{tag}",
             put(tags::put).delete(tags::delete),
         )
-        // membership.rs
+        // room_membership.rs
         .route("/join/{room}", post(room_membership::join))
         .route("/knock/{room}", post(room_membership::knock))
         .route("/rooms/{room_id}/join", post(room_membership::join_by_id))
@@ -203,16 +203,19 @@ fn versioned() -> Router<AppState> {
             "/rooms/{room_id}/read_markers",
             post(receipts::read_markers),
         )
-        // keys.rs
-        .route("/keys/upload", post(keys::upload))
-        .route("/keys/query", post(keys::query))
-        .route("/keys/claim", post(keys::claim))
-        .route("/keys/changes", get(keys::changes))
+        // e2ee_keys.rs
+        .route("/keys/upload", post(e2ee_keys::upload))
+        .route("/keys/query", post(e2ee_keys::query))
+        .route("/keys/claim", post(e2ee_keys::claim))
+        .route("/keys/changes", get(e2ee_keys::changes))
         .route(
             "/keys/device_signing/upload",
-            post(keys::device_signing_upload),
+            post(e2ee_keys::device_signing_upload),
         )
-        .route("/keys/signatures/upload", post(keys::signatures_upload))
+        .route(
+            "/keys/signatures/upload",
+            post(e2ee_keys::signatures_upload),
+        )
         // to_device.rs
         .route("/sendToDevice/{kind}/{txn}", put(to_device::send))
         // backup.rs

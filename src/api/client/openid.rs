@@ -3,11 +3,7 @@
 use axum::extract::State;
 use serde_json::Value;
 
-use crate::{
-    api::{ok, ApiResult, AppState, Auth, Json, Path},
-    util::parse_user_id,
-    Error,
-};
+use crate::api::{ok, ApiResult, AppState, Auth, Json, Path};
 
 pub async fn request_token(
     State(s): State<AppState>,
@@ -15,10 +11,6 @@ pub async fn request_token(
     Path(user): Path<String>,
     Json(_): Json<Value>,
 ) -> ApiResult {
-    if parse_user_id(&user)? != r.user_id {
-        return Err(Error::forbidden(
-            "Cannot request an OpenID token for another user",
-        ));
-    }
+    r.only_own(&user, "Cannot request an OpenID token for another user")?;
     ok(s.accounts().request_openid_token(&r.user_id).await?)
 }

@@ -4,10 +4,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{
-    api::{ok, ApiResult, AppState, Auth, Json, Path},
-    Error,
-};
+use crate::api::{ok, ApiResult, AppState, Auth, Json, Path};
 
 #[derive(Deserialize)]
 pub struct PresenceBody {
@@ -27,10 +24,7 @@ pub async fn set(
     Path(user): Path<String>,
     Json(b): Json<PresenceBody>,
 ) -> ApiResult {
-    let target = crate::util::parse_user_id(&user)?;
-    if target != r.user_id {
-        return Err(Error::forbidden("Cannot set another user's presence"));
-    }
+    r.only_own(&user, "Cannot set another user's presence")?;
     s.sync()
         .set_presence(&r.user_id, &b.presence, b.status_msg)
         .await?;

@@ -50,11 +50,7 @@ pub async fn put_alias(
         .create_alias(&r, &parse_alias(&alias)?, &parse_room(&b.room_id)?)
         .await?
     {
-        return Err(Error::new(
-            axum::http::StatusCode::CONFLICT,
-            "M_UNKNOWN",
-            "Room alias already exists",
-        ));
+        return Err(Error::conflict("Room alias already exists"));
     }
     ok(json!({}))
 }

@@ -34,11 +34,7 @@ pub async fn login(
     s.ratelimit
         .check("login", &ip, s.config.rate_limits.login)?;
     if b.kind != "m.login.password" {
-        return Err(Error::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_UNKNOWN",
-            "Unsupported login type",
-        ));
+        return Err(Error::bad_request("Unsupported login type"));
     }
     let session = s
         .accounts()
@@ -77,11 +73,7 @@ pub async fn register(
     Json(b): Json<RegisterBody>,
 ) -> ApiResult {
     if q.kind.as_deref() == Some("guest") {
-        return Err(Error::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "M_GUEST_ACCESS_FORBIDDEN",
-            "Guest access is disabled",
-        ));
+        return Err(Error::guest_access_forbidden("Guest access is disabled"));
     }
     // Counted before anything else: the availability check (M_USER_IN_USE) and every UIA
     // stage (registration-token guesses) are under the limit.

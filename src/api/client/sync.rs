@@ -40,11 +40,7 @@ pub async fn sync(
 }
 
 fn own(r: &crate::services::requester::Requester, user: &str) -> Result<(), Error> {
-    let u = crate::util::parse_user_id(user)?;
-    if u != r.user_id {
-        return Err(Error::forbidden("Cannot use another user's filters"));
-    }
-    Ok(())
+    r.only_own(user, "Cannot use another user's filters")
 }
 
 pub async fn create_filter(

@@ -6,15 +6,12 @@ use serde_json::{json, Value};
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path},
     services::requester::Requester,
-    util::{parse_room_id, parse_user_id},
+    util::parse_room_id,
     Error,
 };
 
 fn own(r: &Requester, user: &str) -> Result<(), Error> {
-    if parse_user_id(user)? != r.user_id {
-        return Err(Error::forbidden("Cannot access another user's tags"));
-    }
-    Ok(())
+    r.only_own(user, "Cannot access another user's tags")
 }
 
 pub async fn get(

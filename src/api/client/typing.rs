@@ -4,10 +4,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{
-    api::{ok, ApiResult, AppState, Auth, Json, Path},
-    Error,
-};
+use crate::api::{ok, ApiResult, AppState, Auth, Json, Path};
 
 #[derive(Deserialize)]
 pub struct TypingBody {
@@ -22,10 +19,7 @@ pub async fn set(
     Json(b): Json<TypingBody>,
 ) -> ApiResult {
     let room = crate::util::parse_room_id(&room)?;
-    let user = crate::util::parse_user_id(&user)?;
-    if user != r.user_id {
-        return Err(Error::forbidden("Cannot set another user's typing state"));
-    }
+    r.only_own(&user, "Cannot set another user's typing state")?;
     s.sync()
         .set_typing(&r.user_id, &room, b.typing, b.timeout)
         .await?;

@@ -103,13 +103,7 @@ impl FromRequest<AppState> for FedRequest {
         let deadline = Duration::from_secs(cfg.body_timeout_secs.max(1));
         let body = tokio::time::timeout(deadline, read_capped(body, cap, declared))
             .await
-            .map_err(|_| {
-                Error::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "M_UNKNOWN",
-                    "Request body not received in time",
-                )
-            })??;
+            .map_err(|_| Error::request_timeout("Request body not received in time"))??;
         let map = std::collections::BTreeMap::from([(xm.origin.to_string(), keys)]);
         let path = parts
             .uri

@@ -7,10 +7,10 @@ mod directory;
 mod e2ee;
 mod events;
 mod handshakes;
-mod keys;
 mod media;
 mod openid;
 mod query;
+mod server_keys;
 mod tchap_rooms;
 mod transactions;
 
@@ -23,9 +23,12 @@ use super::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/_matrix/key/v2/server", get(keys::server_keys))
-        .route("/_matrix/key/v2/query/{server}", get(keys::query_one))
-        .route("/_matrix/key/v2/query", post(keys::query_many))
+        .route("/_matrix/key/v2/server", get(server_keys::server_keys))
+        .route(
+            "/_matrix/key/v2/query/{server}",
+            get(server_keys::query_one),
+        )
+        .route("/_matrix/key/v2/query", post(server_keys::query_many))
         .route("/_matrix/federation/v1/query/profile", get(query::profile))
         .route(
             "/_matrix/federation/v1/query/directory",
@@ -89,7 +92,7 @@ pub fn routes() -> Router<AppState> {
             "/_matrix/federation/v1/hierarchy/{room}",
             get(events::hierarchy),
         )
-        .route("/_matrix/federation/v1/version", get(keys::version))
+        .route("/_matrix/federation/v1/version", get(server_keys::version))
         .route(
             "/_matrix/federation/v1/media/download/{media_id}",
             get(media::download),

@@ -339,15 +339,11 @@ impl AccountsFace<'_> {
         }
         let challenge = |done: &serde_json::Map<String, Value>| {
             strip_errcode(
-                Error::new(
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    "M_FORBIDDEN",
-                    "Additional authentication required",
-                )
-                .with_extra("flows", flows.clone())
-                .with_extra("params", json!({}))
-                .with_extra("session", json!(session))
-                .with_extra("completed", json!(done.keys().collect::<Vec<_>>())),
+                Error::auth_required("Additional authentication required")
+                    .with_extra("flows", flows.clone())
+                    .with_extra("params", json!({}))
+                    .with_extra("session", json!(session))
+                    .with_extra("completed", json!(done.keys().collect::<Vec<_>>())),
             )
         };
         let Some(auth) = auth else {
@@ -593,11 +589,10 @@ impl AccountsFace<'_> {
         let raw = match &auth.identifier {
             Some(id) if id.kind == "m.id.user" => id.user.clone(),
             Some(id) => {
-                return Err(Error::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "M_UNKNOWN",
-                    format!("Unsupported identifier type {}", id.kind),
-                ))
+                return Err(Error::bad_request(format!(
+                    "Unsupported identifier type {}",
+                    id.kind
+                )))
             }
             None => auth.user.clone(),
         }
@@ -836,7 +831,7 @@ impl AccountsFace<'_> {
             .unwrap_or_else(|| util::random_string(24));
         let challenge = || {
             strip_errcode(
-                Error::new(axum::http::StatusCode::UNAUTHORIZED, "M_FORBIDDEN", "")
+                Error::auth_required("")
                     .with_extra("flows", json!([{ "stages": ["m.login.password"] }]))
                     .with_extra("params", json!({}))
                     .with_extra("session", json!(session)),

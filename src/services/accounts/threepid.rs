@@ -235,13 +235,7 @@ impl AccountsFace<'_> {
         client_secret: &str,
         token: &str,
     ) -> Result<ThreepidSession> {
-        let failed = || {
-            Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_THREEPID_AUTH_FAILED",
-                "Invalid or expired token",
-            )
-        };
+        let failed = || Error::threepid_auth_failed("Invalid or expired token");
         check_sid(sid).map_err(|_| failed())?;
         check_client_secret(client_secret).map_err(|_| failed())?;
         if token.is_empty() || token.len() > 255 {
@@ -373,7 +367,7 @@ impl AccountsFace<'_> {
             .filter(|a| a.kind.as_deref() == Some("m.login.email.identity"))
             .and_then(|a| a.threepid_creds);
         let Some(creds) = creds else {
-            return Err(Error::new(axum::http::StatusCode::UNAUTHORIZED, "", "")
+            return Err(Error::auth_challenge()
                 .with_extra("flows", json!([{ "stages": ["m.login.email.identity"] }]))
                 .with_extra("params", json!({}))
                 .with_extra("session", json!(util::random_string(24))));

@@ -161,12 +161,8 @@ impl E2eeFace<'_> {
         let current = self.db.backup_version(user.as_str(), None).await?;
         match (current, parse_version(version)) {
             (Some(c), Some(v)) if c.version == v => Ok(v),
-            (Some(c), _) => Err(Error::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "M_WRONG_ROOM_KEYS_VERSION",
-                "Wrong backup version",
-            )
-            .with_extra("current_version", json!(c.version.to_string()))),
+            (Some(c), _) => Err(Error::wrong_room_keys_version("Wrong backup version")
+                .with_extra("current_version", json!(c.version.to_string()))),
             (None, _) => Err(no_version(version)),
         }
     }

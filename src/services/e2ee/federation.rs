@@ -146,11 +146,9 @@ impl E2eeFace<'_> {
                 .await
                 {
                     Ok(r) => r,
-                    Err(_) => Err(Error::new(
-                        axum::http::StatusCode::GATEWAY_TIMEOUT,
-                        "M_UNKNOWN",
-                        format!("{server} did not answer in time"),
-                    )),
+                    Err(_) => Err(Error::gateway_timeout(format!(
+                        "{server} did not answer in time"
+                    ))),
                 }
             }
         }))
@@ -242,11 +240,9 @@ impl E2eeFace<'_> {
                 .await
                 {
                     Ok(r) => r,
-                    Err(_) => Err(Error::new(
-                        axum::http::StatusCode::GATEWAY_TIMEOUT,
-                        "M_UNKNOWN",
-                        format!("{server} did not answer in time"),
-                    )),
+                    Err(_) => Err(Error::gateway_timeout(format!(
+                        "{server} did not answer in time"
+                    ))),
                 }
             }
         }))

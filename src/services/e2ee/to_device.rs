@@ -239,11 +239,9 @@ impl E2eeFace<'_> {
                             tracing::warn!(%user, device = %d, "to-device queue full: device skipped");
                             continue;
                         }
-                        return Err(Error::new(
-                            axum::http::StatusCode::TOO_MANY_REQUESTS,
-                            "M_LIMIT_EXCEEDED",
-                            format!("The to-device queue of {user} {d} is full"),
-                        ));
+                        return Err(Error::queue_full(format!(
+                            "The to-device queue of {user} {d} is full"
+                        )));
                     }
                     planned.push((user.clone(), d.clone(), content.clone()));
                 }

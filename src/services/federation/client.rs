@@ -21,11 +21,7 @@ const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 /// which addresses and ports answer.
 fn unreachable(server: &ServerName, e: impl std::fmt::Display) -> Error {
     tracing::info!(%server, error = %e, "federation request failed");
-    Error::new(
-        StatusCode::BAD_GATEWAY,
-        "M_UNKNOWN",
-        format!("{server} could not be reached"),
-    )
+    Error::bad_gateway(format!("{server} could not be reached"))
 }
 
 impl FederationFace<'_> {
@@ -127,11 +123,7 @@ pub fn remote_error(dest: &ServerName, status: reqwest::StatusCode, value: &Valu
     let passes = matches!(status.as_u16(), 400 | 403 | 404 | 409 | 413 | 429);
     if !passes {
         tracing::info!(%dest, status = status.as_u16(), "remote server answered with an error");
-        return Error::new(
-            StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
-            format!("{dest} answered with an error"),
-        );
+        return Error::bad_gateway(format!("{dest} answered with an error"));
     }
     let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let errcode = match value.get("errcode").and_then(Value::as_str) {

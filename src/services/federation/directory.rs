@@ -98,11 +98,7 @@ impl FederationFace<'_> {
                     .collect()
             })
             .ok_or_else(|| {
-                Error::new(
-                    axum::http::StatusCode::BAD_GATEWAY,
-                    "M_UNKNOWN",
-                    format!("{server} answered a malformed room directory"),
-                )
+                Error::bad_gateway(format!("{server} answered a malformed room directory"))
             })?;
         let mut out = Map::new();
         out.insert("chunk".into(), json!(chunk));
@@ -132,11 +128,10 @@ impl FederationFace<'_> {
             .federation_request(alias.server_name(), Method::GET, &path, None)
             .await?;
         let malformed = || {
-            Error::new(
-                axum::http::StatusCode::BAD_GATEWAY,
-                "M_UNKNOWN",
-                format!("{} answered a malformed alias query", alias.server_name()),
-            )
+            Error::bad_gateway(format!(
+                "{} answered a malformed alias query",
+                alias.server_name()
+            ))
         };
         let room = v["room_id"]
             .as_str()

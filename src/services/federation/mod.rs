@@ -1,5 +1,5 @@
 //! Federation (spec: Server-server API): server discovery (resolver.rs), signed outbound
-//! requests (client.rs), other servers' keys and the notary (keys.rs).
+//! requests (client.rs), other servers' keys and the notary (remote_server_keys.rs).
 
 crate::services::face!(
     /// The face of federation: talking to other servers, both ways.
@@ -12,13 +12,13 @@ pub mod edus;
 pub mod fetch;
 pub mod inbound;
 pub mod invite;
+pub mod joins;
 pub mod key_fetch;
-pub mod keys;
 pub mod knock;
 pub mod leave;
-pub mod membership;
 pub mod pdu;
 pub mod receive;
+pub mod remote_server_keys;
 pub mod resolver;
 pub mod sender;
 pub mod serve;

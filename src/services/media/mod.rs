@@ -155,11 +155,7 @@ impl MediaFace<'_> {
             .media_usage(uploader.as_str(), util::now_ms())
             .await?;
         if used as u64 + adding > quota {
-            return Err(Error::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "M_RESOURCE_LIMIT_EXCEEDED",
-                "Media quota exceeded",
-            ));
+            return Err(Error::resource_limit_exceeded("Media quota exceeded"));
         }
         Ok(())
     }
@@ -360,11 +356,7 @@ impl MediaFace<'_> {
             ));
         }
         if row.size.is_some() {
-            return Err(Error::new(
-                axum::http::StatusCode::CONFLICT,
-                "M_CANNOT_OVERWRITE_MEDIA",
-                "Media already uploaded",
-            ));
+            return Err(Error::cannot_overwrite_media("Media already uploaded"));
         }
         if row.expires_ts.is_some_and(|t| t < util::now_ms()) {
             return Err(Error::not_found(
@@ -390,11 +382,7 @@ impl MediaFace<'_> {
             .complete_media(media_id, content_type, filename, size as i64, &sha)
             .await?
         {
-            return Err(Error::new(
-                axum::http::StatusCode::CONFLICT,
-                "M_CANNOT_OVERWRITE_MEDIA",
-                "Media already uploaded",
-            ));
+            return Err(Error::cannot_overwrite_media("Media already uploaded"));
         }
         Ok(())
     }
@@ -435,9 +423,7 @@ impl MediaFace<'_> {
                 return Err(not_found());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::new(
-                    axum::http::StatusCode::GATEWAY_TIMEOUT,
-                    "M_NOT_YET_UPLOADED",
+                return Err(Error::not_yet_uploaded(
                     "The content has not been uploaded yet",
                 ));
             }

@@ -308,7 +308,7 @@ impl MediaFace<'_> {
 }
 
 fn bad_gateway(msg: String) -> Error {
-    Error::new(axum::http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", msg)
+    Error::bad_gateway(msg)
 }
 
 #[cfg(test)]

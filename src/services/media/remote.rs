@@ -36,19 +36,13 @@ const MAX_WAIT_MS: u64 = 20_000;
 const MAX_JSON: usize = 64 * 1024;
 
 pub fn bad_gateway(origin: &ServerName, msg: impl std::fmt::Display) -> Error {
-    Error::new(
-        StatusCode::BAD_GATEWAY,
-        "M_UNKNOWN",
-        format!("{origin}: {msg}"),
-    )
+    Error::bad_gateway(format!("{origin}: {msg}"))
 }
 
 pub fn too_large(origin: &ServerName, max: u64) -> Error {
-    Error::new(
-        StatusCode::BAD_GATEWAY,
-        "M_TOO_LARGE",
-        format!("The media of {origin} is larger than the {max} bytes allowed"),
-    )
+    Error::remote_too_large(format!(
+        "The media of {origin} is larger than the {max} bytes allowed"
+    ))
 }
 
 /// Media ids are `[A-Za-z0-9_-]` (spec: Matrix Content URIs): anything else could change the

@@ -155,7 +155,7 @@ fn render(
     method: Method,
     max_pixels: u64,
 ) -> Result<(Vec<u8>, &'static str)> {
-    let cannot = |e: String| Error::new(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN", e);
+    let cannot = |e: String| Error::bad_request(e);
     let open = || {
         ImageReader::open(path)
             .map_err(|e| cannot(e.to_string()))?

@@ -47,9 +47,7 @@ impl PolicyFace<'_> {
         reason: Option<&str>,
     ) -> Result<()> {
         if !self.policy_rules.enabled() {
-            return Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
+            return Err(Error::bad_request(
                 "Third-party invites are not supported on this server",
             ));
         }

@@ -117,9 +117,7 @@ impl RoomsFace<'_> {
             return Err(Error::invalid_param("Unknown preset"));
         }
         if !req.invite_3pid.is_empty() {
-            return Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
+            return Err(Error::bad_request(
                 "Third-party invites are not supported on this server",
             ));
         }

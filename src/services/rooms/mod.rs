@@ -19,7 +19,7 @@ pub mod client_event;
 pub mod create;
 pub mod directory;
 pub mod federation_port;
-pub mod membership;
+pub mod member_changes;
 pub mod pdu;
 pub mod read;
 pub mod redactions;

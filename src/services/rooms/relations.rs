@@ -297,11 +297,7 @@ impl RoomsFace<'_> {
         };
         let rooms = self.db.event_rooms(&[parent]).await?;
         if rooms.iter().any(|(_, r)| r != room_id.as_str()) {
-            return Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "Relations must be in the same room",
-            ));
+            return Err(Error::bad_request("Relations must be in the same room"));
         }
         Ok(())
     }

@@ -36,13 +36,11 @@ pub struct Notice<'a> {
 
 impl<'a> RoomsFace<'a> {
     fn notices_config(self) -> Result<&'a ServerNoticesConfig> {
-        self.s.config.server_notices.as_ref().ok_or_else(|| {
-            Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "Server notices are not enabled on this server",
-            )
-        })
+        self.s
+            .config
+            .server_notices
+            .as_ref()
+            .ok_or_else(|| Error::bad_request("Server notices are not enabled on this server"))
     }
 
     /// The system user's id, when server notices are on.

@@ -43,9 +43,7 @@ impl Drop for Upgrading<'_> {
 impl RoomCache {
     fn begin_upgrade(&self, room: &RoomId) -> Result<Upgrading<'_>> {
         if !self.upgrading.lock().insert(room.to_owned()) {
-            return Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
+            return Err(Error::bad_request(
                 "An upgrade of this room is already in progress",
             ));
         }

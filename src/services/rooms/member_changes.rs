@@ -285,16 +285,12 @@ impl RoomsFace<'_> {
 
     pub async fn forget_room(self, user: &UserId, room_id: &RoomId) -> Result<()> {
         match self.db.membership(user.as_str(), room_id.as_str()).await? {
-            Some(m) if m.membership == "join" => Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "You must leave the room first",
-            )),
-            Some(m) if m.membership == "invite" => Err(Error::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "Reject the invite first",
-            )),
+            Some(m) if m.membership == "join" => {
+                Err(Error::bad_request("You must leave the room first"))
+            }
+            Some(m) if m.membership == "invite" => {
+                Err(Error::bad_request("Reject the invite first"))
+            }
             Some(_) => Ok(self.db.forget_room(user.as_str(), room_id.as_str()).await?),
             None => Err(Error::not_found("You are not in this room")),
         }
