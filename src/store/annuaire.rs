@@ -69,21 +69,15 @@ fn entry(r: &sqlx::any::AnyRow) -> sqlx::Result<EntryRow> {
 impl Db {
     /// The entries of these users (any order).
     pub async fn annuaire_entries_of(&self, users: &[String]) -> sqlx::Result<Vec<EntryRow>> {
-        let mut out = Vec::with_capacity(users.len());
-        for chunk in users.chunks(WRITE_BATCH) {
-            let sql = format!(
-                "SELECT {ENTRY_COLS} FROM annuaire_entries WHERE user_id IN ({})",
-                super::placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for u in chunk {
-                q = q.bind(u);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push(entry(&r)?);
-            }
-        }
-        Ok(out)
+        self.select_in_rows(
+            &format!("SELECT {ENTRY_COLS} FROM annuaire_entries WHERE user_id IN ({{in}})"),
+            &[],
+            users,
+        )
+        .await?
+        .iter()
+        .map(entry)
+        .collect()
     }
 
     /// Writes entries (insert or replace, each with the position it carries) and their

@@ -29,24 +29,15 @@ impl Db {
     /// The auth edges (event, auth event) of the whole auth chains of `ids`, `ids` included as
     /// starting points: one recursive query per chunk of seeds, whatever the chain length.
     pub async fn auth_chain_edges(&self, ids: &[String]) -> sqlx::Result<Vec<(String, String)>> {
-        let mut out = vec![];
-        for chunk in ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "WITH RECURSIVE chain(id) AS ( \
-                   SELECT e.event_id FROM events e WHERE e.event_id IN ({}) \
-                   UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id ) \
-                 SELECT a.event_id, a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                out.push((row.try_get(0)?, row.try_get(1)?));
-            }
-        }
-        Ok(out)
+        self.select_in(
+            "WITH RECURSIVE chain(id) AS ( \
+               SELECT e.event_id FROM events e WHERE e.event_id IN ({in}) \
+               UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id ) \
+             SELECT a.event_id, a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id",
+            &[],
+            ids,
+        )
+        .await
     }
 
     /// Events by id, any number of ids (chunked `IN` lists), rejected ones left out.

@@ -537,65 +537,37 @@ pub struct RemoteKeys {
     pub cross_signing: Vec<(String, String, String)>,
 }
 
-/// Runs `SELECT … WHERE user_id IN (…)` over users, 400 at a time.
-async fn rows_for_users(
-    pool: &sqlx::AnyPool,
-    head: &str,
-    users: &[String],
-) -> sqlx::Result<Vec<AnyRow>> {
-    let mut out = vec![];
-    for chunk in users.chunks(400) {
-        let sql = format!("{head} ({})", placeholders(1, chunk.len()));
-        let mut q = sqlx::query(&sql);
-        for u in chunk {
-            q = q.bind(u);
-        }
-        out.extend(q.fetch_all(pool).await?);
-    }
-    Ok(out)
-}
-
 impl Db {
     /// (user, when fetched) of these remote users whose device lists are cached.
     pub async fn remote_device_list_ages(
         &self,
         users: &[String],
     ) -> sqlx::Result<Vec<(String, i64)>> {
-        rows_for_users(
-            &self.pool,
-            "SELECT user_id, fetched_ts FROM remote_device_lists WHERE user_id IN",
+        self.select_in(
+            "SELECT user_id, fetched_ts FROM remote_device_lists WHERE user_id IN ({in})",
+            &[],
             users,
         )
-        .await?
-        .into_iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
+        .await
     }
 
     /// The cached keys of these remote users.
     pub async fn remote_keys_of(&self, users: &[String]) -> sqlx::Result<RemoteKeys> {
-        let triple = |r: AnyRow| -> sqlx::Result<(String, String, String)> {
-            Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
-        };
         Ok(RemoteKeys {
-            devices: rows_for_users(
-                &self.pool,
-                "SELECT user_id, device_id, key_json FROM remote_device_keys WHERE user_id IN",
-                users,
-            )
-            .await?
-            .into_iter()
-            .map(triple)
-            .collect::<sqlx::Result<_>>()?,
-            cross_signing: rows_for_users(
-                &self.pool,
-                "SELECT user_id, key_type, key_json FROM remote_cross_signing_keys WHERE user_id IN",
-                users,
-            )
-            .await?
-            .into_iter()
-            .map(triple)
-            .collect::<sqlx::Result<_>>()?,
+            devices: self
+                .select_in(
+                    "SELECT user_id, device_id, key_json FROM remote_device_keys WHERE user_id IN ({in})",
+                    &[],
+                    users,
+                )
+                .await?,
+            cross_signing: self
+                .select_in(
+                    "SELECT user_id, key_type, key_json FROM remote_cross_signing_keys WHERE user_id IN ({in})",
+                    &[],
+                    users,
+                )
+                .await?,
         })
     }
 

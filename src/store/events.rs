@@ -307,34 +307,31 @@ impl Db {
         } else {
             " AND e.rejected = 0"
         };
-        let sql = format!(
-            "SELECT {EVENT_COLS} FROM events e WHERE e.event_id IN ({}){cond} ORDER BY e.stream_ordering",
-            placeholders(1, ids.len())
-        );
-        let mut q = sqlx::query_as(&sql);
-        for id in ids {
-            q = q.bind(id);
-        }
-        q.fetch_all(&self.pool).await
+        let mut rows: Vec<EventRow> = self
+            .select_in(
+                &format!("SELECT {EVENT_COLS} FROM events e WHERE e.event_id IN ({{in}}){cond}"),
+                &[],
+                ids,
+            )
+            .await?;
+        rows.sort_by_key(|r| r.stream_ordering);
+        Ok(rows)
     }
 
-    /// Events by stream position (the primary key).
     /// The room of each of these events that is stored here: (event id, room id).
     pub async fn event_rooms(&self, ids: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let sql = format!(
-            "SELECT event_id, room_id FROM events WHERE event_id IN ({})",
-            placeholders(1, ids.len())
-        );
-        let mut q = sqlx::query_as(&sql);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        q.fetch_all(&self.pool).await
+        self.select_in(
+            "SELECT event_id, room_id FROM events WHERE event_id IN ({in})",
+            &[],
+            ids,
+        )
+        .await
     }
 
+    /// Events by stream position (the primary key).
     pub async fn events_at_streams(&self, streams: &[i64]) -> sqlx::Result<Vec<EventRow>> {
         if streams.is_empty() {
             return Ok(vec![]);

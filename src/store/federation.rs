@@ -98,25 +98,19 @@ impl Db {
         // In chunks: PostgreSQL takes at most 65 535 parameters per statement, and a big room's
         // state has more events than that. Chains overlap: each event is kept once.
         let mut seen = std::collections::HashSet::new();
-        let mut out: Vec<EventRow> = vec![];
-        for chunk in ids.chunks(10_000) {
-            let sql = format!(
-                "WITH RECURSIVE chain(id) AS ( \
-                   SELECT auth_id FROM event_auth WHERE event_id IN ({}) \
-                   UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id ) \
-                 SELECT {EVENT_COLS} FROM events e JOIN chain ON e.event_id = chain.id",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, EventRow>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                if seen.insert(row.event_id.clone()) {
-                    out.push(row);
-                }
-            }
-        }
+        let mut out: Vec<EventRow> = self
+            .select_in(
+                &format!(
+                    "WITH RECURSIVE chain(id) AS ( \
+                       SELECT auth_id FROM event_auth WHERE event_id IN ({{in}}) \
+                       UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id ) \
+                     SELECT {EVENT_COLS} FROM events e JOIN chain ON e.event_id = chain.id"
+                ),
+                &[],
+                ids,
+            )
+            .await?;
+        out.retain(|row| seen.insert(row.event_id.clone()));
         out.sort_by_key(|r| r.stream_ordering);
         Ok(out)
     }

@@ -34,7 +34,7 @@ pub mod validity;
 use std::time::Duration;
 
 use sqlx::{
-    any::{AnyConnectOptions, AnyPoolOptions},
+    any::{AnyConnectOptions, AnyPoolOptions, AnyRow},
     AnyPool, ConnectOptions, Executor,
 };
 
@@ -198,6 +198,100 @@ pub fn placeholders(start: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Keys per statement of [`Db::select_in`]: under SQLite's 32 766 and PostgreSQL's 65 535
+/// parameters, and big enough that a big room's state is a few statements (the recursive
+/// auth-chain walks overlap from chunk to chunk: fewer, bigger chunks walk less).
+pub const IN_CHUNK: usize = 10_000;
+
+/// A parameter bound before the `IN (…)` keys of [`Db::select_in`].
+#[derive(Clone, Copy)]
+pub enum Bind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// Where [`select_in_on`] runs: the pool, or the caller's transaction.
+enum On<'a> {
+    Pool(&'a AnyPool),
+    Tx(&'a mut Tx),
+}
+
+/// The one `IN (…)` query over any number of (text) keys. `sql` holds `{in}` where the placeholders of
+/// the keys go; they are numbered after the `fixed` parameters (`$1…$n`, bound first, in order).
+/// One statement per [`IN_CHUNK`] keys; the rows of all of them, in statement order (a query
+/// that orders or groups its rows does so per chunk only: the caller sorts or merges if it matters).
+async fn select_in_on<K: AsRef<str> + Sync>(
+    mut on: On<'_>,
+    sql: &str,
+    fixed: &[Bind<'_>],
+    keys: &[K],
+) -> sqlx::Result<Vec<AnyRow>> {
+    let mut out = vec![];
+    for chunk in keys.chunks(IN_CHUNK) {
+        let statement = sql.replace("{in}", &placeholders(fixed.len() + 1, chunk.len()));
+        let mut q = sqlx::query(&statement);
+        for b in fixed {
+            q = match *b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        for k in chunk {
+            q = q.bind(k.as_ref());
+        }
+        out.extend(match &mut on {
+            On::Pool(pool) => q.fetch_all(*pool).await?,
+            On::Tx(tx) => q.fetch_all(&mut ***tx).await?,
+        });
+    }
+    Ok(out)
+}
+
+/// Rows decoded as `T` (a tuple, or a `FromRow` struct).
+fn decoded<T: for<'r> sqlx::FromRow<'r, AnyRow>>(rows: Vec<AnyRow>) -> sqlx::Result<Vec<T>> {
+    rows.iter().map(T::from_row).collect()
+}
+
+impl Db {
+    /// [`select_in_on`] on the pool, each row decoded as `T`.
+    pub async fn select_in<T, K>(
+        &self,
+        sql: &str,
+        fixed: &[Bind<'_>],
+        keys: &[K],
+    ) -> sqlx::Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, AnyRow>,
+        K: AsRef<str> + Sync,
+    {
+        decoded(select_in_on(On::Pool(&self.pool), sql, fixed, keys).await?)
+    }
+
+    /// [`select_in_on`] on the pool, the rows as they come (for a hand-written row mapper).
+    pub async fn select_in_rows<K: AsRef<str> + Sync>(
+        &self,
+        sql: &str,
+        fixed: &[Bind<'_>],
+        keys: &[K],
+    ) -> sqlx::Result<Vec<AnyRow>> {
+        select_in_on(On::Pool(&self.pool), sql, fixed, keys).await
+    }
+}
+
+/// [`select_in_on`] in the caller's transaction (also for `DELETE … RETURNING`).
+pub async fn select_in_tx<T, K>(
+    tx: &mut Tx,
+    sql: &str,
+    fixed: &[Bind<'_>],
+    keys: &[K],
+) -> sqlx::Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, AnyRow>,
+    K: AsRef<str> + Sync,
+{
+    decoded(select_in_on(On::Tx(tx), sql, fixed, keys).await?)
 }
 
 /// Appends `($start,…),(…)`: `n` tuples of `width` placeholders numbered from `start`.

@@ -2,9 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::Row;
-
-use super::{placeholders, push_rows_from, Db, Tx};
+use super::{push_rows_from, select_in_tx, Bind, Db, Tx};
 
 /// A redaction whose target was not known when it was stored.
 pub struct PendingRedaction {
@@ -24,23 +22,18 @@ impl Db {
         ids: &[&str],
     ) -> sqlx::Result<(HashMap<String, String>, HashSet<String>)> {
         let (mut here, mut elsewhere) = (HashMap::new(), HashSet::new());
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT event_id, sender, room_id FROM events WHERE event_id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&mut **tx).await? {
-                let (id, sender, room): (String, String, String) =
-                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                if room == room_id {
-                    here.insert(id, sender);
-                } else {
-                    elsewhere.insert(id);
-                }
+        let rows: Vec<(String, String, String)> = select_in_tx(
+            tx,
+            "SELECT event_id, sender, room_id FROM events WHERE event_id IN ({in})",
+            &[],
+            ids,
+        )
+        .await?;
+        for (id, sender, room) in rows {
+            if room == room_id {
+                here.insert(id, sender);
+            } else {
+                elsewhere.insert(id);
             }
         }
         Ok((here, elsewhere))
@@ -77,26 +70,22 @@ impl Db {
         room_id: &str,
         targets: &[&str],
     ) -> sqlx::Result<Vec<PendingRedaction>> {
-        let mut out = vec![];
-        for chunk in targets.chunks(500) {
-            let sql = format!(
-                "DELETE FROM pending_redactions WHERE room_id = $1 AND target_id IN ({}) \
-                 RETURNING target_id, redaction_id, sender, may_redact_any",
-                placeholders(2, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(room_id);
-            for t in chunk {
-                q = q.bind(*t);
-            }
-            for r in q.fetch_all(&mut **tx).await? {
-                out.push(PendingRedaction {
-                    target: r.try_get(0)?,
-                    redaction_id: r.try_get(1)?,
-                    sender: r.try_get(2)?,
-                    may_redact_any: r.try_get::<i64, _>(3)? != 0,
-                });
-            }
-        }
-        Ok(out)
+        let rows: Vec<(String, String, String, i64)> = select_in_tx(
+            tx,
+            "DELETE FROM pending_redactions WHERE room_id = $1 AND target_id IN ({in}) \
+             RETURNING target_id, redaction_id, sender, may_redact_any",
+            &[Bind::Text(room_id)],
+            targets,
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(target, redaction_id, sender, any)| PendingRedaction {
+                target,
+                redaction_id,
+                sender,
+                may_redact_any: any != 0,
+            })
+            .collect())
     }
 }

@@ -264,22 +264,13 @@ impl Db {
         since: i64,
         until: i64,
     ) -> sqlx::Result<Vec<(String, String)>> {
-        let mut out = vec![];
-        for chunk in rooms.chunks(500) {
-            let sql = format!(
-                "SELECT user_id, membership FROM memberships WHERE room_id IN ({}) \
-                 AND stream_ordering > $1 AND stream_ordering <= $2",
-                super::placeholders(3, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(since).bind(until);
-            for r in chunk {
-                q = q.bind(r);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?));
-            }
-        }
-        Ok(out)
+        self.select_in(
+            "SELECT user_id, membership FROM memberships WHERE room_id IN ({in}) \
+             AND stream_ordering > $1 AND stream_ordering <= $2",
+            &[super::Bind::Int(since), super::Bind::Int(until)],
+            rooms,
+        )
+        .await
     }
 
     /// Those of `candidates` who still share a room (joined or invited) with the user.
@@ -288,23 +279,17 @@ impl Db {
         user: &str,
         candidates: &[String],
     ) -> sqlx::Result<Vec<String>> {
-        let mut out = vec![];
-        for chunk in candidates.chunks(500) {
-            let sql = format!(
+        let rows: Vec<(String,)> = self
+            .select_in(
                 "SELECT DISTINCT m2.user_id FROM memberships m1 JOIN memberships m2 ON m2.room_id = m1.room_id \
                  WHERE m1.user_id = $1 AND m1.membership = 'join' AND m2.membership IN ('join', 'invite') \
-                 AND m2.user_id IN ({})",
-                super::placeholders(2, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(user);
-            for c in chunk {
-                q = q.bind(c);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push(r.try_get(0)?);
-            }
-        }
-        Ok(out)
+                 AND m2.user_id IN ({in})",
+                &[super::Bind::Text(user)],
+                candidates,
+            )
+            .await?;
+        // Chunks may repeat a user only if a candidate repeats; DISTINCT holds per chunk.
+        Ok(rows.into_iter().map(|(u,)| u).collect())
     }
 
     /// Users joined to at least one room the user is joined to (the user included).

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{placeholders, push_rows_from, Db, Tx};
+use super::{push_rows_from, Db, Tx};
 
 /// A message to queue: (user, device, stream id, sender, type, content).
 pub type NewToDevice = (String, String, i64, String, String, String);
@@ -92,21 +92,12 @@ impl Db {
         &self,
         users: &[String],
     ) -> sqlx::Result<Vec<(String, String, i64)>> {
-        let mut out = vec![];
-        for chunk in users.chunks(500) {
-            let sql = format!(
-                "SELECT user_id, device_id, COUNT(*) FROM to_device WHERE user_id IN ({}) GROUP BY user_id, device_id",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for u in chunk {
-                q = q.bind(u);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
-        }
-        Ok(out)
+        self.select_in(
+            "SELECT user_id, device_id, COUNT(*) FROM to_device WHERE user_id IN ({in}) GROUP BY user_id, device_id",
+            &[],
+            users,
+        )
+        .await
     }
 
     /// Raises a stream's recorded head to `position`.

@@ -359,21 +359,12 @@ impl Db {
 
     /// (user, device) of every device of these users.
     pub async fn devices_of(&self, users: &[String]) -> sqlx::Result<Vec<(String, String)>> {
-        let mut out = vec![];
-        for chunk in users.chunks(500) {
-            let sql = format!(
-                "SELECT user_id, device_id FROM devices WHERE user_id IN ({})",
-                super::placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for u in chunk {
-                q = q.bind(u);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?));
-            }
-        }
-        Ok(out)
+        self.select_in(
+            "SELECT user_id, device_id FROM devices WHERE user_id IN ({in})",
+            &[],
+            users,
+        )
+        .await
     }
 
     pub async fn list_devices(&self, user_id: &str) -> sqlx::Result<Vec<DeviceRow>> {

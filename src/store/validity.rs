@@ -69,21 +69,12 @@ impl Db {
 
     /// The expirations of those of `users` that have one (batches of 500).
     pub async fn expirations(&self, users: &[String]) -> sqlx::Result<Vec<(String, i64)>> {
-        let mut out = Vec::with_capacity(users.len());
-        for chunk in users.chunks(500) {
-            let sql = format!(
-                "SELECT user_id, expiration_ts FROM account_validity WHERE user_id IN ({})",
-                super::placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for u in chunk {
-                q = q.bind(u);
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?));
-            }
-        }
-        Ok(out)
+        self.select_in(
+            "SELECT user_id, expiration_ts FROM account_validity WHERE user_id IN ({in})",
+            &[],
+            users,
+        )
+        .await
     }
 
     /// Sets an account's expiration (admin, renewal): the reminders start over. `enable` None
