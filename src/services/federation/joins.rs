@@ -8,6 +8,7 @@ use std::{collections::HashMap, sync::Arc};
 use axum::http::Method;
 use ruma::{
     events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
     state_res, CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName,
     RoomId, RoomVersionId, ServerName, UserId,
 };
@@ -169,44 +170,8 @@ impl FederationFace<'_> {
         room_id: &RoomId,
         content: Value,
     ) -> Result<()> {
-        let path = format!(
-            "/_matrix/federation/v1/make_join/{}/{}?{}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(user.as_str()),
-            ver_params()
-        );
-        let resp = self
-            .federation_request(server, Method::GET, &path, None)
-            .await?;
-        let ver = resp["room_version"].as_str().unwrap_or("1");
-        let version = RoomVersionId::try_from(ver)
-            .map_err(|_| Error::unsupported_room_version("Unknown room version"))?;
-        let rules = version::supported(&version)
-            .ok_or_else(|| Error::unsupported_room_version("Room version not supported here"))?;
-        let mut obj: CanonicalJsonObject = match CanonicalJsonValue::try_from(resp["event"].clone())
-        {
-            Ok(CanonicalJsonValue::Object(o)) => o,
-            _ => return Err(Error::bad_json("Bad make_join template")),
-        };
-        // Our content (profile), our timestamp, our signature.
-        let mut c = content;
-        c["membership"] = json!("join");
-        let c = CanonicalJsonValue::try_from(c).map_err(|e| Error::bad_json(e.to_string()))?;
-        obj.insert("content".into(), c);
-        obj.insert("origin_server_ts".into(), int(util::now_ms()));
-        obj.insert(
-            "sender".into(),
-            CanonicalJsonValue::String(user.to_string()),
-        );
-        obj.insert(
-            "state_key".into(),
-            CanonicalJsonValue::String(user.to_string()),
-        );
-        for f in ["signatures", "hashes", "unsigned", "event_id"] {
-            obj.remove(f);
-        }
-        let event_id = format!("${}", self.rooms().sign_pdu(&mut obj, &rules)?);
-        let event = serde_json::to_value(&obj)?;
+        let (version, rules, mut obj) = self.make_join_via(server, user, room_id).await?;
+        let (event_id, event) = self.sign_join(&mut obj, user, content, &rules)?;
         let path = format!(
             "/_matrix/federation/v2/send_join/{}/{}",
             util::query_encode(room_id.as_str()),
@@ -227,14 +192,104 @@ impl FederationFace<'_> {
                 "The resident server changed the join event",
             ));
         }
-        // Check every state and auth chain event: signatures here (what fails is left out),
-        // then auth against its own auth events below.
+        let (checked, state_ids) = self.check_send_join_events(&resp, &rules).await;
+        let (by_id, state, checked) = judge_join_state(&rules, room_id, checked, &state_ids)?;
+        let create = state
+            .get(&(StateEventType::RoomCreate, String::new()))
+            .cloned()
+            .ok_or_else(|| Error::bad_json("The room state has no create event"))?;
+        // The join itself, against that state.
+        let join_pdu = Pdu::parse(join.event_id.as_str(), &join.json).map_err(Error::bad_json)?;
+        self.check_own_join(server, user, room_id, &rules, &by_id, &state, &join_pdu)?;
+        self.store_remote_join(
+            room_id,
+            version,
+            rules,
+            create.sender.as_str(),
+            checked,
+            state,
+            join_pdu,
+            join.json,
+        )
+        .await
+    }
+
+    /// Joining, step 1: `make_join` on the resident server: the room version (supported here)
+    /// and the join event template.
+    async fn make_join_via(
+        self,
+        server: &ServerName,
+        user: &UserId,
+        room_id: &RoomId,
+    ) -> Result<(RoomVersionId, RoomVersionRules, CanonicalJsonObject)> {
+        let path = format!(
+            "/_matrix/federation/v1/make_join/{}/{}?{}",
+            util::query_encode(room_id.as_str()),
+            util::query_encode(user.as_str()),
+            ver_params()
+        );
+        let resp = self
+            .federation_request(server, Method::GET, &path, None)
+            .await?;
+        let ver = resp["room_version"].as_str().unwrap_or("1");
+        let version = RoomVersionId::try_from(ver)
+            .map_err(|_| Error::unsupported_room_version("Unknown room version"))?;
+        let rules = version::supported(&version)
+            .ok_or_else(|| Error::unsupported_room_version("Room version not supported here"))?;
+        let obj: CanonicalJsonObject = match CanonicalJsonValue::try_from(resp["event"].clone()) {
+            Ok(CanonicalJsonValue::Object(o)) => o,
+            _ => return Err(Error::bad_json("Bad make_join template")),
+        };
+        Ok((version, rules, obj))
+    }
+
+    /// Joining, step 2: the join event from the template, with our content (profile), our
+    /// timestamp and our signature. Returns its event id and JSON.
+    fn sign_join(
+        self,
+        obj: &mut CanonicalJsonObject,
+        user: &UserId,
+        content: Value,
+        rules: &RoomVersionRules,
+    ) -> Result<(String, Value)> {
+        let mut c = content;
+        c["membership"] = json!("join");
+        let c = CanonicalJsonValue::try_from(c).map_err(|e| Error::bad_json(e.to_string()))?;
+        obj.insert("content".into(), c);
+        obj.insert("origin_server_ts".into(), int(util::now_ms()));
+        obj.insert(
+            "sender".into(),
+            CanonicalJsonValue::String(user.to_string()),
+        );
+        obj.insert(
+            "state_key".into(),
+            CanonicalJsonValue::String(user.to_string()),
+        );
+        for f in ["signatures", "hashes", "unsigned", "event_id"] {
+            obj.remove(f);
+        }
+        let event_id = format!("${}", self.rooms().sign_pdu(obj, rules)?);
+        let event = serde_json::to_value(&*obj)?;
+        Ok((event_id, event))
+    }
+
+    /// Joining, step 3: every state and auth chain event of the `send_join` answer through
+    /// the format, signature and hash checks (what fails is left out). Returns the events by
+    /// id and the ids of the state's.
+    async fn check_send_join_events(
+        self,
+        resp: &Value,
+        rules: &RoomVersionRules,
+    ) -> (
+        HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)>,
+        Vec<OwnedEventId>,
+    ) {
         let mut checked: HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)> = HashMap::new();
         let mut state_ids: Vec<OwnedEventId> = vec![];
         let lists = [("auth_chain", false), ("state", true)];
         for (field, is_state) in lists {
             for v in resp[field].as_array().into_iter().flatten() {
-                match self.check_pdu(v, &rules).await {
+                match self.check_pdu(v, rules).await {
                     Ok(c) => {
                         if is_state {
                             state_ids.push(c.event_id.clone());
@@ -249,73 +304,33 @@ impl FederationFace<'_> {
                 }
             }
         }
-        // The room's create event (in v12 the room id is its hash and it has no room_id).
-        let create_pdu = checked
-            .values()
-            .map(|(p, _)| p)
-            .find(|p| p.kind == TimelineEventType::RoomCreate && p.state_key.as_deref() == Some(""))
-            .cloned()
-            .ok_or_else(|| Error::bad_json("The room state has no create event"))?;
-        let in_room = |p: &Pdu| -> bool {
-            match p.room_id.as_deref() {
-                Some(r) => r == room_id,
-                None => {
-                    rules.authorization.room_create_event_id_as_room_id
-                        && p.kind == TimelineEventType::RoomCreate
-                        && room_id.as_str().strip_prefix('!')
-                            == p.event_id.as_str().strip_prefix('$')
-                }
-            }
-        };
-        // Every event of the room judged by its auth events, each after those it cites: the
-        // rejected ones are kept flagged (what cites them is rejected too), events of other
-        // rooms and events citing unknown ones are left out.
-        let batch: Vec<(Arc<Pdu>, CheckedPdu)> =
-            checked.into_values().filter(|(p, _)| in_room(p)).collect();
-        let mut by_id: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
-        let judged = judge_batch(&rules, batch, &mut by_id, Some(&create_pdu));
-        let mut state: HashMap<StateKey, Arc<Pdu>> = HashMap::new();
-        let accepted: HashMap<&OwnedEventId, &Arc<Pdu>> = judged
-            .accepted
-            .iter()
-            .map(|(p, _)| (&p.event_id, p))
-            .collect();
-        for id in &state_ids {
-            let Some(p) = accepted.get(id) else {
-                continue;
-            };
-            let Some(k) = p.state_key.clone() else {
-                continue;
-            };
-            state.insert(
-                (StateEventType::from(p.kind.to_string().as_str()), k),
-                (*p).clone(),
-            );
-        }
-        let checked: HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)> = judged
-            .accepted
-            .into_iter()
-            .chain(judged.rejected)
-            .map(|(p, c)| (p.event_id.clone(), (p, c)))
-            .collect();
-        let create = state
-            .get(&(StateEventType::RoomCreate, String::new()))
-            .cloned()
-            .ok_or_else(|| Error::bad_json("The room state has no create event"))?;
-        // The join itself, against that state.
-        let join_pdu = Pdu::parse(join.event_id.as_str(), &join.json).map_err(Error::bad_json)?;
-        state_res::check_state_independent_auth_rules(&rules.authorization, &*join_pdu, |id| {
+        (checked, state_ids)
+    }
+
+    /// Joining, step 5: the join itself must be allowed by its auth events and the room state,
+    /// and by the Tchap access rules, as for every event received: this server's user does not
+    /// join a room its rules refuse. The resident server already took the join: leave again
+    /// there (best effort), so that it does not count the user as a member.
+    #[allow(clippy::too_many_arguments)]
+    fn check_own_join(
+        self,
+        server: &ServerName,
+        user: &UserId,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        by_id: &HashMap<OwnedEventId, Arc<Pdu>>,
+        state: &HashMap<StateKey, Arc<Pdu>>,
+        join_pdu: &Arc<Pdu>,
+    ) -> Result<()> {
+        state_res::check_state_independent_auth_rules(&rules.authorization, &**join_pdu, |id| {
             by_id.get(id).cloned()
         })
         .map_err(|e| Error::forbidden(format!("The join is not allowed: {e}")))?;
-        state_res::check_state_dependent_auth_rules(&rules.authorization, &*join_pdu, |t, k| {
+        state_res::check_state_dependent_auth_rules(&rules.authorization, &**join_pdu, |t, k| {
             state.get(&(t.clone(), k.to_owned())).cloned()
         })
         .map_err(|e| Error::forbidden(format!("The join is not allowed: {e}")))?;
-        // The Tchap access rules, as for every event received: this server's user does not
-        // join a room its rules refuse. The resident server already took the join: leave again
-        // there (best effort), so that it does not count the user as a member.
-        if let Err(e) = access_rules::check(&self.policy_rules, &state, &join_pdu) {
+        if let Err(e) = access_rules::check(&self.policy_rules, state, join_pdu) {
             if let Some(srv) = self.me.upgrade() {
                 let (server, user, room) = (server.to_owned(), user.to_owned(), room_id.to_owned());
                 tokio::spawn(async move {
@@ -331,17 +346,7 @@ impl FederationFace<'_> {
             }
             return Err(Error::forbidden(e));
         }
-        self.store_remote_join(
-            room_id,
-            version,
-            rules,
-            create.sender.as_str(),
-            checked,
-            state,
-            join_pdu,
-            join.json,
-        )
-        .await
+        Ok(())
     }
 
     /// Stores a room joined through another server: its state and auth chain as outliers, the
@@ -535,4 +540,70 @@ impl RoomState {
         .and_then(|_| access_rules::check(policy, &self.state, &pdu))
         .map_err(|e| Error::forbidden(format!("{what}: {e}")))
     }
+}
+
+/// The events of a `send_join` answer, judged: by id (those judged so far), the room state
+/// they make, and every event of the room with a verdict (to store as outliers).
+type JudgedJoin = (
+    HashMap<OwnedEventId, Arc<Pdu>>,
+    HashMap<StateKey, Arc<Pdu>>,
+    HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)>,
+);
+
+/// Joining, step 4: every event of the room judged by its auth events, each after those it
+/// cites: the rejected ones are kept flagged (what cites them is rejected too), events of
+/// other rooms and events citing unknown ones are left out. The state is made of the accepted
+/// state events.
+fn judge_join_state(
+    rules: &RoomVersionRules,
+    room_id: &RoomId,
+    checked: HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)>,
+    state_ids: &[OwnedEventId],
+) -> Result<JudgedJoin> {
+    // The room's create event (in v12 the room id is its hash and it has no room_id).
+    let create_pdu = checked
+        .values()
+        .map(|(p, _)| p)
+        .find(|p| p.kind == TimelineEventType::RoomCreate && p.state_key.as_deref() == Some(""))
+        .cloned()
+        .ok_or_else(|| Error::bad_json("The room state has no create event"))?;
+    let in_room = |p: &Pdu| -> bool {
+        match p.room_id.as_deref() {
+            Some(r) => r == room_id,
+            None => {
+                rules.authorization.room_create_event_id_as_room_id
+                    && p.kind == TimelineEventType::RoomCreate
+                    && room_id.as_str().strip_prefix('!') == p.event_id.as_str().strip_prefix('$')
+            }
+        }
+    };
+    let batch: Vec<(Arc<Pdu>, CheckedPdu)> =
+        checked.into_values().filter(|(p, _)| in_room(p)).collect();
+    let mut by_id: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
+    let judged = judge_batch(rules, batch, &mut by_id, Some(&create_pdu));
+    let mut state: HashMap<StateKey, Arc<Pdu>> = HashMap::new();
+    let accepted: HashMap<&OwnedEventId, &Arc<Pdu>> = judged
+        .accepted
+        .iter()
+        .map(|(p, _)| (&p.event_id, p))
+        .collect();
+    for id in state_ids {
+        let Some(p) = accepted.get(id) else {
+            continue;
+        };
+        let Some(k) = p.state_key.clone() else {
+            continue;
+        };
+        state.insert(
+            (StateEventType::from(p.kind.to_string().as_str()), k),
+            (*p).clone(),
+        );
+    }
+    let checked: HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)> = judged
+        .accepted
+        .into_iter()
+        .chain(judged.rejected)
+        .map(|(p, c)| (p.event_id.clone(), (p, c)))
+        .collect();
+    Ok((by_id, state, checked))
 }

@@ -59,6 +59,22 @@ struct Placed {
     may_redact_any: bool,
 }
 
+/// A backfilled batch being placed: the auth events known so far, the state group of each
+/// placed event, the states and chain lengths of the groups made here, and what is placed.
+#[derive(Default)]
+struct Placing {
+    auth: HashMap<OwnedEventId, Arc<Pdu>>,
+    create: Option<Arc<Pdu>>,
+    group_of: HashMap<OwnedEventId, i64>,
+    states: HashMap<i64, State>,
+    chain_len: HashMap<i64, i64>,
+    writes: Vec<GroupWrite>,
+    placed: Vec<Placed>,
+    /// States fetched from the serving server so far.
+    fetches: usize,
+    reached_create: bool,
+}
+
 impl RoomsFace<'_> {
     /// Fetches the history before the earliest event this server has of a room, from a server
     /// of the room. Returns whether events were added.
@@ -178,6 +194,59 @@ impl RoomsFace<'_> {
         rules: &RoomVersionRules,
         pdus: &[Value],
     ) -> Result<(usize, bool)> {
+        let events = self.backfill_batch(room_id, rules, pdus).await?;
+        if events.is_empty() {
+            return Ok((0, false));
+        }
+        let auth = self
+            .backfill_auth_events(server, room_id, rules, &events)
+            .await?;
+        // The create event (not among the auth events from room version 12 on).
+        let create = match self.room_create_pdu(room_id).await? {
+            Some(c) => Some(c),
+            None => events
+                .iter()
+                .map(|(p, _)| p)
+                .find(|p| p.kind == TimelineEventType::RoomCreate)
+                .cloned(),
+        };
+
+        // Place each event, oldest first: the state before it, its checks, the state after.
+        let mut pl = Placing {
+            auth,
+            create,
+            ..Default::default()
+        };
+        for (pdu, json) in events {
+            let Some((before, before_group)) = self
+                .backfill_state_before(server, room_id, rules, &mut pl, &pdu)
+                .await?
+            else {
+                continue;
+            };
+            if !self.backfill_passes_auth(rules, &pl, &pdu, &before) {
+                tracing::info!(event = %pdu.event_id, "backfilled event refused by the auth rules");
+                continue;
+            }
+            self.place_backfilled(rules, &mut pl, pdu, json, before, before_group);
+        }
+        if pl.placed.is_empty() {
+            return Ok((0, false));
+        }
+        let count = self
+            .write_backfilled(room_id, &pl.placed, &pl.writes)
+            .await?;
+        Ok((count, pl.reached_create))
+    }
+
+    /// Step 1, the batch: the events that pass the format, signature and hash checks, are of
+    /// the room and are not in its timeline here yet, oldest first.
+    async fn backfill_batch(
+        self,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        pdus: &[Value],
+    ) -> Result<Vec<(Arc<Pdu>, String)>> {
         let mut events: Vec<(Arc<Pdu>, String)> = vec![];
         let mut seen = HashSet::new();
         for v in pdus {
@@ -209,10 +278,18 @@ impl RoomsFace<'_> {
             .collect();
         events.retain(|(p, _)| !in_timeline.contains(p.event_id.as_str()));
         events.sort_by_key(|(p, _)| (p.depth, p.origin_server_ts));
-        if events.is_empty() {
-            return Ok((0, false));
-        }
-        // Auth events: stored here, or in the batch; one /event_auth for what is missing.
+        Ok(events)
+    }
+
+    /// Step 2, the auth events of the batch: stored here, or in the batch; one `/event_auth`
+    /// for what is missing.
+    async fn backfill_auth_events(
+        self,
+        server: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        events: &[(Arc<Pdu>, String)],
+    ) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
         let auth_ids: Vec<String> = events
             .iter()
             .flat_map(|(p, _)| p.auth_events.iter().map(|e| e.to_string()))
@@ -239,137 +316,159 @@ impl RoomsFace<'_> {
                 auth = self.load_pdus(&auth_ids).await?;
             }
         }
-        // The create event (not among the auth events from room version 12 on).
-        let create = match self.room_create_pdu(room_id).await? {
-            Some(c) => Some(c),
-            None => events
-                .iter()
-                .map(|(p, _)| p)
-                .find(|p| p.kind == TimelineEventType::RoomCreate)
-                .cloned(),
-        };
+        Ok(auth)
+    }
 
-        // Place each event, oldest first: the state before it, its checks, the state after.
-        let next_id = || {
-            self.state_group_ids
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                + 1
-        };
-        let mut group_of: HashMap<OwnedEventId, i64> = HashMap::new();
-        let mut states: HashMap<i64, State> = HashMap::new();
-        let mut chain_len: HashMap<i64, i64> = HashMap::new();
-        let mut writes: Vec<GroupWrite> = vec![];
-        let mut placed: Vec<Placed> = vec![];
-        let mut fetches = 0;
-        let mut reached_create = false;
-        for (pdu, json) in events {
-            let in_batch: Vec<i64> = pdu
-                .prev_events
-                .iter()
-                .filter_map(|p| group_of.get(p).copied())
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            let (before, before_group): (State, Option<i64>) = if in_batch.len() == 1 {
-                let g = in_batch[0];
-                (states.get(&g).cloned().unwrap_or_default(), Some(g))
-            } else if in_batch.len() > 1 {
-                let all: Vec<&State> = in_batch.iter().filter_map(|g| states.get(g)).collect();
-                (self.resolve_states(rules, &all).await?, None)
-            } else if pdu.kind == TimelineEventType::RoomCreate {
-                (State::new(), None)
-            } else {
-                let prevs: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-                let known = self
-                    .db
-                    .event_places(&prevs)
-                    .await?
-                    .into_iter()
-                    .filter(|p| p.room_id == room_id.as_str())
-                    .filter(|p| !p.outlier && p.state_group.is_some_and(|g| g > 0))
-                    .filter_map(|p| p.state_group)
-                    .collect::<Vec<_>>();
-                if !known.is_empty() {
-                    let loaded = self.states_of_groups(&known).await?;
-                    let all: Vec<&State> = loaded.values().collect();
-                    (self.resolve_states(rules, &all).await?, None)
-                } else if fetches < MAX_STATE_FETCHES {
-                    fetches += 1;
-                    match self
-                        .remote_state_before(server, room_id, rules, pdu.event_id.as_str())
-                        .await
-                    {
-                        Ok(s) => {
-                            // The state's events may be auth events of later ones.
-                            for p in s.values() {
-                                auth.insert(p.event_id.clone(), p.clone());
-                            }
-                            (s, None)
-                        }
-                        Err(e) => {
-                            tracing::info!(%room_id, error = %e.message, "no state for a backfilled event");
-                            continue;
-                        }
-                    }
-                } else {
-                    continue;
+    /// Step 3, the state before an event: that of its prev events placed in the batch, else
+    /// of those stored here, else asked of the serving server (`/state_ids`, a few times per
+    /// batch). Returns the state and its group when it is exactly one placed event's, or None
+    /// when the event cannot be placed.
+    async fn backfill_state_before(
+        self,
+        server: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        pl: &mut Placing,
+        pdu: &Pdu,
+    ) -> Result<Option<(State, Option<i64>)>> {
+        let in_batch: Vec<i64> = pdu
+            .prev_events
+            .iter()
+            .filter_map(|p| pl.group_of.get(p).copied())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if in_batch.len() == 1 {
+            let g = in_batch[0];
+            return Ok(Some((
+                pl.states.get(&g).cloned().unwrap_or_default(),
+                Some(g),
+            )));
+        }
+        if in_batch.len() > 1 {
+            let all: Vec<&State> = in_batch.iter().filter_map(|g| pl.states.get(g)).collect();
+            return Ok(Some((self.resolve_states(rules, &all).await?, None)));
+        }
+        if pdu.kind == TimelineEventType::RoomCreate {
+            return Ok(Some((State::new(), None)));
+        }
+        let prevs: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+        let known = self
+            .db
+            .event_places(&prevs)
+            .await?
+            .into_iter()
+            .filter(|p| p.room_id == room_id.as_str())
+            .filter(|p| !p.outlier && p.state_group.is_some_and(|g| g > 0))
+            .filter_map(|p| p.state_group)
+            .collect::<Vec<_>>();
+        if !known.is_empty() {
+            let loaded = self.states_of_groups(&known).await?;
+            let all: Vec<&State> = loaded.values().collect();
+            return Ok(Some((self.resolve_states(rules, &all).await?, None)));
+        }
+        if pl.fetches >= MAX_STATE_FETCHES {
+            return Ok(None);
+        }
+        pl.fetches += 1;
+        match self
+            .remote_state_before(server, room_id, rules, pdu.event_id.as_str())
+            .await
+        {
+            Ok(s) => {
+                // The state's events may be auth events of later ones.
+                for p in s.values() {
+                    pl.auth.insert(p.event_id.clone(), p.clone());
                 }
-            };
-            if check_auth_events(rules, &pdu, &auth, create.as_ref()).is_err()
-                || (pdu.kind != TimelineEventType::RoomCreate
-                    && state_res::check_state_dependent_auth_rules(
-                        &rules.authorization,
-                        &*pdu,
-                        |t, k| before.get(&(t.clone(), k.to_owned())).cloned(),
-                    )
-                    .is_err())
-                || crate::services::policy::access_rules::check(&self.policy_rules, &before, &pdu)
-                    .is_err()
-            {
-                tracing::info!(event = %pdu.event_id, "backfilled event refused by the auth rules");
-                continue;
+                Ok(Some((s, None)))
             }
-            reached_create |= pdu.kind == TimelineEventType::RoomCreate;
-            let may_redact_any = pdu.kind == TimelineEventType::RoomRedaction
-                && super::user_power_in(rules, &before, &pdu.sender)
-                    >= super::action_power_in(&before, "redact");
-            auth.insert(pdu.event_id.clone(), pdu.clone());
-            let key = pdu.state_key.as_ref().map(|k| {
-                (
-                    StateEventType::from(pdu.kind.to_string().as_str()),
-                    k.clone(),
+            Err(e) => {
+                tracing::info!(%room_id, error = %e.message, "no state for a backfilled event");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Step 4, the checks: the auth rules against the event's auth events, then against the
+    /// state before it, then this server's access rules.
+    fn backfill_passes_auth(
+        self,
+        rules: &RoomVersionRules,
+        pl: &Placing,
+        pdu: &Arc<Pdu>,
+        before: &State,
+    ) -> bool {
+        !(check_auth_events(rules, pdu, &pl.auth, pl.create.as_ref()).is_err()
+            || (pdu.kind != TimelineEventType::RoomCreate
+                && state_res::check_state_dependent_auth_rules(
+                    &rules.authorization,
+                    &**pdu,
+                    |t, k| before.get(&(t.clone(), k.to_owned())).cloned(),
                 )
-            });
-            let group = match (key, before_group) {
-                (None, Some(g)) => g,
-                (key, prev) => {
-                    let mut after = before;
-                    if let Some(k) = &key {
-                        after.insert(k.clone(), pdu.clone());
-                    }
-                    let id = next_id();
-                    // A group not made here has an unknown chain: snapshot.
-                    let prev = prev.and_then(|g| Some((g, *chain_len.get(&g)?)));
-                    let write =
-                        GroupWrite::after(id, prev, key.as_ref().map(|k| (k, &*pdu)), &after);
-                    chain_len.insert(id, write.chain_len);
-                    writes.push(write);
-                    states.insert(id, after);
-                    id
+                .is_err())
+            || crate::services::policy::access_rules::check(&self.policy_rules, before, pdu)
+                .is_err())
+    }
+
+    /// Step 5, the state after an accepted event: its state group (that before it when it is
+    /// no state event and the state before is one group), recorded with the event.
+    fn place_backfilled(
+        self,
+        rules: &RoomVersionRules,
+        pl: &mut Placing,
+        pdu: Arc<Pdu>,
+        json: String,
+        before: State,
+        before_group: Option<i64>,
+    ) {
+        pl.reached_create |= pdu.kind == TimelineEventType::RoomCreate;
+        let may_redact_any = pdu.kind == TimelineEventType::RoomRedaction
+            && super::user_power_in(rules, &before, &pdu.sender)
+                >= super::action_power_in(&before, "redact");
+        pl.auth.insert(pdu.event_id.clone(), pdu.clone());
+        let key = pdu.state_key.as_ref().map(|k| {
+            (
+                StateEventType::from(pdu.kind.to_string().as_str()),
+                k.clone(),
+            )
+        });
+        let group = match (key, before_group) {
+            (None, Some(g)) => g,
+            (key, prev) => {
+                let mut after = before;
+                if let Some(k) = &key {
+                    after.insert(k.clone(), pdu.clone());
                 }
-            };
-            group_of.insert(pdu.event_id.clone(), group);
-            placed.push(Placed {
-                pdu,
-                json,
-                group,
-                may_redact_any,
-            });
-        }
-        if placed.is_empty() {
-            return Ok((0, false));
-        }
-        // Stream positions below everything stored, deepest last.
+                let id = self
+                    .state_group_ids
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1;
+                // A group not made here has an unknown chain: snapshot.
+                let prev = prev.and_then(|g| Some((g, *pl.chain_len.get(&g)?)));
+                let write = GroupWrite::after(id, prev, key.as_ref().map(|k| (k, &*pdu)), &after);
+                pl.chain_len.insert(id, write.chain_len);
+                pl.writes.push(write);
+                pl.states.insert(id, after);
+                id
+            }
+        };
+        pl.group_of.insert(pdu.event_id.clone(), group);
+        pl.placed.push(Placed {
+            pdu,
+            json,
+            group,
+            may_redact_any,
+        });
+    }
+
+    /// Step 6, the write: the placed events at stream positions below everything stored,
+    /// deepest last, with their relations, redactions and state groups. Returns how many.
+    async fn write_backfilled(
+        self,
+        room_id: &RoomId,
+        placed: &[Placed],
+        writes: &[GroupWrite],
+    ) -> Result<usize> {
         let streams: Vec<i64> = {
             let mut floor = self.room_cache.backfill.floor.lock().await;
             let low = match *floor {
@@ -434,6 +533,6 @@ impl RoomsFace<'_> {
         // Backfill positions come from the floor, not the events stream: nothing to complete.
         self.write_events(room_id.as_str(), vec![], write, vec![])
             .await?;
-        Ok((count, reached_create))
+        Ok(count)
     }
 }

@@ -640,117 +640,18 @@ impl RoomsFace<'_> {
             .ok_or_else(|| fail(Error::unknown("room state missing")))?;
         let room_id = room.room_id.as_str();
         let strings: Vec<pdu::PduStrings> = batch.iter().map(|n| n.pdu.strings()).collect();
-        let events: Vec<NewEvent> = batch
-            .iter()
-            .zip(ids)
-            .zip(&strings)
-            .map(|((n, stream), s)| NewEvent {
-                sender_device: n.device.as_deref(),
-                txn_id: n.txn.as_deref(),
-                txn_key: n.txn_key.as_deref(),
-                soft_failed: n.soft_failed,
-                ..n.pdu
-                    .new_event(s, room_id, &n.json, *stream, n.state_group, false)
-            })
-            .collect();
-        // Extremities: every prev_event stops being one; the batch's events not referenced by a
-        // later event of the batch become ones.
-        // Soft-failed events are never extremities.
-        let referenced: HashSet<&str> = events
-            .iter()
-            .filter(|e| !e.soft_failed)
-            .flat_map(|e| e.prev_events.iter().copied())
-            .collect();
-        let removed: Vec<&str> = referenced.iter().copied().collect();
-        let added: Vec<&str> = events
-            .iter()
-            .filter(|e| !e.soft_failed)
-            .map(|e| e.event_id)
-            .filter(|id| !referenced.contains(id))
-            .collect();
-        // Current state and memberships: the last event per key wins; an event that went
-        // through state resolution sets what the resolution decided instead (None: removed).
-        let resolved: HashMap<&str, &StateDiff> = room
-            .resolved
-            .iter()
-            .map(|(id, diff)| (id.as_str(), diff))
-            .collect();
-        type Row = Option<(Arc<Pdu>, i64)>;
-        let mut state_rows: HashMap<(String, String), Row> = HashMap::new();
-        for (ev, n) in events.iter().zip(batch).filter(|(e, _)| !e.soft_failed) {
-            if let Some(diff) = resolved.get(ev.event_id) {
-                for ((t, k), p) in diff.iter() {
-                    state_rows.insert(
-                        (t.to_string(), k.clone()),
-                        p.clone().map(|p| (p, ev.stream_ordering)),
-                    );
-                }
-            } else if let Some(key) = ev.state_key {
-                state_rows.insert(
-                    (ev.kind.to_owned(), key.to_owned()),
-                    Some((n.pdu.clone(), ev.stream_ordering)),
-                );
-            }
-        }
-        let gone: Vec<(&str, &str)> = state_rows
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|((t, k), _)| (t.as_str(), k.as_str()))
-            .collect();
-        let set: Vec<(&str, &str, &Arc<Pdu>, i64)> = state_rows
-            .iter()
-            .filter_map(|((t, k), v)| v.as_ref().map(|(p, st)| (t.as_str(), k.as_str(), p, *st)))
-            .collect();
-        let memberships: Vec<String> = set
-            .iter()
-            .map(|(t, _, p, _)| {
-                if *t == "m.room.member" {
-                    p.content_str("membership").unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .collect();
-        let event_ids: Vec<String> = set
-            .iter()
-            .map(|(_, _, p, _)| p.event_id.to_string())
-            .collect();
-        let member_rows: Vec<(&str, &str, &str, i64)> = set
-            .iter()
-            .zip(&memberships)
-            .zip(&event_ids)
-            .filter(|(((t, _, _, _), _), _)| *t == "m.room.member")
-            .map(|(((_, k, _, st), m), e)| (*k, m.as_str(), e.as_str(), *st))
-            .collect();
-        let state_rows: Vec<(&str, &str, &str, i64)> = set
-            .iter()
-            .zip(&event_ids)
-            .map(|((t, k, _, st), e)| (*t, *k, e.as_str(), *st))
-            .collect();
+        let events = live_rows(room_id, batch, ids, &strings);
+        let (removed, added) = extremity_changes(&events);
+        let changes = state_changes(room, batch, &events);
+        let state = StateRows::of(&changes);
 
         // Relations and push rule results, written with the events.
         let contents: Vec<Value> = batch
             .iter()
             .map(|n| serde_json::from_str(n.pdu.content.get()).unwrap_or(Value::Null))
             .collect();
-        let relations: Vec<NewRelation> = events
-            .iter()
-            .zip(&contents)
-            .filter(|(ev, _)| !ev.soft_failed)
-            .filter_map(|(ev, content)| {
-                let (rel_type, parent) = relation_of(content)?;
-                Some(NewRelation {
-                    event_id: ev.event_id,
-                    relates_to: parent,
-                    rel_type,
-                    sender: ev.sender,
-                    kind: ev.kind,
-                    stream_ordering: ev.stream_ordering,
-                })
-            })
-            .collect();
         let relations = self
-            .relations_in_room(room_id, relations)
+            .relations_in_room(room_id, live_relations(&events, &contents))
             .await
             .map_err(fail)?;
         let push = self
@@ -758,54 +659,8 @@ impl RoomsFace<'_> {
             .evaluate_push(room, batch, ids, &contents)
             .await
             .map_err(fail)?;
-        let push_rows: Vec<NewPushAction> = push
-            .iter()
-            .map(|p| NewPushAction {
-                user_id: &p.user_id,
-                event_id: &p.event_id,
-                stream_ordering: p.stream_ordering,
-                thread_id: &p.thread_id,
-                notify: true,
-                highlight: p.highlight,
-                actions: &p.actions,
-            })
-            .collect();
-
-        // Redactions: judged with the room's power levels (see redactions.rs); soft-failed
-        // events neither redact nor count as stored targets.
-        let redactions: Vec<redactions::RedactionIn> = batch
-            .iter()
-            .filter(|n| !n.soft_failed && n.pdu.kind == TimelineEventType::RoomRedaction)
-            .filter_map(|n| {
-                Some(redactions::RedactionIn {
-                    event_id: n.pdu.event_id.as_str(),
-                    sender: n.pdu.sender.as_str(),
-                    target: n.pdu.redacts.as_ref()?.as_str(),
-                    may_redact_any: room.user_power(&n.pdu.sender) >= room.action_power("redact"),
-                })
-            })
-            .collect();
-        // Local events go to the other servers of the room: queued in the same transaction, so
-        // that no committed event misses the outbox (the sender resumes from it after a crash).
-        let local: Vec<String> = batch
-            .iter()
-            .filter(|n| !n.soft_failed && self.is_local(&n.pdu.sender))
-            .map(|n| n.pdu.event_id.to_string())
-            .collect();
-        let destinations = if local.is_empty() {
-            vec![]
-        } else {
-            self.room_destinations(room)
-        };
-        let outbox = self.outbox_rows(&destinations, &local);
-        // A user's own event is read: what came before it no longer counts as unread.
-        let mut own: HashMap<&str, i64> = HashMap::new();
-        for ev in &events {
-            let local = UserId::parse(ev.sender).is_ok_and(|u| self.is_local(&u));
-            if local {
-                own.insert(ev.sender, ev.stream_ordering);
-            }
-        }
+        let redactions = live_redactions(room, batch);
+        let (destinations, outbox) = self.live_outbox(room, batch);
         let write = EventWrite {
             placement: Placement::Live,
             new_room: new_room.map(|(creator, public)| NewRoom {
@@ -817,17 +672,17 @@ impl RoomsFace<'_> {
             extremities_added: added,
             search: true,
             relations,
-            push: push_rows,
-            read_upto: own.into_iter().collect(),
+            push: push_rows(&push),
+            read_upto: self.own_reads(&events),
             state_groups: batch
                 .iter()
                 .filter_map(|n| n.group_write.as_ref())
                 .chain(&room.extra_groups)
                 .collect(),
             redactions,
-            state_removed: gone,
-            state_set: state_rows,
-            memberships: member_rows,
+            state_removed: state.gone,
+            state_set: state.set,
+            memberships: state.members,
             outbox,
             events,
             ..Default::default()
@@ -839,4 +694,209 @@ impl RoomsFace<'_> {
         notified.dedup();
         Ok((notified, destinations))
     }
+
+    /// Persist step: the federation outbox. Local events go to the other servers of the room:
+    /// queued in the same transaction, so that no committed event misses the outbox (the sender
+    /// resumes from it after a crash). Returns the destinations and the rows.
+    fn live_outbox(
+        self,
+        room: &RoomState,
+        batch: &[NewPdu],
+    ) -> (Vec<OwnedServerName>, Vec<(i64, String, String)>) {
+        let local: Vec<String> = batch
+            .iter()
+            .filter(|n| !n.soft_failed && self.is_local(&n.pdu.sender))
+            .map(|n| n.pdu.event_id.to_string())
+            .collect();
+        let destinations = if local.is_empty() {
+            vec![]
+        } else {
+            self.room_destinations(room)
+        };
+        let outbox = self.outbox_rows(&destinations, &local);
+        (destinations, outbox)
+    }
+
+    /// Persist step: read markers. A user's own event is read: what came before it no longer
+    /// counts as unread.
+    fn own_reads<'a>(self, events: &[NewEvent<'a>]) -> Vec<(&'a str, i64)> {
+        let mut own: HashMap<&str, i64> = HashMap::new();
+        for ev in events {
+            let local = UserId::parse(ev.sender).is_ok_and(|u| self.is_local(&u));
+            if local {
+                own.insert(ev.sender, ev.stream_ordering);
+            }
+        }
+        own.into_iter().collect()
+    }
+}
+
+/// Persist step: the event rows, at the positions taken for them.
+fn live_rows<'a>(
+    room_id: &'a str,
+    batch: &'a [NewPdu],
+    ids: &[i64],
+    strings: &'a [pdu::PduStrings],
+) -> Vec<NewEvent<'a>> {
+    batch
+        .iter()
+        .zip(ids)
+        .zip(strings)
+        .map(|((n, stream), s)| NewEvent {
+            sender_device: n.device.as_deref(),
+            txn_id: n.txn.as_deref(),
+            txn_key: n.txn_key.as_deref(),
+            soft_failed: n.soft_failed,
+            ..n.pdu
+                .new_event(s, room_id, &n.json, *stream, n.state_group, false)
+        })
+        .collect()
+}
+
+/// Persist step: the forward extremities (removed, added). Every prev_event stops being one;
+/// the batch's events not referenced by a later event of the batch become ones. Soft-failed
+/// events are never extremities.
+fn extremity_changes<'a>(events: &[NewEvent<'a>]) -> (Vec<&'a str>, Vec<&'a str>) {
+    let referenced: HashSet<&str> = events
+        .iter()
+        .filter(|e| !e.soft_failed)
+        .flat_map(|e| e.prev_events.iter().copied())
+        .collect();
+    let removed: Vec<&str> = referenced.iter().copied().collect();
+    let added: Vec<&str> = events
+        .iter()
+        .filter(|e| !e.soft_failed)
+        .map(|e| e.event_id)
+        .filter(|id| !referenced.contains(id))
+        .collect();
+    (removed, added)
+}
+
+/// A current-state row set by a write: the event, its membership (empty for other types than
+/// `m.room.member`) and its position.
+struct StateRow {
+    event_id: String,
+    membership: String,
+    stream: i64,
+}
+
+/// Persist step: the current state and memberships, per (type, state key). The last event per
+/// key wins; an event that went through state resolution sets what the resolution decided
+/// instead (None: removed).
+fn state_changes(
+    room: &RoomState,
+    batch: &[NewPdu],
+    events: &[NewEvent],
+) -> HashMap<(String, String), Option<StateRow>> {
+    let resolved: HashMap<&str, &StateDiff> = room
+        .resolved
+        .iter()
+        .map(|(id, diff)| (id.as_str(), diff))
+        .collect();
+    let row = |t: &str, p: &Arc<Pdu>, stream: i64| StateRow {
+        event_id: p.event_id.to_string(),
+        membership: if t == "m.room.member" {
+            p.content_str("membership").unwrap_or_default()
+        } else {
+            String::new()
+        },
+        stream,
+    };
+    let mut state_rows: HashMap<(String, String), Option<StateRow>> = HashMap::new();
+    for (ev, n) in events.iter().zip(batch).filter(|(e, _)| !e.soft_failed) {
+        if let Some(diff) = resolved.get(ev.event_id) {
+            for ((t, k), p) in diff.iter() {
+                let t = t.to_string();
+                let r = p.as_ref().map(|p| row(&t, p, ev.stream_ordering));
+                state_rows.insert((t, k.clone()), r);
+            }
+        } else if let Some(key) = ev.state_key {
+            let r = row(ev.kind, &n.pdu, ev.stream_ordering);
+            state_rows.insert((ev.kind.to_owned(), key.to_owned()), Some(r));
+        }
+    }
+    state_rows
+}
+
+/// The current-state rows of a write, as [`EventWrite`] takes them.
+struct StateRows<'a> {
+    gone: Vec<(&'a str, &'a str)>,
+    set: Vec<(&'a str, &'a str, &'a str, i64)>,
+    members: Vec<(&'a str, &'a str, &'a str, i64)>,
+}
+
+impl<'a> StateRows<'a> {
+    fn of(changes: &'a HashMap<(String, String), Option<StateRow>>) -> Self {
+        let gone = changes
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|((t, k), _)| (t.as_str(), k.as_str()))
+            .collect();
+        let set: Vec<(&str, &str, &StateRow)> = changes
+            .iter()
+            .filter_map(|((t, k), v)| v.as_ref().map(|r| (t.as_str(), k.as_str(), r)))
+            .collect();
+        let members = set
+            .iter()
+            .filter(|(t, _, _)| *t == "m.room.member")
+            .map(|(_, k, r)| (*k, r.membership.as_str(), r.event_id.as_str(), r.stream))
+            .collect();
+        let set = set
+            .iter()
+            .map(|(t, k, r)| (*t, *k, r.event_id.as_str(), r.stream))
+            .collect();
+        StateRows { gone, set, members }
+    }
+}
+
+/// Persist step: relations, written with the events (soft-failed events relate to nothing).
+fn live_relations<'a>(events: &[NewEvent<'a>], contents: &'a [Value]) -> Vec<NewRelation<'a>> {
+    events
+        .iter()
+        .zip(contents)
+        .filter(|(ev, _)| !ev.soft_failed)
+        .filter_map(|(ev, content)| {
+            let (rel_type, parent) = relation_of(content)?;
+            Some(NewRelation {
+                event_id: ev.event_id,
+                relates_to: parent,
+                rel_type,
+                sender: ev.sender,
+                kind: ev.kind,
+                stream_ordering: ev.stream_ordering,
+            })
+        })
+        .collect()
+}
+
+/// Persist step: the push rule results as rows.
+fn push_rows(push: &[crate::services::push::evaluate::PushAction]) -> Vec<NewPushAction<'_>> {
+    push.iter()
+        .map(|p| NewPushAction {
+            user_id: &p.user_id,
+            event_id: &p.event_id,
+            stream_ordering: p.stream_ordering,
+            thread_id: &p.thread_id,
+            notify: true,
+            highlight: p.highlight,
+            actions: &p.actions,
+        })
+        .collect()
+}
+
+/// Persist step: redactions, judged with the room's power levels (see redactions.rs);
+/// soft-failed events neither redact nor count as stored targets.
+fn live_redactions<'a>(room: &RoomState, batch: &'a [NewPdu]) -> Vec<redactions::RedactionIn<'a>> {
+    batch
+        .iter()
+        .filter(|n| !n.soft_failed && n.pdu.kind == TimelineEventType::RoomRedaction)
+        .filter_map(|n| {
+            Some(redactions::RedactionIn {
+                event_id: n.pdu.event_id.as_str(),
+                sender: n.pdu.sender.as_str(),
+                target: n.pdu.redacts.as_ref()?.as_str(),
+                may_redact_any: room.user_power(&n.pdu.sender) >= room.action_power("redact"),
+            })
+        })
+        .collect()
 }

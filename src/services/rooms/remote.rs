@@ -168,10 +168,29 @@ impl RoomsFace<'_> {
         guard: &mut RoomGuard,
         room_id: &RoomId,
         pdus: Vec<CheckedPdu>,
-        mut supplied: HashMap<OwnedEventId, State>,
+        supplied: HashMap<OwnedEventId, State>,
     ) -> Result<Vec<(OwnedEventId, Outcome)>> {
-        let mut built: Vec<NewPdu> = vec![];
+        let mut r = self.receipt_of(room_id, &pdus, supplied).await?;
         let mut out = vec![];
+        for c in pdus {
+            let id = c.event_id.clone();
+            let outcome = self.accept_one(guard, room_id, &mut r, c).await?;
+            out.push((id, outcome));
+        }
+        if !r.built.is_empty() {
+            self.persist(guard, r.built, None).await?;
+        }
+        Ok(out)
+    }
+
+    /// Receipt, before the checks: what the database knows of the batch's events and of the
+    /// prev events they cite (one query each for the batch).
+    async fn receipt_of(
+        self,
+        room_id: &RoomId,
+        pdus: &[CheckedPdu],
+        supplied: HashMap<OwnedEventId, State>,
+    ) -> Result<Receipt> {
         let ids: Vec<String> = pdus.iter().map(|c| c.event_id.to_string()).collect();
         // Known events: taken already, or rejected (then rejected again, unchanged).
         let (known_rejected, known): (Vec<_>, Vec<_>) = self
@@ -206,174 +225,157 @@ impl RoomsFace<'_> {
             .filter(|p| p.room_id != room_id.as_str())
             .map(|p| p.event_id.clone())
             .collect();
-        let mut known_prevs: HashSet<String> = places
+        let known_prevs: HashSet<String> = places
             .into_iter()
             .filter(|p| !p.outlier && p.room_id == room_id.as_str())
             .map(|p| p.event_id)
             .collect();
-        for c in pdus {
-            if known_rejected.contains(c.event_id.as_str()) {
-                out.push((
-                    c.event_id,
-                    Outcome::Rejected("event rejected earlier".into()),
-                ));
-                continue;
+        Ok(Receipt {
+            known,
+            known_rejected,
+            foreign_prevs,
+            known_prevs,
+            supplied,
+            built: vec![],
+        })
+    }
+
+    /// One PDU of the batch through the checks on receipt: its format and room, its prev
+    /// events, the state before it, its auth (steps 4 and 5), then soft-fail against the
+    /// current state (step 6); accepted events are applied to the room (built, persisted with
+    /// the batch).
+    async fn accept_one(
+        self,
+        guard: &mut RoomGuard,
+        room_id: &RoomId,
+        r: &mut Receipt,
+        c: CheckedPdu,
+    ) -> Result<Outcome> {
+        let pdu = match r.admissible(room_id, &c) {
+            Ok(p) => p,
+            Err(o) => return Ok(o),
+        };
+        let given = r.supplied.remove(&c.event_id);
+        // Prev events must be known (the caller fetches missing ones), unless the state
+        // before the event was given.
+        if given.is_none() {
+            if let Some(o) = r.missing_prevs(&pdu) {
+                return Ok(o);
             }
-            if known.contains(c.event_id.as_str())
-                || built.iter().any(|n| n.pdu.event_id == c.event_id)
-            {
-                out.push((c.event_id, Outcome::AlreadyKnown));
-                continue;
-            }
-            let pdu = match Pdu::parse(c.event_id.as_str(), &c.json) {
-                Ok(p) => p,
-                Err(e) => {
-                    out.push((c.event_id, Outcome::Rejected(e)));
-                    continue;
-                }
-            };
-            if pdu.room_id.as_deref() != Some(room_id)
-                && pdu.kind != ruma::events::TimelineEventType::RoomCreate
-            {
-                out.push((c.event_id, Outcome::Rejected("wrong room".into())));
-                continue;
-            }
-            if let Some(p) = pdu
-                .prev_events
-                .iter()
-                .find(|p| foreign_prevs.contains(p.as_str()))
-            {
-                tracing::info!(event = %c.event_id, prev = %p, "prev event of another room: event refused");
-                out.push((
-                    c.event_id,
-                    Outcome::Rejected(format!("prev event {p} is of another room")),
-                ));
-                continue;
-            }
-            let given = supplied.remove(&c.event_id);
-            // Prev events must be known (the caller fetches missing ones), unless the state
-            // before the event was given.
-            if given.is_none() {
-                let missing: Vec<OwnedEventId> = pdu
-                    .prev_events
-                    .iter()
-                    .filter(|p| {
-                        !known_prevs.contains(p.as_str())
-                            && !built.iter().any(|n| n.pdu.event_id == **p)
-                    })
-                    .cloned()
-                    .collect();
-                if !missing.is_empty() || pdu.prev_events.is_empty() {
-                    out.push((c.event_id, Outcome::MissingPrevs(missing)));
-                    continue;
-                }
-            }
-            let extends = {
-                let room = guard
-                    .as_ref()
-                    .ok_or_else(|| Error::unknown("room state missing"))?;
-                let prevs: HashSet<&OwnedEventId> = pdu.prev_events.iter().collect();
-                let ext: HashSet<&OwnedEventId> = room.extremities.iter().collect();
-                given.is_none() && prevs == ext
-            };
-            if !extends && !built.is_empty() {
-                // The states of earlier events of the batch are read from the database below.
-                for n in &built {
-                    known_prevs.insert(n.pdu.event_id.to_string());
-                }
-                self.persist(guard, std::mem::take(&mut built), None)
-                    .await?;
-            }
+        }
+        let extends = {
             let room = guard
-                .as_mut()
+                .as_ref()
                 .ok_or_else(|| Error::unknown("room state missing"))?;
-            // The state before the event: None means the current state.
-            let before: Option<(State, Option<i64>)> = if extends {
-                None
-            } else if let Some(s) = given {
-                Some((s, None))
-            } else {
-                let prevs: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
-                match self.resolved_after(room, &prevs, None).await? {
-                    Some(b) => Some(b),
-                    None => {
-                        out.push((c.event_id, Outcome::MissingPrevs(pdu.prev_events.clone())));
-                        continue;
-                    }
-                }
-            };
-            // Auth events: from the database (or the batch, persisted by now when needed).
-            let auth_ids: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
-            let mut auth = self.load_pdus(&auth_ids).await?;
-            for n in &built {
-                auth.insert(n.pdu.event_id.clone(), n.pdu.clone());
+            let prevs: HashSet<&OwnedEventId> = pdu.prev_events.iter().collect();
+            let ext: HashSet<&OwnedEventId> = room.extremities.iter().collect();
+            given.is_none() && prevs == ext
+        };
+        if !extends && !r.built.is_empty() {
+            // The states of earlier events of the batch are read from the database below.
+            for n in &r.built {
+                r.known_prevs.insert(n.pdu.event_id.to_string());
             }
-            let create = room.get("m.room.create", "").cloned();
-            let rules = &room.rules.authorization;
-            // Step 4: the state made of its own auth events must allow it.
-            match check_auth_events(&room.rules, &pdu, &auth, create.as_ref()) {
-                Ok(()) => {}
-                Err(AuthFailure::Missing(e)) => {
-                    out.push((c.event_id, Outcome::Rejected(e)));
-                    continue;
-                }
-                Err(AuthFailure::Refused(e)) => {
-                    tracing::info!(event = %c.event_id, reason = %e, "event rejected by its auth events");
-                    let room_id = room.room_id.clone();
-                    self.write_outliers(&room_id, &[(pdu, c.json)], true)
-                        .await?;
-                    out.push((c.event_id, Outcome::Rejected(e)));
-                    continue;
-                }
+            self.persist(guard, std::mem::take(&mut r.built), None)
+                .await?;
+        }
+        let room = guard
+            .as_mut()
+            .ok_or_else(|| Error::unknown("room state missing"))?;
+        // The state before the event: None means the current state.
+        let before: Option<(State, Option<i64>)> = if extends {
+            None
+        } else if let Some(s) = given {
+            Some((s, None))
+        } else {
+            let prevs: Vec<String> = pdu.prev_events.iter().map(|e| e.to_string()).collect();
+            match self.resolved_after(room, &prevs, None).await? {
+                Some(b) => Some(b),
+                None => return Ok(Outcome::MissingPrevs(pdu.prev_events.clone())),
             }
-            // Step 5: the state before it must allow it too.
-            let before_state = before.as_ref().map(|(s, _)| s).unwrap_or(&room.state);
-            let refused = state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
-                before_state.get(&(t.clone(), k.to_owned())).cloned()
-            })
-            .err()
-            // Tchap access rules: the same pure check every server of the federation makes.
-            .or_else(|| {
-                crate::services::policy::access_rules::check(&self.policy_rules, before_state, &pdu)
-                    .err()
-                    .inspect(|e| {
-                        tracing::info!(event = %c.event_id, reason = %e, "event rejected by the access rules")
-                    })
-            });
-            if let Some(e) = refused {
+        };
+        let before_state = before.as_ref().map(|(s, _)| s).unwrap_or(&room.state);
+        match self
+            .auth_on_receipt(room, &r.built, &pdu, before_state)
+            .await?
+        {
+            Ok(()) => {}
+            Err(AuthFailure::Missing(e)) => return Ok(Outcome::Rejected(e)),
+            Err(AuthFailure::Refused(e)) => {
                 // Kept known, flagged rejected: never in the state nor the timeline.
                 let room_id = room.room_id.clone();
                 self.write_outliers(&room_id, &[(pdu, c.json)], true)
                     .await?;
-                out.push((c.event_id, Outcome::Rejected(e)));
-                continue;
+                return Ok(Outcome::Rejected(e));
             }
-            let soft = !extends
-                && state_res::check_state_dependent_auth_rules(rules, &*pdu, |t, k| {
-                    room.state.get(&(t.clone(), k.to_owned())).cloned()
+        }
+        // Step 6: soft-fail when the current state refuses it.
+        let soft = !extends
+            && state_res::check_state_dependent_auth_rules(
+                &room.rules.authorization,
+                &*pdu,
+                |t, k| room.state.get(&(t.clone(), k.to_owned())).cloned(),
+            )
+            .is_err();
+        let n = match before {
+            None => room.apply_extending(self.s, pdu, c.json),
+            Some((state, group)) => {
+                self.apply_fork(room, pdu, c.json, state, group, soft)
+                    .await?
+            }
+        };
+        r.built.push(n);
+        Ok(if soft {
+            Outcome::SoftFailed
+        } else {
+            Outcome::Accepted
+        })
+    }
+
+    /// Steps 4 and 5: the state made of its own auth events must allow the event (auth events
+    /// from the database, or the batch), then the state before it, then the access rules.
+    /// `Missing`: no decision; `Refused`: rejected for good.
+    async fn auth_on_receipt(
+        self,
+        room: &RoomState,
+        built: &[NewPdu],
+        pdu: &Arc<Pdu>,
+        before_state: &State,
+    ) -> Result<std::result::Result<(), AuthFailure>> {
+        // Auth events: from the database (or the batch, persisted by now when needed).
+        let auth_ids: Vec<String> = pdu.auth_events.iter().map(|e| e.to_string()).collect();
+        let mut auth = self.load_pdus(&auth_ids).await?;
+        for n in built {
+            auth.insert(n.pdu.event_id.clone(), n.pdu.clone());
+        }
+        let create = room.get("m.room.create", "").cloned();
+        let rules = &room.rules.authorization;
+        // Step 4: the state made of its own auth events must allow it.
+        match check_auth_events(&room.rules, pdu, &auth, create.as_ref()) {
+            Ok(()) => {}
+            Err(AuthFailure::Missing(e)) => return Ok(Err(AuthFailure::Missing(e))),
+            Err(AuthFailure::Refused(e)) => {
+                tracing::info!(event = %pdu.event_id, reason = %e, "event rejected by its auth events");
+                return Ok(Err(AuthFailure::Refused(e)));
+            }
+        }
+        // Step 5: the state before it must allow it too.
+        let refused = state_res::check_state_dependent_auth_rules(rules, &**pdu, |t, k| {
+            before_state.get(&(t.clone(), k.to_owned())).cloned()
+        })
+        .err()
+        // Tchap access rules: the same pure check every server of the federation makes.
+        .or_else(|| {
+            crate::services::policy::access_rules::check(&self.policy_rules, before_state, pdu)
+                .err()
+                .inspect(|e| {
+                    tracing::info!(event = %pdu.event_id, reason = %e, "event rejected by the access rules")
                 })
-                .is_err();
-            let n = match before {
-                None => room.apply_extending(self.s, pdu, c.json),
-                Some((state, group)) => {
-                    self.apply_fork(room, pdu, c.json, state, group, soft)
-                        .await?
-                }
-            };
-            out.push((
-                c.event_id,
-                if soft {
-                    Outcome::SoftFailed
-                } else {
-                    Outcome::Accepted
-                },
-            ));
-            built.push(n);
-        }
-        if !built.is_empty() {
-            self.persist(guard, built, None).await?;
-        }
-        Ok(out)
+        });
+        Ok(match refused {
+            Some(e) => Err(AuthFailure::Refused(e)),
+            None => Ok(()),
+        })
     }
 
     /// Applies an authorised event that does not extend every forward extremity: its own state
@@ -518,5 +520,68 @@ impl RoomState {
             }
         }
         self.state = resolved;
+    }
+}
+
+/// A batch of PDUs on receipt: what is known of them and of their prev events, the states
+/// given before some, and the events accepted so far (not yet persisted).
+struct Receipt {
+    known: HashSet<String>,
+    known_rejected: HashSet<String>,
+    foreign_prevs: HashSet<String>,
+    known_prevs: HashSet<String>,
+    supplied: HashMap<OwnedEventId, State>,
+    built: Vec<NewPdu>,
+}
+
+impl Receipt {
+    /// Receipt, the format and room checks: known events (rejected again, or already known),
+    /// a PDU that does not parse, of another room, or citing prev events of another room.
+    fn admissible(
+        &self,
+        room_id: &RoomId,
+        c: &CheckedPdu,
+    ) -> std::result::Result<Arc<Pdu>, Outcome> {
+        if self.known_rejected.contains(c.event_id.as_str()) {
+            return Err(Outcome::Rejected("event rejected earlier".into()));
+        }
+        if self.known.contains(c.event_id.as_str())
+            || self.built.iter().any(|n| n.pdu.event_id == c.event_id)
+        {
+            return Err(Outcome::AlreadyKnown);
+        }
+        let pdu = Pdu::parse(c.event_id.as_str(), &c.json).map_err(Outcome::Rejected)?;
+        if pdu.room_id.as_deref() != Some(room_id)
+            && pdu.kind != ruma::events::TimelineEventType::RoomCreate
+        {
+            return Err(Outcome::Rejected("wrong room".into()));
+        }
+        if let Some(p) = pdu
+            .prev_events
+            .iter()
+            .find(|p| self.foreign_prevs.contains(p.as_str()))
+        {
+            tracing::info!(event = %c.event_id, prev = %p, "prev event of another room: event refused");
+            return Err(Outcome::Rejected(format!(
+                "prev event {p} is of another room"
+            )));
+        }
+        Ok(pdu)
+    }
+
+    /// Receipt, the prev events: those neither known here nor earlier in the batch (also when
+    /// the event cites none), as the outcome asking the caller to fetch them.
+    fn missing_prevs(&self, pdu: &Pdu) -> Option<Outcome> {
+        let missing: Vec<OwnedEventId> = pdu
+            .prev_events
+            .iter()
+            .filter(|p| {
+                !self.known_prevs.contains(p.as_str())
+                    && !self.built.iter().any(|n| n.pdu.event_id == **p)
+            })
+            .cloned()
+            .collect();
+        (!missing.is_empty() || pdu.prev_events.is_empty())
+            .then_some(Outcome::MissingPrevs(missing))
     }
 }
