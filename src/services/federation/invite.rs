@@ -6,7 +6,7 @@
 use crate::services::federation::FederationFace;
 use std::{collections::BTreeMap, sync::Arc};
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use ruma::{
     canonical_json::redact,
     events::TimelineEventType,
@@ -62,12 +62,8 @@ pub struct InviteRequest {
 
 /// Room versions answer: 400 M_INCOMPATIBLE_ROOM_VERSION naming the version.
 pub fn incompatible(ver: &str) -> Error {
-    Error::new(
-        StatusCode::BAD_REQUEST,
-        "M_INCOMPATIBLE_ROOM_VERSION",
-        "This server does not support this room's version",
-    )
-    .with_extra("room_version", json!(ver))
+    Error::incompatible_room_version("This server does not support this room's version")
+        .with_extra("room_version", json!(ver))
 }
 
 fn object(v: &Value) -> Result<CanonicalJsonObject> {
@@ -299,37 +295,8 @@ impl FederationFace<'_> {
         if known.is_some() {
             self.check_acl(room_id, origin).await?;
         }
-        // Shape before signatures (cheap refusals first).
         let ev = &req.event;
-        let str_field = |k: &str| ev.get(k).and_then(Value::as_str);
-        if str_field("type") != Some("m.room.member")
-            || ev["content"]["membership"].as_str() != Some("invite")
-        {
-            return Err(Error::bad_json("Not an invite event"));
-        }
-        if str_field("room_id") != Some(room_id.as_str()) {
-            return Err(Error::bad_json("The event is not for this room"));
-        }
-        let sender = UserId::parse(str_field("sender").unwrap_or_default())
-            .map_err(|_| Error::bad_json("Invalid sender"))?;
-        if sender.server_name() != origin {
-            return Err(Error::forbidden(
-                "The inviter is not a user of the requesting server",
-            ));
-        }
-        let target = UserId::parse(str_field("state_key").unwrap_or_default())
-            .map_err(|_| Error::bad_json("Invalid state_key"))?;
-        if !self.is_local(&target) {
-            return Err(Error::bad_json("The invitee is not a user of this server"));
-        }
-        if self
-            .db
-            .get_user(target.as_str())
-            .await?
-            .is_none_or(|u| u.deactivated == 1)
-        {
-            return Err(Error::not_found("Unknown user"));
-        }
+        let (sender, target) = self.invite_parties(origin, room_id, ev).await?;
         let stripped = stripped_from_remote(&req.invite_room_state, room_id, &rules)?;
         let checked = self.check_pdu(ev, &rules).await?;
         if checked.event_id.as_str() != event_id {
@@ -365,32 +332,12 @@ impl FederationFace<'_> {
         if known.is_some() {
             let c = CheckedPdu {
                 event_id: checked.event_id.clone(),
-                object: obj.clone(),
-                json: json.clone(),
+                object: obj,
+                json,
             };
-            let rid = room_id.to_owned();
-            match self
-                .accept_with_gaps(origin, &rid, vec![c], &rules)
-                .await?
-                .pop()
-                .map(|(_, o)| o)
-            {
-                Some(Outcome::Accepted | Outcome::AlreadyKnown) => {
-                    return Ok(json!({ "event": signed }))
-                }
-                Some(Outcome::Rejected(e)) => {
-                    return Err(Error::forbidden(format!("Invite refused: {e}")))
-                }
-                Some(Outcome::SoftFailed) => return Err(Error::forbidden("Invite refused")),
-                // Its prev events cannot be had: refused. Kept out of band in a room known
-                // here, it would be an invite the room's state never checked, which the user
-                // could neither accept nor reject.
-                Some(Outcome::MissingPrevs(_)) | None => {
-                    return Err(Error::forbidden(
-                        "Invite refused: its previous events cannot be obtained",
-                    ))
-                }
-            }
+            self.invite_into_known_room(origin, room_id, c, &rules)
+                .await?;
+            return Ok(json!({ "event": signed }));
         }
         let servers = helper_servers(&self.server_name, origin, room_id, &req.via, &stripped);
         let servers: Vec<&str> = servers.iter().map(|s| s.as_str()).collect();
@@ -411,6 +358,75 @@ impl FederationFace<'_> {
         .await?;
         tracing::info!(%room_id, %target, inviter = %sender, "invite received over federation");
         Ok(json!({ "event": signed }))
+    }
+
+    /// The inviter and the invitee of an invite event, checked before its signatures (cheap
+    /// refusals first): a member invite for this room, from a user of the requesting server,
+    /// to an active local user.
+    async fn invite_parties(
+        self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        ev: &Value,
+    ) -> Result<(ruma::OwnedUserId, ruma::OwnedUserId)> {
+        let str_field = |k: &str| ev.get(k).and_then(Value::as_str);
+        if str_field("type") != Some("m.room.member")
+            || ev["content"]["membership"].as_str() != Some("invite")
+        {
+            return Err(Error::bad_json("Not an invite event"));
+        }
+        if str_field("room_id") != Some(room_id.as_str()) {
+            return Err(Error::bad_json("The event is not for this room"));
+        }
+        let sender = UserId::parse(str_field("sender").unwrap_or_default())
+            .map_err(|_| Error::bad_json("Invalid sender"))?;
+        if sender.server_name() != origin {
+            return Err(Error::forbidden(
+                "The inviter is not a user of the requesting server",
+            ));
+        }
+        let target = UserId::parse(str_field("state_key").unwrap_or_default())
+            .map_err(|_| Error::bad_json("Invalid state_key"))?;
+        if !self.is_local(&target) {
+            return Err(Error::bad_json("The invitee is not a user of this server"));
+        }
+        if self
+            .db
+            .get_user(target.as_str())
+            .await?
+            .is_none_or(|u| u.deactivated == 1)
+        {
+            return Err(Error::not_found("Unknown user"));
+        }
+        Ok((sender, target))
+    }
+
+    /// An invite into a room known here goes through the room like any event: accepted, or
+    /// refused with the reason.
+    async fn invite_into_known_room(
+        self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        invite: CheckedPdu,
+        rules: &RoomVersionRules,
+    ) -> Result<()> {
+        let rid = room_id.to_owned();
+        match self
+            .accept_with_gaps(origin, &rid, vec![invite], rules)
+            .await?
+            .pop()
+            .map(|(_, o)| o)
+        {
+            Some(Outcome::Accepted | Outcome::AlreadyKnown) => Ok(()),
+            Some(Outcome::Rejected(e)) => Err(Error::forbidden(format!("Invite refused: {e}"))),
+            Some(Outcome::SoftFailed) => Err(Error::forbidden("Invite refused")),
+            // Its prev events cannot be had: refused. Kept out of band in a room known
+            // here, it would be an invite the room's state never checked, which the user
+            // could neither accept nor reject.
+            Some(Outcome::MissingPrevs(_)) | None => Err(Error::forbidden(
+                "Invite refused: its previous events cannot be obtained",
+            )),
+        }
     }
 
     /// The stripped state other servers are sent with an invite or a knock (full PDUs), plus

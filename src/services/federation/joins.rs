@@ -366,28 +366,11 @@ impl FederationFace<'_> {
         let mut guard = self.rooms().lock_new_room(room_id).await;
         if guard.is_some() || self.db.room_version(room_id.as_str()).await?.is_some() {
             // Known meanwhile (another user joined): join the ordinary way.
-            return Err(Error::new(
-                axum::http::StatusCode::CONFLICT,
-                "M_UNKNOWN",
+            return Err(Error::conflict(
                 "The room became known here; retry the join",
             ));
         }
-        let mut room = RoomState::new_room(version, rules, room_id.to_owned());
-        room.state = state;
-        for ((t, k), p) in &room.state {
-            if *t == StateEventType::RoomMember {
-                if let Ok(u) = UserId::parse(k.as_str()) {
-                    if self.is_local(&u)
-                        && matches!(
-                            p.content_str("membership").as_deref(),
-                            Some("join" | "invite")
-                        )
-                    {
-                        room.local_members.insert(u);
-                    }
-                }
-            }
-        }
+        let mut room = self.joined_room(version, rules, room_id, state);
         // State after the join: a full snapshot.
         let group = room.push_state(self.s, &join);
         let group = GroupWrite {
@@ -399,11 +382,62 @@ impl FederationFace<'_> {
         room.chain_len = 0;
         room.extremities = vec![join.event_id.clone()];
         room.depth = join.depth;
-        // Outliers first (stream positions), then the join through the normal persist path.
-        let out: Vec<(&OwnedEventId, &(Arc<Pdu>, CheckedPdu))> = outliers
-            .iter()
-            .filter(|(id, _)| **id != join.event_id)
-            .collect();
+        self.store_join_outliers(room_id, &room, creator, &outliers, &join.event_id)
+            .await?;
+        let new = NewPdu {
+            state_group: group.id,
+            pdu: join.clone(),
+            json: join_json,
+            group_write: Some(group),
+            device: None,
+            txn: None,
+            txn_key: None,
+            soft_failed: false,
+        };
+        *guard = Some(room);
+        // The join is the room's first timeline event here; persisted like any event (it was
+        // already sent to the room by the resident server).
+        let _ = self.rooms().persist(&mut guard, vec![new], None).await?;
+        Ok(())
+    }
+
+    /// The room as the send_join answer describes it: its state, and the local users in it.
+    fn joined_room(
+        self,
+        version: RoomVersionId,
+        rules: ruma::room_version_rules::RoomVersionRules,
+        room_id: &RoomId,
+        state: HashMap<StateKey, Arc<Pdu>>,
+    ) -> RoomState {
+        let mut room = RoomState::new_room(version, rules, room_id.to_owned());
+        room.state = state;
+        for ((t, k), p) in &room.state {
+            if *t != StateEventType::RoomMember {
+                continue;
+            }
+            let Ok(u) = UserId::parse(k.as_str()) else {
+                continue;
+            };
+            let membership = p.content_str("membership");
+            if self.is_local(&u) && matches!(membership.as_deref(), Some("join" | "invite")) {
+                room.local_members.insert(u);
+            }
+        }
+        room
+    }
+
+    /// Stores the state and auth chain of the send_join answer (all but the join itself) as
+    /// outliers with stream positions, with the room's row, its current state and memberships.
+    async fn store_join_outliers(
+        self,
+        room_id: &RoomId,
+        room: &RoomState,
+        creator: &str,
+        outliers: &HashMap<OwnedEventId, (Arc<Pdu>, CheckedPdu)>,
+        join_id: &OwnedEventId,
+    ) -> Result<()> {
+        let out: Vec<(&OwnedEventId, &(Arc<Pdu>, CheckedPdu))> =
+            outliers.iter().filter(|(id, _)| *id != join_id).collect();
         let ids = self.events_stream.allocate(out.len());
         let strings: Vec<crate::services::rooms::pdu::PduStrings> =
             out.iter().map(|(_, (p, _))| p.strings()).collect();
@@ -416,27 +450,7 @@ impl FederationFace<'_> {
                 ..p.new_event(s, room_id.as_str(), &c.json, *stream, 0, true)
             })
             .collect();
-        // Current state of everything but the join (the join's own row comes with it).
-        let state_set: Vec<(&str, &str, &str, i64)> = events
-            .iter()
-            .filter(|e| e.state_key.is_some())
-            .filter(|e| {
-                room.state
-                    .get(&(
-                        StateEventType::from(e.kind),
-                        e.state_key.unwrap_or_default().to_owned(),
-                    ))
-                    .is_some_and(|p| p.event_id.as_str() == e.event_id)
-            })
-            .map(|e| {
-                (
-                    e.kind,
-                    e.state_key.unwrap_or_default(),
-                    e.event_id,
-                    e.stream_ordering,
-                )
-            })
-            .collect();
+        let state_set = current_state_rows(room, &events);
         let members: Vec<(&str, String, &str, i64)> = events
             .iter()
             .filter(|e| e.kind == "m.room.member")
@@ -468,22 +482,36 @@ impl FederationFace<'_> {
         self.rooms()
             .write_events(room_id.as_str(), ids, write, vec![])
             .await?;
-        let new = NewPdu {
-            state_group: group.id,
-            pdu: join.clone(),
-            json: join_json,
-            group_write: Some(group),
-            device: None,
-            txn: None,
-            txn_key: None,
-            soft_failed: false,
-        };
-        *guard = Some(room);
-        // The join is the room's first timeline event here; persisted like any event (it was
-        // already sent to the room by the resident server).
-        let _ = self.rooms().persist(&mut guard, vec![new], None).await?;
         Ok(())
     }
+}
+
+/// The current-state rows (type, state key, event id, stream) of those events that are the
+/// room's state: everything but the join, whose own row comes with it.
+fn current_state_rows<'a>(
+    room: &RoomState,
+    events: &[NewEvent<'a>],
+) -> Vec<(&'a str, &'a str, &'a str, i64)> {
+    events
+        .iter()
+        .filter(|e| e.state_key.is_some())
+        .filter(|e| {
+            room.state
+                .get(&(
+                    StateEventType::from(e.kind),
+                    e.state_key.unwrap_or_default().to_owned(),
+                ))
+                .is_some_and(|p| p.event_id.as_str() == e.event_id)
+        })
+        .map(|e| {
+            (
+                e.kind,
+                e.state_key.unwrap_or_default(),
+                e.event_id,
+                e.stream_ordering,
+            )
+        })
+        .collect()
 }
 
 impl RoomState {

@@ -171,85 +171,20 @@ impl RoomState {
         &mut self,
         srv: &Services,
         sender: &UserId,
-        spec: EventSpec,
+        mut spec: EventSpec,
         device: Option<&str>,
         txn: Option<&str>,
     ) -> Result<NewPdu> {
         let is_create = spec.kind == "m.room.create";
-        let kind = TimelineEventType::from(spec.kind.clone());
         if spec.kind.len() > 255 || spec.state_key.as_ref().is_some_and(|k| k.len() > 255) {
             return Err(Error::bad_json(
                 "Event type and state key must be at most 255 bytes",
             ));
         }
-        let content = match CanonicalJsonValue::try_from(spec.content) {
-            Ok(CanonicalJsonValue::Object(o)) => o,
-            Ok(_) => return Err(Error::bad_json("Event content must be a JSON object")),
-            Err(e) => {
-                return Err(Error::bad_json(format!(
-                    "Content is not canonical JSON: {e}"
-                )))
-            }
-        };
-        let content_raw = serde_json::value::to_raw_value(&content)
-            .map_err(|e| Error::bad_json(e.to_string()))?;
-        let auth_types = if is_create {
-            vec![]
-        } else {
-            state_res::auth_types_for_event(
-                &kind,
-                sender,
-                spec.state_key.as_deref(),
-                &content_raw,
-                &self.rules.authorization,
-            )
-            .map_err(Error::bad_json)?
-        };
-        let mut auth_events: Vec<String> = auth_types
-            .iter()
-            .filter_map(|k| self.state.get(k))
-            .map(|p| p.event_id.to_string())
-            .collect();
-        auth_events.sort();
-        auth_events.dedup();
+        let content = content_object(std::mem::take(&mut spec.content))?;
+        let auth_events = self.auth_event_ids(&spec, sender, &content, is_create)?;
         let depth = self.depth + 1;
-        let now = util::now_ms().max(self.min_ts);
-
-        let mut obj = CanonicalJsonObject::new();
-        let str_array = |v: Vec<String>| {
-            CanonicalJsonValue::Array(v.into_iter().map(CanonicalJsonValue::String).collect())
-        };
-        obj.insert("auth_events".into(), str_array(auth_events.clone()));
-        obj.insert("content".into(), CanonicalJsonValue::Object(content));
-        obj.insert("depth".into(), int(depth as i64));
-        obj.insert("origin_server_ts".into(), int(now));
-        let prevs: Vec<String> = self
-            .extremities
-            .iter()
-            .take(10)
-            .map(|e| e.to_string())
-            .collect();
-        obj.insert("prev_events".into(), str_array(prevs.clone()));
-        if !(is_create && self.rules.authorization.room_create_event_id_as_room_id) {
-            obj.insert(
-                "room_id".into(),
-                CanonicalJsonValue::String(self.room_id.to_string()),
-            );
-        }
-        obj.insert(
-            "sender".into(),
-            CanonicalJsonValue::String(sender.to_string()),
-        );
-        obj.insert("type".into(), CanonicalJsonValue::String(spec.kind.clone()));
-        if let Some(k) = &spec.state_key {
-            obj.insert("state_key".into(), CanonicalJsonValue::String(k.clone()));
-        }
-        if let Some(r) = &spec.redacts {
-            obj.insert("redacts".into(), CanonicalJsonValue::String(r.to_string()));
-        }
-        if !self.rules.event_format.require_event_id {
-            // room versions ≥ 3: no event_id field; the id is the reference hash.
-        }
+        let mut obj = self.unsigned_event(&spec, sender, content, &auth_events, depth, is_create);
         let size = serde_json::to_vec(&obj)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
@@ -260,57 +195,18 @@ impl RoomState {
             .rooms()
             .sign_pdu(&mut obj, &self.rules)
             .map_err(|e| Error::too_large(e.message))?;
+        // Room versions ≥ 3 carry no event_id field: the id is the reference hash.
         let event_id = format!("${hash}");
         if is_create && self.rules.authorization.room_create_event_id_as_room_id {
             self.room_id =
                 RoomId::parse(format!("!{hash}")).map_err(|e| Error::unknown(e.to_string()))?;
         }
-        // Unsigned data kept with local state events for clients: the state it replaces.
-        let prev_state = spec.state_key.as_ref().and_then(|k| {
-            self.state
-                .get(&(StateEventType::from(spec.kind.as_str()), k.clone()))
-                .cloned()
-        });
-        if let Some(prev) = &prev_state {
-            let mut unsigned = CanonicalJsonObject::new();
-            unsigned.insert(
-                "replaces_state".into(),
-                CanonicalJsonValue::String(prev.event_id.to_string()),
-            );
-            if let Ok(v) = serde_json::from_str::<CanonicalJsonValue>(prev.content.get()) {
-                unsigned.insert("prev_content".into(), v);
-            }
-            unsigned.insert(
-                "prev_sender".into(),
-                CanonicalJsonValue::String(prev.sender.to_string()),
-            );
+        if let Some(unsigned) = self.replaced_state(&spec) {
             obj.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
         }
         let json = serde_json::to_string(&obj).map_err(|e| Error::unknown(e.to_string()))?;
         let pdu = Pdu::parse(&event_id, &json).map_err(Error::bad_json)?;
-
-        // Authorise: the auth events, then the state before the event (our current state).
-        let by_id: HashMap<OwnedEventId, Arc<Pdu>> = self
-            .state
-            .values()
-            .filter(|p| {
-                auth_events.contains(&p.event_id.to_string())
-                    || p.kind == TimelineEventType::RoomCreate
-            })
-            .map(|p| (p.event_id.clone(), p.clone()))
-            .collect();
-        state_res::check_state_independent_auth_rules(&self.rules.authorization, &*pdu, |id| {
-            by_id.get(id).cloned()
-        })
-        .map_err(Error::forbidden)?;
-        state_res::check_state_dependent_auth_rules(&self.rules.authorization, &*pdu, |t, k| {
-            self.state.get(&(t.clone(), k.to_owned())).cloned()
-        })
-        .map_err(Error::forbidden)?;
-        if !spec.bypass_policy {
-            crate::services::policy::access_rules::check(&srv.policy_rules, &self.state, &pdu)
-                .map_err(Error::forbidden)?;
-        }
+        self.authorise(srv, &pdu, &auth_events, spec.bypass_policy)?;
 
         // Apply.
         let group_write = if spec.state_key.is_some() {
@@ -330,6 +226,140 @@ impl RoomState {
             txn_key: None,
             soft_failed: false,
         })
+    }
+
+    /// The auth events of a new event (sorted ids): those of the current state the auth rules
+    /// name for its type, sender and content; none for the create event.
+    fn auth_event_ids(
+        &self,
+        spec: &EventSpec,
+        sender: &UserId,
+        content: &CanonicalJsonObject,
+        is_create: bool,
+    ) -> Result<Vec<String>> {
+        if is_create {
+            return Ok(vec![]);
+        }
+        let content_raw =
+            serde_json::value::to_raw_value(content).map_err(|e| Error::bad_json(e.to_string()))?;
+        let auth_types = state_res::auth_types_for_event(
+            &TimelineEventType::from(spec.kind.clone()),
+            sender,
+            spec.state_key.as_deref(),
+            &content_raw,
+            &self.rules.authorization,
+        )
+        .map_err(Error::bad_json)?;
+        let mut auth_events: Vec<String> = auth_types
+            .iter()
+            .filter_map(|k| self.state.get(k))
+            .map(|p| p.event_id.to_string())
+            .collect();
+        auth_events.sort();
+        auth_events.dedup();
+        Ok(auth_events)
+    }
+
+    /// The event's fields before signing: on top of the room's forward extremities (ten at
+    /// most), timestamped no earlier than the room's latest event.
+    fn unsigned_event(
+        &self,
+        spec: &EventSpec,
+        sender: &UserId,
+        content: CanonicalJsonObject,
+        auth_events: &[String],
+        depth: u64,
+        is_create: bool,
+    ) -> CanonicalJsonObject {
+        let now = util::now_ms().max(self.min_ts);
+        let string = |s: String| CanonicalJsonValue::String(s);
+        let str_array =
+            |v: Vec<String>| CanonicalJsonValue::Array(v.into_iter().map(string).collect());
+        let mut obj = CanonicalJsonObject::new();
+        obj.insert("auth_events".into(), str_array(auth_events.to_vec()));
+        obj.insert("content".into(), CanonicalJsonValue::Object(content));
+        obj.insert("depth".into(), int(depth as i64));
+        obj.insert("origin_server_ts".into(), int(now));
+        let prevs = self.extremities.iter().take(10).map(|e| e.to_string());
+        obj.insert("prev_events".into(), str_array(prevs.collect()));
+        if !(is_create && self.rules.authorization.room_create_event_id_as_room_id) {
+            obj.insert("room_id".into(), string(self.room_id.to_string()));
+        }
+        obj.insert("sender".into(), string(sender.to_string()));
+        obj.insert("type".into(), string(spec.kind.clone()));
+        if let Some(k) = &spec.state_key {
+            obj.insert("state_key".into(), string(k.clone()));
+        }
+        if let Some(r) = &spec.redacts {
+            obj.insert("redacts".into(), string(r.to_string()));
+        }
+        obj
+    }
+
+    /// Unsigned data kept with a local state event for clients: the state it replaces
+    /// (`replaces_state`, `prev_content`, `prev_sender`).
+    fn replaced_state(&self, spec: &EventSpec) -> Option<CanonicalJsonObject> {
+        let key = spec.state_key.as_ref()?;
+        let prev = self
+            .state
+            .get(&(StateEventType::from(spec.kind.as_str()), key.clone()))?;
+        let mut unsigned = CanonicalJsonObject::new();
+        unsigned.insert(
+            "replaces_state".into(),
+            CanonicalJsonValue::String(prev.event_id.to_string()),
+        );
+        if let Ok(v) = serde_json::from_str::<CanonicalJsonValue>(prev.content.get()) {
+            unsigned.insert("prev_content".into(), v);
+        }
+        unsigned.insert(
+            "prev_sender".into(),
+            CanonicalJsonValue::String(prev.sender.to_string()),
+        );
+        Some(unsigned)
+    }
+
+    /// Authorises a new event: the auth rules against its auth events, then against the state
+    /// before it (our current state), then the Tchap access rules unless an admin bypasses them.
+    fn authorise(
+        &self,
+        srv: &Services,
+        pdu: &Arc<Pdu>,
+        auth_events: &[String],
+        bypass_policy: bool,
+    ) -> Result<()> {
+        let by_id: HashMap<OwnedEventId, Arc<Pdu>> = self
+            .state
+            .values()
+            .filter(|p| {
+                auth_events.contains(&p.event_id.to_string())
+                    || p.kind == TimelineEventType::RoomCreate
+            })
+            .map(|p| (p.event_id.clone(), p.clone()))
+            .collect();
+        state_res::check_state_independent_auth_rules(&self.rules.authorization, &**pdu, |id| {
+            by_id.get(id).cloned()
+        })
+        .map_err(Error::forbidden)?;
+        state_res::check_state_dependent_auth_rules(&self.rules.authorization, &**pdu, |t, k| {
+            self.state.get(&(t.clone(), k.to_owned())).cloned()
+        })
+        .map_err(Error::forbidden)?;
+        if !bypass_policy {
+            crate::services::policy::access_rules::check(&srv.policy_rules, &self.state, pdu)
+                .map_err(Error::forbidden)?;
+        }
+        Ok(())
+    }
+}
+
+/// An event's content as canonical JSON: an object, or a 400 `M_BAD_JSON`.
+fn content_object(content: serde_json::Value) -> Result<CanonicalJsonObject> {
+    match CanonicalJsonValue::try_from(content) {
+        Ok(CanonicalJsonValue::Object(o)) => Ok(o),
+        Ok(_) => Err(Error::bad_json("Event content must be a JSON object")),
+        Err(e) => Err(Error::bad_json(format!(
+            "Content is not canonical JSON: {e}"
+        ))),
     }
 }
 
