@@ -746,14 +746,11 @@ impl AccountsFace<'_> {
                 .policy_may_read_profile(requester, &id)
                 .await?;
             if !self.is_local(&id) {
-                let path = format!(
-                    "/_matrix/federation/v1/query/profile?user_id={}",
-                    crate::util::query_encode(user)
-                );
-                let v = self
-                    .federation()
-                    .federation_request(id.server_name(), axum::http::Method::GET, &path, None)
-                    .await?;
+                let request =
+                    ruma::api::federation::query::get_profile_information::v1::Request::new(
+                        id.clone(),
+                    );
+                let v = self.federation().call(id.server_name(), request).await?;
                 let mut out = json!({});
                 for f in ["displayname", "avatar_url"] {
                     if let Some(s) = v.get(f).and_then(Value::as_str) {

@@ -9,12 +9,15 @@
 //! reached, an older cached copy is served rather than nothing.
 
 use crate::services::e2ee::E2eeFace;
+use ruma::{
+    api::federation::keys::{claim_keys, get_keys},
+    OneTimeKeyAlgorithm, OwnedDeviceId,
+};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     time::Duration,
 };
 
-use axum::http::Method;
 use futures_util::future::join_all;
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde_json::{json, Map, Value};
@@ -130,21 +133,14 @@ impl E2eeFace<'_> {
             .filter(|(_, stale)| !stale.is_empty())
             .collect();
         let results = join_all(asks.iter().map(|(server, stale)| {
-            let body = json!({
-                "device_keys": stale.iter().map(|u| (u.clone(), json!([]))).collect::<Map<_, _>>()
-            });
+            let users = stale
+                .iter()
+                .filter_map(|u| OwnedUserId::try_from(u.as_str()).ok())
+                .map(|u| (u, vec![]))
+                .collect();
+            let request = get_keys::v1::Request::new(users);
             async move {
-                match tokio::time::timeout(
-                    timeout,
-                    self.federation().federation_request(
-                        server,
-                        Method::POST,
-                        "/_matrix/federation/v1/user/keys/query",
-                        Some(&body),
-                    ),
-                )
-                .await
-                {
+                match tokio::time::timeout(timeout, self.federation().call(server, request)).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::gateway_timeout(format!(
                         "{server} did not answer in time"
@@ -223,22 +219,18 @@ impl E2eeFace<'_> {
     ) -> Map<String, Value> {
         let mut failures = Map::new();
         let results = join_all(remote.iter().map(|(server, targets)| {
-            let mut body = json!({ "one_time_keys": {} });
+            let mut claims: claim_keys::v1::OneTimeKeyClaims = BTreeMap::new();
             for (u, d, a) in targets {
-                body["one_time_keys"][u][d] = json!(a);
+                if let Ok(u) = OwnedUserId::try_from(u.as_str()) {
+                    claims.entry(u).or_default().insert(
+                        OwnedDeviceId::from(d.as_str()),
+                        OneTimeKeyAlgorithm::from(a.as_str()),
+                    );
+                }
             }
+            let request = claim_keys::v1::Request::new(claims);
             async move {
-                match tokio::time::timeout(
-                    timeout,
-                    self.federation().federation_request(
-                        server,
-                        Method::POST,
-                        "/_matrix/federation/v1/user/keys/claim",
-                        Some(&body),
-                    ),
-                )
-                .await
-                {
+                match tokio::time::timeout(timeout, self.federation().call(server, request)).await {
                     Ok(r) => r,
                     Err(_) => Err(Error::gateway_timeout(format!(
                         "{server} did not answer in time"

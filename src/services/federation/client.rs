@@ -3,7 +3,11 @@
 use crate::services::federation::FederationFace;
 use axum::http::{Method, StatusCode};
 use ruma::{
-    api::federation::authentication::{XMatrix, XMatrixSigningInput},
+    api::{
+        federation::authentication::{ServerSignatures, XMatrix, XMatrixSigningInput},
+        path_builder::SinglePath,
+        Metadata, OutgoingRequest, OutgoingRequestExt,
+    },
     ServerName,
 };
 use serde_json::Value;
@@ -47,6 +51,63 @@ impl FederationFace<'_> {
         body: Option<&Value>,
         timeout: Option<std::time::Duration>,
     ) -> Result<reqwest::Response> {
+        let base_url = self.destination_base_url(dest).await?;
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b)?,
+            None => vec![],
+        };
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(format!("{base_url}{path_and_query}"))
+            .body(bytes)
+            .map_err(|e| Error::unknown(format!("bad federation request: {e}")))?;
+        if body.is_some() {
+            request.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+        }
+        let auth = XMatrix::sign_http_request(&request, signing_input(self.s, dest))
+            .map_err(|e| Error::unknown(format!("cannot sign request: {e}")))?;
+        request.headers_mut().insert(
+            axum::http::header::AUTHORIZATION,
+            axum::http::HeaderValue::from(&auth),
+        );
+        self.dispatch(dest, request, timeout).await
+    }
+
+    /// A request of ruma's federation API (the path, query and body the spec gives it), signed
+    /// by ruma's X-Matrix scheme and sent like any other; the raw response (any status).
+    pub async fn call_raw<R>(
+        self,
+        dest: &ServerName,
+        request: R,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<reqwest::Response>
+    where
+        R: OutgoingRequest + Metadata<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
+        let base_url = self.destination_base_url(dest).await?;
+        let request = request
+            .try_into_http_request::<Vec<u8>>(&base_url, signing_input(self.s, dest), ())
+            .map_err(|e| Error::unknown(format!("bad federation request: {e}")))?;
+        self.dispatch(dest, request, timeout).await
+    }
+
+    /// [`Self::call_raw`] whose answer is JSON, checked by the caller (another server's answer
+    /// is hostile: read field by field, not trusted to fit a type); a Matrix error from the
+    /// other server comes back as the same error.
+    pub async fn call<R>(self, dest: &ServerName, request: R) -> Result<Value>
+    where
+        R: OutgoingRequest + Metadata<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
+        let resp = self.call_raw(dest, request, None).await?;
+        json_answer(dest, resp).await
+    }
+
+    /// The base URL of a server this one may talk to (not itself, allowed by the federation
+    /// lists), resolved (well-known, SRV, port 8448).
+    async fn destination_base_url(self, dest: &ServerName) -> Result<String> {
         if dest == self.server_name {
             return Err(Error::invalid_param("That is this server"));
         }
@@ -55,40 +116,33 @@ impl FederationFace<'_> {
                 "Federation with {dest} is not allowed"
             )));
         }
-        let bytes = match body {
-            Some(b) => serde_json::to_vec(b)?,
-            None => vec![],
-        };
-        let signing = axum::http::Request::builder()
-            .method(method.clone())
-            .uri(path_and_query)
-            .body(bytes.clone())
-            .map_err(|e| Error::unknown(format!("bad federation request: {e}")))?;
-        let auth = XMatrix::sign_http_request(
-            &signing,
-            XMatrixSigningInput::new(self.server_name.clone(), dest.to_owned(), &self.keys.pair),
-        )
-        .map_err(|e| Error::unknown(format!("cannot sign request: {e}")))?;
         let fed = &self.federation_state;
-        let d = fed.resolver.resolve(dest, &fed.well_known_http).await;
-        let url = reqwest::Url::parse(&format!("{}{path_and_query}", d.base_url))
-            .map_err(|e| unreachable(dest, e))?;
-        if !fed.ip_policy.url_allowed(&url) {
+        Ok(fed
+            .resolver
+            .resolve(dest, &fed.well_known_http)
+            .await
+            .base_url)
+    }
+
+    /// Sends a signed request to the resolved address, if the outbound policy allows it.
+    async fn dispatch(
+        self,
+        dest: &ServerName,
+        request: axum::http::Request<Vec<u8>>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<reqwest::Response> {
+        let mut request = reqwest::Request::try_from(request).map_err(|e| unreachable(dest, e))?;
+        if !self.federation_state.ip_policy.url_allowed(request.url()) {
             return Err(unreachable(dest, "address refused by the outbound policy"));
         }
-        let mut req = fed
-            .http
-            .request(method, url)
-            .header(reqwest::header::AUTHORIZATION, auth.to_string());
-        if body.is_some() {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
-        }
         if let Some(t) = timeout {
-            req = req.timeout(t);
+            *request.timeout_mut() = Some(t);
         }
-        req.send().await.map_err(|e| unreachable(dest, e))
+        self.federation_state
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| unreachable(dest, e))
     }
 
     /// A signed request whose answer is JSON; a Matrix error from the other server comes back
@@ -103,16 +157,41 @@ impl FederationFace<'_> {
         let resp = self
             .federation_send(dest, method, path_and_query, body)
             .await?;
-        let status = resp.status();
-        let bytes = read_capped(resp, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|e| unreachable(dest, e))?;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(value);
-        }
-        Err(remote_error(dest, status, &value))
+        json_answer(dest, resp).await
     }
+}
+
+/// A request body part as raw JSON (what ruma's request types carry for PDUs).
+pub fn raw_json(v: &impl serde::Serialize) -> Result<Box<serde_json::value::RawValue>> {
+    Ok(serde_json::value::to_raw_value(v)?)
+}
+
+/// An id given by this server or checked before (an event id, a room id) as ruma's owned id;
+/// a malformed one is a bad request, never sent.
+pub fn owned<T: TryFrom<String>>(id: impl Into<String>) -> Result<T> {
+    let id = id.into();
+    T::try_from(id).map_err(|_| Error::bad_json("Malformed identifier"))
+}
+
+/// What signs a request of this server to `dest`.
+fn signing_input<'a>(
+    s: &'a crate::services::Services,
+    dest: &ServerName,
+) -> XMatrixSigningInput<'a> {
+    XMatrixSigningInput::new(s.server_name.clone(), dest.to_owned(), &s.keys.pair)
+}
+
+/// A JSON answer of another server: the value on success, else the error to pass on.
+async fn json_answer(dest: &ServerName, resp: reqwest::Response) -> Result<Value> {
+    let status = resp.status();
+    let bytes = read_capped(resp, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|e| unreachable(dest, e))?;
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(value);
+    }
+    Err(remote_error(dest, status, &value))
 }
 
 /// The error to answer when another server answered `status` with `value` (a Matrix error

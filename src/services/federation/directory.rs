@@ -2,11 +2,17 @@
 //! aliases (`/query/directory`).
 
 use crate::services::federation::FederationFace;
-use axum::http::Method;
+use ruma::{
+    api::federation::{
+        directory::{get_public_rooms, get_public_rooms_filtered},
+        query::get_room_information,
+    },
+    directory::{Filter, RoomNetwork, RoomTypeFilter},
+};
 use ruma::{OwnedRoomId, RoomAliasId, RoomId, ServerName};
 use serde_json::{json, Map, Value};
 
-use crate::{services::rooms::PublicRoomsRequest, util, Error, Result};
+use crate::{services::rooms::PublicRoomsRequest, Error, Result};
 
 /// Rooms per page asked of another server at most.
 const MAX_REMOTE_PAGE: i64 = 500;
@@ -26,59 +32,35 @@ impl FederationFace<'_> {
             Some(l) if l > 0 => Some(l.min(MAX_REMOTE_PAGE)),
             _ => None,
         };
+        let limit = limit.and_then(|l| ruma::UInt::new(l as u64));
+        let network = match (&req.third_party_instance_id, req.include_all_networks) {
+            (Some(id), _) => RoomNetwork::ThirdParty(id.clone()),
+            (None, Some(true)) => RoomNetwork::All,
+            _ => RoomNetwork::Matrix,
+        };
         let answer = match &req.filter {
             None => {
-                let mut params = vec![];
-                if let Some(l) = limit {
-                    params.push(format!("limit={l}"));
-                }
-                if let Some(s) = &req.since {
-                    params.push(format!("since={}", util::query_encode(s)));
-                }
-                if let Some(all) = req.include_all_networks {
-                    params.push(format!("include_all_networks={all}"));
-                }
-                if let Some(t) = &req.third_party_instance_id {
-                    params.push(format!("third_party_instance_id={}", util::query_encode(t)));
-                }
-                let mut path = "/_matrix/federation/v1/publicRooms".to_owned();
-                if !params.is_empty() {
-                    path = format!("{path}?{}", params.join("&"));
-                }
-                self.federation_request(server, Method::GET, &path, None)
-                    .await?
+                let mut request = get_public_rooms::v1::Request::new();
+                request.limit = limit;
+                request.since = req.since.clone();
+                request.room_network = network;
+                self.call(server, request).await?
             }
             Some(f) => {
-                let mut body = json!({ "filter": {} });
-                if let Some(t) = &f.generic_search_term {
-                    body["filter"]["generic_search_term"] = json!(t);
-                }
-                if let Some(types) = &f.room_types {
-                    body["filter"]["room_types"] = json!(types);
-                }
-                for (k, v) in [
-                    ("limit", limit.map(|l| json!(l))),
-                    ("since", req.since.as_ref().map(|s| json!(s))),
-                    (
-                        "include_all_networks",
-                        req.include_all_networks.map(|b| json!(b)),
-                    ),
-                    (
-                        "third_party_instance_id",
-                        req.third_party_instance_id.as_ref().map(|t| json!(t)),
-                    ),
-                ] {
-                    if let Some(v) = v {
-                        body[k] = v;
-                    }
-                }
-                self.federation_request(
-                    server,
-                    Method::POST,
-                    "/_matrix/federation/v1/publicRooms",
-                    Some(&body),
-                )
-                .await?
+                let mut filter = Filter::new();
+                filter.generic_search_term = f.generic_search_term.clone();
+                filter.room_types = f
+                    .room_types
+                    .iter()
+                    .flatten()
+                    .map(|t| RoomTypeFilter::from(t.as_deref()))
+                    .collect();
+                let mut request = get_public_rooms_filtered::v1::Request::new();
+                request.limit = limit;
+                request.since = req.since.clone();
+                request.filter = filter;
+                request.room_network = network;
+                self.call(server, request).await?
             }
         };
         // Only the fields of the spec, and only rooms that name themselves.
@@ -120,13 +102,8 @@ impl FederationFace<'_> {
             let room = self.rooms().resolve_alias(alias).await?;
             return Ok((room, vec![self.server_name.to_string()]));
         }
-        let path = format!(
-            "/_matrix/federation/v1/query/directory?room_alias={}",
-            util::query_encode(alias.as_str())
-        );
-        let v = self
-            .federation_request(alias.server_name(), Method::GET, &path, None)
-            .await?;
+        let request = get_room_information::v1::Request::new(alias.to_owned());
+        let v = self.call(alias.server_name(), request).await?;
         let malformed = || {
             Error::bad_gateway(format!(
                 "{} answered a malformed alias query",

@@ -3,13 +3,17 @@
 //! many are missing) and single events. Fetched events are checked (signatures, hashes, auth
 //! against their own auth events) and stored as outliers: known, never in timelines.
 
+use crate::services::federation::client::owned;
 use crate::services::federation::FederationFace;
+use ruma::api::federation::{
+    authorization::get_event_authorization,
+    event::{get_event, get_room_state, get_room_state_ids},
+};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
 
-use axum::http::Method;
 use ruma::{
     events::StateEventType, room_version_rules::RoomVersionRules, OwnedEventId, RoomId, ServerName,
 };
@@ -21,7 +25,7 @@ use crate::{
         pdu::{belongs_to, Pdu},
         state::State,
     },
-    util, Error, Result,
+    Error, Result,
 };
 
 /// Above this many unknown events, the state is fetched whole (`/state`) rather than event by
@@ -41,13 +45,12 @@ impl FederationFace<'_> {
         rules: &RoomVersionRules,
         event_id: &str,
     ) -> Result<State> {
-        let path = format!(
-            "/_matrix/federation/v1/state_ids/{}?event_id={}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(event_id)
-        );
+        let at: OwnedEventId = owned(event_id)?;
         let ids = self
-            .federation_request(server, Method::GET, &path, None)
+            .call(
+                server,
+                get_room_state_ids::v1::Request::new(at.clone(), room_id.to_owned()),
+            )
             .await?;
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
@@ -75,28 +78,19 @@ impl FederationFace<'_> {
             .into_iter()
             .collect();
         if missing.len() > MAX_SINGLE_FETCHES {
-            let path = format!(
-                "/_matrix/federation/v1/state/{}?event_id={}",
-                util::query_encode(room_id.as_str()),
-                util::query_encode(event_id)
-            );
             let v = self
-                .federation_request(server, Method::GET, &path, None)
+                .call(
+                    server,
+                    get_room_state::v1::Request::new(at, room_id.to_owned()),
+                )
                 .await?;
             let mut all: Vec<Value> = v["pdus"].as_array().cloned().unwrap_or_default();
             all.extend(v["auth_chain"].as_array().cloned().unwrap_or_default());
             self.store_outliers(room_id, rules, &all).await?;
         } else if !missing.is_empty() {
             // The event's auth chain in one request, then what is still missing one by one.
-            let path = format!(
-                "/_matrix/federation/v1/event_auth/{}/{}",
-                util::query_encode(room_id.as_str()),
-                util::query_encode(event_id)
-            );
-            match self
-                .federation_request(server, Method::GET, &path, None)
-                .await
-            {
+            let request = get_event_authorization::v1::Request::new(room_id.to_owned(), at);
+            match self.call(server, request).await {
                 Ok(v) => {
                     let chain = v["auth_chain"].as_array().cloned().unwrap_or_default();
                     self.store_outliers(room_id, rules, &chain).await?;
@@ -154,9 +148,11 @@ impl FederationFace<'_> {
     }
 
     async fn fetch_event(self, server: &ServerName, id: String) -> Option<Value> {
-        let path = format!("/_matrix/federation/v1/event/{}", util::query_encode(&id));
+        let Ok(event_id) = owned::<OwnedEventId>(id.as_str()) else {
+            return None;
+        };
         match self
-            .federation_request(server, Method::GET, &path, None)
+            .call(server, get_event::v1::Request::new(event_id))
             .await
         {
             Ok(v) => v["pdus"].as_array().and_then(|a| a.first().cloned()),

@@ -3,10 +3,11 @@
 //! does not know is kept out of band: the co-signed event as an outlier, the user's membership,
 //! and the stripped state the inviting server sent (`remote_memberships`), which /sync shows.
 
+use crate::services::federation::client::raw_json;
 use crate::services::federation::FederationFace;
+use ruma::api::federation::membership::{create_invite, RawStrippedState};
 use std::{collections::BTreeMap, sync::Arc};
 
-use axum::http::Method;
 use ruma::{
     canonical_json::redact,
     events::TimelineEventType,
@@ -27,7 +28,7 @@ use crate::{
         Services,
     },
     store::remote_memberships::NewRemoteMembership,
-    util, Error, Result,
+    Error, Result,
 };
 
 /// The state events shown to someone invited or knocking (spec: Stripped state), sent as full
@@ -500,19 +501,18 @@ impl FederationFace<'_> {
         };
         let extra: Vec<&str> = sender_member.iter().map(String::as_str).collect();
         let invite_room_state = self.stripped_state_pdus(room_id, &extra).await?;
-        let body = json!({
-            "room_version": version.as_str(),
-            "event": obj,
-            "invite_room_state": invite_room_state,
-        });
-        let path = format!(
-            "/_matrix/federation/v2/invite/{}/{}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(event_id.as_str())
+        let invite_room_state = invite_room_state
+            .iter()
+            .map(|pdu| raw_json(pdu).map(RawStrippedState::Pdu))
+            .collect::<Result<_>>()?;
+        let request = create_invite::v2::Request::new(
+            room_id.to_owned(),
+            event_id.clone(),
+            version.clone(),
+            raw_json(&obj)?,
+            invite_room_state,
         );
-        let resp = self
-            .federation_request(&dest, Method::PUT, &path, Some(&body))
-            .await?;
+        let resp = self.call(&dest, request).await?;
         let returned = resp.get("event").filter(|e| e.is_object()).ok_or_else(|| {
             Error::bad_json(format!("{dest} answered the invite without an event"))
         })?;

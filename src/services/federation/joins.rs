@@ -5,7 +5,6 @@ use crate::services::federation::FederationFace;
 use crate::services::rooms::{EventWrite, NewRoom, Placement};
 use std::{collections::HashMap, sync::Arc};
 
-use axum::http::Method;
 use ruma::{
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
@@ -14,7 +13,12 @@ use ruma::{
 };
 use serde_json::{json, Value};
 
-use super::{leave::ver_params, pdu::CheckedPdu, sender::outgoing_pdu};
+use super::{
+    client::{owned, raw_json},
+    leave::supported_versions,
+    pdu::CheckedPdu,
+    sender::outgoing_pdu,
+};
 use crate::services::policy::{access_rules, Policy};
 use crate::{
     services::rooms::{
@@ -26,6 +30,7 @@ use crate::{
     store::events::NewEvent,
     util, Error, Result,
 };
+use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 
 impl FederationFace<'_> {
     /// `GET /make_join/{roomId}/{userId}`: a join event template on top of our current state.
@@ -172,14 +177,12 @@ impl FederationFace<'_> {
     ) -> Result<()> {
         let (version, rules, mut obj) = self.make_join_via(server, user, room_id).await?;
         let (event_id, event) = self.sign_join(&mut obj, user, content, &rules)?;
-        let path = format!(
-            "/_matrix/federation/v2/send_join/{}/{}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(&event_id)
+        let send = create_join_event::v2::Request::new(
+            room_id.to_owned(),
+            owned(event_id.as_str())?,
+            raw_json(&event)?,
         );
-        let resp = self
-            .federation_request(server, Method::PUT, &path, Some(&event))
-            .await?;
+        let resp = self.call(server, send).await?;
         // The resident server may have signed the event too (restricted joins).
         let join_json = resp
             .get("event")
@@ -222,15 +225,9 @@ impl FederationFace<'_> {
         user: &UserId,
         room_id: &RoomId,
     ) -> Result<(RoomVersionId, RoomVersionRules, CanonicalJsonObject)> {
-        let path = format!(
-            "/_matrix/federation/v1/make_join/{}/{}?{}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(user.as_str()),
-            ver_params()
-        );
-        let resp = self
-            .federation_request(server, Method::GET, &path, None)
-            .await?;
+        let mut make = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+        make.ver = supported_versions();
+        let resp = self.call(server, make).await?;
         let ver = resp["room_version"].as_str().unwrap_or("1");
         let version = RoomVersionId::try_from(ver)
             .map_err(|_| Error::unsupported_room_version("Unknown room version"))?;

@@ -3,15 +3,16 @@
 //! does (the knock is then kept out of band with the `knock_room_state` answered).
 
 use crate::services::federation::FederationFace;
-use axum::http::Method;
 use ruma::{RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
 use super::{
+    client::raw_json,
     invite::{helper_servers, incompatible, stripped_from_remote},
-    leave::ver_params,
+    leave::supported_versions,
 };
-use crate::{store::remote_memberships::NewRemoteMembership, util, Error, Result};
+use crate::{store::remote_memberships::NewRemoteMembership, Error, Result};
+use ruma::api::federation::membership::{create_knock_event, prepare_knock_event};
 
 impl FederationFace<'_> {
     /// `PUT /send_knock/{roomId}/{eventId}`: the knock joins the room; the answer is the room's
@@ -62,29 +63,20 @@ impl FederationFace<'_> {
                 "Federation with {server} is not allowed"
             )));
         }
-        let path = format!(
-            "/_matrix/federation/v1/make_knock/{}/{}?{}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(user.as_str()),
-            ver_params()
-        );
-        let resp = self
-            .federation_request(server, Method::GET, &path, None)
-            .await?;
+        let mut make = prepare_knock_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+        make.ver = supported_versions();
+        let resp = self.call(server, make).await?;
         let (event_id, obj, version, rules) =
             self.sign_remote_template(&resp, room_id, user, content)?;
         if !rules.authorization.knocking {
             return Err(incompatible(version.as_str()));
         }
-        let event = serde_json::to_value(&obj)?;
-        let path = format!(
-            "/_matrix/federation/v1/send_knock/{}/{}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(event_id.as_str())
+        let send = create_knock_event::v1::Request::new(
+            room_id.to_owned(),
+            event_id.clone(),
+            raw_json(&obj)?,
         );
-        let resp = self
-            .federation_request(server, Method::PUT, &path, Some(&event))
-            .await?;
+        let resp = self.call(server, send).await?;
         let list: Vec<Value> = resp["knock_room_state"]
             .as_array()
             .cloned()

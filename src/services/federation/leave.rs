@@ -3,27 +3,26 @@
 //! a knock) in a room this server does not know, through a server that does.
 
 use crate::services::federation::FederationFace;
-use axum::http::Method;
 use ruma::{
     events::TimelineEventType, room_version_rules::RoomVersionRules, CanonicalJsonObject,
     CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
 };
 use serde_json::{json, Value};
 
-use super::invite::incompatible;
+use super::{client::raw_json, invite::incompatible};
 use crate::{
     services::rooms::{int, pdu::Pdu, version, Outcome},
     store::rooms::MembershipRow,
     util, Error, Result,
 };
+use ruma::api::federation::membership::{create_leave_event, prepare_leave_event};
 
 /// Room versions this server can take part in, as `ver=` parameters.
-pub fn ver_params() -> String {
+pub fn supported_versions() -> Vec<ruma::RoomVersionId> {
     version::SUPPORTED
         .iter()
-        .map(|v| format!("ver={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+        .filter_map(|v| ruma::RoomVersionId::try_from(*v).ok())
+        .collect()
 }
 
 impl FederationFace<'_> {
@@ -270,23 +269,19 @@ impl FederationFace<'_> {
                 "Federation with {server} is not allowed"
             )));
         }
-        let path = format!(
-            "/_matrix/federation/v1/make_leave/{}/{}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(user.as_str()),
-        );
         let resp = self
-            .federation_request(server, Method::GET, &path, None)
+            .call(
+                server,
+                prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned()),
+            )
             .await?;
         let (event_id, obj, _, _) = self.sign_remote_template(&resp, room_id, user, content)?;
-        let event = serde_json::to_value(&obj)?;
-        let path = format!(
-            "/_matrix/federation/v2/send_leave/{}/{}",
-            util::query_encode(room_id.as_str()),
-            util::query_encode(event_id.as_str())
+        let send = create_leave_event::v2::Request::new(
+            room_id.to_owned(),
+            event_id.clone(),
+            raw_json(&obj)?,
         );
-        self.federation_request(server, Method::PUT, &path, Some(&event))
-            .await?;
+        self.call(server, send).await?;
         Ok((event_id, serde_json::to_string(&obj)?))
     }
 

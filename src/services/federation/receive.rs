@@ -2,10 +2,11 @@
 //! room in order), missing prev events fetched from the sender, EDUs applied; the answer is
 //! remembered per (origin, txn id) so a retried transaction changes nothing.
 
+use crate::services::federation::client::owned;
 use crate::services::federation::FederationFace;
+use ruma::api::federation::event::get_missing_events;
 use std::collections::BTreeMap;
 
-use axum::http::Method;
 use ruma::{OwnedRoomId, RoomId, ServerName};
 use serde_json::{json, Map, Value};
 
@@ -194,19 +195,15 @@ impl FederationFace<'_> {
             return Ok(first);
         }
         let (extremities, _) = self.db.room_extremities(room_id.as_str()).await?;
-        let body = json!({
-            "earliest_events": extremities,
-            "latest_events": gaps,
-            "limit": 50,
-            "min_depth": 0,
-        });
-        let path = format!(
-            "/_matrix/federation/v1/get_missing_events/{}",
-            util::query_encode(room_id.as_str())
-        );
-        let missing = self
-            .federation_request(origin, Method::POST, &path, Some(&body))
-            .await?;
+        let earliest = extremities
+            .into_iter()
+            .map(owned)
+            .collect::<Result<Vec<_>>>()?;
+        let latest = gaps.iter().map(|id| (*id).clone()).collect();
+        let mut request =
+            get_missing_events::v1::Request::new(room_id.to_owned(), earliest, latest);
+        request.limit = 50u32.into();
+        let missing = self.call(origin, request).await?;
         let mut events: Vec<Value> = missing["events"].as_array().cloned().unwrap_or_default();
         events.sort_by_key(|e| e["depth"].as_i64().unwrap_or(0));
         let mut fill = vec![];

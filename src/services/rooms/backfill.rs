@@ -12,12 +12,12 @@
 
 use super::store_events::{EventWrite, Placement};
 use crate::services::rooms::RoomsFace;
+use ruma::api::federation::{authorization::get_event_authorization, backfill::get_backfill};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
 
-use axum::http::Method;
 use ruma::{
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
@@ -28,11 +28,11 @@ use serde_json::Value;
 use super::{auth_events::check_auth_events, pdu::Pdu, resolve::State, GroupWrite};
 use crate::{
     services::rooms::{
-        federation_port::{room_servers, MAX_FROM_EVENTS},
+        federation_port::{owned, room_servers, MAX_FROM_EVENTS},
         relation_of,
     },
     store::{events::NewEvent, relations::NewRelation},
-    util, Result,
+    Result,
 };
 
 /// Events asked per `/backfill` (the spec's usual maximum).
@@ -135,22 +135,19 @@ impl RoomsFace<'_> {
         if servers.is_empty() {
             return Ok(false);
         }
-        let query: Vec<String> = from
+        let from = from
             .iter()
             .take(MAX_FROM_EVENTS)
-            .map(|v| format!("v={}", util::query_encode(v)))
-            .collect();
-        let path = format!(
-            "/_matrix/federation/v1/backfill/{}?{}&limit={BACKFILL_LIMIT}",
-            util::query_encode(room_id.as_str()),
-            query.join("&")
+            .map(|v| owned(v.as_str()))
+            .collect::<Result<Vec<_>>>()?;
+        let request = get_backfill::v1::Request::new(
+            room_id.to_owned(),
+            from,
+            ruma::UInt::from(BACKFILL_LIMIT as u32),
         );
         let mut answer = None;
         for server in servers.iter().take(MAX_SERVERS) {
-            match self
-                .federation_request(server, Method::GET, &path, None)
-                .await
-            {
+            match self.call(server, request.clone()).await {
                 Ok(v) => {
                     answer = Some((server.clone(), v));
                     break;
@@ -302,15 +299,9 @@ impl RoomsFace<'_> {
                 .any(|a| !auth.contains_key(a) && !batch_ids.contains(a))
         });
         if let Some((p, _)) = lacking {
-            let path = format!(
-                "/_matrix/federation/v1/event_auth/{}/{}",
-                util::query_encode(room_id.as_str()),
-                util::query_encode(p.event_id.as_str())
-            );
-            if let Ok(v) = self
-                .federation_request(server, Method::GET, &path, None)
-                .await
-            {
+            let request =
+                get_event_authorization::v1::Request::new(room_id.to_owned(), p.event_id.clone());
+            if let Ok(v) = self.call(server, request).await {
                 let chain = v["auth_chain"].as_array().cloned().unwrap_or_default();
                 self.store_outliers(room_id, rules, &chain).await?;
                 auth = self.load_pdus(&auth_ids).await?;

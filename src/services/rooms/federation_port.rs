@@ -7,7 +7,10 @@
 //! - membership through a resident server (join, invite, leave, knock) and the room
 //!   directories of other servers.
 
-use axum::http::Method;
+use ruma::api::{
+    federation::authentication::ServerSignatures, path_builder::SinglePath, Metadata,
+    OutgoingRequest,
+};
 use ruma::{
     room_version_rules::RoomVersionRules, OwnedEventId, OwnedRoomId, OwnedServerName, RoomId,
     ServerName, UserId,
@@ -16,7 +19,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 
 pub(super) use crate::services::federation::{
-    acl_allows, pdu::CheckedPdu, room_servers, MAX_FROM_EVENTS,
+    acl_allows, client::owned, pdu::CheckedPdu, room_servers, MAX_FROM_EVENTS,
 };
 use crate::services::rooms::{state::State, PublicRoomsRequest, RoomState, RoomsFace};
 use crate::store::rooms::MembershipRow;
@@ -46,17 +49,13 @@ impl RoomsFace<'_> {
 
     // Incoming.
 
-    /// One request to another server (backfill, missing events, auth chains, alias queries).
-    pub(super) async fn federation_request(
-        self,
-        dest: &ServerName,
-        method: Method,
-        path_and_query: &str,
-        body: Option<&Value>,
-    ) -> Result<Value> {
-        self.federation()
-            .federation_request(dest, method, path_and_query, body)
-            .await
+    /// One request of ruma's federation API to another server (backfill, auth chains, alias
+    /// queries): its JSON answer, checked by the caller.
+    pub(super) async fn call<R>(self, dest: &ServerName, request: R) -> Result<Value>
+    where
+        R: OutgoingRequest + Metadata<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
+        self.federation().call(dest, request).await
     }
 
     /// A remote PDU's format, size, hashes and signatures checked.

@@ -1,6 +1,7 @@
 //! Membership: join, invite, leave, kick, ban, unban, forget; profile propagation.
 
 use crate::services::rooms::RoomsFace;
+use ruma::api::federation::query::get_room_information;
 use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
 use serde_json::{json, Value};
 
@@ -42,13 +43,8 @@ impl RoomsFace<'_> {
     ) -> Result<OwnedRoomId> {
         Ok(match RoomAliasId::parse(id_or_alias) {
             Ok(alias) if alias.server_name() != self.server_name => {
-                let path = format!(
-                    "/_matrix/federation/v1/query/directory?room_alias={}",
-                    crate::util::query_encode(alias.as_str())
-                );
-                let v = self
-                    .federation_request(alias.server_name(), axum::http::Method::GET, &path, None)
-                    .await?;
+                let request = get_room_information::v1::Request::new(alias.clone());
+                let v = self.call(alias.server_name(), request).await?;
                 via.push(alias.server_name().to_owned());
                 via.extend(
                     v["servers"]
