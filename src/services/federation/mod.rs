@@ -24,7 +24,7 @@ pub mod sender;
 pub mod serve;
 
 // What other areas use of the federation area's inner files (its door, with the face).
-pub use client::remote_error;
+pub use client::{owned, remote_error};
 pub use invite::STRIPPED_TYPES;
 pub use receive::acl_allows;
 pub use sender::room_servers;

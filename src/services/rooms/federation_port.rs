@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 
 pub(super) use crate::services::federation::{
-    acl_allows, client::owned, pdu::CheckedPdu, room_servers, MAX_FROM_EVENTS,
+    acl_allows, owned, pdu::CheckedPdu, room_servers, MAX_FROM_EVENTS,
 };
 use crate::services::rooms::{state::State, PublicRoomsRequest, RoomState, RoomsFace};
 use crate::store::rooms::MembershipRow;
