@@ -1,5 +1,6 @@
 //! Joining, inviting, leaving, kicking, banning; member lists (spec: Room membership).
 
+use crate::services::rooms::MemberOp;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
@@ -110,7 +111,7 @@ pub async fn invite(
             &r.user_id,
             &room(&id)?,
             &user(target)?,
-            "invite",
+            MemberOp::Invite,
             b.reason.as_deref(),
             extra,
         )
@@ -146,7 +147,7 @@ pub async fn kick(
             &r.user_id,
             &room(&id)?,
             &user(&b.user_id)?,
-            "leave",
+            MemberOp::Leave,
             b.reason.as_deref(),
             None,
         )
@@ -165,7 +166,7 @@ pub async fn ban(
             &r.user_id,
             &room(&id)?,
             &user(&b.user_id)?,
-            "ban",
+            MemberOp::Ban,
             b.reason.as_deref(),
             None,
         )
@@ -186,7 +187,7 @@ pub async fn unban(
             &r.user_id,
             &room_id,
             &target,
-            "unban",
+            MemberOp::Unban,
             b.reason.as_deref(),
             None,
         )

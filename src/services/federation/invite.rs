@@ -6,6 +6,8 @@
 use crate::services::federation::client::raw_json;
 use crate::services::federation::FederationFace;
 use ruma::api::federation::membership::{create_invite, RawStrippedState};
+use ruma::events::room::member::MembershipState;
+use ruma::events::StateEventType;
 use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
@@ -479,17 +481,21 @@ impl FederationFace<'_> {
                     "This room is not federated (m.federate is false)",
                 ));
             }
-            match room.membership(target).as_deref() {
-                Some("join") => return Err(Error::forbidden("User is already in the room")),
-                Some("ban") => return Err(Error::forbidden("User is banned from the room")),
-                Some("invite") => return Ok(()),
+            match room.membership(target) {
+                Some(MembershipState::Join) => {
+                    return Err(Error::forbidden("User is already in the room"))
+                }
+                Some(MembershipState::Ban) => {
+                    return Err(Error::forbidden("User is banned from the room"))
+                }
+                Some(MembershipState::Invite) => return Ok(()),
                 _ => {}
             }
             let template =
                 room.template(sender, "m.room.member", Some(target.as_str()), content)?;
             let (event_id, obj) = room.sign_template(self.s, &template)?;
             let sender_member = room
-                .get("m.room.member", sender.as_str())
+                .get(StateEventType::RoomMember, sender.as_str())
                 .map(|p| p.event_id.to_string());
             (
                 event_id,

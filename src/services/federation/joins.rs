@@ -3,6 +3,7 @@
 
 use crate::services::federation::FederationFace;
 use crate::services::rooms::{EventWrite, NewRoom, Placement};
+use ruma::events::room::member::MembershipState;
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
@@ -64,7 +65,7 @@ impl FederationFace<'_> {
         let pdu = Pdu::parse(checked.event_id.as_str(), &checked.json).map_err(Error::bad_json)?;
         if pdu.kind != TimelineEventType::RoomMember
             || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
-            || pdu.content_str("membership").as_deref() != Some("join")
+            || pdu.membership() != Some(MembershipState::Join)
             || pdu.sender.server_name() != origin
         {
             return Err(Error::bad_json(
@@ -331,7 +332,7 @@ impl FederationFace<'_> {
             if let Some(srv) = self.me.upgrade() {
                 let (server, user, room) = (server.to_owned(), user.to_owned(), room_id.to_owned());
                 tokio::spawn(async move {
-                    let content = json!({ "membership": "leave" });
+                    let content = json!({ "membership": MembershipState::Leave });
                     if let Err(e) = srv
                         .federation()
                         .send_leave_via(&server, &user, &room, content)
@@ -415,8 +416,7 @@ impl FederationFace<'_> {
             let Ok(u) = UserId::parse(k.as_str()) else {
                 continue;
             };
-            let membership = p.content_str("membership");
-            if self.is_local(&u) && matches!(membership.as_deref(), Some("join" | "invite")) {
+            if self.is_local(&u) && p.joined_or_invited() {
                 room.local_members.insert(u);
             }
         }

@@ -3,6 +3,7 @@
 //! a knock) in a room this server does not know, through a server that does.
 
 use crate::services::federation::FederationFace;
+use ruma::events::room::member::MembershipState;
 use ruma::{
     events::TimelineEventType, room_version_rules::RoomVersionRules, CanonicalJsonObject,
     CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
@@ -226,7 +227,7 @@ impl FederationFace<'_> {
         reason: Option<&str>,
     ) -> Result<()> {
         let (servers, version) = self.out_of_band_servers(room_id, &current.event_id).await?;
-        let mut content = json!({ "membership": "leave" });
+        let mut content = json!({ "membership": MembershipState::Leave });
         if let Some(r) = reason {
             content["reason"] = json!(r);
         }

@@ -4,6 +4,7 @@
 //! as that server talks to us; after an outage it receives everything it missed, in order.
 
 use crate::services::federation::FederationFace;
+use ruma::events::room::member::MembershipState;
 use std::{
     collections::HashMap,
     sync::{atomic::Ordering, Arc, Weak},
@@ -58,7 +59,7 @@ pub fn room_servers(room: &RoomState, me: &ServerName) -> Vec<OwnedServerName> {
         .filter(|((t, _), _)| *t == StateEventType::RoomMember)
         .filter_map(|((_, k), p)| Some((ruma::UserId::parse(k.as_str()).ok()?, p)))
         .filter(|(u, _)| u.server_name() != me)
-        .filter(|(_, p)| p.content_str("membership").as_deref() == Some("join"))
+        .filter(|(_, p)| p.membership() == Some(MembershipState::Join))
         .map(|(u, _)| u.server_name().to_owned())
         .collect();
     out.sort();

@@ -97,13 +97,7 @@ pub fn pending_email_tokens(state: &State) -> HashSet<String> {
 fn members(state: &State) -> HashSet<String> {
     state
         .iter()
-        .filter(|((t, _), p)| {
-            *t == StateEventType::RoomMember
-                && matches!(
-                    p.content_str("membership").as_deref(),
-                    Some("join" | "invite")
-                )
-        })
+        .filter(|((t, _), p)| *t == StateEventType::RoomMember && p.joined_or_invited())
         .map(|((_, k), _)| k.clone())
         .collect()
 }
@@ -442,6 +436,7 @@ impl crate::services::policy::PolicyFace<'_> {
 
 #[cfg(test)]
 mod tests {
+    use ruma::events::room::member::MembershipState;
     use std::sync::Arc;
 
     use ruma::events::StateEventType;
@@ -517,7 +512,7 @@ mod tests {
             "m.room.member",
             "@d:a.example",
             "@c:a.example",
-            json!({ "membership": "invite" }),
+            json!({ "membership": MembershipState::Invite }),
         );
         assert!(check(&p, &s, &third).is_err());
         let taking = pdu(
@@ -556,7 +551,7 @@ mod tests {
             "m.room.member",
             "@x:ext.example",
             "@x:ext.example",
-            json!({ "membership": "join" }),
+            json!({ "membership": MembershipState::Join }),
         );
         assert!(check(&p, &s, &join).is_err());
         assert!(check(&p, &u, &join).is_err(), "no invite");
@@ -614,7 +609,7 @@ mod tests {
                 "m.room.member",
                 target,
                 "@c:a.example",
-                json!({ "membership": "invite" }),
+                json!({ "membership": MembershipState::Invite }),
             )
         };
         assert!(check(&p, &open, &invite("@x:ext.example")).is_err());

@@ -10,8 +10,10 @@
 //! bound there, it tells the origin (`…/email_bound`), which sends the member invite.
 
 use crate::services::policy::PolicyFace;
+use crate::services::rooms::MemberOp;
 use axum::http::Method;
 use base64::Engine;
+use ruma::events::StateEventType;
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
@@ -59,7 +61,7 @@ impl PolicyFace<'_> {
         if let Some(user) = self.account_for_email(&address).await? {
             return self
                 .rooms()
-                .set_membership(&r.user_id, room_id, &user, "invite", reason, None)
+                .set_membership(&r.user_id, room_id, &user, MemberOp::Invite, reason, None)
                 .await;
         }
         self.ratelimit.check(
@@ -84,7 +86,7 @@ impl PolicyFace<'_> {
                     "This address belongs to an external user and this room is restricted to agents",
                 ));
             }
-            room.get("m.room.name", "")
+            room.get(StateEventType::RoomName, "")
                 .and_then(|p| p.content_str("name"))
         };
         let pending = self.db.pending_email_invites(&address).await?;
@@ -105,7 +107,7 @@ impl PolicyFace<'_> {
             "public_key": self.keys.public_b64,
             "public_keys": [{ "public_key": self.keys.public_b64, "key_validity_url": key_validity_url }],
         });
-        let mut spec = EventSpec::state("m.room.third_party_invite", &token, content);
+        let mut spec = EventSpec::state(StateEventType::RoomThirdPartyInvite, &token, content);
         spec.bypass_policy = admin;
         self.rooms()
             .submit(room_id, r.user_id.clone(), None, None, spec, None)
@@ -317,7 +319,14 @@ impl PolicyFace<'_> {
             let extra = json!({ "third_party_invite": block });
             match self
                 .rooms()
-                .set_membership(&inviter, &room_id, user, "invite", None, Some(extra))
+                .set_membership(
+                    &inviter,
+                    &room_id,
+                    user,
+                    MemberOp::Invite,
+                    None,
+                    Some(extra),
+                )
                 .await
             {
                 Ok(()) => {

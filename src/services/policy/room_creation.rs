@@ -70,7 +70,7 @@ impl crate::services::policy::PolicyFace<'_> {
     ) -> Option<crate::services::rooms::EventSpec> {
         rule.map(|rule| {
             crate::services::rooms::EventSpec::state(
-                access_rules::EVENT_TYPE,
+                access_rules::EVENT_TYPE.into(),
                 "",
                 json!({ "rule": rule.as_str() }),
             )

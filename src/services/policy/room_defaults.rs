@@ -2,6 +2,7 @@
 //! `power_level_content_override`, and the forum rules (a public room is not encrypted, and
 //! stays public unless encrypted).
 
+use ruma::events::room::member::MembershipState;
 use ruma::events::StateEventType;
 use serde_json::{json, Map, Value};
 
@@ -108,8 +109,11 @@ impl crate::services::Services {
             promoted_power_levels(&self.policy_rules, room, user)
         };
         let Some(pl) = pl else { return Ok(()) };
-        let spec =
-            crate::services::rooms::requests::EventSpec::state("m.room.power_levels", "", pl);
+        let spec = crate::services::rooms::requests::EventSpec::state(
+            StateEventType::RoomPowerLevels,
+            "",
+            pl,
+        );
         self.rooms()
             .submit(room_id, user.to_owned(), None, None, spec, None)
             .await?;
@@ -132,8 +136,7 @@ fn promoted_power_levels(
         .state
         .iter()
         .filter(|((t, _), p)| {
-            *t == StateEventType::RoomMember
-                && p.content_str("membership").as_deref() == Some("join")
+            *t == StateEventType::RoomMember && p.membership() == Some(MembershipState::Join)
         })
         .filter_map(|((_, k), _)| ruma::UserId::parse(k.as_str()).ok())
         .filter(|u| u != leaving)

@@ -3,6 +3,7 @@
 //! event, in the same transaction, so unread counts never lag the timeline.
 
 use crate::services::push::PushFace;
+use ruma::events::room::member::MembershipState;
 use std::collections::{BTreeMap, HashSet};
 
 use ruma::{
@@ -72,7 +73,7 @@ impl PushFace<'_> {
         let joined: Vec<OwnedUserId> = room
             .local_members
             .iter()
-            .filter(|u| room.membership(u).as_deref() == Some("join"))
+            .filter(|u| room.membership(u) == Some(MembershipState::Join))
             .cloned()
             .collect();
         // Local users invited by this batch hear about their invite.
@@ -101,7 +102,7 @@ impl PushFace<'_> {
             .iter()
             .filter(|((kind, _), pdu)| {
                 *kind == StateEventType::RoomMember
-                    && pdu.content_str("membership").as_deref() == Some("join")
+                    && pdu.membership() == Some(MembershipState::Join)
             })
             .count();
         let power = power_levels_ctx(room);
@@ -129,7 +130,7 @@ impl PushFace<'_> {
                     continue;
                 };
                 let display_name = room
-                    .get("m.room.member", user.as_str())
+                    .get(StateEventType::RoomMember, user.as_str())
                     .and_then(|p| p.content_str("displayname"))
                     .unwrap_or_else(|| user.localpart().to_owned());
                 let ctx = PushConditionRoomCtx::new(

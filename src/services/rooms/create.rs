@@ -1,6 +1,9 @@
 //! Room creation (`/createRoom`): the spec's event sequence, presets, overrides.
 
+use crate::services::rooms::MemberOp;
 use crate::services::rooms::RoomsFace;
+use ruma::events::room::member::MembershipState;
+use ruma::events::StateEventType;
 use ruma::{
     room_version_rules::RoomVersionRules, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId,
     RoomId, RoomVersionId, UserId,
@@ -60,7 +63,11 @@ impl RoomsFace<'_> {
             batch.push(room.build(
                 self.s,
                 creator,
-                EventSpec::state("m.room.canonical_alias", "", json!({ "alias": a })),
+                EventSpec::state(
+                    StateEventType::RoomCanonicalAlias,
+                    "",
+                    json!({ "alias": a }),
+                ),
                 None,
                 None,
             )?);
@@ -74,8 +81,8 @@ impl RoomsFace<'_> {
         }
         // 7. name and topic
         for (kind, field, value) in [
-            ("m.room.name", "name", &req.name),
-            ("m.room.topic", "topic", &req.topic),
+            (StateEventType::RoomName, "name", &req.name),
+            (StateEventType::RoomTopic, "topic", &req.topic),
         ] {
             if let Some(v) = value {
                 batch.push(room.build(
@@ -195,7 +202,11 @@ impl RoomsFace<'_> {
             .map_err(|e| Error::unknown(e.to_string()))?;
             let mut room = RoomState::new_room(plan.version.clone(), rules.clone(), provisional);
             room.min_ts = util::now_ms() + attempt;
-            let spec = EventSpec::state("m.room.create", "", Value::Object(create.clone()));
+            let spec = EventSpec::state(
+                StateEventType::RoomCreate,
+                "",
+                Value::Object(create.clone()),
+            );
             let built = room.build(self.s, creator, spec, None, None)?;
             if self.reserve_room_id(&room.room_id)
                 && self.db.room_version(room.room_id.as_str()).await?.is_none()
@@ -211,7 +222,7 @@ impl RoomsFace<'_> {
 
     /// Step 2: The creator's join, with their profile.
     async fn creator_join(self, room: &mut RoomState, creator: &UserId) -> Result<NewPdu> {
-        let mut member = json!({ "membership": "join" });
+        let mut member = json!({ "membership": MembershipState::Join });
         if let Some(u) = self.db.get_user(creator.as_str()).await? {
             if let Some(d) = u.displayname {
                 member["displayname"] = json!(d);
@@ -223,7 +234,7 @@ impl RoomsFace<'_> {
         room.build(
             self.s,
             creator,
-            EventSpec::state("m.room.member", creator.as_str(), member),
+            EventSpec::state(StateEventType::RoomMember, creator.as_str(), member),
             None,
             None,
         )
@@ -269,7 +280,7 @@ impl RoomsFace<'_> {
         room.build(
             self.s,
             creator,
-            EventSpec::state("m.room.power_levels", "", pl),
+            EventSpec::state(StateEventType::RoomPowerLevels, "", pl),
             None,
             None,
         )
@@ -320,28 +331,28 @@ impl RoomsFace<'_> {
         let mut specs = vec![];
         if !given("m.room.join_rules") {
             specs.push(EventSpec::state(
-                "m.room.join_rules",
+                StateEventType::RoomJoinRules,
                 "",
                 json!({ "join_rule": join_rule }),
             ));
         }
         if !given("m.room.history_visibility") {
             specs.push(EventSpec::state(
-                "m.room.history_visibility",
+                StateEventType::RoomHistoryVisibility,
                 "",
                 json!({ "history_visibility": history }),
             ));
         }
         if preset != "public_chat" && !given("m.room.guest_access") {
             specs.push(EventSpec::state(
-                "m.room.guest_access",
+                StateEventType::RoomGuestAccess,
                 "",
                 json!({ "guest_access": "can_join" }),
             ));
         }
         if encrypt && !given("m.room.encryption") {
             specs.push(EventSpec::state(
-                "m.room.encryption",
+                StateEventType::RoomEncryption,
                 "",
                 json!({ "algorithm": "m.megolm.v1.aes-sha2" }),
             ));
@@ -380,7 +391,7 @@ impl RoomsFace<'_> {
             batch.push(room.build(
                 self.s,
                 creator,
-                EventSpec::state(&s.kind, &s.state_key, s.content.clone()),
+                EventSpec::state(s.kind.as_str().into(), &s.state_key, s.content.clone()),
                 None,
                 None,
             )?);
@@ -400,7 +411,7 @@ impl RoomsFace<'_> {
             match room.build(
                 self.s,
                 creator,
-                EventSpec::state(&kind, &key, content),
+                EventSpec::state(kind.as_str().into(), &key, content),
                 None,
                 None,
             ) {
@@ -415,7 +426,7 @@ impl RoomsFace<'_> {
             batch.push(room.build(
                 self.s,
                 creator,
-                EventSpec::state("m.room.power_levels", "", pl),
+                EventSpec::state(StateEventType::RoomPowerLevels, "", pl),
                 None,
                 None,
             )?);
@@ -437,7 +448,7 @@ impl RoomsFace<'_> {
             let Some(target) = target.filter(|t| t.deactivated == 0) else {
                 return Err(Error::not_found(format!("Unknown user {u}")));
             };
-            let mut content = json!({ "membership": "invite" });
+            let mut content = json!({ "membership": MembershipState::Invite });
             if req.is_direct {
                 content["is_direct"] = json!(true);
             }
@@ -447,7 +458,7 @@ impl RoomsFace<'_> {
             batch.push(room.build(
                 self.s,
                 creator,
-                EventSpec::state("m.room.member", u.as_str(), content),
+                EventSpec::state(StateEventType::RoomMember, u.as_str(), content),
                 None,
                 None,
             )?);
@@ -491,7 +502,7 @@ impl RoomsFace<'_> {
         let extra = req.is_direct.then(|| json!({ "is_direct": true }));
         for u in plan.invitees.iter().filter(|u| !self.is_local(u)) {
             if let Err(e) = self
-                .set_membership(creator, &room_id, u, "invite", None, extra.clone())
+                .set_membership(creator, &room_id, u, MemberOp::Invite, None, extra.clone())
                 .await
             {
                 tracing::warn!(%room_id, invitee = %u, error = %e.message, "remote invite at room creation failed");

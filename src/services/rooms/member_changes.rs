@@ -2,16 +2,41 @@
 
 use crate::services::rooms::RoomsFace;
 use ruma::api::federation::query::get_room_information;
-use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
+use ruma::{
+    events::{room::member::MembershipState, StateEventType},
+    OwnedRoomId, RoomAliasId, RoomId, UserId,
+};
 use serde_json::{json, Value};
 
 use super::EventSpec;
 use crate::{Error, Result};
 
+/// What [`RoomsFace::set_membership`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberOp {
+    Invite,
+    /// A kick, or one's own leave.
+    Leave,
+    Ban,
+    /// A leave allowed only while the target is banned.
+    Unban,
+}
+
+impl MemberOp {
+    /// The membership the event sets.
+    pub fn membership(self) -> MembershipState {
+        match self {
+            Self::Invite => MembershipState::Invite,
+            Self::Leave | Self::Unban => MembershipState::Leave,
+            Self::Ban => MembershipState::Ban,
+        }
+    }
+}
+
 impl RoomsFace<'_> {
     /// The displayname and avatar_url of a local user, for their member events.
     async fn profile_content(self, user: &UserId) -> Result<Value> {
-        let mut c = json!({ "membership": "join" });
+        let mut c = json!({ "membership": MembershipState::Join });
         if let Some(u) = self.db.get_user(user.as_str()).await? {
             if let Some(d) = u.displayname {
                 c["displayname"] = json!(d);
@@ -74,12 +99,12 @@ impl RoomsFace<'_> {
         }
         let (user_c, wanted) = (user.to_owned(), content.clone());
         let check: super::writer::Check = Box::new(move |room| {
-            if room.membership(&user_c).as_deref() != Some("join") {
+            if room.membership(&user_c) != Some(MembershipState::Join) {
                 return Ok(true);
             }
             // Already joined: only a profile change makes a new event.
             let current: Value = room
-                .get("m.room.member", user_c.as_str())
+                .get(StateEventType::RoomMember, user_c.as_str())
                 .and_then(|p| serde_json::from_str(p.content.get()).ok())
                 .unwrap_or_default();
             Ok(current.get("displayname") != wanted.get("displayname")
@@ -113,30 +138,26 @@ impl RoomsFace<'_> {
                 .await?;
             return Ok(joined);
         }
-        let spec = EventSpec::state("m.room.member", user.as_str(), content);
+        let spec = EventSpec::state(StateEventType::RoomMember, user.as_str(), content);
         self.submit(&room_id, user.to_owned(), None, None, spec, Some(check))
             .await?;
         Ok(room_id)
     }
 
-    /// Sets another user's membership (invite, kick = leave, ban, unban = leave).
-    /// Sets another user's membership: `invite`, `leave` (kick), `ban`, or `unban` (a `leave`
-    /// allowed only while the target is banned).
+    /// Sets a user's membership: invite, leave (a kick, or one's own leave), ban, or unban (a
+    /// leave allowed only while the target is banned).
     pub async fn set_membership(
         self,
         sender: &UserId,
         room_id: &RoomId,
         target: &UserId,
-        op: &str,
+        op: MemberOp,
         reason: Option<&str>,
         extra: Option<Value>,
     ) -> Result<()> {
-        let (membership, unban) = if op == "unban" {
-            ("leave", true)
-        } else {
-            (op, false)
-        };
-        if membership == "invite"
+        let membership = op.membership();
+        let unban = op == MemberOp::Unban;
+        if membership == MembershipState::Invite
             && self.is_local(target)
             && self
                 .db
@@ -155,13 +176,13 @@ impl RoomsFace<'_> {
                 content[k] = v;
             }
         }
-        if membership == "invite" && !self.is_local(target) {
+        if membership == MembershipState::Invite && !self.is_local(target) {
             if self.db.room_version(room_id.as_str()).await?.is_none() {
                 return Err(Error::forbidden("You are not in this room"));
             }
             return self.invite_remote(sender, room_id, target, content).await;
         }
-        if membership == "invite" {
+        if membership == MembershipState::Invite {
             // The invitee's profile, as Synapse does, so clients can show who was invited.
             if let Some(u) = self.db.get_user(target.as_str()).await? {
                 if let Some(d) = u.displayname {
@@ -172,21 +193,21 @@ impl RoomsFace<'_> {
                 }
             }
         }
-        let (sender_c, target_c, membership_c) =
-            (sender.to_owned(), target.to_owned(), membership.to_owned());
+        let (sender_c, target_c) = (sender.to_owned(), target.to_owned());
         let check: super::writer::Check = Box::new(move |room| {
+            use MembershipState::{Ban, Invite, Join, Leave};
             let current = room.membership(&target_c);
-            if unban && current.as_deref() != Some("ban") {
+            if unban && current != Some(Ban) {
                 return Err(Error::forbidden("User is not banned"));
             }
-            match (membership_c.as_str(), current.as_deref()) {
-                ("invite", Some("join")) => Err(Error::forbidden("User is already in the room")),
-                ("invite", Some("invite")) => Ok(false),
-                ("invite", Some("ban")) => Err(Error::forbidden("User is banned from the room")),
-                ("leave", Some("ban")) if sender_c == target_c => {
+            match (op.membership(), current) {
+                (Invite, Some(Join)) => Err(Error::forbidden("User is already in the room")),
+                (Invite, Some(Invite)) => Ok(false),
+                (Invite, Some(Ban)) => Err(Error::forbidden("User is banned from the room")),
+                (Leave, Some(Ban)) if sender_c == target_c => {
                     Err(Error::forbidden("You are banned"))
                 }
-                ("leave", None | Some("leave")) if sender_c != target_c => {
+                (Leave, None | Some(Leave)) if sender_c != target_c => {
                     Err(Error::forbidden("User is not in the room"))
                 }
                 _ => Ok(true),
@@ -195,7 +216,7 @@ impl RoomsFace<'_> {
         if self.db.room_version(room_id.as_str()).await?.is_none() {
             return Err(Error::forbidden("You are not in this room"));
         }
-        let spec = EventSpec::state("m.room.member", target.as_str(), content);
+        let spec = EventSpec::state(StateEventType::RoomMember, target.as_str(), content);
         self.submit(room_id, sender.to_owned(), None, None, spec, Some(check))
             .await?;
         Ok(())
@@ -223,7 +244,7 @@ impl RoomsFace<'_> {
         if joined {
             self.policy_promote_before_leave(user, room_id).await?;
         }
-        self.set_membership(user, room_id, user, "leave", reason, None)
+        self.set_membership(user, room_id, user, MemberOp::Leave, reason, None)
             .await
     }
 
@@ -265,15 +286,16 @@ impl RoomsFace<'_> {
             ));
         }
         let user_c = user.to_owned();
-        let check: super::writer::Check =
-            Box::new(move |room| match room.membership(&user_c).as_deref() {
-                Some("join") => Err(Error::forbidden("You are already in the room")),
-                Some("invite") => Err(Error::forbidden("You are already invited to the room")),
-                Some("ban") => Err(Error::forbidden("You are banned from the room")),
-                Some("knock") => Ok(false),
-                _ => Ok(true),
-            });
-        let spec = EventSpec::state("m.room.member", user.as_str(), content);
+        let check: super::writer::Check = Box::new(move |room| match room.membership(&user_c) {
+            Some(MembershipState::Join) => Err(Error::forbidden("You are already in the room")),
+            Some(MembershipState::Invite) => {
+                Err(Error::forbidden("You are already invited to the room"))
+            }
+            Some(MembershipState::Ban) => Err(Error::forbidden("You are banned from the room")),
+            Some(MembershipState::Knock) => Ok(false),
+            _ => Ok(true),
+        });
+        let spec = EventSpec::state(StateEventType::RoomMember, user.as_str(), content);
         self.submit(&room_id, user.to_owned(), None, None, spec, Some(check))
             .await?;
         Ok(room_id)

@@ -38,10 +38,12 @@ pub mod writer;
 // What other areas use of the rooms area's inner files (its door, with the face).
 pub use auth_events::judge_batch;
 pub use directory::PublicRoomsRequest;
+pub use member_changes::MemberOp;
 pub use relations::{relation_of, thread_of};
 pub use remote::Outcome;
 pub use store_events::{EventWrite, NewRoom, OutOfBand, Placement};
 
+use ruma::events::room::member::MembershipState;
 use std::{
     collections::{HashMap, HashSet},
     sync::{atomic::Ordering, Arc},
@@ -116,27 +118,26 @@ impl RoomState {
         }
     }
 
-    pub fn get(&self, kind: &str, key: &str) -> Option<&Arc<Pdu>> {
-        self.state
-            .get(&(StateEventType::from(kind), key.to_owned()))
+    pub fn get(&self, kind: StateEventType, key: &str) -> Option<&Arc<Pdu>> {
+        self.state.get(&(kind, key.to_owned()))
     }
 
     /// Whether users of other servers may take part (`m.federate` of the create event).
     pub fn federates(&self) -> bool {
-        self.get("m.room.create", "")
+        self.get(StateEventType::RoomCreate, "")
             .and_then(|p| serde_json::from_str::<Value>(p.content.get()).ok())
             .and_then(|c| c.get("m.federate").and_then(Value::as_bool))
             .unwrap_or(true)
     }
 
-    pub fn membership(&self, user: &UserId) -> Option<String> {
-        self.get("m.room.member", user.as_str())
-            .and_then(|p| p.content_str("membership"))
+    pub fn membership(&self, user: &UserId) -> Option<MembershipState> {
+        self.get(StateEventType::RoomMember, user.as_str())
+            .and_then(|p| p.membership())
     }
 
     /// The power level of a user and the level needed for an event type, from current state.
     pub fn power_levels(&self) -> Value {
-        self.get("m.room.power_levels", "")
+        self.get(StateEventType::RoomPowerLevels, "")
             .and_then(|p| serde_json::from_str(p.content.get()).ok())
             .unwrap_or(Value::Null)
     }
@@ -385,13 +386,10 @@ impl RoomState {
         if pdu.kind == TimelineEventType::RoomMember {
             if let Ok(target) = UserId::parse(key.as_str()) {
                 if srv.is_local(&target) {
-                    match pdu.content_str("membership").as_deref() {
-                        Some("join") | Some("invite") => {
-                            self.local_members.insert(target);
-                        }
-                        _ => {
-                            self.local_members.remove(&target);
-                        }
+                    if pdu.joined_or_invited() {
+                        self.local_members.insert(target);
+                    } else {
+                        self.local_members.remove(&target);
                     }
                 }
             }
@@ -533,12 +531,7 @@ impl RoomsFace<'_> {
             let pdu = Pdu::parse(&row.event_id, &row.json).map_err(Error::unknown)?;
             if let (Some(k), true) = (&row.state_key, row.kind == "m.room.member") {
                 if let Ok(u) = UserId::parse(k.as_str()) {
-                    if self.is_local(&u)
-                        && matches!(
-                            pdu.content_str("membership").as_deref(),
-                            Some("join" | "invite")
-                        )
-                    {
+                    if self.is_local(&u) && pdu.joined_or_invited() {
                         room.local_members.insert(u);
                     }
                 }

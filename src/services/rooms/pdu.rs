@@ -172,6 +172,18 @@ impl Pdu {
         let v: serde_json::Value = serde_json::from_str(self.content.get()).ok()?;
         v.get(field)?.as_str().map(str::to_owned)
     }
+
+    /// The `membership` of a member event's content.
+    pub fn membership(&self) -> Option<ruma::events::room::member::MembershipState> {
+        self.content_str("membership").map(Into::into)
+    }
+
+    /// A member event that makes its user a member here (joined or invited): who counts in
+    /// `local_members` and in the Tchap `direct` rule.
+    pub fn joined_or_invited(&self) -> bool {
+        use ruma::events::room::member::MembershipState::{Invite, Join};
+        matches!(self.membership(), Some(Join | Invite))
+    }
 }
 
 impl ruma::state_res::Event for Pdu {

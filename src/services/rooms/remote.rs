@@ -348,7 +348,7 @@ impl RoomsFace<'_> {
         for n in built {
             auth.insert(n.pdu.event_id.clone(), n.pdu.clone());
         }
-        let create = room.get("m.room.create", "").cloned();
+        let create = room.get(StateEventType::RoomCreate, "").cloned();
         let rules = &room.rules.authorization;
         // Step 4: the state made of its own auth events must allow it.
         match check_auth_events(&room.rules, pdu, &auth, create.as_ref()) {
@@ -512,8 +512,7 @@ impl RoomState {
             if !srv.is_local(&user) {
                 continue;
             }
-            let m = p.as_ref().and_then(|p| p.content_str("membership"));
-            if matches!(m.as_deref(), Some("join" | "invite")) {
+            if p.as_ref().is_some_and(|p| p.joined_or_invited()) {
                 self.local_members.insert(user);
             } else {
                 self.local_members.remove(&user);

@@ -1,7 +1,7 @@
 //! What local users ask the rooms area for: an event to send, a room to create (and what an
 //! upgrade carries into the replacement room). Plain data read by the policy too.
 
-use ruma::OwnedEventId;
+use ruma::{events::StateEventType, OwnedEventId};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -17,9 +17,9 @@ pub struct EventSpec {
 }
 
 impl EventSpec {
-    pub fn state(kind: &str, key: &str, content: Value) -> Self {
+    pub fn state(kind: StateEventType, key: &str, content: Value) -> Self {
         Self {
-            kind: kind.to_owned(),
+            kind: kind.to_string(),
             state_key: Some(key.to_owned()),
             content,
             redacts: None,

@@ -4,6 +4,7 @@
 //! invite-only, never encrypted and tagged `m.server_notice` for the user; later notices reuse
 //! it (the user is invited again after leaving).
 
+use crate::services::rooms::MemberOp;
 use crate::services::rooms::RoomsFace;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{json, Value};
@@ -116,7 +117,7 @@ impl<'a> RoomsFace<'a> {
                         ))
                     }
                     _ => {
-                        self.set_membership(system, &room, user, "invite", None, None)
+                        self.set_membership(system, &room, user, MemberOp::Invite, None, None)
                             .await?
                     }
                 }

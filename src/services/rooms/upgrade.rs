@@ -3,6 +3,8 @@
 //! canonical alias and directory listing moved to the replacement.
 
 use crate::services::rooms::RoomsFace;
+use ruma::events::room::member::MembershipState;
+use ruma::events::StateEventType;
 use ruma::{
     room_version_rules::RoomVersionRules, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId,
     RoomVersionId, UserId,
@@ -55,7 +57,7 @@ impl RoomCache {
 }
 
 /// The content of a state event of the room, if set.
-fn content(room: &RoomState, kind: &str, key: &str) -> Option<Value> {
+fn content(room: &RoomState, kind: StateEventType, key: &str) -> Option<Value> {
     room.get(kind, key)
         .and_then(|p| serde_json::from_str(p.content.get()).ok())
 }
@@ -103,7 +105,9 @@ fn replacement_power_levels(
     let mut base = old.power_levels();
     if !base.is_object() {
         // No power levels: the creator has 100 and state needs 0.
-        let creator = old.get("m.room.create", "").map(|c| c.sender.to_string());
+        let creator = old
+            .get(StateEventType::RoomCreate, "")
+            .map(|c| c.sender.to_string());
         base = json!({ "users": {}, "state_default": 0 });
         if let Some(c) = creator {
             base["users"][c] = json!(100);
@@ -220,7 +224,7 @@ impl RoomsFace<'_> {
             let old = guard
                 .as_ref()
                 .ok_or_else(|| Error::not_found("Unknown room"))?;
-            if old.membership(user).as_deref() != Some("join") {
+            if old.membership(user) != Some(MembershipState::Join) {
                 return Err(Error::forbidden("You are not in this room"));
             }
             if old.user_power(user) < old.state_power("m.room.tombstone") {
@@ -263,7 +267,7 @@ impl RoomsFace<'_> {
     ) -> Result<(Map<String, Value>, Replacement)> {
         self.policy()
             .check_upgrade_creators(&old.state, additional_creators)?;
-        let create = content(old, "m.room.create", "").unwrap_or_default();
+        let create = content(old, StateEventType::RoomCreate, "").unwrap_or_default();
         let mut predecessor = json!({ "room_id": old_id });
         if !rules.authorization.room_create_event_id_as_room_id {
             // The last event known in the old room (room versions before 12).
@@ -284,7 +288,9 @@ impl RoomsFace<'_> {
 
         let mut state: Vec<(String, String, Value)> = COPIED
             .iter()
-            .filter_map(|k| content(old, k, "").map(|c| (k.to_string(), String::new(), c)))
+            .filter_map(|k| {
+                content(old, (*k).into(), "").map(|c| (k.to_string(), String::new(), c))
+            })
             .collect();
         // A space keeps its children; bans stay bans.
         let is_space = create["type"] == "m.space";
@@ -303,7 +309,7 @@ impl RoomsFace<'_> {
                 state.push((kind.to_string(), key.clone(), c));
             }
         }
-        if let Some(c) = content(old, "m.room.canonical_alias", "") {
+        if let Some(c) = content(old, StateEventType::RoomCanonicalAlias, "") {
             if let (Some(moved), _) = split_canonical_alias(&c, self.server_name.as_str()) {
                 state.push(("m.room.canonical_alias".into(), String::new(), moved));
             }
@@ -333,21 +339,27 @@ impl RoomsFace<'_> {
         let mut batch = vec![old.build(
             self.s,
             user,
-            EventSpec::state("m.room.tombstone", "", tombstone),
+            EventSpec::state(StateEventType::RoomTombstone, "", tombstone),
             None,
             None,
         )?];
         let mut extra = vec![];
-        if let Some(c) = content(old, "m.room.canonical_alias", "") {
+        if let Some(c) = content(old, StateEventType::RoomCanonicalAlias, "") {
             if let (_, Some(kept)) = split_canonical_alias(&c, self.server_name.as_str()) {
-                extra.push(("m.room.canonical_alias", kept));
+                extra.push((StateEventType::RoomCanonicalAlias, kept));
             }
         }
         if let Some(pl) = restricted_power_levels(&old.power_levels()) {
-            extra.push(("m.room.power_levels", pl));
+            extra.push((StateEventType::RoomPowerLevels, pl));
         }
         for (kind, c) in extra {
-            match old.build(self.s, user, EventSpec::state(kind, "", c), None, None) {
+            match old.build(
+                self.s,
+                user,
+                EventSpec::state(kind.clone(), "", c),
+                None,
+                None,
+            ) {
                 Ok(n) => batch.push(n),
                 Err(e) => tracing::warn!(room = %old_id, %kind, error = %e,
                     "old room not updated after its upgrade"),
