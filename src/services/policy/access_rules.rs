@@ -304,13 +304,13 @@ fn check_power_levels(policy: &Policy, c: &Value) -> Result<(), String> {
     Ok(())
 }
 
-impl crate::services::Services {
+impl crate::services::policy::PolicyFace<'_> {
     /// Tchap checks of a `/createRoom` request (TCHAP.md §3, §4, issue item 3): the access
     /// rule asked for (or the default) must match `is_direct`; externals create only direct
     /// rooms with one agent they already share a room with; a published room must pass
     /// [`Self::policy_may_publish_rule`]. Returns the room's rule.
     pub(crate) async fn tchap_create_checks(
-        &self,
+        self,
         creator: &UserId,
         req: &crate::services::rooms::requests::CreateRoomRequest,
         invitees: &[ruma::OwnedUserId],
@@ -361,7 +361,7 @@ impl crate::services::Services {
     /// Whether a user may publish a room in the directory: not an external, and only a
     /// `restricted` room (TCHAP.md §3, §4).
     pub fn policy_may_publish(
-        &self,
+        self,
         user: &UserId,
         room: &crate::services::rooms::state::RoomState,
     ) -> crate::Result<()> {
@@ -369,7 +369,7 @@ impl crate::services::Services {
     }
 
     /// [`Self::policy_may_publish`] for a room whose rule is `rule`.
-    fn policy_may_publish_rule(&self, user: &UserId, rule: Rule) -> crate::Result<()> {
+    fn policy_may_publish_rule(self, user: &UserId, rule: Rule) -> crate::Result<()> {
         if !self.policy_rules.enabled() {
             return Ok(());
         }
@@ -389,7 +389,7 @@ impl crate::services::Services {
     /// A local rule change: a room published in the directory stays `restricted` (checked here,
     /// at the time of the change; the rest of the rule is [`check`]).
     pub async fn policy_rule_change_allowed(
-        &self,
+        self,
         room_id: &ruma::RoomId,
         content: &Value,
     ) -> crate::Result<()> {

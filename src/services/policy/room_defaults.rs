@@ -88,13 +88,13 @@ pub fn check_forum(state: &State, kind: &str, content: &Value) -> Result<(), Str
     }
 }
 
-impl crate::services::Services {
+impl super::PolicyFace<'_> {
     /// Before a local user leaves a room: when they are its last member with power 100, raises
     /// the highest-powered remaining joined members who are not externals to 100, with a
     /// power-levels event sent as the leaving user (TCHAP.md §4). Nothing when only externals
     /// remain.
     pub async fn policy_promote_before_leave(
-        &self,
+        self,
         user: &ruma::UserId,
         room_id: &ruma::RoomId,
     ) -> crate::Result<()> {

@@ -143,7 +143,7 @@ impl RoomsFace<'_> {
                 return Err(Error::forbidden("You cannot change this room's visibility"));
             }
             if public && !admin {
-                self.policy_may_publish(&r.user_id, st)?;
+                self.policy().policy_may_publish(&r.user_id, st)?;
             }
         }
         Ok(self.db.set_room_public(room_id.as_str(), public).await?)

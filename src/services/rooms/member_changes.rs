@@ -242,7 +242,9 @@ impl RoomsFace<'_> {
             }
         }
         if joined {
-            self.policy_promote_before_leave(user, room_id).await?;
+            self.policy()
+                .policy_promote_before_leave(user, room_id)
+                .await?;
         }
         self.set_membership(user, room_id, user, MemberOp::Leave, reason, None)
             .await

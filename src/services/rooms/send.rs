@@ -83,7 +83,9 @@ impl RoomsFace<'_> {
         let admin = (access_rules || (self.policy_rules.enabled() && state_key.is_some()))
             && self.accounts().is_admin(&r.user_id).await?;
         if access_rules && !admin {
-            self.policy_rule_change_allowed(room_id, &content).await?;
+            self.policy()
+                .policy_rule_change_allowed(room_id, &content)
+                .await?;
         }
         let spec = EventSpec {
             kind: kind.to_owned(),
