@@ -98,32 +98,7 @@ impl RoomsFace<'_> {
         let by_id: HashMap<&str, &EventRow> =
             parents.iter().map(|r| (r.event_id.as_str(), *r)).collect();
 
-        // Edit candidates, newest first: replacements by the original sender, of the same
-        // type, of an event that is not itself an edit.
-        let mut edit_candidates: HashMap<&str, Vec<&str>> = HashMap::new();
-        let mut references: HashMap<&str, Vec<&str>> = HashMap::new();
-        for rel in others.iter().rev() {
-            let Some(parent) = by_id.get(rel.relates_to.as_str()) else {
-                continue;
-            };
-            match rel.rel_type.as_str() {
-                "m.replace"
-                    if rel.sender == parent.sender
-                        && rel.kind == parent.kind
-                        && !is_edit(parent) =>
-                {
-                    let c = edit_candidates.entry(parent.event_id.as_str()).or_default();
-                    if c.len() < MAX_EDIT_CANDIDATES {
-                        c.push(rel.event_id.as_str());
-                    }
-                }
-                "m.reference" => references
-                    .entry(parent.event_id.as_str())
-                    .or_default()
-                    .push(rel.event_id.as_str()),
-                _ => {}
-            }
-        }
+        let (edit_candidates, references) = edits_and_references(&others, &by_id);
         // Every event that may be embedded or listed, then only those the viewer may see.
         let latest_streams: Vec<i64> = threads.iter().map(|t| t.latest_stream).collect();
         let mut candidates = self.db.events_at_streams(&latest_streams).await?;
@@ -169,27 +144,26 @@ impl RoomsFace<'_> {
             .zip(formatted.iter())
             .collect();
 
-        let mut out: HashMap<String, Map<String, Value>> = HashMap::new();
-        for (parent, edit) in &edits {
-            if let Some(ev) = embedded.get(edit) {
-                out.entry((*parent).to_owned())
-                    .or_default()
-                    .insert("m.replace".into(), (*ev).clone());
-            }
-        }
-        for (parent, refs) in references {
-            let chunk: Vec<Value> = refs
-                .iter()
-                .rev()
-                .filter(|id| visible.contains_key(**id))
-                .map(|id| json!({ "event_id": id }))
-                .collect();
-            if !chunk.is_empty() {
-                out.entry(parent.to_owned())
-                    .or_default()
-                    .insert("m.reference".into(), json!({ "chunk": chunk }));
-            }
-        }
+        let mut out = Bundles::new();
+        bundle_edits_and_references(&mut out, &edits, &embedded, references, &visible);
+        self.bundle_threads(&mut out, user, &latest, &embedded, &by_id)
+            .await?;
+        Ok(out
+            .into_iter()
+            .map(|(k, v)| (k, Value::Object(v)))
+            .collect())
+    }
+
+    /// The `m.thread` summaries: the latest visible reply, the count, and whether the viewer
+    /// took part (replied, or wrote the root).
+    async fn bundle_threads(
+        self,
+        out: &mut Bundles,
+        user: &UserId,
+        latest: &HashMap<String, (String, i64)>,
+        embedded: &HashMap<&str, &Value>,
+        by_id: &HashMap<&str, &EventRow>,
+    ) -> Result<()> {
         let roots: Vec<String> = latest.keys().cloned().collect();
         let participated: HashSet<String> = self
             .db
@@ -197,7 +171,7 @@ impl RoomsFace<'_> {
             .await?
             .into_iter()
             .collect();
-        for (root, (latest_id, count)) in &latest {
+        for (root, (latest_id, count)) in latest {
             let Some(latest) = embedded.get(latest_id.as_str()) else {
                 continue;
             };
@@ -212,10 +186,7 @@ impl RoomsFace<'_> {
                 }),
             );
         }
-        Ok(out
-            .into_iter()
-            .map(|(k, v)| (k, Value::Object(v)))
-            .collect())
+        Ok(())
     }
 
     /// Per thread root, the newest reply `user` may see and the number of replies up to it.
@@ -454,4 +425,72 @@ fn is_edit(row: &EventRow) -> bool {
                 .map(|(t, _)| t == "m.replace")
         })
         .unwrap_or(false)
+}
+
+/// Bundled aggregations being built: per parent event, `m.replace` / `m.reference` / `m.thread`.
+type Bundles = HashMap<String, Map<String, Value>>;
+
+/// Related event ids by parent event id.
+type ByParent<'a> = HashMap<&'a str, Vec<&'a str>>;
+
+/// Edit candidates (newest first: replacements by the original sender, of the same type, of
+/// an event that is not itself an edit) and references, by parent.
+fn edits_and_references<'a>(
+    others: &'a [RelationRow],
+    by_id: &HashMap<&str, &'a EventRow>,
+) -> (ByParent<'a>, ByParent<'a>) {
+    let mut edit_candidates: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut references: HashMap<&str, Vec<&str>> = HashMap::new();
+    for rel in others.iter().rev() {
+        let Some(parent) = by_id.get(rel.relates_to.as_str()) else {
+            continue;
+        };
+        match rel.rel_type.as_str() {
+            "m.replace"
+                if rel.sender == parent.sender && rel.kind == parent.kind && !is_edit(parent) =>
+            {
+                let c = edit_candidates.entry(parent.event_id.as_str()).or_default();
+                if c.len() < MAX_EDIT_CANDIDATES {
+                    c.push(rel.event_id.as_str());
+                }
+            }
+            "m.reference" => references
+                .entry(parent.event_id.as_str())
+                .or_default()
+                .push(rel.event_id.as_str()),
+            _ => {}
+        }
+    }
+    (edit_candidates, references)
+}
+
+/// The `m.replace` (the newest visible edit, embedded) and `m.reference` (visible references,
+/// oldest first) bundles.
+fn bundle_edits_and_references(
+    out: &mut Bundles,
+    edits: &HashMap<&str, &str>,
+    embedded: &HashMap<&str, &Value>,
+    references: HashMap<&str, Vec<&str>>,
+    visible: &HashMap<String, EventRow>,
+) {
+    for (parent, edit) in edits {
+        if let Some(ev) = embedded.get(edit) {
+            out.entry((*parent).to_owned())
+                .or_default()
+                .insert("m.replace".into(), (*ev).clone());
+        }
+    }
+    for (parent, refs) in references {
+        let chunk: Vec<Value> = refs
+            .iter()
+            .rev()
+            .filter(|id| visible.contains_key(**id))
+            .map(|id| json!({ "event_id": id }))
+            .collect();
+        if !chunk.is_empty() {
+            out.entry(parent.to_owned())
+                .or_default()
+                .insert("m.reference".into(), json!({ "chunk": chunk }));
+        }
+    }
 }

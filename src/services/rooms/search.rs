@@ -175,46 +175,7 @@ impl RoomsFace<'_> {
         next_batch: Option<&str>,
         c: RoomEventsCriteria,
     ) -> Result<Value> {
-        if c.search_term.trim().is_empty() {
-            return Err(Error::invalid_param("search_term must not be empty"));
-        }
-        if c.search_term.len() > MAX_TERM {
-            return Err(Error::invalid_param(format!(
-                "search_term is longer than {MAX_TERM} bytes"
-            )));
-        }
-        let keys: Vec<&str> = match &c.keys {
-            None => INDEXED.iter().map(|(_, k, _)| *k).collect(),
-            Some(keys) if keys.is_empty() => INDEXED.iter().map(|(_, k, _)| *k).collect(),
-            Some(keys) => {
-                let mut out = vec![];
-                for k in keys {
-                    let known = INDEXED
-                        .iter()
-                        .find(|(_, key, _)| key == k)
-                        .ok_or_else(|| Error::invalid_param(format!("Unknown search key {k:?}")))?;
-                    if !out.contains(&known.1) {
-                        out.push(known.1);
-                    }
-                }
-                out
-            }
-        };
-        let rank_order = match c.order_by.as_deref() {
-            None | Some("rank") => true,
-            Some("recent") => false,
-            Some(_) => return Err(Error::invalid_param("order_by must be rank or recent")),
-        };
-        let f = &c.filter.clone().unwrap_or_default();
-        if f.rooms.as_ref().is_some_and(|r| r.len() > MAX_FILTER_ROOMS)
-            || f.not_rooms
-                .as_ref()
-                .is_some_and(|r| r.len() > MAX_FILTER_ROOMS)
-        {
-            return Err(Error::invalid_param(format!(
-                "At most {MAX_FILTER_ROOMS} rooms in a search filter"
-            )));
-        }
+        let (keys, rank_order, f) = checked_criteria(&c)?;
         let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
         let words = search_words(&c.search_term);
         let start = parse_cursor(next_batch, rank_order, self.events_stream.current())?;
@@ -227,16 +188,45 @@ impl RoomsFace<'_> {
             words: &words,
             cursor: start,
         };
+        let (page, next) = self.search_page(user, &mut q, &f, limit).await?;
+        let count = self.search_count(user, &mut q, start, &f).await?;
+        let rows: Vec<EventRow> = page.iter().map(|(_, r)| r.clone()).collect();
+        let results = self
+            .search_results(user, device, &page, &rows, c.event_context.as_ref())
+            .await?;
+        let mut out = json!({
+            "count": count,
+            "highlights": words,
+            "results": results,
+        });
+        if let Some(n) = next {
+            out["next_batch"] = json!(cursor_token(n));
+        }
+        if c.include_state == Some(true) {
+            out["state"] = self.search_state(&rows).await?;
+        }
+        if let Some(g) = &c.groupings {
+            out["groups"] = search_groups(g, &rows)?;
+        }
+        Ok(out)
+    }
 
-        // Read the index in rounds until a page of visible events is found (history visibility
-        // may hide some), remembering where the page ends.
+    /// One page of visible matches: the index is read in rounds until `limit` events the user
+    /// may see are found (history visibility may hide some), with the cursor after the page
+    /// when more may follow.
+    async fn search_page(
+        self,
+        user: &UserId,
+        q: &mut SearchQuery<'_>,
+        f: &RoomEventFilter,
+        limit: i64,
+    ) -> Result<(Vec<(f64, EventRow)>, Option<SearchCursor>)> {
         let mut page: Vec<(f64, EventRow)> = vec![];
         let mut next: Option<SearchCursor> = None;
         let batch = limit.max(20);
         for round in 0..MAX_ROUNDS {
-            let rows = self.db.search_events(&q, batch).await?;
-            let exhausted = (rows.len() as i64) < batch;
-            let positions: Vec<(f64, EventRow)> = rows;
+            let positions = self.db.search_events(q, batch).await?;
+            let exhausted = (positions.len() as i64) < batch;
             let candidates: Vec<EventRow> = positions.iter().map(|(_, r)| r.clone()).collect();
             let visible: HashSet<String> = self
                 .filter_visible(user, candidates)
@@ -272,8 +262,18 @@ impl RoomsFace<'_> {
                 next = Some(cursor);
             }
         }
+        Ok((page, next))
+    }
 
-        // Count: what the user may see among the first matches.
+    /// The count: what the user may see among the first matches (up to [`COUNT_CAP`]),
+    /// `contains_url` aside.
+    async fn search_count(
+        self,
+        user: &UserId,
+        q: &mut SearchQuery<'_>,
+        start: SearchCursor,
+        f: &RoomEventFilter,
+    ) -> Result<usize> {
         q.cursor = match start {
             SearchCursor::Rank { upper, .. } => SearchCursor::Rank { upper, offset: 0 },
             SearchCursor::Recent { .. } => SearchCursor::Recent { before: i64::MAX },
@@ -282,27 +282,34 @@ impl RoomsFace<'_> {
             contains_url: None,
             ..f.clone()
         };
-        let candidates = self.db.search_candidates(&q, COUNT_CAP).await?;
-        let count = self
+        let candidates = self.db.search_candidates(q, COUNT_CAP).await?;
+        Ok(self
             .filter_visible(user, candidates)
             .await?
             .iter()
             .filter(|r| count_filter.allows(r))
-            .count();
+            .count())
+    }
 
-        let rows: Vec<EventRow> = page.iter().map(|(_, r)| r.clone()).collect();
+    /// The page's results as the client sees them: rank, event, and its context if asked.
+    async fn search_results(
+        self,
+        user: &UserId,
+        device: &str,
+        page: &[(f64, EventRow)],
+        rows: &[EventRow],
+        event_context: Option<&EventContext>,
+    ) -> Result<Vec<Value>> {
         let viewer = Some((user, device));
-        let formatted = self.format_events(&rows, viewer, Format::Client).await?;
+        let formatted = self.format_events(rows, viewer, Format::Client).await?;
         let mut by_id: HashMap<String, Value> = formatted
             .into_iter()
             .filter_map(|v| Some((v["event_id"].as_str()?.to_owned(), v)))
             .collect();
-
-        let contexts = match &c.event_context {
-            Some(ctx) => Some(self.search_contexts(user, device, &rows, ctx).await?),
+        let contexts = match event_context {
+            Some(ctx) => Some(self.search_contexts(user, device, rows, ctx).await?),
             None => None,
         };
-
         let mut results = vec![];
         for (i, (rank, row)) in page.iter().enumerate() {
             let Some(ev) = by_id.remove(&row.event_id) else {
@@ -314,56 +321,23 @@ impl RoomsFace<'_> {
             }
             results.push(r);
         }
+        Ok(results)
+    }
 
-        let mut out = json!({
-            "count": count,
-            "highlights": words,
-            "results": results,
-        });
-        if let Some(n) = next {
-            out["next_batch"] = json!(cursor_token(n));
-        }
-        if c.include_state == Some(true) {
-            let mut rooms: Vec<String> = rows.iter().map(|r| r.room_id.clone()).collect();
-            rooms.sort();
-            rooms.dedup();
-            let state = self.db.current_state_events(&rooms, None).await?;
-            let formatted = self.format_events(&state, None, Format::Client).await?;
-            let mut map: HashMap<String, Vec<Value>> = HashMap::new();
-            for ev in formatted {
-                if let Some(room) = ev["room_id"].as_str().map(str::to_owned) {
-                    map.entry(room).or_default().push(ev);
-                }
+    /// `include_state`: the current state of the rooms of the results, by room.
+    async fn search_state(self, rows: &[EventRow]) -> Result<Value> {
+        let mut rooms: Vec<String> = rows.iter().map(|r| r.room_id.clone()).collect();
+        rooms.sort();
+        rooms.dedup();
+        let state = self.db.current_state_events(&rooms, None).await?;
+        let formatted = self.format_events(&state, None, Format::Client).await?;
+        let mut map: HashMap<String, Vec<Value>> = HashMap::new();
+        for ev in formatted {
+            if let Some(room) = ev["room_id"].as_str().map(str::to_owned) {
+                map.entry(room).or_default().push(ev);
             }
-            out["state"] = json!(map);
         }
-        if let Some(g) = &c.groupings {
-            let mut groups = Map::new();
-            for key in g.group_by.iter().filter_map(|g| g.key.as_deref()) {
-                let field: fn(&EventRow) -> &str = match key {
-                    "room_id" => |r| r.room_id.as_str(),
-                    "sender" => |r| r.sender.as_str(),
-                    _ => {
-                        return Err(Error::invalid_param(
-                            "group_by key must be room_id or sender",
-                        ))
-                    }
-                };
-                let mut by: Map<String, Value> = Map::new();
-                for r in &rows {
-                    let n = by.len();
-                    let entry = by
-                        .entry(field(r).to_owned())
-                        .or_insert_with(|| json!({ "results": [], "order": n + 1 }));
-                    if let Some(a) = entry["results"].as_array_mut() {
-                        a.push(json!(r.event_id));
-                    }
-                }
-                groups.insert(key.to_owned(), Value::Object(by));
-            }
-            out["groups"] = Value::Object(groups);
-        }
-        Ok(out)
+        Ok(json!(map))
     }
 
     /// The context of each result, in batch: events around every result (two queries), their
@@ -472,4 +446,71 @@ impl RoomsFace<'_> {
         }
         Ok(out)
     }
+}
+
+/// The criteria checked: a term of bounded size, known keys (all of them by default), the
+/// order (rank unless `recent`), a filter naming a bounded number of rooms.
+fn checked_criteria(c: &RoomEventsCriteria) -> Result<(Vec<&'static str>, bool, RoomEventFilter)> {
+    if c.search_term.trim().is_empty() {
+        return Err(Error::invalid_param("search_term must not be empty"));
+    }
+    if c.search_term.len() > MAX_TERM {
+        return Err(Error::invalid_param(format!(
+            "search_term is longer than {MAX_TERM} bytes"
+        )));
+    }
+    let mut keys: Vec<&'static str> = vec![];
+    for k in c.keys.iter().flatten() {
+        let known = INDEXED
+            .iter()
+            .find(|(_, key, _)| key == k)
+            .ok_or_else(|| Error::invalid_param(format!("Unknown search key {k:?}")))?;
+        if !keys.contains(&known.1) {
+            keys.push(known.1);
+        }
+    }
+    if keys.is_empty() {
+        keys = INDEXED.iter().map(|(_, k, _)| *k).collect();
+    }
+    let rank_order = match c.order_by.as_deref() {
+        None | Some("rank") => true,
+        Some("recent") => false,
+        Some(_) => return Err(Error::invalid_param("order_by must be rank or recent")),
+    };
+    let f = c.filter.clone().unwrap_or_default();
+    let too_many = |r: &Option<Vec<String>>| r.as_ref().is_some_and(|r| r.len() > MAX_FILTER_ROOMS);
+    if too_many(&f.rooms) || too_many(&f.not_rooms) {
+        return Err(Error::invalid_param(format!(
+            "At most {MAX_FILTER_ROOMS} rooms in a search filter"
+        )));
+    }
+    Ok((keys, rank_order, f))
+}
+
+/// `groupings`: the results' event ids by room or by sender, in order of first appearance.
+fn search_groups(g: &Groupings, rows: &[EventRow]) -> Result<Value> {
+    let mut groups = Map::new();
+    for key in g.group_by.iter().filter_map(|g| g.key.as_deref()) {
+        let field: fn(&EventRow) -> &str = match key {
+            "room_id" => |r| r.room_id.as_str(),
+            "sender" => |r| r.sender.as_str(),
+            _ => {
+                return Err(Error::invalid_param(
+                    "group_by key must be room_id or sender",
+                ))
+            }
+        };
+        let mut by: Map<String, Value> = Map::new();
+        for r in rows {
+            let n = by.len();
+            let entry = by
+                .entry(field(r).to_owned())
+                .or_insert_with(|| json!({ "results": [], "order": n + 1 }));
+            if let Some(a) = entry["results"].as_array_mut() {
+                a.push(json!(r.event_id));
+            }
+        }
+        groups.insert(key.to_owned(), Value::Object(by));
+    }
+    Ok(Value::Object(groups))
 }
