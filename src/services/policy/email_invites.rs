@@ -74,21 +74,7 @@ impl PolicyFace<'_> {
             .as_ref()
             .is_some_and(|h| self.policy_rules.is_external_server(&h.server));
         let admin = self.accounts().is_admin(&r.user_id).await?;
-        // The rules the event alone cannot show (it carries a masked address).
-        let room_name = {
-            let guard = self.rooms().lock_room(room_id).await?;
-            let room = guard
-                .as_ref()
-                .ok_or_else(|| Error::forbidden("You are not in this room"))?;
-            let rule = access_rules::room_rule(&room.state);
-            if rule == access_rules::Rule::Restricted && to_externals && !admin {
-                return Err(Error::forbidden(
-                    "This address belongs to an external user and this room is restricted to agents",
-                ));
-            }
-            room.get(StateEventType::RoomName, "")
-                .and_then(|p| p.content_str("name"))
-        };
+        let room_name = self.email_invite_room(room_id, to_externals, admin).await?;
         let pending = self.db.pending_email_invites(&address).await?;
         if pending
             .iter()
@@ -122,37 +108,8 @@ impl PolicyFace<'_> {
         };
         self.db.insert_email_invite(&row).await?;
 
-        // The invitation email.
-        let inviter = self
-            .db
-            .get_user(r.user_id.as_str())
-            .await?
-            .and_then(|u| u.displayname)
-            .unwrap_or_else(|| r.user_id.to_string());
-        // User-chosen texts in an email sent from the official address: one line, short.
-        let short = |t: String| -> String {
-            let one_line: String = t
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            match one_line.char_indices().nth(80) {
-                Some((i, _)) => format!("{}…", &one_line[..i]),
-                None => one_line,
-            }
-        };
-        let inviter = short(inviter);
-        let room_label = short(room_name.unwrap_or_else(|| "a room".to_owned()));
-        let body = format!(
-            "{inviter} invited you to join {room_label} on {app}.\n\n\
-             Create your account with this address to accept: {link}\n",
-            app = self.mailer.app_name,
-            link = self.config.public_baseurl(),
-        );
-        let subject = format!("{inviter} invited you to {}", self.mailer.app_name);
-        if let Err(e) = self.mailer.send(&address, &subject, body).await {
-            tracing::warn!(%room_id, error = %e.message, "email invitation not sent");
-        }
-
+        self.send_invitation_email(&r.user_id, room_id, &address, room_name)
+            .await?;
         // The address's home server keeps a row so its registration gate sees the invite.
         if let Some(home) = home.filter(|h| h.server != self.server_name) {
             let body = json!({
@@ -168,6 +125,69 @@ impl PolicyFace<'_> {
             {
                 tracing::warn!(server = %home.server, error = %e.message, "email invite not announced to the address's server");
             }
+        }
+        Ok(())
+    }
+
+    /// The room's name for the invitation, after the rules the event alone cannot show (it
+    /// carries a masked address): no external into a restricted room unless an admin asks.
+    async fn email_invite_room(
+        self,
+        room_id: &RoomId,
+        to_externals: bool,
+        admin: bool,
+    ) -> Result<Option<String>> {
+        let guard = self.rooms().lock_room(room_id).await?;
+        let room = guard
+            .as_ref()
+            .ok_or_else(|| Error::forbidden("You are not in this room"))?;
+        let rule = access_rules::room_rule(&room.state);
+        if rule == access_rules::Rule::Restricted && to_externals && !admin {
+            return Err(Error::forbidden(
+                "This address belongs to an external user and this room is restricted to agents",
+            ));
+        }
+        Ok(room
+            .get(StateEventType::RoomName, "")
+            .and_then(|p| p.content_str("name")))
+    }
+
+    /// The invitation email (a failure to send is logged: the invite stands).
+    async fn send_invitation_email(
+        self,
+        inviter: &ruma::UserId,
+        room_id: &RoomId,
+        address: &str,
+        room_name: Option<String>,
+    ) -> Result<()> {
+        let inviter_name = self
+            .db
+            .get_user(inviter.as_str())
+            .await?
+            .and_then(|u| u.displayname)
+            .unwrap_or_else(|| inviter.to_string());
+        // User-chosen texts in an email sent from the official address: one line, short.
+        let short = |t: String| -> String {
+            let one_line: String = t
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            match one_line.char_indices().nth(80) {
+                Some((i, _)) => format!("{}…", &one_line[..i]),
+                None => one_line,
+            }
+        };
+        let inviter = short(inviter_name);
+        let room_label = short(room_name.unwrap_or_else(|| "a room".to_owned()));
+        let body = format!(
+            "{inviter} invited you to join {room_label} on {app}.\n\n\
+             Create your account with this address to accept: {link}\n",
+            app = self.mailer.app_name,
+            link = self.config.public_baseurl(),
+        );
+        let subject = format!("{inviter} invited you to {}", self.mailer.app_name);
+        if let Err(e) = self.mailer.send(address, &subject, body).await {
+            tracing::warn!(%room_id, error = %e.message, "email invitation not sent");
         }
         Ok(())
     }

@@ -137,18 +137,7 @@ impl RoomsFace<'_> {
         root: &RoomId,
         req: HierarchyRequest,
     ) -> Result<Value> {
-        let limit = match req.limit {
-            Some(l) if l <= 0 => {
-                return Err(Error::invalid_param("limit must be a positive integer"))
-            }
-            Some(l) => (l as usize).min(MAX_ROOMS),
-            None => MAX_ROOMS,
-        };
-        if req.max_depth.is_some_and(|d| d < 0) {
-            return Err(Error::invalid_param(
-                "max_depth must be a non-negative integer",
-            ));
-        }
+        let limit = hierarchy_limit(&req)?;
         self.ratelimit
             .check("hierarchy", user.as_str(), self.config.rate_limits.message)?;
         // The user's memberships, once: who they are to each room, and the rooms they are joined
@@ -182,30 +171,7 @@ impl RoomsFace<'_> {
             _ => return Err(Error::not_found("Unknown room")),
         }
 
-        let walk = match &req.from {
-            Some(token) => {
-                if token.len() > 64 {
-                    return Err(Error::invalid_param("Unknown pagination token"));
-                }
-                let page = self
-                    .db
-                    .hierarchy_page(token, util::now_ms())
-                    .await?
-                    .filter(|p| {
-                        p.user_id == user.as_str()
-                            && p.room_id == root.as_str()
-                            && p.suggested_only == req.suggested_only
-                            && p.max_depth == req.max_depth
-                    })
-                    .ok_or_else(|| Error::invalid_param("Unknown pagination token"))?;
-                serde_json::from_str(&page.walk)
-                    .map_err(|_| Error::invalid_param("Unknown pagination token"))?
-            }
-            None => Walk {
-                stack: vec![(root.to_string(), 0)],
-                seen: vec![],
-            },
-        };
+        let walk = self.hierarchy_walk(user, root, &req).await?;
         let mut stack = walk.stack;
         let mut seen: HashSet<String> = walk.seen.into_iter().collect();
         let mut rooms = vec![];
@@ -249,25 +215,68 @@ impl RoomsFace<'_> {
         stack.retain(|(r, _)| !seen.contains(r));
         let mut out = json!({ "rooms": rooms });
         if !stack.is_empty() {
-            let token = util::random_string(24);
-            let now = util::now_ms();
             let walk = Walk {
                 stack,
                 seen: seen.into_iter().collect(),
             };
-            let page = HierarchyPage {
-                user_id: user.to_string(),
-                room_id: root.to_string(),
-                suggested_only: req.suggested_only,
-                max_depth: req.max_depth,
-                walk: serde_json::to_string(&walk)?,
-            };
-            self.db
-                .insert_hierarchy_page(&token, &page, now + PAGE_VALIDITY_MS, now)
-                .await?;
-            out["next_batch"] = json!(token);
+            out["next_batch"] = json!(self.save_hierarchy_page(user, root, &req, &walk).await?);
         }
         Ok(out)
+    }
+
+    /// Where a walk starts: the root, or where the page of `from` stopped (a token of this
+    /// user for the same root and parameters, not expired).
+    async fn hierarchy_walk(
+        self,
+        user: &UserId,
+        root: &RoomId,
+        req: &HierarchyRequest,
+    ) -> Result<Walk> {
+        let Some(token) = &req.from else {
+            return Ok(Walk {
+                stack: vec![(root.to_string(), 0)],
+                seen: vec![],
+            });
+        };
+        let unknown = || Error::invalid_param("Unknown pagination token");
+        if token.len() > 64 {
+            return Err(unknown());
+        }
+        let page = self
+            .db
+            .hierarchy_page(token, util::now_ms())
+            .await?
+            .filter(|p| {
+                p.user_id == user.as_str()
+                    && p.room_id == root.as_str()
+                    && p.suggested_only == req.suggested_only
+                    && p.max_depth == req.max_depth
+            })
+            .ok_or_else(unknown)?;
+        serde_json::from_str(&page.walk).map_err(|_| unknown())
+    }
+
+    /// Saves where a walk stopped; the token of the next page.
+    async fn save_hierarchy_page(
+        self,
+        user: &UserId,
+        root: &RoomId,
+        req: &HierarchyRequest,
+        walk: &Walk,
+    ) -> Result<String> {
+        let token = util::random_string(24);
+        let now = util::now_ms();
+        let page = HierarchyPage {
+            user_id: user.to_string(),
+            room_id: root.to_string(),
+            suggested_only: req.suggested_only,
+            max_depth: req.max_depth,
+            walk: serde_json::to_string(walk)?,
+        };
+        self.db
+            .insert_hierarchy_page(&token, &page, now + PAGE_VALIDITY_MS, now)
+            .await?;
+        Ok(token)
     }
 
     /// Summaries of local rooms (None for rooms unknown here), in two queries: the summary
@@ -284,117 +293,13 @@ impl RoomsFace<'_> {
         for (row, ev) in rows.iter().zip(&events) {
             state.entry(row.room_id.as_str()).or_default().push(ev);
         }
-        let mut out = Vec::with_capacity(rooms.len());
-        for room_id in rooms {
-            let evs = state.remove(room_id.as_str()).unwrap_or_default();
-            let get = |kind: &str| {
-                evs.iter()
-                    .find(|e| e["type"] == kind && e["state_key"] == "")
-                    .map(|e| &e["content"])
-            };
-            let Some(create) = get("m.room.create") else {
-                out.push((room_id.clone(), None));
-                continue;
-            };
-            let version_id = create["room_version"].as_str().unwrap_or("1").to_owned();
-            let rules = version::parse(&version_id).map(|(_, r)| r);
-            let text = |kind: &str, field: &str| {
-                get(kind)
-                    .and_then(|c| c[field].as_str())
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-            };
-            let join_rules = get("m.room.join_rules");
-            let join_rule = join_rules
-                .and_then(|c| c["join_rule"].as_str())
-                .unwrap_or("invite")
-                .to_owned();
-            let allow: Vec<String> = join_rules
-                .and_then(|c| c["allow"].as_array())
-                .into_iter()
-                .flatten()
-                .filter(|a| a["type"] == "m.room_membership")
-                .filter_map(|a| a["room_id"].as_str().map(str::to_owned))
-                .collect();
-            let world_readable = text("m.room.history_visibility", "history_visibility").as_deref()
-                == Some("world_readable");
-            let room_type = create["type"].as_str().map(str::to_owned);
-            let joined = counts
-                .iter()
-                .find(|(r, m, _)| r == room_id && m == "join")
-                .map(|(_, _, n)| *n)
-                .unwrap_or(0);
-            let mut summary = Map::new();
-            summary.insert("room_id".into(), json!(room_id));
-            summary.insert("num_joined_members".into(), json!(joined));
-            summary.insert("world_readable".into(), json!(world_readable));
-            summary.insert(
-                "guest_can_join".into(),
-                json!(text("m.room.guest_access", "guest_access").as_deref() == Some("can_join")),
-            );
-            summary.insert("join_rule".into(), json!(join_rule));
-            summary.insert("room_version".into(), json!(version_id));
-            for (key, value) in [
-                ("name", text("m.room.name", "name")),
-                ("topic", text("m.room.topic", "topic")),
-                ("canonical_alias", text("m.room.canonical_alias", "alias")),
-                ("avatar_url", text("m.room.avatar", "url")),
-                ("encryption", text("m.room.encryption", "algorithm")),
-                ("room_type", room_type.clone()),
-            ] {
-                if let Some(v) = value {
-                    summary.insert(key.into(), json!(v));
-                }
-            }
-            let mut children: Vec<&Value> = evs
-                .iter()
-                .copied()
-                .filter(|e| e["type"] == "m.space.child" && has_via(&e["content"]))
-                .filter(|e| e["state_key"].as_str().is_some_and(|k| !k.is_empty()))
-                .collect();
-            // Spec order: valid `order` first (lexicographic), then by the child event's
-            // timestamp, then by room id.
-            children.sort_by(|a, b| {
-                let (oa, ob) = (child_order(&a["content"]), child_order(&b["content"]));
-                (
-                    oa.is_none(),
-                    oa,
-                    a["origin_server_ts"].as_i64(),
-                    a["state_key"].as_str(),
-                )
-                    .cmp(&(
-                        ob.is_none(),
-                        ob,
-                        b["origin_server_ts"].as_i64(),
-                        b["state_key"].as_str(),
-                    ))
-            });
-            let children = children
-                .into_iter()
-                .map(|e| {
-                    let stripped = json!({
-                        "type": e["type"],
-                        "state_key": e["state_key"],
-                        "content": e["content"],
-                        "sender": e["sender"],
-                        "origin_server_ts": e["origin_server_ts"],
-                    });
-                    (stripped, e["content"]["suggested"] == true)
-                })
-                .collect();
-            out.push((
-                room_id.clone(),
-                Some(RoomInfo {
-                    rules,
-                    summary,
-                    join_rule,
-                    allow,
-                    world_readable,
-                    is_space: room_type.as_deref() == Some("m.space"),
-                    children,
-                }),
-            ));
-        }
+        let out = rooms
+            .iter()
+            .map(|room_id| {
+                let evs = state.remove(room_id.as_str()).unwrap_or_default();
+                (room_id.clone(), room_info(room_id, &evs, &counts))
+            })
+            .collect();
         Ok(out)
     }
 }
@@ -501,4 +406,129 @@ impl RoomInfo {
         }
         v
     }
+}
+
+/// A room's summary from its summary state (client format) and member counts; None without a
+/// create event (a room unknown here).
+fn room_info(room_id: &str, evs: &[&Value], counts: &[(String, String, i64)]) -> Option<RoomInfo> {
+    let get = |kind: &str| {
+        evs.iter()
+            .find(|e| e["type"] == kind && e["state_key"] == "")
+            .map(|e| &e["content"])
+    };
+    let create = get("m.room.create")?;
+    let version_id = create["room_version"].as_str().unwrap_or("1").to_owned();
+    let rules = version::parse(&version_id).map(|(_, r)| r);
+    let text = |kind: &str, field: &str| {
+        get(kind)
+            .and_then(|c| c[field].as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let join_rules = get("m.room.join_rules");
+    let join_rule = join_rules
+        .and_then(|c| c["join_rule"].as_str())
+        .unwrap_or("invite")
+        .to_owned();
+    let allow: Vec<String> = join_rules
+        .and_then(|c| c["allow"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|a| a["type"] == "m.room_membership")
+        .filter_map(|a| a["room_id"].as_str().map(str::to_owned))
+        .collect();
+    let world_readable = text("m.room.history_visibility", "history_visibility").as_deref()
+        == Some("world_readable");
+    let room_type = create["type"].as_str().map(str::to_owned);
+    let joined = counts
+        .iter()
+        .find(|(r, m, _)| r == room_id && m == "join")
+        .map(|(_, _, n)| *n)
+        .unwrap_or(0);
+    let mut summary = Map::new();
+    summary.insert("room_id".into(), json!(room_id));
+    summary.insert("num_joined_members".into(), json!(joined));
+    summary.insert("world_readable".into(), json!(world_readable));
+    summary.insert(
+        "guest_can_join".into(),
+        json!(text("m.room.guest_access", "guest_access").as_deref() == Some("can_join")),
+    );
+    summary.insert("join_rule".into(), json!(join_rule));
+    summary.insert("room_version".into(), json!(version_id));
+    for (key, value) in [
+        ("name", text("m.room.name", "name")),
+        ("topic", text("m.room.topic", "topic")),
+        ("canonical_alias", text("m.room.canonical_alias", "alias")),
+        ("avatar_url", text("m.room.avatar", "url")),
+        ("encryption", text("m.room.encryption", "algorithm")),
+        ("room_type", room_type.clone()),
+    ] {
+        if let Some(v) = value {
+            summary.insert(key.into(), json!(v));
+        }
+    }
+    Some(RoomInfo {
+        rules,
+        summary,
+        join_rule,
+        allow,
+        world_readable,
+        is_space: room_type.as_deref() == Some("m.space"),
+        children: space_children(evs),
+    })
+}
+
+/// A space's children (valid `m.space.child` events, stripped), in the spec's order: valid
+/// `order` first (lexicographic), then by the child event's timestamp, then by room id; each
+/// with whether it is suggested.
+fn space_children(evs: &[&Value]) -> Vec<(Value, bool)> {
+    let mut children: Vec<&Value> = evs
+        .iter()
+        .copied()
+        .filter(|e| e["type"] == "m.space.child" && has_via(&e["content"]))
+        .filter(|e| e["state_key"].as_str().is_some_and(|k| !k.is_empty()))
+        .collect();
+    children.sort_by(|a, b| {
+        let (oa, ob) = (child_order(&a["content"]), child_order(&b["content"]));
+        (
+            oa.is_none(),
+            oa,
+            a["origin_server_ts"].as_i64(),
+            a["state_key"].as_str(),
+        )
+            .cmp(&(
+                ob.is_none(),
+                ob,
+                b["origin_server_ts"].as_i64(),
+                b["state_key"].as_str(),
+            ))
+    });
+    children
+        .into_iter()
+        .map(|e| {
+            let stripped = json!({
+                "type": e["type"],
+                "state_key": e["state_key"],
+                "content": e["content"],
+                "sender": e["sender"],
+                "origin_server_ts": e["origin_server_ts"],
+            });
+            (stripped, e["content"]["suggested"] == true)
+        })
+        .collect()
+}
+
+/// The page size asked (positive, at most [`MAX_ROOMS`]), `max_depth` checked too.
+fn hierarchy_limit(req: &HierarchyRequest) -> Result<usize> {
+    let limit = match req.limit {
+        Some(l) if l <= 0 => return Err(Error::invalid_param("limit must be a positive integer")),
+        Some(l) => (l as usize).min(MAX_ROOMS),
+        None => MAX_ROOMS,
+    };
+    if req.max_depth.is_some_and(|d| d < 0) {
+        return Err(Error::invalid_param(
+            "max_depth must be a non-negative integer",
+        ));
+    }
+    Ok(limit)
 }
