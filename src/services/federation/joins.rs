@@ -23,7 +23,7 @@ use super::{
 use crate::services::policy::{access_rules, Policy};
 use crate::{
     services::rooms::{
-        int, judge_batch,
+        judge_batch,
         pdu::Pdu,
         version::{self},
         GroupWrite, NewPdu, Outcome, RoomState, StateKey,
@@ -251,21 +251,8 @@ impl FederationFace<'_> {
         rules: &RoomVersionRules,
     ) -> Result<(String, Value)> {
         let mut c = content;
-        c["membership"] = json!("join");
-        let c = CanonicalJsonValue::try_from(c).map_err(|e| Error::bad_json(e.to_string()))?;
-        obj.insert("content".into(), c);
-        obj.insert("origin_server_ts".into(), int(util::now_ms()));
-        obj.insert(
-            "sender".into(),
-            CanonicalJsonValue::String(user.to_string()),
-        );
-        obj.insert(
-            "state_key".into(),
-            CanonicalJsonValue::String(user.to_string()),
-        );
-        for f in ["signatures", "hashes", "unsigned", "event_id"] {
-            obj.remove(f);
-        }
+        c["membership"] = json!(MembershipState::Join);
+        super::leave::fill_member_template(obj, user, c)?;
         let event_id = format!("${}", self.rooms().sign_pdu(obj, rules)?);
         let event = serde_json::to_value(&*obj)?;
         Ok((event_id, event))

@@ -26,6 +26,30 @@ pub fn supported_versions() -> Vec<ruma::RoomVersionId> {
         .collect()
 }
 
+/// A resident server's member event template made ours: our content, timestamp, sender and
+/// state key, and none of its signatures, hashes, unsigned data or id (we sign it next).
+pub(super) fn fill_member_template(
+    obj: &mut CanonicalJsonObject,
+    user: &UserId,
+    content: Value,
+) -> Result<()> {
+    let c = CanonicalJsonValue::try_from(content).map_err(|e| Error::bad_json(e.to_string()))?;
+    obj.insert("content".into(), c);
+    obj.insert("origin_server_ts".into(), int(util::now_ms()));
+    obj.insert(
+        "sender".into(),
+        CanonicalJsonValue::String(user.to_string()),
+    );
+    obj.insert(
+        "state_key".into(),
+        CanonicalJsonValue::String(user.to_string()),
+    );
+    for f in ["signatures", "hashes", "unsigned", "event_id"] {
+        obj.remove(f);
+    }
+    Ok(())
+}
+
 impl FederationFace<'_> {
     /// `make_join` / `make_leave` / `make_knock`: an unsigned `membership` event template for a user of the
     /// origin on top of our current state, refused now if the auth rules would refuse it later.
@@ -162,21 +186,7 @@ impl FederationFace<'_> {
         {
             return Err(Error::bad_json("The event template is not for this room"));
         }
-        let c =
-            CanonicalJsonValue::try_from(content).map_err(|e| Error::bad_json(e.to_string()))?;
-        obj.insert("content".into(), c);
-        obj.insert("origin_server_ts".into(), int(util::now_ms()));
-        obj.insert(
-            "sender".into(),
-            CanonicalJsonValue::String(user.to_string()),
-        );
-        obj.insert(
-            "state_key".into(),
-            CanonicalJsonValue::String(user.to_string()),
-        );
-        for f in ["signatures", "hashes", "unsigned", "event_id"] {
-            obj.remove(f);
-        }
+        fill_member_template(&mut obj, user, content)?;
         let hash = self.rooms().sign_pdu(&mut obj, &rules)?;
         let event_id = OwnedEventId::try_from(format!("${hash}"))
             .map_err(|e| Error::bad_json(e.to_string()))?;
