@@ -52,6 +52,7 @@ impl FromRequestParts<AppState> for Auth {
                 .ok_or_else(|| Error::missing_token("Missing access token"))?,
         };
         let requester = state.accounts().authenticate(&token).await?;
+        Caller::set(parts, requester.user_id.as_str());
         if !expiry_exempt(parts) && state.policy().account_expired(&requester.user_id).await? {
             return Err(Error::expired_account("User account has expired"));
         }
@@ -270,8 +271,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One span per request: method, route template, status, latency.
-async fn trace_request(req: Request, next: axum::middleware::Next) -> Response {
+/// Who made a request, once authentication knows (a user id, or a server name for
+/// federation): filled by the extractors, read by the access log.
+#[derive(Clone, Default)]
+pub struct Caller(Arc<std::sync::OnceLock<String>>);
+
+impl Caller {
+    /// Records the authenticated caller of the request these parts belong to.
+    pub fn set(parts: &Parts, who: &str) {
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            let _ = c.0.set(who.to_owned());
+        }
+    }
+}
+
+/// The access log: one span per request (its events carry the request id, method and route
+/// template), and one line at the end (status, duration, caller, response bytes), at `info`
+/// (`error` for a 5xx). The response carries the same id in `X-Request-Id` (made here: an
+/// incoming one is the client's word, not ours).
+async fn trace_request(mut req: Request, next: axum::middleware::Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -279,16 +297,30 @@ async fn trace_request(req: Request, next: axum::middleware::Next) -> Response {
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
     let start = std::time::Instant::now();
-    let span = tracing::info_span!("request", %method, route = %route);
-    let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let request_id = crate::util::random_string(16);
+    let caller = Caller::default();
+    req.extensions_mut().insert(caller.clone());
+    let span = tracing::info_span!("request", id = %request_id, %method, route = %route);
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let bytes = axum::body::HttpBody::size_hint(resp.body()).exact();
+    let who = caller.0.get().map(String::as_str).unwrap_or("-");
     span.in_scope(|| {
         if status >= 500 {
-            tracing::error!(status, latency_ms = ms, "request failed");
+            tracing::error!(
+                status,
+                latency_ms = ms,
+                caller = who,
+                bytes,
+                "request failed"
+            );
         } else {
-            tracing::debug!(status, latency_ms = ms, "request");
+            tracing::info!(status, latency_ms = ms, caller = who, bytes, "request");
         }
     });
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     resp
 }

@@ -3,7 +3,7 @@ use serde_json::json;
 
 use crate::common::{enc, Backend, TestServer};
 
-crate::both_backends!(error_shapes, oversize_event_and_body);
+crate::both_backends!(error_shapes, oversize_event_and_body, request_ids);
 
 async fn error_shapes(b: Backend) {
     let s = TestServer::start(b).await;
@@ -204,4 +204,39 @@ async fn oversize_event_and_body(b: Backend) {
     let id = s.send_text(&alice, &room, "small", "still fine").await;
     assert!(id.starts_with('$'));
     s.stop().await;
+}
+
+/// Every answer (success, error, unknown route) carries the request id of its access-log
+/// line; each request has its own, made by the server (a client's is not echoed).
+async fn request_ids(b: Backend) {
+    let s = TestServer::start(b).await;
+    let alice = s.register("alice").await;
+    let mut seen = std::collections::HashSet::new();
+    for (path, token) in [
+        (
+            "/_matrix/client/v3/account/whoami",
+            Some(alice.token.as_str()),
+        ),
+        ("/_matrix/client/v3/account/whoami", None),
+        ("/_matrix/client/v3/nope", None),
+        ("/_matrix/client/versions", None),
+    ] {
+        let mut req = s
+            .http
+            .get(format!("{}{path}", s.base))
+            .header("x-request-id", "chosen-by-the-client");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        let id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("an x-request-id on every answer")
+            .to_owned();
+        assert_eq!(id.len(), 16, "{path}: {id}");
+        assert_ne!(id, "chosen-by-the-client");
+        assert!(seen.insert(id), "request ids repeat");
+    }
 }

@@ -117,6 +117,7 @@ impl FromRequest<AppState> for FedRequest {
             .map_err(|_| Error::unauthorized("Bad request line"))?;
         xm.verify_http_request(&signed, &state.server_name, &map)
             .map_err(|e| Error::unauthorized(format!("Request signature check failed: {e}")))?;
+        crate::api::Caller::set(&parts, xm.origin.as_str());
         // The server is up: end any backoff towards it.
         state
             .federation()
