@@ -58,6 +58,8 @@ impl Error {
         "M_UNSUPPORTED_ROOM_VERSION"
     );
     ctor!(user_deactivated, FORBIDDEN, "M_USER_DEACTIVATED");
+    ctor!(user_suspended, FORBIDDEN, "M_USER_SUSPENDED");
+    ctor!(user_locked, UNAUTHORIZED, "M_USER_LOCKED");
     ctor!(exclusive, BAD_REQUEST, "M_EXCLUSIVE");
     ctor!(weak_password, BAD_REQUEST, "M_WEAK_PASSWORD");
     ctor!(threepid_denied, FORBIDDEN, "M_THREEPID_DENIED");

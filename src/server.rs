@@ -85,6 +85,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .resume_outbox()
         .await
         .map_err(|e| anyhow::anyhow!("federation queue: {}", e.message))?;
+    services
+        .admin()
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("admin jobs: {}", e.message))?;
     let pruner = services.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

@@ -1,6 +1,7 @@
 //! Domain logic. Services hold the rules and never see HTTP.
 
 pub mod accounts;
+pub mod admin;
 pub mod client_ip;
 pub mod e2ee;
 pub mod federation;
@@ -98,6 +99,8 @@ pub struct Services {
     pub media_inflight: media::remote::Inflight,
     /// Thumbnail generation: the decode bound and the generations in flight.
     pub thumbnailer: media::thumbnail::Thumbnailer,
+    /// Suspended accounts (a small set, kept in memory for the send path).
+    pub admin_state: admin::AdminState,
     /// Password hashes in flight (each costs a core and `memory_kib` of memory).
     pub hashing: tokio::sync::Semaphore,
 }
@@ -198,6 +201,7 @@ impl Services {
             preview_cache: Default::default(),
             media_inflight: Default::default(),
             thumbnailer: Default::default(),
+            admin_state: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -239,6 +243,12 @@ impl Services {
     /// The door to the Tchap policy: agents and externals, access rules, the annuaire, validity.
     pub fn policy(&self) -> policy::PolicyFace<'_> {
         policy::PolicyFace { s: self }
+    }
+
+    /// The door to server administration: the admin API's listings, account flags, room
+    /// shutdowns and the background admin jobs.
+    pub fn admin(&self) -> admin::AdminFace<'_> {
+        admin::AdminFace { s: self }
     }
 
     /// The door to push: rules, notification counts, pushers.

@@ -34,7 +34,7 @@ pub struct UserHit {
 }
 
 /// `LIKE` patterns must match the user's text literally (`\` is the escape character).
-fn like_escape(s: &str) -> String {
+pub(crate) fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -23,6 +23,8 @@ pub struct ReportFilter<'a> {
     pub user_id: Option<&'a str>,
     /// Some(true): event reports only; Some(false): room reports only.
     pub events: Option<bool>,
+    /// Reports of events this user sent.
+    pub sender: Option<&'a str>,
 }
 
 impl ReportFilter<'_> {
@@ -37,6 +39,13 @@ impl ReportFilter<'_> {
         if let Some(u) = self.user_id {
             binds.push(u);
             conds.push(format!("user_id = ${}", binds.len()));
+        }
+        if let Some(u) = self.sender {
+            binds.push(u);
+            conds.push(format!(
+                "event_id IN (SELECT event_id FROM events WHERE sender = ${})",
+                binds.len()
+            ));
         }
         match self.events {
             Some(true) => conds.push("event_id IS NOT NULL".into()),

@@ -12,6 +12,8 @@ pub struct UserRow {
     pub deactivated: i64,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
+    /// Locked by an admin: every request is refused (`M_USER_LOCKED`).
+    pub locked: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -31,7 +33,8 @@ pub struct TokenRow {
     pub pending_rotation: i64,
 }
 
-const USER_COLS: &str = "user_id, password_hash, is_admin, deactivated, displayname, avatar_url";
+const USER_COLS: &str =
+    "user_id, password_hash, is_admin, deactivated, displayname, avatar_url, locked";
 
 impl Db {
     pub async fn get_user(&self, user_id: &str) -> sqlx::Result<Option<UserRow>> {

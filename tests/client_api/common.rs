@@ -167,6 +167,22 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A server admin made as an operator would (`palabre user create --admin`), logged in.
+    pub async fn admin_user(&self, name: &str) -> User {
+        self.services()
+            .accounts()
+            .create_user_cli(name, "correct horse 1", true)
+            .await
+            .expect("admin created");
+        let (st, v) = self.login(password(name, "correct horse 1")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        User {
+            user_id: v["user_id"].as_str().unwrap().to_owned(),
+            token: v["access_token"].as_str().unwrap().to_owned(),
+            device_id: v["device_id"].as_str().unwrap().to_owned(),
+        }
+    }
+
     /// Registers a user (dummy auth) and returns a logged-in client.
     pub async fn register(&self, name: &str) -> User {
         let (st, v) = self

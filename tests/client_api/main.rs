@@ -5,6 +5,8 @@ mod common;
 mod smtp_sink;
 
 mod accounts;
+mod admin_rooms;
+mod admin_users;
 mod crash;
 mod crash_mixed;
 mod directory;

@@ -1,11 +1,18 @@
 //! The admin API, at Synapse's paths (`/_synapse/admin/…`) so existing tools work. Every
-//! endpoint is for server admins only (403 `M_FORBIDDEN` otherwise).
+//! endpoint is for server admins only (401 without a token, 403 `M_FORBIDDEN` otherwise), and
+//! every change is audited (one `palabre::admin` log line with the admin's id).
 
+mod reports;
+mod rooms;
+mod server;
 mod server_notices;
+mod users;
 mod validity;
 
+use std::collections::HashMap;
+
 use axum::{
-    routing::{post, put},
+    routing::{get, post, put},
     Router,
 };
 
@@ -32,8 +39,61 @@ impl axum::extract::FromRequestParts<AppState> for Admin {
     }
 }
 
+/// Writes one audit line for an admin action: who, what, on what.
+pub fn audit(admin: &Requester, action: &str, target: &str) {
+    tracing::info!(target: "palabre::admin", admin = %admin.user_id, action, target, "admin action");
+}
+
+/// The query parameters of an admin listing, read as Synapse reads them: repeated keys kept,
+/// booleans `true`/`false`, integers in decimal; anything else is 400 `M_INVALID_PARAM`.
+pub struct Params(HashMap<String, Vec<String>>);
+
+impl Params {
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in super::form_pairs(query.unwrap_or("")) {
+            map.entry(k).or_default().push(v);
+        }
+        Params(map)
+    }
+
+    pub fn str(&self, key: &str) -> Option<String> {
+        self.0.get(key).and_then(|v| v.first()).cloned()
+    }
+
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0.get(key).cloned().unwrap_or_default()
+    }
+
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, Error> {
+        match self.str(key).as_deref() {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(Error::invalid_param(format!(
+                "Boolean query parameter {key:?} must be one of ['true', 'false']"
+            ))),
+        }
+    }
+
+    pub fn int(&self, key: &str) -> Result<Option<i64>, Error> {
+        self.str(key)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    Error::invalid_param(format!("Query parameter {key:?} must be an integer"))
+                })
+            })
+            .transpose()
+    }
+}
+
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let r = Router::new()
+        .route("/_synapse/admin/v1/server_version", get(server::version))
+        .route(
+            "/_synapse/admin/v1/scheduled_tasks",
+            get(server::scheduled_tasks),
+        )
         .route(
             "/_synapse/admin/v1/account_validity/validity",
             post(validity::set),
@@ -45,5 +105,6 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_synapse/admin/v1/send_server_notice/{txn_id}",
             put(server_notices::send_txn),
-        )
+        );
+    reports::routes(rooms::routes(users::routes(r)))
 }

@@ -6,6 +6,7 @@ crate::services::face!(
     AccountsFace
 );
 
+mod admin_ops;
 pub mod openid;
 pub mod threepid;
 pub mod user_directory;
@@ -187,10 +188,14 @@ impl AccountsFace<'_> {
                     .get_token(&hash)
                     .await?
                     .ok_or_else(|| Error::unknown_token("Unknown access token"))?;
-                self.db
+                let user = self
+                    .db
                     .get_user(&row.user_id)
                     .await?
                     .ok_or_else(|| Error::unknown_token("Unknown user"))?;
+                if user.locked == 1 {
+                    return Err(locked());
+                }
                 let user_id =
                     UserId::parse(&row.user_id).map_err(|_| Error::unknown_token("Bad user"))?;
                 let c = CachedToken {
@@ -648,6 +653,9 @@ impl AccountsFace<'_> {
         if user.deactivated == 1 {
             return Err(Error::user_deactivated("This account has been deactivated"));
         }
+        if user.locked == 1 {
+            return Err(locked());
+        }
         let mut tx = self.db.begin_write().await?;
         let session = self
             .open_session(&mut tx.tx, &user_id, device_id, device_name, refresh)
@@ -951,6 +959,12 @@ impl AccountsFace<'_> {
             .await?;
         Ok(user_id)
     }
+}
+
+/// A locked account's answer (401 `M_USER_LOCKED`, soft logout: the client keeps its session
+/// for when the account is unlocked).
+fn locked() -> Error {
+    Error::user_locked("This account has been locked").soft_logout()
 }
 
 /// UIA answers are `{flows, params, session, completed}` without errcode unless a stage failed.

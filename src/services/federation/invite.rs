@@ -290,6 +290,7 @@ impl FederationFace<'_> {
         event_id: &str,
         req: InviteRequest,
     ) -> Result<Value> {
+        self.admin().check_room_not_blocked(room_id).await?;
         // The room's version: ours when we know the room, else the one announced.
         let known = self.db.room_version(room_id.as_str()).await?;
         let ver = known.clone().unwrap_or_else(|| req.room_version.clone());

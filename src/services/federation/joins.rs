@@ -42,6 +42,7 @@ impl FederationFace<'_> {
         user: &UserId,
         versions: &[String],
     ) -> Result<Value> {
+        self.admin().check_room_not_blocked(room_id).await?;
         self.make_membership(origin, room_id, user, "join", Some(versions))
             .await
     }
@@ -56,6 +57,7 @@ impl FederationFace<'_> {
         event: &Value,
         omit_members: bool,
     ) -> Result<Value> {
+        self.admin().check_room_not_blocked(room_id).await?;
         let rules = self.rooms().room_rules(room_id.as_str()).await?;
         self.check_acl(room_id, origin).await?;
         let checked = self.check_pdu(event, &rules).await?;

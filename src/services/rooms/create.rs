@@ -46,6 +46,7 @@ impl RoomsFace<'_> {
         req: CreateRoomRequest,
         replacement: Option<Replacement>,
     ) -> Result<OwnedRoomId> {
+        self.admin().check_not_suspended(creator)?;
         let plan = self
             .validate_create(creator, &req, replacement.is_some())
             .await?;

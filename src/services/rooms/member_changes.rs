@@ -92,7 +92,9 @@ impl RoomsFace<'_> {
         reason: Option<&str>,
         mut via: Vec<ruma::OwnedServerName>,
     ) -> Result<OwnedRoomId> {
+        self.admin().check_not_suspended(user)?;
         let room_id = self.resolve_for_join(id_or_alias, &mut via).await?;
+        self.admin().check_room_not_blocked(&room_id).await?;
         let mut content = self.profile_content(user).await?;
         if let Some(r) = reason {
             content["reason"] = json!(r);
@@ -157,6 +159,10 @@ impl RoomsFace<'_> {
     ) -> Result<()> {
         let membership = op.membership();
         let unban = op == MemberOp::Unban;
+        if matches!(membership, MembershipState::Invite | MembershipState::Join) {
+            self.admin().check_not_suspended(sender)?;
+            self.admin().check_room_not_blocked(room_id).await?;
+        }
         if membership == MembershipState::Invite
             && self.is_local(target)
             && self

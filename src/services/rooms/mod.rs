@@ -494,6 +494,13 @@ impl RoomsFace<'_> {
         Ok(guard)
     }
 
+    /// Forgets what is cached of a room that was just purged from the database (the caller
+    /// holds its lock): the next use reads it again, and finds it unknown.
+    pub fn forget_room_state(self, room_id: &RoomId, guard: &mut RoomGuard) {
+        **guard = None;
+        self.room_cache.versions.lock().remove(room_id);
+    }
+
     /// Claims a new room id in the cache; false when a room (or a creation) already has it.
     fn reserve_room_id(self, room_id: &RoomId) -> bool {
         let mut rooms = self.room_cache.rooms.lock();

@@ -85,6 +85,15 @@ impl RoomsFace<'_> {
         self.format_events(&rows, None, Format::Client).await
     }
 
+    /// The room's whole current state in client format, whoever may see it (the admin API).
+    pub async fn full_state(self, room_id: &RoomId) -> Result<Vec<Value>> {
+        let rows = self
+            .db
+            .current_state_events(&[room_id.to_string()], None)
+            .await?;
+        self.format_events(&rows, None, Format::Client).await
+    }
+
     pub async fn room_state_event(
         self,
         user: &UserId,

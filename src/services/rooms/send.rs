@@ -43,6 +43,9 @@ impl RoomsFace<'_> {
         if let Some(id) = self.earlier_txn(r, key.as_deref()).await? {
             return Ok(id);
         }
+        if kind != "m.room.redaction" {
+            self.admin().check_not_suspended(&r.user_id)?;
+        }
         if !content.is_object() {
             return Err(Error::bad_json("Content must be a JSON object"));
         }

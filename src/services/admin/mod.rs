@@ -1,0 +1,116 @@
+//! Server administration, behind the admin API (`/_synapse/admin/…`): listings of users and
+//! rooms as Synapse shows them, account flags (admin, locked, suspended), reports, room blocks,
+//! and the background jobs (room deletion) that survive a restart.
+//!
+//! The rules stay with their areas: an account is created, deactivated or logged out through
+//! `s.accounts()`, a member leaves through `s.rooms()`. This area orders those calls and keeps
+//! the admin-only state.
+
+pub mod jobs;
+mod reports;
+mod room_delete;
+mod rooms;
+mod users;
+
+use std::collections::HashSet;
+
+use parking_lot::RwLock;
+use ruma::UserId;
+use serde_json::Value;
+
+use crate::{services::face, Error, Result};
+
+pub use reports::ReportQuery;
+pub use room_delete::DeleteRoom;
+pub use rooms::RoomListParams;
+pub use users::{UserListParams, UserUpsert};
+
+face!(
+    /// Server administration: `s.admin()`.
+    AdminFace
+);
+
+/// Admin state kept in memory.
+#[derive(Default)]
+pub struct AdminState {
+    /// Suspended local accounts: read on every send, changed by the admin API (loaded at start).
+    suspended: RwLock<HashSet<String>>,
+}
+
+/// `from`/`limit` of a listing, checked as Synapse does (400 `M_INVALID_PARAM` when negative).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub from: i64,
+    pub limit: i64,
+}
+
+impl Page {
+    /// `limit` defaults to `default` and is capped at 1 000 rows per page.
+    pub fn new(from: Option<i64>, limit: Option<i64>, default: i64) -> Result<Self> {
+        let from = from.unwrap_or(0);
+        let limit = limit.unwrap_or(default);
+        if from < 0 {
+            return Err(Error::invalid_param(
+                "Query parameter from must be a string representing a positive integer.",
+            ));
+        }
+        if limit < 0 {
+            return Err(Error::invalid_param(
+                "Query parameter limit must be a string representing a positive integer.",
+            ));
+        }
+        Ok(Self {
+            from,
+            limit: limit.min(1000),
+        })
+    }
+
+    /// The `next_token` of a page of `got` rows out of `total`: absent on the last page.
+    pub fn next_token(self, got: usize, total: i64) -> Option<Value> {
+        let next = self.from + got as i64;
+        (got > 0 && next < total).then(|| Value::from(next.to_string()))
+    }
+}
+
+/// `dir`: `f` (default) or `b`; true when backwards.
+pub fn backwards(dir: Option<&str>) -> Result<bool> {
+    match dir {
+        None | Some("f") => Ok(false),
+        Some("b") => Ok(true),
+        Some(_) => Err(Error::invalid_param("Unknown direction")),
+    }
+}
+
+impl AdminFace<'_> {
+    /// Loads the admin state and resumes the jobs a previous run left unfinished.
+    pub async fn start(self) -> Result<()> {
+        let suspended = self.db.suspended_users().await?;
+        *self.admin_state.suspended.write() = suspended.into_iter().collect();
+        self.resume_jobs().await
+    }
+
+    /// Whether the account is suspended (MSC3823): it may read, leave rooms and redact its own
+    /// events, not send, join, invite or create rooms.
+    pub fn is_suspended(self, user: &UserId) -> bool {
+        let set = self.admin_state.suspended.read();
+        !set.is_empty() && set.contains(user.as_str())
+    }
+
+    /// Refuses a suspended account's action (403 `M_USER_SUSPENDED`).
+    pub fn check_not_suspended(self, user: &UserId) -> Result<()> {
+        if self.is_suspended(user) {
+            return Err(Error::user_suspended(
+                "Your account has been suspended by the server administrator",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Only local users can be administered: another server's user is 400 `M_INVALID_PARAM`.
+    fn local_user(self, user: &UserId) -> Result<()> {
+        if !self.is_local(user) {
+            return Err(Error::invalid_param("Can only look up local users"));
+        }
+        Ok(())
+    }
+}
