@@ -18,5 +18,8 @@ ENV PALABRE_DATA_DIR=/data \
     PALABRE_LISTEN=0.0.0.0:8008
 VOLUME ["/data"]
 EXPOSE 8008 8448
+# Ready = serving and the database answers; `palabre health` exits 1 otherwise.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["palabre", "health"]
 ENTRYPOINT ["palabre"]
 CMD ["serve"]

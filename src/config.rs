@@ -621,9 +621,11 @@ pub const DEFAULT_IP_RANGE_DENYLIST: &[&str] = &[
 ];
 
 impl Config {
-    /// Reads the file (if any), then applies the environment overrides.
+    /// Reads the file at `path`, else the one `PALABRE_CONFIG` names, else the defaults; then
+    /// applies the `PALABRE_*` overrides and checks.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let mut cfg = match path {
+        let from_env = std::env::var_os("PALABRE_CONFIG").map(std::path::PathBuf::from);
+        let mut cfg = match path.or(from_env.as_deref()) {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;

@@ -35,6 +35,16 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Ask a running server whether it is ready (exit status 0) or not (1): for Docker's
+    /// `HEALTHCHECK` and scripts. Asks `--url`, else the configured `listen` address.
+    Health {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The server's base URL (default: `http://` + `listen`, a wildcard address read as
+        /// loopback).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -127,6 +137,13 @@ fn main() -> anyhow::Result<()> {
                 println!("created {user}{}", if admin { " (admin)" } else { "" });
                 Ok(())
             }
+            Command::Health { config, url } => {
+                let base = match url {
+                    Some(u) => u,
+                    None => local_url(&load(config.as_deref())?.listen),
+                };
+                check_health(&base).await
+            }
             Command::Serve { config } => {
                 let cfg = load(config.as_deref())?;
                 init_logging(&cfg);
@@ -156,6 +173,36 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     ctrl_c.await.unwrap_or(());
+}
+
+/// The URL this machine reaches a listener on: `0.0.0.0` and `[::]` are read as loopback.
+fn local_url(listen: &str) -> String {
+    let addr = match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_owned(),
+    };
+    format!("http://{addr}")
+}
+
+async fn check_health(base: &str) -> anyhow::Result<()> {
+    let url = format!("{}/health/ready", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        println!("{body}");
+        Ok(())
+    } else {
+        anyhow::bail!("{url}: {status} {body}")
+    }
 }
 
 fn redact_url(url: &str) -> String {

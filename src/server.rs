@@ -17,7 +17,10 @@ pub struct Running {
 }
 
 impl Running {
+    /// Stops: readiness says "not ready" at once, the listeners stop accepting and finish
+    /// the requests in hand, then the background leases and the database pool are released.
     pub async fn stop(self) {
+        self.services.health.begin_drain();
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;

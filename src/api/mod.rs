@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod client;
 pub mod federation;
+mod health;
 pub mod identity;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -261,7 +262,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(federation::routes())
         .merge(identity::routes())
-        .route("/health", axum::routing::get(|| async { "OK" }))
+        .merge(health::routes())
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod e2ee;
 pub mod federation;
 pub mod filter;
+pub mod health;
 pub mod mail;
 pub mod media;
 pub mod outbound;
@@ -101,6 +102,8 @@ pub struct Services {
     pub thumbnailer: media::thumbnail::Thumbnailer,
     /// Suspended accounts (a small set, kept in memory for the send path).
     pub admin_state: admin::AdminState,
+    /// Readiness (database reachable, not draining).
+    pub health: health::Health,
     /// Password hashes in flight (each costs a core and `memory_kib` of memory).
     pub hashing: tokio::sync::Semaphore,
 }
@@ -202,6 +205,7 @@ impl Services {
             media_inflight: Default::default(),
             thumbnailer: Default::default(),
             admin_state: Default::default(),
+            health: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())

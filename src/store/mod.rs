@@ -193,6 +193,12 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// One round trip to the database (readiness).
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
 }
 
 /// Builds `$start, $start+1, …` placeholders for an `IN (…)` list.

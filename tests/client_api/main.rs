@@ -18,6 +18,7 @@ mod federation;
 mod federation_invites;
 mod federation_queries;
 mod federation_reads;
+mod health;
 mod knock;
 mod mailer;
 mod media;
