@@ -15,6 +15,7 @@ pub struct MediaRow {
     pub sha256: Option<String>,
     pub expires_ts: Option<i64>,
     pub quarantined: bool,
+    pub last_access_ts: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,8 +82,8 @@ impl Db {
 
     pub async fn get_media(&self, media_id: &str) -> sqlx::Result<Option<MediaRow>> {
         let row = sqlx::query(
-            "SELECT media_id, uploader, created_ts, content_type, filename, size, sha256, expires_ts, quarantined \
-             FROM media WHERE media_id = $1",
+            "SELECT media_id, uploader, created_ts, content_type, filename, size, sha256, expires_ts, quarantined, \
+             last_access_ts FROM media WHERE media_id = $1",
         )
         .bind(media_id)
         .fetch_all(&self.pool)
@@ -99,6 +100,7 @@ impl Db {
                 sha256: r.try_get(6)?,
                 expires_ts: r.try_get(7)?,
                 quarantined: r.try_get::<i64, _>(8)? != 0,
+                last_access_ts: r.try_get(9)?,
             })
         })
         .transpose()
@@ -175,6 +177,7 @@ pub struct RemoteMediaRow {
     pub size: i64,
     pub sha256: String,
     pub quarantined: bool,
+    pub last_access_ts: Option<i64>,
 }
 
 impl Db {
@@ -184,7 +187,7 @@ impl Db {
         media_id: &str,
     ) -> sqlx::Result<Option<RemoteMediaRow>> {
         let row = sqlx::query(
-            "SELECT content_type, filename, size, sha256, quarantined FROM remote_media \
+            "SELECT content_type, filename, size, sha256, quarantined, last_access_ts FROM remote_media \
              WHERE origin = $1 AND media_id = $2",
         )
         .bind(origin)
@@ -199,6 +202,7 @@ impl Db {
                 size: r.try_get(2)?,
                 sha256: r.try_get(3)?,
                 quarantined: r.try_get::<i64, _>(4)? != 0,
+                last_access_ts: r.try_get(5)?,
             })
         })
         .transpose()

@@ -5,6 +5,7 @@ mod common;
 mod smtp_sink;
 
 mod accounts;
+mod admin_media;
 mod admin_rooms;
 mod admin_users;
 mod crash;

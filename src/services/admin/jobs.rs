@@ -11,6 +11,10 @@ use crate::{store::admin_jobs::JobRow, util, Error, Result};
 
 /// The kind of a room deletion (Synapse's scheduled-task name).
 pub const SHUTDOWN_ROOM: &str = "shutdown_and_purge_room";
+/// The kind of a deletion of local media.
+pub const DELETE_MEDIA: &str = "delete_media";
+/// The kind of a purge of cached remote media.
+pub const PURGE_REMOTE_MEDIA: &str = "purge_remote_media_cache";
 
 /// A running job's bookkeeping: what it has done out of how much, written to its row.
 pub struct Progress {
@@ -79,6 +83,35 @@ impl AdminFace<'_> {
         Ok(row.id)
     }
 
+    /// Records a job and runs it in its own task (a request that goes away does not cut it),
+    /// waiting for its end: its result, or its error.
+    pub(super) async fn run_job_inline(
+        self,
+        kind: &str,
+        target: &str,
+        params: Value,
+    ) -> Result<Value> {
+        let id = self.record_job(kind, target, params).await?;
+        let row = self
+            .db
+            .get_job(&id)
+            .await?
+            .ok_or_else(|| Error::unknown("admin job vanished"))?;
+        let s = self
+            .me
+            .upgrade()
+            .ok_or_else(|| Error::unknown("Server shutting down"))?;
+        let row = tokio::spawn(async move { s.admin().run_job(row).await })
+            .await
+            .map_err(|e| Error::unknown(format!("admin job: {e}")))?;
+        match (row.status.as_str(), row.result) {
+            ("complete", Some(r)) => Ok(serde_json::from_str(&r).unwrap_or_default()),
+            _ => Err(Error::unknown(
+                row.error.unwrap_or_else(|| "admin job failed".into()),
+            )),
+        }
+    }
+
     fn spawn_job(self, row: JobRow) {
         let Some(s) = self.me.upgrade() else { return };
         tokio::spawn(async move { s.admin().run_job(row).await });
@@ -106,6 +139,8 @@ impl AdminFace<'_> {
         };
         let outcome = match progress.row.kind.as_str() {
             SHUTDOWN_ROOM => self.run_room_delete(&mut progress).await,
+            DELETE_MEDIA => self.run_media_delete(&mut progress).await,
+            PURGE_REMOTE_MEDIA => self.run_remote_purge(&mut progress).await,
             other => Err(Error::unknown(format!("unknown job kind {other}"))),
         };
         let mut row = progress.row;

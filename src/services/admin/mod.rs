@@ -7,6 +7,7 @@
 //! the admin-only state.
 
 pub mod jobs;
+mod media;
 mod reports;
 mod room_delete;
 mod rooms;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 use crate::{services::face, Error, Result};
 
+pub use media::{DeleteOldMedia, MediaListParams};
 pub use reports::ReportQuery;
 pub use room_delete::DeleteRoom;
 pub use rooms::RoomListParams;

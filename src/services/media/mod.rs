@@ -6,6 +6,7 @@ crate::services::face!(
     MediaFace
 );
 
+mod cleanup;
 pub mod multipart;
 pub mod preview;
 pub mod remote;
@@ -297,6 +298,8 @@ impl MediaFace<'_> {
                 None,
             )
             .await?;
+        self.quarantine_known_content(&sha, std::slice::from_ref(&id), &[])
+            .await?;
         Ok(self.mxc(&id))
     }
 
@@ -384,6 +387,8 @@ impl MediaFace<'_> {
         {
             return Err(Error::cannot_overwrite_media("Media already uploaded"));
         }
+        self.quarantine_known_content(&sha, &[media_id.to_owned()], &[])
+            .await?;
         Ok(())
     }
 
@@ -480,6 +485,7 @@ impl MediaFace<'_> {
             return self.remote_download(&origin, media_id, timeout_ms).await;
         }
         let row = self.media_row(server, media_id, timeout_ms, legacy).await?;
+        self.touch(None, media_id, row.last_access_ts).await;
         let (Some(size), Some(sha)) = (row.size, row.sha256) else {
             return Err(Error::not_found("Media not found"));
         };

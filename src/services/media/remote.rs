@@ -184,6 +184,8 @@ impl MediaFace<'_> {
         if row.quarantined {
             return Err(Error::not_found("Media not found"));
         }
+        self.touch(Some(origin.as_str()), media_id, row.last_access_ts)
+            .await;
         let present = tokio::fs::try_exists(self.media_path(&row.sha256))
             .await
             .unwrap_or(false);
@@ -208,10 +210,21 @@ impl MediaFace<'_> {
             size: size as i64,
             sha256: sha,
             quarantined: false,
+            last_access_ts: None,
         };
         self.db
             .put_remote_media(origin.as_str(), media_id, &row, util::now_ms())
             .await?;
+        if self
+            .quarantine_known_content(
+                &row.sha256,
+                &[],
+                &[(origin.to_string(), media_id.to_owned())],
+            )
+            .await?
+        {
+            return Err(Error::not_found("Media not found"));
+        }
         Ok(row)
     }
 
