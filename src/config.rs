@@ -75,6 +75,20 @@ pub struct Config {
     pub tchap: Option<TchapConfig>,
     /// Server notices (`/_synapse/admin/v1/send_server_notice`). Absent: off.
     pub server_notices: Option<ServerNoticesConfig>,
+    /// The admin API's optional powers.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: what the admin API may do beyond the defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `POST /_synapse/admin/v1/users/{id}/login` (an admin opens a session as a user). Off by
+    /// default: an operator who needs it turns it on.
+    pub login_as_user: bool,
+    /// The secret of `/_synapse/admin/v1/register` (Synapse's `registration_shared_secret`,
+    /// what `register_new_matrix_user` uses). Absent: that endpoint is off.
+    pub registration_shared_secret: Option<String>,
 }
 
 /// `[server_notices]`: the system user that sends notices and the name of its rooms.
@@ -533,6 +547,7 @@ impl Default for Config {
             email: EmailConfig::default(),
             tchap: None,
             server_notices: None,
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -641,6 +656,9 @@ impl Config {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("PALABRE_SERVER_NAME") {
             self.server_name = v;
+        }
+        if let Some(v) = get("PALABRE_REGISTRATION_SHARED_SECRET") {
+            self.admin.registration_shared_secret = Some(v);
         }
         if let Some(v) = get("PALABRE_LISTEN") {
             self.listen = v;

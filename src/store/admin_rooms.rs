@@ -68,7 +68,7 @@ const FIELDS: &[(&str, &str, &str)] = &[
 impl Db {
     /// `content.<key>` of an event's JSON column, as text, in this database's syntax. `key` is
     /// one of this module's constants (never a caller's text).
-    fn state_field(&self, json: &str, key: &str) -> String {
+    pub(super) fn state_field(&self, json: &str, key: &str) -> String {
         match self.dialect {
             Dialect::Sqlite => format!("CAST(json_extract({json}, '$.content.\"{key}\"') AS TEXT)"),
             Dialect::Postgres => format!("(CAST({json} AS jsonb) -> 'content' ->> '{key}')"),

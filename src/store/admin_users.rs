@@ -192,12 +192,54 @@ impl Db {
         tx.commit().await
     }
 
-    /// Every suspended account.
-    pub async fn suspended_users(&self) -> sqlx::Result<Vec<String>> {
-        let rows = sqlx::query("SELECT user_id FROM users WHERE suspended = 1")
-            .fetch_all(&self.pool)
-            .await?;
+    /// Every account with the flag set.
+    pub async fn flagged_users(&self, flag: UserFlag) -> sqlx::Result<Vec<String>> {
+        let rows = sqlx::query(&format!(
+            "SELECT user_id FROM users WHERE {} = 1",
+            flag.column()
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| r.try_get(0)).collect()
+    }
+
+    /// Every rate-limit override: (user, messages per second, burst count).
+    pub async fn ratelimit_overrides(&self) -> sqlx::Result<Vec<(String, i64, i64)>> {
+        sqlx::query_as("SELECT user_id, messages_per_second, burst_count FROM ratelimit_overrides")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// How many invites the user sent since `from_ts`.
+    pub async fn sent_invite_count(&self, user_id: &str, from_ts: i64) -> sqlx::Result<i64> {
+        let membership = self.state_field("e.json", "membership");
+        let sql = format!(
+            "SELECT COUNT(*) FROM events e WHERE e.sender = $1 AND e.type = 'm.room.member' \
+             AND e.state_key <> $1 AND e.origin_server_ts >= $2 AND {membership} = 'invite' \
+             AND e.rejected = 0"
+        );
+        sqlx::query(&sql)
+            .bind(user_id)
+            .bind(from_ts)
+            .fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?
+            .try_get(0)
+    }
+
+    /// How many distinct rooms the user ever joined.
+    pub async fn cumulative_joined_rooms(&self, user_id: &str) -> sqlx::Result<i64> {
+        let membership = self.state_field("e.json", "membership");
+        let sql = format!(
+            "SELECT COUNT(DISTINCT e.room_id) FROM events e WHERE e.type = 'm.room.member' \
+             AND e.state_key = $1 AND {membership} = 'join' AND e.rejected = 0"
+        );
+        sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?
+            .try_get(0)
     }
 
     pub async fn set_user_type(&self, user_id: &str, user_type: Option<&str>) -> sqlx::Result<()> {

@@ -6,6 +6,7 @@ mod smtp_sink;
 
 mod accounts;
 mod admin_media;
+mod admin_powers;
 mod admin_rooms;
 mod admin_users;
 mod crash;

@@ -7,6 +7,7 @@ mod reports;
 mod rooms;
 mod server;
 mod server_notices;
+mod user_powers;
 mod users;
 mod validity;
 
@@ -107,5 +108,6 @@ pub fn routes() -> Router<AppState> {
             "/_synapse/admin/v1/send_server_notice/{txn_id}",
             put(server_notices::send_txn),
         );
-    media::routes(reports::routes(rooms::routes(users::routes(r))))
+    let r = user_powers::routes(users::routes(r));
+    media::routes(reports::routes(rooms::routes(r)))
 }

@@ -121,3 +121,66 @@ impl AccountsFace<'_> {
         Ok(())
     }
 }
+
+impl AccountsFace<'_> {
+    /// A session opened for `user` by the admin `by` (`POST /v1/users/{id}/login`): a new
+    /// device named after the admin, so the user sees it among his devices and can end it
+    /// (Synapse's puppet token has no device; see docs/admin-api.md). `valid_until_ms`: when
+    /// the token stops working.
+    pub async fn admin_login_as(
+        self,
+        by: &UserId,
+        user: &UserId,
+        valid_until_ms: Option<i64>,
+    ) -> Result<String> {
+        let name = format!("Admin session ({by})");
+        let (_, access) = self.admin_session(user, &name, valid_until_ms).await?;
+        Ok(access)
+    }
+
+    /// A new device with an access token (no refresh token): (device id, token).
+    pub async fn admin_session(
+        self,
+        user: &UserId,
+        device_name: &str,
+        valid_until_ms: Option<i64>,
+    ) -> Result<(String, String)> {
+        let access = crate::util::random_token("pat");
+        let device = crate::util::random_string(10).to_uppercase();
+        let now = crate::util::now_ms();
+        let mut tx = self.db.begin_write().await?;
+        crate::store::Db::insert_device_with_token(
+            &mut tx.tx,
+            user.as_str(),
+            &device,
+            Some(device_name),
+            &crate::util::hash_secret(&access),
+            valid_until_ms,
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((device, access))
+    }
+
+    /// Creates a device without a session (`POST /v2/users/{id}/devices`); an existing one is
+    /// left as it is.
+    pub async fn admin_create_device(self, user: &UserId, device_id: &str) -> Result<()> {
+        if device_id.is_empty() || device_id.len() > 255 || device_id.chars().any(char::is_control)
+        {
+            return Err(Error::invalid_param("Invalid device_id"));
+        }
+        let mut tx = self.db.begin_write().await?;
+        crate::store::Db::insert_device(
+            &mut tx.tx,
+            user.as_str(),
+            device_id,
+            None,
+            crate::util::now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -7,10 +7,12 @@
 //! the admin-only state.
 
 pub mod jobs;
+mod limits;
 mod media;
 mod reports;
 mod room_delete;
 mod rooms;
+mod shared_secret;
 mod users;
 
 use std::collections::HashSet;
@@ -19,12 +21,14 @@ use parking_lot::RwLock;
 use ruma::UserId;
 use serde_json::Value;
 
-use crate::{services::face, Error, Result};
+use crate::{services::face, store::admin_users::UserFlag, Error, Result};
 
+pub use limits::RateLimitOverride;
 pub use media::{DeleteOldMedia, MediaListParams};
 pub use reports::ReportQuery;
 pub use room_delete::DeleteRoom;
 pub use rooms::RoomListParams;
+pub use shared_secret::SharedSecretRegistration;
 pub use users::{UserListParams, UserUpsert};
 
 face!(
@@ -37,6 +41,12 @@ face!(
 pub struct AdminState {
     /// Suspended local accounts: read on every send, changed by the admin API (loaded at start).
     suspended: RwLock<HashSet<String>>,
+    /// Shadow-banned local accounts, read on every send and invite.
+    shadow_banned: RwLock<HashSet<String>>,
+    /// Per-user message rate limits that replace `[rate_limits] message`.
+    message_limits: RwLock<std::collections::HashMap<String, crate::config::RateLimit>>,
+    /// Nonces of the shared-secret registration.
+    nonces: shared_secret::Nonces,
 }
 
 /// `from`/`limit` of a listing, checked as Synapse does (400 `M_INVALID_PARAM` when negative).
@@ -86,8 +96,9 @@ pub fn backwards(dir: Option<&str>) -> Result<bool> {
 impl AdminFace<'_> {
     /// Loads the admin state and resumes the jobs a previous run left unfinished.
     pub async fn start(self) -> Result<()> {
-        let suspended = self.db.suspended_users().await?;
+        let suspended = self.db.flagged_users(UserFlag::Suspended).await?;
         *self.admin_state.suspended.write() = suspended.into_iter().collect();
+        self.load_limits().await?;
         self.resume_jobs().await
     }
 

@@ -145,7 +145,7 @@ impl AdminFace<'_> {
         Ok(out)
     }
 
-    async fn user_row(self, user: &UserId) -> Result<AdminUserRow> {
+    pub(super) async fn user_row(self, user: &UserId) -> Result<AdminUserRow> {
         self.local_user(user)?;
         self.db
             .admin_get_user(user.as_str())
@@ -480,4 +480,62 @@ fn device_entry(user: &UserId, d: &crate::store::users::DeviceRow) -> Value {
         "last_seen_user_agent": Value::Null,
         "user_id": user,
     })
+}
+
+impl AdminFace<'_> {
+    /// `GET /_synapse/admin/v1/users/{id}/sent_invite_count` (`from_ts`: since when, ms).
+    pub async fn sent_invite_count(self, user: &UserId, from_ts: Option<i64>) -> Result<Value> {
+        self.local_user(user)?;
+        let from = from_ts.unwrap_or(0);
+        if from < 0 {
+            return Err(Error::invalid_param(
+                "Query parameter from_ts must be a string representing a positive integer.",
+            ));
+        }
+        let n = self.db.sent_invite_count(user.as_str(), from).await?;
+        Ok(json!({ "invite_count": n }))
+    }
+
+    /// `GET /_synapse/admin/v1/users/{id}/cumulative_joined_room_count`.
+    pub async fn cumulative_joined_room_count(self, user: &UserId) -> Result<Value> {
+        self.local_user(user)?;
+        let n = self.db.cumulative_joined_rooms(user.as_str()).await?;
+        Ok(json!({ "cumulative_joined_room_count": n }))
+    }
+
+    /// `POST /_synapse/admin/v1/users/{id}/login`: off unless `[admin] login_as_user`; never
+    /// for oneself, never for a deactivated account.
+    pub async fn login_as(
+        self,
+        by: &UserId,
+        user: &UserId,
+        valid_until_ms: Option<i64>,
+    ) -> Result<Value> {
+        if !self.config.admin.login_as_user {
+            return Err(Error::forbidden(
+                "Logging in as a user is turned off on this server ([admin] login_as_user)",
+            ));
+        }
+        if by == user {
+            return Err(Error::bad_json("Cannot use admin API to login as self"));
+        }
+        let row = self.user_row(user).await?;
+        if row.deactivated == 1 {
+            return Err(Error::bad_json("Cannot log in as a deactivated user"));
+        }
+        if valid_until_ms.is_some_and(|t| t <= crate::util::now_ms()) {
+            return Err(Error::invalid_param("valid_until_ms is in the past"));
+        }
+        let token = self
+            .accounts()
+            .admin_login_as(by, user, valid_until_ms)
+            .await?;
+        Ok(json!({ "access_token": token }))
+    }
+
+    /// `POST /_synapse/admin/v2/users/{id}/devices`.
+    pub async fn create_device(self, user: &UserId, device_id: &str) -> Result<()> {
+        self.user_row(user).await?;
+        self.accounts().admin_create_device(user, device_id).await
+    }
 }

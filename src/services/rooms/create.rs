@@ -144,6 +144,10 @@ impl RoomsFace<'_> {
                 invitees.push(u);
             }
         }
+        if self.admin().is_shadow_banned(creator) {
+            // The room is made; its invites go nowhere (Synapse's shadow ban).
+            invitees.clear();
+        }
         let access_rule = self
             .policy()
             .creation_access_rule(creator, req, &invitees, replacing)

@@ -163,6 +163,10 @@ impl RoomsFace<'_> {
             self.admin().check_not_suspended(sender)?;
             self.admin().check_room_not_blocked(room_id).await?;
         }
+        if membership == MembershipState::Invite && self.admin().is_shadow_banned(sender) {
+            // Answered as sent, sent nowhere (Synapse's shadow ban).
+            return Ok(());
+        }
         if membership == MembershipState::Invite
             && self.is_local(target)
             && self

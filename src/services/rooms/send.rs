@@ -46,6 +46,10 @@ impl RoomsFace<'_> {
         if kind != "m.room.redaction" {
             self.admin().check_not_suspended(&r.user_id)?;
         }
+        if self.admin().is_shadow_banned(&r.user_id) && kind != "m.room.member" {
+            // Answered as sent, sent nowhere (Synapse's shadow ban).
+            return Ok(self.admin().phantom_event_id());
+        }
         if !content.is_object() {
             return Err(Error::bad_json("Content must be a JSON object"));
         }
@@ -71,7 +75,7 @@ impl RoomsFace<'_> {
         self.ratelimit.check(
             "message",
             r.user_id.as_str(),
-            self.config.rate_limits.message,
+            self.admin().message_limit(&r.user_id),
         )?;
         if kind == "m.room.member" {
             if let Some(k) = state_key {
@@ -117,6 +121,9 @@ impl RoomsFace<'_> {
         let key = txn.map(|t| scoped("redact", room_id, t));
         if let Some(id) = self.earlier_txn(r, key.as_deref()).await? {
             return Ok(id);
+        }
+        if self.admin().is_shadow_banned(&r.user_id) {
+            return Ok(self.admin().phantom_event_id());
         }
         self.redact_scoped(r, room_id, target, reason, txn.zip(key))
             .await
