@@ -6,6 +6,7 @@ mod smtp_sink;
 
 mod accounts;
 mod admin_rooms;
+mod admin_tokens;
 mod admin_users;
 mod crash;
 mod crash_mixed;

@@ -2,6 +2,7 @@
 //! endpoint is for server admins only (401 without a token, 403 `M_FORBIDDEN` otherwise), and
 //! every change is audited (one `palabre::admin` log line with the admin's id).
 
+mod registration_tokens;
 mod reports;
 mod rooms;
 mod server;
@@ -106,5 +107,5 @@ pub fn routes() -> Router<AppState> {
             "/_synapse/admin/v1/send_server_notice/{txn_id}",
             put(server_notices::send_txn),
         );
-    reports::routes(rooms::routes(users::routes(r)))
+    registration_tokens::routes(reports::routes(rooms::routes(users::routes(r))))
 }
