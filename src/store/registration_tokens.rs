@@ -68,11 +68,13 @@ impl Db {
         now: i64,
     ) -> sqlx::Result<Vec<RegistrationTokenRow>> {
         let filter = match valid {
-            None => return sqlx::query_as(&format!(
-                "SELECT {COLS} FROM registration_tokens ORDER BY token"
-            ))
-            .fetch_all(&self.pool)
-            .await,
+            None => {
+                return sqlx::query_as(&format!(
+                    "SELECT {COLS} FROM registration_tokens ORDER BY token"
+                ))
+                .fetch_all(&self.pool)
+                .await
+            }
             Some(true) => usable(1),
             Some(false) => format!("NOT ({})", usable(1)),
         };
@@ -202,12 +204,11 @@ impl Db {
         .execute(&mut *tx.tx)
         .await?;
         if recorded.rows_affected() == 0 {
-            let held: Option<(Option<String>,)> = sqlx::query_as(
-                "SELECT registration_token FROM uia_sessions WHERE session_id = $1",
-            )
-            .bind(session)
-            .fetch_optional(&mut *tx.tx)
-            .await?;
+            let held: Option<(Option<String>,)> =
+                sqlx::query_as("SELECT registration_token FROM uia_sessions WHERE session_id = $1")
+                    .bind(session)
+                    .fetch_optional(&mut *tx.tx)
+                    .await?;
             return Ok(held.and_then(|(t,)| t).as_deref() == Some(token));
         }
         let taken = sqlx::query(&format!(

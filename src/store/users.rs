@@ -485,7 +485,6 @@ impl Db {
         Db::release_registration_tokens(&mut tx.tx, &held).await?;
         tx.commit().await
     }
-
 }
 
 #[derive(Debug, Clone, Copy)]

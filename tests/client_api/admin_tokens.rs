@@ -57,7 +57,9 @@ async fn validity(s: &TestServer, token: &str) -> bool {
     let (st, v) = s
         .call(
             Method::GET,
-            &format!("/_matrix/client/v1/register/m.login.registration_token/validity?token={token}"),
+            &format!(
+                "/_matrix/client/v1/register/m.login.registration_token/validity?token={token}"
+            ),
             None,
             None,
         )
@@ -180,7 +182,10 @@ async fn crud_shapes(b: Backend) {
         .put(&admin, &one("Ab.9_~-x"), json!({ "uses_allowed": null }))
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!((&v["uses_allowed"], &v["expiry_time"]), (&json!(null), &json!(expiry)));
+    assert_eq!(
+        (&v["uses_allowed"], &v["expiry_time"]),
+        (&json!(null), &json!(expiry))
+    );
     let (st, v) = s
         .put(
             &admin,
@@ -226,7 +231,10 @@ async fn crud_shapes(b: Backend) {
 
     // A token named `new`: POST /new creates, GET/PUT/DELETE /new address it.
     let (st, v) = s.get(&admin, NEW).await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")));
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("M_NOT_FOUND"))
+    );
     let (st, _) = s.post(&admin, NEW, json!({ "token": "new" })).await;
     assert_eq!(st, StatusCode::OK);
     let (st, v) = s.get(&admin, NEW).await;
@@ -248,13 +256,21 @@ async fn crud_shapes(b: Backend) {
         (Method::DELETE, None),
     ] {
         for t in ["Ab.9_~-x", "never-made"] {
-            let (st, v) = s.call(m.clone(), &one(t), Some(&admin.token), body.clone()).await;
+            let (st, v) = s
+                .call(m.clone(), &one(t), Some(&admin.token), body.clone())
+                .await;
             assert_eq!(st, StatusCode::NOT_FOUND, "{m} {t}: {v}");
             assert_eq!(v["errcode"], "M_NOT_FOUND", "{m} {t}: {v}");
         }
     }
     let (_, v) = s.get(&admin, LIST).await;
-    let mut left = vec![generated.as_str(), long.as_str(), "seed-1", "seed-2", "seed-3"];
+    let mut left = vec![
+        generated.as_str(),
+        long.as_str(),
+        "seed-1",
+        "seed-2",
+        "seed-3",
+    ];
     left.sort();
     assert_eq!(tokens_of(&v), left);
     s.stop().await;
@@ -305,8 +321,13 @@ async fn bad_bodies_refused(b: Backend) {
     }
     // Not JSON, or not an object.
     let (st, v) = s.raw(Method::POST, NEW, Some(&admin.token), "{nope").await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_NOT_JSON")));
-    let (st, v) = s.raw(Method::PUT, &one("taken"), Some(&admin.token), "[1]").await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_NOT_JSON"))
+    );
+    let (st, v) = s
+        .raw(Method::PUT, &one("taken"), Some(&admin.token), "[1]")
+        .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     // None of them made or changed a token.
     let (_, v) = s.get(&admin, LIST).await;
@@ -334,20 +355,31 @@ async fn limited_token(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["user_id"], "@first:localhost");
     let (_, v) = s.get(&admin, &one("once")).await;
-    assert_eq!((v["pending"].as_i64(), v["completed"].as_i64()), (Some(0), Some(1)), "{v}");
+    assert_eq!(
+        (v["pending"].as_i64(), v["completed"].as_i64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
     assert!(!validity(&s, "once").await);
     let (st, v) = register_with_token(&s, "second", "once").await;
     assert_token_refused(st, &v);
     let (st, v) = register_with_token(&s, "second", "never-made").await;
     assert_token_refused(st, &v);
     let (st, _) = s
-        .call(Method::GET, "/_matrix/client/v3/profile/@second:localhost", Some(&admin.token), None)
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/profile/@second:localhost",
+            Some(&admin.token),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     // Listed as no longer valid; one more use allowed makes it valid again.
     let (_, v) = s.get(&admin, &format!("{LIST}?valid=false")).await;
     assert_eq!(tokens_of(&v), ["once"]);
-    let (st, _) = s.put(&admin, &one("once"), json!({ "uses_allowed": 2 })).await;
+    let (st, _) = s
+        .put(&admin, &one("once"), json!({ "uses_allowed": 2 }))
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert!(validity(&s, "once").await);
     let (st, v) = register_with_token(&s, "second", "once").await;
@@ -361,13 +393,20 @@ async fn limited_token(b: Backend) {
     let names: Vec<String> = (0..4).map(|i| format!("racer{i}")).collect();
     let results =
         futures::future::join_all(names.iter().map(|n| register_with_token(&s, n, "last"))).await;
-    let won = results.iter().filter(|(st, _)| *st == StatusCode::OK).count();
+    let won = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::OK)
+        .count();
     assert_eq!(won, 1, "{results:?}");
     for (st, v) in results.iter().filter(|(st, _)| *st != StatusCode::OK) {
         assert_token_refused(*st, v);
     }
     let (_, v) = s.get(&admin, &one("last")).await;
-    assert_eq!((v["pending"].as_i64(), v["completed"].as_i64()), (Some(0), Some(1)), "{v}");
+    assert_eq!(
+        (v["pending"].as_i64(), v["completed"].as_i64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
     s.stop().await;
 }
 
@@ -375,7 +414,11 @@ async fn expired_token(b: Backend) {
     let s = token_server(b, &[]).await;
     let admin = s.admin_user("boss").await;
     let (st, _) = s
-        .post(&admin, NEW, json!({ "token": "brief", "expiry_time": now_ms() + 1500 }))
+        .post(
+            &admin,
+            NEW,
+            json!({ "token": "brief", "expiry_time": now_ms() + 1500 }),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     assert!(validity(&s, "brief").await);
@@ -388,7 +431,9 @@ async fn expired_token(b: Backend) {
     let (_, v) = s.get(&admin, &format!("{LIST}?valid=true")).await;
     assert_eq!(tokens_of(&v), Vec::<&str>::new());
     // Without expiry it works again.
-    let (st, _) = s.put(&admin, &one("brief"), json!({ "expiry_time": null })).await;
+    let (st, _) = s
+        .put(&admin, &one("brief"), json!({ "expiry_time": null }))
+        .await;
     assert_eq!(st, StatusCode::OK);
     let (st, v) = register_with_token(&s, "late", "brief").await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -411,16 +456,27 @@ async fn pending_uses(b: Backend) {
     // A session in flight (as after the token stage of a multi-stage flow) holds the use.
     let db = &s.services().db;
     assert!(db
-        .reserve_registration_token("held-session", "{\"m.login.registration_token\":\"one\"}", "one", now_ms())
+        .reserve_registration_token(
+            "held-session",
+            "{\"m.login.registration_token\":\"one\"}",
+            "one",
+            now_ms()
+        )
         .await
         .unwrap());
     let (_, v) = s.get(&admin, &one("one")).await;
-    assert_eq!((v["pending"].as_i64(), v["completed"].as_i64()), (Some(1), Some(0)), "{v}");
+    assert_eq!(
+        (v["pending"].as_i64(), v["completed"].as_i64()),
+        (Some(1), Some(0)),
+        "{v}"
+    );
     assert!(!validity(&s, "one").await);
     let (st, v) = register_with_token(&s, "other", "one").await;
     assert_token_refused(st, &v);
     // The session expires (an hour later, seen by the next UIA write): the use comes back.
-    db.uia_put("later", None, "{}", now_ms() + 3_700_000).await.unwrap();
+    db.uia_put("later", None, "{}", now_ms() + 3_700_000)
+        .await
+        .unwrap();
     let (_, v) = s.get(&admin, &one("one")).await;
     assert_eq!(v["pending"], 0, "{v}");
     assert!(validity(&s, "one").await);
@@ -428,7 +484,12 @@ async fn pending_uses(b: Backend) {
     // Through HTTP: the stage answers with the session; repeating it with the same token takes
     // no second use, with another token is refused.
     let (st, v) = s
-        .call(Method::POST, REGISTER, None, Some(json!({ "username": "carol", "password": "correct horse 1" })))
+        .call(
+            Method::POST,
+            REGISTER,
+            None,
+            Some(json!({ "username": "carol", "password": "correct horse 1" })),
+        )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     let session = v["session"].as_str().unwrap().to_owned();
@@ -436,10 +497,16 @@ async fn pending_uses(b: Backend) {
         json!({ "username": "carol", "password": "correct horse 1",
                 "auth": { "type": "m.login.registration_token", "token": token, "session": session } })
     };
-    let (st, v) = s.call(Method::POST, REGISTER, None, Some(body("one"))).await;
+    let (st, v) = s
+        .call(Method::POST, REGISTER, None, Some(body("one")))
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (_, v) = s.get(&admin, &one("one")).await;
-    assert_eq!((v["pending"].as_i64(), v["completed"].as_i64()), (Some(0), Some(1)), "{v}");
+    assert_eq!(
+        (v["pending"].as_i64(), v["completed"].as_i64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
     // The session was consumed: replaying it registers nobody.
     let (st, v) = s
         .call(
@@ -461,6 +528,10 @@ async fn pending_uses(b: Backend) {
                          "auth": { "type": "m.login.registration_token" } })),
         )
         .await;
-    assert_eq!((st, v["errcode"].as_str()), (StatusCode::UNAUTHORIZED, Some("M_MISSING_PARAM")), "{v}");
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_MISSING_PARAM")),
+        "{v}"
+    );
     s.stop().await;
 }

@@ -17,7 +17,10 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     r.route("/_synapse/admin/v1/registration_tokens", get(list))
         .route(
             "/_synapse/admin/v1/registration_tokens/new",
-            post(create).get(show_new).put(update_new).delete(delete_new),
+            post(create)
+                .get(show_new)
+                .put(update_new)
+                .delete(delete_new),
         )
         .route(
             "/_synapse/admin/v1/registration_tokens/{token}",
@@ -44,11 +47,7 @@ async fn create(
     ok(v)
 }
 
-async fn show(
-    State(s): State<AppState>,
-    Admin(_): Admin,
-    Path(token): Path<String>,
-) -> ApiResult {
+async fn show(State(s): State<AppState>, Admin(_): Admin, Path(token): Path<String>) -> ApiResult {
     ok(s.admin().registration_token(&token).await?)
 }
 
