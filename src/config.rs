@@ -40,9 +40,10 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Where the signing key and the SQLite database live.
     pub data_dir: PathBuf,
-    /// `open`, `token` (needs a token from `registration_tokens`) or `closed`.
+    /// `open`, `token` (needs a registration token, see the admin API) or `closed`.
     pub registration: RegistrationMode,
-    /// Tokens accepted by `m.login.registration_token` when `registration = "token"`.
+    /// Registration tokens inserted at start when absent from the database (unlimited, no
+    /// expiry); never overwritten. The admin API manages them after.
     pub registration_tokens: Vec<String>,
     /// Presence (`m.presence`); Tchap runs with it off.
     pub presence: bool,

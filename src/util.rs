@@ -13,10 +13,17 @@ pub fn now_ms() -> i64 {
 
 /// A random URL-safe string of `len` characters from [A-Za-z0-9].
 pub fn random_string(len: usize) -> String {
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    random_from(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        len,
+    )
+}
+
+/// `len` characters drawn uniformly from `chars` (ASCII).
+pub fn random_from(chars: &[u8], len: usize) -> String {
     let mut rng = rand::rng();
     (0..len)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .map(|_| chars[rng.random_range(0..chars.len())] as char)
         .collect()
 }
 

@@ -148,6 +148,16 @@ impl Services {
         if !applied.is_empty() {
             tracing::info!(?applied, "database migrations applied");
         }
+        // The configured registration tokens seed the table; the admin API manages it after.
+        let seeded = db
+            .seed_registration_tokens(&config.registration_tokens)
+            .await?;
+        if !seeded.is_empty() {
+            tracing::info!(
+                count = seeded.len(),
+                "registration tokens added from the configuration"
+            );
+        }
         let keys = server_keys::ServerKeys::load_or_generate(&config.data_dir)?;
         let server_name = ServerName::parse(&config.server_name)?;
         // Each stream restarts after its rows and its recorded head, whichever is higher (the

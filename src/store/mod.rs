@@ -22,6 +22,7 @@ pub mod openid;
 pub mod push;
 pub mod receipts;
 pub mod redactions;
+pub mod registration_tokens;
 pub mod relations;
 pub mod remote_memberships;
 pub mod reports;
@@ -75,8 +76,8 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0026_media_admin");
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0026_media_admin");
+const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin");
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin");
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {

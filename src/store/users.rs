@@ -459,32 +459,31 @@ impl Db {
         .bind(now)
         .execute(&mut *tx.tx)
         .await?;
-        // Sessions live one hour.
-        sqlx::query("DELETE FROM uia_sessions WHERE created_ts < $1")
-            .bind(now - 3_600_000)
-            .execute(&mut *tx.tx)
-            .await?;
+        // Sessions live one hour; an expired registration gives back its token's pending use.
+        let held: Vec<(Option<String>,)> = sqlx::query_as(
+            "DELETE FROM uia_sessions WHERE created_ts < $1 RETURNING registration_token",
+        )
+        .bind(now - 3_600_000)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let held: Vec<String> = held.into_iter().filter_map(|(t,)| t).collect();
+        Db::release_registration_tokens(&mut tx.tx, &held).await?;
         tx.commit().await
     }
 
+    /// Deletes a UIA session; a registration session still holding a pending token use (it
+    /// did not register) gives it back.
     pub async fn uia_delete(&self, session: &str) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM uia_sessions WHERE session_id = $1")
-            .bind(session)
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.commit().await
-    }
-
-    pub async fn registration_token_used(tx: &mut Tx, token: &str) -> sqlx::Result<()> {
-        sqlx::query(
-            "INSERT INTO registration_token_uses (token, completed) VALUES ($1, 1) \
-             ON CONFLICT (token) DO UPDATE SET completed = registration_token_uses.completed + 1",
+        let held: Vec<(Option<String>,)> = sqlx::query_as(
+            "DELETE FROM uia_sessions WHERE session_id = $1 RETURNING registration_token",
         )
-        .bind(token)
-        .execute(&mut **tx)
+        .bind(session)
+        .fetch_all(&mut *tx.tx)
         .await?;
-        Ok(())
+        let held: Vec<String> = held.into_iter().filter_map(|(t,)| t).collect();
+        Db::release_registration_tokens(&mut tx.tx, &held).await?;
+        tx.commit().await
     }
 }
 

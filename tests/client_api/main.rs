@@ -8,6 +8,7 @@ mod accounts;
 mod admin_media;
 mod admin_powers;
 mod admin_rooms;
+mod admin_tokens;
 mod admin_users;
 mod crash;
 mod crash_mixed;

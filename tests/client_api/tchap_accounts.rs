@@ -665,9 +665,10 @@ async fn token_then_email_and_races(b: Backend) {
         "x",
     )
     .await;
+    // Synapse's refusal of the stage: M_UNAUTHORIZED in the 401 challenge.
     assert_eq!(
         (st, v["errcode"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("M_FORBIDDEN"))
+        (StatusCode::UNAUTHORIZED, Some("M_UNAUTHORIZED"))
     );
     let (st, v) = register_with(
         &srv,
@@ -677,6 +678,18 @@ async fn token_then_email_and_races(b: Backend) {
     .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
     assert_eq!(v["completed"], json!(["m.login.registration_token"]));
+    // The session holds a pending use of the token until it registers.
+    let uses = || async {
+        let t = srv
+            .services()
+            .db
+            .registration_token("tok-1")
+            .await
+            .unwrap()
+            .unwrap();
+        (t.pending, t.completed)
+    };
+    assert_eq!(uses().await, (1, 0));
     // Two sessions validated for the same address: the first registration wins, the second is
     // refused and creates no account.
     let addr = "paul@interieur.gouv.fr";
@@ -690,6 +703,7 @@ async fn token_then_email_and_races(b: Backend) {
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["user_id"], "@paul-interieur.gouv.fr:localhost");
+    assert_eq!(uses().await, (0, 1));
     let paul_token = v["access_token"].as_str().unwrap().to_owned();
     let auth = |creds: &Value, session: &str| json!({"type": "m.login.email.identity", "threepid_creds": creds, "session": session});
     let (_, v) = register_with(&srv, Value::Null, "x").await;
@@ -706,6 +720,8 @@ async fn token_then_email_and_races(b: Backend) {
         (StatusCode::BAD_REQUEST, Some("M_THREEPID_IN_USE")),
         "{v}"
     );
+    // The refused registration keeps its session's pending use (for a retry).
+    assert_eq!(uses().await, (1, 1));
     let (st, _) = srv
         .call(
             Method::GET,

@@ -3,6 +3,7 @@
 //! every change is audited (one `palabre::admin` log line with the admin's id).
 
 mod media;
+mod registration_tokens;
 mod reports;
 mod rooms;
 mod server;
@@ -109,5 +110,6 @@ pub fn routes() -> Router<AppState> {
             put(server_notices::send_txn),
         );
     let r = user_powers::routes(users::routes(r));
+    let r = registration_tokens::routes(r);
     media::routes(reports::routes(rooms::routes(r)))
 }

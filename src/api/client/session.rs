@@ -135,11 +135,7 @@ pub async fn token_validity(
 ) -> ApiResult {
     s.ratelimit
         .check("register", &ip, s.config.rate_limits.registration)?;
-    let valid = s.config.registration == crate::config::RegistrationMode::Token
-        && s.config
-            .registration_tokens
-            .iter()
-            .any(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), q.token.as_bytes()).into());
+    let valid = s.accounts().registration_token_valid(&q.token).await?;
     ok(json!({ "valid": valid }))
 }
 

@@ -369,16 +369,9 @@ impl AccountsFace<'_> {
                 done.insert("m.login.dummy".into(), json!(true));
             }
             Some("m.login.registration_token") => {
-                let token = auth.token.clone().unwrap_or_default();
-                let ok =
-                    self.config.registration_tokens.iter().any(|t| {
-                        subtle::ConstantTimeEq::ct_eq(t.as_bytes(), token.as_bytes()).into()
-                    });
-                if ok {
-                    done.insert("m.login.registration_token".into(), json!(token));
-                } else {
-                    failure = Some(("M_FORBIDDEN", "Invalid registration token"));
-                }
+                failure = self
+                    .registration_token_stage(&session, &mut done, auth.token.as_deref())
+                    .await?;
             }
             Some("m.login.email.identity") => match &auth.threepid_creds {
                 None => failure = Some(("M_MISSING_PARAM", "Missing threepid_creds")),
@@ -404,10 +397,12 @@ impl AccountsFace<'_> {
             let email = done
                 .get("m.login.email.identity")
                 .and_then(|v| serde_json::from_value(v.clone()).ok());
+            // A session that holds a token's pending use is consumed by the registration.
+            let session = given.or_else(|| token.as_ref().map(|_| session.clone()));
             return Ok(RegistrationAuth {
                 token,
                 email,
-                session: given,
+                session,
             });
         }
         self.db
@@ -425,6 +420,50 @@ impl AccountsFace<'_> {
                 .with_extra("error", json!(msg));
         }
         Err(e)
+    }
+
+    /// `m.login.registration_token`, as Synapse checks it: the first success in a session takes
+    /// a pending use of the token (so a token with uses left cannot be over-used by sessions in
+    /// flight), recorded on the session; the same token again changes nothing, another one is
+    /// refused. Answers the stage's failure (errcode, message), if any.
+    async fn registration_token_stage(
+        self,
+        session: &str,
+        done: &mut serde_json::Map<String, Value>,
+        token: Option<&str>,
+    ) -> Result<Option<(&'static str, &'static str)>> {
+        const STAGE: &str = "m.login.registration_token";
+        let Some(token) = token else {
+            return Ok(Some(("M_MISSING_PARAM", "Missing registration token")));
+        };
+        match done.get(STAGE) {
+            Some(held) if held.as_str() == Some(token) => return Ok(None),
+            Some(_) => return Ok(Some(("M_INVALID_PARAM", "Registration token has changed"))),
+            None => {}
+        }
+        let mut with = done.clone();
+        with.insert(STAGE.into(), json!(token));
+        let completed = Value::Object(with.clone()).to_string();
+        if self
+            .db
+            .reserve_registration_token(session, &completed, token, util::now_ms())
+            .await?
+        {
+            *done = with;
+            Ok(None)
+        } else {
+            Ok(Some(("M_UNAUTHORIZED", "Invalid registration token")))
+        }
+    }
+
+    /// `GET /register/m.login.registration_token/validity`: whether registration asks for a
+    /// token and this one exists, has not expired and has uses left.
+    pub async fn registration_token_valid(self, token: &str) -> Result<bool> {
+        Ok(self.config.registration == RegistrationMode::Token
+            && self
+                .db
+                .registration_token_usable(token, util::now_ms())
+                .await?)
     }
 
     pub fn check_registration_open(self) -> Result<()> {
@@ -508,7 +547,12 @@ impl AccountsFace<'_> {
             }
         };
         if let Some(t) = &auth.token {
-            Db::registration_token_used(&mut tx.tx, t).await?;
+            // The session's pending use becomes a completed one, once: a second registration
+            // racing on the same session (or after the token was deleted) is refused.
+            let session = auth.session.as_deref().unwrap_or_default();
+            if !Db::complete_registration_token(&mut tx.tx, session, t).await? {
+                return Err(Error::unauthorized("Invalid registration token"));
+            }
         }
         if let (Some(address), Some(creds)) = (&address, &auth.email) {
             Db::take_threepid_session(

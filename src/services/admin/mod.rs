@@ -1,6 +1,6 @@
 //! Server administration, behind the admin API (`/_synapse/admin/…`): listings of users and
 //! rooms as Synapse shows them, account flags (admin, locked, suspended), reports, room blocks,
-//! and the background jobs (room deletion) that survive a restart.
+//! registration tokens, and the background jobs (room deletion) that survive a restart.
 //!
 //! The rules stay with their areas: an account is created, deactivated or logged out through
 //! `s.accounts()`, a member leaves through `s.rooms()`. This area orders those calls and keeps
@@ -9,6 +9,7 @@
 pub mod jobs;
 mod limits;
 mod media;
+mod registration_tokens;
 mod reports;
 mod room_delete;
 mod rooms;
