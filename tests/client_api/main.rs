@@ -7,6 +7,7 @@ mod smtp_sink;
 mod accounts;
 mod admin_rooms;
 mod admin_users;
+mod config_example;
 mod crash;
 mod crash_mixed;
 mod directory;
