@@ -252,7 +252,9 @@ fn check_uncommented(text: &str) -> Vec<String> {
         Err(e) => return vec![format!("uncommented, the file does not parse: {e}")],
     };
     if let Err(e) = palabre::services::check_config(&cfg) {
-        return vec![format!("uncommented, the file fails the start-up checks: {e}")];
+        return vec![format!(
+            "uncommented, the file fails the start-up checks: {e}"
+        )];
     }
     let (got, want) = (json(&cfg), json(&reference()));
     let at = |v: &Value, path: &[String]| path.iter().try_fold(v, |v, k| v.get(k)).cloned();
@@ -281,7 +283,7 @@ fn check_uncommented(text: &str) -> Vec<String> {
 
 /// Every field of every configuration struct is written (commented or not) in its section.
 fn check_complete(text: &str) -> Vec<String> {
-    let doc: toml::Value = match uncomment(text).map(|(t, _)| toml::from_str(&t)) {
+    let doc: toml::Value = match uncomment(text).map(|(t, _)| toml::from_str::<toml::Value>(&t)) {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => return vec![format!("uncommented, the file does not parse: {e}")],
         Err(e) => return vec![e],
