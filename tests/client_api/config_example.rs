@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use palabre::config::{
-    AccountValidityConfig, Config, EmailRule, EmailTarget, ServerNoticesConfig, TchapConfig,
-    TlsConfig, TrustedKeyServer,
+    AccountValidityConfig, Config, EmailRule, EmailTarget, FederationConfig, ServerNoticesConfig,
+    TchapConfig, TlsConfig, TrustedKeyServer,
 };
 use serde_json::Value;
 
@@ -127,32 +127,37 @@ fn uncomment(text: &str) -> Result<(String, Vec<Shown>), String> {
 /// defaults where it has some), so that the fields of each are walked. A field added to one of
 /// these structs shows here; an `Option` section added to one must be made present here.
 fn reference() -> Config {
-    let mut cfg = Config::default();
-    cfg.tls = Some(TlsConfig {
-        listen: String::new(),
-        certificate: PathBuf::new(),
-        private_key: PathBuf::new(),
-    });
-    cfg.server_notices = Some(ServerNoticesConfig::default());
-    cfg.federation.trusted_key_servers = vec![TrustedKeyServer {
-        server_name: String::new(),
-        verify_keys: BTreeMap::new(),
-    }];
-    cfg.tchap = Some(TchapConfig {
-        email_rules: vec![EmailRule {
-            address: Some(String::new()),
-            pattern: Some(String::new()),
-            server: String::new(),
-            requires_invite: false,
-        }],
-        catch_all: Some(EmailTarget {
-            server: String::new(),
-            requires_invite: false,
+    let defaults = Config::default();
+    Config {
+        tls: Some(TlsConfig {
+            listen: String::new(),
+            certificate: PathBuf::new(),
+            private_key: PathBuf::new(),
         }),
-        account_validity: Some(AccountValidityConfig::default()),
-        ..TchapConfig::default()
-    });
-    cfg
+        server_notices: Some(ServerNoticesConfig::default()),
+        federation: FederationConfig {
+            trusted_key_servers: vec![TrustedKeyServer {
+                server_name: String::new(),
+                verify_keys: BTreeMap::new(),
+            }],
+            ..defaults.federation.clone()
+        },
+        tchap: Some(TchapConfig {
+            email_rules: vec![EmailRule {
+                address: Some(String::new()),
+                pattern: Some(String::new()),
+                server: String::new(),
+                requires_invite: false,
+            }],
+            catch_all: Some(EmailTarget {
+                server: String::new(),
+                requires_invite: false,
+            }),
+            account_validity: Some(AccountValidityConfig::default()),
+            ..TchapConfig::default()
+        }),
+        ..defaults
+    }
 }
 
 fn json(cfg: &Config) -> Value {
