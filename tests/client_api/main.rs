@@ -10,6 +10,7 @@ mod admin_powers;
 mod admin_rooms;
 mod admin_tokens;
 mod admin_users;
+mod config_example;
 mod crash;
 mod crash_mixed;
 mod directory;
