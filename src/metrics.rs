@@ -298,6 +298,47 @@ impl Metrics {
             scrape: parking_lot::Mutex::new(()),
             registry,
         }
+        .with_known_labels()
+    }
+
+    /// Series of the fixed label values, at 0 until something happens: a family is then in
+    /// every scrape from the start (a dashboard or an alert needs no first event to see it).
+    fn with_known_labels(self) -> Self {
+        for origin in ["local", "remote"] {
+            self.events_persisted.with_label_values(&[origin]);
+        }
+        for result in ["ok", "error"] {
+            self.federation_transactions.with_label_values(&[result]);
+        }
+        for kind in ["pdu", "edu", "ephemeral"] {
+            self.federation_queue_depth.with_label_values(&[kind]);
+        }
+        for outcome in [
+            PduOutcome::Accepted,
+            PduOutcome::AlreadyKnown,
+            PduOutcome::SoftFailed,
+            PduOutcome::Rejected,
+        ] {
+            self.federation_incoming_pdus
+                .with_label_values(&[outcome.label()]);
+        }
+        for state in ["in_use", "idle"] {
+            self.db_connections.with_label_values(&[state]);
+        }
+        for cache in [CACHE_TOKENS, CACHE_ROOMS] {
+            self.cache_hits.with_label_values(&[cache]);
+            self.cache_misses.with_label_values(&[cache]);
+            self.cache_size.with_label_values(&[cache]);
+        }
+        self
+    }
+
+    /// Makes the series of a background job kind (at 0 until a job of that kind runs).
+    pub fn job_kind(&self, kind: &str) {
+        for status in ["started", "completed", "failed"] {
+            self.jobs.with_label_values(&[kind, status]);
+        }
+        self.jobs_active.with_label_values(&[kind]);
     }
 
     /// One answered HTTP request.

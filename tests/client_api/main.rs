@@ -22,6 +22,7 @@ mod knock;
 mod mailer;
 mod media;
 mod messaging;
+mod metrics;
 mod openid;
 mod push;
 mod relations;

@@ -86,6 +86,7 @@ impl AdminFace<'_> {
     pub async fn start(self) -> Result<()> {
         let suspended = self.db.suspended_users().await?;
         *self.admin_state.suspended.write() = suspended.into_iter().collect();
+        self.metrics.job_kind(jobs::SHUTDOWN_ROOM);
         self.resume_jobs().await
     }
 
