@@ -27,7 +27,7 @@ fn parse(text: &str) -> Vec<Sample> {
             continue;
         }
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .unwrap_or_else(|| panic!("no value: {line}"));
         let name = line[..name_end].to_owned();
         let mut labels = BTreeMap::new();
@@ -338,4 +338,85 @@ async fn scrape_moves_with_load(b: Backend) {
     s.stop().await;
 }
 
-crate::both_backends!(scrape_moves_with_load);
+/// The metrics URL of a server started with a metrics listener.
+fn metrics_url(s: &TestServer) -> String {
+    let addr = s
+        .running
+        .as_ref()
+        .unwrap()
+        .metrics_addr
+        .expect("metrics listener");
+    format!("http://{addr}/_palabre/metrics")
+}
+
+/// Federation moves the federation families: A sends its message in a transaction that B
+/// accepts, and B writes it as a remote event.
+async fn federation_families_move(b: Backend) {
+    let on = |c: &mut palabre::config::Config| c.metrics.listen = Some("127.0.0.1:0".into());
+    let (a, bs, _cert) = two_servers_with(b, on, on).await;
+    let (url_a, url_b) = (metrics_url(&a), metrics_url(&bs));
+    let a_name = a.name();
+    let alice = a.register("alice").await;
+    let bob = bs.register("bob").await;
+    let room = a
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let (st, v) = bs
+        .post(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&room),
+                enc(&a_name)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "remote join: {v}");
+    let sent = |sc: &Scrape| {
+        sc.value(
+            "palabre_federation_outgoing_transactions_total",
+            &[("result", "ok")],
+        )
+    };
+    let accepted = |sc: &Scrape| {
+        sc.value(
+            "palabre_federation_incoming_pdus_total",
+            &[("outcome", "accepted")],
+        )
+    };
+    let remote = |sc: &Scrape| sc.value("palabre_events_persisted_total", &[("origin", "remote")]);
+    // B waits until A knows bob joined, so that A's next message goes to B.
+    eventually(|| async {
+        let (_, m) = a
+            .get(
+                &alice,
+                &format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)),
+            )
+            .await;
+        m["joined"].get(&bob.user_id).is_some()
+    })
+    .await;
+    let (a0, b0) = (scrape(&a, &url_a).await, scrape(&bs, &url_b).await);
+    assert!(remote(&b0) >= 1.0, "the room's state came from A");
+    a.send_text(&alice, &room, "m1", "to bob").await;
+    let mut moved = false;
+    for _ in 0..100 {
+        let (a1, b1) = (scrape(&a, &url_a).await, scrape(&bs, &url_b).await);
+        if sent(&a1) > sent(&a0) && accepted(&b1) > accepted(&b0) && remote(&b1) > remote(&b0) {
+            assert_eq!(
+                a1.value("palabre_federation_queue_depth", &[("kind", "pdu")]),
+                0.0,
+                "the outbox is drained once B accepted"
+            );
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(moved, "federation counters never moved");
+    a.stop().await;
+    bs.stop().await;
+}
+
+crate::both_backends!(scrape_moves_with_load, federation_families_move);
