@@ -420,3 +420,30 @@ async fn federation_families_move(b: Backend) {
 }
 
 crate::both_backends!(scrape_moves_with_load, federation_families_move);
+
+/// `[metrics]` as the example documents it: off unless `listen` is set, `enabled = false`
+/// closes it, `PALABRE_METRICS_LISTEN` sets it, and a public listener's address is refused.
+#[test]
+fn metrics_config() {
+    let example = include_str!("../../config/palabre.example.toml")
+        .replace("# [metrics]", "[metrics]")
+        .replace(
+            "# listen = \"127.0.0.1:9090\"",
+            "listen = \"127.0.0.1:9090\"",
+        )
+        .replace("# enabled = true", "enabled = true");
+    let cfg: palabre::config::Config = toml::from_str(&example).expect("example parses");
+    palabre::services::check_config(&cfg).expect("example checks");
+    assert_eq!(cfg.metrics.listener(), Some("127.0.0.1:9090"));
+    let mut off = cfg.clone();
+    off.metrics.enabled = false;
+    assert_eq!(off.metrics.listener(), None);
+    let mut public = cfg.clone();
+    public.metrics.listen = Some(public.listen.clone());
+    assert!(palabre::services::check_config(&public).is_err());
+    let mut env = palabre::config::Config::default();
+    assert_eq!(env.metrics.listener(), None);
+    env.apply_env(|k| (k == "PALABRE_METRICS_LISTEN").then(|| "127.0.0.1:9191".to_owned()))
+        .unwrap();
+    assert_eq!(env.metrics.listener(), Some("127.0.0.1:9191"));
+}
