@@ -78,6 +78,8 @@ pub struct Config {
     pub server_notices: Option<ServerNoticesConfig>,
     /// The admin API's optional powers.
     pub admin: AdminConfig,
+    /// Prometheus metrics on a listener of their own.
+    pub metrics: MetricsConfig,
 }
 
 /// `[admin]`: what the admin API may do beyond the defaults.
@@ -90,6 +92,33 @@ pub struct AdminConfig {
     /// The secret of `/_synapse/admin/v1/register` (Synapse's `registration_shared_secret`,
     /// what `register_new_matrix_user` uses). Absent: that endpoint is off.
     pub registration_shared_secret: Option<String>,
+}
+
+/// `[metrics]`: Prometheus metrics (`GET /_palabre/metrics`) on their own listener, never on the
+/// public one. Off unless `listen` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// host:port of the metrics listener, e.g. `127.0.0.1:9090`. Unset: no metrics listener.
+    pub listen: Option<String>,
+    /// `false` keeps the listener closed even with `listen` set.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            enabled: true,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Where the metrics listener listens, when it is on.
+    pub fn listener(&self) -> Option<&str> {
+        self.listen.as_deref().filter(|_| self.enabled)
+    }
 }
 
 /// `[server_notices]`: the system user that sends notices and the name of its rooms.
@@ -549,6 +578,7 @@ impl Default for Config {
             tchap: None,
             server_notices: None,
             admin: AdminConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -709,6 +739,9 @@ impl Config {
         if let Some(v) = get("PALABRE_LOG_FORMAT") {
             self.log.format = v;
         }
+        if let Some(v) = get("PALABRE_METRICS_LISTEN") {
+            self.metrics.listen = Some(v).filter(|v| !v.is_empty());
+        }
         Ok(())
     }
 
@@ -719,6 +752,13 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("server_name {:?} is invalid: {e}", self.server_name))?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             anyhow::bail!("log.format must be text or json");
+        }
+        if let Some(m) = self.metrics.listener() {
+            let public = std::iter::once(self.listen.as_str())
+                .chain(self.tls.as_ref().map(|t| t.listen.as_str()));
+            if public.into_iter().any(|l| l == m && !l.ends_with(":0")) {
+                anyhow::bail!("metrics.listen must not be a public listener's address ({m})");
+            }
         }
         Ok(())
     }

@@ -11,6 +11,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The TLS listener's address, when one is configured.
     pub tls_addr: Option<SocketAddr>,
+    /// The metrics listener's address, when `[metrics] listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -62,6 +64,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_graceful_shutdown(stopped(rx.clone()));
         tasks.push(tokio::spawn(async move { secure.await }));
         tracing::info!(addr = ?tls_addr, "TLS listener started");
+    }
+    let mut metrics_addr = None;
+    if let Some(listen) = services.config.metrics.listener() {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {listen}: {e}"))?;
+        metrics_addr = Some(listener.local_addr()?);
+        let metrics = axum::serve(listener, api::metrics::router(services.clone()))
+            .with_graceful_shutdown(stopped(rx.clone()));
+        tasks.push(tokio::spawn(async move { metrics.await }));
+        tracing::info!(addr = ?metrics_addr, path = api::metrics::PATH, "metrics listener started");
     }
     services.push().start_pusher_task();
     // The annuaire's entries and search index are made while the server serves (searches
@@ -138,6 +151,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         addr,
         tls_addr,
+        metrics_addr,
         services,
         shutdown: tx,
         tasks,

@@ -5,6 +5,7 @@ pub mod client;
 pub mod federation;
 mod health;
 pub mod identity;
+pub mod metrics;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -267,7 +268,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(refuse_nul))
-        .layer(axum::middleware::from_fn(trace_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            trace_request,
+        ))
         .layer(cors)
         .with_state(state)
 }
@@ -289,8 +293,13 @@ impl Caller {
 /// The access log: one span per request (its events carry the request id, method and route
 /// template), and one line at the end (status, duration, caller, response bytes), at `info`
 /// (`error` for a 5xx). The response carries the same id in `X-Request-Id` (made here: an
-/// incoming one is the client's word, not ours).
-async fn trace_request(mut req: Request, next: axum::middleware::Next) -> Response {
+/// incoming one is the client's word, not ours). The same figures feed the request metrics
+/// (`palabre_http_*`: method, route template — `unmatched` for no route —, status, latency).
+async fn trace_request(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -298,13 +307,18 @@ async fn trace_request(mut req: Request, next: axum::middleware::Next) -> Respon
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
     let start = std::time::Instant::now();
+    let in_flight = s.metrics.in_flight();
     let request_id = crate::util::random_string(16);
     let caller = Caller::default();
     req.extensions_mut().insert(caller.clone());
     let span = tracing::info_span!("request", id = %request_id, %method, route = %route);
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    drop(in_flight);
     let status = resp.status().as_u16();
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = start.elapsed().as_secs_f64();
+    s.metrics
+        .http_request(method.as_str(), &route, status, elapsed);
+    let ms = elapsed * 1000.0;
     let bytes = axum::body::HttpBody::size_hint(resp.body()).exact();
     let who = caller.0.get().map(String::as_str).unwrap_or("-");
     span.in_scope(|| {

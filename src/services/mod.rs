@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod e2ee;
 pub mod federation;
 pub mod filter;
+pub mod gauges;
 pub mod health;
 pub mod mail;
 pub mod media;
@@ -106,6 +107,8 @@ pub struct Services {
     pub health: health::Health,
     /// Password hashes in flight (each costs a core and `memory_kib` of memory).
     pub hashing: tokio::sync::Semaphore,
+    /// The Prometheus metric families of this server (docs/operations.md).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Checks a configuration as the services will read it: [`Config::check`] plus what only the
@@ -221,6 +224,7 @@ impl Services {
                     .map(|n| n.get())
                     .unwrap_or(2),
             ),
+            metrics: crate::metrics::Metrics::new(),
         }))
     }
 

@@ -127,6 +127,18 @@ impl Db {
         row.try_get(0)
     }
 
+    /// (PDU rows, EDU rows) waiting in the outboxes, every destination together (metrics).
+    pub async fn outbox_depths(&self) -> sqlx::Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM federation_outbox), \
+             (SELECT COUNT(*) FROM federation_edu_outbox)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .and_then(super::one)?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// Queues events for destinations: (id, destination, event_id).
     pub async fn enqueue_outbox(&self, rows: &[(i64, String, String)]) -> sqlx::Result<()> {
         if rows.is_empty() {

@@ -87,6 +87,15 @@ impl Db {
         tx.commit().await
     }
 
+    /// To-device messages waiting, every device together (metrics).
+    pub async fn to_device_total(&self) -> sqlx::Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM to_device")
+            .fetch_all(&self.pool)
+            .await
+            .and_then(super::one)?;
+        row.try_get(0)
+    }
+
     /// (user, device, queued messages) for the devices of these users that have any.
     pub async fn to_device_queue_lengths(
         &self,

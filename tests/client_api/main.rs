@@ -27,6 +27,7 @@ mod knock;
 mod mailer;
 mod media;
 mod messaging;
+mod metrics;
 mod openid;
 mod push;
 mod relations;

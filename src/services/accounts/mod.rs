@@ -50,6 +50,13 @@ pub struct TokenCache {
     generation: std::sync::atomic::AtomicU64,
 }
 
+impl TokenCache {
+    /// The tokens cached now.
+    pub fn entries(&self) -> usize {
+        self.map.lock().len()
+    }
+}
+
 /// What a successful login or registration hands back.
 pub struct Session {
     pub user_id: OwnedUserId,
@@ -176,6 +183,8 @@ impl AccountsFace<'_> {
         let hash = util::hash_secret(token);
         let now = util::now_ms();
         let cached = self.tokens.map.lock().get(&hash).cloned();
+        self.metrics
+            .cache_lookup(crate::metrics::CACHE_TOKENS, cached.is_some());
         let entry = match cached {
             Some(c) => c,
             None => {

@@ -133,6 +133,7 @@ impl AdminFace<'_> {
         if let Err(e) = self.db.update_job(&row).await {
             tracing::error!(job = %row.id, error = %e, "admin job: cannot record its start");
         }
+        let active = self.metrics.job_started(&row.kind);
         let mut progress = Progress {
             row,
             logged_tenth: 0,
@@ -144,6 +145,8 @@ impl AdminFace<'_> {
             other => Err(Error::unknown(format!("unknown job kind {other}"))),
         };
         let mut row = progress.row;
+        drop(active);
+        self.metrics.job_ended(&row.kind, outcome.is_ok());
         match outcome {
             Ok(result) => {
                 row.status = "complete".into();

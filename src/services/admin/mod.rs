@@ -100,6 +100,13 @@ impl AdminFace<'_> {
         let suspended = self.db.flagged_users(UserFlag::Suspended).await?;
         *self.admin_state.suspended.write() = suspended.into_iter().collect();
         self.load_limits().await?;
+        for kind in [
+            jobs::SHUTDOWN_ROOM,
+            jobs::DELETE_MEDIA,
+            jobs::PURGE_REMOTE_MEDIA,
+        ] {
+            self.metrics.job_kind(kind);
+        }
         self.resume_jobs().await
     }
 

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::pdu::CheckedPdu;
 use crate::{
+    metrics::PduOutcome,
     services::{filter::glob, rooms::Outcome},
     util, Error, Result,
 };
@@ -117,17 +118,23 @@ impl FederationFace<'_> {
             }
         };
         let Ok(room_id) = RoomId::parse(room) else {
+            self.metrics
+                .incoming_pdus(PduOutcome::Rejected, pdus.len() as u64);
             fail(&mut out, &pdus, "invalid room id");
             return out;
         };
         let rules = match self.rooms().room_rules(room_id.as_str()).await {
             Ok(r) => r,
             Err(_) => {
+                self.metrics
+                    .incoming_pdus(PduOutcome::Rejected, pdus.len() as u64);
                 fail(&mut out, &pdus, "unknown room");
                 return out;
             }
         };
         if let Err(e) = self.check_acl(&room_id, origin).await {
+            self.metrics
+                .incoming_pdus(PduOutcome::Rejected, pdus.len() as u64);
             fail(&mut out, &pdus, &e.message);
             return out;
         }
@@ -136,31 +143,36 @@ impl FederationFace<'_> {
             match self.check_pdu(p, &rules).await {
                 Ok(c) => checked.push(c),
                 Err(e) => {
+                    self.metrics.incoming_pdus(PduOutcome::Rejected, 1);
                     let id = format!("invalid-{}", checked.len());
                     out.insert(id, json!({ "error": e.message }));
                 }
             }
         }
+        let taken = checked.len() as u64;
         match self
             .accept_with_gaps(origin, &room_id, checked, &rules)
             .await
         {
             Ok(results) => {
                 for (id, o) in results {
-                    let v = match o {
-                        Outcome::Accepted | Outcome::AlreadyKnown | Outcome::SoftFailed => {
-                            json!({})
-                        }
-                        Outcome::Rejected(e) => json!({ "error": e }),
-                        Outcome::MissingPrevs(_) => {
-                            json!({ "error": "prev events unknown and unavailable" })
-                        }
+                    let (v, counted) = match o {
+                        Outcome::Accepted => (json!({}), PduOutcome::Accepted),
+                        Outcome::AlreadyKnown => (json!({}), PduOutcome::AlreadyKnown),
+                        Outcome::SoftFailed => (json!({}), PduOutcome::SoftFailed),
+                        Outcome::Rejected(e) => (json!({ "error": e }), PduOutcome::Rejected),
+                        Outcome::MissingPrevs(_) => (
+                            json!({ "error": "prev events unknown and unavailable" }),
+                            PduOutcome::Rejected,
+                        ),
                     };
+                    self.metrics.incoming_pdus(counted, 1);
                     out.insert(id.to_string(), v);
                 }
             }
             Err(e) => {
                 tracing::warn!(%room_id, error = %e.message, "cannot take PDUs");
+                self.metrics.incoming_pdus(PduOutcome::Rejected, taken);
                 fail(&mut out, &pdus, &e.message);
             }
         }

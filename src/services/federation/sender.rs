@@ -229,6 +229,7 @@ impl FederationFace<'_> {
                 Some(&body),
             )
             .await;
+        self.metrics.outgoing_transaction(sent.is_ok());
         if let Err(e) = sent {
             // Put the ephemeral EDUs back for the next attempt (oldest dropped beyond a bound).
             let mut queue = q.ephemeral.lock();
@@ -294,6 +295,9 @@ async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
         let Some(s) = weak.upgrade() else { return };
         let cap = Duration::from_millis(s.config.federation.max_retry_interval_ms.max(1000));
         let res = s.federation().send_batch(&dest, &q).await;
+        if res.is_err() {
+            s.metrics.federation_retries.inc();
+        }
         drop(s);
         match res {
             Ok(true) => {

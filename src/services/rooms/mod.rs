@@ -469,6 +469,13 @@ pub(crate) fn int(v: i64) -> CanonicalJsonValue {
     CanonicalJsonValue::Integer(ruma::Int::new_saturating(v))
 }
 
+impl RoomCache {
+    /// The rooms with a slot now (loaded, being loaded or being created).
+    pub fn entries(&self) -> usize {
+        self.rooms.lock().len()
+    }
+}
+
 impl RoomsFace<'_> {
     /// Locks a room for writing, loading its state on first use. The slot is None when the room
     /// is unknown here.
@@ -481,6 +488,8 @@ impl RoomsFace<'_> {
             .or_default()
             .clone();
         let mut guard = slot.clone().lock_owned().await;
+        self.metrics
+            .cache_lookup(crate::metrics::CACHE_ROOMS, guard.is_some());
         if guard.is_none() {
             *guard = self.load_room(room_id).await?;
             if guard.is_none() {

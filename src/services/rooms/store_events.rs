@@ -126,8 +126,18 @@ impl RoomsFace<'_> {
         w: EventWrite<'_>,
         wake: Vec<OwnedUserId>,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         let res = self.write_events_tx(room_id, &w).await;
         if res.is_ok() {
+            let mine = format!(":{}", self.server_name);
+            let local = w
+                .events
+                .iter()
+                .filter(|e| e.sender.ends_with(&mine))
+                .count() as u64;
+            let remote = w.events.len() as u64 - local;
+            self.metrics
+                .events_written(local, remote, started.elapsed().as_secs_f64());
             let ready = self.events_stream.complete(&positions, wake);
             self.notifier
                 .notify(ready.iter().map(|u| -> &ruma::UserId { u }));

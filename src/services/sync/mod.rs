@@ -69,6 +69,7 @@ impl SyncFace<'_> {
             let waiting_allowed =
                 since.is_some() && !req.full_state && tokio::time::Instant::now() < deadline;
             if waiting_allowed && since == Some(cur) {
+                let _waiting = self.metrics.long_poll();
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
                     return self.empty_response(r, cur).await;
                 }
@@ -76,7 +77,9 @@ impl SyncFace<'_> {
             }
             let (resp, empty) = self.sync_once(r, since, cur, &req).await?;
             if empty && waiting_allowed {
+                let waiting = self.metrics.long_poll();
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    drop(waiting);
                     // Nothing for this user up to now: hand back the newest position.
                     let cur = self.current_token();
                     let (resp, _) = self.sync_once(r, since, cur, &req).await?;
