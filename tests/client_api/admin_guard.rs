@@ -97,6 +97,8 @@ const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET", "/_synapse/admin/v1/statistics/users/media"),
     ("GET", "/_synapse/admin/v1/statistics/database/rooms"),
+    ("GET", "/_synapse/admin/v1/experimental_features/{user}"),
+    ("PUT", "/_synapse/admin/v1/experimental_features/{user}"),
     ("GET", "/_synapse/admin/v1/registration_tokens"),
     ("POST", "/_synapse/admin/v1/registration_tokens/new"),
     ("GET", "/_synapse/admin/v1/registration_tokens/abc"),

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 crate::both_backends!(
+    experimental_features_all_off,
     shadow_ban_sends_nowhere,
     ratelimit_override_applies,
     login_as_and_counts,
@@ -422,4 +423,44 @@ async fn nonce(s: &TestServer) -> String {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     v["nonce"].as_str().unwrap().to_owned()
+}
+
+/// None of Synapse's per-user experimental features exists here: all off, none can be turned on.
+async fn experimental_features_all_off(b: Backend) {
+    let s = TestServer::start(b).await;
+    let admin = s.admin_user("boss").await;
+    let bob = s.register("bob").await;
+    let path = format!(
+        "/_synapse/admin/v1/experimental_features/{}",
+        enc(&bob.user_id)
+    );
+    let (st, v) = s.get(&admin, &path).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v,
+        json!({ "features": { "msc3881": false, "msc3575": false, "msc4222": false } })
+    );
+    let (st, v) = s
+        .put(&admin, &path, json!({ "features": { "msc3881": false } }))
+        .await;
+    assert_eq!((st, v), (StatusCode::OK, json!({})));
+    let (st, v) = s
+        .put(&admin, &path, json!({ "features": { "msc3881": true } }))
+        .await;
+    assert_eq!(
+        (st, v["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
+    );
+    let (st, _) = s
+        .put(&admin, &path, json!({ "features": { "nonsense": false } }))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s
+        .get(
+            &admin,
+            "/_synapse/admin/v1/experimental_features/@ghost:localhost",
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.stop().await;
 }

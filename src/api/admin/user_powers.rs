@@ -42,6 +42,10 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
         post(create_device),
     )
     .route("/_synapse/admin/v1/register", get(nonce).post(register))
+    .route(
+        "/_synapse/admin/v1/experimental_features/{user_id}",
+        get(experimental_features).put(set_experimental_features),
+    )
 }
 
 async fn shadow_ban(
@@ -166,4 +170,26 @@ async fn register(State(s): State<AppState>, Json(b): Json<SharedSecretRegistrat
     let v = s.admin().register_with_secret(b).await?;
     tracing::info!(target: "palabre::admin", user = %username, admin = "shared secret", action = "register", "admin action");
     ok(v)
+}
+
+async fn experimental_features(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    Path(user): Path<String>,
+) -> ApiResult {
+    ok(s.admin()
+        .experimental_features(&parse_user_id(&user)?)
+        .await?)
+}
+
+async fn set_experimental_features(
+    State(s): State<AppState>,
+    Admin(a): Admin,
+    Path(user): Path<String>,
+    Json(b): Json<serde_json::Value>,
+) -> ApiResult {
+    let user = parse_user_id(&user)?;
+    s.admin().set_experimental_features(&user, &b).await?;
+    audit(&a, "set_experimental_features", user.as_str());
+    ok(json!({}))
 }

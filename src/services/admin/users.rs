@@ -539,3 +539,46 @@ impl AdminFace<'_> {
         self.accounts().admin_create_device(user, device_id).await
     }
 }
+
+/// Synapse's per-user experimental features (`ExperimentalFeature`). Palabre has none of them,
+/// so each is off for everyone and cannot be turned on.
+const EXPERIMENTAL_FEATURES: &[&str] = &["msc3881", "msc3575", "msc4222"];
+
+impl AdminFace<'_> {
+    /// `GET /_synapse/admin/v1/experimental_features/{id}`: every feature, off.
+    pub async fn experimental_features(self, user: &UserId) -> Result<Value> {
+        self.user_row(user).await?;
+        let features: serde_json::Map<String, Value> = EXPERIMENTAL_FEATURES
+            .iter()
+            .map(|f| ((*f).to_owned(), Value::Bool(false)))
+            .collect();
+        Ok(json!({ "features": features }))
+    }
+
+    /// `PUT /_synapse/admin/v1/experimental_features/{id}`: turning a feature off is what it
+    /// already is; turning one on is refused (400), since this server does not have it.
+    pub async fn set_experimental_features(self, user: &UserId, body: &Value) -> Result<()> {
+        self.user_row(user).await?;
+        let features = body
+            .get("features")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::missing_param("Missing 'features'"))?;
+        for (name, on) in features {
+            if !EXPERIMENTAL_FEATURES.contains(&name.as_str()) {
+                return Err(Error::invalid_param(format!(
+                    "{name:?} is not recognised as a valid experimental feature."
+                )));
+            }
+            match on.as_bool() {
+                Some(false) => {}
+                Some(true) => {
+                    return Err(Error::invalid_param(format!(
+                        "{name} is not available on this server"
+                    )))
+                }
+                None => return Err(Error::invalid_param(format!("{name} must be a boolean"))),
+            }
+        }
+        Ok(())
+    }
+}
