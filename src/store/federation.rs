@@ -9,6 +9,8 @@ use super::{
 
 /// A queued EDU: (id, destination, edu_type, content JSON).
 pub type EduRow = (i64, String, String, String);
+/// A queued PDU: (outbox id, event json, room id, stream ordering).
+pub type OutboxPdu = (i64, String, String, i64);
 
 /// A cached verify key of another server.
 #[derive(Debug, Clone)]
@@ -165,10 +167,11 @@ impl Db {
         Ok(())
     }
 
-    /// The next queued events of a destination: (id, event json).
-    pub async fn outbox_batch(&self, dest: &str, limit: i64) -> sqlx::Result<Vec<(i64, String)>> {
+    /// The next queued events of a destination: (id, event json, room, stream ordering).
+    pub async fn outbox_batch(&self, dest: &str, limit: i64) -> sqlx::Result<Vec<OutboxPdu>> {
         sqlx::query(
-            "SELECT o.id, e.json FROM federation_outbox o JOIN events e ON e.event_id = o.event_id \
+            "SELECT o.id, e.json, e.room_id, e.stream_ordering FROM federation_outbox o \
+             JOIN events e ON e.event_id = o.event_id \
              WHERE o.destination = $1 ORDER BY o.id LIMIT $2",
         )
         .bind(dest)
@@ -176,7 +179,7 @@ impl Db {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
         .collect()
     }
 

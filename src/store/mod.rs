@@ -6,6 +6,7 @@
 //! both databases.
 
 pub mod account_data;
+pub mod admin_destinations;
 pub mod admin_jobs;
 pub mod admin_media;
 pub mod admin_rooms;
@@ -76,8 +77,8 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin");
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin");
+const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations");
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations");
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {

@@ -5,6 +5,7 @@ mod common;
 mod smtp_sink;
 
 mod accounts;
+mod admin_federation;
 mod admin_guard;
 mod admin_media;
 mod admin_powers;

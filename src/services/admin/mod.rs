@@ -6,6 +6,7 @@
 //! `s.accounts()`, a member leaves through `s.rooms()`. This area orders those calls and keeps
 //! the admin-only state.
 
+mod destinations;
 pub mod jobs;
 mod limits;
 mod media;
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 use crate::{services::face, store::admin_users::UserFlag, Error, Result};
 
+pub use destinations::DestinationListParams;
 pub use limits::RateLimitOverride;
 pub use media::{DeleteOldMedia, MediaListParams};
 pub use reports::ReportQuery;

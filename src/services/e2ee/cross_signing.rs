@@ -82,7 +82,7 @@ impl E2eeFace<'_> {
         if unchanged {
             return Ok(());
         }
-        if stored.contains_key("master") {
+        if stored.contains_key("master") && !self.replaceable_without_uia(user).await? {
             self.accounts().uia_password(r, auth).await?;
         }
         let master = match new.iter().find(|(k, _, _)| *k == "master") {
@@ -230,6 +230,13 @@ impl E2eeFace<'_> {
             }
         }
         Ok(json!({ "failures": failures }))
+    }
+
+    /// Whether a server admin lets the user replace its cross-signing keys without UIA now
+    /// (until the deadline set through the admin API).
+    async fn replaceable_without_uia(self, user: &str) -> Result<bool> {
+        let deadline = self.db.cross_signing_replacement_deadline(user).await?;
+        Ok(deadline.is_some_and(|d| d > crate::util::now_ms()))
     }
 }
 

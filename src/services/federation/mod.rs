@@ -20,6 +20,7 @@ pub mod pdu;
 pub mod receive;
 pub mod remote_server_keys;
 pub mod resolver;
+pub mod retry;
 pub mod sender;
 pub mod serve;
 

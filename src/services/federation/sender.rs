@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::{
+    services::federation::retry::Sent,
     services::{rooms::RoomState, Services},
     store::federation::EduRow,
     util, Result,
@@ -41,6 +42,8 @@ pub struct Queue {
     /// The destination talked to us: retry now.
     pub reset: Notify,
     pub ephemeral: Mutex<std::collections::VecDeque<Value>>,
+    /// The retry state, as `destinations` shows it (held across its writes).
+    pub retry: tokio::sync::Mutex<super::retry::RetryState>,
 }
 
 #[derive(Default)]
@@ -171,9 +174,9 @@ impl FederationFace<'_> {
         Ok(())
     }
 
-    /// One transaction to `dest` (≤ 50 PDUs and ≤ 100 EDUs); Ok(false) when there was nothing
+    /// One transaction to `dest` (≤ 50 PDUs and ≤ 100 EDUs); Ok(None) when there was nothing
     /// to send.
-    async fn send_batch(self, dest: &str, q: &Queue) -> Result<bool> {
+    async fn send_batch(self, dest: &str, q: &Queue) -> Result<Option<Sent>> {
         let batch = self.db.outbox_batch(dest, BATCH).await?;
         let edus = self.db.edu_outbox_batch(dest, EDU_BATCH).await?;
         let ephemeral: Vec<Value> = {
@@ -182,10 +185,10 @@ impl FederationFace<'_> {
             e.drain(..n).collect()
         };
         if batch.is_empty() && edus.is_empty() && ephemeral.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let server = ServerName::parse(dest).map_err(|e| crate::Error::unknown(e.to_string()))?;
-        let pdus: Vec<Value> = batch.iter().map(|(_, j)| outgoing_pdu(j)).collect();
+        let pdus: Vec<Value> = batch.iter().map(|(_, j, _, _)| outgoing_pdu(j)).collect();
         let edu_values: Vec<Value> = edus
             .iter()
             .map(|(_, kind, content)| {
@@ -244,7 +247,12 @@ impl FederationFace<'_> {
         let pdu_ids: Vec<i64> = batch.iter().map(|r| r.0).collect();
         let edu_ids: Vec<i64> = edus.iter().map(|r| r.0).collect();
         self.db.outbox_done(dest, &pdu_ids, &edu_ids).await?;
-        Ok(true)
+        Ok(Some(Sent {
+            pdus: batch
+                .into_iter()
+                .map(|(_, _, room, so)| (room, so))
+                .collect(),
+        }))
     }
 
     /// Plans EDU rows for destinations (ids allocated here); insert them with
@@ -290,21 +298,24 @@ impl FederationFace<'_> {
 }
 
 async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
-    let mut delay = Duration::ZERO;
+    // A backoff persisted by an earlier run goes on from where it was.
+    let mut delay = match weak.upgrade() {
+        Some(s) => Duration::from_millis(s.federation().load_retry_state(&dest, &q.retry).await),
+        None => return,
+    };
     loop {
         let Some(s) = weak.upgrade() else { return };
         let cap = Duration::from_millis(s.config.federation.max_retry_interval_ms.max(1000));
         let res = s.federation().send_batch(&dest, &q).await;
-        if res.is_err() {
-            s.metrics.federation_retries.inc();
-        }
-        drop(s);
         match res {
-            Ok(true) => {
+            Ok(Some(sent)) => {
+                s.federation().record_success(&q.retry, sent).await;
                 delay = Duration::ZERO;
                 continue;
             }
-            Ok(false) => {
+            Ok(None) => {
+                s.federation().record_idle(&q.retry).await;
+                drop(s);
                 delay = Duration::ZERO;
                 // Idle: wait for news (checking now and then that the server still runs).
                 tokio::select! {
@@ -314,11 +325,14 @@ async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
                 }
             }
             Err(e) => {
+                s.metrics.federation_retries.inc();
                 delay = if delay.is_zero() {
                     Duration::from_secs(1)
                 } else {
                     (delay * 2).min(cap)
                 };
+                s.federation().record_failure(&q.retry, delay).await;
+                drop(s);
                 tracing::info!(destination = %dest, error = %e.message, retry_in = ?delay, "federation send failed");
                 tokio::select! {
                     _ = q.reset.notified() => { delay = Duration::ZERO; }
