@@ -5,6 +5,7 @@
 mod media;
 mod registration_tokens;
 mod reports;
+mod room_reads;
 mod rooms;
 mod server;
 mod server_notices;
@@ -110,6 +111,6 @@ pub fn routes() -> Router<AppState> {
             put(server_notices::send_txn),
         );
     let r = user_powers::routes(users::routes(r));
-    let r = registration_tokens::routes(r);
+    let r = room_reads::routes(registration_tokens::routes(r));
     media::routes(reports::routes(rooms::routes(r)))
 }
