@@ -7,6 +7,7 @@ mod smtp_sink;
 mod accounts;
 mod admin_media;
 mod admin_powers;
+mod admin_room_reads;
 mod admin_rooms;
 mod admin_tokens;
 mod admin_users;
