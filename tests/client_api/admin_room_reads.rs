@@ -34,7 +34,10 @@ async fn private_room(s: &TestServer, alice: &User) -> (String, Vec<String>) {
         .await;
     let mut ids = vec![];
     for i in 0..5 {
-        ids.push(s.send_text(alice, &room, &format!("t{i}"), &format!("m{i}")).await);
+        ids.push(
+            s.send_text(alice, &room, &format!("t{i}"), &format!("m{i}"))
+                .await,
+        );
     }
     (room, ids)
 }
@@ -90,11 +93,17 @@ async fn messages_and_context(b: Backend) {
     assert!(all["start"].is_string(), "{all}");
     assert!(all.get("end").is_none(), "{all}");
     let mut all_ids = ids_of(&all["chunk"]);
-    assert_eq!(all_ids[..5], msgs.iter().rev().cloned().collect::<Vec<_>>()[..]);
+    assert_eq!(
+        all_ids[..5],
+        msgs.iter().rev().cloned().collect::<Vec<_>>()[..]
+    );
     assert_eq!(all["chunk"][0]["content"]["body"], "m4");
     assert!(all["chunk"][0].get("signatures").is_none());
     all_ids.reverse();
-    assert_eq!(all_ids[0], all["chunk"].as_array().unwrap().last().unwrap()["event_id"]);
+    assert_eq!(
+        all_ids[0],
+        all["chunk"].as_array().unwrap().last().unwrap()["event_id"]
+    );
 
     // Forward (the default) two by two: every event once, in order.
     let mut seen = vec![];
@@ -250,7 +259,11 @@ async fn timestamp_and_fetch_event(b: Backend) {
         .get(&admin, &admin_path(&room, "timestamp_to_event?ts=0&dir=b"))
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    for bad in ["timestamp_to_event", "timestamp_to_event?ts=x", "timestamp_to_event?ts=1&dir=up"] {
+    for bad in [
+        "timestamp_to_event",
+        "timestamp_to_event?ts=x",
+        "timestamp_to_event?ts=1&dir=up",
+    ] {
         let (st, v) = s.get(&admin, &admin_path(&room, bad)).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
     }
@@ -310,7 +323,10 @@ async fn hierarchy_of_private_space(b: Backend) {
     let mut children = vec![];
     for i in 0..2 {
         let child = s
-            .create_room(&alice, json!({ "preset": "private_chat", "name": format!("c{i}") }))
+            .create_room(
+                &alice,
+                json!({ "preset": "private_chat", "name": format!("c{i}") }),
+            )
             .await;
         let (st, v) = s
             .put(
@@ -365,7 +381,9 @@ async fn hierarchy_of_private_space(b: Backend) {
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0], space);
     // max_depth and suggested_only.
-    let (_, v) = s.get(&admin, &admin_path(&space, "hierarchy?max_depth=0")).await;
+    let (_, v) = s
+        .get(&admin, &admin_path(&space, "hierarchy?max_depth=0"))
+        .await;
     assert_eq!(v["rooms"].as_array().unwrap().len(), 1, "{v}");
     let (_, v) = s
         .get(&admin, &admin_path(&space, "hierarchy?suggested_only=true"))
@@ -378,7 +396,10 @@ async fn hierarchy_of_private_space(b: Backend) {
         .collect();
     assert_eq!(ids, vec![space.as_str(), children[0].as_str()], "{v}");
     let (st, _) = s
-        .get(&admin, &admin_path(&space, "hierarchy?suggested_only=maybe"))
+        .get(
+            &admin,
+            &admin_path(&space, "hierarchy?suggested_only=maybe"),
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _) = s
@@ -435,22 +456,37 @@ async fn join_public_and_private(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["room_id"], private.as_str());
-    assert_eq!(membership(&s, &alice, &private, &carol.user_id).await, "join");
+    assert_eq!(
+        membership(&s, &alice, &private, &carol.user_id).await,
+        "join"
+    );
     // Carol really is in: she can send.
     s.send_text(&carol, &private, "c1", "hello").await;
 
     // Errors.
     let join = |room: &str| format!("/_synapse/admin/v1/join/{}", enc(room));
     let (st, v) = s
-        .post(&admin, &join(&public), json!({ "user_id": "@x:elsewhere.test" }))
+        .post(
+            &admin,
+            &join(&public),
+            json!({ "user_id": "@x:elsewhere.test" }),
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     let (st, v) = s
-        .post(&admin, &join("!nowhere:localhost"), json!({ "user_id": bob.user_id }))
+        .post(
+            &admin,
+            &join("!nowhere:localhost"),
+            json!({ "user_id": bob.user_id }),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     let (st, v) = s
-        .post(&admin, &join(&public), json!({ "user_id": "@ghost:localhost" }))
+        .post(
+            &admin,
+            &join(&public),
+            json!({ "user_id": "@ghost:localhost" }),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     let (st, v) = s
@@ -481,13 +517,19 @@ async fn make_room_admin_grants_power(b: Backend) {
     assert_eq!(v, json!({}));
     let pl = power_levels(&s, &admin, &private).await;
     assert_eq!(pl["users"][&admin.user_id], 100, "{pl}");
-    assert_eq!(membership(&s, &alice, &private, &admin.user_id).await, "invite");
+    assert_eq!(
+        membership(&s, &alice, &private, &admin.user_id).await,
+        "invite"
+    );
     s.join(&admin, &private).await;
     // With that power he can change the room.
     let (st, v) = s
         .put(
             &admin,
-            &format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&private)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+                enc(&private)
+            ),
             json!({ "name": "taken over" }),
         )
         .await;
@@ -495,7 +537,10 @@ async fn make_room_admin_grants_power(b: Backend) {
 
     // Another user in a public room: the power, no invite (he may join).
     let public = s
-        .create_room(&alice, json!({ "preset": "public_chat", "room_alias_name": "pub" }))
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "room_alias_name": "pub" }),
+        )
         .await;
     let (st, v) = s
         .post(
@@ -520,7 +565,9 @@ async fn make_room_admin_grants_power(b: Backend) {
     assert_eq!(st, StatusCode::NOT_FOUND);
 
     // No local member left to do it: 400.
-    let empty = s.create_room(&bob, json!({ "preset": "private_chat" })).await;
+    let empty = s
+        .create_room(&bob, json!({ "preset": "private_chat" }))
+        .await;
     let (st, v) = s
         .post(
             &bob,
@@ -534,7 +581,11 @@ async fn make_room_admin_grants_power(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     let (st, _) = s
-        .post(&admin, &admin_path("!nowhere:localhost", "make_room_admin"), json!({}))
+        .post(
+            &admin,
+            &admin_path("!nowhere:localhost", "make_room_admin"),
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s
@@ -580,7 +631,9 @@ async fn delete_forward_extremities(b: Backend) {
     let (st, _) = s.call(Method::DELETE, &path, Some(&bob.token), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
-    let (st, v) = s.call(Method::DELETE, &path, Some(&admin.token), None).await;
+    let (st, v) = s
+        .call(Method::DELETE, &path, Some(&admin.token), None)
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v, json!({ "deleted": 1 }));
     let (_, v) = s.get(&admin, &path).await;
@@ -597,7 +650,9 @@ async fn delete_forward_extremities(b: Backend) {
     assert_eq!(v["results"][0]["event_id"], next.as_str());
 
     // Nothing more to delete; an unknown room.
-    let (st, v) = s.call(Method::DELETE, &path, Some(&admin.token), None).await;
+    let (st, v) = s
+        .call(Method::DELETE, &path, Some(&admin.token), None)
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v, json!({ "deleted": 0 }));
     let (st, _) = s

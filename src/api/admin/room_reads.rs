@@ -13,44 +13,39 @@ use serde_json::json;
 use super::{audit, Admin, Params};
 use crate::{
     api::{json_body, ok, ApiResult, AppState, Json, Nul, Path},
-    services::{
-        admin::AdminMessages, filter::RoomEventFilter, rooms::spaces::HierarchyRequest,
-    },
+    services::{admin::AdminMessages, filter::RoomEventFilter, rooms::spaces::HierarchyRequest},
     store::events::Dir,
     util::{parse_room_id, parse_user_id},
     Error,
 };
 
 pub fn routes(r: Router<AppState>) -> Router<AppState> {
-    r.route(
-        "/_synapse/admin/v1/rooms/{room_id}/messages",
-        get(messages),
-    )
-    .route(
-        "/_synapse/admin/v1/rooms/{room_id}/context/{event_id}",
-        get(context),
-    )
-    .route(
-        "/_synapse/admin/v1/rooms/{room_id}/timestamp_to_event",
-        get(timestamp_to_event),
-    )
-    .route(
-        "/_synapse/admin/v1/rooms/{room_id}/hierarchy",
-        get(hierarchy),
-    )
-    .route(
-        "/_synapse/admin/v1/fetch_event/{event_id}",
-        get(fetch_event),
-    )
-    .route(
-        "/_synapse/admin/v1/rooms/{room_id}/forward_extremities",
-        delete(delete_extremities),
-    )
-    .route("/_synapse/admin/v1/join/{room}", post(join))
-    .route(
-        "/_synapse/admin/v1/rooms/{room_id}/make_room_admin",
-        post(make_room_admin),
-    )
+    r.route("/_synapse/admin/v1/rooms/{room_id}/messages", get(messages))
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/context/{event_id}",
+            get(context),
+        )
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/timestamp_to_event",
+            get(timestamp_to_event),
+        )
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/hierarchy",
+            get(hierarchy),
+        )
+        .route(
+            "/_synapse/admin/v1/fetch_event/{event_id}",
+            get(fetch_event),
+        )
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/forward_extremities",
+            delete(delete_extremities),
+        )
+        .route("/_synapse/admin/v1/join/{room}", post(join))
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/make_room_admin",
+            post(make_room_admin),
+        )
 }
 
 /// The `filter` query parameter: a JSON room event filter.
@@ -133,7 +128,9 @@ async fn hierarchy(
         limit: p.int("limit")?,
         from: p.str("from"),
     };
-    ok(s.admin().admin_room_hierarchy(&a.user_id, &room, req).await?)
+    ok(s.admin()
+        .admin_room_hierarchy(&a.user_id, &room, req)
+        .await?)
 }
 
 async fn fetch_event(

@@ -14,7 +14,7 @@ use crate::{
     services::{
         filter::RoomEventFilter,
         requester::Requester,
-        rooms::{client_event::Format, spaces::HierarchyRequest, MemberOp},
+        rooms::{client_event::Format, HierarchyRequest, MemberOp},
         streams::parse_position,
     },
     store::events::{Dir, EventRow},
@@ -296,7 +296,9 @@ impl AdminFace<'_> {
     /// invited). 400 when no local member may change the power levels.
     pub async fn make_room_admin(self, id_or_alias: &str, user: &UserId) -> Result<OwnedRoomId> {
         if !self.is_local(user) {
-            return Err(Error::invalid_param("Can only make local users room admins"));
+            return Err(Error::invalid_param(
+                "Can only make local users room admins",
+            ));
         }
         let room = self.room_or_alias(id_or_alias).await?;
         self.known_room(&room).await?;
@@ -308,7 +310,9 @@ impl AdminFace<'_> {
         let granter = state
             .local_members
             .iter()
-            .filter(|u| state.membership(u) == Some(ruma::events::room::member::MembershipState::Join))
+            .filter(|u| {
+                state.membership(u) == Some(ruma::events::room::member::MembershipState::Join)
+            })
             .map(|u| (state.user_power(u), u.clone()))
             .filter(|(p, _)| *p >= needed && *p > 0)
             .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
