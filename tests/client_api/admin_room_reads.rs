@@ -141,6 +141,22 @@ async fn messages_and_context(b: Backend) {
     back.reverse();
     assert_eq!(back, all_ids);
 
+    // `to`: forward from the start up to where the two last messages begin.
+    let (_, last_two) = s
+        .get(&admin, &admin_path(&room, "messages?dir=b&limit=2"))
+        .await;
+    let to = last_two["end"].as_str().unwrap();
+    let (st, v) = s
+        .get(
+            &admin,
+            &admin_path(&room, &format!("messages?limit=1000&to={}", enc(to))),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let upto = ids_of(&v["chunk"]);
+    assert_eq!(upto.last(), Some(&msgs[2]), "{v}");
+    assert_eq!(upto[..], all_ids[..all_ids.len() - 2]);
+
     // A filter: messages only, with the senders' members.
     let filter = enc(r#"{"types":["m.room.message"],"lazy_load_members":true}"#);
     let (st, v) = s
