@@ -9,6 +9,7 @@ mod admin_federation;
 mod admin_guard;
 mod admin_media;
 mod admin_powers;
+mod admin_room_reads;
 mod admin_rooms;
 mod admin_tokens;
 mod admin_users;

@@ -6,6 +6,7 @@ mod federation;
 mod media;
 mod registration_tokens;
 mod reports;
+mod room_reads;
 mod rooms;
 mod server;
 mod server_notices;
@@ -111,6 +112,6 @@ pub fn routes() -> Router<AppState> {
             put(server_notices::send_txn),
         );
     let r = user_powers::routes(users::routes(r));
-    let r = federation::routes(registration_tokens::routes(r));
+    let r = room_reads::routes(federation::routes(registration_tokens::routes(r)));
     media::routes(reports::routes(rooms::routes(r)))
 }

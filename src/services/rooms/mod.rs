@@ -41,6 +41,7 @@ pub use directory::PublicRoomsRequest;
 pub use member_changes::MemberOp;
 pub use relations::{relation_of, thread_of};
 pub use remote::Outcome;
+pub use spaces::HierarchyRequest;
 pub use store_events::{EventWrite, NewRoom, OutOfBand, Placement};
 
 use ruma::events::room::member::MembershipState;
