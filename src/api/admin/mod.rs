@@ -2,6 +2,7 @@
 //! endpoint is for server admins only (401 without a token, 403 `M_FORBIDDEN` otherwise), and
 //! every change is audited (one `palabre::admin` log line with the admin's id).
 
+mod history;
 mod media;
 mod registration_tokens;
 mod reports;
@@ -110,6 +111,6 @@ pub fn routes() -> Router<AppState> {
             put(server_notices::send_txn),
         );
     let r = user_powers::routes(users::routes(r));
-    let r = registration_tokens::routes(r);
+    let r = history::routes(registration_tokens::routes(r));
     media::routes(reports::routes(rooms::routes(r)))
 }

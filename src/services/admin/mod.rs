@@ -6,6 +6,7 @@
 //! `s.accounts()`, a member leaves through `s.rooms()`. This area orders those calls and keeps
 //! the admin-only state.
 
+mod history_purge;
 pub mod jobs;
 mod limits;
 mod media;
@@ -14,6 +15,7 @@ mod reports;
 mod room_delete;
 mod rooms;
 mod shared_secret;
+mod user_redact;
 mod users;
 
 use std::collections::HashSet;
@@ -24,12 +26,14 @@ use serde_json::Value;
 
 use crate::{services::face, store::admin_users::UserFlag, Error, Result};
 
+pub use history_purge::PurgeHistory;
 pub use limits::RateLimitOverride;
 pub use media::{DeleteOldMedia, MediaListParams};
 pub use reports::ReportQuery;
 pub use room_delete::DeleteRoom;
 pub use rooms::RoomListParams;
 pub use shared_secret::SharedSecretRegistration;
+pub use user_redact::RedactUser;
 pub use users::{UserListParams, UserUpsert};
 
 face!(
@@ -104,6 +108,8 @@ impl AdminFace<'_> {
             jobs::SHUTDOWN_ROOM,
             jobs::DELETE_MEDIA,
             jobs::PURGE_REMOTE_MEDIA,
+            jobs::PURGE_HISTORY,
+            jobs::REDACT_USER,
         ] {
             self.metrics.job_kind(kind);
         }
