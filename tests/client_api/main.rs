@@ -5,6 +5,7 @@ mod common;
 mod smtp_sink;
 
 mod accounts;
+mod admin_history;
 mod admin_media;
 mod admin_powers;
 mod admin_rooms;
