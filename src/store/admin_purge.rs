@@ -138,15 +138,20 @@ impl Db {
             }
         }
         if !hide.is_empty() {
-            let sql = format!(
-                "UPDATE events SET outlier = 1 WHERE room_id = $1 AND event_id IN ({})",
-                placeholders(2, hide.len())
-            );
-            let mut q = sqlx::query(&sql).bind(room_id);
-            for id in hide {
-                q = q.bind(id);
+            // Out of the timeline, out of the unread counts too.
+            let ids = placeholders(2, hide.len());
+            for sql in [
+                format!(
+                    "DELETE FROM event_push_actions WHERE room_id = $1 AND event_id IN ({ids})"
+                ),
+                format!("UPDATE events SET outlier = 1 WHERE room_id = $1 AND event_id IN ({ids})"),
+            ] {
+                let mut q = sqlx::query(&sql).bind(room_id);
+                for id in hide {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *tx.tx).await?;
             }
-            q.execute(&mut *tx.tx).await?;
         }
         tx.commit().await
     }
