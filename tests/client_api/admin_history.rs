@@ -16,6 +16,7 @@ crate::both_backends!(
     purge_up_to_ts_keeps_local_events,
     purge_errors,
     redact_user_across_rooms,
+    redact_as_admin_reports_failures,
     purge_resumes_after_kill,
 );
 
@@ -597,4 +598,80 @@ async fn purge_resumes_after_kill(b: Backend) {
     )
     .await;
     assert_eq!(v["name"], "History", "{v}");
+}
+
+async fn redact_as_admin_reports_failures(b: Backend) {
+    let s = TestServer::start(b).await;
+    let admin = s.admin_user("boss").await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(&bob, json!({ "preset": "public_chat" }))
+        .await;
+    s.join(&alice, &room).await;
+    let spam = [
+        s.send_text(&alice, &room, "s1", "spam 1").await,
+        s.send_text(&alice, &room, "s2", "spam 2").await,
+    ];
+    let path = format!("/_synapse/admin/v1/user/{}/redact", enc(&alice.user_id));
+    // Redacted by the admin, who is not in the room: every redaction fails, reported by event.
+    let (st, v) = s
+        .post(&admin, &path, json!({ "rooms": [room], "use_admin": true }))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let id = v["redact_id"].as_str().unwrap().to_owned();
+    let v = settled(
+        &s,
+        &admin,
+        &format!("/_synapse/admin/v1/user/redact_status/{id}"),
+    )
+    .await;
+    assert_eq!(v["status"], "completed", "{v}");
+    for ev in &spam {
+        assert!(v["failed_redactions"][ev].is_string(), "{ev}: {v}");
+    }
+    // The admin joins with the power to redact: the redactions are theirs.
+    s.join(&admin, &room).await;
+    let (st, v) = s
+        .put(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
+                enc(&room)
+            ),
+            json!({ "users": { admin.user_id.clone(): 50 } }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = s
+        .post(
+            &admin,
+            &path,
+            json!({ "rooms": [room], "use_admin": true, "limit": 10 }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let id = v["redact_id"].as_str().unwrap().to_owned();
+    let v = settled(
+        &s,
+        &admin,
+        &format!("/_synapse/admin/v1/user/redact_status/{id}"),
+    )
+    .await;
+    assert_eq!(v, json!({ "status": "completed", "failed_redactions": {} }));
+    for ev in &spam {
+        let (_, v) = s
+            .get(
+                &bob,
+                &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(ev)),
+            )
+            .await;
+        assert_eq!(v["content"], json!({}), "{v}");
+        assert_eq!(
+            v["unsigned"]["redacted_because"]["sender"],
+            admin.user_id.as_str(),
+            "{v}"
+        );
+    }
+    s.stop().await;
 }
