@@ -9,6 +9,7 @@ pub mod account_data;
 pub mod admin_destinations;
 pub mod admin_jobs;
 pub mod admin_media;
+pub mod admin_purge;
 pub mod admin_rooms;
 pub mod admin_users;
 pub mod annuaire;

@@ -7,6 +7,7 @@ mod smtp_sink;
 mod accounts;
 mod admin_federation;
 mod admin_guard;
+mod admin_history;
 mod admin_media;
 mod admin_powers;
 mod admin_room_reads;

@@ -3,6 +3,7 @@
 //! every change is audited (one `palabre::admin` log line with the admin's id).
 
 mod federation;
+mod history;
 mod media;
 mod registration_tokens;
 mod reports;
@@ -112,6 +113,8 @@ pub fn routes() -> Router<AppState> {
             put(server_notices::send_txn),
         );
     let r = user_powers::routes(users::routes(r));
-    let r = room_reads::routes(federation::routes(registration_tokens::routes(r)));
+    let r = history::routes(room_reads::routes(federation::routes(
+        registration_tokens::routes(r),
+    )));
     media::routes(reports::routes(rooms::routes(r)))
 }

@@ -15,6 +15,10 @@ pub const SHUTDOWN_ROOM: &str = "shutdown_and_purge_room";
 pub const DELETE_MEDIA: &str = "delete_media";
 /// The kind of a purge of cached remote media.
 pub const PURGE_REMOTE_MEDIA: &str = "purge_remote_media_cache";
+/// The kind of a purge of a room's history.
+pub const PURGE_HISTORY: &str = "purge_history";
+/// The kind of a redaction of a user's events (Synapse's scheduled-task name).
+pub const REDACT_USER: &str = "redact_all_events";
 
 /// A running job's bookkeeping: what it has done out of how much, written to its row.
 pub struct Progress {
@@ -142,6 +146,8 @@ impl AdminFace<'_> {
             SHUTDOWN_ROOM => self.run_room_delete(&mut progress).await,
             DELETE_MEDIA => self.run_media_delete(&mut progress).await,
             PURGE_REMOTE_MEDIA => self.run_remote_purge(&mut progress).await,
+            PURGE_HISTORY => self.run_history_purge(&mut progress).await,
+            REDACT_USER => self.run_user_redact(&mut progress).await,
             other => Err(Error::unknown(format!("unknown job kind {other}"))),
         };
         let mut row = progress.row;

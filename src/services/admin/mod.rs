@@ -7,6 +7,7 @@
 //! the admin-only state.
 
 mod destinations;
+mod history_purge;
 pub mod jobs;
 mod limits;
 mod media;
@@ -16,6 +17,7 @@ mod room_delete;
 mod room_reads;
 mod rooms;
 mod shared_secret;
+mod user_redact;
 mod users;
 
 use std::collections::HashSet;
@@ -27,6 +29,7 @@ use serde_json::Value;
 use crate::{services::face, store::admin_users::UserFlag, Error, Result};
 
 pub use destinations::DestinationListParams;
+pub use history_purge::PurgeHistory;
 pub use limits::RateLimitOverride;
 pub use media::{DeleteOldMedia, MediaListParams};
 pub use reports::ReportQuery;
@@ -34,6 +37,7 @@ pub use room_delete::DeleteRoom;
 pub use room_reads::AdminMessages;
 pub use rooms::RoomListParams;
 pub use shared_secret::SharedSecretRegistration;
+pub use user_redact::RedactUser;
 pub use users::{UserListParams, UserUpsert};
 
 face!(
@@ -108,6 +112,8 @@ impl AdminFace<'_> {
             jobs::SHUTDOWN_ROOM,
             jobs::DELETE_MEDIA,
             jobs::PURGE_REMOTE_MEDIA,
+            jobs::PURGE_HISTORY,
+            jobs::REDACT_USER,
         ] {
             self.metrics.job_kind(kind);
         }

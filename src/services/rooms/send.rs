@@ -129,7 +129,7 @@ impl RoomsFace<'_> {
             .await
     }
 
-    async fn redact_scoped(
+    pub(crate) async fn redact_scoped(
         self,
         r: &Requester,
         room_id: &RoomId,
