@@ -154,7 +154,7 @@ impl Db {
     ) -> sqlx::Result<u64> {
         let mut tx = self.begin_write().await?;
         let mut shas: Vec<String> = vec![];
-        let mut changed = 0;
+        let mut placeholders_added: Vec<(Option<String>, String)> = vec![];
         for chunk in local.chunks(500) {
             let sql = format!(
                 "SELECT sha256 FROM media WHERE sha256 IS NOT NULL AND media_id IN ({})",
@@ -187,7 +187,7 @@ impl Db {
                     .bind(by)
                     .execute(&mut *tx.tx)
                     .await?;
-                    changed += 1;
+                    placeholders_added.push((Some(origin.clone()), id.clone()));
                 }
                 None => {}
             }
@@ -201,46 +201,85 @@ impl Db {
         } else {
             ""
         };
+        // (origin — None for this server's —, media id) of every media whose mark changed.
+        let mut changes: Vec<(Option<String>, String)> = placeholders_added;
         for chunk in local.chunks(500) {
             let sql = format!(
                 "UPDATE media SET quarantined = $1, quarantined_by = $2 \
-                 WHERE quarantined <> $1{guard} AND media_id IN ({})",
+                 WHERE quarantined <> $1{guard} AND media_id IN ({}) RETURNING media_id",
                 placeholders(3, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(flag).bind(by);
+            let mut q = sqlx::query_as::<_, (String,)>(&sql).bind(flag).bind(by);
             for id in chunk {
                 q = q.bind(id);
             }
-            changed += q.execute(&mut *tx.tx).await?.rows_affected();
+            changes.extend(
+                q.fetch_all(&mut *tx.tx)
+                    .await?
+                    .into_iter()
+                    .map(|r| (None, r.0)),
+            );
         }
         for (origin, id) in remote {
-            changed += sqlx::query(
+            let rows: Vec<(String, String)> = sqlx::query_as(
                 "UPDATE remote_media SET quarantined = $1, quarantined_by = $2 \
-                 WHERE quarantined <> $1 AND origin = $3 AND media_id = $4",
+                 WHERE quarantined <> $1 AND origin = $3 AND media_id = $4 RETURNING origin, media_id",
             )
             .bind(flag)
             .bind(by)
             .bind(origin)
             .bind(id)
-            .execute(&mut *tx.tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *tx.tx)
+            .await?;
+            changes.extend(rows.into_iter().map(|(o, m)| (Some(o), m)));
         }
         for chunk in shas.chunks(500) {
             let list = placeholders(3, chunk.len());
-            for table in ["media", "remote_media"] {
-                let guard = if table == "media" { guard } else { "" };
-                let sql = format!(
-                    "UPDATE {table} SET quarantined = $1, quarantined_by = $2 \
-                     WHERE quarantined <> $1{guard} AND sha256 IN ({list})"
-                );
-                let mut q = sqlx::query(&sql).bind(flag).bind(by);
-                for sha in chunk {
-                    q = q.bind(sha);
-                }
-                changed += q.execute(&mut *tx.tx).await?.rows_affected();
+            let sql = format!(
+                "UPDATE media SET quarantined = $1, quarantined_by = $2 \
+                 WHERE quarantined <> $1{guard} AND sha256 IN ({list}) RETURNING media_id"
+            );
+            let mut q = sqlx::query_as::<_, (String,)>(&sql).bind(flag).bind(by);
+            for sha in chunk {
+                q = q.bind(sha);
             }
+            changes.extend(
+                q.fetch_all(&mut *tx.tx)
+                    .await?
+                    .into_iter()
+                    .map(|r| (None, r.0)),
+            );
+            let sql = format!(
+                "UPDATE remote_media SET quarantined = $1, quarantined_by = $2 \
+                 WHERE quarantined <> $1 AND sha256 IN ({list}) RETURNING origin, media_id"
+            );
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql)
+                .bind(flag)
+                .bind(by);
+            for sha in chunk {
+                q = q.bind(sha);
+            }
+            changes.extend(
+                q.fetch_all(&mut *tx.tx)
+                    .await?
+                    .into_iter()
+                    .map(|(o, m)| (Some(o), m)),
+            );
         }
+        let now = crate::util::now_ms();
+        for (origin, id) in &changes {
+            sqlx::query(
+                "INSERT INTO media_quarantine_changes (origin, media_id, quarantined, changed_ts) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(origin.as_deref())
+            .bind(id)
+            .bind(flag)
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        let changed = changes.len() as u64;
         if by.is_none() {
             sqlx::query("DELETE FROM remote_media WHERE sha256 = '' AND quarantined = 0")
                 .execute(&mut *tx.tx)
@@ -248,6 +287,30 @@ impl Db {
         }
         tx.commit().await?;
         Ok(changed)
+    }
+
+    /// A page of quarantine changes after `from` (oldest first): (stream id, origin — None for
+    /// this server —, media id, quarantined), and the highest stream id there is.
+    pub async fn quarantine_changes(
+        &self,
+        from: i64,
+        limit: i64,
+    ) -> sqlx::Result<(Vec<(i64, Option<String>, String, i64)>, i64)> {
+        let rows = sqlx::query_as(
+            "SELECT stream_id, origin, media_id, quarantined FROM media_quarantine_changes \
+             WHERE stream_id > $1 ORDER BY stream_id LIMIT $2",
+        )
+        .bind(from)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let max: (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(MAX(stream_id), 0) AS BIGINT) FROM media_quarantine_changes",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .and_then(super::one)?;
+        Ok((rows, max.0))
     }
 
     /// Whether content with this SHA-256 is quarantined anywhere (a new upload of it is

@@ -270,6 +270,59 @@ async fn media_admin_local(b: Backend) {
     let (st, _) = admin_post(&s, &admin, "/_synapse/admin/v1/media/protect/nosuchmedia").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
+    // Every change of mark, in order: 1 + the copy on arrival 1 + release 2 + by user 5 +
+    // releases 5 + by room 2.
+    let (st, v) = s
+        .get(&admin, "/_synapse/admin/v1/media/quarantine_changes")
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let changes = v["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 16, "{v}");
+    assert_eq!(
+        changes[0],
+        json!({ "origin": "localhost", "media_id": id(&mine[0]), "quarantined": true })
+    );
+    assert_eq!(
+        changes[1],
+        json!({ "origin": "localhost", "media_id": id(&copy), "quarantined": true })
+    );
+    assert_eq!(changes[2]["quarantined"], false);
+    let last_two = [changes[14].clone(), changes[15].clone()];
+    assert!(
+        last_two.contains(
+            &json!({ "origin": "elsewhere.example", "media_id": "abcdef", "quarantined": true })
+        ),
+        "{v}"
+    );
+    assert!(
+        last_two.contains(
+            &json!({ "origin": "localhost", "media_id": id(&mine[1]), "quarantined": true })
+        ),
+        "{v}"
+    );
+    let next = v["next_batch"].as_i64().unwrap();
+    let (_, v) = s
+        .get(
+            &admin,
+            &format!("/_synapse/admin/v1/media/quarantine_changes?from={next}"),
+        )
+        .await;
+    assert_eq!(v, json!({ "next_batch": next, "changes": [] }));
+    let (_, v) = s
+        .get(&admin, "/_synapse/admin/v1/media/quarantine_changes?from=2")
+        .await;
+    assert_eq!(v["changes"].as_array().unwrap().len(), 14, "{v}");
+    let (st, _) = s
+        .get(
+            &admin,
+            &format!(
+                "/_synapse/admin/v1/media/quarantine_changes?from={}",
+                next + 1
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a position not reached yet");
+
     // Deletions: one, then by date (alice's avatar kept), the files going with their rows.
     let before = stored_files(&s);
     let (st, v) = admin_delete(&s, &admin, &format!("/_synapse/admin/v1/media/{}", mine[4])).await;

@@ -31,6 +31,10 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     )
     .route("/_synapse/admin/v1/media/protect/{media_id}", post(protect))
     .route(
+        "/_synapse/admin/v1/media/quarantine_changes",
+        get(quarantine_changes),
+    )
+    .route(
         "/_synapse/admin/v1/media/unprotect/{media_id}",
         post(unprotect),
     )
@@ -121,6 +125,15 @@ async fn unquarantine(
     s.admin().quarantine_media(None, &server, &id).await?;
     audit(&a, "unquarantine_media", &format!("mxc://{server}/{id}"));
     ok(json!({}))
+}
+
+async fn quarantine_changes(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let from = Params::parse(q.as_deref()).int("from")?;
+    ok(s.admin().quarantine_changes(from).await?)
 }
 
 async fn protect(State(s): State<AppState>, Admin(a): Admin, Path(id): Path<String>) -> ApiResult {

@@ -43,6 +43,10 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     )
     .route("/_synapse/admin/v1/register", get(nonce).post(register))
     .route(
+        "/_synapse/admin/v1/auth_providers/{provider}/users/{external_id}",
+        get(auth_provider_user),
+    )
+    .route(
         "/_synapse/admin/v1/experimental_features/{user_id}",
         get(experimental_features).put(set_experimental_features),
     )
@@ -192,4 +196,19 @@ async fn set_experimental_features(
     s.admin().set_experimental_features(&user, &b).await?;
     audit(&a, "set_experimental_features", user.as_str());
     ok(json!({}))
+}
+
+/// `GET /v1/auth_providers/{provider}/users/{external_id}`: the local user an external
+/// identity (SSO) maps to. This server has no external identity providers yet (password
+/// accounts only; OpenID Connect is issue 20), so no external id maps to anyone: 404, as
+/// Synapse answers for an id it does not know.
+async fn auth_provider_user(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    Path((provider, external_id)): Path<(String, String)>,
+) -> ApiResult {
+    s.admin()
+        .user_by_external_id(&provider, &external_id)
+        .await
+        .and_then(ok)
 }

@@ -186,6 +186,30 @@ impl AdminFace<'_> {
         Ok(())
     }
 
+    /// `GET /v1/media/quarantine_changes`: the changes after `from`, oldest first, 100 a page;
+    /// `next_batch` is where the next page starts.
+    pub async fn quarantine_changes(self, from: Option<i64>) -> Result<Value> {
+        let from = from.unwrap_or(0);
+        let (rows, max) = self.db.quarantine_changes(from.max(0), 100).await?;
+        if from < 0 || from > max {
+            return Err(Error::invalid_param(
+                "Query parameter from must be a positive integer and behind the current stream position.",
+            ));
+        }
+        let next = rows.last().map_or(from, |r| r.0);
+        let changes: Vec<Value> = rows
+            .into_iter()
+            .map(|(_, origin, media_id, q)| {
+                json!({
+                    "origin": origin.unwrap_or_else(|| self.server_name.to_string()),
+                    "media_id": media_id,
+                    "quarantined": q == 1,
+                })
+            })
+            .collect();
+        Ok(json!({ "next_batch": next, "changes": changes }))
+    }
+
     /// Quarantines every media a local user uploaded (those protected excepted).
     pub async fn quarantine_user_media(self, by: &UserId, user: &UserId) -> Result<u64> {
         self.local_user(user)?;

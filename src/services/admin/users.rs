@@ -582,3 +582,14 @@ impl AdminFace<'_> {
         Ok(())
     }
 }
+
+impl AdminFace<'_> {
+    /// The user an external identity maps to (`GET /v1/auth_providers/…/users/…`). There are
+    /// no external identity providers on this server yet: no identity maps to a user.
+    pub async fn user_by_external_id(self, provider: &str, external_id: &str) -> Result<Value> {
+        if provider.is_empty() || external_id.is_empty() {
+            return Err(Error::invalid_param("Empty auth provider or external id"));
+        }
+        Err(Error::not_found("User not found"))
+    }
+}
