@@ -30,6 +30,8 @@ pub struct Metrics {
     pub sync_long_polls: IntGauge,
     pub events_persisted: IntCounterVec,
     pub persist_duration: Histogram,
+    /// The database's own timings (write transactions, waits for a connection).
+    pub db: DbTimers,
     pub federation_transactions: IntCounterVec,
     pub federation_retries: IntCounter,
     pub federation_queue_depth: IntGaugeVec,
@@ -45,6 +47,15 @@ pub struct Metrics {
     process: Process,
     /// Serialises scrapes (the CPU counter is brought up to date by difference).
     scrape: parking_lot::Mutex<()>,
+}
+
+/// Timings the store records itself (`Db::set_timers`).
+#[derive(Clone)]
+pub struct DbTimers {
+    /// From `begin_write` (SQLite's writer queue included) to the commit.
+    pub write_transaction: Histogram,
+    /// Waiting for a pool connection to begin a write transaction.
+    pub acquire: Histogram,
 }
 
 /// The process's own figures, read from `/proc/self` at scrape time (Linux).
@@ -204,6 +215,24 @@ impl Metrics {
                     PERSIST_BUCKETS
                 )
             ),
+            db: DbTimers {
+                write_transaction: family!(
+                    Histogram,
+                    hist(
+                        "palabre_db_write_transaction_seconds",
+                        "Time of a database write transaction, from its start (waiting for SQLite's single writer included) to its commit.",
+                        PERSIST_BUCKETS
+                    )
+                ),
+                acquire: family!(
+                    Histogram,
+                    hist(
+                        "palabre_db_acquire_seconds",
+                        "Time waited for a pool connection to begin a write transaction (a pool too small for the load shows here).",
+                        PERSIST_BUCKETS
+                    )
+                ),
+            },
             federation_transactions: family!(
                 IntCounterVec,
                 Opts::new(

@@ -184,6 +184,8 @@ impl Services {
         let mailer = mail::Mailer::new(&config.email)?;
         let proxies = client_ip::TrustedProxies::new(&config.proxy.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("proxy.trusted_proxies: {e}"))?;
+        let metrics = crate::metrics::Metrics::new();
+        db.set_timers(metrics.db.clone());
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
             config,
@@ -224,7 +226,7 @@ impl Services {
                     .map(|n| n.get())
                     .unwrap_or(2),
             ),
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
         }))
     }
 

@@ -58,16 +58,25 @@ pub struct Db {
     pub dialect: Dialect,
     /// SQLite has one writer: writers queue here instead of spinning on SQLITE_BUSY.
     write_lock: tokio::sync::Mutex<()>,
+    /// Where write transactions record their timings (set once the metrics exist).
+    timers: std::sync::OnceLock<crate::metrics::DbTimers>,
 }
 
 pub struct WriteTx<'a> {
     pub tx: Tx,
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+    started: std::time::Instant,
+    timers: Option<&'a crate::metrics::DbTimers>,
 }
 
 impl WriteTx<'_> {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        let res = self.tx.commit().await;
+        if let Some(t) = self.timers {
+            t.write_transaction
+                .observe(self.started.elapsed().as_secs_f64());
+        }
+        res
     }
 }
 
@@ -134,6 +143,7 @@ impl Db {
             pool,
             dialect,
             write_lock: tokio::sync::Mutex::new(()),
+            timers: std::sync::OnceLock::new(),
         })
     }
 
@@ -186,12 +196,28 @@ impl Db {
 
     /// Starts a write transaction (queued behind other writers on SQLite).
     pub async fn begin_write(&self) -> Result<WriteTx<'_>, sqlx::Error> {
+        let started = std::time::Instant::now();
         let guard = match self.dialect {
             Dialect::Sqlite => Some(self.write_lock.lock().await),
             Dialect::Postgres => None,
         };
+        let asked = std::time::Instant::now();
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        let timers = self.timers.get();
+        if let Some(t) = timers {
+            t.acquire.observe(asked.elapsed().as_secs_f64());
+        }
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            started,
+            timers,
+        })
+    }
+
+    /// Where write transactions record their timings from now on (once).
+    pub fn set_timers(&self, timers: crate::metrics::DbTimers) {
+        let _ = self.timers.set(timers);
     }
 
     pub async fn close(&self) {

@@ -136,6 +136,8 @@ const FAMILIES: &[&str] = &[
     "palabre_sync_long_polls",
     "palabre_events_persisted_total",
     "palabre_event_persist_duration_seconds_bucket",
+    "palabre_db_write_transaction_seconds_bucket",
+    "palabre_db_acquire_seconds_bucket",
     "palabre_federation_outgoing_transactions_total",
     "palabre_federation_send_retries_total",
     "palabre_federation_queue_depth",
@@ -285,6 +287,16 @@ async fn scrape_moves_with_load(b: Backend) {
     );
     let writes = |sc: &Scrape| sc.value("palabre_event_persist_duration_seconds_count", &[]);
     assert!(writes(&after) >= writes(&before) + 4.0);
+    // Every write transaction is timed: at least one per event write.
+    let tx = |sc: &Scrape| sc.value("palabre_db_write_transaction_seconds_count", &[]);
+    assert!(
+        tx(&after) - tx(&before) >= writes(&after) - writes(&before),
+        "{} -> {}",
+        tx(&before),
+        tx(&after)
+    );
+    let acq = |sc: &Scrape| sc.value("palabre_db_acquire_seconds_count", &[]);
+    assert!(acq(&after) >= tx(&after) - tx(&before) + acq(&before));
     assert!(after.value("palabre_cache_hits_total", &[("cache", "access_tokens")]) >= 4.0);
     assert!(after.value("palabre_cache_entries", &[("cache", "access_tokens")]) >= 1.0);
     assert!(after.value("palabre_cache_entries", &[("cache", "room_state")]) >= 1.0);
