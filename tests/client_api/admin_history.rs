@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -448,111 +448,30 @@ async fn purge_resumes_after_kill(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let db = database_url(b, dir.path()).await;
     let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_palabre"))
-        .args([
-            "user",
-            "create",
-            "boss",
-            "--password",
-            "correct horse 1",
-            "--admin",
-        ])
-        .env("PALABRE_DATA_DIR", dir.path())
-        .env("PALABRE_DATABASE_URL", &db)
-        .env("PALABRE_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let proc = crate::crash::spawn(dir.path(), &db, port).await;
-    let call = |m: Method, path: String, token: Option<String>, body: Option<Value>| {
-        let (http, base) = (&http, &base);
-        async move {
-            let mut req = http.request(m, format!("{base}{path}"));
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            if let Some(b) = body {
-                req = req.json(&b);
-            }
-            let resp = req.send().await.unwrap();
-            let st = resp.status();
-            (st, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
-    let (_, login) = call(
-        Method::POST,
-        "/_matrix/client/v3/login".into(),
-        None,
-        Some(password("boss", "correct horse 1")),
-    )
-    .await;
-    let admin = login["access_token"].as_str().unwrap().to_owned();
-    let (_, reg) = call(
-        Method::POST,
-        "/_matrix/client/v3/register".into(),
-        None,
-        Some(json!({ "username": "alice", "password": "correct horse 1", "auth": { "type": "m.login.dummy" } })),
-    )
-    .await;
-    let alice = reg["access_token"].as_str().unwrap().to_owned();
-    let (_, c) = call(
-        Method::POST,
-        "/_matrix/client/v3/createRoom".into(),
-        Some(alice.clone()),
-        Some(json!({ "name": "History" })),
-    )
-    .await;
-    let room = c["room_id"].as_str().unwrap().to_owned();
+    let (proc, s, admin) = crate::crash::spawn_with_admin(dir.path(), &db, port).await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({ "name": "History" })).await;
     let mut point = String::new();
     for i in 0..20 {
-        let (_, v) = call(
-            Method::PUT,
-            format!(
-                "/_matrix/client/v3/rooms/{}/send/m.room.message/t{i}",
-                enc(&room)
-            ),
-            Some(alice.clone()),
-            Some(json!({ "msgtype": "m.text", "body": format!("m{i}") })),
-        )
-        .await;
+        let id = s
+            .send_text(&alice, &room, &format!("t{i}"), &format!("m{i}"))
+            .await;
         if i == 15 {
-            point = v["event_id"].as_str().unwrap().to_owned();
+            point = id;
         }
     }
     drop(proc); // SIGKILL
-                // What a process killed in the middle of a purge leaves: the job, active.
     let store = palabre::store::Db::connect(&db, 2).await.unwrap();
     let (_, depth) = store.event_room_depth(&point).await.unwrap().unwrap();
-    let now = palabre::util::now_ms();
-    store
-        .insert_job(&palabre::store::admin_jobs::JobRow {
-            id: "resumeme".into(),
-            kind: "purge_history".into(),
-            target: room.clone(),
-            params: json!({ "depth": depth, "delete_local_events": true }).to_string(),
-            status: "active".into(),
-            done: 0,
-            total: 0,
-            result: None,
-            error: None,
-            created_ts: now,
-            updated_ts: now,
-        })
-        .await
-        .unwrap();
     store.close().await;
+    let params = json!({ "depth": depth, "delete_local_events": true });
+    crate::crash::leave_active_job(&db, "resumeme", "purge_history", &room, params).await;
     let _proc = crate::crash::spawn(dir.path(), &db, port).await;
     let mut last = Value::Null;
     for _ in 0..200 {
-        let (st, v) = call(
-            Method::GET,
-            "/_synapse/admin/v1/purge_history_status/resumeme".into(),
-            Some(admin.clone()),
-            None,
-        )
-        .await;
+        let (st, v) = s
+            .get(&admin, "/_synapse/admin/v1/purge_history_status/resumeme")
+            .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         last = v;
         if last["status"] != "active" {
@@ -561,16 +480,15 @@ async fn purge_resumes_after_kill(b: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(last, json!({ "status": "complete" }));
-    let (_, v) = call(
-        Method::GET,
-        format!(
-            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
-            enc(&room)
-        ),
-        Some(alice.clone()),
-        None,
-    )
-    .await;
+    let (_, v) = s
+        .get(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
+                enc(&room)
+            ),
+        )
+        .await;
     let bodies: Vec<&str> = v["chunk"]
         .as_array()
         .unwrap()
@@ -579,24 +497,13 @@ async fn purge_resumes_after_kill(b: Backend) {
         .filter_map(|e| e["content"]["body"].as_str())
         .collect();
     assert_eq!(bodies, vec!["m19", "m18", "m17", "m16", "m15"], "{v}");
-    let (st, v) = call(
-        Method::PUT,
-        format!(
-            "/_matrix/client/v3/rooms/{}/send/m.room.message/after",
-            enc(&room)
-        ),
-        Some(alice.clone()),
-        Some(json!({ "msgtype": "m.text", "body": "after" })),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let (_, v) = call(
-        Method::GET,
-        format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)),
-        Some(alice.clone()),
-        None,
-    )
-    .await;
+    s.send_text(&alice, &room, "after", "after").await;
+    let (_, v) = s
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)),
+        )
+        .await;
     assert_eq!(v["name"], "History", "{v}");
 }
 

@@ -491,107 +491,21 @@ async fn deletion_resumes_after_kill(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let db = database_url(b, dir.path()).await;
     let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_palabre"))
-        .args([
-            "user",
-            "create",
-            "boss",
-            "--password",
-            "correct horse 1",
-            "--admin",
-        ])
-        .env("PALABRE_DATA_DIR", dir.path())
-        .env("PALABRE_DATABASE_URL", &db)
-        .env("PALABRE_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let proc = crate::crash::spawn(dir.path(), &db, port).await;
-    let call = |m: Method, path: String, token: Option<String>, body: Option<Value>| {
-        let (http, base) = (&http, &base);
-        async move {
-            let mut req = http.request(m, format!("{base}{path}"));
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            if let Some(b) = body {
-                req = req.json(&b);
-            }
-            let resp = req.send().await.unwrap();
-            let st = resp.status();
-            (st, resp.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
-    let (_, login) = call(
-        Method::POST,
-        "/_matrix/client/v3/login".into(),
-        None,
-        Some(password("boss", "correct horse 1")),
-    )
-    .await;
-    let admin = login["access_token"].as_str().unwrap().to_owned();
-    let (_, reg) = call(
-        Method::POST,
-        "/_matrix/client/v3/register".into(),
-        None,
-        Some(json!({ "username": "alice", "password": "correct horse 1", "auth": { "type": "m.login.dummy" } })),
-    )
-    .await;
-    let alice = reg["access_token"].as_str().unwrap().to_owned();
-    let (_, c) = call(
-        Method::POST,
-        "/_matrix/client/v3/createRoom".into(),
-        Some(alice.clone()),
-        Some(json!({})),
-    )
-    .await;
-    let room = c["room_id"].as_str().unwrap().to_owned();
+    let (proc, s, admin) = crate::crash::spawn_with_admin(dir.path(), &db, port).await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
     for i in 0..20 {
-        call(
-            Method::PUT,
-            format!(
-                "/_matrix/client/v3/rooms/{}/send/m.room.message/t{i}",
-                enc(&room)
-            ),
-            Some(alice.clone()),
-            Some(json!({ "msgtype": "m.text", "body": "x" })),
-        )
-        .await;
+        s.send_text(&alice, &room, &format!("t{i}"), "x").await;
     }
     drop(proc); // SIGKILL
-                // What a process killed in the middle of a deletion leaves: the job, active, nothing done.
-    let store = palabre::store::Db::connect(&db, 2).await.unwrap();
-    let now = palabre::util::now_ms();
-    store
-        .insert_job(&palabre::store::admin_jobs::JobRow {
-            id: "resumeme".into(),
-            kind: "shutdown_and_purge_room".into(),
-            target: room.clone(),
-            params: json!({ "block": true, "purge": true, "requester": "@boss:localhost" })
-                .to_string(),
-            status: "active".into(),
-            done: 0,
-            total: 0,
-            result: None,
-            error: None,
-            created_ts: now,
-            updated_ts: now,
-        })
-        .await
-        .unwrap();
-    store.close().await;
+    let params = json!({ "block": true, "purge": true, "requester": "@boss:localhost" });
+    crate::crash::leave_active_job(&db, "resumeme", "shutdown_and_purge_room", &room, params).await;
     let _proc = crate::crash::spawn(dir.path(), &db, port).await;
     let mut last = Value::Null;
     for _ in 0..200 {
-        let (st, v) = call(
-            Method::GET,
-            "/_synapse/admin/v2/rooms/delete_status/resumeme".into(),
-            Some(admin.clone()),
-            None,
-        )
-        .await;
+        let (st, v) = s
+            .get(&admin, "/_synapse/admin/v2/rooms/delete_status/resumeme")
+            .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         last = v;
         if last["status"] == "complete" {
@@ -606,20 +520,10 @@ async fn deletion_resumes_after_kill(b: Backend) {
         "{last}"
     );
     assert!(last["progress"]["done"].as_i64().unwrap() > 20, "{last}");
-    let (st, _) = call(
-        Method::GET,
-        format!("/_synapse/admin/v1/rooms/{}", enc(&room)),
-        Some(admin.clone()),
-        None,
-    )
-    .await;
+    let (st, _) = s
+        .get(&admin, &format!("/_synapse/admin/v1/rooms/{}", enc(&room)))
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (_, j) = call(
-        Method::GET,
-        "/_matrix/client/v3/joined_rooms".into(),
-        Some(alice.clone()),
-        None,
-    )
-    .await;
+    let (_, j) = s.get(&alice, "/_matrix/client/v3/joined_rooms").await;
     assert_eq!(j["joined_rooms"], json!([]), "{j}");
 }

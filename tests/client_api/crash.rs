@@ -257,3 +257,67 @@ pub(crate) fn client_of(port: u16) -> TestServer {
         _dir: tempfile::tempdir().unwrap(),
     }
 }
+
+/// A real `palabre serve` whose database has the admin `boss`, made as an operator would
+/// (`palabre user create --admin`), with a client of it and the admin logged in.
+pub(crate) async fn spawn_with_admin(
+    dir: &std::path::Path,
+    db: &str,
+    port: u16,
+) -> (Proc, TestServer, User) {
+    let status = Command::new(env!("CARGO_BIN_EXE_palabre"))
+        .args([
+            "user",
+            "create",
+            "boss",
+            "--password",
+            "correct horse 1",
+            "--admin",
+        ])
+        .env("PALABRE_DATA_DIR", dir)
+        .env("PALABRE_DATABASE_URL", db)
+        .env("PALABRE_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let proc = spawn(dir, db, port).await;
+    let s = client_of(port);
+    let (st, v) = s.login(password("boss", "correct horse 1")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let admin = User {
+        user_id: v["user_id"].as_str().unwrap().to_owned(),
+        token: v["access_token"].as_str().unwrap().to_owned(),
+        device_id: v["device_id"].as_str().unwrap().to_owned(),
+    };
+    (proc, s, admin)
+}
+
+/// Records an admin job as a process killed while running it leaves it: `active`, nothing
+/// done yet.
+pub(crate) async fn leave_active_job(
+    db: &str,
+    id: &str,
+    kind: &str,
+    target: &str,
+    params: serde_json::Value,
+) {
+    let store = palabre::store::Db::connect(db, 2).await.unwrap();
+    let now = palabre::util::now_ms();
+    store
+        .insert_job(&palabre::store::admin_jobs::JobRow {
+            id: id.into(),
+            kind: kind.into(),
+            target: target.into(),
+            params: params.to_string(),
+            status: "active".into(),
+            done: 0,
+            total: 0,
+            result: None,
+            error: None,
+            created_ts: now,
+            updated_ts: now,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+}
