@@ -13,6 +13,7 @@ mod admin_powers;
 mod admin_room_reads;
 mod admin_rooms;
 mod admin_tokens;
+mod admin_tools;
 mod admin_users;
 mod config_example;
 mod crash;
