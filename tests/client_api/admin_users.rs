@@ -25,11 +25,6 @@ async fn non_admins_refused(b: Backend) {
     let room = s.create_room(&alice, json!({})).await;
     let r = enc(&room);
     let endpoints: Vec<(Method, String, Option<Value>)> = vec![
-        (
-            Method::GET,
-            "/_synapse/admin/v1/server_version".into(),
-            None,
-        ),
         (Method::GET, "/_synapse/admin/v2/users".into(), None),
         (Method::GET, "/_synapse/admin/v3/users".into(), None),
         (Method::GET, format!("/_synapse/admin/v2/users/{u}"), None),
