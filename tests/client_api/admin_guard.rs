@@ -180,7 +180,7 @@ async fn every_admin_route_refuses_others(b: Backend) {
         .await;
     assert_eq!(
         (v["admin"].clone(), v["deactivated"].clone()),
-        (json!(0), json!(0)),
+        (json!(false), json!(false)),
         "{v}"
     );
     let (_, v) = s

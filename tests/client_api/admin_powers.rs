@@ -56,7 +56,10 @@ async fn shadow_ban_sends_nowhere(b: Backend) {
             &format!("/_synapse/admin/v2/users/{}", enc(&bob.user_id)),
         )
         .await;
-    assert_eq!(v["shadow_banned"], 1, "as Synapse: an integer: {v}");
+    assert_eq!(
+        v["shadow_banned"], true,
+        "as Synapse's details: a boolean: {v}"
+    );
     // Answered with an event id; nobody sees it.
     let (st, v) = s
         .put(

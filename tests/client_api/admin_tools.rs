@@ -1104,14 +1104,14 @@ async fn draupnir_server_admin(b: Backend) {
     // getUserDetails: UserDetailsResponse, every flag a real bool.
     let user_details = &[
         ("name", K::Str),
-        // Draupnir declares `Type.Boolean` for is_guest, admin, deactivated and shadow_banned;
-        // Palabre answers Synapse's 0/1 there (left as is: other tests pin the integers).
-        ("is_guest", K::Flag),
-        ("admin", K::Flag),
+        // Draupnir declares `Type.Boolean` for is_guest, admin, deactivated and shadow_banned,
+        // as Synapse's details (its `UserInfo`) answer them.
+        ("is_guest", K::Bool),
+        ("admin", K::Bool),
         ("user_type", K::OptStr),
-        ("deactivated", K::Flag),
+        ("deactivated", K::Bool),
         ("erased", K::Bool),
-        ("shadow_banned", K::Flag),
+        ("shadow_banned", K::Bool),
         ("displayname", K::OptStr),
         ("avatar_url", K::OptStr),
         ("creation_ts", K::Num),

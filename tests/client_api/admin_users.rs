@@ -327,7 +327,7 @@ async fn create_and_modify(b: Backend) {
     assert_eq!(v["user_type"], "bot");
     let (_, v) = s.get(&admin, &path).await;
     assert_eq!(v["displayname"], "Carol D");
-    assert_eq!(v["admin"], 0);
+    assert_eq!(v["admin"], false);
     // A new password logs the other sessions out (logout_devices defaults to true).
     let carol_token = login["access_token"].as_str().unwrap().to_owned();
     let (st, _) = s
@@ -471,7 +471,7 @@ async fn lock_suspend_deactivate(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["id_server_unbind_result"], "success");
     let (_, v) = s.get(&admin, &path).await;
-    assert_eq!(v["deactivated"], 1);
+    assert_eq!(v["deactivated"], true);
     assert_eq!(v["erased"], true);
     let (st, _) = whoami(dave.token.clone()).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
@@ -495,7 +495,7 @@ async fn lock_suspend_deactivate(b: Backend) {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["deactivated"], 0);
+    assert_eq!(v["deactivated"], false);
     let (st, v) = s.login(password("dave", "Dave is back 3")).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     // reset_password.

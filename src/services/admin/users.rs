@@ -169,6 +169,13 @@ impl AdminFace<'_> {
             })
             .collect();
         let mut v = list_entry(&row);
+        // Synapse's details come from its `UserInfo`: booleans, and the creation time in
+        // seconds (the listing keeps integers and milliseconds).
+        v["is_guest"] = json!(false);
+        v["admin"] = json!(row.is_admin == 1);
+        v["deactivated"] = json!(row.deactivated == 1);
+        v["shadow_banned"] = json!(row.shadow_banned == 1);
+        v["creation_ts"] = json!(row.created_ts / 1000);
         v["threepids"] = json!(threepids);
         v["external_ids"] = json!([]);
         v["appservice_id"] = Value::Null;
