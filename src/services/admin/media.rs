@@ -157,8 +157,8 @@ impl AdminFace<'_> {
             "media": rows.iter().map(user_media_entry).collect::<Vec<_>>(),
             "total": total,
         });
-        if let Some(next) = page.next_token(rows.len(), total) {
-            out["next_token"] = Value::from(next.as_str().and_then(|n| n.parse::<i64>().ok()));
+        if let Some(next) = page.next(rows.len(), total) {
+            out["next_token"] = json!(next);
         }
         Ok(out)
     }
@@ -175,11 +175,11 @@ impl AdminFace<'_> {
         }
         let by = by.map(|u| u.as_str());
         if server == self.server_name.as_str() {
-            self.db
+            self.media()
                 .set_quarantine(&[media_id.to_owned()], &[], by)
                 .await?;
         } else {
-            self.db
+            self.media()
                 .set_quarantine(&[], &[(server.to_owned(), media_id.to_owned())], by)
                 .await?;
         }
@@ -214,7 +214,9 @@ impl AdminFace<'_> {
     pub async fn quarantine_user_media(self, by: &UserId, user: &UserId) -> Result<u64> {
         self.local_user(user)?;
         let ids = self.db.user_media_ids(user.as_str()).await?;
-        Ok(self.db.set_quarantine(&ids, &[], Some(by.as_str())).await?)
+        self.media()
+            .set_quarantine(&ids, &[], Some(by.as_str()))
+            .await
     }
 
     /// The media a room's (unencrypted) events name: this server's and others'.
@@ -252,15 +254,14 @@ impl AdminFace<'_> {
             .iter()
             .filter_map(|u| parse_mxc(u).map(|(s, id)| (s.to_owned(), id.to_owned())))
             .collect();
-        Ok(self
-            .db
+        self.media()
             .set_quarantine(&local, &remote, Some(by.as_str()))
-            .await?)
+            .await
     }
 
     /// Protects a local media from quarantine (or stops protecting it).
     pub async fn protect_media(self, media_id: &str, protect: bool) -> Result<()> {
-        if !self.db.set_media_protected(media_id, protect).await? {
+        if !self.media().set_protected(media_id, protect).await? {
             return Err(Error::not_found("Unknown media"));
         }
         Ok(())
@@ -341,17 +342,14 @@ impl AdminFace<'_> {
         Ok(ids)
     }
 
-    /// The `delete_media` job: rows in chunks, then the files no row names any more.
+    /// The `delete_media` job, in chunks (`media().delete_local` removes rows and files).
     pub(super) async fn run_media_delete(self, progress: &mut Progress) -> Result<Value> {
         let params: Value = serde_json::from_str(&progress.row.params).unwrap_or_default();
         let ids = self.media_to_delete(&params).await?;
         progress.total(ids.len() as i64);
         let mut deleted = vec![];
         for chunk in ids.chunks(100) {
-            let gone = self.db.delete_local_media(chunk).await?;
-            let shas = gone.iter().filter_map(|g| g.1.clone()).collect();
-            self.media().remove_unused_files(shas).await?;
-            deleted.extend(gone.into_iter().map(|g| g.0));
+            deleted.extend(self.media().delete_local(chunk).await?);
             progress.advance(self, chunk.len() as i64).await?;
         }
         Ok(json!({ "deleted_media": deleted, "total": deleted.len() }))
@@ -361,9 +359,8 @@ impl AdminFace<'_> {
     pub(super) async fn run_remote_purge(self, progress: &mut Progress) -> Result<Value> {
         let params: Value = serde_json::from_str(&progress.row.params).unwrap_or_default();
         let before = params["before_ts"].as_i64().unwrap_or(0);
-        let (n, shas) = self.db.delete_remote_cache_before(before).await?;
+        let n = self.media().purge_remote_cache(before).await?;
         progress.total(n as i64);
-        self.media().remove_unused_files(shas).await?;
         progress.advance(self, n as i64).await?;
         Ok(json!({ "deleted": n }))
     }
@@ -423,9 +420,8 @@ impl AdminFace<'_> {
             })
             .collect();
         let mut out = json!({ "users": users, "total": total });
-        let next = page.from + rows.len() as i64;
-        if !rows.is_empty() && next < total {
-            out["next_token"] = Value::from(next);
+        if let Some(next) = page.next(rows.len(), total) {
+            out["next_token"] = json!(next);
         }
         Ok(out)
     }

@@ -86,10 +86,15 @@ impl Page {
         })
     }
 
-    /// The `next_token` of a page of `got` rows out of `total`: absent on the last page.
-    pub fn next_token(self, got: usize, total: i64) -> Option<Value> {
+    /// Where the page after this one (of `got` rows out of `total`) starts: none on the last.
+    pub fn next(self, got: usize, total: i64) -> Option<i64> {
         let next = self.from + got as i64;
-        (got > 0 && next < total).then(|| Value::from(next.to_string()))
+        (got > 0 && next < total).then_some(next)
+    }
+
+    /// `next` as the string `next_token` of the user and destination lists.
+    pub fn next_token(self, got: usize, total: i64) -> Option<Value> {
+        self.next(got, total).map(|n| Value::from(n.to_string()))
     }
 }
 

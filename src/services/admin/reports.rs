@@ -56,8 +56,8 @@ impl AdminFace<'_> {
         let total = self.db.count_reports(&filter).await?;
         let list = self.report_entries(&rows, false).await?;
         let mut out = json!({ "event_reports": list, "total": total });
-        if let Some(next) = page.next_token(rows.len(), total) {
-            out["next_token"] = json!(next.as_str().and_then(|n| n.parse::<i64>().ok()));
+        if let Some(next) = page.next(rows.len(), total) {
+            out["next_token"] = json!(next);
         }
         Ok(out)
     }
@@ -159,8 +159,8 @@ impl AdminFace<'_> {
             .await?;
         let list: Vec<Value> = rows.iter().map(user_report_entry).collect();
         let mut out = json!({ "user_reports": list, "total": total });
-        if let Some(next) = page.next_token(rows.len(), total) {
-            out["next_token"] = json!(next.as_str().and_then(|n| n.parse::<i64>().ok()));
+        if let Some(next) = page.next(rows.len(), total) {
+            out["next_token"] = json!(next);
         }
         Ok(out)
     }

@@ -84,8 +84,8 @@ impl AdminFace<'_> {
             "offset": page.from,
             "total_rooms": total,
         });
-        if let Some(Value::String(next)) = page.next_token(rows.len(), total) {
-            out["next_batch"] = json!(next.parse::<i64>().unwrap_or(0));
+        if let Some(next) = page.next(rows.len(), total) {
+            out["next_batch"] = json!(next);
         }
         if page.from > 0 {
             out["prev_batch"] = json!((page.from - page.limit).max(0));

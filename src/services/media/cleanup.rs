@@ -10,6 +10,23 @@ use crate::{util, Result};
 const TOUCH_EVERY_MS: i64 = 3_600_000;
 
 impl MediaFace<'_> {
+    /// Quarantines (`by` set) or releases media, with every other copy of the same content;
+    /// a remote media not fetched yet is never fetched while quarantined. Returns how many
+    /// changed (each change is recorded for `quarantine_changes`).
+    pub async fn set_quarantine(
+        self,
+        local: &[String],
+        remote: &[(String, String)],
+        by: Option<&str>,
+    ) -> Result<u64> {
+        Ok(self.db.set_quarantine(local, remote, by).await?)
+    }
+
+    /// Protects a local media from quarantine (or stops); false when it does not exist.
+    pub async fn set_protected(self, media_id: &str, protect: bool) -> Result<bool> {
+        Ok(self.db.set_media_protected(media_id, protect).await?)
+    }
+
     /// Content (by SHA-256) quarantined under another id is quarantined under these ids too;
     /// true when it was.
     pub(super) async fn quarantine_known_content(
@@ -53,9 +70,26 @@ impl MediaFace<'_> {
         }
     }
 
+    /// Deletes local media (rows, then the files no row names any more); returns the ids
+    /// that existed.
+    pub async fn delete_local(self, ids: &[String]) -> Result<Vec<String>> {
+        let gone = self.db.delete_local_media(ids).await?;
+        let shas = gone.iter().filter_map(|g| g.1.clone()).collect();
+        self.remove_unused_files(shas).await?;
+        Ok(gone.into_iter().map(|g| g.0).collect())
+    }
+
+    /// Deletes the cached copies of other servers' media not served since `before_ts`
+    /// (quarantined ones stay: their mark is what refuses them); returns how many went.
+    pub async fn purge_remote_cache(self, before_ts: i64) -> Result<u64> {
+        let (n, shas) = self.db.delete_remote_cache_before(before_ts).await?;
+        self.remove_unused_files(shas).await?;
+        Ok(n)
+    }
+
     /// Removes the files of content that no row names any more (after media rows were
     /// deleted), with the thumbnails made of it. Returns how many files went.
-    pub async fn remove_unused_files(self, shas: Vec<String>) -> Result<u64> {
+    async fn remove_unused_files(self, shas: Vec<String>) -> Result<u64> {
         let mut queue = shas;
         queue.sort();
         queue.dedup();
