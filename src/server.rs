@@ -15,6 +15,8 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The SQLite database's one-process lock, held until the process ends.
+    _sqlite_lock: Option<crate::store::process_lock::ProcessLock>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -35,6 +37,7 @@ impl Running {
 /// Starts the services and the plain-HTTP listener (`listen`; port 0 picks a free port).
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listen = config.listen.clone();
+    let sqlite_lock = crate::store::process_lock::lock_sqlite(&config.database_url())?;
     let services = Services::start(config).await?;
     let listener = TcpListener::bind(&listen)
         .await
@@ -154,6 +157,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics_addr,
         services,
         shutdown: tx,
+        _sqlite_lock: sqlite_lock,
         tasks,
     })
 }

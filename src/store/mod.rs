@@ -21,6 +21,7 @@ pub mod events;
 pub mod federation;
 pub mod media;
 pub mod openid;
+pub mod process_lock;
 pub mod push;
 pub mod receipts;
 pub mod redactions;
@@ -90,6 +91,9 @@ macro_rules! migrations {
 const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes");
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes");
 
+/// The advisory lock key under which a PostgreSQL node applies migrations.
+const MIGRATION_LOCK: i64 = 0x7061_6c61_6272_6501;
+
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
@@ -147,51 +151,75 @@ impl Db {
         })
     }
 
-    /// Applies the migrations not applied yet, each in its own transaction.
+    /// Applies the migrations not applied yet, each in its own transaction. On PostgreSQL the
+    /// nodes of a cluster may start together: one of them migrates while the others wait on an
+    /// advisory lock (held by this connection's session, so a node that dies mid-way frees it).
     pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        use sqlx::Connection;
         let list = match self.dialect {
             Dialect::Sqlite => SQLITE_MIGRATIONS,
             Dialect::Postgres => POSTGRES_MIGRATIONS,
         };
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_ts BIGINT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
-        let mut applied = vec![];
-        for (name, sql) in list {
-            let mut tx = self.begin_write().await?;
-            let done: Option<(String,)> =
-                sqlx::query_as("SELECT name FROM schema_migrations WHERE name = $1")
-                    .bind(*name)
-                    .fetch_all(&mut *tx.tx)
-                    .await
-                    .map(first)?;
-            if done.is_some() {
-                tx.tx.rollback().await?;
-                continue;
-            }
-            let without_comments: String = sql
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            for stmt in without_comments
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                sqlx::query(stmt).execute(&mut *tx.tx).await?;
-            }
-            sqlx::query("INSERT INTO schema_migrations (name, applied_ts) VALUES ($1, $2)")
-                .bind(*name)
-                .bind(crate::util::now_ms())
-                .execute(&mut *tx.tx)
+        let mut conn = self.pool.acquire().await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
                 .await?;
-            tx.commit().await?;
-            applied.push((*name).to_owned());
         }
-        Ok(applied)
+        let res = async {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_ts BIGINT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let mut applied = vec![];
+            for (name, sql) in list {
+                let mut tx = conn.begin().await?;
+                let done: Option<(String,)> =
+                    sqlx::query_as("SELECT name FROM schema_migrations WHERE name = $1")
+                        .bind(*name)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map(first)?;
+                if done.is_some() {
+                    tx.rollback().await?;
+                    continue;
+                }
+                let without_comments: String = sql
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                for stmt in without_comments
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    sqlx::query(stmt).execute(&mut *tx).await?;
+                }
+                sqlx::query("INSERT INTO schema_migrations (name, applied_ts) VALUES ($1, $2)")
+                    .bind(*name)
+                    .bind(crate::util::now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                applied.push((*name).to_owned());
+            }
+            anyhow::Ok(applied)
+        }
+        .await;
+        if self.dialect == Dialect::Postgres {
+            // On an error the connection is closed rather than returned with the lock held.
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
+            if res.is_err() || unlocked.is_err() {
+                let _ = conn.detach().close().await;
+            }
+        }
+        res
     }
 
     /// Starts a write transaction (queued behind other writers on SQLite).
