@@ -1799,13 +1799,14 @@ async fn ketesa_screens(b: Backend) {
         c.field("context", &v, "start", K::Str);
         c.field("context", &v, "end", K::Str);
     }
-    // getRoomMessages: `from` always set (the empty string when paging from the end), then
-    // limit, dir, filter when given.
+    // getRoomMessages: `from` always in the query (replayed empty and as `END`, both of which
+    // Synapse reads as absent), then limit, dir, filter when given.
     let filter = enc(r#"{"types":["m.room.message"]}"#);
     let mut end = String::new();
     for q in [
         "from=&limit=20&dir=b".to_owned(),
         format!("from=&limit=20&dir=b&filter={filter}"),
+        "from=END&limit=20&dir=b".to_owned(),
     ] {
         let ctx = format!("messages {q}");
         let (st, v) = s
