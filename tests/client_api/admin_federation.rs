@@ -246,7 +246,7 @@ async fn destination_pages(b: Backend) {
     assert_eq!((st, v["total"].clone()), (StatusCode::OK, json!(0)), "{v}");
 }
 
-fn cross_keys(user: &str) -> Value {
+pub(crate) fn cross_keys(user: &str) -> Value {
     let (m, ss, us) = (
         Ed25519SecretKey::new(),
         Ed25519SecretKey::new(),

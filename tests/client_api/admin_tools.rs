@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{
+    admin_federation::cross_keys,
     common::*,
     media::{mxc_path, upload},
 };
@@ -16,7 +17,8 @@ crate::both_backends!(
     user_screens,
     room_screens,
     media_token_screens,
-    draupnir_server_admin
+    draupnir_server_admin,
+    ketesa_screens
 );
 
 /// The JSON type synapse-admin expects of a field.
@@ -1295,4 +1297,869 @@ async fn details(s: &TestServer, root: &User, u: &str) -> (StatusCode, Value) {
 /// A `0 | 1 | bool` flag read as JavaScript's truthiness.
 fn truthy(v: &Value) -> bool {
     v == &json!(true) || v == &json!(1)
+}
+
+/// Ketesa's query for a list page (`buildSynapseListQuery` through `URLSearchParams`): keys in
+/// the order the object is built (from, limit, the filters, order_by, dir, the room filters),
+/// undefined ones dropped; `filters` and `room_filters` are already `k=v&…` strings.
+fn kq(per_page: u32, filters: &str, order_by: &str, dir: &str, room_filters: &str) -> String {
+    let mut q = format!("from=0&limit={per_page}");
+    if !filters.is_empty() {
+        q.push('&');
+        q.push_str(filters);
+    }
+    q.push_str(&format!("&order_by={order_by}&dir={dir}"));
+    if !room_filters.is_empty() {
+        q.push('&');
+        q.push_str(room_filters);
+    }
+    q
+}
+
+/// Ketesa's `getManyReference` query: from, limit, order_by, dir in that order.
+fn kref(order_by: &str, dir: &str) -> String {
+    format!("from=0&limit=10&order_by={order_by}&dir={dir}")
+}
+
+/// Ketesa (etkecc/ketesa, a synapse-admin fork): the requests it builds beyond synapse-admin's
+/// (the v3 user list and its sorts, the user page's side calls, the actions of its users,
+/// rooms, media and federation screens, the client-side admin config) replayed as it sends
+/// them, each field it reads checked for presence and type.
+async fn ketesa_screens(b: Backend) {
+    let s = TestServer::start_with(b, |c| c.admin.login_as_user = true).await;
+    let root = s.admin_user("root").await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let carol = s.register("carol").await;
+    let hs = home_server(&root);
+    let room = s
+        .create_room(
+            &alice,
+            json!({"name": "Lobby", "preset": "public_chat", "room_alias_name": "lobby", "visibility": "public"}),
+        )
+        .await;
+    s.join(&bob, &room).await;
+    let ev = s.send_text(&alice, &room, "t1", "buy cheap watches").await;
+    let (st, up) = upload(&s, &alice, "image/png", Some("a.png"), b"png?".to_vec()).await;
+    assert_eq!(st, StatusCode::OK, "{up}");
+    let mxc = up["content_uri"].as_str().unwrap().to_owned();
+    let (st, v) = s
+        .put(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/t2",
+                enc(&room)
+            ),
+            json!({"msgtype": "m.image", "body": "a.png", "url": mxc}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = s
+        .post(
+            &bob,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/report/{}",
+                enc(&room),
+                enc(&ev)
+            ),
+            json!({"reason": "spam", "score": -100}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = s
+        .post(
+            &bob,
+            &format!("/_matrix/client/v3/users/{}/report", enc(&alice.user_id)),
+            json!({"reason": "rude"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let a = enc(&alice.user_id);
+    let bb = enc(&bob.user_id);
+    let r = enc(&room);
+    let mut c = Check::default();
+
+    // Login page: flows on v3, the auth metadata probe (no OIDC here: an error, then the
+    // unstable path, also an error; Ketesa falls back to the password form).
+    let (st, v) = s
+        .call(Method::GET, "/_matrix/client/v3/login", None, None)
+        .await;
+    if c.status("v3 login flows", st, &v) {
+        c.list("v3 login flows", &v, "flows", 1, &[("type", K::Str)]);
+    }
+    for p in [
+        "/_matrix/client/v1/auth_metadata",
+        "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
+    ] {
+        let (st, v) = s.call(Method::GET, p, None, None).await;
+        assert!(
+            st.is_client_error() && v["issuer"].is_null(),
+            "{p}: {st} {v}"
+        );
+    }
+
+    // UserList: v3, 50 a page, sort name ASC, no default filter; then each sortable column
+    // (creation_ts_ms is sent as creation_ts) and the filters of its filter bar.
+    let user_row: &[(&str, K)] = &[
+        ("name", K::Str),
+        ("displayname", K::OptStr),
+        ("avatar_url", K::OptStr),
+        ("is_guest", K::Flag),
+        ("admin", K::Flag),
+        ("deactivated", K::Flag),
+        ("shadow_banned", K::Flag),
+        ("locked", K::Bool),
+        ("erased", K::Bool),
+        ("creation_ts", K::Num),
+        ("user_type", K::OptStr),
+    ];
+    let (st, v) = s
+        .get(
+            &root,
+            &format!("/_synapse/admin/v3/users?{}", kq(50, "", "name", "f", "")),
+        )
+        .await;
+    if c.status("v3 users", st, &v) {
+        let rows = c.list("v3 users", &v, "users", 4, user_row);
+        c.field("v3 users", &v, "total", K::Num);
+        let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "{v}");
+    }
+    for col in [
+        "avatar_url",
+        "displayname",
+        "is_guest",
+        "admin",
+        "deactivated",
+        "locked",
+        "shadow_banned",
+        "creation_ts",
+    ] {
+        let ctx = format!("v3 users order_by={col}");
+        let (st, v) = s
+            .get(
+                &root,
+                &format!("/_synapse/admin/v3/users?{}", kq(50, "", col, "b", "")),
+            )
+            .await;
+        if c.status(&ctx, st, &v) {
+            c.list(&ctx, &v, "users", 4, user_row);
+        }
+    }
+    // URLSearchParams keeps the object's order: name, guests, deactivated, locked.
+    let q = kq(
+        50,
+        "name=ali&guests=false&deactivated=false&locked=false",
+        "name",
+        "f",
+        "",
+    );
+    let (st, v) = s.get(&root, &format!("/_synapse/admin/v3/users?{q}")).await;
+    if c.status("v3 users filters", st, &v) {
+        let rows = c.list("v3 users filters", &v, "users", 1, user_row);
+        assert_eq!(rows.len(), 1, "{v}");
+    }
+
+    // The user page: getOne (suspended shown as a chip), then its side calls.
+    let (st, v) = s.get(&root, &format!("/_synapse/admin/v2/users/{a}")).await;
+    if c.status("user getOne", st, &v) {
+        c.fields("user getOne", &v, USER);
+        c.fields("user getOne", &v, USER_ONE);
+        c.field("user getOne", &v, "suspended", K::Bool);
+    }
+    // getSentInviteCount / getCumulativeJoinedRoomCount: from_ts=0.
+    let (st, v) = s
+        .get(
+            &root,
+            &format!("/_synapse/admin/v1/users/{a}/sent_invite_count?from_ts=0"),
+        )
+        .await;
+    if c.status("sent_invite_count", st, &v) {
+        c.field("sent_invite_count", &v, "invite_count", K::Num);
+    }
+    let (st, v) = s
+        .get(
+            &root,
+            &format!("/_synapse/admin/v1/users/{a}/cumulative_joined_room_count?from_ts=0"),
+        )
+        .await;
+    if c.status("cumulative_joined_room_count", st, &v) {
+        c.field(
+            "cumulative_joined_room_count",
+            &v,
+            "cumulative_joined_room_count",
+            K::Num,
+        );
+        assert!(v["cumulative_joined_room_count"].as_i64() >= Some(1), "{v}");
+    }
+    // getAccountData: `account_data.global`, `account_data.rooms`.
+    let (st, v) = s
+        .get(&root, &format!("/_synapse/admin/v1/users/{a}/accountdata"))
+        .await;
+    if c.status("accountdata", st, &v) {
+        c.field("accountdata", &v, "account_data", K::Obj);
+        c.field("accountdata", &v["account_data"], "global", K::Obj);
+        c.field("accountdata", &v["account_data"], "rooms", K::Obj);
+    }
+    // getFeatures: `features`, an object of booleans; updateFeatures sends it back whole.
+    let (st, v) = s
+        .get(
+            &root,
+            &format!("/_synapse/admin/v1/experimental_features/{a}"),
+        )
+        .await;
+    if c.status("experimental_features", st, &v) {
+        c.field("experimental_features", &v, "features", K::Obj);
+        let all_bool = v["features"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(_, f)| f.is_boolean());
+        assert!(all_bool, "{v}");
+        let (st, v) = s
+            .put(
+                &root,
+                &format!("/_synapse/admin/v1/experimental_features/{a}"),
+                json!({"features": v["features"]}),
+            )
+            .await;
+        c.status("experimental_features put", st, &v);
+    }
+    // getRateLimits: `{}` or both numbers; setRateLimits POSTs the non-null ones, DELETE when
+    // none is left.
+    let rl = format!("/_synapse/admin/v1/users/{a}/override_ratelimit");
+    let (st, v) = s.get(&root, &rl).await;
+    if c.status("override_ratelimit get", st, &v) {
+        assert!(v.is_object(), "{v}");
+    }
+    let (st, v) = s
+        .post(
+            &root,
+            &rl,
+            json!({"messages_per_second": 5, "burst_count": 10}),
+        )
+        .await;
+    if c.status("override_ratelimit set", st, &v) {
+        let (_, v) = s.get(&root, &rl).await;
+        c.field("override_ratelimit", &v, "messages_per_second", K::Num);
+        c.field("override_ratelimit", &v, "burst_count", K::Num);
+    }
+    let (st, v) = s.call(Method::DELETE, &rl, Some(&root.token), None).await;
+    c.status("override_ratelimit delete", st, &v);
+
+    // memberships (getManyReference): `memberships` a room -> membership map.
+    let (st, v) = s
+        .get(
+            &root,
+            &format!(
+                "/_synapse/admin/v1/users/{a}/memberships?{}",
+                kref("id", "f")
+            ),
+        )
+        .await;
+    if c.status("memberships", st, &v) {
+        c.field("memberships", &v, "memberships", K::Obj);
+        assert_eq!(v["memberships"][&room], "join", "{v}");
+    }
+
+    // The user create form: username availability, free and taken.
+    let (st, v) = s
+        .get(&root, "/_synapse/admin/v1/username_available?username=dave")
+        .await;
+    if c.status("username_available", st, &v) {
+        assert_eq!(v["available"], true, "{v}");
+    }
+    let (st, v) = s
+        .get(
+            &root,
+            "/_synapse/admin/v1/username_available?username=alice",
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["errcode"], "M_USER_IN_USE", "{v}");
+    c.field("username taken", &v, "error", K::Str);
+
+    // FindUserButton: by threepid (none bound: 404 read as "not found"), by auth provider.
+    let (st, v) = s
+        .get(
+            &root,
+            &format!(
+                "/_synapse/admin/v1/threepid/email/users/{}",
+                enc("nobody@example.org")
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    c.field("threepid 404", &v, "errcode", K::Str);
+    let (st, v) = s
+        .get(&root, "/_synapse/admin/v1/auth_providers/oidc/users/abc")
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    c.field("auth_provider 404", &v, "errcode", K::Str);
+
+    // Devices: create one (POST {device_id}), rename it (PUT {display_name}), delete several
+    // (POST delete_devices {devices}).
+    let (st, v) = s
+        .post(
+            &root,
+            &format!("/_synapse/admin/v2/users/{a}/devices"),
+            json!({"device_id": "KETESA1"}),
+        )
+        .await;
+    if st != StatusCode::CREATED && st != StatusCode::OK {
+        c.0.push(format!("device create: {st} {v}"));
+    }
+    let (st, v) = s
+        .put(
+            &root,
+            &format!("/_synapse/admin/v2/users/{a}/devices/KETESA1"),
+            json!({"display_name": "Phone"}),
+        )
+        .await;
+    c.status("device rename", st, &v);
+    let (st, v) = s
+        .post(
+            &root,
+            &format!("/_synapse/admin/v2/users/{a}/delete_devices"),
+            json!({"devices": ["KETESA1"]}),
+        )
+        .await;
+    c.status("delete_devices", st, &v);
+
+    // The danger zone: suspend (PUT {suspend}), shadow ban (POST / DELETE without a body),
+    // login as the user ({} or {valid_until_ms}), cross-signing replacement ({}).
+    let (st, v) = s
+        .put(
+            &root,
+            &format!("/_synapse/admin/v1/suspend/{bb}"),
+            json!({"suspend": true}),
+        )
+        .await;
+    c.status("suspend", st, &v);
+    let (_, v) = s
+        .get(&root, &format!("/_synapse/admin/v2/users/{bb}"))
+        .await;
+    assert_eq!(v["suspended"], true, "{v}");
+    let (st, v) = s
+        .put(
+            &root,
+            &format!("/_synapse/admin/v1/suspend/{bb}"),
+            json!({"suspend": false}),
+        )
+        .await;
+    c.status("unsuspend", st, &v);
+    for m in [Method::POST, Method::DELETE] {
+        let ctx = format!("shadow_ban {m}");
+        let (st, v) = s
+            .call(
+                m,
+                &format!("/_synapse/admin/v1/users/{bb}/shadow_ban"),
+                Some(&root.token),
+                None,
+            )
+            .await;
+        c.status(&ctx, st, &v);
+    }
+    for body in [json!({}), json!({"valid_until_ms": 4_102_444_800_000_i64})] {
+        let ctx = format!("login as {body}");
+        let (st, v) = s
+            .post(&root, &format!("/_synapse/admin/v1/users/{bb}/login"), body)
+            .await;
+        if c.status(&ctx, st, &v) {
+            c.field(&ctx, &v, "access_token", K::Str);
+        }
+    }
+    // (Bob has cross-signing keys: without a master key the answer is Synapse's 404.)
+    let (st, v) = s
+        .post(
+            &bob,
+            "/_matrix/client/v3/keys/device_signing/upload",
+            cross_keys(&bob.user_id),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = s
+        .post(
+            &root,
+            &format!("/_synapse/admin/v1/users/{bb}/_allow_cross_signing_replacement_without_uia"),
+            json!({}),
+        )
+        .await;
+    if c.status("allow cross-signing replacement", st, &v) {
+        c.field(
+            "allow cross-signing replacement",
+            &v,
+            "updatable_without_uia_before_ms",
+            K::Num,
+        );
+    }
+    // renewAccountValidity: {user_id, enable_renewal_emails, expiration_ts?}. Account
+    // validity is Tchap's, off here: 404 M_UNRECOGNIZED, which Ketesa shows as the error it
+    // is (its errcode and message read from the body).
+    for body in [
+        json!({"user_id": bob.user_id, "enable_renewal_emails": true}),
+        json!({"user_id": bob.user_id, "enable_renewal_emails": false, "expiration_ts": 4_102_444_800_000_i64}),
+    ] {
+        let (st, v) = s
+            .post(&root, "/_synapse/admin/v1/account_validity/validity", body)
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+        c.field("account_validity off", &v, "errcode", K::Str);
+        c.field("account_validity off", &v, "error", K::Str);
+    }
+
+    // RoomList with its filters (public_rooms, empty_rooms after order_by and dir).
+    let q = kq(10, "", "name", "f", "public_rooms=true&empty_rooms=false");
+    let (st, v) = s.get(&root, &format!("/_synapse/admin/v1/rooms?{q}")).await;
+    if c.status("rooms filters", st, &v) {
+        let rows = c.list("rooms filters", &v, "rooms", 1, ROOM);
+        assert_eq!(rows.len(), 1, "{v}");
+        c.field("rooms filters", &v, "total_rooms", K::Num);
+    }
+    let q = kq(10, "search_term=Lob", "joined_members", "b", "");
+    let (st, v) = s.get(&root, &format!("/_synapse/admin/v1/rooms?{q}")).await;
+    if c.status("rooms search", st, &v) {
+        c.list("rooms search", &v, "rooms", 1, ROOM);
+    }
+
+    // The room page's tools: block (PUT {block}) and its status, join a user (POST
+    // {user_id}), make room admin, timestamp_to_event, context (limit=5), messages,
+    // hierarchy, fetch_event.
+    for on in [true, false] {
+        let (st, v) = s
+            .put(
+                &root,
+                &format!("/_synapse/admin/v1/rooms/{r}/block"),
+                json!({"block": on}),
+            )
+            .await;
+        if c.status(&format!("block {on}"), st, &v) {
+            let (_, v) = s
+                .get(&root, &format!("/_synapse/admin/v1/rooms/{r}/block"))
+                .await;
+            assert_eq!(v["block"], on, "{v}");
+        }
+    }
+    let (st, v) = s
+        .post(
+            &root,
+            &format!("/_synapse/admin/v1/join/{r}"),
+            json!({"user_id": carol.user_id}),
+        )
+        .await;
+    if c.status("join", st, &v) {
+        c.field("join", &v, "room_id", K::Str);
+    }
+    let (st, v) = s
+        .post(
+            &root,
+            &format!("/_synapse/admin/v1/rooms/{r}/make_room_admin"),
+            json!({"user_id": bob.user_id}),
+        )
+        .await;
+    c.status("make_room_admin", st, &v);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for dir in ["f", "b"] {
+        let ts = if dir == "f" { 0 } else { now + 60_000 };
+        let ctx = format!("timestamp_to_event {dir}");
+        let (st, v) = s
+            .get(
+                &root,
+                &format!("/_synapse/admin/v1/rooms/{r}/timestamp_to_event?ts={ts}&dir={dir}"),
+            )
+            .await;
+        if c.status(&ctx, st, &v) {
+            c.field(&ctx, &v, "event_id", K::Str);
+            c.field(&ctx, &v, "origin_server_ts", K::Num);
+        }
+    }
+    let event_spec = &[
+        ("event_id", K::Str),
+        ("type", K::Str),
+        ("sender", K::Str),
+        ("origin_server_ts", K::Num),
+        ("content", K::Obj),
+    ];
+    let (st, v) = s
+        .get(
+            &root,
+            &format!("/_synapse/admin/v1/rooms/{r}/context/{}?limit=5", enc(&ev)),
+        )
+        .await;
+    if c.status("context", st, &v) {
+        c.fields("context", &v["event"], event_spec);
+        c.list("context", &v, "events_before", 1, event_spec);
+        c.list("context", &v, "events_after", 1, event_spec);
+        c.list("context", &v, "state", 1, event_spec);
+        c.field("context", &v, "start", K::Str);
+        c.field("context", &v, "end", K::Str);
+    }
+    // getRoomMessages: `from` always in the query (replayed empty and as `END`, both of which
+    // Synapse reads as absent), then limit, dir, filter when given.
+    let filter = enc(r#"{"types":["m.room.message"]}"#);
+    let mut end = String::new();
+    for q in [
+        "from=&limit=20&dir=b".to_owned(),
+        format!("from=&limit=20&dir=b&filter={filter}"),
+        "from=END&limit=20&dir=b".to_owned(),
+    ] {
+        let ctx = format!("messages {q}");
+        let (st, v) = s
+            .get(&root, &format!("/_synapse/admin/v1/rooms/{r}/messages?{q}"))
+            .await;
+        if c.status(&ctx, st, &v) {
+            c.list(&ctx, &v, "chunk", 1, event_spec);
+            c.field(&ctx, &v, "start", K::Str);
+            if let Some(e) = v["end"].as_str() {
+                end = e.to_owned();
+            }
+        }
+    }
+    if !end.is_empty() {
+        let (st, v) = s
+            .get(
+                &root,
+                &format!(
+                    "/_synapse/admin/v1/rooms/{r}/messages?from={}&limit=20&dir=b",
+                    enc(&end)
+                ),
+            )
+            .await;
+        if c.status("messages page 2", st, &v) {
+            c.field("messages page 2", &v, "chunk", K::Arr);
+        }
+    }
+    for q in ["", "?limit=50&max_depth=1"] {
+        let ctx = format!("hierarchy{q}");
+        let (st, v) = s
+            .get(&root, &format!("/_synapse/admin/v1/rooms/{r}/hierarchy{q}"))
+            .await;
+        if c.status(&ctx, st, &v) {
+            c.list(
+                &ctx,
+                &v,
+                "rooms",
+                1,
+                &[
+                    ("room_id", K::Str),
+                    ("num_joined_members", K::Num),
+                    ("children_state", K::Arr),
+                ],
+            );
+        }
+    }
+    let (st, v) = s
+        .get(
+            &root,
+            &format!("/_synapse/admin/v1/fetch_event/{}", enc(&ev)),
+        )
+        .await;
+    if c.status("fetch_event", st, &v) {
+        c.fields("fetch_event", &v["event"], event_spec);
+        c.field("fetch_event", &v["event"], "room_id", K::Str);
+    }
+
+    // room_media (getManyReference): `local` mxc URIs.
+    let (st, v) = s
+        .get(
+            &root,
+            &format!("/_synapse/admin/v1/room/{room}/media?{}", kref("id", "f")),
+        )
+        .await;
+    if c.status("room_media", st, &v) {
+        c.field("room_media", &v, "local", K::Arr);
+        assert_eq!(v["local"], json!([mxc]), "{v}");
+    }
+    // quarantineRoomMedia / quarantineUserMedia: POST "{}", read `num_quarantined`.
+    for (ctx, p) in [
+        (
+            "quarantine room media",
+            format!("/_synapse/admin/v1/room/{r}/media/quarantine"),
+        ),
+        (
+            "quarantine user media",
+            format!("/_synapse/admin/v1/user/{a}/media/quarantine"),
+        ),
+    ] {
+        let (st, v) = s.post(&root, &p, json!({})).await;
+        if c.status(ctx, st, &v) {
+            c.field(ctx, &v, "num_quarantined", K::Num);
+        }
+    }
+
+    // forward_extremities delete: `deleted`.
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("/_synapse/admin/v1/rooms/{room}/forward_extremities"),
+            Some(&root.token),
+            None,
+        )
+        .await;
+    if c.status("forward_extremities delete", st, &v) {
+        c.field("forward_extremities delete", &v, "deleted", K::Num);
+    }
+
+    // purgeHistory: POST {purge_up_to_ts, delete_local_events}, then the status.
+    let (st, v) = s
+        .post(
+            &root,
+            &format!("/_synapse/admin/v1/purge_history/{r}"),
+            json!({"purge_up_to_ts": now - 3_600_000, "delete_local_events": false}),
+        )
+        .await;
+    if c.status("purge_history", st, &v) {
+        c.field("purge_history", &v, "purge_id", K::Str);
+        if let Some(id) = v["purge_id"].as_str() {
+            let (st, v) = s
+                .get(
+                    &root,
+                    &format!("/_synapse/admin/v1/purge_history_status/{}", enc(id)),
+                )
+                .await;
+            if c.status("purge_history_status", st, &v) {
+                c.field("purge_history_status", &v, "status", K::Str);
+            }
+        }
+    }
+
+    // Event and user reports: the list as Ketesa queries it, getOne, delete.
+    let q = kq(10, "", "received_ts", "b", "");
+    let (st, v) = s
+        .get(&root, &format!("/_synapse/admin/v1/event_reports?{q}"))
+        .await;
+    if c.status("event_reports", st, &v) {
+        let rows = c.list(
+            "event_reports",
+            &v,
+            "event_reports",
+            1,
+            &[
+                ("id", K::Num),
+                ("received_ts", K::Num),
+                ("event_id", K::Str),
+            ],
+        );
+        c.field("event_reports", &v, "total", K::Num);
+        if let Some(id) = rows.first().map(|r| r["id"].to_string()) {
+            let (st, v) = s
+                .call(
+                    Method::DELETE,
+                    &format!("/_synapse/admin/v1/event_reports/{id}"),
+                    Some(&root.token),
+                    None,
+                )
+                .await;
+            c.status("event_reports delete", st, &v);
+        }
+    }
+    let user_report = &[
+        ("id", K::Num),
+        ("received_ts", K::Num),
+        ("target_user_id", K::Str),
+        ("user_id", K::Str),
+        ("reason", K::OptStr),
+    ];
+    let (st, v) = s
+        .get(&root, &format!("/_synapse/admin/v1/user_reports?{q}"))
+        .await;
+    if c.status("user_reports", st, &v) {
+        let rows = c.list("user_reports", &v, "user_reports", 1, user_report);
+        c.field("user_reports", &v, "total", K::Num);
+        if let Some(id) = rows.first().map(|r| r["id"].to_string()) {
+            let (st, v) = s
+                .get(&root, &format!("/_synapse/admin/v1/user_reports/{id}"))
+                .await;
+            if c.status("user_reports getOne", st, &v) {
+                c.fields("user_reports getOne", &v, user_report);
+            }
+            let (st, v) = s
+                .call(
+                    Method::DELETE,
+                    &format!("/_synapse/admin/v1/user_reports/{id}"),
+                    Some(&root.token),
+                    None,
+                )
+                .await;
+            c.status("user_reports delete", st, &v);
+        }
+    }
+
+    // database_room_statistics: no query parameters; `rooms` of {room_id, estimated_size}.
+    let (st, v) = s
+        .get(&root, "/_synapse/admin/v1/statistics/database/rooms")
+        .await;
+    if c.status("database rooms", st, &v) {
+        c.list(
+            "database rooms",
+            &v,
+            "rooms",
+            1,
+            &[("room_id", K::Str), ("estimated_size", K::Num)],
+        );
+    }
+
+    // Federation: a destination's page on a lone server (unknown: 404), its rooms, reset.
+    for (m, p) in [
+        (
+            Method::GET,
+            "/_synapse/admin/v1/federation/destinations/example.org".to_owned(),
+        ),
+        (
+            Method::GET,
+            format!(
+                "/_synapse/admin/v1/federation/destinations/example.org/rooms?{}",
+                kref("room_id", "f")
+            ),
+        ),
+        (
+            Method::POST,
+            "/_synapse/admin/v1/federation/destinations/example.org/reset_connection".to_owned(),
+        ),
+    ] {
+        let (st, v) = s.call(m, &p, Some(&root.token), None).await;
+        if st != StatusCode::NOT_FOUND || !v["errcode"].is_string() {
+            c.0.push(format!("{p}: {st} {v}"));
+        }
+    }
+
+    // scheduled_tasks: the list query with its filters (Ketesa names the status `status`).
+    let sched = &[
+        ("id", K::Str),
+        ("action", K::Str),
+        ("status", K::Str),
+        ("timestamp_ms", K::Num),
+        ("resource_id", K::OptStr),
+        ("error", K::OptStr),
+    ];
+    for filters in ["", "action_name=purge_history&status=complete"] {
+        let q = kq(10, "", "timestamp_ms", "b", filters);
+        let ctx = format!("scheduled_tasks {q}");
+        let (st, v) = s
+            .get(&root, &format!("/_synapse/admin/v1/scheduled_tasks?{q}"))
+            .await;
+        if c.status(&ctx, st, &v) {
+            c.list(&ctx, &v, "scheduled_tasks", 1, sched);
+        }
+    }
+
+    // Media tools: the media of a user deleted (DELETE, no query), by date (POST
+    // media/delete), the remote cache purge.
+    let (_, up2) = upload(&s, &bob, "text/plain", Some("b.txt"), b"bob".to_vec()).await;
+    assert!(up2["content_uri"].is_string(), "{up2}");
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("/_synapse/admin/v1/users/{bb}/media"),
+            Some(&root.token),
+            None,
+        )
+        .await;
+    if c.status("delete user media", st, &v) {
+        c.field("delete user media", &v, "deleted_media", K::Arr);
+        c.field("delete user media", &v, "total", K::Num);
+        assert_eq!(v["total"], 1, "{v}");
+    }
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!(
+                "/_synapse/admin/v1/media/delete?before_ts={}&size_gt=0&keep_profiles=true",
+                now - 3_600_000
+            ),
+            Some(&root.token),
+            None,
+        )
+        .await;
+    if c.status("media delete by date", st, &v) {
+        c.field("media delete by date", &v, "deleted_media", K::Arr);
+        c.field("media delete by date", &v, "total", K::Num);
+    }
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("/_synapse/admin/v1/purge_media_cache?before_ts={now}"),
+            Some(&root.token),
+            None,
+        )
+        .await;
+    if c.status("purge_media_cache", st, &v) {
+        // Ketesa reads `total`; Synapse answers `deleted` (Ketesa then says "nothing purged").
+        c.field("purge_media_cache", &v, "deleted", K::Num);
+    }
+
+    // The media viewer downloads through the authenticated media API.
+    let path = mxc_path(&up);
+    let (sv, id) = path.split_once('/').unwrap();
+    let resp = s
+        .http
+        .get(format!(
+            "{}/_matrix/client/v1/media/download/{sv}/{id}",
+            s.base
+        ))
+        .bearer_auth(&root.token)
+        .send()
+        .await
+        .unwrap();
+    // Quarantined above with the room's media: refused.
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(sv, hs);
+
+    // The admin client config: account data of the admin, read (absent: 404) then written.
+    let cfg = format!(
+        "/_matrix/client/v3/user/{}/account_data/io.element.synapse.admin_client_config",
+        enc(&root.user_id)
+    );
+    let (st, v) = s.get(&root, &cfg).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    let body =
+        json!({"return_soft_failed_events": false, "return_policy_server_spammy_events": false});
+    let (st, v) = s.put(&root, &cfg, body.clone()).await;
+    c.status("admin_client_config put", st, &v);
+    let (st, v) = s.get(&root, &cfg).await;
+    if c.status("admin_client_config get", st, &v) {
+        assert_eq!(v, body);
+    }
+
+    // Room deletion from the room page: DELETE v2 {block, purge, force_purge}, then the status
+    // by delete id.
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("/_synapse/admin/v2/rooms/{r}"),
+            Some(&root.token),
+            Some(json!({"block": true, "purge": true, "force_purge": false})),
+        )
+        .await;
+    if c.status("delete room", st, &v) {
+        c.field("delete room", &v, "delete_id", K::Str);
+        if let Some(id) = v["delete_id"].as_str() {
+            let mut done = false;
+            for _ in 0..50 {
+                let (st, v) = s
+                    .get(
+                        &root,
+                        &format!("/_synapse/admin/v2/rooms/delete_status/{}", enc(id)),
+                    )
+                    .await;
+                if !c.status("delete_status by id", st, &v) {
+                    break;
+                }
+                c.field("delete_status by id", &v, "status", K::Str);
+                if v["status"] == "complete" {
+                    done = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert!(done, "room deletion never completed");
+        }
+    }
+    c.done();
+    s.stop().await;
 }

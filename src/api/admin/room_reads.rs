@@ -71,7 +71,9 @@ async fn messages(
         Some(_) => return Err(Error::invalid_param("dir must be b or f")),
     };
     let filter = filter(&p)?;
-    let (from, to) = (p.str("from"), p.str("to"));
+    // As Synapse's pagination config: an empty `from` or `to`, and `from=END`, are absent.
+    let from = p.str("from").filter(|f| !f.is_empty() && f != "END");
+    let to = p.str("to").filter(|t| !t.is_empty());
     let q = AdminMessages {
         from: from.as_deref(),
         to: to.as_deref(),
