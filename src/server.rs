@@ -30,6 +30,7 @@ impl Running {
             let _ = t.await;
         }
         self.services.policy().release_validity_lease().await;
+        self.services.cluster.leave().await;
         self.services.db.close().await;
     }
 }
@@ -39,6 +40,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listen = config.listen.clone();
     let sqlite_lock = crate::store::process_lock::lock_sqlite(&config.database_url())?;
     let services = Services::start(config).await?;
+    services.start_cluster();
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod client_ip;
+pub mod cluster;
 pub mod e2ee;
 pub mod federation;
 pub mod filter;
@@ -20,7 +21,7 @@ pub mod server_keys;
 pub mod streams;
 pub mod sync;
 
-use std::sync::{atomic::AtomicI64, Arc};
+use std::sync::Arc;
 
 /// Declares an area's face: a borrowed view of [`Services`] that carries the area's methods, so
 /// a call site reads `s.rooms().send_event(…)` and an area's surface is what its face exposes.
@@ -65,7 +66,9 @@ pub struct Services {
     /// Positions of read receipts.
     pub receipt_stream: streams::StreamTracker,
     pub typing: sync::typing::Typing,
-    pub state_group_ids: AtomicI64,
+    pub state_group_ids: cluster::IdGen,
+    /// This node's place among the nodes sharing the database (alone on SQLite).
+    pub cluster: cluster::Cluster,
     pub room_cache: rooms::RoomCache,
     pub notifier: streams::Notifier,
     pub tokens: accounts::TokenCache,
@@ -163,12 +166,26 @@ impl Services {
         }
         let keys = server_keys::ServerKeys::load_or_generate(&config.data_dir)?;
         let server_name = ServerName::parse(&config.server_name)?;
+        let cluster = if db.shared() {
+            cluster::Cluster::join(&config.database_url()).await?
+        } else {
+            cluster::Cluster::alone()
+        };
         // Each stream restarts after its rows and its recorded head, whichever is higher (the
-        // head covers positions abandoned by failed writes, which clients may have seen).
+        // head covers positions abandoned by failed writes, which clients may have seen). On
+        // PostgreSQL the stream's counter is shared: raised to that (never lowered), and the
+        // stream starts at what the database says is persisted up to.
         let head = |name: &'static str, rows: i64| {
             let db = &db;
             async move {
                 let recorded = db.stream_head(name).await?;
+                if db.shared() {
+                    db.init_stream_counter(name, rows.max(recorded)).await?;
+                    return anyhow::Ok(streams::StreamTracker::shared(
+                        name,
+                        db.stream_upto(name).await?,
+                    ));
+                }
                 anyhow::Ok(streams::StreamTracker::new(name, rows.max(recorded)))
             }
         };
@@ -177,9 +194,11 @@ impl Services {
         let to_device_stream = head(e2ee::to_device::STREAM, 0).await?;
         let device_list_stream = head("device_lists", db.max_device_list_stream().await?).await?;
         let receipt_stream = head("receipts", db.max_receipt_stream().await?).await?;
-        let state_group_ids = AtomicI64::new(db.max_state_group().await?);
+        let state_group_ids = cluster::IdGen::default();
+        state_group_ids.start(db.max_state_group().await?, &cluster);
         let outbound = outbound::Outbound::new(&config).map_err(|e| anyhow::anyhow!(e))?;
         let federation = federation::Federation::new(&config.federation, outbound.general.clone())?;
+        federation.queues.next_id.start(0, &cluster);
         let policy = policy::Policy::new(&config.server_name, config.tchap.as_ref())?;
         let mailer = mail::Mailer::new(&config.email)?;
         let proxies = client_ip::TrustedProxies::new(&config.proxy.trusted_proxies)
@@ -199,6 +218,7 @@ impl Services {
             receipt_stream,
             typing: sync::typing::Typing::default(),
             state_group_ids,
+            cluster,
             room_cache: rooms::RoomCache::default(),
             notifier: streams::Notifier::default(),
             tokens: accounts::TokenCache::default(),

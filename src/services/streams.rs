@@ -21,11 +21,31 @@ use tokio::sync::Notify;
 /// the stream's recorded head (`stream_heads`) has been raised past it
 /// ([`Services::abandon_positions`]). A restart starts after max(rows, recorded head), so a
 /// position a client has seen is never handed out again.
+///
+/// On PostgreSQL the stream is shared by every node of the cluster: positions are taken from the
+/// database ([`Services::take_positions`]) and `current` is what the database says is persisted
+/// up to ([`StreamTracker::advance_to`], read again on every notice of any node); wake-ups come
+/// with the notices and wait here until `current` reaches them.
 pub struct StreamTracker {
-    /// The stream's name in `stream_heads`.
+    /// The stream's name in `stream_heads` and `stream_counters`.
     pub name: &'static str,
     inner: Mutex<Inner>,
     current: AtomicI64,
+    /// Positions come from the database, shared by the nodes of a cluster.
+    pub shared: bool,
+    /// Shared: a notice came, the database's "persisted up to" is to be read again.
+    pub stale: Arc<Notify>,
+}
+
+/// Who a wake-up is for: these users, or (`None`) every user waiting on this node.
+pub type Wake = Option<Vec<OwnedUserId>>;
+
+/// The users to wake now.
+#[derive(Default)]
+pub struct Ready {
+    pub users: Vec<OwnedUserId>,
+    /// Every waiting user (a wake-up too big to name them).
+    pub all: bool,
 }
 
 struct Inner {
@@ -33,7 +53,7 @@ struct Inner {
     pending: BTreeSet<i64>,
     /// Wake-ups held back until `current` reaches their position: a reader woken earlier would
     /// not see the write yet and would go back to sleep.
-    deferred: Vec<(i64, Vec<OwnedUserId>)>,
+    deferred: Vec<(i64, Wake)>,
 }
 
 impl StreamTracker {
@@ -46,11 +66,22 @@ impl StreamTracker {
                 deferred: vec![],
             }),
             current: AtomicI64::new(max_persisted),
+            shared: false,
+            stale: Arc::new(Notify::new()),
         }
     }
 
-    /// Reserves `n` consecutive positions.
+    /// A stream shared with other nodes, persisted up to `upto` now.
+    pub fn shared(name: &'static str, upto: i64) -> Self {
+        Self {
+            shared: true,
+            ..Self::new(name, upto)
+        }
+    }
+
+    /// Reserves `n` consecutive positions (a stream of this process only).
     pub fn allocate(&self, n: usize) -> Vec<i64> {
+        debug_assert!(!self.shared, "shared streams take positions from the database");
         let mut g = self.inner.lock();
         let start = g.next;
         g.next += n as i64;
@@ -61,8 +92,12 @@ impl StreamTracker {
 
     /// Marks positions done (written or abandoned) and advances the readable position. Returns
     /// the users to wake now: `wake` once its positions are readable, and any earlier writer's
-    /// users this completion made readable.
-    pub fn complete(&self, ids: &[i64], wake: Vec<OwnedUserId>) -> Vec<OwnedUserId> {
+    /// users this completion made readable. On a shared stream the write's notice does this
+    /// (every node, this one included, reads the new position when it comes).
+    pub fn complete(&self, ids: &[i64], wake: Vec<OwnedUserId>) -> Ready {
+        if self.shared {
+            return Ready::default();
+        }
         let mut g = self.inner.lock();
         for id in ids {
             g.pending.remove(id);
@@ -74,16 +109,36 @@ impl StreamTracker {
         self.current.store(cur, Ordering::Release);
         let mine = ids.iter().copied().max().unwrap_or(0);
         if !wake.is_empty() {
-            g.deferred.push((mine, wake));
+            g.deferred.push((mine, Some(wake)));
         }
-        let mut ready = vec![];
-        g.deferred.retain_mut(|(pos, users)| {
-            if *pos <= cur {
-                ready.append(users);
-                false
-            } else {
-                true
+        Self::take_ready(&mut g, cur)
+    }
+
+    /// Shared: a wake-up from a notice, for when `current` reaches `pos`.
+    pub fn defer(&self, pos: i64, wake: Wake) -> Ready {
+        let mut g = self.inner.lock();
+        g.deferred.push((pos, wake));
+        Self::take_ready(&mut g, self.current())
+    }
+
+    /// Shared: the database says every position up to `upto` is persisted.
+    pub fn advance_to(&self, upto: i64) -> Ready {
+        let mut g = self.inner.lock();
+        let cur = self.current.fetch_max(upto, Ordering::AcqRel).max(upto);
+        Self::take_ready(&mut g, cur)
+    }
+
+    fn take_ready(g: &mut Inner, cur: i64) -> Ready {
+        let mut ready = Ready::default();
+        g.deferred.retain_mut(|(pos, wake)| {
+            if *pos > cur {
+                return true;
             }
+            match wake.take() {
+                Some(mut users) => ready.users.append(&mut users),
+                None => ready.all = true,
+            }
+            false
         });
         ready
     }
@@ -95,10 +150,61 @@ impl StreamTracker {
 }
 
 impl crate::services::Services {
+    /// Takes `n` positions of a stream: from this process's counter on SQLite, from the
+    /// database's on PostgreSQL (recorded as in flight until the write finishes them).
+    pub async fn take_positions(
+        &self,
+        pick: fn(&Self) -> &StreamTracker,
+        n: usize,
+    ) -> Result<Vec<i64>> {
+        let tracker = pick(self);
+        if !tracker.shared {
+            return Ok(tracker.allocate(n));
+        }
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        Ok(self
+            .db
+            .take_positions(tracker.name, n, self.cluster.slot())
+            .await?)
+    }
+
+    /// What a write that took `ids` does in its transaction on a cluster: finish them and
+    /// tell every node whom to wake (`None` on SQLite).
+    pub fn finish_of<'a>(
+        &self,
+        pick: fn(&Self) -> &StreamTracker,
+        ids: &'a [i64],
+        wake: &[OwnedUserId],
+    ) -> Option<crate::store::cluster::Finish<'a>> {
+        let tracker = pick(self);
+        if !tracker.shared {
+            return None;
+        }
+        let pos = ids.iter().copied().max()?;
+        Some(crate::store::cluster::Finish {
+            stream: tracker.name,
+            ids,
+            notice: crate::services::cluster::stream_notice(tracker.name, pos, Some(wake)),
+        })
+    }
+
+    /// Wakes the users of `ready`.
+    pub fn wake(&self, ready: Ready) {
+        if ready.all {
+            self.notifier.notify_all();
+        } else if !ready.users.is_empty() {
+            self.notifier
+                .notify(ready.users.iter().map(|u| -> &UserId { u }));
+        }
+    }
+
     /// Positions whose write failed or rolled back: the stream's recorded head is raised past
     /// them (retried in the background until the database takes it) before they count as done,
     /// so that no client is given a position that a restart would hand out again. The stream's
-    /// readers wait at the position before them meanwhile.
+    /// readers wait at the position before them meanwhile. On a shared stream they are deleted
+    /// from the positions in flight instead (the counter never goes back).
     pub fn abandon_positions(&self, pick: fn(&Self) -> &StreamTracker, ids: Vec<i64>) {
         let Some(max) = ids.iter().copied().max() else {
             return;
@@ -109,10 +215,16 @@ impl crate::services::Services {
             loop {
                 let Some(s) = weak.upgrade() else { return };
                 let tracker = pick(&s);
-                match s.db.raise_stream_head_now(tracker.name, max).await {
+                let res = if tracker.shared {
+                    let notice = crate::services::cluster::stream_notice(tracker.name, max, None);
+                    s.db.drop_positions(tracker.name, &ids, &notice).await
+                } else {
+                    s.db.raise_stream_head_now(tracker.name, max).await
+                };
+                match res {
                     Ok(()) => {
                         let ready = tracker.complete(&ids, vec![]);
-                        s.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+                        s.wake(ready);
                         return;
                     }
                     Err(e) => {
@@ -153,6 +265,13 @@ impl Notifier {
         }
     }
 
+    /// Wakes every request waiting on this node.
+    pub fn notify_all(&self) {
+        for n in self.users.lock().values() {
+            n.notify_waiters();
+        }
+    }
+
     /// Drops handles nobody waits on (called periodically).
     pub fn prune(&self) {
         self.users.lock().retain(|_, n| Arc::strong_count(n) > 1);
@@ -172,6 +291,19 @@ pub struct SyncToken {
 }
 
 impl SyncToken {
+    /// Each stream at the higher of the two positions.
+    pub fn at_least(self, o: &Self) -> Self {
+        Self {
+            events: self.events.max(o.events),
+            account_data: self.account_data.max(o.account_data),
+            presence: self.presence.max(o.presence),
+            to_device: self.to_device.max(o.to_device),
+            device_lists: self.device_lists.max(o.device_lists),
+            receipts: self.receipts.max(o.receipts),
+            typing: self.typing.max(o.typing),
+        }
+    }
+
     /// `s<events>_<account_data>[_<presence>[_<to_device>_<device_lists>[_<receipts>_<typing>]]]`
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || Error::invalid_param("Invalid sync token");

@@ -12,6 +12,7 @@ impl Db {
         kind: &str,
         content: &str,
         stream: i64,
+        fin: Option<&super::cluster::Finish<'_>>,
     ) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -25,6 +26,7 @@ impl Db {
         .bind(stream)
         .execute(&mut *tx.tx)
         .await?;
+        self.finish_positions(&mut tx.tx, fin).await?;
         tx.commit().await
     }
 

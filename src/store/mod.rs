@@ -14,6 +14,7 @@ pub mod admin_rooms;
 pub mod admin_users;
 pub mod annuaire;
 pub mod backup;
+pub mod cluster;
 pub mod dag;
 pub mod directory;
 pub mod e2ee_keys;
@@ -88,8 +89,8 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes");
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes");
+const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes", "0029_cluster");
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes", "0029_cluster");
 
 /// The advisory lock key under which a PostgreSQL node applies migrations.
 const MIGRATION_LOCK: i64 = 0x7061_6c61_6272_6501;

@@ -40,6 +40,7 @@ impl Db {
         ts: i64,
         stream: i64,
         read_upto: i64,
+        fin: Option<&super::cluster::Finish<'_>>,
     ) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
         // The receipt covers the user's notifications up to the event (of its thread, when it
@@ -60,6 +61,7 @@ impl Db {
         .bind(stream)
         .execute(&mut *tx.tx)
         .await?;
+        self.finish_positions(&mut tx.tx, fin).await?;
         tx.commit().await
     }
 

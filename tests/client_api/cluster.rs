@@ -3,12 +3,16 @@
 
 use std::{
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Connection;
+
 use crate::{
-    common::{free_port, Backend},
-    crash::{spawn, Proc},
+    common::{enc, free_port, timeline_bodies, Backend, TestServer, User},
+    crash::{client_of, spawn, Proc},
 };
 
 /// A second `palabre serve` on the SQLite database of a running one exits at once with a
@@ -69,4 +73,202 @@ async fn second_sqlite_process_refused() {
         .await
         .unwrap();
     assert!(r.status().is_success());
+}
+
+/// `n` nodes of one server on one PostgreSQL database (and one data directory: the signing key
+/// and the media are shared), each a real `palabre serve`.
+async fn cluster(n: usize) -> (tempfile::TempDir, String, Vec<(Proc, TestServer)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::database_url(Backend::Postgres, dir.path()).await;
+    let mut nodes = vec![];
+    for _ in 0..n {
+        let port = free_port();
+        let p = spawn(dir.path(), &db, port).await;
+        nodes.push((p, client_of(port)));
+    }
+    (dir, db, nodes)
+}
+
+const ALL_TIMELINE: &str = r#"{"room":{"timeline":{"limit":500}}}"#;
+
+/// An incremental sync with a filter that keeps every timeline event.
+async fn sync_all(s: &TestServer, u: &User, since: &str, timeout_ms: u64) -> Value {
+    let path = format!(
+        "/_matrix/client/v3/sync?timeout={timeout_ms}&since={}&filter={}",
+        enc(since),
+        enc(ALL_TIMELINE)
+    );
+    let (st, v) = s.get(u, &path).await;
+    assert_eq!(st, StatusCode::OK, "sync: {v}");
+    v
+}
+
+/// Users on different nodes chat; a message sent through node 1 ends the long-polls held on
+/// nodes 2 and 3; a client that goes from node to node between syncs gets every message
+/// exactly once; a logout on node 1 is refused on node 2.
+#[tokio::test]
+async fn nodes_share_streams_wake_ups_and_tokens() {
+    let (_dir, _db, nodes) = cluster(3).await;
+    let (n1, n2, n3) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
+    let alice = n1.register("alice").await;
+    let bob = n2.register("bob").await;
+    let room = n1.create_room(&alice, json!({"preset": "public_chat"})).await;
+    n2.join(&bob, &room).await;
+    // Bob's second device, logged in on node 3.
+    let (st, v) = n3.login(crate::common::password("bob", "correct horse 1")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let bob3 = User {
+        user_id: bob.user_id.clone(),
+        token: v["access_token"].as_str().unwrap().to_owned(),
+        device_id: v["device_id"].as_str().unwrap().to_owned(),
+    };
+
+    // Long-polls on nodes 2 and 3, then a message through node 1.
+    let since2 = n2.sync(&bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    let since3 = n3.sync(&bob3, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    let poll2 = sync_all(n2, &bob, &since2, 20_000);
+    let poll3 = sync_all(n3, &bob3, &since3, 20_000);
+    let send = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = Instant::now();
+        n1.send_text(&alice, &room, "w1", "wake up").await;
+        t
+    };
+    let (r2, r3, sent) = tokio::join!(
+        async { (poll2.await, Instant::now()) },
+        async { (poll3.await, Instant::now()) },
+        send
+    );
+    for (r, node) in [(&r2, 2), (&r3, 3)] {
+        assert_eq!(
+            timeline_bodies(&r.0, &room),
+            vec!["wake up".to_owned()],
+            "node {node}: {}",
+            r.0
+        );
+        let waited = r.1.duration_since(sent);
+        assert!(
+            waited < Duration::from_secs(5),
+            "node {node} woke after {waited:?}"
+        );
+        eprintln!("cross-node wake-up, node {node}: {waited:?} after the send began");
+    }
+
+    // Messages through every node while Bob's client hops from node to node.
+    let mut since = r2.0["next_batch"].as_str().unwrap().to_owned();
+    let senders = async {
+        for i in 0..30 {
+            let via = &nodes[i % 3].1;
+            via.send_text(&alice, &room, &format!("m{i}"), &format!("m{i}"))
+                .await;
+        }
+    };
+    let reader = async {
+        let mut seen: Vec<String> = vec![];
+        let mut hop = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.len() < 30 && Instant::now() < deadline {
+            let via = &nodes[hop % 3].1;
+            hop += 1;
+            let v = sync_all(via, &bob, &since, 2_000).await;
+            let tl = &v["rooms"]["join"][&room]["timeline"];
+            assert_ne!(tl["limited"], true, "a gap: {v}");
+            seen.extend(timeline_bodies(&v, &room));
+            since = v["next_batch"].as_str().unwrap().to_owned();
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(senders, reader);
+    let mut want: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
+    let mut got = seen.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every message exactly once, in: {seen:?}");
+
+    // A logout on node 1 counts on node 2 at once.
+    let (st, v) = n2.get(&alice, "/_matrix/client/v3/account/whoami").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = n1.post(&alice, "/_matrix/client/v3/logout", json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let started = Instant::now();
+    loop {
+        let (st, _) = n2.get(&alice, "/_matrix/client/v3/account/whoami").await;
+        if st == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "node 2 still takes the token: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("logout refused on node 2 after {:?}", started.elapsed());
+}
+
+/// Sends into one room through three nodes at once: one linear DAG (each event has one
+/// `prev_event`, no two share one), no event lost or duplicated.
+#[tokio::test]
+async fn concurrent_sends_across_nodes_stay_linear() {
+    let (_dir, db, nodes) = cluster(3).await;
+    let alice = nodes[0].1.register("alice").await;
+    let room = nodes[0].1.create_room(&alice, json!({})).await;
+    let per_node = 25;
+    let sends = nodes.iter().enumerate().map(|(n, (_, s))| {
+        let (alice, room) = (&alice, &room);
+        async move {
+            for i in 0..per_node {
+                let body = format!("n{n}-{i}");
+                s.send_text(alice, room, &body, &body).await;
+            }
+        }
+    });
+    futures::future::join_all(sends).await;
+
+    let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_id, json FROM events WHERE room_id = $1 AND outlier = 0")
+            .bind(&room)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut bodies = vec![];
+    let mut prevs_seen = std::collections::HashSet::new();
+    for (id, json) in &rows {
+        let v: Value = serde_json::from_str(json).unwrap();
+        let prevs = v["prev_events"].as_array().unwrap();
+        if v["type"] == "m.room.create" {
+            assert!(prevs.is_empty());
+            continue;
+        }
+        assert_eq!(prevs.len(), 1, "{id} has {} prev_events: a fork", prevs.len());
+        assert!(
+            prevs_seen.insert(prevs[0].as_str().unwrap().to_owned()),
+            "two events follow {}: a fork",
+            prevs[0]
+        );
+        if v["type"] == "m.room.message" {
+            bodies.push(v["content"]["body"].as_str().unwrap().to_owned());
+        }
+    }
+    bodies.sort();
+    let mut want: Vec<String> = (0..3)
+        .flat_map(|n| (0..per_node).map(move |i| format!("n{n}-{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(bodies, want);
+    let (st, v) = nodes[1]
+        .1
+        .get(
+            &alice,
+            &format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=200", enc(&room)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let listed = v["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .count();
+    assert_eq!(listed, 3 * per_node);
 }

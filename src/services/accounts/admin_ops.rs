@@ -117,7 +117,7 @@ impl AccountsFace<'_> {
     /// or a deactivation counts at once).
     pub async fn forget_user_tokens(self, user: &UserId) -> Result<()> {
         let hashes = self.db.token_hashes(user.as_str(), None).await?;
-        self.forget_tokens(&hashes);
+        self.forget_tokens(&hashes).await;
         Ok(())
     }
 }

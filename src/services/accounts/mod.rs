@@ -40,7 +40,13 @@ struct CachedToken {
     expires_ts: Option<i64>,
     /// Issued by /refresh and not used yet: its refresh token's hash (predecessors to revoke).
     rotating: Option<String>,
+    /// When it was read from the database (in a cluster, an entry is read again after
+    /// [`CLUSTER_TOKEN_TTL`]: the bound on a lost revocation notice).
+    read_at: std::time::Instant,
 }
+
+/// How long a node of a cluster trusts a cached token without reading it again.
+const CLUSTER_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Access tokens already resolved, keyed by their hash; entries are dropped on logout.
 #[derive(Default)]
@@ -182,7 +188,13 @@ impl AccountsFace<'_> {
     pub async fn authenticate(self, token: &str) -> Result<Requester> {
         let hash = util::hash_secret(token);
         let now = util::now_ms();
-        let cached = self.tokens.map.lock().get(&hash).cloned();
+        let cached = self
+            .tokens
+            .map
+            .lock()
+            .get(&hash)
+            .filter(|c| !self.cluster.shared() || c.read_at.elapsed() < CLUSTER_TOKEN_TTL)
+            .cloned();
         self.metrics
             .cache_lookup(crate::metrics::CACHE_TOKENS, cached.is_some());
         let entry = match cached {
@@ -214,6 +226,7 @@ impl AccountsFace<'_> {
                     rotating: (row.pending_rotation == 1)
                         .then(|| row.refresh_hash.clone())
                         .flatten(),
+                    read_at: std::time::Instant::now(),
                 };
                 {
                     let mut map = self.tokens.map.lock();
@@ -253,8 +266,22 @@ impl AccountsFace<'_> {
             .is_some_and(|u| u.is_admin == 1 && u.deactivated == 0))
     }
 
-    /// Drops every cached token of one device (after its tokens were replaced).
-    fn forget_device(self, user: &UserId, device: &str) {
+    /// Drops every cached token of one device (after its tokens were replaced), here and on
+    /// the other nodes of a cluster.
+    async fn forget_device(self, user: &UserId, device: &str) {
+        self.forget_device_here(user, device);
+        self.tell_cluster(crate::services::cluster::tokens_notice(Some((user, device)), &[]))
+            .await;
+    }
+
+    async fn forget_tokens(self, hashes: &[String]) {
+        self.forget_tokens_here(hashes);
+        self.tell_cluster(crate::services::cluster::tokens_notice(None, hashes))
+            .await;
+    }
+
+    /// [`Self::forget_device`] on this node only (another node's notice).
+    pub fn forget_device_here(self, user: &UserId, device: &str) {
         let mut map = self.tokens.map.lock();
         self.tokens
             .generation
@@ -262,7 +289,8 @@ impl AccountsFace<'_> {
         map.retain(|_, c| !(c.user_id == user && c.device_id == device));
     }
 
-    fn forget_tokens(self, hashes: &[String]) {
+    /// Drops cached tokens on this node only (another node's notice).
+    pub fn forget_tokens_here(self, hashes: &[String]) {
         let mut map = self.tokens.map.lock();
         self.tokens
             .generation
@@ -270,6 +298,15 @@ impl AccountsFace<'_> {
         for h in hashes {
             map.remove(h);
         }
+    }
+
+    /// Drops every cached token on this node (the cluster's notices were perhaps lost).
+    pub fn forget_all_tokens_here(self) {
+        let mut map = self.tokens.map.lock();
+        self.tokens
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.clear();
     }
 
     fn new_tokens(self, refresh: bool) -> (String, Option<String>, Option<i64>) {
@@ -715,7 +752,7 @@ impl AccountsFace<'_> {
             .await?;
         tx.commit().await?;
         // Logging in again on a known device replaces its tokens: the old ones must stop working.
-        self.forget_device(&user_id, &session.device_id);
+        self.forget_device(&user_id, &session.device_id).await;
         Ok(session)
     }
 
@@ -744,7 +781,7 @@ impl AccountsFace<'_> {
         )
         .await?;
         tx.commit().await?;
-        self.forget_device(&user_id, &device);
+        self.forget_device(&user_id, &device).await;
         Ok(Session {
             user_id,
             device_id: device,
@@ -764,7 +801,7 @@ impl AccountsFace<'_> {
         let mut tx = self.db.begin_write().await?;
         Db::revoke_predecessors(&mut tx.tx, user.as_str(), device, refresh_hash).await?;
         tx.commit().await?;
-        self.forget_device(user, device);
+        self.forget_device(user, device).await;
         Ok(())
     }
 
@@ -848,12 +885,12 @@ impl AccountsFace<'_> {
             return Ok(());
         }
         let hashes = self.db.token_hashes(user.as_str(), Some(devices)).await?;
-        let ticket = self.e2ee().device_list_ticket();
+        let ticket = self.e2ee().device_list_ticket().await?;
         let res = self
             .db
-            .delete_devices(user.as_str(), devices, ticket.id)
+            .delete_devices(user.as_str(), devices, ticket.id, ticket.finish().as_ref())
             .await;
-        self.forget_tokens(&hashes);
+        self.forget_tokens(&hashes).await;
         res?;
         let id = ticket.id;
         ticket.publish(&[user]).await;
@@ -876,7 +913,7 @@ impl AccountsFace<'_> {
         // Tokens of devices created meanwhile, if any.
         let hashes = self.db.token_hashes(user.as_str(), None).await?;
         self.db.delete_all_tokens(user.as_str()).await?;
-        self.forget_tokens(&hashes);
+        self.forget_tokens(&hashes).await;
         Ok(())
     }
 
@@ -985,7 +1022,7 @@ impl AccountsFace<'_> {
         self.logout_all(user).await?;
         let hashes = self.db.token_hashes(user.as_str(), None).await?;
         self.db.deactivate_user(user.as_str()).await?;
-        self.forget_tokens(&hashes);
+        self.forget_tokens(&hashes).await;
         self.db.unbind_all_threepids(user.as_str()).await?;
         self.policy().annuaire_touch(user).await;
         Ok(())

@@ -98,7 +98,7 @@ impl E2eeFace<'_> {
                     .map_err(|e| Error::invalid_param(format!("{kind} key: {e}")))?;
             }
         }
-        let ticket = self.device_list_ticket();
+        let ticket = self.device_list_ticket().await?;
         let res: Result<()> = async {
             let mut tx = self.db.begin_write().await?;
             for (kind, v, public) in &new {
@@ -112,6 +112,9 @@ impl E2eeFace<'_> {
                 .await?;
             }
             Db::add_device_list_changes(&mut tx.tx, ticket.id, &[user.to_owned()]).await?;
+            self.db
+                .finish_positions(&mut tx.tx, ticket.finish().as_ref())
+                .await?;
             tx.commit().await?;
             Ok(())
         }
@@ -178,7 +181,7 @@ impl E2eeFace<'_> {
             }
         }
         if !rows.is_empty() {
-            let ticket = self.device_list_ticket();
+            let ticket = self.device_list_ticket().await?;
             let res: Result<()> = async {
                 let mut tx = self.db.begin_write().await?;
                 Db::put_signatures(&mut tx.tx, &rows).await?;
@@ -194,6 +197,9 @@ impl E2eeFace<'_> {
                 targets.sort();
                 targets.dedup();
                 Db::add_signature_changes(&mut tx.tx, ticket.id, me, &targets).await?;
+                self.db
+                    .finish_positions(&mut tx.tx, ticket.finish().as_ref())
+                    .await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -149,7 +149,10 @@ impl E2eeFace<'_> {
             changed = true;
         }
 
-        let ticket = changed.then(|| self.device_list_ticket());
+        let ticket = match changed {
+            true => Some(self.device_list_ticket().await?),
+            false => None,
+        };
         let res: Result<()> = async {
             let mut tx = self.db.begin_write().await?;
             if let (Some(json), true) = (&device_json, changed) {
@@ -180,6 +183,9 @@ impl E2eeFace<'_> {
             }
             if let Some(t) = &ticket {
                 Db::add_device_list_changes(&mut tx.tx, t.id, &[user.to_string()]).await?;
+                self.db
+                    .finish_positions(&mut tx.tx, t.finish().as_ref())
+                    .await?;
             }
             tx.commit().await?;
             Ok(())

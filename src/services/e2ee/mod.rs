@@ -77,16 +77,23 @@ pub struct DeviceListTicket<'a> {
 }
 
 impl<'a> E2eeFace<'a> {
-    pub fn device_list_ticket(self) -> DeviceListTicket<'a> {
-        DeviceListTicket {
+    pub async fn device_list_ticket(self) -> Result<DeviceListTicket<'a>> {
+        Ok(DeviceListTicket {
             services: self.s,
-            id: self.device_list_stream.allocate(1)[0],
+            id: self.take_positions(|s| &s.device_list_stream, 1).await?[0],
             done: false,
-        }
+        })
     }
 }
 
 impl DeviceListTicket<'_> {
+    /// What the change's transaction does with the position on a cluster (see
+    /// `Services::finish_of`; whom to wake is told by `publish`).
+    pub fn finish(&self) -> Option<crate::store::cluster::Finish<'_>> {
+        self.services
+            .finish_of(|s| &s.device_list_stream, std::slice::from_ref(&self.id), &[])
+    }
+
     /// Makes the change readable and wakes the users who see it: the users themselves and
     /// everyone sharing a room with them.
     pub async fn publish(mut self, users: &[&UserId]) {
@@ -101,8 +108,17 @@ impl DeviceListTicket<'_> {
         }
         wake.sort();
         wake.dedup();
+        if s.device_list_stream.shared {
+            let notice = crate::services::cluster::stream_notice(
+                s.device_list_stream.name,
+                self.id,
+                Some(&wake),
+            );
+            s.tell_cluster(vec![notice]).await;
+            return;
+        }
         let ready = s.device_list_stream.complete(&[self.id], wake);
-        s.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+        s.wake(ready);
     }
 }
 

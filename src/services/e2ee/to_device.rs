@@ -265,7 +265,9 @@ impl E2eeFace<'_> {
             if !first {
                 return Ok(false); // a retry: already queued
             }
-            ids = self.to_device_stream.allocate(planned.len());
+            ids = self
+                .take_positions(|s| &s.to_device_stream, planned.len())
+                .await?;
             let rows: Vec<NewToDevice> = planned
                 .into_iter()
                 .zip(ids.iter())
@@ -276,6 +278,9 @@ impl E2eeFace<'_> {
             if let Some(max) = ids.iter().max() {
                 Db::raise_stream_head(&mut tx.tx, STREAM, *max).await?;
             }
+            let wake: Vec<OwnedUserId> = local.iter().map(|(u, _)| u.clone()).collect();
+            let fin = self.finish_of(|s| &s.to_device_stream, &ids, &wake);
+            self.db.finish_positions(&mut tx.tx, fin.as_ref()).await?;
             tx.commit().await?;
             Ok(true)
         }
@@ -283,7 +288,7 @@ impl E2eeFace<'_> {
         if matches!(res, Ok(true)) {
             let wake = local.iter().map(|(u, _)| u.clone()).collect();
             let ready = self.to_device_stream.complete(&ids, wake);
-            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+            self.wake(ready);
         } else {
             self.abandon_positions(|s| &s.to_device_stream, ids);
         }

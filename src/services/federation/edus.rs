@@ -142,9 +142,12 @@ impl FederationFace<'_> {
             return Ok(());
         }
         self.e2ee().invalidate_remote_device_cache(&user).await?;
-        let ticket = self.e2ee().device_list_ticket();
+        let ticket = self.e2ee().device_list_ticket().await?;
         let mut tx = self.db.begin_write().await?;
         Db::add_device_list_changes(&mut tx.tx, ticket.id, &[user.to_string()]).await?;
+        self.db
+            .finish_positions(&mut tx.tx, ticket.finish().as_ref())
+            .await?;
         tx.commit().await?;
         ticket.publish(&[&user]).await;
         Ok(())

@@ -261,7 +261,7 @@ impl FederationFace<'_> {
         remote: Option<NewRemoteMembership<'_>>,
     ) -> Result<()> {
         let pdu = Pdu::parse(event_id, json).map_err(Error::bad_json)?;
-        let ids = self.events_stream.allocate(1);
+        let ids = self.take_positions(|s| &s.events_stream, 1).await?;
         let strings = pdu.strings();
         let ev = pdu.new_event(&strings, room_id.as_str(), json, ids[0], 0, true);
         let write = EventWrite {

@@ -424,7 +424,7 @@ impl FederationFace<'_> {
     ) -> Result<()> {
         let out: Vec<(&OwnedEventId, &(Arc<Pdu>, CheckedPdu))> =
             outliers.iter().filter(|(id, _)| *id != join_id).collect();
-        let ids = self.events_stream.allocate(out.len());
+        let ids = self.take_positions(|s| &s.events_stream, out.len()).await?;
         let strings: Vec<crate::services::rooms::pdu::PduStrings> =
             out.iter().map(|(_, (p, _))| p.strings()).collect();
         let events: Vec<NewEvent> = out

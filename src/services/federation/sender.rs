@@ -7,7 +7,7 @@ use crate::services::federation::FederationFace;
 use ruma::events::room::member::MembershipState;
 use std::{
     collections::HashMap,
-    sync::{atomic::Ordering, Arc, Weak},
+    sync::{Arc, Weak},
     time::Duration,
 };
 
@@ -48,7 +48,7 @@ pub struct Queue {
 
 #[derive(Default)]
 pub struct Queues {
-    pub next_id: std::sync::atomic::AtomicI64,
+    pub next_id: crate::services::cluster::IdGen,
     pub running: Mutex<HashMap<String, Arc<Queue>>>,
 }
 
@@ -128,7 +128,7 @@ impl FederationFace<'_> {
         let mut rows = Vec::with_capacity(dests.len() * event_ids.len());
         for d in dests {
             for e in event_ids {
-                let id = q.next_id.fetch_add(1, Ordering::SeqCst) + 1;
+                let id = q.next_id.next();
                 rows.push((id, d.to_string(), e.clone()));
             }
         }
@@ -167,7 +167,7 @@ impl FederationFace<'_> {
         self.federation_state
             .queues
             .next_id
-            .fetch_max(max, Ordering::SeqCst);
+            .raise(max);
         for d in self.db.outbox_destinations().await? {
             self.wake_destination(&d, false);
         }
@@ -263,12 +263,7 @@ impl FederationFace<'_> {
             .iter()
             .filter(|d| super::allowed(&self.config.federation, d))
             .map(|d| {
-                let id = self
-                    .federation_state
-                    .queues
-                    .next_id
-                    .fetch_add(1, Ordering::SeqCst)
-                    + 1;
+                let id = self.federation_state.queues.next_id.next();
                 (id, d.to_string(), kind.to_owned(), text.clone())
             })
             .collect()

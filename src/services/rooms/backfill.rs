@@ -430,10 +430,7 @@ impl RoomsFace<'_> {
                 if let Some(k) = &key {
                     after.insert(k.clone(), pdu.clone());
                 }
-                let id = self
-                    .state_group_ids
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                    + 1;
+                let id = self.state_group_ids.next();
                 // A group not made here has an unknown chain: snapshot.
                 let prev = prev.and_then(|g| Some((g, *pl.chain_len.get(&g)?)));
                 let write = GroupWrite::after(id, prev, key.as_ref().map(|k| (k, &*pdu)), &after);

@@ -47,7 +47,7 @@ pub use store_events::{EventWrite, NewRoom, OutOfBand, Placement};
 use ruma::events::room::member::MembershipState;
 use std::{
     collections::{HashMap, HashSet},
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
 };
 
 use parking_lot::Mutex;
@@ -72,7 +72,36 @@ use crate::{
 pub const MAX_PDU_BYTES: usize = 65_536;
 
 type RoomSlot = Arc<tokio::sync::Mutex<Option<RoomState>>>;
-pub type RoomGuard = tokio::sync::OwnedMutexGuard<Option<RoomState>>;
+
+/// A room locked for writing: this process's lock on its cached state and, on a cluster, the
+/// room's lock across the nodes (released, after the write committed, when the guard goes).
+pub struct RoomGuard {
+    state: tokio::sync::OwnedMutexGuard<Option<RoomState>>,
+    cluster: Option<(OwnedRoomId, crate::store::cluster::RoomLock)>,
+}
+
+impl std::ops::Deref for RoomGuard {
+    type Target = Option<RoomState>;
+    fn deref(&self) -> &Self::Target {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for RoomGuard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.state
+    }
+}
+
+impl Drop for RoomGuard {
+    fn drop(&mut self) {
+        if let Some((room, lock)) = self.cluster.take() {
+            tokio::spawn(async move {
+                crate::store::cluster::RoomLocks::unlock(room.as_str(), lock).await
+            });
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct RoomCache {
@@ -375,7 +404,7 @@ impl RoomState {
             key.clone(),
         );
         self.state.insert(skey.clone(), pdu.clone());
-        let id = srv.state_group_ids.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = srv.state_group_ids.next();
         let write = GroupWrite::after(
             id,
             self.state_group.map(|g| (g, self.chain_len)),
@@ -488,7 +517,17 @@ impl RoomsFace<'_> {
             .entry(room_id.to_owned())
             .or_default()
             .clone();
-        let mut guard = slot.clone().lock_owned().await;
+        let state = slot.clone().lock_owned().await;
+        let cluster = self
+            .cluster
+            .lock_room(room_id.as_str())
+            .await?
+            .map(|l| (room_id.to_owned(), l));
+        let mut guard = RoomGuard { state, cluster };
+        if guard.is_some() && guard.cluster.is_some() && !self.cache_is_current(&guard).await? {
+            // Another node wrote the room since it was cached here.
+            *guard = None;
+        }
         self.metrics
             .cache_lookup(crate::metrics::CACHE_ROOMS, guard.is_some());
         if guard.is_none() {
@@ -502,6 +541,19 @@ impl RoomsFace<'_> {
             }
         }
         Ok(guard)
+    }
+
+    /// On a cluster, under the room's lock: does the cached state still end where the
+    /// database's room does (its forward extremities)?
+    async fn cache_is_current(self, guard: &RoomGuard) -> Result<bool> {
+        let Some(room) = guard.as_ref() else {
+            return Ok(false);
+        };
+        let (mut stored, _) = self.db.room_extremities(room.room_id.as_str()).await?;
+        let mut cached: Vec<&str> = room.extremities.iter().map(|e| e.as_str()).collect();
+        stored.sort_unstable();
+        cached.sort_unstable();
+        Ok(stored.iter().map(String::as_str).eq(cached.iter().copied()))
     }
 
     /// Forgets what is cached of a room that was just purged from the database (the caller
@@ -530,7 +582,10 @@ impl RoomsFace<'_> {
             .entry(room_id.to_owned())
             .or_default()
             .clone();
-        slot.lock_owned().await
+        RoomGuard {
+            state: slot.lock_owned().await,
+            cluster: None,
+        }
     }
 
     async fn load_room(self, room_id: &RoomId) -> Result<Option<RoomState>> {
@@ -612,7 +667,7 @@ impl RoomsFace<'_> {
         batch: Vec<NewPdu>,
         new_room: Option<(&UserId, bool)>,
     ) -> Result<Vec<i64>> {
-        let ids = self.events_stream.allocate(batch.len());
+        let ids = self.take_positions(|s| &s.events_stream, batch.len()).await?;
         let mut wake: Vec<OwnedUserId> = vec![];
         if let Some(room) = guard.as_ref() {
             wake.extend(room.local_members.iter().cloned());

@@ -390,11 +390,7 @@ impl RoomsFace<'_> {
         before_group: Option<i64>,
         soft_failed: bool,
     ) -> Result<NewPdu> {
-        let next_id = || {
-            self.state_group_ids
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                + 1
-        };
+        let next_id = || self.state_group_ids.next();
         // The state after the event.
         let mut after = before;
         let (after_group, group_write) = match (key_of(&pdu), before_group) {

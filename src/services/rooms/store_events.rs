@@ -96,7 +96,7 @@ impl RoomsFace<'_> {
         if events.is_empty() {
             return Ok(());
         }
-        let positions = self.events_stream.allocate(events.len());
+        let positions = self.take_positions(|s| &s.events_stream, events.len()).await?;
         let strings: Vec<PduStrings> = events.iter().map(|(p, _)| p.strings()).collect();
         let rows: Vec<NewEvent> = events
             .iter()
@@ -127,7 +127,8 @@ impl RoomsFace<'_> {
         wake: Vec<OwnedUserId>,
     ) -> Result<()> {
         let started = std::time::Instant::now();
-        let res = self.write_events_tx(room_id, &w).await;
+        let fin = self.finish_of(|s| &s.events_stream, &positions, &wake);
+        let res = self.write_events_tx(room_id, &w, fin.as_ref()).await;
         if res.is_ok() {
             let mine = format!(":{}", self.server_name);
             let local = w
@@ -139,15 +140,19 @@ impl RoomsFace<'_> {
             self.metrics
                 .events_written(local, remote, started.elapsed().as_secs_f64());
             let ready = self.events_stream.complete(&positions, wake);
-            self.notifier
-                .notify(ready.iter().map(|u| -> &ruma::UserId { u }));
+            self.wake(ready);
         } else {
             self.abandon_positions(|s| &s.events_stream, positions);
         }
         res
     }
 
-    async fn write_events_tx(self, room_id: &str, w: &EventWrite<'_>) -> Result<()> {
+    async fn write_events_tx(
+        self,
+        room_id: &str,
+        w: &EventWrite<'_>,
+        fin: Option<&crate::store::cluster::Finish<'_>>,
+    ) -> Result<()> {
         let mut tx = self.db.begin_write().await?;
         if let Some(r) = &w.new_room {
             Db::insert_room(
@@ -231,6 +236,7 @@ impl RoomsFace<'_> {
         {
             return Err(crate::Error::unknown("failpoint: write refused"));
         }
+        self.db.finish_positions(&mut tx.tx, fin).await?;
         tx.commit().await?;
         Ok(())
     }

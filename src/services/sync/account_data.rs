@@ -42,16 +42,16 @@ impl SyncFace<'_> {
             return Err(Error::too_large("Account data too large"));
         }
         let room_key = room.map(|r| r.to_string()).unwrap_or_default();
-        let ids = self.account_data_stream.allocate(1);
+        let ids = self.take_positions(|s| &s.account_data_stream, 1).await?;
+        let wake = vec![user.to_owned()];
+        let fin = self.finish_of(|s| &s.account_data_stream, &ids, &wake);
         let res = self
             .db
-            .put_account_data(user.as_str(), &room_key, kind, &text, ids[0])
+            .put_account_data(user.as_str(), &room_key, kind, &text, ids[0], fin.as_ref())
             .await;
         if res.is_ok() {
-            let ready = self
-                .account_data_stream
-                .complete(&ids, vec![user.to_owned()]);
-            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+            let ready = self.account_data_stream.complete(&ids, wake);
+            self.wake(ready);
         } else {
             self.abandon_positions(|s| &s.account_data_stream, ids);
         }

@@ -39,6 +39,14 @@ pub struct SyncRequest {
 }
 
 impl SyncFace<'_> {
+    /// The position of every stream now, never behind `since`: a token from another node of
+    /// a cluster may be ahead of this one for a moment (what lies between was delivered there;
+    /// going back would deliver it twice).
+    fn current_token_after(self, since: Option<&SyncToken>) -> SyncToken {
+        let cur = self.current_token();
+        since.map_or(cur, |s| cur.at_least(s))
+    }
+
     /// The position of every stream now.
     fn current_token(self) -> SyncToken {
         SyncToken {
@@ -65,7 +73,7 @@ impl SyncFace<'_> {
             let notified = handle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let cur = self.current_token();
+            let cur = self.current_token_after(since.as_ref());
             let waiting_allowed =
                 since.is_some() && !req.full_state && tokio::time::Instant::now() < deadline;
             if waiting_allowed && since == Some(cur) {
@@ -81,7 +89,7 @@ impl SyncFace<'_> {
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
                     drop(waiting);
                     // Nothing for this user up to now: hand back the newest position.
-                    let cur = self.current_token();
+                    let cur = self.current_token_after(since.as_ref());
                     let (resp, _) = self.sync_once(r, since, cur, &req).await?;
                     return Ok(resp);
                 }

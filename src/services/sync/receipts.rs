@@ -74,7 +74,8 @@ impl SyncFace<'_> {
         } else {
             self.local_members(room).await?
         };
-        let ids = self.receipt_stream.allocate(1);
+        let ids = self.take_positions(|s| &s.receipt_stream, 1).await?;
+        let fin = self.finish_of(|s| &s.receipt_stream, &ids, &wake);
         let res = self
             .db
             .put_receipt(
@@ -86,11 +87,12 @@ impl SyncFace<'_> {
                 util::now_ms(),
                 ids[0],
                 new_pos,
+                fin.as_ref(),
             )
             .await;
         if res.is_ok() {
             let ready = self.receipt_stream.complete(&ids, wake);
-            self.notifier.notify(ready.iter().map(|u| -> &UserId { u }));
+            self.wake(ready);
         } else {
             self.abandon_positions(|s| &s.receipt_stream, ids);
         }
