@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::{
     services::{streams::StreamTracker, Services},
-    store::cluster::{NodeLink, Notices, RoomLock, RoomLocks, MAX_NOTICE, SLOTS},
+    store::cluster::{NodeLink, Notices, RoomLock, RoomLocks, SLOTS},
 };
 
 /// How often a node reads the streams again without a notice, pings its link and clears the
@@ -125,18 +125,6 @@ impl IdGen {
             None => k,
         }
     }
-}
-
-/// The notice of a write on a stream: its highest position and whom to wake (`None`: nobody,
-/// the positions were dropped). A list too long for a notice becomes "everyone".
-pub fn stream_notice(stream: &str, pos: i64, wake: Option<&[OwnedUserId]>) -> String {
-    let users = wake.unwrap_or(&[]);
-    let v = json!({"t": "s", "s": stream, "p": pos, "u": users});
-    let text = v.to_string();
-    if text.len() <= MAX_NOTICE {
-        return text;
-    }
-    json!({"t": "s", "s": stream, "p": pos, "all": true}).to_string()
 }
 
 /// The notice that a device's tokens (or some tokens) are revoked.

@@ -35,6 +35,8 @@ pub struct StreamTracker {
     pub shared: bool,
     /// Shared: a notice came, the database's "persisted up to" is to be read again.
     pub stale: Arc<Notify>,
+    /// Shared: `current` moved.
+    advanced: Notify,
 }
 
 /// Who a wake-up is for: these users, or (`None`) every user waiting on this node.
@@ -68,6 +70,7 @@ impl StreamTracker {
             current: AtomicI64::new(max_persisted),
             shared: false,
             stale: Arc::new(Notify::new()),
+            advanced: Notify::new(),
         }
     }
 
@@ -81,7 +84,10 @@ impl StreamTracker {
 
     /// Reserves `n` consecutive positions (a stream of this process only).
     pub fn allocate(&self, n: usize) -> Vec<i64> {
-        debug_assert!(!self.shared, "shared streams take positions from the database");
+        debug_assert!(
+            !self.shared,
+            "shared streams take positions from the database"
+        );
         let mut g = self.inner.lock();
         let start = g.next;
         g.next += n as i64;
@@ -124,8 +130,11 @@ impl StreamTracker {
     /// Shared: the database says every position up to `upto` is persisted.
     pub fn advance_to(&self, upto: i64) -> Ready {
         let mut g = self.inner.lock();
-        let cur = self.current.fetch_max(upto, Ordering::AcqRel).max(upto);
-        Self::take_ready(&mut g, cur)
+        let before = self.current.fetch_max(upto, Ordering::AcqRel);
+        if upto > before {
+            self.advanced.notify_waiters();
+        }
+        Self::take_ready(&mut g, before.max(upto))
     }
 
     fn take_ready(g: &mut Inner, cur: i64) -> Ready {
@@ -186,8 +195,51 @@ impl crate::services::Services {
         Some(crate::store::cluster::Finish {
             stream: tracker.name,
             ids,
-            notice: crate::services::cluster::stream_notice(tracker.name, pos, Some(wake)),
+            notice: stream_notice(tracker.name, pos, Some(wake)),
         })
+    }
+
+    /// A write that took `ids` committed: wakes the users concerned once the positions are
+    /// readable. On a cluster (where the write's notice wakes them, on every node) it also
+    /// waits until this node reads its own write, so a client that syncs right after its
+    /// request sees what it did (bounded: another node's slower write in flight below may hold
+    /// the stream back a moment).
+    pub async fn completed(
+        &self,
+        pick: fn(&Self) -> &StreamTracker,
+        ids: &[i64],
+        wake: Vec<OwnedUserId>,
+    ) {
+        let tracker = pick(self);
+        if !tracker.shared {
+            let ready = tracker.complete(ids, wake);
+            self.wake(ready);
+            return;
+        }
+        let Some(mine) = ids.iter().copied().max() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + READ_OWN_WRITE_WAIT;
+        loop {
+            let moved = tracker.advanced.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if tracker.current() >= mine {
+                return;
+            }
+            match self.db.stream_upto(tracker.name).await {
+                Ok(upto) => self.wake(tracker.advance_to(upto)),
+                Err(e) => {
+                    tracing::warn!(stream = tracker.name, error = %e, "cannot read the stream position")
+                }
+            }
+            if tracker.current() >= mine {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Wakes the users of `ready`.
@@ -216,7 +268,7 @@ impl crate::services::Services {
                 let Some(s) = weak.upgrade() else { return };
                 let tracker = pick(&s);
                 let res = if tracker.shared {
-                    let notice = crate::services::cluster::stream_notice(tracker.name, max, None);
+                    let notice = stream_notice(tracker.name, max, None);
                     s.db.drop_positions(tracker.name, &ids, &notice).await
                 } else {
                     s.db.raise_stream_head_now(tracker.name, max).await
@@ -237,6 +289,24 @@ impl crate::services::Services {
             }
         });
     }
+}
+
+/// How long a write on a cluster waits to read itself before answering anyway.
+const READ_OWN_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The biggest notification PostgreSQL carries is 8000 bytes.
+const MAX_NOTICE: usize = 7900;
+
+/// The notice of a write on a stream: its highest position and whom to wake (`None`: nobody,
+/// the positions were dropped). A list too long for a notice becomes "everyone".
+pub fn stream_notice(stream: &str, pos: i64, wake: Option<&[OwnedUserId]>) -> String {
+    let users = wake.unwrap_or(&[]);
+    let v = serde_json::json!({"t": "s", "s": stream, "p": pos, "u": users});
+    let text = v.to_string();
+    if text.len() <= MAX_NOTICE {
+        return text;
+    }
+    serde_json::json!({"t": "s", "s": stream, "p": pos, "all": true}).to_string()
 }
 
 /// Wakes the long-polling `/sync` requests of the users concerned by a change, and only them.

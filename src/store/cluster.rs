@@ -23,8 +23,6 @@ const ROOM_LOCKS: i32 = 0x5061_6c02;
 const SINGLETON_LOCKS: i32 = 0x5061_6c03;
 /// Node slots: a node's number in the cluster, part of the ids it makes (see `IdGen`).
 pub const SLOTS: i64 = 1024;
-/// The biggest notification PostgreSQL carries is 8000 bytes.
-pub const MAX_NOTICE: usize = 7900;
 
 /// A write's stream positions, finished in its transaction: the rows in flight deleted (all of
 /// them, or the write fails) and the notice sent to every node at commit.
@@ -57,7 +55,12 @@ impl Db {
     }
 
     /// Takes `n` positions of a stream for the node in `slot`, recorded as in flight.
-    pub async fn take_positions(&self, stream: &str, n: usize, slot: i64) -> sqlx::Result<Vec<i64>> {
+    pub async fn take_positions(
+        &self,
+        stream: &str,
+        n: usize,
+        slot: i64,
+    ) -> sqlx::Result<Vec<i64>> {
         // The counter's row lock orders the takers; the commit needs no flush of its own (a
         // crash loses the positions with every write that would have used them).
         let rows = sqlx::query(
@@ -72,7 +75,10 @@ impl Db {
         .bind(slot)
         .fetch_all(&self.pool)
         .await?;
-        let mut ids: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<sqlx::Result<_>>()?;
+        let mut ids: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<sqlx::Result<_>>()?;
         ids.sort_unstable();
         if ids.len() != n {
             return Err(sqlx::Error::Protocol(format!(
@@ -117,7 +123,12 @@ impl Db {
     }
 
     /// Positions whose write failed: no longer in flight (the notice wakes the readers).
-    pub async fn drop_positions(&self, stream: &str, ids: &[i64], notice: &str) -> sqlx::Result<()> {
+    pub async fn drop_positions(
+        &self,
+        stream: &str,
+        ids: &[i64],
+        notice: &str,
+    ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "DELETE FROM stream_inflight WHERE stream = $1 AND pos IN ({})",

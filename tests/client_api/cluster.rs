@@ -112,10 +112,14 @@ async fn nodes_share_streams_wake_ups_and_tokens() {
     let (n1, n2, n3) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
     let alice = n1.register("alice").await;
     let bob = n2.register("bob").await;
-    let room = n1.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let room = n1
+        .create_room(&alice, json!({"preset": "public_chat"}))
+        .await;
     n2.join(&bob, &room).await;
     // Bob's second device, logged in on node 3.
-    let (st, v) = n3.login(crate::common::password("bob", "correct horse 1")).await;
+    let (st, v) = n3
+        .login(crate::common::password("bob", "correct horse 1"))
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let bob3 = User {
         user_id: bob.user_id.clone(),
@@ -124,8 +128,14 @@ async fn nodes_share_streams_wake_ups_and_tokens() {
     };
 
     // Long-polls on nodes 2 and 3, then a message through node 1.
-    let since2 = n2.sync(&bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
-    let since3 = n3.sync(&bob3, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    let since2 = n2.sync(&bob, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let since3 = n3.sync(&bob3, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let poll2 = sync_all(n2, &bob, &since2, 20_000);
     let poll3 = sync_all(n3, &bob3, &since3, 20_000);
     let send = async {
@@ -188,7 +198,9 @@ async fn nodes_share_streams_wake_ups_and_tokens() {
     // A logout on node 1 counts on node 2 at once.
     let (st, v) = n2.get(&alice, "/_matrix/client/v3/account/whoami").await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = n1.post(&alice, "/_matrix/client/v3/logout", json!({})).await;
+    let (st, v) = n1
+        .post(&alice, "/_matrix/client/v3/logout", json!({}))
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let started = Instant::now();
     loop {
@@ -240,7 +252,12 @@ async fn concurrent_sends_across_nodes_stay_linear() {
             assert!(prevs.is_empty());
             continue;
         }
-        assert_eq!(prevs.len(), 1, "{id} has {} prev_events: a fork", prevs.len());
+        assert_eq!(
+            prevs.len(),
+            1,
+            "{id} has {} prev_events: a fork",
+            prevs.len()
+        );
         assert!(
             prevs_seen.insert(prevs[0].as_str().unwrap().to_owned()),
             "two events follow {}: a fork",
@@ -260,7 +277,10 @@ async fn concurrent_sends_across_nodes_stay_linear() {
         .1
         .get(
             &alice,
-            &format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=200", enc(&room)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=200",
+                enc(&room)
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");

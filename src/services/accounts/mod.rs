@@ -270,8 +270,11 @@ impl AccountsFace<'_> {
     /// the other nodes of a cluster.
     async fn forget_device(self, user: &UserId, device: &str) {
         self.forget_device_here(user, device);
-        self.tell_cluster(crate::services::cluster::tokens_notice(Some((user, device)), &[]))
-            .await;
+        self.tell_cluster(crate::services::cluster::tokens_notice(
+            Some((user, device)),
+            &[],
+        ))
+        .await;
     }
 
     async fn forget_tokens(self, hashes: &[String]) {

@@ -90,8 +90,11 @@ impl DeviceListTicket<'_> {
     /// What the change's transaction does with the position on a cluster (see
     /// `Services::finish_of`; whom to wake is told by `publish`).
     pub fn finish(&self) -> Option<crate::store::cluster::Finish<'_>> {
-        self.services
-            .finish_of(|s| &s.device_list_stream, std::slice::from_ref(&self.id), &[])
+        self.services.finish_of(
+            |s| &s.device_list_stream,
+            std::slice::from_ref(&self.id),
+            &[],
+        )
     }
 
     /// Makes the change readable and wakes the users who see it: the users themselves and
@@ -109,16 +112,17 @@ impl DeviceListTicket<'_> {
         wake.sort();
         wake.dedup();
         if s.device_list_stream.shared {
-            let notice = crate::services::cluster::stream_notice(
+            // The change's transaction finished the position; whom to wake is told now.
+            let notice = crate::services::streams::stream_notice(
                 s.device_list_stream.name,
                 self.id,
                 Some(&wake),
             );
             s.tell_cluster(vec![notice]).await;
-            return;
+            wake = vec![];
         }
-        let ready = s.device_list_stream.complete(&[self.id], wake);
-        s.wake(ready);
+        s.completed(|s| &s.device_list_stream, &[self.id], wake)
+            .await;
     }
 }
 

@@ -287,8 +287,7 @@ impl E2eeFace<'_> {
         .await;
         if matches!(res, Ok(true)) {
             let wake = local.iter().map(|(u, _)| u.clone()).collect();
-            let ready = self.to_device_stream.complete(&ids, wake);
-            self.wake(ready);
+            self.completed(|s| &s.to_device_stream, &ids, wake).await;
         } else {
             self.abandon_positions(|s| &s.to_device_stream, ids);
         }

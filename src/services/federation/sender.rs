@@ -164,10 +164,7 @@ impl FederationFace<'_> {
     /// At start: resume every destination with queued events.
     pub async fn resume_outbox(self) -> Result<()> {
         let max = self.db.max_outbox_id().await?;
-        self.federation_state
-            .queues
-            .next_id
-            .raise(max);
+        self.federation_state.queues.next_id.raise(max);
         for d in self.db.outbox_destinations().await? {
             self.wake_destination(&d, false);
         }

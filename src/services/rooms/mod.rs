@@ -667,7 +667,9 @@ impl RoomsFace<'_> {
         batch: Vec<NewPdu>,
         new_room: Option<(&UserId, bool)>,
     ) -> Result<Vec<i64>> {
-        let ids = self.take_positions(|s| &s.events_stream, batch.len()).await?;
+        let ids = self
+            .take_positions(|s| &s.events_stream, batch.len())
+            .await?;
         let mut wake: Vec<OwnedUserId> = vec![];
         if let Some(room) = guard.as_ref() {
             wake.extend(room.local_members.iter().cloned());

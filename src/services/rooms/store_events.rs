@@ -96,7 +96,9 @@ impl RoomsFace<'_> {
         if events.is_empty() {
             return Ok(());
         }
-        let positions = self.take_positions(|s| &s.events_stream, events.len()).await?;
+        let positions = self
+            .take_positions(|s| &s.events_stream, events.len())
+            .await?;
         let strings: Vec<PduStrings> = events.iter().map(|(p, _)| p.strings()).collect();
         let rows: Vec<NewEvent> = events
             .iter()
@@ -139,8 +141,7 @@ impl RoomsFace<'_> {
             let remote = w.events.len() as u64 - local;
             self.metrics
                 .events_written(local, remote, started.elapsed().as_secs_f64());
-            let ready = self.events_stream.complete(&positions, wake);
-            self.wake(ready);
+            self.completed(|s| &s.events_stream, &positions, wake).await;
         } else {
             self.abandon_positions(|s| &s.events_stream, positions);
         }

@@ -50,8 +50,7 @@ impl SyncFace<'_> {
             .put_account_data(user.as_str(), &room_key, kind, &text, ids[0], fin.as_ref())
             .await;
         if res.is_ok() {
-            let ready = self.account_data_stream.complete(&ids, wake);
-            self.wake(ready);
+            self.completed(|s| &s.account_data_stream, &ids, wake).await;
         } else {
             self.abandon_positions(|s| &s.account_data_stream, ids);
         }

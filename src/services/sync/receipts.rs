@@ -91,8 +91,7 @@ impl SyncFace<'_> {
             )
             .await;
         if res.is_ok() {
-            let ready = self.receipt_stream.complete(&ids, wake);
-            self.wake(ready);
+            self.completed(|s| &s.receipt_stream, &ids, wake).await;
         } else {
             self.abandon_positions(|s| &s.receipt_stream, ids);
         }
