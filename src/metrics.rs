@@ -44,6 +44,8 @@ pub struct Metrics {
     pub cache_size: IntGaugeVec,
     pub jobs: IntCounterVec,
     pub jobs_active: IntGaugeVec,
+    /// 1 for each cluster singleton this node holds now (always 1 alone, on SQLite).
+    pub cluster_singletons: IntGaugeVec,
     process: Process,
     /// Serialises scrapes (the CPU counter is brought up to date by difference).
     scrape: parking_lot::Mutex<()>,
@@ -322,6 +324,14 @@ impl Metrics {
                     "Background admin jobs running now, by kind."
                 ),
                 &["kind"]
+            ),
+            cluster_singletons: family!(
+                IntGaugeVec,
+                Opts::new(
+                    "palabre_cluster_singleton",
+                    "1 when this node holds the singleton (the work one node does for the cluster)."
+                ),
+                &["singleton"]
             ),
             process,
             scrape: parking_lot::Mutex::new(()),

@@ -43,6 +43,8 @@ pub struct Palabre {
     pub name: String,
     pub client_port: u16,
     pub fed_port: u16,
+    /// Its metrics listener (`/_palabre/metrics`).
+    pub metrics_port: u16,
     /// Its data directory (kept across restarts).
     pub dir: PathBuf,
     /// Environment variables of the next starts (debug failpoints such as
@@ -81,6 +83,7 @@ impl Palabre {
         std::fs::create_dir_all(&dir).expect("palabre data dir");
         let cert = net.ca.issue(&dir);
         let (client_port, fed_port) = (free_port(), opts.fed_port.unwrap_or_else(free_port));
+        let metrics_port = free_port();
         let name = format!("localhost:{fed_port}");
         let database_url = match opts.backend {
             Backend::Sqlite => format!("sqlite://{}/palabre.db", dir.display()),
@@ -146,6 +149,12 @@ max_retry_interval_ms = 2000
                 writeln!(toml, "{} = {}", toml_str(server), toml_str(target)).unwrap();
             }
         }
+        writeln!(
+            toml,
+            "\n[metrics]\nlisten = {}",
+            toml_str(&format!("127.0.0.1:{metrics_port}"))
+        )
+        .unwrap();
         toml.push('\n');
         toml.push_str(&opts.extra_toml);
         let config_file = dir.join("palabre.toml");
@@ -154,6 +163,7 @@ max_retry_interval_ms = 2000
             name,
             client_port,
             fed_port,
+            metrics_port,
             log: dir.join("palabre.log"),
             dir,
             env: vec![],
@@ -164,6 +174,59 @@ max_retry_interval_ms = 2000
         };
         server.start().await;
         server
+    }
+
+    /// Another node of this server (PostgreSQL only): the same configuration, database, data
+    /// directory (signing key, media) and server name, its own client and TLS listeners, its
+    /// own log, and a metrics listener; peers reach this server on the first node's port.
+    pub async fn node(&self, label: &str) -> Palabre {
+        let text = std::fs::read_to_string(&self.config_file).expect("palabre.toml");
+        let (client_port, fed_port, metrics_port) = (free_port(), free_port(), free_port());
+        let mut toml = String::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                section = line.to_owned();
+            }
+            let port = match section.as_str() {
+                "" => client_port,
+                "[tls]" => fed_port,
+                _ => metrics_port,
+            };
+            let line = if line.starts_with("listen = ") {
+                format!("listen = {}", toml_str(&format!("127.0.0.1:{port}")))
+            } else if line.starts_with("public_baseurl = ") {
+                format!(
+                    "public_baseurl = {}",
+                    toml_str(&format!("http://127.0.0.1:{client_port}/"))
+                )
+            } else {
+                line.to_owned()
+            };
+            toml.push_str(&line);
+            toml.push('\n');
+        }
+        assert!(
+            text.contains("database_url = \"postgres"),
+            "nodes share a PostgreSQL database"
+        );
+        let config_file = self.dir.join(format!("{label}.toml"));
+        std::fs::write(&config_file, toml).expect("write the node's configuration");
+        let mut node = Palabre {
+            name: self.name.clone(),
+            client_port,
+            fed_port,
+            metrics_port,
+            log: self.dir.join(format!("{label}.log")),
+            dir: self.dir.clone(),
+            env: vec![],
+            label: label.to_owned(),
+            config_file,
+            https: self.https.clone(),
+            proc: None,
+        };
+        node.start().await;
+        node
     }
 
     /// Starts the process (again) on the same configuration, data and ports; returns once
@@ -230,6 +293,15 @@ max_retry_interval_ms = 2000
 
     pub fn client_base(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The value of a metric series (`name{labels}` as scraped), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let url = format!("http://127.0.0.1:{}/_palabre/metrics", self.metrics_port);
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        text.lines()
+            .filter_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .next()
     }
 
     /// The last lines of its log.

@@ -2,6 +2,7 @@
 
 mod acl;
 mod allow_list;
+mod cluster;
 mod crash;
 mod e2ee;
 mod ephemeral;

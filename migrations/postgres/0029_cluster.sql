@@ -15,3 +15,5 @@ CREATE TABLE stream_inflight (
     PRIMARY KEY (stream, pos)
 );
 CREATE INDEX stream_inflight_slot ON stream_inflight (slot);
+-- The slot of the node that runs an admin job: a job whose node is gone is adopted by another.
+ALTER TABLE admin_jobs ADD COLUMN runner BIGINT NOT NULL DEFAULT 0;

@@ -28,8 +28,34 @@ const TICK: Duration = Duration::from_secs(1);
 /// Connections of a node that hold room locks.
 const ROOM_LOCK_CONNECTIONS: u32 = 16;
 
+/// Work that one node of the cluster does for all, elected with an advisory lock on the
+/// holder's link (when the holder dies, its session ends and another node takes the lock at
+/// its next tick).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Singleton {
+    /// Sends every destination's queue (the outbox is in the database; other nodes tell the
+    /// holder what they queued).
+    FederationSender = 0,
+    /// The account validity job (reminders, expiries).
+    Validity = 1,
+}
+
+const SINGLETONS: [Singleton; 2] = [Singleton::FederationSender, Singleton::Validity];
+
+impl Singleton {
+    /// Its name in the metrics and the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Singleton::FederationSender => "federation_sender",
+            Singleton::Validity => "validity",
+        }
+    }
+}
+
 /// This node's place in the cluster.
 pub struct Cluster {
+    held: [std::sync::atomic::AtomicBool; 2],
     slot: Arc<AtomicI64>,
     url: String,
     link: tokio::sync::Mutex<Option<NodeLink>>,
@@ -40,6 +66,7 @@ impl Cluster {
     /// A node alone on its database (SQLite).
     pub fn alone() -> Self {
         Self {
+            held: Default::default(),
             slot: Arc::new(AtomicI64::new(0)),
             url: String::new(),
             link: tokio::sync::Mutex::new(None),
@@ -53,6 +80,7 @@ impl Cluster {
         let link = NodeLink::claim(url, hint).await?;
         tracing::info!(slot = link.slot, "joined the cluster");
         Ok(Self {
+            held: Default::default(),
             slot: Arc::new(AtomicI64::new(link.slot)),
             url: url.to_owned(),
             link: tokio::sync::Mutex::new(Some(link)),
@@ -62,6 +90,11 @@ impl Cluster {
 
     pub fn shared(&self) -> bool {
         self.room_locks.is_some()
+    }
+
+    /// Does this node do that work now? (Always, alone.)
+    pub fn holds(&self, s: Singleton) -> bool {
+        !self.shared() || self.held[s as usize].load(Ordering::Acquire)
     }
 
     /// This node's slot (0 alone).
@@ -80,6 +113,9 @@ impl Cluster {
     /// Leaves the cluster: the slot and the singletons held are free for the others at once.
     pub async fn leave(&self) {
         if let Some(link) = self.link.lock().await.take() {
+            for h in &self.held {
+                h.store(false, Ordering::Release);
+            }
             link.close().await;
         }
         if let Some(l) = &self.room_locks {
@@ -164,6 +200,7 @@ impl Services {
 
     /// Starts the cluster's tasks (nothing alone).
     pub fn start_cluster(self: &Arc<Self>) {
+        self.show_singletons();
         if !self.cluster.shared() {
             return;
         }
@@ -175,6 +212,19 @@ impl Services {
             tokio::spawn(follow_stream(weak.clone(), name));
         }
         tokio::spawn(keep_link(weak));
+    }
+
+    /// Sends notices from code that cannot wait (in their own task).
+    pub fn tell_cluster_soon(&self, notices: Vec<String>) {
+        if !self.cluster.shared() || notices.is_empty() {
+            return;
+        }
+        let weak = self.me.clone();
+        tokio::spawn(async move {
+            if let Some(s) = weak.upgrade() {
+                s.tell_cluster(notices).await;
+            }
+        });
     }
 
     /// A notice from a node (this one included).
@@ -207,6 +257,23 @@ impl Services {
                 }
                 t.stale.notify_one();
             }
+            Some("fed") if self.cluster.holds(Singleton::FederationSender) => {
+                let reset = v["r"] == true;
+                for d in v["d"].as_array().into_iter().flatten() {
+                    if let Some(d) = d.as_str() {
+                        self.federation().wake_destination(d, reset);
+                    }
+                }
+            }
+            Some("edu") if self.cluster.holds(Singleton::FederationSender) => {
+                let dests: Vec<ruma::OwnedServerName> = v["d"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| ruma::ServerName::parse(d.as_str()?).ok())
+                    .collect();
+                self.federation().send_edu_to_servers(dests, v["e"].clone());
+            }
             Some("tok") => {
                 if let (Some(u), Some(d)) = (
                     v["u"].as_str().and_then(|u| UserId::parse(u).ok()),
@@ -234,6 +301,29 @@ impl Services {
             t.stale.notify_one();
         }
         self.notifier.notify_all();
+    }
+
+    /// The singletons this node holds, in the metrics.
+    fn show_singletons(&self) {
+        for sg in SINGLETONS {
+            self.metrics
+                .cluster_singletons
+                .with_label_values(&[sg.name()])
+                .set(self.cluster.holds(sg) as i64);
+        }
+    }
+
+    /// This node has just become the holder of a singleton: it picks the work up from the
+    /// database.
+    async fn on_singleton_gained(&self, sg: Singleton) {
+        match sg {
+            Singleton::FederationSender => {
+                if let Err(e) = self.federation().resume_outbox().await {
+                    tracing::warn!(error = %e.message, "cannot resume the federation queues");
+                }
+            }
+            Singleton::Validity => {}
+        }
     }
 
     /// Sends notices to the other nodes (logged, not failed, when the database refuses: the
@@ -316,6 +406,9 @@ async fn keep_link(weak: std::sync::Weak<Services>) {
             None => return, // left the cluster
         };
         if !alive {
+            for h in &s.cluster.held {
+                h.store(false, Ordering::Release);
+            }
             tracing::warn!("cluster link lost; claiming a slot again");
             match NodeLink::claim(&s.cluster.url, s.cluster.slot()).await {
                 Ok(l) => {
@@ -326,7 +419,29 @@ async fn keep_link(weak: std::sync::Weak<Services>) {
                 Err(e) => tracing::warn!(error = %e, "cannot join the cluster again"),
             }
         }
+        let mut gained = vec![];
+        if let Some(l) = link.as_mut() {
+            for sg in SINGLETONS {
+                if s.cluster.held[sg as usize].load(Ordering::Acquire) {
+                    continue;
+                }
+                match l.try_hold(sg as i32).await {
+                    Ok(true) => {
+                        s.cluster.held[sg as usize].store(true, Ordering::Release);
+                        gained.push(sg);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot try a singleton's lock"),
+                }
+            }
+        }
         drop(link);
+        s.show_singletons();
+        for sg in gained {
+            tracing::info!(singleton = sg.name(), "this node took over");
+            s.on_singleton_gained(sg).await;
+        }
+        s.admin().adopt_orphan_jobs().await;
         match s.db.reap_dead_positions().await {
             Ok(0) => {}
             Ok(n) => {

@@ -295,7 +295,7 @@ impl crate::services::Services {
 const READ_OWN_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The biggest notification PostgreSQL carries is 8000 bytes.
-const MAX_NOTICE: usize = 7900;
+pub const MAX_NOTICE: usize = 7900;
 
 /// The notice of a write on a stream: its highest position and whom to wake (`None`: nobody,
 /// the positions were dropped). A list too long for a notice becomes "everyone".

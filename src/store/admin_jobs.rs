@@ -53,10 +53,11 @@ const BY_ROOM: &[&str] = &[
 ];
 
 impl Db {
-    pub async fn insert_job(&self, job: &JobRow) -> sqlx::Result<()> {
+    /// Records a job, run by the node in `runner` (0 alone).
+    pub async fn insert_job(&self, job: &JobRow, runner: i64) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
-            "INSERT INTO admin_jobs ({JOB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO admin_jobs ({JOB_COLS}, runner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&job.id)
         .bind(&job.kind)
@@ -69,9 +70,21 @@ impl Db {
         .bind(&job.error)
         .bind(job.created_ts)
         .bind(job.updated_ts)
+        .bind(runner)
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await
+    }
+
+    /// Cluster: unfinished jobs whose node is gone (its slot's lock is free) become `runner`'s.
+    pub async fn adopt_orphan_jobs(&self, runner: i64) -> sqlx::Result<Vec<JobRow>> {
+        sqlx::query_as(&format!(
+            "UPDATE admin_jobs SET runner = $1 WHERE status IN ('scheduled', 'active')              AND runner NOT IN ({}) RETURNING {JOB_COLS}",
+            super::cluster::LIVE_SLOTS
+        ))
+        .bind(runner)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// Records a job's progress and status (and, when it ends, its result or error).

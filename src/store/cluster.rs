@@ -15,13 +15,19 @@ use super::{Db, Dialect, Tx};
 
 /// The channel every node listens on.
 pub const CHANNEL: &str = "palabre";
-/// Advisory-lock namespace (first key of the two-key form) of node slots.
+/// Advisory-lock namespace (first key of the two-key form) of node slots (its decimal form is
+/// in [`LIVE_SLOTS`]).
 const NODE_LOCKS: i32 = 0x5061_6c01;
+/// The slots of the live nodes (their lock is held), as a subquery.
+pub const LIVE_SLOTS: &str = "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' \
+     AND granted AND classid::bigint = 1348561921 AND objsubid = 2 \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 /// Advisory-lock namespace of rooms (second key: `hashtext(room_id)`).
 const ROOM_LOCKS: i32 = 0x5061_6c02;
 /// Advisory-lock namespace of singletons (second key: the singleton's number).
 const SINGLETON_LOCKS: i32 = 0x5061_6c03;
-/// Node slots: a node's number in the cluster, part of the ids it makes (see `IdGen`).
+/// Node slots: a node's number in the cluster (1 to 1023), part of the ids it makes (see
+/// `IdGen`).
 pub const SLOTS: i64 = 1024;
 
 /// A write's stream positions, finished in its transaction: the rows in flight deleted (all of
@@ -161,13 +167,9 @@ impl Db {
     /// Deletes the positions in flight of nodes that are gone (their slot's lock is free: their
     /// session ended). Returns how many.
     pub async fn reap_dead_positions(&self) -> sqlx::Result<u64> {
-        let r = sqlx::query(
-            "DELETE FROM stream_inflight WHERE slot NOT IN (\
-               SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted \
-               AND classid::bigint = $1 AND objsubid = 2 \
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
-        )
-        .bind(NODE_LOCKS as i64)
+        let r = sqlx::query(&format!(
+            "DELETE FROM stream_inflight WHERE slot NOT IN ({LIVE_SLOTS})"
+        ))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())
@@ -209,8 +211,9 @@ impl NodeLink {
     /// Connects and claims a free slot, starting the search at `hint`.
     pub async fn claim(url: &str, hint: i64) -> sqlx::Result<Self> {
         let mut conn = PgConnection::connect(url).await?;
-        for i in 0..SLOTS {
-            let slot = (hint + i).rem_euclid(SLOTS);
+        // Slot 0 is no node's (SQLite, rows from before the cluster): always an orphan.
+        for i in 0..SLOTS - 1 {
+            let slot = 1 + (hint + i).rem_euclid(SLOTS - 1);
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
                 .bind(NODE_LOCKS)
                 .bind(slot as i32)

@@ -304,19 +304,22 @@ pub(crate) async fn leave_active_job(
     let store = palabre::store::Db::connect(db, 2).await.unwrap();
     let now = palabre::util::now_ms();
     store
-        .insert_job(&palabre::store::admin_jobs::JobRow {
-            id: id.into(),
-            kind: kind.into(),
-            target: target.into(),
-            params: params.to_string(),
-            status: "active".into(),
-            done: 0,
-            total: 0,
-            result: None,
-            error: None,
-            created_ts: now,
-            updated_ts: now,
-        })
+        .insert_job(
+            &palabre::store::admin_jobs::JobRow {
+                id: id.into(),
+                kind: kind.into(),
+                target: target.into(),
+                params: params.to_string(),
+                status: "active".into(),
+                done: 0,
+                total: 0,
+                result: None,
+                error: None,
+                created_ts: now,
+                updated_ts: now,
+            },
+            0,
+        )
         .await
         .unwrap();
     store.close().await;

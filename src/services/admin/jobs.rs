@@ -83,7 +83,7 @@ impl AdminFace<'_> {
             created_ts: now,
             updated_ts: now,
         };
-        self.db.insert_job(&row).await?;
+        self.db.insert_job(&row, self.cluster.slot()).await?;
         Ok(row.id)
     }
 
@@ -121,8 +121,29 @@ impl AdminFace<'_> {
         tokio::spawn(async move { s.admin().run_job(row).await });
     }
 
-    /// Starts again every job a previous process left scheduled or running.
+    /// Cluster: runs the unfinished jobs of nodes that are gone (each adopted by one node).
+    pub async fn adopt_orphan_jobs(self) {
+        if !self.cluster.shared() {
+            return;
+        }
+        match self.db.adopt_orphan_jobs(self.cluster.slot()).await {
+            Ok(rows) => {
+                for row in rows {
+                    tracing::info!(job = %row.id, kind = %row.kind, target = %row.target, "adopting the admin job of a node that is gone");
+                    self.spawn_job(row);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for orphaned admin jobs"),
+        }
+    }
+
+    /// Starts again every job a previous process left scheduled or running (alone: on a
+    /// cluster, jobs of nodes that are gone are adopted instead).
     pub(super) async fn resume_jobs(self) -> Result<()> {
+        if self.cluster.shared() {
+            self.adopt_orphan_jobs().await;
+            return Ok(());
+        }
         for row in self.db.unfinished_jobs().await? {
             tracing::info!(job = %row.id, kind = %row.kind, target = %row.target, "resuming admin job");
             self.spawn_job(row);

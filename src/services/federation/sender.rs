@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::{
+    services::cluster::Singleton,
     services::federation::retry::Sent,
     services::{rooms::RoomState, Services},
     store::federation::EduRow,
@@ -137,6 +138,12 @@ impl FederationFace<'_> {
 
     /// Starts (or wakes) a destination's sender; `reset` ends its backoff.
     pub fn wake_destination(self, dest: &str, reset: bool) {
+        if !self.cluster.holds(Singleton::FederationSender) {
+            // Another node sends: it is told (the queue is in the database).
+            let notice = serde_json::json!({"t": "fed", "d": [dest], "r": reset}).to_string();
+            self.tell_cluster_soon(vec![notice]);
+            return;
+        }
         if reset {
             // Nothing running: nothing queued.
             if let Some(q) = self.federation_state.queues.running.lock().get(dest) {
@@ -165,6 +172,9 @@ impl FederationFace<'_> {
     pub async fn resume_outbox(self) -> Result<()> {
         let max = self.db.max_outbox_id().await?;
         self.federation_state.queues.next_id.raise(max);
+        if !self.cluster.holds(Singleton::FederationSender) {
+            return Ok(()); // another node sends
+        }
         for d in self.db.outbox_destinations().await? {
             self.wake_destination(&d, false);
         }
@@ -297,6 +307,11 @@ async fn run_destination(weak: Weak<Services>, dest: String, q: Arc<Queue>) {
     };
     loop {
         let Some(s) = weak.upgrade() else { return };
+        if !s.cluster.holds(Singleton::FederationSender) {
+            // Another node of the cluster sends now (this one lost its link).
+            s.federation_state.queues.running.lock().remove(&dest);
+            return;
+        }
         let cap = Duration::from_millis(s.config.federation.max_retry_interval_ms.max(1000));
         let res = s.federation().send_batch(&dest, &q).await;
         match res {
@@ -357,6 +372,27 @@ impl FederationFace<'_> {
     /// Sends an ephemeral EDU to these servers with their next transaction (kept in memory only,
     /// at most 1 000 per destination that is down).
     pub fn send_edu_to_servers(self, dests: Vec<OwnedServerName>, edu: Value) {
+        let dests: Vec<OwnedServerName> = dests
+            .into_iter()
+            .filter(|d| super::allowed(&self.config.federation, d))
+            .collect();
+        if dests.is_empty() {
+            return;
+        }
+        if !self.cluster.holds(Singleton::FederationSender) {
+            // The sender is another node: the EDU goes to it in a notice (dropped when too big
+            // for one: it is ephemeral).
+            let notice = json!({"t": "edu", "d": dests, "e": edu}).to_string();
+            if notice.len() <= crate::services::streams::MAX_NOTICE {
+                self.tell_cluster_soon(vec![notice]);
+            } else {
+                tracing::debug!(
+                    bytes = notice.len(),
+                    "ephemeral EDU too big for a cluster notice"
+                );
+            }
+            return;
+        }
         for d in dests {
             if !super::allowed(&self.config.federation, &d) {
                 continue;

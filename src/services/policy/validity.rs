@@ -340,11 +340,17 @@ impl<'a> PolicyFace<'a> {
         };
         let _running = self.validity.running.lock().await;
         let now = util::now_ms();
-        if !self
-            .db
-            .take_lease(LEASE, &self.validity.holder, now, Self::lease_ttl_ms(cfg))
-            .await?
-        {
+        // On a cluster the job is a singleton (taken over within a second when its holder
+        // dies); alone, the lease keeps a second process (an operator's tool) off it.
+        let mine = if self.cluster.shared() {
+            self.cluster
+                .holds(crate::services::cluster::Singleton::Validity)
+        } else {
+            self.db
+                .take_lease(LEASE, &self.validity.holder, now, Self::lease_ttl_ms(cfg))
+                .await?
+        };
+        if !mine {
             return Ok(JobReport::default());
         }
         let mut report = JobReport {
