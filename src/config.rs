@@ -80,6 +80,7 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Prometheus metrics on a listener of their own.
     pub metrics: MetricsConfig,
+    pub shutdown: ShutdownConfig,
 }
 
 /// `[admin]`: what the admin API may do beyond the defaults.
@@ -110,6 +111,29 @@ impl Default for MetricsConfig {
         Self {
             listen: None,
             enabled: true,
+        }
+    }
+}
+
+/// `[shutdown]`: how a stopping node (SIGTERM) leaves. Readiness says "not ready" at once;
+/// the node keeps serving for `drain_delay_ms` (so a load balancer polling readiness stops
+/// sending it requests), then answers its long-polls, stops accepting and gives the requests
+/// in hand up to `grace_ms` to finish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Milliseconds between "not ready" and closing the listeners. 0 alone; behind a load
+    /// balancer, a little more than its health-check interval.
+    pub drain_delay_ms: u64,
+    /// Milliseconds the requests in hand get to finish once the listeners are closed.
+    pub grace_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay_ms: 0,
+            grace_ms: 10_000,
         }
     }
 }
@@ -579,6 +603,7 @@ impl Default for Config {
             server_notices: None,
             admin: AdminConfig::default(),
             metrics: MetricsConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }

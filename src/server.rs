@@ -25,9 +25,26 @@ impl Running {
     /// the requests in hand, then the background leases and the database pool are released.
     pub async fn stop(self) {
         self.services.health.begin_drain();
+        let cfg = self.services.config.shutdown.clone();
+        if cfg.drain_delay_ms > 0 {
+            tracing::info!(
+                drain_delay_ms = cfg.drain_delay_ms,
+                "not ready; serving on while the load balancer notices"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(cfg.drain_delay_ms)).await;
+        }
+        // Long-polls answer now (with what they have), new ones do not wait.
+        self.services.notifier.notify_all();
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        let finish = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(std::time::Duration::from_millis(cfg.grace_ms), finish)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_ms = cfg.grace_ms,
+                "requests still in hand after the grace period; leaving anyway"
+            );
         }
         self.services.policy().release_validity_lease().await;
         self.services.cluster.leave().await;

@@ -292,3 +292,77 @@ async fn concurrent_sends_across_nodes_stay_linear() {
         .count();
     assert_eq!(listed, 3 * per_node);
 }
+
+/// SIGTERM with `[shutdown] drain_delay_ms`: readiness says "not ready" at once while the node
+/// still serves, the long-poll in hand is answered (200) right after the delay, and the process
+/// is gone soon after.
+#[tokio::test]
+async fn sigterm_drains_then_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::database_url(Backend::Sqlite, dir.path()).await;
+    let conf = dir.path().join("palabre.toml");
+    std::fs::write(&conf, "[shutdown]\ndrain_delay_ms = 800\ngrace_ms = 3000\n").unwrap();
+    let port = free_port();
+    let conf_s = conf.display().to_string();
+    let mut node =
+        crate::crash::spawn_with(dir.path(), &db, port, &[("PALABRE_CONFIG", &conf_s)]).await;
+    let s = client_of(port);
+    let alice = s.register("alice").await;
+    let since = s.sync(&alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let poll = async {
+        let t = Instant::now();
+        let path = format!(
+            "/_matrix/client/v3/sync?timeout=20000&since={}",
+            enc(&since)
+        );
+        let (st, _) = s.get(&alice, &path).await;
+        (st, t.elapsed())
+    };
+    let term = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &node.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        // Not ready at once, still serving.
+        let http = reqwest::Client::new();
+        let mut not_ready = None;
+        for _ in 0..40 {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}/health/ready"))
+                .send()
+                .await
+                .expect("still serving during the drain delay");
+            if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+                not_ready = Some(sent.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        not_ready.expect("readiness went on saying ready")
+    };
+    let ((st, polled), not_ready) = tokio::join!(poll, term);
+    assert!(not_ready < Duration::from_millis(500), "{not_ready:?}");
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        polled < Duration::from_secs(5),
+        "the long-poll waited {polled:?} (its timeout was 20 s)"
+    );
+    let mut gone = false;
+    for _ in 0..100 {
+        if node.0.try_wait().unwrap().is_some() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone,
+        "the process is still running 5 s after the long-poll ended"
+    );
+}

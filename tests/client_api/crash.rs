@@ -30,7 +30,12 @@ pub(crate) async fn spawn(dir: &std::path::Path, db: &str, port: u16) -> Proc {
 }
 
 /// `spawn` with extra environment variables (debug failpoints).
-async fn spawn_with(dir: &std::path::Path, db: &str, port: u16, env: &[(&str, &str)]) -> Proc {
+pub(crate) async fn spawn_with(
+    dir: &std::path::Path,
+    db: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_palabre"))
         .envs(env.iter().copied())
         .arg("serve")

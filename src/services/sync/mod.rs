@@ -74,8 +74,12 @@ impl SyncFace<'_> {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let cur = self.current_token_after(since.as_ref());
-            let waiting_allowed =
-                since.is_some() && !req.full_state && tokio::time::Instant::now() < deadline;
+            // A node that stops answers at once (its load balancer sends the next poll
+            // elsewhere).
+            let waiting_allowed = since.is_some()
+                && !req.full_state
+                && tokio::time::Instant::now() < deadline
+                && !self.health.draining();
             if waiting_allowed && since == Some(cur) {
                 let _waiting = self.metrics.long_poll();
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
