@@ -80,3 +80,16 @@ pub fn has_nul(v: &serde_json::Value) -> bool {
         _ => false,
     }
 }
+
+/// The next position of a stream kept in memory whose positions follow the clock: the next
+/// integer, or the time in milliseconds if that is later. Positions never go back across
+/// restarts, and the nodes of a cluster, each with its own counter, stay close to one another
+/// (a client that moves to another node is not held back by a counter far behind).
+pub fn clock_position(stream: &std::sync::atomic::AtomicI64) -> i64 {
+    use std::sync::atomic::Ordering;
+    let now = now_ms();
+    let prev = stream
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some((c + 1).max(now)))
+        .unwrap_or(now);
+    (prev + 1).max(now)
+}

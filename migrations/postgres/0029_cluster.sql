@@ -17,3 +17,9 @@ CREATE TABLE stream_inflight (
 CREATE INDEX stream_inflight_slot ON stream_inflight (slot);
 -- The slot of the node that runs an admin job: a job whose node is gone is adopted by another.
 ALTER TABLE admin_jobs ADD COLUMN runner BIGINT NOT NULL DEFAULT 0;
+-- Nonces of shared-secret registration (/_synapse/admin/v1/register): handed out by one node,
+-- used (once) on any.
+CREATE TABLE registration_nonces (
+    nonce TEXT PRIMARY KEY,
+    created_ts BIGINT NOT NULL
+);

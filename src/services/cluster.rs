@@ -233,6 +233,9 @@ impl Services {
             tracing::warn!(notice = text, "unreadable cluster notice");
             return;
         };
+        if v["n"].as_i64() == Some(self.cluster.slot()) {
+            return; // this node's own change, applied already
+        }
         match v["t"].as_str() {
             Some("s") => {
                 let (Some(name), Some(pos)) = (v["s"].as_str(), v["p"].as_i64()) else {
@@ -274,6 +277,27 @@ impl Services {
                     .collect();
                 self.federation().send_edu_to_servers(dests, v["e"].clone());
             }
+            Some("adm") => {
+                let weak = self.me.clone();
+                tokio::spawn(async move {
+                    let Some(s) = weak.upgrade() else { return };
+                    if let Err(e) = s.admin().load_state().await {
+                        tracing::warn!(error = %e.message, "cannot read the admin flags again");
+                    }
+                });
+            }
+            Some("typ" | "pres") => {
+                let weak = self.me.clone();
+                let typing = v["t"] == "typ";
+                tokio::spawn(async move {
+                    let Some(s) = weak.upgrade() else { return };
+                    if typing {
+                        s.sync().typing_from_node(&v).await;
+                    } else {
+                        s.sync().presence_from_node(&v).await;
+                    }
+                });
+            }
             Some("tok") => {
                 if let (Some(u), Some(d)) = (
                     v["u"].as_str().and_then(|u| UserId::parse(u).ok()),
@@ -297,6 +321,13 @@ impl Services {
     /// have made stale is dropped, every stream read again, every waiting request woken.
     fn on_notices_lost(&self) {
         self.accounts().forget_all_tokens_here();
+        let weak = self.me.clone();
+        tokio::spawn(async move {
+            let Some(s) = weak.upgrade() else { return };
+            if let Err(e) = s.admin().load_state().await {
+                tracing::warn!(error = %e.message, "cannot read the admin flags again");
+            }
+        });
         for t in self.streams() {
             t.stale.notify_one();
         }

@@ -408,3 +408,54 @@ impl ReportTable {
         }
     }
 }
+
+impl Db {
+    /// Records a shared-secret registration nonce; drops the expired ones (created at or
+    /// before `expired_before`) and all but the newest `keep`.
+    pub async fn put_registration_nonce(
+        &self,
+        nonce: &str,
+        now: i64,
+        expired_before: i64,
+        keep: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM registration_nonces WHERE created_ts <= $1")
+            .bind(expired_before)
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM registration_nonces WHERE nonce IN (SELECT nonce FROM registration_nonces \
+             ORDER BY created_ts DESC LIMIT 1000000 OFFSET $1)",
+        )
+        .bind(keep)
+        .execute(&mut *tx.tx)
+        .await?;
+        sqlx::query("INSERT INTO registration_nonces (nonce, created_ts) VALUES ($1, $2)")
+            .bind(nonce)
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Uses a nonce up: true when it existed and was created after `expired_before`.
+    pub async fn take_registration_nonce(
+        &self,
+        nonce: &str,
+        expired_before: i64,
+    ) -> sqlx::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "DELETE FROM registration_nonces WHERE nonce = $1 RETURNING created_ts",
+        )
+        .bind(nonce)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .first()
+            .and_then(|r| sqlx::Row::try_get::<i64, _>(r, 0).ok())
+            .is_some_and(|t| t > expired_before))
+    }
+}

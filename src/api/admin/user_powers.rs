@@ -166,7 +166,7 @@ async fn create_device(
 }
 
 async fn nonce(State(s): State<AppState>) -> ApiResult {
-    ok(s.admin().registration_nonce()?)
+    ok(s.admin().registration_nonce().await?)
 }
 
 async fn register(State(s): State<AppState>, Json(b): Json<SharedSecretRegistration>) -> ApiResult {

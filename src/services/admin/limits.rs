@@ -64,12 +64,15 @@ impl AdminFace<'_> {
         self.db
             .set_user_flag(user.as_str(), UserFlag::ShadowBanned, banned)
             .await?;
-        let mut set = self.admin_state.shadow_banned.write();
-        if banned {
-            set.insert(user.to_string());
-        } else {
-            set.remove(user.as_str());
+        {
+            let mut set = self.admin_state.shadow_banned.write();
+            if banned {
+                set.insert(user.to_string());
+            } else {
+                set.remove(user.as_str());
+            }
         }
+        self.state_changed().await;
         Ok(())
     }
 
@@ -96,6 +99,7 @@ impl AdminFace<'_> {
                 .message_limits
                 .write()
                 .remove(user.as_str());
+            self.state_changed().await;
             return Ok(json!({}));
         };
         let per_second = v.messages_per_second.unwrap_or(0);
@@ -115,6 +119,7 @@ impl AdminFace<'_> {
             .message_limits
             .write()
             .insert(user.to_string(), as_limit(per_second, burst));
+        self.state_changed().await;
         Ok(json!({ "messages_per_second": per_second, "burst_count": burst }))
     }
 }

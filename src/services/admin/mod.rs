@@ -54,8 +54,6 @@ pub struct AdminState {
     shadow_banned: RwLock<HashSet<String>>,
     /// Per-user message rate limits that replace `[rate_limits] message`.
     message_limits: RwLock<std::collections::HashMap<String, crate::config::RateLimit>>,
-    /// Nonces of the shared-secret registration.
-    nonces: shared_secret::Nonces,
 }
 
 /// `from`/`limit` of a listing, checked as Synapse does (400 `M_INVALID_PARAM` when negative).
@@ -110,9 +108,7 @@ pub fn backwards(dir: Option<&str>) -> Result<bool> {
 impl AdminFace<'_> {
     /// Loads the admin state and resumes the jobs a previous run left unfinished.
     pub async fn start(self) -> Result<()> {
-        let suspended = self.db.flagged_users(UserFlag::Suspended).await?;
-        *self.admin_state.suspended.write() = suspended.into_iter().collect();
-        self.load_limits().await?;
+        self.load_state().await?;
         for kind in [
             jobs::SHUTDOWN_ROOM,
             jobs::DELETE_MEDIA,
@@ -123,6 +119,22 @@ impl AdminFace<'_> {
             self.metrics.job_kind(kind);
         }
         self.resume_jobs().await
+    }
+
+    /// Reads the accounts' admin flags kept in memory (suspended, shadow-banned, rate-limit
+    /// overrides) from the database.
+    pub async fn load_state(self) -> Result<()> {
+        let suspended = self.db.flagged_users(UserFlag::Suspended).await?;
+        *self.admin_state.suspended.write() = suspended.into_iter().collect();
+        self.load_limits().await
+    }
+
+    /// After a change of those flags: the other nodes of a cluster read them again.
+    pub(super) async fn state_changed(self) {
+        if self.cluster.shared() {
+            let notice = serde_json::json!({"t": "adm", "n": self.cluster.slot()});
+            self.tell_cluster(vec![notice.to_string()]).await;
+        }
     }
 
     /// Whether the account is suspended (MSC3823): it may read, leave rooms and redact its own

@@ -2,9 +2,8 @@
 //! `register_new_matrix_user` speaks it: `GET` hands out a nonce (single use, one minute), and
 //! `POST` creates the account when its HMAC-SHA1, keyed with `[admin]
 //! registration_shared_secret`, covers the nonce, the user name, the password, the admin flag
-//! and the user type. Nonces live in this process's memory (bounded).
-
-use std::time::{Duration, Instant};
+//! and the user type. Nonces are kept in the database (bounded), so that a cluster's node may
+//! take a nonce another handed out.
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -13,9 +12,9 @@ use serde_json::{json, Value};
 use super::{AdminFace, UserUpsert};
 use crate::{util, Error, Result};
 
-const NONCE_LIFETIME: Duration = Duration::from_secs(60);
+const NONCE_LIFETIME_MS: i64 = 60_000;
 /// Nonces held at most: past it, the oldest go.
-const MAX_NONCES: usize = 1000;
+const MAX_NONCES: i64 = 1000;
 
 /// The body of `POST /_synapse/admin/v1/register`.
 #[derive(Debug, Deserialize)]
@@ -32,13 +31,9 @@ pub struct SharedSecretRegistration {
     pub mac: String,
 }
 
-/// Nonces handed out and not used yet.
-#[derive(Default)]
-pub struct Nonces(parking_lot::Mutex<std::collections::HashMap<String, Instant>>);
-
 impl AdminFace<'_> {
     /// `GET /_synapse/admin/v1/register`.
-    pub fn registration_nonce(self) -> Result<Value> {
+    pub async fn registration_nonce(self) -> Result<Value> {
         if self
             .config
             .admin
@@ -49,19 +44,10 @@ impl AdminFace<'_> {
             return Err(Error::bad_json("Shared secret registration is not enabled"));
         }
         let nonce = util::random_string(32);
-        let now = Instant::now();
-        let mut map = self.admin_state.nonces.0.lock();
-        map.retain(|_, at| now.duration_since(*at) < NONCE_LIFETIME);
-        if map.len() >= MAX_NONCES {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(nonce.clone(), now);
+        let now = util::now_ms();
+        self.db
+            .put_registration_nonce(&nonce, now, now - NONCE_LIFETIME_MS, MAX_NONCES - 1)
+            .await?;
         Ok(json!({ "nonce": nonce }))
     }
 
@@ -79,11 +65,11 @@ impl AdminFace<'_> {
             "",
             self.config.rate_limits.registration,
         )?;
-        let fresh = {
-            let mut map = self.admin_state.nonces.0.lock();
-            map.remove(&b.nonce)
-                .is_some_and(|at| at.elapsed() < NONCE_LIFETIME)
-        };
+        let fresh = b.nonce.len() <= 64
+            && self
+                .db
+                .take_registration_nonce(&b.nonce, util::now_ms() - NONCE_LIFETIME_MS)
+                .await?;
         if !fresh {
             return Err(Error::invalid_param("unrecognised nonce"));
         }

@@ -305,12 +305,15 @@ impl AdminFace<'_> {
         self.db
             .set_user_flag(user.as_str(), UserFlag::Suspended, suspended)
             .await?;
-        let mut set = self.admin_state.suspended.write();
-        if suspended {
-            set.insert(user.to_string());
-        } else {
-            set.remove(user.as_str());
+        {
+            let mut set = self.admin_state.suspended.write();
+            if suspended {
+                set.insert(user.to_string());
+            } else {
+                set.remove(user.as_str());
+            }
         }
+        self.state_changed().await;
         Ok(())
     }
 

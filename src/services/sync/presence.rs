@@ -88,6 +88,7 @@ impl SyncFace<'_> {
         }
         let now = util::now_ms();
         if let Some(entry) = self.update_presence(user, presence, status_msg, now, true) {
+            self.tell_nodes_presence(user, &entry).await;
             let sharing = self.wake_sharing(user).await?;
             if self.config.federation.enabled && self.is_local(user) {
                 let dests = crate::services::federation::edus::remote_servers(
@@ -126,7 +127,7 @@ impl SyncFace<'_> {
                     || (presence == "online" && last_active_ts - o.last_active_ts > IDLE_MS)
             });
         let stream = if changed {
-            self.presence.stream.fetch_add(1, Ordering::AcqRel) + 1
+            crate::util::clock_position(&self.presence.stream)
         } else {
             old.as_ref().map_or(0, |o| o.stream)
         };
@@ -138,6 +139,34 @@ impl SyncFace<'_> {
         };
         users.insert(user.to_owned(), entry.clone());
         changed.then_some(entry)
+    }
+
+    /// The other nodes of a cluster learn of a presence change (they keep presence in memory
+    /// too).
+    async fn tell_nodes_presence(self, user: &UserId, e: &Entry) {
+        if self.cluster.shared() {
+            let notice = json!({"t": "pres", "u": user, "p": e.presence, "m": e.status_msg,
+                "a": e.last_active_ts, "n": self.cluster.slot()});
+            self.tell_cluster(vec![notice.to_string()]).await;
+        }
+    }
+
+    /// Another node's presence change (see `tell_nodes_presence`).
+    pub async fn presence_from_node(self, n: &Value) {
+        let (Some(user), Some(p), Some(a)) = (
+            n["u"].as_str().and_then(|u| UserId::parse(u).ok()),
+            n["p"].as_str(),
+            n["a"].as_i64(),
+        ) else {
+            return;
+        };
+        let status = n["m"].as_str().map(str::to_owned);
+        if self
+            .update_presence(&user, p, Some(status), a, false)
+            .is_some()
+        {
+            let _ = self.wake_sharing(&user).await;
+        }
     }
 
     /// Wakes the users sharing a room with `user`; returns them.
@@ -181,10 +210,10 @@ impl SyncFace<'_> {
                 .filter(|m| m.len() <= 1024)
                 .map(str::to_owned);
             let ago = p["last_active_ago"].as_i64().unwrap_or(0).clamp(0, now);
-            if self
-                .update_presence(&user, presence, Some(status), now - ago, false)
-                .is_some()
+            if let Some(entry) =
+                self.update_presence(&user, presence, Some(status), now - ago, false)
             {
+                self.tell_nodes_presence(&user, &entry).await;
                 self.wake_sharing(&user).await?;
             }
         }

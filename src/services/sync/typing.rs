@@ -57,7 +57,7 @@ impl Typing {
         if !changed {
             return None;
         }
-        let pos = self.stream.fetch_add(1, Ordering::AcqRel) + 1;
+        let pos = util::clock_position(&self.stream);
         // The room stays in the map even when nobody types: `changed` is what syncs compare.
         entry.changed = pos;
         Some(pos)
@@ -71,7 +71,7 @@ impl Typing {
             return None;
         }
         entry.users.remove(user);
-        let pos = self.stream.fetch_add(1, Ordering::AcqRel) + 1;
+        let pos = util::clock_position(&self.stream);
         entry.changed = pos;
         Some(pos)
     }
@@ -96,12 +96,14 @@ impl SyncFace<'_> {
         }
         let timeout = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).min(MAX_TIMEOUT_MS);
         let expiry = util::now_ms() + timeout as i64;
-        let changed = self
-            .typing
-            .apply(room, user, typing.then_some(expiry))
-            .is_some();
+        let changed = self.apply_typing(room, user, typing.then_some(expiry)).await;
+        if changed && self.cluster.shared() {
+            // The other nodes keep typing in memory too.
+            let notice = json!({"t": "typ", "r": room, "u": user, "x": typing.then_some(expiry),
+                "n": self.cluster.slot()});
+            self.tell_cluster(vec![notice.to_string()]).await;
+        }
         if changed {
-            self.wake_room(room).await;
             if self.is_local(user) {
                 self.federation()
                     .send_edu_to_room(
@@ -112,18 +114,38 @@ impl SyncFace<'_> {
                     .await;
             }
         }
-        if typing {
-            if let Some(me) = self.me.upgrade() {
-                let (room, user) = (room.to_owned(), user.to_owned());
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(timeout)).await;
-                    if me.typing.expire(&room, &user, expiry).is_some() {
-                        me.sync().wake_room(&room).await;
-                    }
-                });
-            }
-        }
         Ok(())
+    }
+
+    /// Records a typing change (`until`: the expiry, or `None` when the user stopped), wakes
+    /// the room's local members and schedules the expiry; false when nothing changed.
+    async fn apply_typing(self, room: &RoomId, user: &UserId, until: Option<i64>) -> bool {
+        if self.typing.apply(room, user, until).is_none() {
+            return false;
+        }
+        self.wake_room(room).await;
+        if let (Some(expiry), Some(me)) = (until, self.me.upgrade()) {
+            let (room, user) = (room.to_owned(), user.to_owned());
+            let wait = (expiry - util::now_ms()).clamp(0, MAX_TIMEOUT_MS as i64) as u64;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                if me.typing.expire(&room, &user, expiry).is_some() {
+                    me.sync().wake_room(&room).await;
+                }
+            });
+        }
+        true
+    }
+
+    /// Another node's typing change (see `set_typing`).
+    pub async fn typing_from_node(self, n: &Value) {
+        let (Some(room), Some(user)) = (
+            n["r"].as_str().and_then(|r| RoomId::parse(r).ok()),
+            n["u"].as_str().and_then(|u| UserId::parse(u).ok()),
+        ) else {
+            return;
+        };
+        self.apply_typing(&room, &user, n["x"].as_i64()).await;
     }
 
     async fn wake_room(self, room: &RoomId) {
