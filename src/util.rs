@@ -89,7 +89,9 @@ pub fn clock_position(stream: &std::sync::atomic::AtomicI64) -> i64 {
     use std::sync::atomic::Ordering;
     let now = now_ms();
     let prev = stream
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some((c + 1).max(now)))
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+            Some((c + 1).max(now))
+        })
         .unwrap_or(now);
     (prev + 1).max(now)
 }

@@ -446,12 +446,11 @@ impl Db {
         expired_before: i64,
     ) -> sqlx::Result<bool> {
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "DELETE FROM registration_nonces WHERE nonce = $1 RETURNING created_ts",
-        )
-        .bind(nonce)
-        .fetch_all(&mut *tx.tx)
-        .await?;
+        let rows =
+            sqlx::query("DELETE FROM registration_nonces WHERE nonce = $1 RETURNING created_ts")
+                .bind(nonce)
+                .fetch_all(&mut *tx.tx)
+                .await?;
         tx.commit().await?;
         Ok(rows
             .first()

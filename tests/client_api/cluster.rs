@@ -366,3 +366,96 @@ async fn sigterm_drains_then_leaves() {
         "the process is still running 5 s after the long-poll ended"
     );
 }
+
+/// What each node keeps in memory follows the others: typing on node 1 reaches a long-poll on
+/// node 2; a suspension made through node 1 is enforced by node 2.
+#[tokio::test]
+async fn nodes_share_typing_and_admin_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::database_url(Backend::Postgres, dir.path()).await;
+    let (_p1, n1, admin) = crate::crash::spawn_with_admin(dir.path(), &db, free_port()).await;
+    let port2 = free_port();
+    let _p2 = spawn(dir.path(), &db, port2).await;
+    let n2 = client_of(port2);
+    let alice = n1.register("alice").await;
+    let bob = n2.register("bob").await;
+    let room = n1
+        .create_room(&alice, json!({"preset": "public_chat"}))
+        .await;
+    n2.join(&bob, &room).await;
+
+    let since = n2.sync(&bob, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let poll = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut since = since;
+        loop {
+            let v = sync_all(&n2, &bob, &since, 5_000).await;
+            let typing = v["rooms"]["join"][&room]["ephemeral"]["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| {
+                    e["type"] == "m.typing" && e["content"]["user_ids"] == json!([alice.user_id])
+                });
+            if typing {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node 2 never showed alice typing"
+            );
+            since = v["next_batch"].as_str().unwrap().to_owned();
+        }
+    };
+    let typing = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (st, v) = n1
+            .put(
+                &alice,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/typing/{}",
+                    enc(&room),
+                    enc(&alice.user_id)
+                ),
+                json!({"typing": true, "timeout": 30000}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    };
+    tokio::join!(poll, typing);
+
+    let (st, v) = n1
+        .put(
+            &admin,
+            &format!("/_synapse/admin/v1/suspend/{}", enc(&alice.user_id)),
+            json!({"suspend": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let started = Instant::now();
+    loop {
+        let (st, v) = n2
+            .put(
+                &alice,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/s{}",
+                    enc(&room),
+                    started.elapsed().as_nanos()
+                ),
+                json!({"msgtype": "m.text", "body": "still here?"}),
+            )
+            .await;
+        if st == StatusCode::FORBIDDEN {
+            assert_eq!(v["errcode"], "M_USER_SUSPENDED", "{v}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "node 2 still lets a suspended account send: {st} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -96,7 +96,9 @@ impl SyncFace<'_> {
         }
         let timeout = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).min(MAX_TIMEOUT_MS);
         let expiry = util::now_ms() + timeout as i64;
-        let changed = self.apply_typing(room, user, typing.then_some(expiry)).await;
+        let changed = self
+            .apply_typing(room, user, typing.then_some(expiry))
+            .await;
         if changed && self.cluster.shared() {
             // The other nodes keep typing in memory too.
             let notice = json!({"t": "typ", "r": room, "u": user, "x": typing.then_some(expiry),
