@@ -4,6 +4,7 @@
 # Starts a throwaway PostgreSQL cluster (initdb in a temp dir, random port) and stops it at exit.
 # Makes the Synapse virtualenv (once, kept under target/) in the background while cargo builds;
 # PALABRE_FEDTESTS_NO_SYNAPSE=1 skips it and the Synapse scenarios (refused when CI is set).
+# Installs HAProxy from Debian's packages when missing (the rolling-restart test uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,16 @@ if [ ! -x "$PGBIN/initdb" ]; then
   found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -n "$found" ] && [ -x "$found/initdb" ]; then PGBIN="$found"; else
     echo "PostgreSQL server binaries not found (apt-get install postgresql)" >&2; exit 1; fi
+fi
+
+# The high-availability tests put HAProxy (Debian's package) in front of several nodes.
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  SUDO=
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  echo "installing haproxy (Debian package) for the high-availability tests" >&2
+  $SUDO apt-get install -y --no-install-recommends haproxy >/dev/null 2>&1 \
+    || { $SUDO apt-get update >/dev/null 2>&1 && $SUDO apt-get install -y --no-install-recommends haproxy >/dev/null 2>&1; } \
+    || echo "could not install haproxy: the rolling-restart test will fail (apt-get install haproxy)" >&2
 fi
 
 PGDIR=$(mktemp -d /tmp/palabre-pg.XXXXXX)
