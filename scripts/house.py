@@ -6,6 +6,10 @@
 3. Areas meet at their doors: a file of one service area names another area only through that
    area's root module (`services::<area>::Type`, its face `s.<area>()`), never through the
    other area's inner files — except the ports listed in PORTS.
+4. Migrations only add (docs/high-availability.md, rolling upgrades): during a roll, nodes of
+   the old release run on the schema the first new node migrated, so no migration drops or
+   renames a table or a column or changes a column's type. (A contraction ships a release
+   after the code stopped using what it removes, in a file named `*_contract.sql`.)
 
 `--report` prints the graph's figures (imports, cycles, cross-area edges) instead of failing;
 `--root DIR` checks another tree (tests/house.rs gives it trees that break each rule).
@@ -224,6 +228,20 @@ def main():
             for other in ('federation',):
                 if other in faces.get(a, ()) or any(area(b) == other for b in written.get(a, ())):
                     problems.append(f'{name(a)} reaches {other} outside its port {port}')
+    mig_root = os.path.join(ROOT, 'migrations')
+    for d in ('sqlite', 'postgres'):
+        folder = os.path.join(mig_root, d)
+        if not os.path.isdir(folder):
+            continue
+        for f in sorted(os.listdir(folder)):
+            if not f.endswith('.sql') or f.endswith('_contract.sql'):
+                continue
+            sql = '\n'.join(l for l in open(os.path.join(folder, f)).read().splitlines()
+                            if not l.strip().startswith('--'))
+            if re.search(r'\bDROP\s+(TABLE|COLUMN)\b|\bRENAME\b|\bALTER\s+COLUMN\b[^;]*\bTYPE\b',
+                         sql, re.I):
+                problems.append(f'migration {d}/{f} drops, renames or retypes: old nodes of a '
+                                f'rolling upgrade would break (see rule 4)')
     cycles = sccs(list(mods), dag)
     for c in cycles:
         problems.append('import cycle: ' + ' <-> '.join(name(m) for m in c))

@@ -1,6 +1,7 @@
 //! The house rules check (`scripts/house.py`, run by `scripts/test.sh`): it passes on this
 //! tree, and it fails on trees that break each rule — a cycle, an upward import, a cross-area
-//! path into another area's inner file, and rooms reaching federation outside its port.
+//! path into another area's inner file, rooms reaching federation outside its port, and a
+//! migration that drops a column.
 
 use std::{fs, path::Path, process::Command};
 
@@ -66,6 +67,23 @@ fn this_tree_keeps_the_rules() {
 #[test]
 fn a_fixture_that_keeps_the_rules_passes() {
     let dir = tree(&[]);
+    let (ok, errors) = check(dir.path());
+    assert!(ok, "{errors}");
+}
+
+#[test]
+fn a_migration_that_drops_is_refused() {
+    let dir = tree(&[(
+        "migrations/postgres/0099_tidy.sql",
+        "-- drops what the last release stopped using\nALTER TABLE rooms DROP COLUMN creator;\n",
+    )]);
+    let (ok, errors) = check(dir.path());
+    assert!(!ok);
+    assert!(errors.contains("0099_tidy.sql"), "{errors}");
+    let dir = tree(&[(
+        "migrations/postgres/0099_tidy_contract.sql",
+        "ALTER TABLE rooms DROP COLUMN creator;\n",
+    )]);
     let (ok, errors) = check(dir.path());
     assert!(ok, "{errors}");
 }

@@ -39,9 +39,16 @@ pub enum Singleton {
     FederationSender = 0,
     /// The account validity job (reminders, expiries).
     Validity = 1,
+    /// The annuaire's replication with the other servers (pulls, and the pushes announcing
+    /// local changes).
+    Annuaire = 2,
 }
 
-const SINGLETONS: [Singleton; 2] = [Singleton::FederationSender, Singleton::Validity];
+const SINGLETONS: [Singleton; 3] = [
+    Singleton::FederationSender,
+    Singleton::Validity,
+    Singleton::Annuaire,
+];
 
 impl Singleton {
     /// Its name in the metrics and the log.
@@ -49,13 +56,14 @@ impl Singleton {
         match self {
             Singleton::FederationSender => "federation_sender",
             Singleton::Validity => "validity",
+            Singleton::Annuaire => "annuaire",
         }
     }
 }
 
 /// This node's place in the cluster.
 pub struct Cluster {
-    held: [std::sync::atomic::AtomicBool; 2],
+    held: [std::sync::atomic::AtomicBool; 3],
     slot: Arc<AtomicI64>,
     url: String,
     link: tokio::sync::Mutex<Option<NodeLink>>,
@@ -255,6 +263,10 @@ impl Services {
                         .unwrap_or_default();
                     Some(users)
                 };
+                if let (true, Some(users)) = (t.name == "account_data", &wake) {
+                    // Push rules are account data, cached for the send path.
+                    self.push().forget_rulesets(users);
+                }
                 if wake.as_ref().is_none_or(|u| !u.is_empty()) {
                     self.wake(t.defer(pos, wake));
                 }
@@ -276,6 +288,28 @@ impl Services {
                     .filter_map(|d| ruma::ServerName::parse(d.as_str()?).ok())
                     .collect();
                 self.federation().send_edu_to_servers(dests, v["e"].clone());
+            }
+            Some("ann") => {
+                let users: Vec<String> = v["u"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| u.as_str().map(str::to_owned))
+                    .collect();
+                let local = v["l"] == true;
+                let weak = self.me.clone();
+                tokio::spawn(async move {
+                    let Some(s) = weak.upgrade() else { return };
+                    s.policy().annuaire_changed_elsewhere(&users, local).await;
+                });
+            }
+            Some("annpull") if self.cluster.holds(Singleton::Annuaire) => {
+                if let Some(peer) = v["s"]
+                    .as_str()
+                    .and_then(|p| ruma::ServerName::parse(p).ok())
+                {
+                    self.policy().annuaire_pull_soon(peer);
+                }
             }
             Some("adm") => {
                 let weak = self.me.clone();
@@ -354,6 +388,8 @@ impl Services {
                 }
             }
             Singleton::Validity => {}
+            // Pulls every peer now, and announces what changed while no node held it.
+            Singleton::Annuaire => self.policy().annuaire_took_over(),
         }
     }
 

@@ -133,6 +133,15 @@ impl PushFace<'_> {
         Ok(out)
     }
 
+    /// Drops cached rules: the users' account data changed (on a cluster, maybe on another
+    /// node).
+    pub fn forget_rulesets(self, users: &[OwnedUserId]) {
+        let mut cache = self.push_state.rulesets.lock();
+        for u in users {
+            cache.remove(u);
+        }
+    }
+
     /// Applies a change to a user's rules and stores the result (clients see it in /sync).
     async fn change_rules(
         self,

@@ -27,6 +27,8 @@ use crate::{
 const BACKFILL_BATCH: i64 = 1000;
 /// Entries read per page when building the index.
 const LOAD_PAGE: i64 = 5000;
+/// The cluster lock of local entry writes (a room lock's name that no room id can have).
+const ANNUAIRE_LOCK: &str = "annuaire:local-entries";
 
 /// The annuaire's in-memory state.
 pub struct Annuaire {
@@ -129,6 +131,22 @@ impl PolicyFace<'_> {
         users: &[String],
     ) -> Result<usize> {
         let _guard = self.annuaire.write.lock().await;
+        // On a cluster the nodes write local entries one at a time too (the same lock as a
+        // room's, on a name no room has): positions are committed in order.
+        let cluster_lock = self.cluster.lock_room(ANNUAIRE_LOCK).await?;
+        let res = self.annuaire_refresh_locked(users).await;
+        if let Some(l) = cluster_lock {
+            crate::store::cluster::RoomLocks::unlock(ANNUAIRE_LOCK, l).await;
+        }
+        let changed = res?;
+        if !changed.is_empty() {
+            self.tell_annuaire_change(&changed, true).await;
+        }
+        Ok(changed.len())
+    }
+
+    /// The body of [`Self::annuaire_refresh`], under the locks: the user ids that changed.
+    async fn annuaire_refresh_locked(self, users: &[String]) -> Result<Vec<String>> {
         let facts = self.db.annuaire_local_facts(users).await?;
         let old: std::collections::HashMap<String, EntryRow> = self
             .db
@@ -153,18 +171,71 @@ impl PolicyFace<'_> {
             changed.push(entry);
         }
         if changed.is_empty() {
-            return Ok(0);
+            return Ok(vec![]);
         }
-        let mut pos = self.annuaire.position.load(Ordering::SeqCst);
+        let mut pos = if self.cluster.shared() {
+            self.db.annuaire_max_position().await?
+        } else {
+            self.annuaire.position.load(Ordering::SeqCst)
+        };
         for e in &mut changed {
             pos += 1;
             e.position = Some(pos);
         }
         self.db.annuaire_write(&changed, util::now_ms()).await?;
-        self.annuaire.position.store(pos, Ordering::SeqCst);
+        self.annuaire.position.fetch_max(pos, Ordering::SeqCst);
         self.index_entries(&changed);
-        let _ = self.annuaire.push_tx.send(());
-        Ok(changed.len())
+        if self
+            .cluster
+            .holds(crate::services::cluster::Singleton::Annuaire)
+        {
+            let _ = self.annuaire.push_tx.send(());
+        }
+        Ok(changed.into_iter().map(|e| e.user_id).collect())
+    }
+
+    /// The other nodes of a cluster index these entries again (`local`: changes of this
+    /// server's users, which the annuaire's node announces to the peers).
+    pub(in crate::services::policy) async fn tell_annuaire_change(
+        self,
+        users: &[String],
+        local: bool,
+    ) {
+        if !self.cluster.shared() {
+            return;
+        }
+        let notices = users
+            .chunks(100)
+            .map(|c| json!({"t": "ann", "u": c, "l": local, "n": self.cluster.slot()}).to_string())
+            .collect();
+        self.tell_cluster(notices).await;
+    }
+
+    /// Another node changed these entries: index them again from the table; the annuaire's
+    /// node announces local changes to the peers.
+    pub async fn annuaire_changed_elsewhere(self, users: &[String], local: bool) {
+        if !self.policy_rules.enabled() || users.is_empty() {
+            return;
+        }
+        let _guard = self.annuaire.write.lock().await;
+        match self.db.annuaire_entries_of(users).await {
+            Ok(entries) => {
+                if let Some(max) = entries.iter().filter_map(|e| e.position).max() {
+                    if local {
+                        self.annuaire.position.fetch_max(max, Ordering::SeqCst);
+                    }
+                }
+                self.index_entries(&entries);
+            }
+            Err(e) => tracing::warn!(error = %e, "annuaire: cannot read entries changed elsewhere"),
+        }
+        if local
+            && self
+                .cluster
+                .holds(crate::services::cluster::Singleton::Annuaire)
+        {
+            let _ = self.annuaire.push_tx.send(());
+        }
     }
 
     /// Puts entries into the search index (visible ones) or takes them out.

@@ -133,11 +133,37 @@ impl PolicyFace<'_> {
         }))
     }
 
-    /// `PUT …/annuaire/notify`: the origin has changes; pull from it soon.
+    /// `PUT …/annuaire/notify`: the origin has changes; pull from it soon (on a cluster, the
+    /// node that holds the annuaire's replication does).
     pub fn annuaire_notified(self, origin: &ServerName) -> Result<()> {
         self.annuaire_require_peer(origin)?;
-        let _ = self.annuaire.pull_tx.send(origin.to_owned());
+        if self
+            .cluster
+            .holds(crate::services::cluster::Singleton::Annuaire)
+        {
+            let _ = self.annuaire.pull_tx.send(origin.to_owned());
+        } else {
+            let notice = json!({"t": "annpull", "s": origin}).to_string();
+            self.tell_cluster_soon(vec![notice]);
+        }
         Ok(())
+    }
+
+    /// The replication's node is told to pull `peer` (another node received its notify).
+    pub fn annuaire_pull_soon(self, peer: OwnedServerName) {
+        let _ = self.annuaire.pull_tx.send(peer);
+    }
+
+    /// This node has just taken the annuaire's replication over: it pulls every peer and
+    /// announces its position.
+    pub fn annuaire_took_over(self) {
+        if !self.policy_rules.enabled() {
+            return;
+        }
+        for peer in self.policy_rules.peers() {
+            let _ = self.annuaire.pull_tx.send(peer.clone());
+        }
+        let _ = self.annuaire.push_tx.send(());
     }
 
     /// Pulls a peer's change stream until caught up; returns the entries received.
@@ -170,6 +196,8 @@ impl PolicyFace<'_> {
                 .annuaire_store_pulled(peer.as_str(), &entries, page.next, util::now_ms())
                 .await?;
             self.index_entries(&entries);
+            let users: Vec<String> = entries.iter().map(|e| e.user_id.clone()).collect();
+            self.tell_annuaire_change(&users, false).await;
             total += entries.len();
             let moved = page.next > since;
             since = page.next;
@@ -215,6 +243,12 @@ impl PolicyFace<'_> {
                     due.insert(peer);
                 }
                 let Some(s) = me.upgrade() else { break };
+                if !s
+                    .cluster
+                    .holds(crate::services::cluster::Singleton::Annuaire)
+                {
+                    continue; // another node of the cluster replicates
+                }
                 for peer in due {
                     match s.policy().annuaire_pull(&peer).await {
                         Ok(n) if n > 0 => tracing::debug!(%peer, entries = n, "annuaire pulled"),
@@ -234,6 +268,12 @@ impl PolicyFace<'_> {
                 tokio::time::sleep(PUSH_DEBOUNCE).await;
                 while push_rx.try_recv().is_ok() {}
                 let Some(s) = me.upgrade() else { break };
+                if !s
+                    .cluster
+                    .holds(crate::services::cluster::Singleton::Annuaire)
+                {
+                    continue;
+                }
                 let position = s
                     .annuaire
                     .position
