@@ -3,8 +3,10 @@
 # memory, and the restart time after a crash on ~100 000 events, of a release build on SQLite,
 # with the shared load tool (../shared/bench).
 # usage: bash scripts/bench.sh [OUT.jsonl]     (loopback only; stops the server it started)
+#        bash scripts/bench.sh cluster [OUT.jsonl]   1, 2 and 3 nodes on PostgreSQL (bench-cluster.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = cluster ]; then shift; exec bash scripts/bench-cluster.sh "$@"; fi
 OUT=${1:-target/bench.jsonl}
 BENCH_SRC=../shared/bench
 cargo build --release
