@@ -18,15 +18,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 WORK=$(mktemp -d /tmp/palabre-bench-cluster.XXXXXX)
 PGPORT=$(free_port)
-as_pg() {
-  if [ "$(id -u)" = 0 ]; then
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-    chown postgres "$WORK"
-    runuser -u postgres -- "$@"
-  else
-    "$@"
-  fi
-}
+PG_OWNED_DIR="$WORK"
+source scripts/pg.sh
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done

@@ -27,16 +27,8 @@ fi
 
 PGDIR=$(mktemp -d /tmp/palabre-pg.XXXXXX)
 PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-as_pg() {
-  # initdb and postgres refuse to run as root.
-  if [ "$(id -u)" = 0 ]; then
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-    chown postgres "$PGDIR"
-    runuser -u postgres -- "$@"
-  else
-    "$@"
-  fi
-}
+PG_OWNED_DIR="$PGDIR"
+source scripts/pg.sh
 VENV_PID=
 cleanup() {
   as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop >/dev/null 2>&1 || true

@@ -34,16 +34,8 @@ async fn second_sqlite_process_refused() {
         .map(Proc)
         .expect("palabre runs");
     let mut child = child;
-    let mut exited = false;
-    for _ in 0..200 {
-        if child.0.try_wait().unwrap().is_some() {
-            exited = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        exited,
+        exits_within(&mut child, Duration::from_secs(10)).await,
         "a second process is serving the same SQLite database"
     );
     let mut err = String::new();
@@ -523,13 +515,22 @@ async fn terminate(p: &mut Proc) {
         .status()
         .unwrap();
     assert!(ok.success());
-    for _ in 0..200 {
+    assert!(
+        exits_within(p, Duration::from_secs(10)).await,
+        "the node did not stop within 10 s of SIGTERM"
+    );
+}
+
+/// Whether the process ends within `within`.
+async fn exits_within(p: &mut Proc, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
         if p.0.try_wait().unwrap().is_some() {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the node did not stop within 10 s of SIGTERM");
+    false
 }
 
 /// Three nodes behind HAProxy, restarted one after the other (SIGTERM, start again) while a

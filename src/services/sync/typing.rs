@@ -105,16 +105,14 @@ impl SyncFace<'_> {
                 "n": self.cluster.slot()});
             self.tell_cluster(vec![notice.to_string()]).await;
         }
-        if changed {
-            if self.is_local(user) {
-                self.federation()
-                    .send_edu_to_room(
-                        room,
-                        serde_json::json!({ "edu_type": "m.typing", "content": {
-                        "room_id": room, "user_id": user, "typing": typing } }),
-                    )
-                    .await;
-            }
+        if changed && self.is_local(user) {
+            self.federation()
+                .send_edu_to_room(
+                    room,
+                    serde_json::json!({ "edu_type": "m.typing", "content": {
+                    "room_id": room, "user_id": user, "typing": typing } }),
+                )
+                .await;
         }
         Ok(())
     }
