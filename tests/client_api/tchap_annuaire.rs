@@ -473,3 +473,42 @@ async fn annuaire_externals_and_identity(b: Backend) {
         s.stop().await;
     }
 }
+
+/// Two nodes of one server on one PostgreSQL: an agent created and renamed through node 1 is
+/// found under the new name by a search on node 2 (its index follows node 1's writes).
+#[tokio::test]
+async fn annuaire_across_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(Backend::Postgres, dir.path()).await;
+    let names: Vec<String> = ["localhost", "interieur.example", "externes.example"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let node = |url: String, names: Vec<String>| async move {
+        TestServer::start_with(Backend::Postgres, move |c| {
+            tchap(&names, c);
+            c.database_url = Some(url);
+        })
+        .await
+    };
+    let n1 = node(url.clone(), names.clone()).await;
+    let n2 = node(url, names).await;
+    let alice = user(&n1, "alice", "Alice Martin", Some("alice.martin@a.gouv.fr")).await;
+    let bob = user(&n2, "bob", "Bob Durand", Some("bob.durand@a.gouv.fr")).await;
+    eventually(|| finds(&n2, &bob, "Martin", &alice)).await;
+    let (st, v) = n1
+        .put(
+            &alice,
+            &format!(
+                "/_matrix/client/v3/profile/{}/displayname",
+                enc(&alice.user_id)
+            ),
+            json!({ "displayname": "Alice Dupont" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    eventually(|| finds(&n2, &bob, "Dupont", &alice)).await;
+    assert!(!finds(&n2, &bob, "Martin", &alice).await);
+    n2.stop().await;
+    n1.stop().await;
+}
