@@ -62,6 +62,28 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The caller when a token is given (`None` without one); a bad token is still 401.
+pub struct MaybeAuth(pub Option<Requester>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let given = parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| form_pairs(q).iter().any(|(k, _)| k == "access_token"));
+        if !given {
+            return Ok(MaybeAuth(None));
+        }
+        let Auth(r) = Auth::from_request_parts(parts, state).await?;
+        Ok(MaybeAuth(Some(r)))
+    }
+}
+
 /// Routes an expired account may still call (TCHAP.md §5): logging out and asking for a new
 /// renewal link. Decided by the matched route template.
 fn expiry_exempt(parts: &Parts) -> bool {

@@ -38,6 +38,7 @@ mod openid;
 mod push;
 mod relations;
 mod reports;
+mod room_summary;
 mod rooms;
 mod search;
 mod security_aliases;

@@ -62,13 +62,30 @@ pub async fn all_state(
     ))
 }
 
+/// `?format=` of a state read (spec v1.16): `content` (the default) or `event`.
+#[derive(Deserialize, Default)]
+pub struct StateFormat {
+    format: Option<String>,
+}
+
+impl StateFormat {
+    fn whole(&self) -> Result<bool, Error> {
+        match self.format.as_deref() {
+            None | Some("content") => Ok(false),
+            Some("event") => Ok(true),
+            Some(_) => Err(Error::invalid_param("format must be content or event")),
+        }
+    }
+}
+
 pub async fn get_state(
     State(s): State<AppState>,
     Auth(r): Auth,
     Path((id, kind)): Path<(String, String)>,
+    Query(f): Query<StateFormat>,
 ) -> ApiResult {
     ok(s.rooms()
-        .room_state_event(&r.user_id, &room(&id)?, &kind, "")
+        .room_state_event(&r.user_id, &room(&id)?, &kind, "", f.whole()?)
         .await?)
 }
 
@@ -76,9 +93,10 @@ pub async fn get_state_key(
     State(s): State<AppState>,
     Auth(r): Auth,
     Path((id, kind, key)): Path<(String, String, String)>,
+    Query(f): Query<StateFormat>,
 ) -> ApiResult {
     ok(s.rooms()
-        .room_state_event(&r.user_id, &room(&id)?, &kind, &key)
+        .room_state_event(&r.user_id, &room(&id)?, &kind, &key, f.whole()?)
         .await?)
 }
 

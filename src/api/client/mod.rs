@@ -20,6 +20,7 @@ mod receipts;
 mod relations;
 mod reporting;
 mod room_membership;
+mod room_summary;
 mod rooms;
 mod search;
 mod session;
@@ -317,6 +318,19 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/client/v1/rooms/{room_id}/hierarchy",
             get(spaces::hierarchy),
+        )
+        // room_summary.rs
+        .route(
+            "/_matrix/client/v1/room_summary/{room_id_or_alias}",
+            get(room_summary::room_summary),
+        )
+        .route(
+            "/_matrix/client/unstable/im.nheko.summary/rooms/{room_id_or_alias}/summary",
+            get(room_summary::room_summary_unstable),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room_id}/timestamp_to_event",
+            get(room_summary::timestamp_to_event),
         )
         // threepid.rs: what validation emails link to, and the `submit_url`s of the codes
         .route(

@@ -106,7 +106,7 @@ impl RoomsFace<'_> {
         room_id: &RoomId,
     ) -> Result<Vec<OwnedRoomAliasId>> {
         // Only those who may read the room's state (the spec allows world_readable rooms too).
-        self.room_state_event(user, room_id, "m.room.create", "")
+        self.room_state_event(user, room_id, "m.room.create", "", false)
             .await?;
         let aliases = self.db.room_aliases(room_id.as_str()).await?;
         Ok(aliases

@@ -62,6 +62,31 @@ impl RoomsFace<'_> {
         }
     }
 
+    /// `GET /_matrix/client/v1/rooms/{id}/timestamp_to_event`: the timeline event closest to
+    /// `ts` in that direction that this server has, for a user who may read the room (joined,
+    /// once a member, or the room is world-readable); 404 when there is none. (The event itself
+    /// is then read with its visibility rules, through `/context` or `/event`.)
+    pub async fn timestamp_to_event(
+        self,
+        user: &UserId,
+        room_id: &RoomId,
+        ts: i64,
+        forward: bool,
+    ) -> Result<Value> {
+        self.state_view(user, room_id).await?;
+        let (event_id, origin_server_ts) = self
+            .db
+            .event_near_ts(room_id.as_str(), ts, forward)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "Unable to find event from {ts} in direction {}",
+                    if forward { "f" } else { "b" }
+                ))
+            })?;
+        Ok(json!({ "event_id": event_id, "origin_server_ts": origin_server_ts }))
+    }
+
     /// State events the user may see, optionally only some types.
     async fn visible_state(self, user: &UserId, room_id: &RoomId) -> Result<Vec<EventRow>> {
         match self.state_view(user, room_id).await? {
@@ -94,12 +119,15 @@ impl RoomsFace<'_> {
         self.format_events(&rows, None, Format::Client).await
     }
 
+    /// `GET /rooms/{id}/state/{type}/{key}`: the event's content, or (`whole`, spec v1.16
+    /// `?format=event`) the whole client event.
     pub async fn room_state_event(
         self,
         user: &UserId,
         room_id: &RoomId,
         kind: &str,
         key: &str,
+        whole: bool,
     ) -> Result<Value> {
         let row = match self.state_view(user, room_id).await? {
             StateView::Current => {
@@ -117,10 +145,13 @@ impl RoomsFace<'_> {
         };
         let row = row.ok_or_else(|| Error::not_found("Event not found"))?;
         let mut ev = self.format_events(&[row], None, Format::Client).await?;
-        Ok(ev
-            .pop()
-            .and_then(|mut e| e.get_mut("content").map(Value::take))
-            .unwrap_or(json!({})))
+        let Some(mut ev) = ev.pop() else {
+            return Ok(json!({}));
+        };
+        if whole {
+            return Ok(ev);
+        }
+        Ok(ev.get_mut("content").map(Value::take).unwrap_or(json!({})))
     }
 
     pub async fn room_members(

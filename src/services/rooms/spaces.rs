@@ -328,6 +328,68 @@ impl RoomsFace<'_> {
 }
 
 impl RoomsFace<'_> {
+    /// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}` (spec v1.15, MSC3266): what a
+    /// room is, for someone who may see it — a member (joined or invited), anyone when it is
+    /// world-readable, or who could join or knock (public, knock, a restricted room whose
+    /// allowed rooms they are in). Without a token, only rooms anyone may see. Otherwise 404,
+    /// as for a room unknown here (remote rooms are not fetched over federation yet).
+    /// `unstable`: the `im.nheko.summary.*` names of the unstable path are added.
+    pub async fn room_summary(
+        self,
+        user: Option<&UserId>,
+        room_id: &RoomId,
+        unstable: bool,
+    ) -> Result<Value> {
+        let infos = self.load_room_infos(&[room_id.to_string()]).await?;
+        let Some((_, Some(info))) = infos.into_iter().next() else {
+            return Err(Error::not_found("Room not found or is not accessible"));
+        };
+        let (membership, joined) = match user {
+            Some(u) => {
+                let m = self
+                    .db
+                    .membership(u.as_str(), room_id.as_str())
+                    .await?
+                    .map(|m| m.membership);
+                let joined: Vec<String> = if info.join_rule.ends_with("restricted") {
+                    self.db
+                        .user_memberships(u.as_str())
+                        .await?
+                        .into_iter()
+                        .filter(|m| m.membership == "join")
+                        .map(|m| m.room_id)
+                        .collect()
+                } else {
+                    vec![]
+                };
+                (m, joined)
+            }
+            None => (None, vec![]),
+        };
+        let joined_set: HashSet<&str> = joined.iter().map(String::as_str).collect();
+        if !info.visible_to(membership.as_deref(), &joined_set) {
+            return Err(Error::not_found("Room not found or is not accessible"));
+        }
+        let mut out = info.summary.clone();
+        if info.join_rule.ends_with("restricted") {
+            out.insert("allowed_room_ids".into(), json!(info.allow));
+        }
+        if user.is_some() {
+            out.insert(
+                "membership".into(),
+                json!(membership.as_deref().unwrap_or("leave")),
+            );
+        }
+        if unstable {
+            for key in ["room_version", "encryption"] {
+                if let Some(v) = out.get(key).cloned() {
+                    out.insert(format!("im.nheko.summary.{key}"), v);
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
     /// `GET /_matrix/federation/v1/hierarchy/{roomId}`: a room and its direct children as
     /// another server may see them. A room is accessible to a server when the server has a
     /// user joined to it, or it is world-readable, or its join rule lets anyone join or knock,
