@@ -264,8 +264,9 @@ impl Services {
                     Some(users)
                 };
                 if let (true, Some(users)) = (t.name == "account_data", &wake) {
-                    // Push rules are account data, cached for the send path.
+                    // Push rules and ignored users are account data, cached.
                     self.push().forget_rulesets(users);
+                    self.sync().forget_ignored(users);
                 }
                 if wake.as_ref().is_none_or(|u| !u.is_empty()) {
                     self.wake(t.defer(pos, wake));

@@ -66,6 +66,8 @@ pub struct Services {
     /// Positions of read receipts.
     pub receipt_stream: streams::StreamTracker,
     pub typing: sync::typing::Typing,
+    /// The users each user ignores (`m.ignored_user_list`), cached.
+    pub ignored: sync::ignored::IgnoredLists,
     pub state_group_ids: cluster::IdGen,
     /// This node's place among the nodes sharing the database (alone on SQLite).
     pub cluster: cluster::Cluster,
@@ -217,6 +219,7 @@ impl Services {
             device_list_stream,
             receipt_stream,
             typing: sync::typing::Typing::default(),
+            ignored: Default::default(),
             state_group_ids,
             cluster,
             room_cache: rooms::RoomCache::default(),

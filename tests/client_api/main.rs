@@ -29,6 +29,7 @@ mod federation_invites;
 mod federation_queries;
 mod federation_reads;
 mod health;
+mod ignored;
 mod knock;
 mod mailer;
 mod media;

@@ -36,11 +36,19 @@ impl RoomsFace<'_> {
     pub async fn filter_visible_with(
         self,
         user: &UserId,
-        rows: Vec<EventRow>,
+        mut rows: Vec<EventRow>,
         memberships: &[MembershipRow],
     ) -> Result<Vec<EventRow>> {
         if rows.is_empty() {
             return Ok(rows);
+        }
+        // The events of users this one ignores are not shown (their state events are).
+        let ignored = self.sync().ignored_users(user).await?;
+        if !ignored.is_empty() {
+            rows.retain(|r| r.state_key.is_some() || !ignored.contains(&r.sender));
+            if rows.is_empty() {
+                return Ok(rows);
+            }
         }
         // Fast path: a user joined now, whose join came before an event, was joined when it was
         // sent; only the other events need the state at the event.

@@ -50,6 +50,9 @@ impl SyncFace<'_> {
             .put_account_data(user.as_str(), &room_key, kind, &text, ids[0], fin.as_ref())
             .await;
         if res.is_ok() {
+            if room.is_none() && kind == super::ignored::TYPE {
+                self.forget_ignored(&wake);
+            }
             self.completed(|s| &s.account_data_stream, &ids, wake).await;
         } else {
             self.abandon_positions(|s| &s.account_data_stream, ids);

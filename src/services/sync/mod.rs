@@ -7,6 +7,7 @@ crate::services::face!(
 );
 
 pub mod account_data;
+pub mod ignored;
 mod once;
 pub mod presence;
 pub mod receipts;

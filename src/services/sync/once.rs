@@ -130,9 +130,8 @@ impl SyncFace<'_> {
         let leave = self
             .left_sections(p, &rooms, &mut tl, &mut state, &mut room_ad, &aggregations)
             .await?;
-        let invite = self
-            .stripped_sections(&rooms.invites, "invite_state")
-            .await?;
+        let invites = self.invites_not_ignored(user, &rooms.invites).await?;
+        let invite = self.stripped_sections(&invites, "invite_state").await?;
         let knock = self.stripped_sections(&rooms.knocks, "knock_state").await?;
         let presence = self
             .presence_events(user, since.map_or(0, |s| s.presence), cur.presence)
@@ -163,6 +162,36 @@ impl SyncFace<'_> {
             "device_unused_fallback_key_types": e2ee.fallback_types,
         });
         Ok((resp, empty))
+    }
+
+    /// The invites whose inviter the user does not ignore (spec: an ignored user's invites are
+    /// not sent).
+    async fn invites_not_ignored(
+        self,
+        user: &UserId,
+        invites: &[MembershipRow],
+    ) -> Result<Vec<MembershipRow>> {
+        let ignored = self.ignored_users(user).await?;
+        if ignored.is_empty() || invites.is_empty() {
+            return Ok(invites.to_vec());
+        }
+        let ids: Vec<String> = invites.iter().map(|m| m.event_id.clone()).collect();
+        let senders: HashMap<String, String> = self
+            .db
+            .get_events(&ids)
+            .await?
+            .into_iter()
+            .map(|e| (e.event_id, e.sender))
+            .collect();
+        Ok(invites
+            .iter()
+            .filter(|m| {
+                senders
+                    .get(&m.event_id)
+                    .is_none_or(|s| !ignored.contains(s))
+            })
+            .cloned()
+            .collect())
     }
 
     /// Rooms: each membership sorted into joined (in full or since), invited, knocked or left.
