@@ -68,6 +68,8 @@ pub struct Cluster {
     url: String,
     link: tokio::sync::Mutex<Option<NodeLink>>,
     room_locks: Option<RoomLocks>,
+    /// Set when the node leaves: the notice listener closes its connection.
+    leaving: tokio::sync::watch::Sender<bool>,
 }
 
 impl Cluster {
@@ -79,6 +81,7 @@ impl Cluster {
             url: String::new(),
             link: tokio::sync::Mutex::new(None),
             room_locks: None,
+            leaving: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -93,6 +96,7 @@ impl Cluster {
             url: url.to_owned(),
             link: tokio::sync::Mutex::new(Some(link)),
             room_locks: Some(RoomLocks::new(url, ROOM_LOCK_CONNECTIONS)?),
+            leaving: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -120,6 +124,7 @@ impl Cluster {
 
     /// Leaves the cluster: the slot and the singletons held are free for the others at once.
     pub async fn leave(&self) {
+        self.leaving.send_replace(true);
         if let Some(link) = self.link.lock().await.take() {
             for h in &self.held {
                 h.store(false, Ordering::Release);
@@ -214,7 +219,8 @@ impl Services {
         }
         let weak = Arc::downgrade(self);
         let url = self.cluster.url.clone();
-        tokio::spawn(listen(weak.clone(), url));
+        let leaving = self.cluster.leaving.subscribe();
+        tokio::spawn(listen(weak.clone(), url, leaving));
         for t in self.streams() {
             let name = t.name;
             tokio::spawn(follow_stream(weak.clone(), name));
@@ -408,7 +414,11 @@ impl Services {
     }
 }
 
-async fn listen(weak: std::sync::Weak<Services>, url: String) {
+async fn listen(
+    weak: std::sync::Weak<Services>,
+    url: String,
+    mut leaving: tokio::sync::watch::Receiver<bool>,
+) {
     let mut delay = Duration::from_millis(100);
     let mut notices = loop {
         match Notices::listen(&url).await {
@@ -424,7 +434,10 @@ async fn listen(weak: std::sync::Weak<Services>, url: String) {
         }
     };
     loop {
-        let next = notices.next().await;
+        let next = tokio::select! {
+            n = notices.next() => n,
+            _ = leaving.wait_for(|l| *l) => return, // the connection closes with `notices`
+        };
         let Some(s) = weak.upgrade() else { return };
         match next {
             Ok(Some(text)) => s.on_notice(&text),
