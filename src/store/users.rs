@@ -118,9 +118,55 @@ impl Db {
         tx.commit().await
     }
 
+    /// A user's extended profile fields (key, JSON text), by key.
+    pub async fn custom_profile_fields(
+        &self,
+        user_id: &str,
+    ) -> sqlx::Result<Vec<(String, String)>> {
+        sqlx::query_as("SELECT key, value FROM profile_fields WHERE user_id = $1 ORDER BY key")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Sets (`Some`, JSON text) or deletes (`None`) an extended profile field.
+    pub async fn set_custom_profile_field(
+        &self,
+        user_id: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.begin_write().await?;
+        match value {
+            Some(v) => {
+                sqlx::query(
+                    "INSERT INTO profile_fields (user_id, key, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(user_id)
+                .bind(key)
+                .bind(v)
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM profile_fields WHERE user_id = $1 AND key = $2")
+                    .bind(user_id)
+                    .bind(key)
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+        }
+        tx.commit().await
+    }
+
     /// Marks the user deactivated and removes every device, token and password.
     pub async fn deactivate_user(&self, user_id: &str) -> sqlx::Result<()> {
         let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM profile_fields WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx.tx)
+            .await?;
         sqlx::query(
             "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = $1",
         )

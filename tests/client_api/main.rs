@@ -36,6 +36,7 @@ mod media;
 mod messaging;
 mod metrics;
 mod openid;
+mod profile_fields;
 mod push;
 mod relations;
 mod reports;

@@ -45,6 +45,7 @@ pub async fn capabilities(State(s): State<AppState>, Auth(_): Auth) -> ApiResult
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": s.mailer.enabled() },
             "m.get_login_token": { "enabled": false },
+            "m.profile_fields": { "enabled": true },
         }
     }))
 }

@@ -82,7 +82,9 @@ fn versioned() -> Router<AppState> {
         .route("/profile/{user_id}", get(profile::get_all))
         .route(
             "/profile/{user_id}/{field}",
-            get(profile::get_field).put(profile::set_field),
+            get(profile::get_field)
+                .put(profile::set_field)
+                .delete(profile::delete_field),
         )
         // presence.rs
         .route(
@@ -318,6 +320,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_matrix/client/v1/rooms/{room_id}/hierarchy",
             get(spaces::hierarchy),
+        )
+        // profile.rs: the unstable path of extended profiles (MSC4133)
+        .route(
+            "/_matrix/client/unstable/uk.tcpip.msc4133/profile/{user_id}/{field}",
+            get(profile::get_field)
+                .put(profile::set_field)
+                .delete(profile::delete_field),
         )
         // room_summary.rs
         .route(

@@ -1,21 +1,14 @@
-//! Profiles (spec: Profiles). Changes propagate to the user's member events in the background.
+//! Profiles (spec: Profiles), with the extended fields of v1.16 (MSC4133). Display name and
+//! avatar changes propagate to the user's member events in the background.
 
 use axum::extract::State;
 use serde_json::{json, Value};
 
 use crate::{
     api::{ok, ApiResult, AppState, Auth, Json, Path},
-    store::users::ProfileField,
+    services::accounts::profile_fields::Change,
     Error,
 };
-
-fn field(name: &str) -> Result<ProfileField, Error> {
-    match name {
-        "displayname" => Ok(ProfileField::Displayname),
-        "avatar_url" => Ok(ProfileField::AvatarUrl),
-        _ => Err(Error::unrecognized("Unknown profile field")),
-    }
-}
 
 pub async fn get_all(
     State(s): State<AppState>,
@@ -30,7 +23,6 @@ pub async fn get_field(
     Auth(r): Auth,
     Path((user, name)): Path<(String, String)>,
 ) -> ApiResult {
-    field(&name)?;
     let p = s.accounts().profile(&r.user_id, &user).await?;
     match p.get(&name) {
         Some(v) => ok(json!({ name: v })),
@@ -38,24 +30,44 @@ pub async fn get_field(
     }
 }
 
+async fn change(s: AppState, r: Auth, user: String, name: String, c: Change) -> ApiResult {
+    let target = crate::util::parse_user_id(&user)?;
+    let member_keys = s
+        .accounts()
+        .change_profile_key(&r.0.user_id, &target, &name, c)
+        .await?;
+    if member_keys {
+        let svc = s.clone();
+        tokio::spawn(async move { svc.rooms().propagate_profile(&target).await });
+    }
+    ok(json!({}))
+}
+
+/// `PUT /profile/{userId}/{keyName}`: the body holds the key (`null` clears displayname and
+/// avatar_url, as before v1.16).
 pub async fn set_field(
     State(s): State<AppState>,
-    Auth(r): Auth,
+    r: Auth,
     Path((user, name)): Path<(String, String)>,
     Json(b): Json<Value>,
 ) -> ApiResult {
-    let f = field(&name)?;
-    let target = crate::util::parse_user_id(&user)?;
-    if target != r.user_id && !s.accounts().is_admin(&r.user_id).await? {
-        return Err(Error::forbidden("Cannot set another user's profile"));
-    }
     let value = match b.get(&name) {
-        Some(Value::String(v)) => Some(v.clone()),
-        Some(Value::Null) | None => None,
-        Some(_) => return Err(Error::bad_json(format!("{name} must be a string"))),
+        Some(v) => v.clone(),
+        None if matches!(name.as_str(), "displayname" | "avatar_url") => Value::Null,
+        None => {
+            return Err(Error::missing_param(format!(
+                "The body must hold the field {name}"
+            )))
+        }
     };
-    s.sync().set_profile(&target, f, value.as_deref()).await?;
-    let svc = s.clone();
-    tokio::spawn(async move { svc.rooms().propagate_profile(&target).await });
-    ok(json!({}))
+    change(s, r, user, name, Change::Set(value)).await
+}
+
+/// `DELETE /profile/{userId}/{keyName}` (v1.16).
+pub async fn delete_field(
+    State(s): State<AppState>,
+    r: Auth,
+    Path((user, name)): Path<(String, String)>,
+) -> ApiResult {
+    change(s, r, user, name, Change::Delete).await
 }

@@ -8,6 +8,7 @@ crate::services::face!(
 
 mod admin_ops;
 pub mod openid;
+pub mod profile_fields;
 pub mod threepid;
 pub mod user_directory;
 
@@ -858,6 +859,22 @@ impl AccountsFace<'_> {
                         out[f] = json!(s);
                     }
                 }
+                // Extended fields as the remote gives them, within the spec's bounds.
+                if let Some(o) = v.as_object() {
+                    let mut size = 0;
+                    for (k, val) in o {
+                        if k == "displayname" || k == "avatar_url" {
+                            continue;
+                        }
+                        size += k.len() + val.to_string().len();
+                        if k.len() > profile_fields::MAX_KEY_BYTES
+                            || size > profile_fields::MAX_PROFILE_BYTES
+                        {
+                            continue;
+                        }
+                        out[k] = val.clone();
+                    }
+                }
                 return Ok(out);
             }
         }
@@ -878,6 +895,9 @@ impl AccountsFace<'_> {
         }
         if let Some(a) = u.avatar_url {
             v["avatar_url"] = json!(a);
+        }
+        for (k, val) in self.custom_fields(user).await? {
+            v[k] = val;
         }
         Ok(v)
     }
