@@ -68,7 +68,8 @@ impl AccountsFace<'_> {
             ));
         }
         if let (Change::Set(v), "displayname" | "avatar_url" | "m.tz") = (&change, key) {
-            if !v.is_string() && !(v.is_null() && key != "m.tz") {
+            let cleared = v.is_null() && key != "m.tz";
+            if !(v.is_string() || cleared) {
                 return Err(Error::bad_json(format!("{key} must be a string")));
             }
         }
