@@ -42,12 +42,16 @@ pub enum Singleton {
     /// The annuaire's replication with the other servers (pulls, and the pushes announcing
     /// local changes).
     Annuaire = 2,
+    /// Push notifications to the push gateways (each pusher's progress is in the database;
+    /// other nodes tell the holder whom to look at).
+    Pusher = 3,
 }
 
-const SINGLETONS: [Singleton; 3] = [
+const SINGLETONS: [Singleton; 4] = [
     Singleton::FederationSender,
     Singleton::Validity,
     Singleton::Annuaire,
+    Singleton::Pusher,
 ];
 
 impl Singleton {
@@ -57,13 +61,14 @@ impl Singleton {
             Singleton::FederationSender => "federation_sender",
             Singleton::Validity => "validity",
             Singleton::Annuaire => "annuaire",
+            Singleton::Pusher => "pusher",
         }
     }
 }
 
 /// This node's place in the cluster.
 pub struct Cluster {
-    held: [std::sync::atomic::AtomicBool; 3],
+    held: [std::sync::atomic::AtomicBool; 4],
     slot: Arc<AtomicI64>,
     url: String,
     link: tokio::sync::Mutex<Option<NodeLink>>,
@@ -296,6 +301,14 @@ impl Services {
                     .collect();
                 self.federation().send_edu_to_servers(dests, v["e"].clone());
             }
+            Some("push") if self.cluster.holds(Singleton::Pusher) => {
+                let users = v["u"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| u.as_str().map(str::to_owned));
+                self.push().wake_pushers(users);
+            }
             Some("ann") => {
                 let users: Vec<String> = v["u"]
                     .as_array()
@@ -397,6 +410,7 @@ impl Services {
             Singleton::Validity => {}
             // Pulls every peer now, and announces what changed while no node held it.
             Singleton::Annuaire => self.policy().annuaire_took_over(),
+            Singleton::Pusher => self.push().catch_up_pushers().await,
         }
     }
 

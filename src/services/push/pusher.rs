@@ -145,11 +145,41 @@ impl PushFace<'_> {
 
     /// Hands users with new notifications to the pusher task.
     pub fn wake_pushers(self, users: impl IntoIterator<Item = String>) {
+        if !self
+            .cluster
+            .holds(crate::services::cluster::Singleton::Pusher)
+        {
+            // Another node of the cluster delivers: it is told whom to look at.
+            let users: Vec<String> = users.into_iter().collect();
+            let notices = users
+                .chunks(100)
+                .map(|c| json!({"t": "push", "u": c}).to_string())
+                .collect();
+            self.tell_cluster_soon(notices);
+            return;
+        }
         let mut pending = self.push_state.pending.lock();
         let before = pending.len();
         pending.extend(users);
         if pending.len() != before {
             self.push_state.wake.notify_one();
+        }
+    }
+
+    /// Every user with a pusher is looked at (a start, or this node took the delivery over).
+    pub async fn catch_up_pushers(self) {
+        if !self
+            .cluster
+            .holds(crate::services::cluster::Singleton::Pusher)
+        {
+            return;
+        }
+        match self.db.users_with_pushers().await {
+            Ok(users) => {
+                self.push_state.pending.lock().extend(users);
+                self.push_state.wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "pusher catch-up failed"),
         }
     }
 
@@ -177,15 +207,19 @@ impl PushFace<'_> {
                 }
             };
             let mut backoff: HashMap<(String, String, String), Backoff> = HashMap::new();
-            // Catch up after a restart: every pusher may have something left to send.
+            // Catch up after a restart: every pusher may have something left to send (on a
+            // cluster, the node that takes the delivery over does it then).
             if let Some(s) = weak.upgrade() {
-                match s.db.users_with_pushers().await {
-                    Ok(users) => s.push_state.pending.lock().extend(users),
-                    Err(e) => tracing::warn!(error = %e, "pusher catch-up failed"),
-                }
+                s.push().catch_up_pushers().await;
             }
             loop {
                 let Some(s) = weak.upgrade() else { return };
+                if !s.cluster.holds(crate::services::cluster::Singleton::Pusher) {
+                    backoff.clear();
+                    drop(s);
+                    let _ = tokio::time::timeout(TICK, wake.notified()).await;
+                    continue;
+                }
                 let mut users: HashSet<String> = std::mem::take(&mut *s.push_state.pending.lock());
                 let now = Instant::now();
                 users.extend(
