@@ -81,6 +81,40 @@ pub struct Config {
     /// Prometheus metrics on a listener of their own.
     pub metrics: MetricsConfig,
     pub shutdown: ShutdownConfig,
+    /// The TURN server handed to clients for VoIP (`GET /voip/turnServer`).
+    pub turn: TurnConfig,
+}
+
+/// `[turn]`: the TURN server clients use for calls (`GET /_matrix/client/v3/voip/turnServer`).
+/// Without `uris` and credentials the endpoint answers `{}` (no TURN server), as Synapse does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// TURN URIs handed to clients, e.g. `turn:turn.example.org:3478?transport=udp`.
+    pub uris: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `use-auth-secret` /
+    /// `static-auth-secret`): each user gets a username `{expiry}:{user_id}` and a password
+    /// HMAC-SHA1(secret, username), valid `user_lifetime_ms`. Takes precedence over
+    /// `username` / `password`.
+    pub shared_secret: Option<String>,
+    /// A fixed TURN username given to every user (without `shared_secret`).
+    pub username: Option<String>,
+    /// The fixed TURN password that goes with `username`.
+    pub password: Option<String>,
+    /// How long the credentials are valid, in milliseconds (the answer's `ttl` is in seconds).
+    pub user_lifetime_ms: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            uris: vec![],
+            shared_secret: None,
+            username: None,
+            password: None,
+            user_lifetime_ms: 86_400_000,
+        }
+    }
 }
 
 /// `[admin]`: what the admin API may do beyond the defaults.
@@ -604,6 +638,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             metrics: MetricsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            turn: TurnConfig::default(),
         }
     }
 }
@@ -777,6 +812,16 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("server_name {:?} is invalid: {e}", self.server_name))?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             anyhow::bail!("log.format must be text or json");
+        }
+        if let Some(u) = self.turn.uris.iter().find(|u| {
+            !["turn:", "turns:", "stun:"]
+                .iter()
+                .any(|scheme| u.starts_with(scheme))
+        }) {
+            anyhow::bail!("turn.uris: {u:?} is not a turn:, turns: or stun: URI");
+        }
+        if self.turn.user_lifetime_ms == 0 {
+            anyhow::bail!("turn.user_lifetime_ms must be more than 0");
         }
         if let Some(m) = self.metrics.listener() {
             let public = std::iter::once(self.listen.as_str())

@@ -20,6 +20,8 @@ pub mod rooms;
 pub mod server_keys;
 pub mod streams;
 pub mod sync;
+pub mod thirdparty;
+pub mod voip;
 
 use std::sync::Arc;
 

@@ -15,6 +15,7 @@ mod admin_rooms;
 mod admin_tokens;
 mod admin_tools;
 mod admin_users;
+mod client_compat;
 mod cluster;
 mod config_example;
 mod crash;

@@ -8,13 +8,38 @@ use crate::{
     services::rooms::version::SUPPORTED,
 };
 
+/// `GET /versions`. The spec versions whose client-server features Palabre serves (v1.16 is
+/// left out until extended profiles are served: matrix-rust-sdk sends `DELETE
+/// /profile/{userId}/{field}` to a server that claims it; docs/architecture.md, "Requests,
+/// responses and ruma"), and the unstable features that clients look for before using
+/// something served here.
 pub async fn versions() -> ApiResult {
     ok(json!({
         "versions": [
             "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
-            "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16"
+            "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15"
         ],
-        "unstable_features": { "org.matrix.msc3814": true }
+        "unstable_features": {
+            // Cross-signing (keys/device_signing/upload, keys/signatures/upload): older Element
+            // sets cross-signing up after registration only when this is present.
+            "org.matrix.e2e_cross_signing": true,
+            // GET /rooms/{roomId}/aliases and the alias semantics of MSC2432.
+            "org.matrix.msc2432": true,
+            // Private read receipts (m.read.private).
+            "org.matrix.msc2285.stable": true,
+            // publicRooms filtered by room type: Element only sends `room_types` with this.
+            "org.matrix.msc3827.stable": true,
+            // Threads: relations, /threads, thread receipts and per-thread unread counts.
+            "org.matrix.msc3440.stable": true,
+            "org.matrix.msc3771": true,
+            "org.matrix.msc3773": true,
+            // Relations with `recurse`.
+            "org.matrix.msc3981": true,
+            // Authenticated media (/_matrix/client/v1/media/*).
+            "org.matrix.msc3916.stable": true,
+            // Dehydrated devices (/unstable/org.matrix.msc3814.v1/dehydrated_device).
+            "org.matrix.msc3814": true,
+        }
     }))
 }
 

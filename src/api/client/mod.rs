@@ -27,9 +27,11 @@ mod session;
 mod spaces;
 mod sync;
 mod tags;
+mod thirdparty;
 mod threepid;
 mod to_device;
 mod typing;
+mod voip;
 
 use axum::{
     routing::{get, post, put},
@@ -250,6 +252,15 @@ fn versioned() -> Router<AppState> {
                 .get(backup::get_session)
                 .delete(backup::delete_session),
         )
+        // thirdparty.rs
+        .route("/thirdparty/protocols", get(thirdparty::protocols))
+        .route("/thirdparty/protocol/{protocol}", get(thirdparty::protocol))
+        .route("/thirdparty/location", get(thirdparty::location_by_alias))
+        .route("/thirdparty/location/{protocol}", get(thirdparty::location))
+        .route("/thirdparty/user", get(thirdparty::user_by_id))
+        .route("/thirdparty/user/{protocol}", get(thirdparty::user))
+        // voip.rs
+        .route("/voip/turnServer", get(voip::turn_server))
         // account_data.rs
         .route(
             "/user/{user_id}/account_data/{kind}",
@@ -316,6 +327,18 @@ pub fn routes() -> Router<AppState> {
         .nest("/_matrix/client/v3", versioned())
         .nest("/_matrix/client/r0", versioned())
         .route("/_matrix/client/versions", get(discovery::versions))
+        // Unstable paths clients still call for endpoints that are stable here (Synapse serves
+        // them too): matrix-js-sdk's uploadDeviceSigningKeys (Element's cross-signing set-up
+        // and its "can the password alone upload keys" probe) posts to the first; ruma (hence
+        // matrix-rust-sdk) uses both against a server without v1.1.
+        .route(
+            "/_matrix/client/unstable/keys/device_signing/upload",
+            post(e2ee_keys::device_signing_upload),
+        )
+        .route(
+            "/_matrix/client/unstable/keys/signatures/upload",
+            post(e2ee_keys::signatures_upload),
+        )
         // spaces.rs
         .route(
             "/_matrix/client/v1/rooms/{room_id}/hierarchy",
