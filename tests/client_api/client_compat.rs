@@ -130,11 +130,10 @@ async fn versions_tell_the_truth(b: Backend) {
         .map(|v| v.as_str().unwrap())
         .collect();
     // matrix-js-sdk needs v1.1; authenticated media is taken from v1.11.
-    for needed in ["r0.6.0", "v1.1", "v1.4", "v1.11", "v1.15"] {
+    // v1.16: extended profiles and ?format=event on state reads are served.
+    for needed in ["r0.6.0", "v1.1", "v1.4", "v1.11", "v1.15", "v1.16"] {
         assert!(versions.contains(&needed), "{needed} in {versions:?}");
     }
-    // Not before extended profiles (DELETE /profile/{userId}/{field}) are served.
-    assert!(!versions.contains(&"v1.16"), "{versions:?}");
 
     let features = v["unstable_features"].as_object().unwrap();
     for flag in [
@@ -148,12 +147,13 @@ async fn versions_tell_the_truth(b: Backend) {
         "org.matrix.msc3981",
         "org.matrix.msc3916.stable",
         "org.matrix.msc3814",
+        "uk.tcpip.msc4133.stable",
+        "im.nheko.summary",
     ] {
         assert_eq!(features.get(flag), Some(&json!(true)), "{flag}");
     }
     // Nothing claimed that is not served here.
     for absent in [
-        "uk.tcpip.msc4133.stable",
         "org.matrix.simplified_msc3575",
         "org.matrix.msc4140",
         "org.matrix.msc3030",

@@ -8,16 +8,14 @@ use crate::{
     services::rooms::version::SUPPORTED,
 };
 
-/// `GET /versions`. The spec versions whose client-server features Palabre serves (v1.16 is
-/// left out until extended profiles are served: matrix-rust-sdk sends `DELETE
-/// /profile/{userId}/{field}` to a server that claims it; docs/architecture.md, "Requests,
-/// responses and ruma"), and the unstable features that clients look for before using
-/// something served here.
+/// `GET /versions`. The spec versions whose client-server features Palabre serves
+/// (docs/architecture.md, "Requests, responses and ruma"), and the unstable features that
+/// clients look for before using something served here.
 pub async fn versions() -> ApiResult {
     ok(json!({
         "versions": [
             "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
-            "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15"
+            "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16"
         ],
         "unstable_features": {
             // Cross-signing (keys/device_signing/upload, keys/signatures/upload): older Element
@@ -39,6 +37,10 @@ pub async fn versions() -> ApiResult {
             "org.matrix.msc3916.stable": true,
             // Dehydrated devices (/unstable/org.matrix.msc3814.v1/dehydrated_device).
             "org.matrix.msc3814": true,
+            // Extended profiles (v1.16; clients of servers before it look for this).
+            "uk.tcpip.msc4133.stable": true,
+            // Room summaries (v1.15; the unstable im.nheko.summary path is served too).
+            "im.nheko.summary": true,
         }
     }))
 }
