@@ -1,5 +1,6 @@
 //! Ignoring users (`m.ignored_user_list`): their messages are hidden from whoever ignores them
-//! (sync, /messages, /event), their state events are not, and their invites are not shown.
+//! (sync, /messages, /event) and notify nobody who ignores them; their state events are not
+//! hidden, and their invites are not shown.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -57,6 +58,11 @@ async fn ignored_users_are_hidden(b: Backend) {
     // Bob's sync: alice's message, carol's new member event, not carol's message.
     let v = s.sync(&bob, Some(&since), 0).await;
     assert_eq!(timeline_bodies(&v, &room), vec!["from alice"]);
+    // Nor is he notified of it: one notification, alice's.
+    assert_eq!(
+        v["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 1,
+        "{v}"
+    );
     let events = v["rooms"]["join"][&room]["timeline"]["events"]
         .as_array()
         .unwrap();

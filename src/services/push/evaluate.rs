@@ -97,6 +97,8 @@ impl PushFace<'_> {
             return Ok(vec![]);
         }
         let rulesets = self.rulesets(&users).await?;
+        // Nobody is notified of what a user they ignore sends.
+        let ignored = self.sync().ignored_users_of(&users).await?;
         let member_count = room
             .state
             .iter()
@@ -118,7 +120,11 @@ impl PushFace<'_> {
             let flat = FlattenedJson::from_raw(&raw);
             let is_member_event = n.pdu.kind == TimelineEventType::RoomMember;
             for user in &users {
-                if *user == n.pdu.sender {
+                if *user == n.pdu.sender
+                    || ignored
+                        .get(user)
+                        .is_some_and(|l| l.contains(n.pdu.sender.as_str()))
+                {
                     continue;
                 }
                 let target = n.pdu.state_key.as_deref() == Some(user.as_str());

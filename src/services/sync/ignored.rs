@@ -60,6 +60,48 @@ impl SyncFace<'_> {
         Ok(list)
     }
 
+    /// The lists of many users: the cached ones, the others read in one query.
+    pub async fn ignored_users_of(
+        self,
+        users: &[OwnedUserId],
+    ) -> Result<HashMap<OwnedUserId, Arc<HashSet<String>>>> {
+        let mut out = HashMap::with_capacity(users.len());
+        let mut missing = vec![];
+        {
+            let cache = self.ignored.0.lock();
+            for u in users {
+                match cache.get(u) {
+                    Some(l) => {
+                        out.insert(u.clone(), l.clone());
+                    }
+                    None => missing.push(u.to_string()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let stored: HashMap<String, String> = self
+            .db
+            .global_account_data_of(&missing, TYPE)
+            .await?
+            .into_iter()
+            .collect();
+        let mut cache = self.ignored.0.lock();
+        if cache.len() + missing.len() > MAX_CACHED {
+            cache.clear();
+        }
+        for u in missing {
+            let Ok(user) = UserId::parse(&u) else {
+                continue;
+            };
+            let list = Arc::new(stored.get(&u).map(|c| parse(c)).unwrap_or_default());
+            cache.insert(user.clone(), list.clone());
+            out.insert(user, list);
+        }
+        Ok(out)
+    }
+
     /// Drops cached lists (their account data changed, maybe on another node).
     pub fn forget_ignored(self, users: &[OwnedUserId]) {
         let mut cache = self.ignored.0.lock();
