@@ -8,6 +8,7 @@ use crate::common::*;
 
 crate::both_backends!(
     summary_by_id_alias_and_visibility,
+    summary_over_federation,
     state_read_formats,
     timestamp_to_event_both_ways
 );
@@ -169,4 +170,57 @@ async fn timestamp_to_event_both_ways(b: Backend) {
     let (st, v) = s.get(&bob, &at("f", between)).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
     s.stop().await;
+}
+
+/// A room this server does not know is summarised by a server named in `via` (or by the
+/// alias's server), over federation; one that server keeps to itself stays 404.
+async fn summary_over_federation(b: Backend) {
+    let (a, bsrv, _cert) = two_servers(b, |_| {}).await;
+    let alice = a.register("alice").await;
+    let bob = bsrv.register("bob").await;
+    let far = a
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "name": "Far away", "room_alias_name": "far"}),
+        )
+        .await;
+    let hidden = a
+        .create_room(&alice, json!({"preset": "private_chat", "name": "Hidden"}))
+        .await;
+    let path = |room: &str| {
+        format!(
+            "/_matrix/client/v1/room_summary/{}?via={}",
+            enc(room),
+            enc(&a.name())
+        )
+    };
+    let (st, v) = bsrv.get(&bob, &path(&far)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["room_id"], far);
+    assert_eq!(v["name"], "Far away");
+    assert_eq!(v["join_rule"], "public");
+    assert_eq!(v["num_joined_members"], 1);
+    assert_eq!(v["membership"], "leave");
+    // By the alias, whose server is asked.
+    let alias = format!("#far:{}", a.name());
+    let (st, v) = bsrv
+        .get(
+            &bob,
+            &format!("/_matrix/client/v1/room_summary/{}", enc(&alias)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["room_id"], far);
+    // Without via, a room unknown here is not found; an invite-only room is not shown.
+    let (st, _) = bsrv
+        .get(
+            &bob,
+            &format!("/_matrix/client/v1/room_summary/{}", enc(&far)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, v) = bsrv.get(&bob, &path(&hidden)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    a.stop().await;
+    bsrv.stop().await;
 }

@@ -11,26 +11,51 @@ use crate::{
     Error,
 };
 
-/// `via` (servers to peek through) is not read: remote rooms are not summarised over federation
-/// yet (a room unknown here is 404).
-async fn summary(s: &AppState, who: MaybeAuth, id_or_alias: &str, unstable: bool) -> ApiResult {
+/// A room known here is summarised from its state; another is asked of the servers named in
+/// `via` (or an alias's servers), over federation.
+async fn summary(
+    s: &AppState,
+    who: MaybeAuth,
+    id_or_alias: &str,
+    query: Option<&str>,
+    unstable: bool,
+) -> ApiResult {
+    let mut via: Vec<ruma::OwnedServerName> = query
+        .map(crate::api::form_pairs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k == "via")
+        .filter_map(|(_, v)| ruma::ServerName::parse(&v).ok())
+        .collect();
     let room = if id_or_alias.starts_with('#') {
         let alias = RoomAliasId::parse(id_or_alias)
             .map_err(|_| Error::invalid_param("Invalid room alias"))?;
-        s.federation().lookup_alias(&alias).await?.0
+        let (room, servers) = s.federation().lookup_alias(&alias).await?;
+        via.extend(
+            servers
+                .iter()
+                .filter_map(|v| ruma::ServerName::parse(v).ok()),
+        );
+        room
     } else {
         RoomId::parse(id_or_alias).map_err(|_| Error::invalid_param("Invalid room id or alias"))?
     };
     let user = who.0.as_ref().map(|r| &*r.user_id);
-    ok(s.rooms().room_summary(user, &room, unstable).await?)
+    if let Some(v) = s.rooms().room_summary(user, &room, unstable).await? {
+        return ok(v);
+    }
+    ok(s.rooms()
+        .remote_room_summary(user, &room, &via, unstable)
+        .await?)
 }
 
 pub async fn room_summary(
     State(s): State<AppState>,
     who: MaybeAuth,
     Path(id): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> ApiResult {
-    summary(&s, who, &id, false).await
+    summary(&s, who, &id, q.as_deref(), false).await
 }
 
 /// The unstable path (`im.nheko.summary`), which some clients still call.
@@ -38,8 +63,9 @@ pub async fn room_summary_unstable(
     State(s): State<AppState>,
     who: MaybeAuth,
     Path(id): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> ApiResult {
-    summary(&s, who, &id, true).await
+    summary(&s, who, &id, q.as_deref(), true).await
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,25 @@ impl RoomsFace<'_> {
         self.federation().outbox_rows(dests, event_ids)
     }
 
+    /// The `room` of another server's `/hierarchy` of a room (its summary), from the first of
+    /// `via` (at most three, never this server) that answers one.
+    pub(super) async fn remote_hierarchy_room(
+        self,
+        room_id: &RoomId,
+        via: &[OwnedServerName],
+    ) -> Option<Value> {
+        for server in via.iter().filter(|s| **s != self.server_name).take(3) {
+            let request =
+                ruma::api::federation::space::get_hierarchy::v1::Request::new(room_id.to_owned());
+            match self.federation().call(server, request).await {
+                Ok(v) if v["room"].is_object() => return Some(v["room"].clone()),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%server, error = %e.message, "remote room summary"),
+            }
+        }
+        None
+    }
+
     /// Wakes the sender of a destination once its rows are committed.
     pub(super) fn wake_destination(self, dest: &str, reset: bool) {
         self.federation().wake_destination(dest, reset)

@@ -116,6 +116,15 @@ impl RoomInfo {
     }
 }
 
+/// The `im.nheko.summary.*` names of the unstable summary path, beside the stable ones.
+fn unstable_names(out: &mut Map<String, Value>) {
+    for key in ["room_version", "encryption"] {
+        if let Some(v) = out.get(key).cloned() {
+            out.insert(format!("im.nheko.summary.{key}"), v);
+        }
+    }
+}
+
 /// A valid `order` of a space child: at most 50 printable ASCII characters.
 fn child_order(content: &Value) -> Option<&str> {
     content["order"]
@@ -339,10 +348,10 @@ impl RoomsFace<'_> {
         user: Option<&UserId>,
         room_id: &RoomId,
         unstable: bool,
-    ) -> Result<Value> {
+    ) -> Result<Option<Value>> {
         let infos = self.load_room_infos(&[room_id.to_string()]).await?;
         let Some((_, Some(info))) = infos.into_iter().next() else {
-            return Err(Error::not_found("Room not found or is not accessible"));
+            return Ok(None); // unknown here
         };
         let (membership, joined) = match user {
             Some(u) => {
@@ -381,11 +390,104 @@ impl RoomsFace<'_> {
             );
         }
         if unstable {
-            for key in ["room_version", "encryption"] {
-                if let Some(v) = out.get(key).cloned() {
-                    out.insert(format!("im.nheko.summary.{key}"), v);
-                }
+            unstable_names(&mut out);
+        }
+        Ok(Some(Value::Object(out)))
+    }
+
+    /// The summary of a room this server does not know, from another server's
+    /// `/federation/v1/hierarchy` (the first of `via` that answers; that server applied its
+    /// own rules for this one): shown to `user` by the same rules as a local room's, judged
+    /// on what the other server said of it.
+    pub async fn remote_room_summary(
+        self,
+        user: Option<&UserId>,
+        room_id: &RoomId,
+        via: &[ruma::OwnedServerName],
+        unstable: bool,
+    ) -> Result<Value> {
+        let hidden = || Error::not_found("Room not found or is not accessible");
+        let Some(room) = self.remote_hierarchy_room(room_id, via).await else {
+            return Err(hidden());
+        };
+        let Value::Object(remote) = room else {
+            return Err(hidden());
+        };
+        let mut out = Map::new();
+        for key in [
+            "room_id",
+            "name",
+            "topic",
+            "canonical_alias",
+            "avatar_url",
+            "num_joined_members",
+            "world_readable",
+            "guest_can_join",
+            "join_rule",
+            "room_type",
+            "room_version",
+            "encryption",
+            "allowed_room_ids",
+        ] {
+            if let Some(v) = remote.get(key) {
+                out.insert(key.to_owned(), v.clone());
             }
+        }
+        for (stable, old) in [
+            ("room_version", "im.nheko.summary.room_version"),
+            ("encryption", "im.nheko.summary.encryption"),
+        ] {
+            if let (false, Some(v)) = (out.contains_key(stable), remote.get(old)) {
+                out.insert(stable.to_owned(), v.clone());
+            }
+        }
+        if out.get("room_id").and_then(Value::as_str) != Some(room_id.as_str()) {
+            return Err(hidden());
+        }
+        let membership = match user {
+            Some(u) => self
+                .db
+                .membership(u.as_str(), room_id.as_str())
+                .await?
+                .map(|m| m.membership),
+            None => None,
+        };
+        let join_rule = out
+            .get("join_rule")
+            .and_then(Value::as_str)
+            .unwrap_or("public");
+        let world_readable = out.get("world_readable") == Some(&Value::Bool(true));
+        let allowed: Vec<String> = out
+            .get("allowed_room_ids")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect();
+        let in_allowed = match (user, join_rule.ends_with("restricted")) {
+            (Some(u), true) => self
+                .db
+                .user_memberships(u.as_str())
+                .await?
+                .iter()
+                .any(|m| m.membership == "join" && allowed.contains(&m.room_id)),
+            _ => false,
+        };
+        let visible = matches!(membership.as_deref(), Some("join" | "invite"))
+            || world_readable
+            || matches!(join_rule, "public" | "knock" | "knock_restricted")
+            || in_allowed;
+        if !visible {
+            return Err(hidden());
+        }
+        if user.is_some() {
+            out.insert(
+                "membership".into(),
+                json!(membership.as_deref().unwrap_or("leave")),
+            );
+        }
+        if unstable {
+            unstable_names(&mut out);
         }
         Ok(Value::Object(out))
     }
