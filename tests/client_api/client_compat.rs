@@ -152,6 +152,25 @@ async fn versions_tell_the_truth(b: Backend) {
     ] {
         assert_eq!(features.get(flag), Some(&json!(true)), "{flag}");
     }
+    // encryption_by_default = "invite" (the default): private presets encrypted, forums not;
+    // createRoom does as it says.
+    assert_eq!(features["io.element.e2ee_forced.public"], false);
+    assert_eq!(features["io.element.e2ee_forced.private"], true);
+    assert_eq!(features["io.element.e2ee_forced.trusted_private"], true);
+    let alice = s.register("alice").await;
+    for (preset, encrypted) in [("private_chat", true), ("public_chat", false)] {
+        let room = s.create_room(&alice, json!({ "preset": preset })).await;
+        let (st, _) = s
+            .get(
+                &alice,
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/state/m.room.encryption",
+                    enc(&room)
+                ),
+            )
+            .await;
+        assert_eq!(st == StatusCode::OK, encrypted, "{preset}");
+    }
     // Nothing claimed that is not served here.
     for absent in [
         "org.matrix.simplified_msc3575",

@@ -11,7 +11,8 @@ use crate::{
 /// `GET /versions`. The spec versions whose client-server features Palabre serves
 /// (docs/architecture.md, "Requests, responses and ruma"), and the unstable features that
 /// clients look for before using something served here.
-pub async fn versions() -> ApiResult {
+pub async fn versions(State(s): State<AppState>) -> ApiResult {
+    let (public, private) = s.rooms().encryption_forced_by_preset();
     ok(json!({
         "versions": [
             "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
@@ -41,6 +42,11 @@ pub async fn versions() -> ApiResult {
             "uk.tcpip.msc4133.stable": true,
             // Room summaries (v1.15; the unstable im.nheko.summary path is served too).
             "im.nheko.summary": true,
+            // Whether createRoom encrypts rooms of each preset by itself (Element then shows
+            // encryption as on, without a switch).
+            "io.element.e2ee_forced.public": public,
+            "io.element.e2ee_forced.private": private,
+            "io.element.e2ee_forced.trusted_private": private,
         }
     }))
 }

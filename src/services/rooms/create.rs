@@ -30,6 +30,23 @@ struct Plan {
 }
 
 impl RoomsFace<'_> {
+    /// Whether createRoom encrypts the rooms of the public preset, and of the private ones
+    /// (`private_chat`, `trusted_private_chat`), when the client does not say: the Tchap rules
+    /// when they are on (forums are never encrypted, private rooms always), else
+    /// `encryption_by_default`.
+    pub fn encryption_forced_by_preset(self) -> (bool, bool) {
+        if self.policy_rules.enabled() {
+            return (false, true);
+        }
+        match self.config.encryption_by_default {
+            EncryptionByDefault::All => (true, true),
+            EncryptionByDefault::Invite => (false, true),
+            EncryptionByDefault::Off => (false, false),
+        }
+    }
+}
+
+impl RoomsFace<'_> {
     pub async fn create_room(
         self,
         creator: &UserId,
