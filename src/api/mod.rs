@@ -62,7 +62,8 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// The caller when a token is given (`None` without one); a bad token is still 401.
+/// The caller when an access token is given (`None` without one); a bad token is still 401.
+/// For the endpoints a token is optional on (room summaries, a password reset by email).
 pub struct MaybeAuth(pub Option<Requester>);
 
 impl FromRequestParts<AppState> for MaybeAuth {

@@ -1,16 +1,12 @@
 //! whoami, password change and reset, deactivation, password policy (spec: Account management).
 
-use axum::{
-    extract::{FromRequestParts, State},
-    http::request::Parts,
-};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    api::{form_pairs, ok, ApiResult, AppState, Auth, Json},
-    services::requester::{AuthData, Requester},
-    Error,
+    api::{ok, ApiResult, AppState, Auth, Json, MaybeAuth},
+    services::requester::AuthData,
 };
 
 pub async fn whoami(Auth(r): Auth) -> ApiResult {
@@ -27,28 +23,6 @@ pub struct PasswordBody {
 
 fn yes() -> bool {
     true
-}
-
-/// The caller when an access token is given; `None` without one (a bad token is still 401).
-pub struct MaybeAuth(Option<Requester>);
-
-impl FromRequestParts<AppState> for MaybeAuth {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let has_token = parts
-            .headers
-            .contains_key(axum::http::header::AUTHORIZATION)
-            || parts
-                .uri
-                .query()
-                .is_some_and(|q| form_pairs(q).iter().any(|(k, _)| k == "access_token"));
-        if !has_token {
-            return Ok(MaybeAuth(None));
-        }
-        let Auth(r) = Auth::from_request_parts(parts, state).await?;
-        Ok(MaybeAuth(Some(r)))
-    }
 }
 
 /// `POST /account/password`: logged in, with the password stage; or, without an access token,
