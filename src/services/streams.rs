@@ -179,6 +179,23 @@ impl crate::services::Services {
             .await?)
     }
 
+    /// [`Self::take_positions`] in the write's own transaction (see `Db::take_positions_tx`).
+    pub async fn take_positions_in(
+        &self,
+        pick: fn(&Self) -> &StreamTracker,
+        tx: &mut crate::store::Tx,
+        n: usize,
+    ) -> Result<Vec<i64>> {
+        let tracker = pick(self);
+        if !tracker.shared {
+            return Ok(tracker.allocate(n));
+        }
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        Ok(crate::store::Db::take_positions_tx(tx, tracker.name, n, self.cluster.slot()).await?)
+    }
+
     /// What a write that took `ids` does in its transaction on a cluster: finish them and
     /// tell every node whom to wake (`None` on SQLite).
     pub fn finish_of<'a>(

@@ -30,6 +30,27 @@ const SINGLETON_LOCKS: i32 = 0x5061_6c03;
 /// `IdGen`).
 pub const SLOTS: i64 = 1024;
 
+/// Raises a stream's counter by `$2` (`$1` the stream).
+const BUMP: &str = "UPDATE stream_counters SET last = last + $2 WHERE stream = $1 RETURNING last";
+/// Records the positions `g` as in flight for the slot `$3`.
+const RECORD: &str = "INSERT INTO stream_inflight (stream, pos, slot) SELECT $1, g, $3";
+
+/// The positions a take returned, in order (all `n` of them, or an error).
+fn taken(stream: &str, n: usize, rows: Vec<sqlx::any::AnyRow>) -> sqlx::Result<Vec<i64>> {
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<sqlx::Result<_>>()?;
+    ids.sort_unstable();
+    if ids.len() != n {
+        return Err(sqlx::Error::Protocol(format!(
+            "stream {stream}: {n} positions asked, {} taken",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
 /// A write's stream positions, finished in its transaction: the rows in flight deleted (all of
 /// them, or the write fails) and the notice sent to every node at commit.
 pub struct Finish<'a> {
@@ -69,30 +90,38 @@ impl Db {
     ) -> sqlx::Result<Vec<i64>> {
         // The counter's row lock orders the takers; the commit needs no flush of its own (a
         // crash loses the positions with every write that would have used them).
-        let rows = sqlx::query(
-            "WITH c AS (UPDATE stream_counters SET last = last + $2 WHERE stream = $1 RETURNING last), \
-                  s AS (SELECT set_config('synchronous_commit', 'off', true) AS v) \
-             INSERT INTO stream_inflight (stream, pos, slot) \
-             SELECT $1, g, $3 FROM c, s, generate_series(c.last - $2 + 1, c.last) AS g \
-             RETURNING pos",
-        )
+        let rows = sqlx::query(&format!(
+            "WITH c AS ({BUMP}), s AS (SELECT set_config('synchronous_commit', 'off', true) AS v) \
+             {RECORD} FROM c, s, generate_series(c.last - $2 + 1, c.last) AS g RETURNING pos"
+        ))
         .bind(stream)
         .bind(n as i64)
         .bind(slot)
         .fetch_all(&self.pool)
         .await?;
-        let mut ids: Vec<i64> = rows
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<sqlx::Result<_>>()?;
-        ids.sort_unstable();
-        if ids.len() != n {
-            return Err(sqlx::Error::Protocol(format!(
-                "stream {stream}: {n} positions asked, {} taken",
-                ids.len()
-            )));
-        }
-        Ok(ids)
+        taken(stream, n, rows)
+    }
+
+    /// [`Db::take_positions`] inside the write's own transaction (for a write that learns
+    /// only there how many it needs, and must not wait for a second connection while it holds
+    /// one): the counter's row stays locked until the write commits, and its positions become
+    /// readable exactly then (its in-flight rows are finished in it).
+    pub async fn take_positions_tx(
+        tx: &mut Tx,
+        stream: &str,
+        n: usize,
+        slot: i64,
+    ) -> sqlx::Result<Vec<i64>> {
+        let rows = sqlx::query(&format!(
+            "WITH c AS ({BUMP}) {RECORD} FROM c, generate_series(c.last - $2 + 1, c.last) AS g \
+             RETURNING pos"
+        ))
+        .bind(stream)
+        .bind(n as i64)
+        .bind(slot)
+        .fetch_all(&mut **tx)
+        .await?;
+        taken(stream, n, rows)
     }
 
     /// In the write's transaction: deletes its positions in flight (failing if another node

@@ -265,8 +265,9 @@ impl E2eeFace<'_> {
             if !first {
                 return Ok(false); // a retry: already queued
             }
+            // In the transaction: it holds a connection, and must not wait for another.
             ids = self
-                .take_positions(|s| &s.to_device_stream, planned.len())
+                .take_positions_in(|s| &s.to_device_stream, &mut tx.tx, planned.len())
                 .await?;
             let rows: Vec<NewToDevice> = planned
                 .into_iter()
