@@ -12,6 +12,9 @@ CREATE TABLE stream_inflight (
     stream TEXT NOT NULL,
     pos BIGINT NOT NULL,
     slot BIGINT NOT NULL,
+    -- When it was taken: a position in flight far longer than any write is taken back
+    -- (its write, if it still runs, then fails and is retried).
+    taken_ts BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (stream, pos)
 );
 CREATE INDEX stream_inflight_slot ON stream_inflight (slot);

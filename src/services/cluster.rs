@@ -374,6 +374,15 @@ impl Services {
     /// The notices were perhaps lost (the connection dropped): every cache another node may
     /// have made stale is dropped, every stream read again, every waiting request woken.
     fn on_notices_lost(&self) {
+        // Once more a little later: notices sent until the listener is back are lost too.
+        let weak = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(TICK).await;
+            if let Some(s) = weak.upgrade() {
+                s.accounts().forget_all_tokens_here();
+                s.notifier.notify_all();
+            }
+        });
         self.accounts().forget_all_tokens_here();
         let weak = self.me.clone();
         tokio::spawn(async move {
@@ -497,7 +506,7 @@ async fn keep_link(weak: std::sync::Weak<Services>) {
         let Some(s) = weak.upgrade() else { return };
         let mut link = s.cluster.link.lock().await;
         let alive = match link.as_mut() {
-            Some(l) => l.ping().await.is_ok(),
+            Some(l) => matches!(tokio::time::timeout(TICK * 3, l.ping()).await, Ok(Ok(()))),
             None => return, // left the cluster
         };
         if !alive {

@@ -33,7 +33,12 @@ pub const SLOTS: i64 = 1024;
 /// Raises a stream's counter by `$2` (`$1` the stream).
 const BUMP: &str = "UPDATE stream_counters SET last = last + $2 WHERE stream = $1 RETURNING last";
 /// Records the positions `g` as in flight for the slot `$3`.
-const RECORD: &str = "INSERT INTO stream_inflight (stream, pos, slot) SELECT $1, g, $3";
+const RECORD: &str =
+    "INSERT INTO stream_inflight (stream, pos, slot, taken_ts) SELECT $1, g, $3, $4";
+/// A position in flight longer than this was left by a write that will never finish it (a
+/// request cancelled between taking and writing): it is taken back. Far longer than any write;
+/// a write that still runs then fails its finish and is retried.
+pub const MAX_IN_FLIGHT_MS: i64 = 60_000;
 
 /// The positions a take returned, in order (all `n` of them, or an error).
 fn taken(stream: &str, n: usize, rows: Vec<sqlx::any::AnyRow>) -> sqlx::Result<Vec<i64>> {
@@ -97,6 +102,7 @@ impl Db {
         .bind(stream)
         .bind(n as i64)
         .bind(slot)
+        .bind(crate::util::now_ms())
         .fetch_all(&self.pool)
         .await?;
         taken(stream, n, rows)
@@ -119,6 +125,7 @@ impl Db {
         .bind(stream)
         .bind(n as i64)
         .bind(slot)
+        .bind(crate::util::now_ms())
         .fetch_all(&mut **tx)
         .await?;
         taken(stream, n, rows)
@@ -194,11 +201,13 @@ impl Db {
     }
 
     /// Deletes the positions in flight of nodes that are gone (their slot's lock is free: their
-    /// session ended). Returns how many.
+    /// session ended), and those in flight for longer than [`MAX_IN_FLIGHT_MS`]. Returns how
+    /// many.
     pub async fn reap_dead_positions(&self) -> sqlx::Result<u64> {
         let r = sqlx::query(&format!(
-            "DELETE FROM stream_inflight WHERE slot NOT IN ({LIVE_SLOTS})"
+            "DELETE FROM stream_inflight WHERE slot NOT IN ({LIVE_SLOTS}) OR taken_ts < $1"
         ))
+        .bind(crate::util::now_ms() - MAX_IN_FLIGHT_MS)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())
@@ -249,6 +258,11 @@ impl NodeLink {
                 .fetch_one(&mut conn)
                 .await?;
             if got {
+                // Rows a previous holder of the slot left (its session is gone) are not ours.
+                sqlx::query("DELETE FROM stream_inflight WHERE slot = $1")
+                    .bind(slot)
+                    .execute(&mut conn)
+                    .await?;
                 return Ok(Self { conn, slot });
             }
         }
