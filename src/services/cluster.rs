@@ -195,15 +195,7 @@ pub fn tokens_notice(device: Option<(&UserId, &str)>, hashes: &[String]) -> Vec<
 
 impl Services {
     fn stream(&self, name: &str) -> Option<&StreamTracker> {
-        [
-            &self.events_stream,
-            &self.account_data_stream,
-            &self.to_device_stream,
-            &self.device_list_stream,
-            &self.receipt_stream,
-        ]
-        .into_iter()
-        .find(|t| t.name == name)
+        self.streams().into_iter().find(|t| t.name == name)
     }
 
     fn streams(&self) -> [&StreamTracker; 5] {

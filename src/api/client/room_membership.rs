@@ -23,7 +23,7 @@ pub struct TargetBody {
 }
 
 /// `server_name` / `via` query parameters (repeated): servers that can help join.
-fn via(q: &Option<String>) -> Vec<ruma::OwnedServerName> {
+pub(super) fn via(q: &Option<String>) -> Vec<ruma::OwnedServerName> {
     q.as_deref()
         .map(crate::api::form_pairs)
         .unwrap_or_default()

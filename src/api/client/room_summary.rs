@@ -2,7 +2,6 @@
 //! date (`GET /rooms/{roomId}/timestamp_to_event`, spec v1.6).
 
 use axum::extract::State;
-use ruma::{RoomAliasId, RoomId};
 use serde::Deserialize;
 
 use crate::{
@@ -11,41 +10,17 @@ use crate::{
     Error,
 };
 
-/// A room known here is summarised from its state; another is asked of the servers named in
-/// `via` (or an alias's servers), over federation.
 async fn summary(
     s: &AppState,
     who: MaybeAuth,
     id_or_alias: &str,
-    query: Option<&str>,
+    query: Option<String>,
     unstable: bool,
 ) -> ApiResult {
-    let mut via: Vec<ruma::OwnedServerName> = query
-        .map(crate::api::form_pairs)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k == "via")
-        .filter_map(|(_, v)| ruma::ServerName::parse(&v).ok())
-        .collect();
-    let room = if id_or_alias.starts_with('#') {
-        let alias = RoomAliasId::parse(id_or_alias)
-            .map_err(|_| Error::invalid_param("Invalid room alias"))?;
-        let (room, servers) = s.federation().lookup_alias(&alias).await?;
-        via.extend(
-            servers
-                .iter()
-                .filter_map(|v| ruma::ServerName::parse(v).ok()),
-        );
-        room
-    } else {
-        RoomId::parse(id_or_alias).map_err(|_| Error::invalid_param("Invalid room id or alias"))?
-    };
     let user = who.0.as_ref().map(|r| &*r.user_id);
-    if let Some(v) = s.rooms().room_summary(user, &room, unstable).await? {
-        return ok(v);
-    }
+    let via = super::room_membership::via(&query);
     ok(s.rooms()
-        .remote_room_summary(user, &room, &via, unstable)
+        .room_summary_of(user, id_or_alias, via, unstable)
         .await?)
 }
 
@@ -55,7 +30,7 @@ pub async fn room_summary(
     Path(id): Path<String>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> ApiResult {
-    summary(&s, who, &id, q.as_deref(), false).await
+    summary(&s, who, &id, q, false).await
 }
 
 /// The unstable path (`im.nheko.summary`), which some clients still call.
@@ -65,7 +40,7 @@ pub async fn room_summary_unstable(
     Path(id): Path<String>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> ApiResult {
-    summary(&s, who, &id, q.as_deref(), true).await
+    summary(&s, who, &id, q, true).await
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,15 @@ impl RoomsFace<'_> {
         self.federation().outbox_rows(dests, event_ids)
     }
 
+    /// The room an alias names and servers that know it (this server's from the database,
+    /// others' by asking them).
+    pub(super) async fn alias_and_servers(
+        self,
+        alias: &ruma::RoomAliasId,
+    ) -> Result<(OwnedRoomId, Vec<String>)> {
+        self.federation().lookup_alias(alias).await
+    }
+
     /// The `room` of another server's `/hierarchy` of a room (its summary), from the first of
     /// `via` (at most three, never this server) that answers one.
     pub(super) async fn remote_hierarchy_room(

@@ -395,6 +395,31 @@ impl RoomsFace<'_> {
         Ok(Some(Value::Object(out)))
     }
 
+    /// `GET /room_summary/{roomIdOrAlias}`: a room known here is summarised from its state;
+    /// another is asked of the servers in `via` (or an alias's servers), over federation.
+    pub async fn room_summary_of(
+        self,
+        user: Option<&UserId>,
+        id_or_alias: &str,
+        mut via: Vec<ruma::OwnedServerName>,
+        unstable: bool,
+    ) -> Result<Value> {
+        let room = if id_or_alias.starts_with('#') {
+            let alias = ruma::RoomAliasId::parse(id_or_alias)
+                .map_err(|_| Error::invalid_param("Invalid room alias"))?;
+            let (room, servers) = self.alias_and_servers(&alias).await?;
+            via.extend(servers.iter().filter_map(|v| ServerName::parse(v).ok()));
+            room
+        } else {
+            RoomId::parse(id_or_alias)
+                .map_err(|_| Error::invalid_param("Invalid room id or alias"))?
+        };
+        match self.room_summary(user, &room, unstable).await? {
+            Some(v) => Ok(v),
+            None => self.remote_room_summary(user, &room, &via, unstable).await,
+        }
+    }
+
     /// The summary of a room this server does not know, from another server's
     /// `/federation/v1/hierarchy` (the first of `via` that answers; that server applied its
     /// own rules for this one): shown to `user` by the same rules as a local room's, judged
