@@ -167,12 +167,16 @@ impl Db {
         Ok(())
     }
 
-    /// The next queued events of a destination: (id, event json, room, stream ordering).
+    /// The next queued events of a destination (id, event json, room, stream ordering), in
+    /// the events' stream order: a room's events
+    /// in the order they were written (outbox ids are made by each node of a cluster on its
+    /// own, so their order across nodes is not the events' — a peer sent a child before its
+    /// parent would have to fetch the parent).
     pub async fn outbox_batch(&self, dest: &str, limit: i64) -> sqlx::Result<Vec<OutboxPdu>> {
         sqlx::query(
             "SELECT o.id, e.json, e.room_id, e.stream_ordering FROM federation_outbox o \
              JOIN events e ON e.event_id = o.event_id \
-             WHERE o.destination = $1 ORDER BY o.id LIMIT $2",
+             WHERE o.destination = $1 ORDER BY e.stream_ordering, o.id LIMIT $2",
         )
         .bind(dest)
         .bind(limit)
