@@ -70,6 +70,8 @@ pub struct Services {
     pub typing: sync::typing::Typing,
     /// The users each user ignores (`m.ignored_user_list`), cached.
     pub ignored: sync::ignored::IgnoredLists,
+    /// Simplified sliding sync connections, cached (the database holds them).
+    pub sliding: sync::sliding::conn::Connections,
     pub state_group_ids: cluster::IdGen,
     /// This node's place among the nodes sharing the database (alone on SQLite).
     pub cluster: cluster::Cluster,
@@ -222,6 +224,7 @@ impl Services {
             receipt_stream,
             typing: sync::typing::Typing::default(),
             ignored: Default::default(),
+            sliding: Default::default(),
             state_group_ids,
             cluster,
             room_cache: rooms::RoomCache::default(),

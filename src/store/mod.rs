@@ -32,6 +32,7 @@ pub mod remote_memberships;
 pub mod reports;
 pub mod rooms;
 pub mod search;
+pub mod sliding;
 pub mod spaces;
 pub mod state;
 pub mod threepid_sessions;
@@ -89,8 +90,8 @@ macro_rules! migrations {
     };
 }
 
-const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes", "0029_cluster", "0030_profile_fields");
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes", "0029_cluster", "0030_profile_fields");
+const SQLITE_MIGRATIONS: &[(&str, &str)] = migrations!("sqlite": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes", "0029_cluster", "0030_profile_fields", "0031_sliding_sync");
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = migrations!("postgres": "0001_init", "0002_current_state_stream", "0003_refresh_rotation", "0004_e2ee", "0005_media", "0006_receipts", "0007_relations_push", "0008_directory_search", "0009_reports_openid", "0010_federation", "0011_remote_cache", "0012_remote_memberships", "0013_backfill", "0014_edu_outbox", "0015_threepids", "0016_threepid_sessions", "0018_account_validity", "0019_annuaire", "0020_pending_redactions", "0021_signature_changes", "0024_admin", "0025_registration_tokens", "0026_media_admin", "0027_destinations", "0028_quarantine_changes", "0029_cluster", "0030_profile_fields", "0031_sliding_sync");
 
 /// The advisory lock key under which a PostgreSQL node applies migrations.
 const MIGRATION_LOCK: i64 = 0x7061_6c61_6272_6501;

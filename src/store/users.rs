@@ -391,6 +391,7 @@ impl Db {
         }
         Self::delete_device_e2ee(&mut tx.tx, user_id, devices).await?;
         Self::delete_device_pushers(&mut tx.tx, user_id, devices).await?;
+        Self::delete_device_sliding(&mut tx.tx, user_id, devices).await?;
         Self::add_device_list_changes(&mut tx.tx, change_stream, &[user_id.to_owned()]).await?;
         self.finish_positions(&mut tx.tx, fin).await?;
         tx.commit().await

@@ -11,6 +11,7 @@ pub mod ignored;
 mod once;
 pub mod presence;
 pub mod receipts;
+pub mod sliding;
 pub mod tags;
 pub mod typing;
 
