@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::request::{ExtensionsReq, ListReq, RoomConfig};
+use super::request::{ExtensionsReq, ListReq, RoomConfig, SlidingBody, MAX_SUBSCRIPTIONS};
 use crate::services::streams::SyncToken;
 use crate::{Error, Result};
 
@@ -47,6 +47,45 @@ pub struct ConnState {
     /// Each list's count as last sent.
     #[serde(default)]
     pub counts: BTreeMap<String, u64>,
+}
+
+impl ConnState {
+    /// The parameters of this request over those remembered: a field a request leaves out
+    /// keeps its last value (sticky), for lists, subscriptions and extensions.
+    pub fn merge_request(&mut self, b: &SlidingBody, ext: ExtensionsReq) {
+        for (name, l) in &b.lists {
+            let old = self.lists.entry(name.clone()).or_default();
+            if l.ranges.is_some() {
+                old.ranges = l.ranges.clone();
+            }
+            if l.room.required_state.is_some() {
+                old.room.required_state = l.room.required_state.clone();
+            }
+            if l.room.timeline_limit.is_some() {
+                old.room.timeline_limit = l.room.timeline_limit;
+            }
+            if l.filters.is_some() {
+                old.filters = l.filters.clone();
+            }
+        }
+        for (room, c) in &b.room_subscriptions {
+            self.subs.insert(room.clone(), c.clone());
+        }
+        for room in &b.unsubscribe_rooms {
+            self.subs.remove(room);
+        }
+        if self.subs.len() > MAX_SUBSCRIPTIONS {
+            let extra: Vec<String> = self.subs.keys().skip(MAX_SUBSCRIPTIONS).cloned().collect();
+            for k in extra {
+                self.subs.remove(&k);
+            }
+        }
+        self.ext.to_device.merge(ext.to_device);
+        self.ext.e2ee.merge(ext.e2ee);
+        self.ext.account_data.merge(ext.account_data);
+        self.ext.receipts.merge(ext.receipts);
+        self.ext.typing.merge(ext.typing);
+    }
 }
 
 /// A client's position: the version of the connection state and the streams' positions.

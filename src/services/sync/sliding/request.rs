@@ -15,7 +15,7 @@ const MAX_RANGES: usize = 100;
 /// `required_state` pairs per list or subscription.
 const MAX_REQUIRED_STATE: usize = 200;
 /// Room subscriptions per connection.
-const MAX_SUBSCRIPTIONS: usize = 1000;
+pub(super) const MAX_SUBSCRIPTIONS: usize = 1000;
 /// Largest timeline asked for one room.
 pub const MAX_TIMELINE: u64 = 100;
 /// Longest `conn_id`, `txn_id` and list name.
@@ -79,7 +79,7 @@ impl ExtReq {
         self.enabled == Some(true)
     }
 
-    fn merge(&mut self, new: ExtReq) {
+    pub(super) fn merge(&mut self, new: ExtReq) {
         if new.enabled.is_some() {
             self.enabled = new.enabled;
         }
@@ -185,45 +185,6 @@ fn check_config(c: &RoomConfig) -> Result<()> {
         return Err(Error::invalid_param("required_state is too long"));
     }
     Ok(())
-}
-
-impl super::conn::ConnState {
-    /// The parameters of this request over those remembered: a field a request leaves out
-    /// keeps its last value (sticky), for lists, subscriptions and extensions.
-    pub fn merge_request(&mut self, b: &SlidingBody, ext: ExtensionsReq) {
-        for (name, l) in &b.lists {
-            let old = self.lists.entry(name.clone()).or_default();
-            if l.ranges.is_some() {
-                old.ranges = l.ranges.clone();
-            }
-            if l.room.required_state.is_some() {
-                old.room.required_state = l.room.required_state.clone();
-            }
-            if l.room.timeline_limit.is_some() {
-                old.room.timeline_limit = l.room.timeline_limit;
-            }
-            if l.filters.is_some() {
-                old.filters = l.filters.clone();
-            }
-        }
-        for (room, c) in &b.room_subscriptions {
-            self.subs.insert(room.clone(), c.clone());
-        }
-        for room in &b.unsubscribe_rooms {
-            self.subs.remove(room);
-        }
-        if self.subs.len() > MAX_SUBSCRIPTIONS {
-            let extra: Vec<String> = self.subs.keys().skip(MAX_SUBSCRIPTIONS).cloned().collect();
-            for k in extra {
-                self.subs.remove(&k);
-            }
-        }
-        self.ext.to_device.merge(ext.to_device);
-        self.ext.e2ee.merge(ext.e2ee);
-        self.ext.account_data.merge(ext.account_data);
-        self.ext.receipts.merge(ext.receipts);
-        self.ext.typing.merge(ext.typing);
-    }
 }
 
 /// What a room is sent with when several lists and subscriptions name it: the longest
